@@ -1,0 +1,2 @@
+// @meridian/cli: meridian: the command-line tool
+export {};

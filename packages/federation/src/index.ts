@@ -1,0 +1,2 @@
+// @meridian/federation: Service discovery federated across clusters over NATS
+export {};

@@ -1,0 +1,2 @@
+// @meridian/registry: Merged service and endpoint view from local and federated sources
+export {};

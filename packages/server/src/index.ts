@@ -1,0 +1,2 @@
+// @meridian/server: meridiand: the control-plane replica process
+export {};
