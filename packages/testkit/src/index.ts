@@ -1,2 +1,14 @@
 // @meridian/testkit: Real etcd/NATS processes, simulated proxies and fault injection for tests and benchmarks
-export {};
+
+export type { EtcdCluster, EtcdClusterOptions, EtcdMember } from './etcd.js';
+export { EtcdLeaderError, etcdHealthy, startEtcd, startEtcdCluster } from './etcd.js';
+export { canBind, freePort, freePorts, PORT_RANGE_HIGH, PORT_RANGE_LOW } from './ports.js';
+export type { ServerProcess } from './process.js';
+export {
+  killAllServers,
+  liveChildPids,
+  makeTempDir,
+  pidAlive,
+  ServerStartError,
+  TEMP_PREFIX,
+} from './process.js';
