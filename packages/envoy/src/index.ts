@@ -3,5 +3,7 @@
 
 export type { EnvoyJson, JsonValue, SchemaProblem } from './json.js';
 export { checkResource, decodeResource, EnvoySchemaError, encodeResource } from './json.js';
+export type { Locality, ProxyInfo, ProxyKind } from './node.js';
+export { NodeError, parseNode } from './node.js';
 export { envoyProtoIncludeDirs, envoyRoot, lookupMessage } from './schema.js';
 export { type ResourceTypeUrl, TypeUrl, typeUrlOf } from './type-urls.js';
