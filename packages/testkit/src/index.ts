@@ -2,6 +2,14 @@
 
 export type { EtcdCluster, EtcdClusterOptions, EtcdMember } from './etcd.js';
 export { EtcdLeaderError, etcdHealthy, startEtcd, startEtcdCluster } from './etcd.js';
+export type {
+  NatsOptions,
+  NatsServer,
+  NatsSupercluster,
+  NatsSuperclusterOptions,
+  StandaloneNatsServer,
+} from './nats.js';
+export { NatsConnectivityError, natsHealthy, natsMonitor, startNats, startNatsSupercluster } from './nats.js';
 export { canBind, freePort, freePorts, PORT_RANGE_HIGH, PORT_RANGE_LOW } from './ports.js';
 export type { ServerProcess } from './process.js';
 export {
