@@ -2,6 +2,8 @@
 
 export type { EtcdCluster, EtcdClusterOptions, EtcdMember } from './etcd.js';
 export { EtcdLeaderError, etcdHealthy, startEtcd, startEtcdCluster } from './etcd.js';
+export type { TcpProxy, TcpProxyOptions } from './faults.js';
+export { tcpProxy } from './faults.js';
 export type {
   NatsOptions,
   NatsServer,
