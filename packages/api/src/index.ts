@@ -1,2 +1,38 @@
-// @meridian/api: Istio-compatible config kinds: parsing and validation with precise errors
-export {};
+// @meridian/api: Istio-compatible config kinds: parsing and validation with precise errors.
+//
+// Typical use (admin API, CLI):
+//   const r = parseConfigDocuments(yamlText, { source: 'reviews.yaml' });
+//   if (!r.ok) reject(r.error.message);      // one line per FieldError
+//   else store(r.configs);                   // canonical objects (see normalize)
+//   const warnings = analyzeConfigs(allConfigs, { knownHosts });
+
+export type {
+  AnalysisContext,
+  AnalysisMessage,
+} from './analyze.js';
+export { AnalysisCode, analyzeConfigs, formatAnalysisMessage, resolveHost } from './analyze.js';
+export { parseDurationNanos } from './duration.js';
+export type { FieldError } from './errors.js';
+export { formatFieldError, sortFieldErrors, ValidationError } from './errors.js';
+export type {
+  AuthorizationPolicyConfig,
+  ConfigKindInfo,
+  ConfigObject,
+  DestinationRuleConfig,
+  KindName,
+  ObjectMeta,
+  PeerAuthenticationConfig,
+  ServiceEntryConfig,
+  SidecarConfig,
+  SpecByKind,
+  TypedConfigObject,
+  VirtualServiceConfig,
+  WorkloadEntryConfig,
+} from './kinds.js';
+export { ALL_KINDS, ConfigKind, configKey, lookupKind } from './kinds.js';
+export { canonicalJSON, normalize } from './normalize.js';
+export type { DocumentResult, ParseOptions, ParseResult } from './parse.js';
+export { parseConfigDocuments } from './parse.js';
+export type * from './types.js';
+export type { ValidateOptions, ValidateResult } from './validate.js';
+export { validateConfig } from './validate.js';

@@ -1,0 +1,22 @@
+import type { KindName } from './kinds.js';
+import {
+  AuthorizationPolicySchema,
+  DestinationRuleSchema,
+  type MessageSchema,
+  PeerAuthenticationSchema,
+  ServiceEntrySchema,
+  SidecarSchema,
+  VirtualServiceSchema,
+  WorkloadEntrySchema,
+} from './schema.js';
+
+/** The spec schema of each kind. */
+export const SPEC_SCHEMAS: Readonly<Record<KindName, MessageSchema>> = {
+  VirtualService: VirtualServiceSchema,
+  DestinationRule: DestinationRuleSchema,
+  ServiceEntry: ServiceEntrySchema,
+  WorkloadEntry: WorkloadEntrySchema,
+  Sidecar: SidecarSchema,
+  PeerAuthentication: PeerAuthenticationSchema,
+  AuthorizationPolicy: AuthorizationPolicySchema,
+};
