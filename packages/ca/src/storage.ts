@@ -1,0 +1,104 @@
+// Installing a cluster's CA into its etcd and loading it on every replica.
+//
+// The CA needs only get/put of string values under the cluster's key prefix. `CaStore` is that narrow
+// seam; `@meridian/store`'s Store satisfies it through `caStoreFrom` (see index.ts), and tests of pure
+// logic use `MemoryCaStore`.
+import { type ClusterCaMaterial, SigningCa } from './authority.js';
+import { CaConfigError } from './errors.js';
+import { openPrivateKey, type SealedKey, sealPrivateKey } from './keywrap.js';
+
+/** What the CA needs from the cluster's store: string values under keys relative to its prefix. */
+export interface CaStore {
+  get(key: string): Promise<string | undefined>;
+  put(key: string, value: string): Promise<void>;
+}
+
+/** Keys the CA uses, relative to the cluster's prefix. */
+export const CA_KEYS = {
+  /** The cluster intermediate: certificates in clear, private key sealed. */
+  intermediate: 'ca/intermediate',
+  /** Public keys that verify bootstrap tokens (JWK set). */
+  tokenKeys: 'ca/token-keys',
+} as const;
+
+/** The stored form of a cluster CA. */
+export interface StoredClusterCa {
+  readonly version: 1;
+  readonly clusterId: string;
+  readonly trustDomain: string;
+  readonly caCert: string;
+  readonly certChain: string;
+  readonly rootCerts: string;
+  readonly key: SealedKey;
+}
+
+/** Seals and writes a cluster's CA material (validated first: nothing inconsistent is installed). */
+export async function installClusterCa(store: CaStore, m: ClusterCaMaterial, kek: Buffer): Promise<void> {
+  SigningCa.fromMaterial(m);
+  const record: StoredClusterCa = {
+    version: 1,
+    clusterId: m.clusterId,
+    trustDomain: m.trustDomain,
+    caCert: m.caCertPem,
+    certChain: m.certChainPem,
+    rootCerts: m.rootCertPem,
+    key: sealPrivateKey(m.caKeyPem, kek, m.clusterId),
+  };
+  await store.put(CA_KEYS.intermediate, JSON.stringify(record));
+}
+
+/** Parses a stored record (as read from etcd or delivered by a watch). */
+export function parseStoredClusterCa(value: string, kek: Buffer, clusterId: string): ClusterCaMaterial {
+  let r: StoredClusterCa;
+  try {
+    r = JSON.parse(value) as StoredClusterCa;
+  } catch (err) {
+    throw new CaConfigError(`${CA_KEYS.intermediate}: not valid JSON`, CA_KEYS.intermediate, { cause: err });
+  }
+  if (r?.version !== 1 || typeof r.caCert !== 'string' || typeof r.certChain !== 'string' || !r.key) {
+    throw new CaConfigError(
+      `${CA_KEYS.intermediate}: unsupported or incomplete record`,
+      CA_KEYS.intermediate,
+    );
+  }
+  if (r.clusterId !== clusterId) {
+    throw new CaConfigError(
+      `${CA_KEYS.intermediate}: record is for cluster "${r.clusterId}", this replica is in "${clusterId}"`,
+      CA_KEYS.intermediate,
+    );
+  }
+  return {
+    clusterId: r.clusterId,
+    trustDomain: r.trustDomain,
+    caCertPem: r.caCert,
+    certChainPem: r.certChain,
+    rootCertPem: r.rootCerts,
+    caKeyPem: openPrivateKey(r.key, kek, clusterId),
+  };
+}
+
+/** Loads and checks the cluster's CA from the store (what every replica does at start and on change). */
+export async function loadClusterCa(
+  store: CaStore,
+  opts: { clusterId: string; kek: Buffer },
+): Promise<SigningCa> {
+  const value = await store.get(CA_KEYS.intermediate);
+  if (value === undefined) {
+    throw new CaConfigError(
+      `no CA installed for cluster "${opts.clusterId}" (run: meridian ca install --cluster ${opts.clusterId})`,
+      CA_KEYS.intermediate,
+    );
+  }
+  return SigningCa.fromMaterial(parseStoredClusterCa(value, opts.kek, opts.clusterId));
+}
+
+/** A CaStore in memory, for unit tests and for the CLI's dry runs. */
+export class MemoryCaStore implements CaStore {
+  readonly data = new Map<string, string>();
+  async get(key: string): Promise<string | undefined> {
+    return this.data.get(key);
+  }
+  async put(key: string, value: string): Promise<void> {
+    this.data.set(key, value);
+  }
+}
