@@ -57,6 +57,8 @@ export class ServerStartError extends Error {
 // Process-wide registry. Deliberately module state: it must see every child of this OS process.
 
 const live = new Set<ChildProcess>();
+/** Removers of the temp dirs still in use; run after the kill on exit and on a fatal signal. */
+const tempDirs = new Set<() => void>();
 let hooksInstalled = false;
 
 function killAllSync(): void {
@@ -71,8 +73,20 @@ function killAllSync(): void {
   }
 }
 
-function onSignal(signal: NodeJS.Signals): void {
+function cleanUpSync(): void {
   killAllSync();
+  for (const remove of tempDirs) {
+    try {
+      remove();
+    } catch {
+      // best effort: CI's sweep removes what is left
+    }
+  }
+  tempDirs.clear();
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  cleanUpSync();
   // Keep the default behaviour (terminate) when nobody else handles the signal.
   if (process.listenerCount(signal) === 1) {
     process.removeListener(signal, onSignal);
@@ -84,7 +98,7 @@ function installHooks(): void {
   if (hooksInstalled) return;
   hooksInstalled = true;
   // 'exit' also fires after an uncaught exception or unhandled rejection ends the process.
-  process.on('exit', killAllSync);
+  process.on('exit', cleanUpSync);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
 }
 
@@ -93,9 +107,12 @@ export function liveChildPids(): number[] {
   return [...live].map((c) => c.pid).filter((p): p is number => p !== undefined);
 }
 
-/** SIGKILLs every child the testkit started in this process (also done automatically on exit). */
+/**
+ * SIGKILLs every child the testkit started in this process and removes its temp dirs (also done
+ * automatically on exit and on SIGINT/SIGTERM/SIGHUP). Handles become unusable.
+ */
 export function killAllServers(): void {
-  killAllSync();
+  cleanUpSync();
 }
 
 /**
@@ -120,9 +137,13 @@ export function pidAlive(pid: number): boolean {
 
 /**
  * `setpriv --pdeathsig KILL` makes the kernel SIGKILL the server when the thread that spawned it dies,
- * even by SIGKILL, where no exit hook runs. Used when util-linux's setpriv is installed.
+ * even by SIGKILL, where no exit hook runs. Used when util-linux's setpriv is installed, unless
+ * MERIDIAN_TESTKIT_PDEATHSIG=0 (the teardown test uses that to check the exit hooks alone).
  */
-const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
+const SETPRIV =
+  process.env.MERIDIAN_TESTKIT_PDEATHSIG === '0'
+    ? undefined
+    : ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
 
 // ---------------------------------------------------------------------------------------------------
 // Temp dirs
@@ -136,24 +157,30 @@ export const TEMP_PREFIX = '/tmp/meridian-test-';
  * lines still carry the /tmp prefix. Returns the path and a remover.
  */
 export function makeTempDir(kind: string, opts: { tmpfs?: boolean } = {}): { path: string; remove(): void } {
+  installHooks();
+  let path: string;
+  let removeNow: () => void;
   if (opts.tmpfs && existsSync('/dev/shm')) {
     const real = mkdtempSync(`/dev/shm/meridian-test-${kind}-`);
     const link = `${TEMP_PREFIX}${kind}-${real.slice(real.lastIndexOf('-') + 1)}`;
     symlinkSync(real, link);
-    return {
-      path: link,
-      remove() {
-        rmSync(link, { force: true });
-        rmSync(real, { recursive: true, force: true });
-      },
+    path = link;
+    removeNow = () => {
+      rmSync(link, { force: true });
+      rmSync(real, { recursive: true, force: true });
     };
+  } else {
+    mkdirSync('/tmp', { recursive: true });
+    const dir = mkdtempSync(`${TEMP_PREFIX}${kind}-`);
+    path = dir;
+    removeNow = () => rmSync(dir, { recursive: true, force: true });
   }
-  mkdirSync('/tmp', { recursive: true });
-  const path = mkdtempSync(`${TEMP_PREFIX}${kind}-`);
+  tempDirs.add(removeNow);
   return {
     path,
     remove() {
-      rmSync(path, { recursive: true, force: true });
+      tempDirs.delete(removeNow);
+      removeNow();
     },
   };
 }
