@@ -1,2 +1,49 @@
 // @meridian/xds: Aggregated Discovery Service (SotW and Delta) with push queue and encoded-resource cache
-export {};
+
+export {
+  canonicalJson,
+  encodedResource,
+  ResourceCache,
+  ResourceNameError,
+  resourceNameField,
+  versionOf,
+} from './cache.js';
+export type { ConnectionHost, StreamLimits, Variant } from './connection.js';
+export { Connection, changeAffects } from './connection.js';
+export { shortType, XdsMetrics } from './metrics.js';
+export type {
+  AckOutcome,
+  DeltaRequestFields,
+  DeltaWatch,
+  NackRecord,
+  RequestResult,
+  SotwRequestFields,
+  SotwWatch,
+  SyncState,
+  WatchState,
+} from './protocol.js';
+export {
+  applyDeltaRequest,
+  applySotwRequest,
+  deltaDiff,
+  deltaSent,
+  isFullStateType,
+  PUSH_ORDER,
+  pushRank,
+  sotwChanged,
+  sotwRemovals,
+  sotwSent,
+  sotwTarget,
+  syncState,
+  WILDCARD,
+} from './protocol.js';
+export type { DebounceOptions, Pushable, Timer } from './push-queue.js';
+export { Debouncer, PushQueue, realTimer } from './push-queue.js';
+export type { XdsServerOptions } from './server.js';
+export { adsServiceDefinition, identityOf, XdsServer } from './server.js';
+export type { DebugSource, DumpedResource, ProxySyncStatus, TypeSyncStatus } from './status.js';
+export { connectionConfigDump, connectionStatus, debugHandler } from './status.js';
+export type { ChangeEvent, EncodedResource, ProxyContext, ResourceMap, XdsSnapshot } from './types.js';
+export { mergeChanges } from './types.js';
+export type { DeltaRequest, SotwRequest } from './wire.js';
+export { decodeDeltaRequest, decodeSotwRequest, deltaResponse, frameResource, sotwResponse } from './wire.js';

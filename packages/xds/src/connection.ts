@@ -1,0 +1,508 @@
+// One ADS stream: the loop shared by State-of-the-World and Delta. It decodes requests, applies the
+// protocol rules (protocol.ts), answers, pushes changes in PUSH_ORDER with removals last, and keeps the
+// stream's write buffer bounded: a stream that does not drain is skipped (its pushes merged until it
+// drains) and closed when it stays stuck.
+import { createHash } from 'node:crypto';
+import { type ServerDuplexStream, status as Status } from '@grpc/grpc-js';
+import { type EnvoyJson, NodeError, parseNode, type ResourceTypeUrl } from '@meridian/envoy';
+import type { Logger } from 'pino';
+import { shortType, type XdsMetrics } from './metrics.js';
+import {
+  type AckOutcome,
+  applyDeltaRequest,
+  applySotwRequest,
+  type DeltaWatch,
+  deltaDiff,
+  deltaSent,
+  PUSH_ORDER,
+  pushRank,
+  type SotwWatch,
+  sotwChanged,
+  sotwRemovals,
+  sotwSent,
+  sotwTarget,
+  type WatchState,
+} from './protocol.js';
+import type { Pushable } from './push-queue.js';
+import type { ChangeEvent, EncodedResource, ProxyContext, ResourceMap, XdsSnapshot } from './types.js';
+import {
+  type DeltaRequest,
+  decodeDeltaRequest,
+  decodeSotwRequest,
+  deltaResponse,
+  type SotwRequest,
+  sotwResponse,
+} from './wire.js';
+
+/** The protocol variant of a stream. */
+export type Variant = 'sotw' | 'delta';
+
+/** Stream limits, resolved from XdsServerOptions. */
+export interface StreamLimits {
+  /** Largest request accepted, in bytes (larger ones close the stream with RESOURCE_EXHAUSTED). */
+  readonly maxRequestBytes: number;
+  /** Bytes written but not yet taken by HTTP/2 beyond which the stream counts as blocked. */
+  readonly maxBufferedBytes: number;
+  /** A stream blocked this long is closed (the proxy stopped reading). */
+  readonly stuckTimeoutMs: number;
+  /** A push is released from the concurrency cap after this long even if its writes are pending. */
+  readonly pushReleaseMs: number;
+}
+
+/** What a connection needs from its server. */
+export interface ConnectionHost {
+  readonly log: Logger;
+  readonly metrics: XdsMetrics;
+  readonly limits: StreamLimits;
+  snapshot(): XdsSnapshot | undefined;
+  /** Called once the first request's node was understood. */
+  identified(conn: Connection): void;
+  /** Called once when the stream ends, for whatever reason. */
+  closed(conn: Connection): void;
+}
+
+const SERVED_TYPES = new Set<string>(PUSH_ORDER);
+
+/** A change that asks for the given types to be sent whatever their state (new subscriptions). */
+function forcedTypes(types: Iterable<string>): Set<string> {
+  return new Set(types);
+}
+
+/** Whether a change can affect what a watch should hold (the push pipeline's filter). */
+export function changeAffects(change: ChangeEvent, watch: WatchState): boolean {
+  if (change.full) return true;
+  const type = watch.typeUrl as ResourceTypeUrl;
+  if (!change.types?.has(type)) return false;
+  const names = change.names?.get(type);
+  if (names === undefined || watch.wildcard) return true;
+  for (const n of names) if (watch.names.has(n)) return true;
+  return false;
+}
+
+/** SotW response bodies (version field + resource frames) shared by streams that get the same set. */
+const sotwBodies = new WeakMap<ResourceMap, Map<string, { version: string; body: Buffer }>>();
+
+function sotwVersion(resources: readonly EncodedResource[]): string {
+  const h = createHash('sha256');
+  for (const r of resources) h.update(r.name).update('\0').update(r.version).update('\n');
+  return h.digest('hex').slice(0, 16);
+}
+
+function sotwBody(resources: readonly EncodedResource[]): { version: string; body: Buffer } {
+  const version = sotwVersion(resources);
+  return { version, body: sotwResponse(version, resources, '', '') };
+}
+
+let connectionCounter = 0;
+
+/** Finds grpc-js' HTTP/2 stream under a server call, to reset a stream whose peer stopped reading
+ * (grpc-js has no public way to end a call whose write buffer cannot drain). */
+function resetHttp2Stream(call: unknown): boolean {
+  let node: unknown = call;
+  for (let depth = 0; depth < 6 && node && typeof node === 'object'; depth++) {
+    const rec = node as {
+      stream?: { close?: (code: number) => void; destroyed?: boolean };
+      call?: unknown;
+      nextCall?: unknown;
+    };
+    if (rec.stream && typeof rec.stream.close === 'function') {
+      if (!rec.stream.destroyed) rec.stream.close(8 /* NGHTTP2_CANCEL */);
+      return true;
+    }
+    node = rec.call ?? rec.nextCall;
+  }
+  return false;
+}
+
+type AnyStream = ServerDuplexStream<Buffer, Buffer>;
+
+/** Per-type bookkeeping the protocol state does not hold. */
+interface TypeBook {
+  lastPushAt: number | undefined;
+  /** Earliest change (performance.now()) sent on this type and not yet ACKed. */
+  changeAt: number | undefined;
+  /** When the current nonce was sent (performance.now()), for the push-to-ACK time. */
+  sentAt: number | undefined;
+}
+
+/** One ADS stream (SotW or Delta). */
+export class Connection implements Pushable {
+  /** `<node id>-<n>` once identified; `pending-<n>` before. */
+  id: string;
+  ctx: ProxyContext | undefined;
+  readonly watches = new Map<string, SotwWatch | DeltaWatch>();
+  readonly books = new Map<string, TypeBook>();
+  readonly connectedAt = Date.now();
+  closed = false;
+  readonly #n = ++connectionCounter;
+  #nonce = 0;
+  #outstandingBytes = 0;
+  #outstandingWrites = 0;
+  #blocked = false;
+  #stuckTimer: NodeJS.Timeout | undefined;
+  #deferredChange: ChangeEvent | undefined;
+  #deferredForced = new Set<string>();
+  #releaseWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly variant: Variant,
+    readonly call: AnyStream,
+    readonly host: ConnectionHost,
+    readonly authenticatedIdentity: string | undefined,
+  ) {
+    this.id = `pending-${this.#n}`;
+    call.on('data', (bytes: Buffer) => this.#onRequest(bytes));
+    call.on('end', () => {
+      this.#finish('client closed the stream');
+      call.end();
+    });
+    call.on('cancelled', () =>
+      this.#finish('stream cancelled (client went away or a transport limit was hit)'),
+    );
+    call.on('error', (e: Error) => this.#finish(`stream error: ${e.message}`));
+    call.on('close', () => this.#finish('stream closed'));
+  }
+
+  get blocked(): boolean {
+    return this.#blocked;
+  }
+
+  /** Bytes handed to grpc-js and not yet written to the socket. */
+  get bufferedBytes(): number {
+    return this.#outstandingBytes;
+  }
+
+  #nextNonce(): string {
+    this.#nonce++;
+    return `${this.#n.toString(36)}-${this.#nonce.toString(36)}`;
+  }
+
+  #book(type: string): TypeBook {
+    let b = this.books.get(type);
+    if (!b) {
+      b = { lastPushAt: undefined, changeAt: undefined, sentAt: undefined };
+      this.books.set(type, b);
+    }
+    return b;
+  }
+
+  #onRequest(bytes: Buffer): void {
+    if (this.closed) return;
+    const { log, metrics, limits } = this.host;
+    if (bytes.length > limits.maxRequestBytes) {
+      metrics.bad('too_large');
+      this.close(
+        Status.RESOURCE_EXHAUSTED,
+        `request of ${bytes.length} bytes exceeds the limit of ${limits.maxRequestBytes} bytes`,
+      );
+      return;
+    }
+    let req: SotwRequest | DeltaRequest;
+    try {
+      req = this.variant === 'sotw' ? decodeSotwRequest(bytes) : decodeDeltaRequest(bytes);
+    } catch (e) {
+      metrics.bad('garbage');
+      const kind = this.variant === 'sotw' ? 'DiscoveryRequest' : 'DeltaDiscoveryRequest';
+      this.close(Status.INVALID_ARGUMENT, `request is not a ${kind}: ${(e as Error).message}`);
+      return;
+    }
+    if (!this.ctx) {
+      let proxy: ReturnType<typeof parseNode>;
+      try {
+        proxy = parseNode(req.node as { [key: string]: EnvoyJson[string] } | undefined);
+      } catch (e) {
+        if (!(e instanceof NodeError)) throw e;
+        metrics.bad('bad_node');
+        this.close(Status.INVALID_ARGUMENT, e.message);
+        return;
+      }
+      this.id = `${proxy.id}-${this.#n}`;
+      this.ctx = {
+        connectionId: this.id,
+        proxy,
+        authenticatedIdentity: this.authenticatedIdentity,
+        peer: this.call.getPeer(),
+      };
+      this.host.identified(this);
+    }
+    if (!SERVED_TYPES.has(req.typeUrl)) {
+      metrics.bad('unknown_type');
+      log.warn(
+        { conn: this.id, typeUrl: req.typeUrl },
+        `ignoring request for unknown type URL "${req.typeUrl}"`,
+      );
+      return;
+    }
+    const type = req.typeUrl;
+    const result =
+      this.variant === 'sotw'
+        ? applySotwRequest(this.watches.get(type) as SotwWatch | undefined, req as SotwRequest)
+        : applyDeltaRequest(this.watches.get(type) as DeltaWatch | undefined, req as DeltaRequest);
+    this.watches.set(type, result.state);
+    this.#recordAck(type, result.ack);
+    if (result.respond) {
+      if (this.#blocked) this.#deferredForced.add(type);
+      else this.#send(undefined, forcedTypes([type]));
+    }
+  }
+
+  #recordAck(type: string, ack: AckOutcome): void {
+    const { log, metrics } = this.host;
+    const book = this.#book(type);
+    switch (ack.kind) {
+      case 'ack': {
+        if (book.changeAt !== undefined) {
+          metrics.convergence.record((performance.now() - book.changeAt) / 1000, { type: shortType(type) });
+          book.changeAt = undefined;
+        }
+        break;
+      }
+      case 'nack':
+        metrics.reject(type);
+        book.changeAt = undefined;
+        log.warn({ conn: this.id, type: shortType(type), nonce: ack.nonce }, `NACK: ${ack.message}`);
+        break;
+      case 'stale':
+        metrics.expiredNonce.add(1, { type: shortType(type) });
+        log.debug(
+          { conn: this.id, type: shortType(type), nonce: ack.nonce },
+          'ignoring request with a stale nonce',
+        );
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** Pushes a change. Resolves when the writes are taken by HTTP/2, the stream blocks, or after
+   * `pushReleaseMs`, so one slow stream holds a push slot for a bounded time only. */
+  push(change: ChangeEvent): Promise<void> {
+    if (this.closed || !this.ctx) return Promise.resolve();
+    if (this.#blocked) {
+      this.#deferChange(change);
+      return Promise.resolve();
+    }
+    this.#send(change, new Set());
+    if (this.#outstandingWrites === 0 || this.#blocked) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, this.host.limits.pushReleaseMs);
+      timer.unref();
+      this.#releaseWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  #deferChange(change: ChangeEvent): void {
+    this.#deferredChange = this.#deferredChange
+      ? {
+          ...change,
+          full: true,
+          reason: [...this.#deferredChange.reason, ...change.reason],
+          at: Math.min(change.at, this.#deferredChange.at),
+        }
+      : change;
+  }
+
+  /**
+   * Sends what `change` (or a new subscription, `forced`) requires, in PUSH_ORDER: first every type's
+   * additions and updates (SotW full-state types keep resources being removed), then the removals in
+   * reverse order, so a proxy never points at something it has not received.
+   */
+  #send(change: ChangeEvent | undefined, forced: ReadonlySet<string>): void {
+    const snapshot = this.host.snapshot();
+    const ctx = this.ctx;
+    if (!snapshot || !ctx) return;
+    const started = performance.now();
+    const types = [...this.watches.keys()]
+      .filter((t) => forced.has(t) || (change !== undefined && changeAffects(change, this.watches.get(t)!)))
+      .sort((a, b) => pushRank(a) - pushRank(b));
+    const removals: (() => void)[] = [];
+    for (const type of types) {
+      const watch = this.watches.get(type)!;
+      const available = snapshot.resources(ctx, type as ResourceTypeUrl);
+      const isForced = forced.has(type);
+      if (this.variant === 'sotw') {
+        const w = watch as SotwWatch;
+        const target = sotwTarget(w, available);
+        if (!isForced && !sotwChanged(w, target)) continue;
+        this.#noteMissing(type, w, available);
+        const removed = sotwRemovals(w, target);
+        if (removed.length > 0) {
+          // Make before break: first the new set plus what is being removed, the bare set last.
+          const keep = [...target, ...removed].sort((a, b) => (a.name < b.name ? -1 : 1));
+          if (sotwChanged(w, keep)) this.#sendSotw(type, keep, undefined, change);
+          removals.push(() => this.#sendSotw(type, target, available, change));
+        } else {
+          this.#sendSotw(type, target, available, change);
+        }
+      } else {
+        const w = watch as DeltaWatch;
+        const { upserts, removed } = deltaDiff(w, available);
+        if (upserts.length > 0 || (isForced && removed.length === 0))
+          this.#sendDelta(type, upserts, [], change);
+        if (removed.length > 0) removals.push(() => this.#sendDelta(type, [], removed, change));
+      }
+    }
+    for (const remove of removals.reverse()) remove();
+    if (types.length > 0) this.host.metrics.pushTime.record((performance.now() - started) / 1000);
+  }
+
+  #noteMissing(type: string, w: WatchState, available: ResourceMap | undefined): void {
+    if (w.wildcard) return;
+    const missing = [...w.names].filter((n) => !available?.has(n));
+    if (missing.length === 0) return;
+    this.host.metrics.bad('unknown_resource', { type: shortType(type) });
+    this.host.log.info(
+      { conn: this.id, type: shortType(type), missing: missing.slice(0, 10) },
+      `subscribed resources do not exist: ${missing.slice(0, 10).join(', ')}`,
+    );
+  }
+
+  #sendSotw(
+    type: string,
+    resources: readonly EncodedResource[],
+    available: ResourceMap | undefined,
+    change: ChangeEvent | undefined,
+  ): void {
+    const w = this.watches.get(type) as SotwWatch;
+    let entry: { version: string; body: Buffer } | undefined;
+    if (available) {
+      // Streams that get the same set of the same snapshot share one body.
+      let perMap = sotwBodies.get(available);
+      if (!perMap) {
+        perMap = new Map();
+        sotwBodies.set(available, perMap);
+      }
+      const key = w.wildcard ? '*' : resources.map((r) => r.name).join('\n');
+      entry = perMap.get(key);
+      if (!entry) {
+        entry = sotwBody(resources);
+        perMap.set(key, entry);
+      }
+    } else {
+      entry = sotwBody(resources);
+    }
+    const nonce = this.#nextNonce();
+    const bytes = Buffer.concat([entry.body, sotwResponse('', [], type, nonce)]);
+    this.watches.set(type, sotwSent(w, nonce, resources));
+    this.#write(type, bytes, change);
+  }
+
+  #sendDelta(
+    type: string,
+    upserts: readonly EncodedResource[],
+    removed: readonly string[],
+    change: ChangeEvent | undefined,
+  ): void {
+    const w = this.watches.get(type) as DeltaWatch;
+    const nonce = this.#nextNonce();
+    const bytes = deltaResponse(this.host.snapshot()?.version ?? '', upserts, removed, type, nonce);
+    this.watches.set(type, deltaSent(w, nonce, upserts, removed));
+    this.#write(type, bytes, change);
+  }
+
+  #write(type: string, bytes: Buffer, change: ChangeEvent | undefined): void {
+    const { metrics, limits } = this.host;
+    const book = this.#book(type);
+    book.lastPushAt = Date.now();
+    book.sentAt = performance.now();
+    if (change) book.changeAt = book.changeAt === undefined ? change.at : Math.min(book.changeAt, change.at);
+    const short = shortType(type);
+    metrics.pushes.add(1, { type: short });
+    metrics.responseBytes.add(bytes.length, { type: short });
+    this.#outstandingBytes += bytes.length;
+    this.#outstandingWrites++;
+    let ok = true;
+    try {
+      ok = this.call.write(bytes, () => this.#written(bytes.length));
+    } catch (e) {
+      metrics.pushes.add(1, { type: `${short}_senderr` });
+      this.close(Status.INTERNAL, `write failed: ${(e as Error).message}`);
+      return;
+    }
+    if (!ok || this.#outstandingBytes > limits.maxBufferedBytes) this.#block();
+  }
+
+  #written(length: number): void {
+    this.#outstandingBytes -= length;
+    this.#outstandingWrites--;
+    if (this.#outstandingWrites === 0) {
+      this.#release();
+      if (this.#blocked) this.#unblock();
+    }
+  }
+
+  #release(): void {
+    const waiters = this.#releaseWaiters;
+    this.#releaseWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  #block(): void {
+    if (this.#blocked) return;
+    this.#blocked = true;
+    this.#release();
+    this.host.log.debug(
+      { conn: this.id, buffered: this.#outstandingBytes },
+      'stream blocked: proxy is not reading',
+    );
+    this.#stuckTimer = setTimeout(() => {
+      if (!this.#blocked || this.closed) return;
+      this.host.metrics.writeTimeout.add(1);
+      this.close(
+        Status.RESOURCE_EXHAUSTED,
+        `proxy stopped reading: ${this.#outstandingBytes} bytes unwritten for ${this.host.limits.stuckTimeoutMs} ms`,
+        true,
+      );
+    }, this.host.limits.stuckTimeoutMs);
+    this.#stuckTimer.unref();
+  }
+
+  #unblock(): void {
+    this.#blocked = false;
+    if (this.#stuckTimer) clearTimeout(this.#stuckTimer);
+    this.#stuckTimer = undefined;
+    const change = this.#deferredChange;
+    const forced = this.#deferredForced;
+    this.#deferredChange = undefined;
+    this.#deferredForced = new Set();
+    if (change || forced.size > 0) this.#send(change, forced);
+  }
+
+  /**
+   * Ends the stream with a status and a logged reason. `hard` resets the HTTP/2 stream at once (for a
+   * peer that stopped reading, whose trailers could never be written).
+   */
+  close(code: Status, reason: string, hard = false): void {
+    if (this.closed) return;
+    this.host.log.warn(
+      { conn: this.id, code: Status[code], peer: this.call.getPeer() },
+      `closing xDS stream: ${reason}`,
+    );
+    const error = Object.assign(new Error(reason), { code, details: reason });
+    if (hard) {
+      this.#finish(reason);
+      if (!resetHttp2Stream(this.call)) this.call.destroy(error);
+      return;
+    }
+    this.call.emit('error', error);
+    this.#finish(reason);
+  }
+
+  /** Ends the stream as the server drains (clients reconnect to another replica). */
+  drain(): void {
+    if (this.closed) return;
+    this.close(Status.UNAVAILABLE, 'server is shutting down', this.#blocked);
+  }
+
+  #finish(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.#stuckTimer) clearTimeout(this.#stuckTimer);
+    this.#release();
+    this.host.log.debug({ conn: this.id, reason }, 'xDS stream ended');
+    this.host.closed(this);
+  }
+}

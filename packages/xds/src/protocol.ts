@@ -1,0 +1,374 @@
+// The xDS subscription and ACK/NACK rules, as pure functions over a small per-stream, per-type state.
+// Source: Envoy's "xDS REST and gRPC protocol" page
+// (https://www.envoyproxy.io/docs/envoy/latest/api-docs/xds_protocol), sections cited as [§name].
+// The stream loop (connection.ts) calls these and performs the sends they ask for; nothing here does
+// I/O, so every rule is unit-tested in test/protocol.test.ts.
+import { TypeUrl } from '@meridian/envoy';
+import type { EncodedResource, ResourceMap } from './types.js';
+
+/** The special resource name that subscribes to every resource of a type [§How the client specifies
+ * what resources to return]. */
+export const WILDCARD = '*';
+
+/** A NACK: the client rejected the response with this nonce [§ACK and NACK semantics]. */
+export interface NackRecord {
+  readonly nonce: string;
+  readonly code: number;
+  readonly message: string;
+  /** `Date.now()` when it arrived. */
+  readonly at: number;
+}
+
+/** Subscription and ACK state of one type on one stream (both variants). */
+export interface WatchState {
+  readonly typeUrl: string;
+  /** Subscribed to every resource of the type. */
+  readonly wildcard: boolean;
+  /** Names subscribed explicitly (never contains `*`). */
+  readonly names: ReadonlySet<string>;
+  /** The client has sent a non-empty name list for this type at least once; from then on an empty
+   * SotW list means "nothing", not the legacy wildcard. */
+  readonly namedEver: boolean;
+  readonly nonceSent: string | undefined;
+  readonly nonceAcked: string | undefined;
+  /** SotW: the version_info of the last ACK. Delta: the system version of the ACKed response. */
+  readonly versionAcked: string | undefined;
+  readonly lastNack: NackRecord | undefined;
+}
+
+/** What a request meant for the previously sent response. */
+export type AckOutcome =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'ack'; readonly nonce: string }
+  | { readonly kind: 'nack'; readonly nonce: string; readonly message: string }
+  /** A response_nonce that is not the last one sent on this stream for this type. */
+  | { readonly kind: 'stale'; readonly nonce: string };
+
+/** The result of applying one request to the state of its type. */
+export interface RequestResult<S extends WatchState> {
+  readonly state: S;
+  readonly ack: AckOutcome;
+  /** The server must send a response for this type now (it may be empty). */
+  readonly respond: boolean;
+  readonly why: 'first-request' | 'reconnect' | 'subscription-changed' | 'none';
+}
+
+/**
+ * Full-state types in SotW: a response carries every resource of the type, and a resource missing from
+ * it is deleted by the client [§Resource types, "LDS and CDS ... full state"]. For the other types a
+ * missing resource means nothing, so removal is by unsubscription only.
+ */
+export function isFullStateType(typeUrl: string): boolean {
+  return typeUrl === TypeUrl.Listener || typeUrl === TypeUrl.Cluster;
+}
+
+/**
+ * The order pushes are sent in: clusters before the endpoints and listeners that use them, listeners
+ * before the routes they name, secrets last [§Eventual consistency considerations: "CDS updates (if
+ * any) must always be pushed first, EDS updates (if any) must arrive after CDS updates ..., LDS updates
+ * must arrive after corresponding CDS/EDS updates, RDS updates related to the newly added listeners
+ * must arrive after CDS/EDS/LDS updates"]. Removals are sent after every addition (make before break).
+ */
+export const PUSH_ORDER: readonly string[] = [
+  TypeUrl.Cluster,
+  TypeUrl.ClusterLoadAssignment,
+  TypeUrl.Listener,
+  TypeUrl.RouteConfiguration,
+  TypeUrl.Secret,
+];
+
+/** Position of a type in PUSH_ORDER (unknown types last). */
+export function pushRank(typeUrl: string): number {
+  const i = PUSH_ORDER.indexOf(typeUrl);
+  return i < 0 ? PUSH_ORDER.length : i;
+}
+
+function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const x of a) if (!b.has(x)) return false;
+  return true;
+}
+
+function emptyWatch(typeUrl: string): WatchState {
+  return {
+    typeUrl,
+    wildcard: false,
+    names: new Set(),
+    namedEver: false,
+    nonceSent: undefined,
+    nonceAcked: undefined,
+    versionAcked: undefined,
+    lastNack: undefined,
+  };
+}
+
+/** The fields of a SotW request these rules read. */
+export interface SotwRequestFields {
+  readonly typeUrl: string;
+  readonly resourceNames: readonly string[];
+  readonly responseNonce: string;
+  readonly versionInfo: string;
+  readonly errorDetail: { readonly code: number; readonly message: string } | undefined;
+}
+
+/** SotW watch state: what the last response for the type held. */
+export interface SotwWatch extends WatchState {
+  /** The resources of the last response sent (SotW responses carry the full subscribed set). */
+  readonly sent: ReadonlyMap<string, EncodedResource>;
+}
+
+/**
+ * Applies a SotW DiscoveryRequest to the state of its type.
+ *
+ * - Subscription [§How the client specifies what resources to return]: `*` subscribes to everything;
+ *   an empty list is the legacy wildcard only while the client has never named resources of this type;
+ *   otherwise the request's list replaces the subscribed set.
+ * - First request for the type on this stream, or a request with an empty response_nonce: respond
+ *   with the current state. A non-empty nonce the stream has no state for is a client that reconnected
+ *   from another server: respond too (Istio `ShouldRespond`).
+ * - A response_nonce other than the last one sent is stale: ignored entirely, the client will send a
+ *   request for the newest response [§ACK and NACK semantics, "the management server should ignore
+ *   requests with stale nonces"].
+ * - error_detail with the current nonce is a NACK: recorded; the server answers only if the request
+ *   also changed the subscription, never by resending the rejected resources.
+ * - Otherwise an ACK; the server answers only when the subscribed set changed.
+ */
+export function applySotwRequest(
+  prev: SotwWatch | undefined,
+  req: SotwRequestFields,
+  now: number = Date.now(),
+): RequestResult<SotwWatch> {
+  const base: SotwWatch = prev ?? { ...emptyWatch(req.typeUrl), sent: new Map() };
+  const explicit = req.resourceNames.filter((n) => n !== WILDCARD);
+  const namedEver = base.namedEver || explicit.length > 0;
+  const wildcard = req.resourceNames.includes(WILDCARD) || (req.resourceNames.length === 0 && !namedEver);
+  const names = new Set(explicit);
+  const subscriptionChanged = wildcard !== base.wildcard || !sameSet(names, base.names);
+  const subscribed: SotwWatch = { ...base, wildcard, names, namedEver };
+
+  if (prev === undefined || prev.nonceSent === undefined) {
+    const nack: AckOutcome = req.errorDetail
+      ? { kind: 'nack', nonce: req.responseNonce, message: req.errorDetail.message }
+      : { kind: 'none' };
+    const state = req.errorDetail
+      ? { ...subscribed, lastNack: { nonce: req.responseNonce, ...req.errorDetail, at: now } }
+      : subscribed;
+    return { state, ack: nack, respond: true, why: req.responseNonce === '' ? 'first-request' : 'reconnect' };
+  }
+  if (req.responseNonce === '') {
+    return { state: subscribed, ack: { kind: 'none' }, respond: true, why: 'first-request' };
+  }
+  if (req.responseNonce !== prev.nonceSent) {
+    return { state: prev, ack: { kind: 'stale', nonce: req.responseNonce }, respond: false, why: 'none' };
+  }
+  if (req.errorDetail) {
+    const state: SotwWatch = {
+      ...subscribed,
+      lastNack: { nonce: req.responseNonce, ...req.errorDetail, at: now },
+    };
+    return {
+      state,
+      ack: { kind: 'nack', nonce: req.responseNonce, message: req.errorDetail.message },
+      respond: subscriptionChanged,
+      why: subscriptionChanged ? 'subscription-changed' : 'none',
+    };
+  }
+  const state: SotwWatch = { ...subscribed, nonceAcked: req.responseNonce, versionAcked: req.versionInfo };
+  return {
+    state,
+    ack: { kind: 'ack', nonce: req.responseNonce },
+    respond: subscriptionChanged,
+    why: subscriptionChanged ? 'subscription-changed' : 'none',
+  };
+}
+
+/** The resources a SotW response for this watch carries now, sorted by name. */
+export function sotwTarget(watch: WatchState, available: ResourceMap | undefined): EncodedResource[] {
+  if (!available) return [];
+  const out: EncodedResource[] = [];
+  if (watch.wildcard) {
+    for (const r of available.values()) out.push(r);
+  } else {
+    for (const name of watch.names) {
+      const r = available.get(name);
+      if (r) out.push(r);
+    }
+  }
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** True when `target` differs from what the watch last sent (names or versions). */
+export function sotwChanged(watch: SotwWatch, target: readonly EncodedResource[]): boolean {
+  if (target.length !== watch.sent.size) return true;
+  for (const r of target) if (watch.sent.get(r.name)?.version !== r.version) return true;
+  return false;
+}
+
+/** Names a full-state SotW type would drop by sending `target` (sent before, absent now). */
+export function sotwRemovals(watch: SotwWatch, target: readonly EncodedResource[]): EncodedResource[] {
+  if (!isFullStateType(watch.typeUrl)) return [];
+  const keep = new Set(target.map((r) => r.name));
+  return [...watch.sent.values()].filter((r) => !keep.has(r.name));
+}
+
+/** Records a SotW response as sent. */
+export function sotwSent(watch: SotwWatch, nonce: string, sent: readonly EncodedResource[]): SotwWatch {
+  return { ...watch, nonceSent: nonce, sent: new Map(sent.map((r) => [r.name, r])) };
+}
+
+/** The fields of a DeltaDiscoveryRequest these rules read. */
+export interface DeltaRequestFields {
+  readonly typeUrl: string;
+  readonly subscribe: readonly string[];
+  readonly unsubscribe: readonly string[];
+  readonly initialResourceVersions: ReadonlyMap<string, string>;
+  readonly responseNonce: string;
+  readonly errorDetail: { readonly code: number; readonly message: string } | undefined;
+}
+
+/** Delta watch state: the version of each resource the client holds, as far as the server knows. */
+export interface DeltaWatch extends WatchState {
+  readonly known: ReadonlyMap<string, string>;
+}
+
+/**
+ * Applies a DeltaDiscoveryRequest to the state of its type [§Incremental xDS].
+ *
+ * - Subscriptions are deltas and always applied, whatever the nonce: `resource_names_subscribe` adds,
+ *   `resource_names_unsubscribe` removes; `*` in either turns the wildcard on or off. The first request
+ *   of a type with no names subscribes to the wildcard (legacy) [§How the client specifies what
+ *   resources to return].
+ * - `initial_resource_versions` (first request of a type on a stream only) says what the client
+ *   already has: resources with that version are not sent again, and those that no longer exist are
+ *   sent as `removed_resources` [§Incremental xDS, "initial_resource_versions"].
+ * - A response_nonce equal to the last sent is an ACK, or a NACK with error_detail (recorded, never
+ *   answered with a resend); any other non-empty nonce is stale and its ACK part ignored.
+ * - The server responds when the request is the first of its type or subscribes to something new.
+ */
+export function applyDeltaRequest(
+  prev: DeltaWatch | undefined,
+  req: DeltaRequestFields,
+  now: number = Date.now(),
+): RequestResult<DeltaWatch> {
+  if (prev === undefined) {
+    const explicit = req.subscribe.filter((n) => n !== WILDCARD);
+    const wildcard =
+      (req.subscribe.includes(WILDCARD) || req.subscribe.length === 0) && !req.unsubscribe.includes(WILDCARD);
+    const names = new Set(explicit);
+    for (const n of req.unsubscribe) names.delete(n);
+    const state: DeltaWatch = {
+      ...emptyWatch(req.typeUrl),
+      wildcard,
+      names,
+      namedEver: explicit.length > 0,
+      known: new Map(req.initialResourceVersions),
+    };
+    return {
+      state,
+      ack: { kind: 'none' },
+      respond: true,
+      why: req.responseNonce === '' ? 'first-request' : 'reconnect',
+    };
+  }
+  let wildcard = prev.wildcard;
+  const names = new Set(prev.names);
+  let known: Map<string, string> | undefined;
+  let added = false;
+  for (const n of req.subscribe) {
+    if (n === WILDCARD) {
+      added ||= !wildcard;
+      wildcard = true;
+    } else if (!names.has(n)) {
+      names.add(n);
+      added = true;
+    }
+  }
+  for (const n of req.unsubscribe) {
+    if (n === WILDCARD) wildcard = false;
+    else names.delete(n);
+    // The client forgets what it unsubscribed from; so does the server.
+    if (n !== WILDCARD && prev.known.has(n)) {
+      known ??= new Map(prev.known);
+      known.delete(n);
+    }
+  }
+  let state: DeltaWatch = {
+    ...prev,
+    wildcard,
+    names,
+    namedEver: prev.namedEver || names.size > 0,
+    known: known ?? prev.known,
+  };
+  let ack: AckOutcome = { kind: 'none' };
+  if (req.responseNonce !== '') {
+    if (req.responseNonce !== prev.nonceSent) {
+      ack = { kind: 'stale', nonce: req.responseNonce };
+    } else if (req.errorDetail) {
+      ack = { kind: 'nack', nonce: req.responseNonce, message: req.errorDetail.message };
+      state = { ...state, lastNack: { nonce: req.responseNonce, ...req.errorDetail, at: now } };
+    } else {
+      ack = { kind: 'ack', nonce: req.responseNonce };
+      state = { ...state, nonceAcked: req.responseNonce };
+    }
+  }
+  return { state, ack, respond: added, why: added ? 'subscription-changed' : 'none' };
+}
+
+/** Whether a name is one this delta watch should hold (subscribed by name or by wildcard). */
+function deltaWants(watch: WatchState, name: string): boolean {
+  return watch.wildcard || watch.names.has(name);
+}
+
+/**
+ * What a Delta response must carry now: every wanted resource whose version the client does not have,
+ * and (`removed`) every resource the client holds that no longer exists or is no longer wanted
+ * through the wildcard. Sorted by name.
+ */
+export function deltaDiff(
+  watch: DeltaWatch,
+  available: ResourceMap | undefined,
+): { upserts: EncodedResource[]; removed: string[] } {
+  const upserts: EncodedResource[] = [];
+  const removed: string[] = [];
+  if (available) {
+    if (watch.wildcard) {
+      for (const r of available.values()) if (watch.known.get(r.name) !== r.version) upserts.push(r);
+    } else {
+      for (const name of watch.names) {
+        const r = available.get(name);
+        if (r && watch.known.get(name) !== r.version) upserts.push(r);
+      }
+    }
+  }
+  for (const name of watch.known.keys()) {
+    if (!available?.has(name) || !deltaWants(watch, name)) removed.push(name);
+  }
+  upserts.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  removed.sort();
+  return { upserts, removed };
+}
+
+/** Records a Delta response as sent: the client now holds these versions and not the removed names. */
+export function deltaSent(
+  watch: DeltaWatch,
+  nonce: string,
+  upserts: readonly EncodedResource[],
+  removed: readonly string[],
+): DeltaWatch {
+  const known = new Map(watch.known);
+  for (const r of upserts) known.set(r.name, r.version);
+  for (const n of removed) known.delete(n);
+  return { ...watch, nonceSent: nonce, known };
+}
+
+/** Sync status of one type on one stream, as `istioctl proxy-status` shows it. */
+export type SyncState = 'SYNCED' | 'STALE' | 'NOT_SENT' | 'ERROR';
+
+/** SYNCED: the last response was ACKed; STALE: sent, not yet ACKed; ERROR: the last response was
+ * NACKed; NOT_SENT: nothing sent for the type yet. */
+export function syncState(watch: WatchState): SyncState {
+  if (watch.nonceSent === undefined) return 'NOT_SENT';
+  if (watch.lastNack !== undefined && watch.lastNack.nonce === watch.nonceSent) return 'ERROR';
+  if (watch.nonceAcked === watch.nonceSent) return 'SYNCED';
+  return 'STALE';
+}

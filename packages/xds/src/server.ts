@@ -1,0 +1,311 @@
+import {
+  ServerCredentials as Credentials,
+  type handleBidiStreamingCall,
+  Server,
+  type ServerCredentials,
+  type ServerDuplexStream,
+  type ServiceDefinition,
+  status as Status,
+} from '@grpc/grpc-js';
+import type { ResourceTypeUrl } from '@meridian/envoy';
+import pino, { type Logger } from 'pino';
+import {
+  Connection,
+  type ConnectionHost,
+  changeAffects,
+  type StreamLimits,
+  type Variant,
+} from './connection.js';
+import { XdsMetrics } from './metrics.js';
+import { type DebounceOptions, Debouncer, PushQueue } from './push-queue.js';
+import {
+  connectionConfigDump,
+  connectionStatus,
+  type DumpedResource,
+  debugHandler,
+  type ProxySyncStatus,
+} from './status.js';
+import type { ChangeEvent, XdsSnapshot } from './types.js';
+
+const ADS = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
+const passThrough = (b: Buffer): Buffer => b;
+
+/**
+ * The ADS service with pass-through (de)serializers: requests reach the stream loop as bytes (decoded
+ * there, so garbage is a logged, counted error and not a grpc-js INTERNAL), responses are written as
+ * bytes already framed from the resource cache.
+ */
+export const adsServiceDefinition: ServiceDefinition = {
+  StreamAggregatedResources: {
+    path: `/${ADS}/StreamAggregatedResources`,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: passThrough,
+    requestDeserialize: passThrough,
+    responseSerialize: passThrough,
+    responseDeserialize: passThrough,
+  },
+  DeltaAggregatedResources: {
+    path: `/${ADS}/DeltaAggregatedResources`,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: passThrough,
+    requestDeserialize: passThrough,
+    responseSerialize: passThrough,
+    responseDeserialize: passThrough,
+  },
+};
+
+/** Settings of an XdsServer; every field has a default. */
+export interface XdsServerOptions {
+  readonly logger?: Logger;
+  /** Change debouncing (default 100 ms quiet, 1 s max). */
+  readonly debounce?: DebounceOptions;
+  /** Pushes in flight at once (istiod's PILOT_PUSH_THROTTLE). Default 100. */
+  readonly pushConcurrency?: number;
+  /** Largest request accepted by the stream loop. Default 4 MiB. */
+  readonly maxRequestBytes?: number;
+  /** grpc-js' own message limits (receive: larger messages are cut by grpc-js before the loop sees
+   * them; send). Default 16 MiB receive, 64 MiB send. */
+  readonly maxReceiveMessageBytes?: number;
+  readonly maxSendMessageBytes?: number;
+  /** Per-stream write buffer bound. Default 4 MiB. */
+  readonly maxBufferedBytes?: number;
+  /** A stream that cannot drain its buffer for this long is closed. Default 30 s. */
+  readonly stuckTimeoutMs?: number;
+  /** HTTP/2 keepalive pings. Default every 30 s, 10 s timeout. */
+  readonly keepaliveTimeMs?: number;
+  readonly keepaliveTimeoutMs?: number;
+  /** Streams accepted per HTTP/2 connection. Default 1000. */
+  readonly maxConcurrentStreams?: number;
+}
+
+/** The identity the TLS peer certificate proves: its first `URI:spiffe://` SAN. */
+export function identityOf(call: ServerDuplexStream<Buffer, Buffer>): string | undefined {
+  const cert = call.getAuthContext().sslPeerCertificate;
+  const san = cert?.subjectaltname;
+  if (!san) return undefined;
+  for (const part of san.split(',')) {
+    const p = part.trim();
+    if (p.startsWith('URI:spiffe://')) return p.slice(4);
+  }
+  return undefined;
+}
+
+/**
+ * The Aggregated Discovery Service: SotW and Delta streams over one snapshot, pushed through
+ * debounce -> per-proxy filter -> merge queue with a concurrency cap.
+ *
+ * Wiring (the replica): `const xds = new XdsServer(opts); xds.register(grpcServer)` (or `listen()`),
+ * then `xds.update(snapshot, change)` whenever translation produced a new snapshot; mount
+ * `xds.debugHandler()` on the admin HTTP server; `await xds.drain()` on shutdown.
+ */
+export class XdsServer {
+  readonly log: Logger;
+  readonly metrics = new XdsMetrics();
+  readonly #connections = new Set<Connection>();
+  readonly #queue: PushQueue<Connection>;
+  readonly #debouncer: Debouncer;
+  readonly #limits: StreamLimits;
+  readonly #options: XdsServerOptions;
+  #snapshot: XdsSnapshot | undefined;
+  #grpc: Server | undefined;
+  #draining = false;
+  readonly #host: ConnectionHost;
+
+  constructor(options: XdsServerOptions = {}) {
+    this.#options = options;
+    this.log = options.logger ?? pino({ name: 'xds', level: process.env.LOG_LEVEL ?? 'info' });
+    this.#limits = {
+      maxRequestBytes: options.maxRequestBytes ?? 4 * 1024 * 1024,
+      maxBufferedBytes: options.maxBufferedBytes ?? 4 * 1024 * 1024,
+      stuckTimeoutMs: options.stuckTimeoutMs ?? 30_000,
+      pushReleaseMs: 1000,
+    };
+    this.#queue = new PushQueue<Connection>(options.pushConcurrency ?? 100, (conn, error) =>
+      this.log.error({ conn: conn.id, err: error }, 'push failed'),
+    );
+    this.#debouncer = new Debouncer(options.debounce ?? {}, (change, merged) => this.#fire(change, merged));
+    this.#host = {
+      log: this.log,
+      metrics: this.metrics,
+      limits: this.#limits,
+      snapshot: () => this.#snapshot,
+      identified: (conn) => {
+        this.metrics.connected.add(1);
+        this.log.info(
+          { conn: conn.id, variant: conn.variant, identity: conn.authenticatedIdentity },
+          'proxy connected',
+        );
+      },
+      closed: (conn) => {
+        this.#connections.delete(conn);
+        this.#queue.remove(conn);
+        if (conn.ctx) this.metrics.connected.add(-1);
+      },
+    };
+  }
+
+  /** The current snapshot. */
+  get snapshot(): XdsSnapshot | undefined {
+    return this.#snapshot;
+  }
+
+  /** Connected streams (identified or not). */
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  /**
+   * Installs a new snapshot and schedules a push of `change` (debounced). New subscriptions are served
+   * from the new snapshot at once; existing streams get it when the debounced change fires, if the
+   * change can affect what they watch. Pass `change` undefined for the initial snapshot.
+   */
+  update(snapshot: XdsSnapshot, change?: ChangeEvent): void {
+    this.#snapshot = snapshot;
+    if (change) this.#debouncer.enqueue(change);
+  }
+
+  /** Pushes the pending debounced change now (tests, shutdown). */
+  flush(): void {
+    this.#debouncer.flush();
+  }
+
+  /** Resolves when no push is queued or in flight. */
+  idle(): Promise<void> {
+    return this.#queue.idle();
+  }
+
+  #fire(change: ChangeEvent, merged: number): void {
+    for (const reason of change.reason) this.metrics.triggers.add(1, { type: reason });
+    let queued = 0;
+    for (const conn of this.#connections) {
+      if (!conn.ctx) continue;
+      let affected = false;
+      for (const w of conn.watches.values()) {
+        if (changeAffects(change, w)) {
+          affected = true;
+          break;
+        }
+      }
+      if (!affected) continue;
+      this.#queue.enqueue(conn, change);
+      queued++;
+    }
+    this.log.debug({ merged, queued, full: change.full, reason: change.reason }, 'push');
+  }
+
+  #stream(variant: Variant): handleBidiStreamingCall<Buffer, Buffer> {
+    return (call) => {
+      if (this.#draining) {
+        call.emit('error', Object.assign(new Error('server is shutting down'), { code: Status.UNAVAILABLE }));
+        return;
+      }
+      const conn = new Connection(variant, call, this.#host, identityOf(call));
+      this.#connections.add(conn);
+    };
+  }
+
+  /** The channel options the ADS needs (keepalive, message sizes, streams per connection). */
+  grpcServerOptions(): Record<string, number> {
+    const o = this.#options;
+    return {
+      'grpc.keepalive_time_ms': o.keepaliveTimeMs ?? 30_000,
+      'grpc.keepalive_timeout_ms': o.keepaliveTimeoutMs ?? 10_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+      'grpc.max_receive_message_length': o.maxReceiveMessageBytes ?? 16 * 1024 * 1024,
+      'grpc.max_send_message_length': o.maxSendMessageBytes ?? 64 * 1024 * 1024,
+      'grpc.max_concurrent_streams': o.maxConcurrentStreams ?? 1000,
+    };
+  }
+
+  /** Adds the ADS service to a grpc-js server created with `grpcServerOptions()`. */
+  register(server: Server): void {
+    server.addService(adsServiceDefinition, {
+      StreamAggregatedResources: this.#stream('sotw'),
+      DeltaAggregatedResources: this.#stream('delta'),
+    });
+  }
+
+  /** Starts an own grpc-js server on `host:port` (port 0 picks one); resolves to the bound port. */
+  async listen(
+    host = '127.0.0.1',
+    port = 0,
+    credentials: ServerCredentials = Credentials.createInsecure(),
+  ): Promise<number> {
+    const server = new Server(this.grpcServerOptions());
+    this.register(server);
+    const bound = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(`${host}:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    this.#grpc = server;
+    this.log.info({ address: `${host}:${bound}` }, 'xDS server listening');
+    return bound;
+  }
+
+  /**
+   * Graceful drain: stop accepting streams (GOAWAY), end every stream with UNAVAILABLE so proxies
+   * reconnect elsewhere, wait for them to end, and force the server down after `timeoutMs`.
+   */
+  async drain(timeoutMs = 5000): Promise<void> {
+    this.#draining = true;
+    this.#debouncer.stop();
+    const server = this.#grpc;
+    const shutdown = server
+      ? new Promise<void>((resolve) => server.tryShutdown(() => resolve()))
+      : Promise.resolve();
+    for (const conn of [...this.#connections]) conn.drain();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      shutdown.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (timedOut && server) {
+      this.log.warn({ timeoutMs }, 'drain timed out; forcing the xDS server down');
+      server.forceShutdown();
+    }
+    this.#grpc = undefined;
+  }
+
+  /** Stops at once (tests). */
+  close(): void {
+    this.#draining = true;
+    this.#debouncer.stop();
+    this.#grpc?.forceShutdown();
+    this.#grpc = undefined;
+  }
+
+  /** Every identified proxy's sync status. */
+  syncStatus(): ProxySyncStatus[] {
+    const now = Date.now();
+    const out: ProxySyncStatus[] = [];
+    for (const conn of this.#connections) {
+      const s = connectionStatus(conn, now);
+      if (s) out.push(s);
+    }
+    return out.sort((a, b) => (a.connectionId < b.connectionId ? -1 : 1));
+  }
+
+  /** What was sent to the proxy with this node id, per connection id; undefined if not connected. */
+  configDump(proxyId: string): Record<string, Record<string, DumpedResource[]>> | undefined {
+    let out: Record<string, Record<string, DumpedResource[]>> | undefined;
+    for (const conn of this.#connections) {
+      const ctx = conn.ctx;
+      if (!ctx || ctx.proxy.id !== proxyId) continue;
+      out ??= {};
+      out[conn.id] = connectionConfigDump(conn, (type: ResourceTypeUrl) =>
+        this.#snapshot?.resources(ctx, type),
+      );
+    }
+    return out;
+  }
+
+  /** The `/debug/syncz` and `/debug/config_dump` handler for the replica's admin server. */
+  debugHandler(): ReturnType<typeof debugHandler> {
+    return debugHandler(this);
+  }
+}

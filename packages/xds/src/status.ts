@@ -1,0 +1,147 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { decodeResource, type EnvoyJson, type ResourceTypeUrl } from '@meridian/envoy';
+import type { Connection } from './connection.js';
+import { shortType } from './metrics.js';
+import { type DeltaWatch, type SotwWatch, type SyncState, syncState } from './protocol.js';
+
+/** Sync status of one type for one proxy (`istioctl proxy-status` columns). */
+export interface TypeSyncStatus {
+  readonly state: SyncState;
+  readonly nonceSent: string | undefined;
+  readonly nonceAcked: string | undefined;
+  /** SotW version_info ACKed last. */
+  readonly versionAcked: string | undefined;
+  readonly wildcard: boolean;
+  readonly subscribed: readonly string[];
+  /** Resources the proxy holds (as far as the server knows). */
+  readonly resources: number;
+  /** Milliseconds since the last response of this type; undefined when none was sent. */
+  readonly lastPushAgeMs: number | undefined;
+  /** The last NACK's message, when the state is ERROR. */
+  readonly error: string | undefined;
+}
+
+/** Sync status of one connected proxy. */
+export interface ProxySyncStatus {
+  readonly proxyId: string;
+  readonly connectionId: string;
+  readonly variant: 'sotw' | 'delta';
+  readonly namespace: string;
+  readonly clusterId: string;
+  readonly kind: string;
+  readonly authenticatedIdentity: string | undefined;
+  readonly peer: string;
+  readonly connectedAt: string;
+  readonly blocked: boolean;
+  /** By istiod's short type name: `cds`, `eds`, `lds`, `rds`, `sds`. */
+  readonly types: Readonly<Record<string, TypeSyncStatus>>;
+}
+
+/** The sync status of one connection. */
+export function connectionStatus(conn: Connection, now = Date.now()): ProxySyncStatus | undefined {
+  if (!conn.ctx) return undefined;
+  const types: Record<string, TypeSyncStatus> = {};
+  for (const [type, watch] of conn.watches) {
+    const state = syncState(watch);
+    const book = conn.books.get(type);
+    const held = 'sent' in watch ? (watch as SotwWatch).sent.size : (watch as DeltaWatch).known.size;
+    types[shortType(type)] = {
+      state,
+      nonceSent: watch.nonceSent,
+      nonceAcked: watch.nonceAcked,
+      versionAcked: watch.versionAcked,
+      wildcard: watch.wildcard,
+      subscribed: [...watch.names],
+      resources: held,
+      lastPushAgeMs: book?.lastPushAt === undefined ? undefined : now - book.lastPushAt,
+      error: state === 'ERROR' ? watch.lastNack?.message : undefined,
+    };
+  }
+  const p = conn.ctx.proxy;
+  return {
+    proxyId: p.id,
+    connectionId: conn.id,
+    variant: conn.variant,
+    namespace: p.namespace,
+    clusterId: p.clusterId,
+    kind: p.kind,
+    authenticatedIdentity: conn.ctx.authenticatedIdentity,
+    peer: conn.ctx.peer,
+    connectedAt: new Date(conn.connectedAt).toISOString(),
+    blocked: conn.blocked,
+    types,
+  };
+}
+
+/** One resource in a config dump. */
+export interface DumpedResource {
+  readonly name: string;
+  readonly version: string;
+  /** The resource in Envoy JSON; undefined when the server no longer holds its bytes. */
+  readonly resource: EnvoyJson | undefined;
+}
+
+/** What the server last sent one connection, by short type name. */
+export function connectionConfigDump(
+  conn: Connection,
+  current: (type: ResourceTypeUrl) => ReadonlyMap<string, { version: string; bytes: Uint8Array }> | undefined,
+): Record<string, DumpedResource[]> {
+  const out: Record<string, DumpedResource[]> = {};
+  for (const [type, watch] of conn.watches) {
+    const list: DumpedResource[] = [];
+    if ('sent' in watch) {
+      for (const r of (watch as SotwWatch).sent.values()) {
+        list.push({ name: r.name, version: r.version, resource: decodeResource(type, r.bytes) });
+      }
+    } else {
+      const available = current(type as ResourceTypeUrl);
+      for (const [name, version] of (watch as DeltaWatch).known) {
+        const r = available?.get(name);
+        list.push({
+          name,
+          version,
+          resource: r && r.version === version ? decodeResource(type, r.bytes) : undefined,
+        });
+      }
+    }
+    out[shortType(type)] = list.sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+  return out;
+}
+
+/** What the debug handler reads from the server. */
+export interface DebugSource {
+  syncStatus(): ProxySyncStatus[];
+  configDump(proxyId: string): Record<string, Record<string, DumpedResource[]>> | undefined;
+}
+
+/**
+ * A node:http request handler for `/debug/syncz` (every proxy's sync status, JSON) and
+ * `/debug/config_dump?proxy=<node id>` (what was sent to that proxy, per connection). Returns false
+ * for other paths so the replica can chain it with its own admin routes.
+ */
+export function debugHandler(source: DebugSource): (req: IncomingMessage, res: ServerResponse) => boolean {
+  return (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const reply = (code: number, body: unknown) => {
+      res.writeHead(code, { 'content-type': 'application/json' });
+      res.end(`${JSON.stringify(body, null, 2)}\n`);
+    };
+    if (url.pathname === '/debug/syncz') {
+      reply(200, source.syncStatus());
+      return true;
+    }
+    if (url.pathname === '/debug/config_dump') {
+      const proxy = url.searchParams.get('proxy');
+      if (!proxy) {
+        reply(400, { error: 'query parameter "proxy" (a node id) is required' });
+        return true;
+      }
+      const dump = source.configDump(proxy);
+      if (!dump) reply(404, { error: `no connected proxy with node id "${proxy}"` });
+      else reply(200, dump);
+      return true;
+    }
+    return false;
+  };
+}
