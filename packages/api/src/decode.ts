@@ -134,6 +134,8 @@ function decodeField(value: unknown, field: FieldSchema, path: FieldPath, r: Rep
         const d = decodeField(v, field.of, p, r);
         if (d !== undefined) out[k] = d;
       }
+      // A map whose every entry was bad counts as unset (its errors are reported already).
+      if (Object.keys(out).length === 0 && Object.keys(value).length > 0) return undefined;
       return out;
     }
   }

@@ -31,16 +31,16 @@ function checkDNS1123Preconditions(name: string): string | undefined {
   return undefined;
 }
 
-function validateDNS1123Labels(domain: string): string | undefined {
+function validateDNS1123Labels(domain: string, full = domain): string | undefined {
   const parts = domain.split('.');
   const tld = parts[parts.length - 1] ?? '';
   if (/^[-+]?\d+$/.test(tld))
-    return `domain name "${domain}" invalid (top level domain "${tld}" cannot be all-numeric)`;
+    return `domain name "${full}" invalid (top level domain "${tld}" cannot be all-numeric)`;
   for (let i = 0; i < parts.length; i++) {
     const label = parts[i] ?? '';
     // The last label may be empty, for unambiguous names like `istio.io.`.
     if (i === parts.length - 1 && label === '') return undefined;
-    if (!isDNS1123Label(label)) return `domain name "${domain}" invalid (label "${label}" invalid)`;
+    if (!isDNS1123Label(label)) return `domain name "${full}" invalid (label "${label}" invalid)`;
   }
   return undefined;
 }
@@ -60,7 +60,7 @@ export function validateWildcardDomain(domain: string): string | undefined {
   const dot = domain.indexOf('.');
   const first = dot < 0 ? domain : domain.slice(0, dot);
   if (!isWildcardDNS1123Label(first)) return `domain name "${domain}" invalid (label "${first}" invalid)`;
-  if (dot >= 0) return validateDNS1123Labels(domain.slice(dot + 1));
+  if (dot >= 0) return validateDNS1123Labels(domain.slice(dot + 1), domain);
   return undefined;
 }
 
