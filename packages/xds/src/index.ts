@@ -40,7 +40,8 @@ export {
 export type { DebounceOptions, Pushable, Timer } from './push-queue.js';
 export { Debouncer, PushQueue, realTimer } from './push-queue.js';
 export type { XdsServerOptions } from './server.js';
-export { adsServiceDefinition, identityOf, XdsServer } from './server.js';
+export { adsServiceDefinition, identityOf, XdsServer, xdsLogger } from './server.js';
+export { StaticSnapshot } from './static-snapshot.js';
 export type { DebugSource, DumpedResource, ProxySyncStatus, TypeSyncStatus } from './status.js';
 export { connectionConfigDump, connectionStatus, debugHandler } from './status.js';
 export type { ChangeEvent, EncodedResource, ProxyContext, ResourceMap, XdsSnapshot } from './types.js';

@@ -309,3 +309,10 @@ export class XdsServer {
     return debugHandler(this);
   }
 }
+
+/** A pino logger for the xDS server; `write` captures the JSON lines (tests assert on them). */
+export function xdsLogger(options: { level?: string; write?: (line: string) => void } = {}): Logger {
+  const level = options.level ?? process.env.LOG_LEVEL ?? 'info';
+  const write = options.write;
+  return write ? pino({ name: 'xds', level }, { write }) : pino({ name: 'xds', level });
+}

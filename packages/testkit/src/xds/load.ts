@@ -1,0 +1,341 @@
+// The xDS load generator: N simulated proxies (SotW or Delta) that behave like Envoy on the wire:
+// subscribe, ACK what they accept, NACK when told to, stop reading, reconnect with their versions. Each
+// reports the time from a change (LoadGenerator.mark) to its first response of a type, which it ACKs
+// at once (so it is also the change -> ACK time).
+import { createHash } from 'node:crypto';
+import { Client, type ClientDuplexStream, credentials } from '@grpc/grpc-js';
+import { encodeResource, type JsonValue } from '@meridian/envoy';
+import {
+  type DeltaResponseView,
+  deltaRequestBytes,
+  readDeltaResponse,
+  readSotwResponse,
+  type SotwResponseView,
+  sotwRequestBytes,
+} from './wire.js';
+
+const ADS = '/envoy.service.discovery.v3.AggregatedDiscoveryService';
+const pass = (b: Buffer): Buffer => b;
+
+/** One type a simulated proxy watches: by wildcard (`names` undefined) or by names. */
+export interface Subscription {
+  readonly typeUrl: string;
+  readonly names?: readonly string[];
+}
+
+/** How one simulated proxy identifies itself and what it watches. */
+export interface SimulatedProxyOptions {
+  /** Node id; default `sidecar~10.0.<i>~proxy-<i>.<ns>~<ns>.svc.cluster.local`. */
+  readonly nodeId: string;
+  readonly metadata?: { [key: string]: JsonValue };
+  readonly variant: 'sotw' | 'delta';
+  /** Types in the order they are first requested (Envoy: CDS, EDS, LDS, RDS). */
+  readonly subscriptions: readonly Subscription[];
+}
+
+/** What a proxy holds of one type. */
+export interface ProxyTypeState {
+  nonce: string;
+  versionInfo: string;
+  /** Resource name -> version (Delta: as sent; SotW: hash of the bytes, as the server computes it). */
+  resources: Map<string, string>;
+  responses: number;
+  resourceBytes: number;
+  acks: number;
+  nacks: number;
+}
+
+/** A simulated Envoy on one ADS stream. */
+export class SimulatedProxy {
+  readonly state = new Map<string, ProxyTypeState>();
+  /** Time (ms after the mark) of the first response per type since the last mark. */
+  readonly sinceMark = new Map<string, number>();
+  #markAt: number | undefined;
+  #call: ClientDuplexStream<Buffer, Buffer> | undefined;
+  #node: Uint8Array;
+  #nodeSent = false;
+  /** Types whose responses are NACKed (with this message). */
+  readonly nackTypes = new Map<string, string>();
+  /** Status of the stream's end, if it ended. */
+  ended: { code: number; details: string } | undefined;
+  totalResourceBytes = 0;
+
+  constructor(readonly options: SimulatedProxyOptions) {
+    this.#node = encodeResource('envoy.config.core.v3.Node', {
+      id: options.nodeId,
+      metadata: options.metadata ?? {},
+    });
+  }
+
+  /** Opens the stream on `client` and sends the subscriptions. `withVersions`: Delta
+   * `initial_resource_versions` from what the proxy holds (a reconnect). */
+  connect(client: Client, withVersions = false): void {
+    const path = `${ADS}/${this.options.variant === 'sotw' ? 'StreamAggregatedResources' : 'DeltaAggregatedResources'}`;
+    const call = client.makeBidiStreamRequest<Buffer, Buffer>(path, pass, pass);
+    this.#call = call;
+    this.#nodeSent = false;
+    this.ended = undefined;
+    call.on('data', (bytes: Buffer) => this.#onResponse(bytes));
+    call.on('status', (s: { code: number; details: string }) => {
+      if (this.#call === call) this.ended = { code: s.code, details: s.details };
+    });
+    call.on('error', () => {});
+    const initial = new Map<string, ProxyTypeState>(withVersions ? this.state : []);
+    if (!withVersions) this.state.clear();
+    for (const sub of this.options.subscriptions) {
+      if (this.options.variant === 'sotw') {
+        const prev = initial.get(sub.typeUrl);
+        this.#write(
+          sotwRequestBytes({
+            node: this.#nodeOnce(),
+            typeUrl: sub.typeUrl,
+            resourceNames: sub.names ?? [],
+            versionInfo: prev?.versionInfo,
+            responseNonce: prev?.nonce,
+          }),
+        );
+      } else {
+        const prev = initial.get(sub.typeUrl);
+        this.#write(
+          deltaRequestBytes({
+            node: this.#nodeOnce(),
+            typeUrl: sub.typeUrl,
+            subscribe: sub.names ?? [],
+            initialResourceVersions: withVersions ? prev?.resources : undefined,
+          }),
+        );
+      }
+    }
+  }
+
+  #nodeOnce(): Uint8Array | undefined {
+    if (this.#nodeSent) return undefined;
+    this.#nodeSent = true;
+    return this.#node;
+  }
+
+  #write(bytes: Buffer): void {
+    if (this.#call && !this.#call.writableEnded) this.#call.write(bytes);
+  }
+
+  #typeState(type: string): ProxyTypeState {
+    let s = this.state.get(type);
+    if (!s) {
+      s = {
+        nonce: '',
+        versionInfo: '',
+        resources: new Map(),
+        responses: 0,
+        resourceBytes: 0,
+        acks: 0,
+        nacks: 0,
+      };
+      this.state.set(type, s);
+    }
+    return s;
+  }
+
+  #onResponse(bytes: Buffer): void {
+    if (this.options.variant === 'sotw') this.#onSotw(readSotwResponse(bytes));
+    else this.#onDelta(readDeltaResponse(bytes));
+  }
+
+  #recordMark(type: string): void {
+    if (this.#markAt !== undefined && !this.sinceMark.has(type)) {
+      this.sinceMark.set(type, performance.now() - this.#markAt);
+    }
+  }
+
+  #onSotw(r: SotwResponseView): void {
+    const s = this.#typeState(r.typeUrl);
+    s.responses++;
+    s.resourceBytes += r.resourceBytes;
+    this.totalResourceBytes += r.resourceBytes;
+    const nack = this.nackTypes.get(r.typeUrl);
+    const sub = this.options.subscriptions.find((x) => x.typeUrl === r.typeUrl);
+    if (nack !== undefined) {
+      s.nacks++;
+      s.nonce = r.nonce;
+      this.#write(
+        sotwRequestBytes({
+          typeUrl: r.typeUrl,
+          resourceNames: sub?.names ?? [],
+          versionInfo: s.versionInfo,
+          responseNonce: r.nonce,
+          error: { code: 3, message: nack },
+        }),
+      );
+      return;
+    }
+    s.nonce = r.nonce;
+    s.versionInfo = r.versionInfo;
+    s.resources = new Map(
+      r.resources.map((v, i) => [String(i), createHash('sha256').update(v).digest('hex').slice(0, 16)]),
+    );
+    s.acks++;
+    this.#write(
+      sotwRequestBytes({
+        typeUrl: r.typeUrl,
+        resourceNames: sub?.names ?? [],
+        versionInfo: r.versionInfo,
+        responseNonce: r.nonce,
+      }),
+    );
+    this.#recordMark(r.typeUrl);
+  }
+
+  #onDelta(r: DeltaResponseView): void {
+    const s = this.#typeState(r.typeUrl);
+    s.responses++;
+    s.resourceBytes += r.resourceBytes;
+    this.totalResourceBytes += r.resourceBytes;
+    const nack = this.nackTypes.get(r.typeUrl);
+    if (nack !== undefined) {
+      s.nacks++;
+      this.#write(
+        deltaRequestBytes({ typeUrl: r.typeUrl, responseNonce: r.nonce, error: { code: 3, message: nack } }),
+      );
+      return;
+    }
+    for (const res of r.resources) s.resources.set(res.name, res.version);
+    for (const name of r.removed) s.resources.delete(name);
+    s.nonce = r.nonce;
+    s.versionInfo = r.systemVersionInfo;
+    s.acks++;
+    this.#write(deltaRequestBytes({ typeUrl: r.typeUrl, responseNonce: r.nonce }));
+    this.#recordMark(r.typeUrl);
+  }
+
+  /** Starts timing: the next response of each type records its delay from now. */
+  mark(at: number): void {
+    this.#markAt = at;
+    this.sinceMark.clear();
+  }
+
+  /** Stops reading responses (HTTP/2 flow control then stops the server's writes). */
+  stopReading(): void {
+    this.#call?.pause();
+  }
+
+  resumeReading(): void {
+    this.#call?.resume();
+  }
+
+  /** Sends a raw request on the stream (protocol tests). */
+  send(bytes: Buffer): void {
+    this.#write(bytes);
+  }
+
+  /** Closes the stream (the proxy keeps what it holds, for a reconnect). */
+  disconnect(): void {
+    const call = this.#call;
+    this.#call = undefined;
+    if (call) {
+      call.removeAllListeners('data');
+      call.cancel();
+    }
+  }
+}
+
+/** Load generator settings. */
+export interface LoadGeneratorOptions {
+  /** `host:port` of the ADS server. */
+  readonly address: string;
+  readonly proxies: number;
+  /** Options of proxy `i`. */
+  readonly proxy: (i: number) => SimulatedProxyOptions;
+  /** ADS streams per HTTP/2 connection (each connection is its own channel). Default 50. */
+  readonly streamsPerConnection?: number;
+  /** Proxies given a connection of their own (for example one that will stop reading). */
+  readonly isolated?: ReadonlySet<number>;
+}
+
+/** N simulated proxies over a few HTTP/2 connections. */
+export class LoadGenerator {
+  readonly proxies: SimulatedProxy[] = [];
+  readonly #clients: Client[] = [];
+  readonly #clientOf = new Map<SimulatedProxy, Client>();
+
+  constructor(readonly options: LoadGeneratorOptions) {
+    const per = options.streamsPerConnection ?? 50;
+    let shared: Client | undefined;
+    let onShared = 0;
+    for (let i = 0; i < options.proxies; i++) {
+      const proxy = new SimulatedProxy(options.proxy(i));
+      let client: Client;
+      if (options.isolated?.has(i)) client = this.#newClient();
+      else {
+        if (!shared || onShared >= per) {
+          shared = this.#newClient();
+          onShared = 0;
+        }
+        onShared++;
+        client = shared;
+      }
+      this.proxies.push(proxy);
+      this.#clientOf.set(proxy, client);
+    }
+  }
+
+  #newClient(): Client {
+    const c = new Client(this.options.address, credentials.createInsecure(), {
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.max_receive_message_length': -1,
+      'grpc.keepalive_time_ms': 60_000,
+    });
+    this.#clients.push(c);
+    return c;
+  }
+
+  /** Connects every proxy (optionally with their versions: a Delta reconnect). */
+  connect(withVersions = false): void {
+    for (const p of this.proxies) p.connect(this.#clientOf.get(p)!, withVersions);
+  }
+
+  /** Reconnects one proxy. */
+  reconnect(proxy: SimulatedProxy, withVersions = true): void {
+    proxy.disconnect();
+    proxy.connect(this.#clientOf.get(proxy)!, withVersions);
+  }
+
+  /** Starts timing a change on every proxy; returns the mark time. */
+  mark(): number {
+    const at = performance.now();
+    for (const p of this.proxies) p.mark(at);
+    return at;
+  }
+
+  /** Polls until `done` holds or `timeoutMs` passes; resolves to whether it held. */
+  async waitFor(done: () => boolean, timeoutMs: number, pollMs = 5): Promise<boolean> {
+    const until = performance.now() + timeoutMs;
+    while (!done()) {
+      if (performance.now() > until) return false;
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+    return true;
+  }
+
+  /** Delays (ms after the mark) of the proxies that received `typeUrl` since the mark. */
+  latencies(typeUrl: string, which: readonly SimulatedProxy[] = this.proxies): number[] {
+    const out: number[] = [];
+    for (const p of which) {
+      const t = p.sinceMark.get(typeUrl);
+      if (t !== undefined) out.push(t);
+    }
+    return out;
+  }
+
+  /** Disconnects every proxy and closes every channel. */
+  close(): void {
+    for (const p of this.proxies) p.disconnect();
+    for (const c of this.#clients) c.close();
+  }
+}
+
+/** The p-th percentile (0..100) of values (nearest rank). */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank]!;
+}

@@ -1,0 +1,49 @@
+import { TypeUrl } from '@meridian/envoy';
+import { LoadGenerator, nextSnapshot, clusterName, listenerName, translateServices, type TestService } from '@meridian/testkit';
+import { ResourceCache, XdsServer, xdsLogger } from '@meridian/xds';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const services: TestService[] = [
+  { host: 'a.default.svc.cluster.local', port: 80, endpoints: [{ address: '10.0.0.1', port: 8080 }] },
+  { host: 'b.default.svc.cluster.local', port: 80, endpoints: [{ address: '10.0.0.2', port: 8080 }] },
+];
+
+describe('smoke', () => {
+  const lines: string[] = [];
+  const logger = xdsLogger({ level: 'debug', write: (l) => lines.push(l) });
+  const server = new XdsServer({ logger, debounce: { quietMs: 0 } });
+  const cache = new ResourceCache();
+  let port = 0;
+  beforeAll(async () => {
+    server.update(nextSnapshot(cache, undefined, 'v1', translateServices(services)));
+    port = await server.listen();
+  });
+  afterAll(() => server.close());
+
+  it('serves a proxy', async () => {
+    const gen = new LoadGenerator({
+      address: `127.0.0.1:${port}`,
+      proxies: 3,
+      proxy: (i) => ({
+        nodeId: `sidecar~10.1.0.${i}~p${i}.default~default.svc.cluster.local`,
+        variant: i === 2 ? 'delta' : 'sotw',
+        subscriptions: [
+          { typeUrl: TypeUrl.Cluster },
+          { typeUrl: TypeUrl.ClusterLoadAssignment, names: [clusterName(services[0]!)] },
+          { typeUrl: TypeUrl.Listener },
+          { typeUrl: TypeUrl.RouteConfiguration, names: [listenerName(services[0]!)] },
+        ],
+      }),
+    });
+    try {
+      gen.connect();
+      const ok = await gen.waitFor(() => gen.proxies.every((p) => (p.state.get(TypeUrl.RouteConfiguration)?.acks ?? 0) > 0), 10000);
+      console.log(JSON.stringify(server.syncStatus(), null, 1));
+      console.log(lines.join(''));
+      expect(ok).toBe(true);
+    } finally {
+      gen.close();
+    }
+  });
+});
