@@ -232,14 +232,20 @@ export class MemoryCertificateProvider implements grpc.experimental.CertificateP
 
   addCaCertificateListener(l: grpc.experimental.CaCertificateUpdateListener): void {
     this.caListeners.add(l);
-    if (this.ca) l(this.ca);
+    // Delivered on a later tick: grpc-js registers its own watcher only after adding this listener,
+    // so a synchronous first update would be lost and the server would drop every connection.
+    queueMicrotask(() => {
+      if (this.ca && this.caListeners.has(l)) l(this.ca);
+    });
   }
   removeCaCertificateListener(l: grpc.experimental.CaCertificateUpdateListener): void {
     this.caListeners.delete(l);
   }
   addIdentityCertificateListener(l: grpc.experimental.IdentityCertificateUpdateListener): void {
     this.idListeners.add(l);
-    if (this.identity) l(this.identity);
+    queueMicrotask(() => {
+      if (this.identity && this.idListeners.has(l)) l(this.identity);
+    });
   }
   removeIdentityCertificateListener(l: grpc.experimental.IdentityCertificateUpdateListener): void {
     this.idListeners.delete(l);
