@@ -1,2 +1,52 @@
-// @meridian/federation: Service discovery federated across clusters over NATS
-export {};
+// @meridian/federation: service discovery federated across clusters over NATS (issue 7).
+// The protocol between clusters is documented in ../PROTOCOL.md.
+
+export type { RejectReason } from './errors.js';
+export {
+  ExporterFencedError,
+  FederationError,
+  FederationNatsError,
+  FederationStateError,
+  InvalidNameError,
+  WireFormatError,
+} from './errors.js';
+export type { ExporterOptions, SyncResult } from './exporter.js';
+export { FederationExporter } from './exporter.js';
+export type {
+  ImportCache,
+  ImportCacheSnapshot,
+  ImportChange,
+  ImportedService,
+  ImportedView,
+  ImporterOptions,
+  RemoteClusterStatus,
+  ServiceRef,
+} from './importer.js';
+export { FederationImporter, memoryImportCache } from './importer.js';
+export type { FederationInstruments } from './metrics.js';
+export { federationInstruments } from './metrics.js';
+export {
+  checkId,
+  isExportableHostname,
+  META_KEY,
+  parseServiceKey,
+  Subjects,
+  serviceId,
+  serviceKey,
+} from './naming.js';
+export type { ExportDecision, ExportSelection } from './select.js';
+export { EXPORT_LABEL, exportDecision } from './select.js';
+export type {
+  EndpointHealth,
+  EpochMarker,
+  ExportedServiceState,
+  FederatedEndpoint,
+  FederatedService,
+  FederationMessage,
+  Heartbeat,
+  Locality,
+  Resolution,
+  ServicePort,
+  ServiceRecord,
+} from './wire.js';
+export { decodeMessage, encodeMessage, isNewer, PROTOCOL_VERSION } from './wire.js';
