@@ -92,13 +92,19 @@ function readYaml(text: string, source: string | undefined): RawDoc[] {
         value: undefined,
         prefix: [],
         errors: doc.errors.map((e) =>
-          docError(index, `invalid YAML: ${e.message.split('\n')[0] ?? ''}`, e.linePos?.[0].line, source),
+          docError(
+            index,
+            `invalid YAML: ${e.message.split('\n')[0] ?? ''}`,
+            lc.linePos(e.pos[0]).line,
+            source,
+          ),
         ),
         ...(line !== undefined ? { line } : {}),
       });
       continue;
     }
-    if (doc.contents === null) continue; // an empty document (e.g. a trailing `---`)
+    // An empty document (e.g. a trailing `---`, or only comments) holds nothing.
+    if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) continue;
     let value: unknown;
     try {
       value = doc.toJS({ maxAliasCount: 100 });

@@ -122,7 +122,11 @@ export function validateConfig(input: unknown, options: ValidateOptions = {}): V
     const meta = isObject(input) && isObject(input.metadata) ? input.metadata : {};
     const kindText =
       isObject(input) && typeof input.kind === 'string' && input.kind !== '' ? input.kind : '?';
-    objectId = `${kindText}/${str(meta.namespace) ?? 'default'}/${str(meta.name) ?? '?'}`;
+    const name = str(meta.name);
+    objectId =
+      kindText === '?' && name === undefined && options.document !== undefined
+        ? `document ${options.document}`
+        : `${kindText}/${str(meta.namespace) ?? 'default'}/${name ?? '?'}`;
   } catch (cause) {
     // Defensive: validation is written not to throw; if it ever does, report rather than crash.
     const e = toFieldErrors(
