@@ -292,7 +292,7 @@ class SuperclusterHandle implements NatsSupercluster {
           missing,
         );
       }
-      await sleep(50);
+      await sleep(Date.now() - (deadline - timeoutMs) < 1_000 ? 50 : 200);
     }
   }
 

@@ -316,7 +316,8 @@ export class ManagedProcess implements ServerProcess {
           cause: lastProbeError,
         });
       }
-      await sleep(50);
+      // Poll fast at first, then back off: every failed probe may log a line (NATS /healthz does).
+      await sleep(Date.now() - (deadline - timeoutMs) < 1_000 ? 50 : 200);
     }
   }
 
