@@ -57,6 +57,11 @@ export interface EtcdStoreOptions {
   readonly requestTimeoutMs?: number;
   /** Longest pause between watch reconnect attempts (default 500 ms). */
   readonly maxWatchBackoffMs?: number;
+  /**
+   * Longest wait for one write attempt before it is abandoned and retried on another member, within
+   * `requestTimeoutMs` (default 1000 ms). Shortens the write outage when the etcd leader dies.
+   */
+  readonly writeAttemptTimeoutMs?: number;
 }
 
 /**
@@ -109,6 +114,7 @@ export class EtcdStore implements Store {
   private readonly client: Etcd3;
   private readonly requestTimeoutMs: number;
   readonly maxWatchBackoffMs: number;
+  private readonly writeAttemptTimeoutMs: number;
   private closed = false;
   private readonly watches = new Set<EtcdWatch>();
   private readonly leases = new Set<EtcdLease>();
@@ -118,6 +124,7 @@ export class EtcdStore implements Store {
     this.endpoints = [...options.endpoints];
     this.requestTimeoutMs = options.requestTimeoutMs ?? 5000;
     this.maxWatchBackoffMs = options.maxWatchBackoffMs ?? 500;
+    this.writeAttemptTimeoutMs = options.writeAttemptTimeoutMs ?? 1000;
     ensureExactInt64();
     this.client = new Etcd3({
       hosts: [...options.endpoints],
@@ -305,47 +312,80 @@ export class EtcdStore implements Store {
         ? { request_put: { key: this.abs(op.key), value: Buffer.from(op.value), lease: op.lease ?? 0 } }
         : { request_delete_range: { key: this.abs(op.key) } },
     );
-    const res = await this.write(operation, ops, (o) =>
-      this.client.kv.txn(
-        {
-          compare: expect.map((x) => ({
-            key: this.abs(x.key),
-            target: 'Mod',
-            result: 'Equal',
-            mod_revision: x.modRevision,
-          })),
-          success,
-          failure: expect.map((x) => ({ request_range: { key: this.abs(x.key), keys_only: true } })),
-        },
-        o,
-      ),
+    const res = await this.write(
+      operation,
+      ops,
+      async (o) => {
+        const r = await this.client.kv.txn(
+          {
+            compare: expect.map((x) => ({
+              key: this.abs(x.key),
+              target: 'Mod',
+              result: 'Equal',
+              mod_revision: x.modRevision,
+            })),
+            success,
+            failure: expect.map((x) => ({ request_range: { key: this.abs(x.key), keys_only: true } })),
+          },
+          o,
+        );
+        if (!r.succeeded) {
+          const actuals = r.responses.map((x) => Number(x.response_range?.kvs[0]?.mod_revision ?? 0));
+          const i = Math.max(
+            expect.findIndex((x, n) => actuals[n] !== x.modRevision),
+            0,
+          );
+          throw new ConflictError(expect[i]!.key, expect[i]!.modRevision, actuals[i] ?? 0);
+        }
+        return r;
+      },
+      expect.length > 0,
     );
-    if (!res.succeeded) {
-      const actuals = res.responses.map((r) => Number(r.response_range?.kvs[0]?.mod_revision ?? 0));
-      const i = expect.findIndex((x, n) => actuals[n] !== x.modRevision);
-      const x = expect[Math.max(i, 0)]!;
-      throw new ConflictError(x.key, x.modRevision, actuals[Math.max(i, 0)] ?? 0);
-    }
     const deleted = res.responses.reduce((n, r) => n + Number(r.response_delete_range?.deleted ?? 0), 0);
     return { revision: Number(res.header.revision), deleted };
   }
 
-  /** A write: one bounded attempt (the client itself moves to another member on connection errors). */
+  /**
+   * A write, bounded by `requestTimeoutMs` in total. An attempt that gets no answer within
+   * `writeAttemptTimeoutMs` (typically a follower whose leader just died, which would otherwise hold
+   * the request until etcd's own timeout) is abandoned and retried on any member. Retrying a plain
+   * put or delete is safe (same outcome). For a compare-and-swap, a conflict seen after an abandoned
+   * attempt may be that attempt's own success, so it is reported as `StoreUnavailableError`
+   * (outcome unknown) with the conflict as cause, never as a plain `ConflictError`.
+   */
   private async write<T>(
     operation: string,
     ops: readonly WriteOp[],
     fn: (options: CallOptions) => Promise<T>,
+    conditional = false,
   ): Promise<T> {
-    try {
-      return await this.call(operation, this.requestTimeoutMs, fn);
-    } catch (error) {
-      if (error instanceof EtcdLeaseInvalidError) {
-        const lease = ops.find((op) => op.op === 'put' && op.lease !== undefined);
-        throw new LeaseLostError(lease?.op === 'put' ? (lease.lease ?? '?') : '?', 'not found', {
-          cause: error,
+    const until = Date.now() + this.requestTimeoutMs;
+    let uncertain = false;
+    let lastError: unknown;
+    for (;;) {
+      const left = until - Date.now();
+      if (left <= 0) {
+        throw new StoreUnavailableError(operation, this.endpoints, this.requestTimeoutMs, {
+          cause: lastError instanceof StoreUnavailableError ? lastError.cause : lastError,
         });
       }
-      throw error;
+      try {
+        return await this.call(operation, Math.min(left, this.writeAttemptTimeoutMs), fn);
+      } catch (error) {
+        if (error instanceof EtcdLeaseInvalidError) {
+          const lease = ops.find((op) => op.op === 'put' && op.lease !== undefined);
+          throw new LeaseLostError(lease?.op === 'put' ? (lease.lease ?? '?') : '?', 'not found', {
+            cause: error,
+          });
+        }
+        if (error instanceof ConflictError && uncertain && conditional) {
+          throw new StoreUnavailableError(operation, this.endpoints, this.requestTimeoutMs, { cause: error });
+        }
+        if (!(error instanceof StoreUnavailableError)) throw error;
+        uncertain = true;
+        lastError = error;
+        await delay(Math.min(25, Math.max(until - Date.now(), 0)));
+      }
     }
   }
 
