@@ -1,2 +1,31 @@
-// @meridian/translate: Pure translation of config and registry snapshots to Envoy and proxyless-gRPC xDS resources
-export {};
+// @meridian/translate: pure translation of config and registry snapshots to Envoy and
+// proxyless-gRPC xDS resources (Istio's pilot/pkg/networking/core and grpcgen, in TypeScript).
+//
+// The replica calls `new Translator(options)` once and `translator.translate(config, registry,
+// proxy)` per proxy push; `translateProxy` is the uncached one-shot form. Inputs: see types.ts.
+
+export { effectivePolicy } from './cluster.js';
+export { altHosts, virtualHostDomains } from './domains.js';
+export { buildLoadAssignment, localityMatches } from './endpoint.js';
+export { GRPC_SERVER_LISTENER_PREFIX } from './listener.js';
+export { encodeProxyResources, resourcesByTypeUrl } from './resources.js';
+export { FAULT_FILTER, ROUTER_FILTER } from './route.js';
+export type { ProxyScope } from './scope.js';
+export { buildScope, selectSidecar } from './scope.js';
+export { createConfigSnapshot, createRegistrySnapshot, sortEndpoints, withEndpoints } from './snapshot.js';
+export type { TranslatorStats } from './translator.js';
+export { Translator, translateProxy } from './translator.js';
+export type {
+  ConfigSnapshot,
+  Endpoint,
+  EndpointHealth,
+  EndpointLocality,
+  NamedResource,
+  ProxyResources,
+  RegistrySnapshot,
+  Resolution,
+  Service,
+  ServicePort,
+  TranslateOptions,
+  UpstreamTlsContext,
+} from './types.js';

@@ -1,0 +1,326 @@
+/**
+ * Clusters from services and DestinationRules, after Istio's `pilot/pkg/networking/core/cluster*.go`:
+ * one `outbound|<port>||<host>` cluster per service port and one `outbound|<port>|<subset>|<host>`
+ * per DestinationRule subset; inbound `inbound|<port>||` clusters for the workload's own ports.
+ */
+import type {
+  ConnectionPoolSettings,
+  DestinationRuleConfig,
+  LoadBalancerSettings,
+  OutlierDetection,
+  TrafficPolicy,
+} from '@meridian/api';
+import type { EnvoyJson, JsonValue, ProxyInfo } from '@meridian/envoy';
+import type { Service, ServicePort, TranslateOptions } from './types.js';
+import { any, clusterName, compact, durationNanos, isHttp2Protocol, toEnvoyDuration } from './util.js';
+
+/** The traffic policy in force for one (service port, subset): Istio's `MergeTrafficPolicy`. */
+export interface EffectivePolicy {
+  readonly loadBalancer: LoadBalancerSettings | undefined;
+  readonly connectionPool: ConnectionPoolSettings | undefined;
+  readonly outlierDetection: OutlierDetection | undefined;
+  readonly tls: TrafficPolicy['tls'];
+}
+
+function portLevel(policy: TrafficPolicy | undefined, port: number): EffectivePolicy {
+  const base: EffectivePolicy = {
+    loadBalancer: policy?.loadBalancer,
+    connectionPool: policy?.connectionPool,
+    outlierDetection: policy?.outlierDetection,
+    tls: policy?.tls,
+  };
+  const pl = policy?.portLevelSettings?.find((p) => p.port?.number === port);
+  if (!pl) return base;
+  return {
+    loadBalancer: pl.loadBalancer ?? base.loadBalancer,
+    connectionPool: pl.connectionPool ?? base.connectionPool,
+    outlierDetection: pl.outlierDetection ?? base.outlierDetection,
+    tls: pl.tls ?? base.tls,
+  };
+}
+
+/**
+ * Istio's merge: the top-level policy (with its port-level settings for `port`), then the subset's
+ * policy (with its port-level settings), each set field of the subset replacing the top-level one.
+ */
+export function effectivePolicy(
+  dr: DestinationRuleConfig | undefined,
+  subset: string,
+  port: number,
+): EffectivePolicy {
+  const top = portLevel(dr?.spec.trafficPolicy, port);
+  if (subset === '') return top;
+  const sub = dr?.spec.subsets?.find((s) => s.name === subset)?.trafficPolicy;
+  if (!sub) return top;
+  const s = portLevel(sub, port);
+  return {
+    loadBalancer: s.loadBalancer ?? top.loadBalancer,
+    connectionPool: s.connectionPool ?? top.connectionPool,
+    outlierDetection: s.outlierDetection ?? top.outlierDetection,
+    tls: s.tls ?? top.tls,
+  };
+}
+
+const MAX_UINT32 = 4294967295;
+
+/** Istio's default circuit breaker thresholds, overridden by `connectionPool`. */
+function circuitBreakers(pool: ConnectionPoolSettings | undefined): EnvoyJson {
+  const threshold = compact({
+    max_connections: pool?.tcp?.maxConnections ?? MAX_UINT32,
+    max_pending_requests: pool?.http?.http1MaxPendingRequests ?? MAX_UINT32,
+    max_requests: pool?.http?.http2MaxRequests ?? MAX_UINT32,
+    max_retries: pool?.http?.maxRetries ?? MAX_UINT32,
+    track_remaining: true,
+  });
+  return { thresholds: [threshold] };
+}
+
+/** `typed_extension_protocol_options` for HTTP upstreams (Istio `setUpstreamProtocol`). */
+function httpProtocolOptions(
+  port: ServicePort,
+  pool: ConnectionPoolSettings | undefined,
+): EnvoyJson | undefined {
+  const http = pool?.http;
+  const common = compact({
+    idle_timeout: toEnvoyDuration(http?.idleTimeout ?? pool?.tcp?.idleTimeout),
+    max_connection_duration: toEnvoyDuration(pool?.tcp?.maxConnectionDuration),
+    max_requests_per_connection: http?.maxRequestsPerConnection || undefined,
+  });
+  const h2 =
+    http?.h2UpgradePolicy === 'UPGRADE' ||
+    (isHttp2Protocol(port.protocol) && http?.h2UpgradePolicy !== 'DO_NOT_UPGRADE');
+  const useClient = http?.useClientProtocol === true;
+  if (!h2 && !useClient && Object.keys(common).length === 0) return undefined;
+  const h2Options: EnvoyJson = http?.maxConcurrentStreams
+    ? { max_concurrent_streams: http.maxConcurrentStreams }
+    : {};
+  const options = compact({
+    common_http_protocol_options: Object.keys(common).length > 0 ? common : undefined,
+    explicit_http_config: useClient
+      ? undefined
+      : h2
+        ? { http2_protocol_options: h2Options }
+        : { http_protocol_options: {} },
+    use_downstream_protocol_config: useClient
+      ? { http_protocol_options: {}, http2_protocol_options: {} }
+      : undefined,
+  });
+  return {
+    'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': any(
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+      options,
+    ),
+  };
+}
+
+/**
+ * Envoy `outlier_detection` from Istio's `OutlierDetection` (Istio `applyOutlierDetection`):
+ * consecutive 5xx / gateway / local-origin errors, interval, base ejection time, max ejection
+ * percent; success-rate ejection is always disabled (`enforcing_success_rate: 0`), as Istio does.
+ *
+ * gRPC clients implement only success-rate and failure-percentage ejection (gRFC A50), not the
+ * consecutive-error counters, so for proxyless gRPC the same rule is also expressed as failure
+ * percentage ejection: a host whose failure rate over at least `consecutive*Errors` requests in an
+ * interval reaches Envoy's default threshold (85%) is ejected (Meridian's mapping, not Istio's).
+ */
+function outlierDetection(od: OutlierDetection, grpc: boolean): EnvoyJson {
+  const out: Record<string, JsonValue | undefined> = {
+    interval: toEnvoyDuration(od.interval),
+    base_ejection_time: toEnvoyDuration(od.baseEjectionTime),
+    max_ejection_percent: od.maxEjectionPercent,
+    enforcing_success_rate: 0,
+  };
+  const c5xx = od.consecutive5xxErrors;
+  if (c5xx !== undefined) {
+    if (c5xx > 0) {
+      out.consecutive_5xx = c5xx;
+      out.enforcing_consecutive_5xx = 100;
+    } else out.enforcing_consecutive_5xx = 0;
+  }
+  const gw = od.consecutiveGatewayErrors;
+  if (gw !== undefined && gw > 0) {
+    out.consecutive_gateway_failure = gw;
+    out.enforcing_consecutive_gateway_failure = 100;
+  }
+  if (od.splitExternalLocalOriginErrors) {
+    out.split_external_local_origin_errors = true;
+    if (od.consecutiveLocalOriginFailures !== undefined && od.consecutiveLocalOriginFailures > 0) {
+      out.consecutive_local_origin_failure = od.consecutiveLocalOriginFailures;
+      out.enforcing_consecutive_local_origin_failure = 100;
+    }
+  }
+  if (grpc) {
+    const volume = gw && gw > 0 ? gw : c5xx !== undefined && c5xx > 0 ? c5xx : 5;
+    out.enforcing_failure_percentage = 100;
+    out.failure_percentage_request_volume = volume;
+    out.failure_percentage_minimum_hosts = 1;
+  }
+  return compact(out);
+}
+
+/** Envoy's `lb_policy` (and its config) for a load balancer setting (Istio `applyLoadBalancer`). */
+function loadBalancer(lb: LoadBalancerSettings | undefined, grpc: boolean): EnvoyJson {
+  const ch = lb?.consistentHash;
+  if (ch) {
+    if (ch.maglev && !grpc)
+      return compact({ lb_policy: 'MAGLEV', maglev_lb_config: maglevConfig(ch.maglev.tableSize) });
+    const min = ch.ringHash?.minimumRingSize ?? ch.minimumRingSize;
+    return compact({
+      lb_policy: 'RING_HASH',
+      ring_hash_lb_config: min ? { minimum_ring_size: min } : undefined,
+    });
+  }
+  if (grpc) return { lb_policy: 'ROUND_ROBIN' };
+  switch (lb?.simple) {
+    case 'ROUND_ROBIN':
+      return { lb_policy: 'ROUND_ROBIN' };
+    case 'RANDOM':
+      return { lb_policy: 'RANDOM' };
+    default:
+      // Istio's default since 1.14, and LEAST_CONN is its deprecated alias.
+      return { lb_policy: 'LEAST_REQUEST' };
+  }
+}
+
+function maglevConfig(tableSize: number | undefined): EnvoyJson | undefined {
+  return tableSize ? { table_size: tableSize } : undefined;
+}
+
+/** True when the effective policy enables locality failover (Istio needs outlier detection for it). */
+export function failoverEnabled(policy: EffectivePolicy): boolean {
+  return policy.outlierDetection !== undefined && policy.loadBalancer?.localityLbSetting?.enabled !== false;
+}
+
+/** Inputs of one outbound cluster. */
+export interface OutboundClusterInput {
+  readonly service: Service;
+  readonly port: ServicePort;
+  readonly subset: string;
+  readonly destinationRule: DestinationRuleConfig | undefined;
+  readonly proxy: ProxyInfo;
+  readonly grpc: boolean;
+  readonly options: TranslateOptions;
+}
+
+/** One outbound cluster in Istio's shape (EDS for registry services; DNS and passthrough otherwise). */
+export function buildOutboundCluster(
+  input: OutboundClusterInput,
+  loadAssignment?: () => EnvoyJson,
+): EnvoyJson {
+  const { service, port, subset, grpc } = input;
+  const name = clusterName('outbound', port.port, subset, service.hostname);
+  const policy = effectivePolicy(input.destinationRule, subset, port.port);
+  const out: Record<string, JsonValue | undefined> = { name };
+  const passthrough = service.resolution === 'PASSTHROUGH' || policy.loadBalancer?.simple === 'PASSTHROUGH';
+  if (passthrough && !grpc) {
+    out.type = 'ORIGINAL_DST';
+    out.lb_policy = 'CLUSTER_PROVIDED';
+  } else if ((service.resolution === 'DNS' || service.resolution === 'DNS_ROUND_ROBIN') && !grpc) {
+    out.type = service.resolution === 'DNS' ? 'STRICT_DNS' : 'LOGICAL_DNS';
+    out.dns_lookup_family = 'V4_ONLY';
+    out.load_assignment = loadAssignment?.();
+    Object.assign(out, loadBalancer(policy.loadBalancer, grpc));
+  } else {
+    out.type = 'EDS';
+    out.eds_cluster_config = { service_name: name, eds_config: { ads: {}, resource_api_version: 'V3' } };
+    Object.assign(out, loadBalancer(policy.loadBalancer, grpc));
+  }
+  if (!grpc) out.connect_timeout = toEnvoyDuration(policy.connectionPool?.tcp?.connectTimeout) ?? '10s';
+  out.circuit_breakers = circuitBreakers(policy.connectionPool);
+  if (policy.outlierDetection) out.outlier_detection = outlierDetection(policy.outlierDetection, grpc);
+  if (!grpc) {
+    const common: Record<string, JsonValue | undefined> = {};
+    if (policy.outlierDetection?.minHealthPercent !== undefined) {
+      common.healthy_panic_threshold = { value: policy.outlierDetection.minHealthPercent };
+    }
+    if (policy.loadBalancer?.localityLbSetting?.distribute?.length) common.locality_weighted_lb_config = {};
+    if (Object.keys(common).length > 0) out.common_lb_config = compact(common);
+    const keepalive = policy.connectionPool?.tcp?.tcpKeepalive;
+    if (keepalive) {
+      out.upstream_connection_options = {
+        tcp_keepalive: compact({
+          keepalive_probes: keepalive.probes,
+          keepalive_time: wholeSeconds(keepalive.time),
+          keepalive_interval: wholeSeconds(keepalive.interval),
+        }),
+      };
+    }
+    if (isHttpLike(port))
+      out.typed_extension_protocol_options = httpProtocolOptions(port, policy.connectionPool);
+  }
+  const tls = input.options.upstreamTls?.({
+    clusterName: name,
+    service,
+    port,
+    subset,
+    tls: policy.tls as Readonly<Record<string, unknown>> | undefined,
+    proxy: input.proxy,
+  });
+  if (tls) out.transport_socket = tls;
+  return compact(out);
+}
+
+function isHttpLike(port: ServicePort): boolean {
+  const p = port.protocol.toUpperCase();
+  return p === 'HTTP' || p === 'HTTP2' || p === 'GRPC' || p === 'GRPC-WEB';
+}
+
+/** A duration as whole seconds (TCP keepalive options are uint32 seconds). */
+function wholeSeconds(text: string | undefined): number | undefined {
+  const nanos = text === undefined ? undefined : durationNanos(text);
+  return nanos === undefined ? undefined : Math.round(nanos / 1e9);
+}
+
+/**
+ * The inbound cluster of one of the workload's own ports (Istio >= 1.10 shape): ORIGINAL_DST with
+ * the passthrough source address 127.0.0.6 so the application sees traffic from the sidecar.
+ */
+export function buildInboundCluster(port: number, protocol: string): EnvoyJson {
+  const name = clusterName('inbound', port, '', '');
+  const out: Record<string, JsonValue | undefined> = {
+    name,
+    type: 'ORIGINAL_DST',
+    lb_policy: 'CLUSTER_PROVIDED',
+    connect_timeout: '10s',
+    circuit_breakers: circuitBreakers(undefined),
+    upstream_bind_config: { source_address: { address: '127.0.0.6', port_value: 0 } },
+    cleanup_interval: '60s',
+  };
+  if (isHttp2Protocol(protocol)) {
+    out.typed_extension_protocol_options = {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': any(
+        'envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+        { explicit_http_config: { http2_protocol_options: {} } },
+      ),
+    };
+  }
+  return compact(out);
+}
+
+/** Istio's fixed clusters every sidecar gets: BlackHoleCluster, PassthroughCluster, InboundPassthroughCluster. */
+export function buildFixedClusters(): EnvoyJson[] {
+  return [
+    { name: 'BlackHoleCluster', type: 'STATIC', connect_timeout: '10s' },
+    {
+      name: 'InboundPassthroughCluster',
+      type: 'ORIGINAL_DST',
+      lb_policy: 'CLUSTER_PROVIDED',
+      connect_timeout: '10s',
+      upstream_bind_config: { source_address: { address: '127.0.0.6', port_value: 0 } },
+      circuit_breakers: circuitBreakers(undefined),
+    },
+    {
+      name: 'PassthroughCluster',
+      type: 'ORIGINAL_DST',
+      lb_policy: 'CLUSTER_PROVIDED',
+      connect_timeout: '10s',
+      circuit_breakers: circuitBreakers(undefined),
+      typed_extension_protocol_options: {
+        'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': any(
+          'envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+          { use_downstream_protocol_config: { http_protocol_options: {}, http2_protocol_options: {} } },
+        ),
+      },
+    },
+  ];
+}

@@ -1,0 +1,227 @@
+/**
+ * Listeners, after Istio's `pilot/pkg/networking/core/listener*.go` (Envoy sidecars) and
+ * `pilot/pkg/networking/grpcgen/lds.go` (proxyless gRPC).
+ */
+import type { EnvoyJson, JsonValue } from '@meridian/envoy';
+import { FAULT_FILTER, ROUTER_FILTER } from './route.js';
+import { any } from './util.js';
+
+const HCM = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+const TCP_PROXY = 'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy';
+
+/** The fault filter (empty: the per-route `typed_per_filter_config` carries the faults). */
+export function faultFilter(): EnvoyJson {
+  return { name: FAULT_FILTER, typed_config: any('envoy.extensions.filters.http.fault.v3.HTTPFault') };
+}
+
+/** The router filter, last in every filter chain. */
+export function routerFilter(): EnvoyJson {
+  return { name: ROUTER_FILTER, typed_config: any('envoy.extensions.filters.http.router.v3.Router') };
+}
+
+function ads(): EnvoyJson {
+  return { ads: {}, resource_api_version: 'V3' };
+}
+
+/** An HTTP connection manager fetching `routeName` over RDS (Istio's outbound HCM). */
+export function rdsConnectionManager(statPrefix: string, routeName: string): EnvoyJson {
+  return {
+    name: 'envoy.filters.network.http_connection_manager',
+    typed_config: any(HCM, {
+      stat_prefix: statPrefix,
+      rds: { config_source: ads(), route_config_name: routeName },
+      http_filters: [faultFilter(), routerFilter()],
+      use_remote_address: false,
+      normalize_path: true,
+      stream_idle_timeout: '0s',
+      upgrade_configs: [{ upgrade_type: 'websocket' }],
+    }),
+  };
+}
+
+/** A tcp_proxy to one cluster or to weighted clusters. */
+export function tcpProxy(
+  statPrefix: string,
+  target: string | readonly { name: string; weight: number }[],
+): EnvoyJson {
+  const routing: EnvoyJson =
+    typeof target === 'string'
+      ? { cluster: target }
+      : { weighted_clusters: { clusters: target.map((t) => ({ name: t.name, weight: t.weight })) } };
+  return {
+    name: 'envoy.filters.network.tcp_proxy',
+    typed_config: any(TCP_PROXY, { stat_prefix: statPrefix, ...routing }),
+  };
+}
+
+/** Istio's outbound HTTP listener `0.0.0.0_<port>` (bind_to_port false: reached via virtualOutbound). */
+export function outboundHttpListener(port: number): EnvoyJson {
+  const name = `0.0.0.0_${port}`;
+  return {
+    name,
+    address: { socket_address: { address: '0.0.0.0', port_value: port } },
+    bind_to_port: false,
+    traffic_direction: 'OUTBOUND',
+    filter_chains: [{ filters: [rdsConnectionManager(`outbound_${name}`, String(port))] }],
+  };
+}
+
+/** Istio's outbound TCP listener `<address>_<port>` forwarding to the service's cluster(s). */
+export function outboundTcpListener(
+  address: string,
+  port: number,
+  target: string | readonly { name: string; weight: number }[],
+  statPrefix: string,
+): EnvoyJson {
+  return {
+    name: `${address}_${port}`,
+    address: { socket_address: { address, port_value: port } },
+    bind_to_port: false,
+    traffic_direction: 'OUTBOUND',
+    filter_chains: [{ filters: [tcpProxy(statPrefix, target)] }],
+  };
+}
+
+const ORIGINAL_DST_FILTER: EnvoyJson = {
+  name: 'envoy.filters.listener.original_dst',
+  typed_config: any('envoy.extensions.filters.listener.original_dst.v3.OriginalDst'),
+};
+
+/** Istio's `virtualOutbound` (15001): original-destination dispatch, unknown traffic passes or is blocked. */
+export function virtualOutboundListener(allowAny: boolean): EnvoyJson {
+  const cluster = allowAny ? 'PassthroughCluster' : 'BlackHoleCluster';
+  return {
+    name: 'virtualOutbound',
+    address: { socket_address: { address: '0.0.0.0', port_value: 15001 } },
+    use_original_dst: true,
+    traffic_direction: 'OUTBOUND',
+    listener_filters: [ORIGINAL_DST_FILTER],
+    filter_chains: [{ name: `virtualOutbound-catchall-tcp`, filters: [tcpProxy(cluster, cluster)] }],
+  };
+}
+
+/** One inbound port of the workload. */
+export interface InboundPort {
+  readonly port: number;
+  readonly http: boolean;
+}
+
+/**
+ * Istio's `virtualInbound` (15006): one filter chain per workload port (matched on
+ * destination_port) forwarding to `inbound|<port>||`, and a catch-all to InboundPassthroughCluster.
+ */
+export function virtualInboundListener(ports: readonly InboundPort[]): EnvoyJson {
+  const chains: JsonValue[] = ports.map((p) => {
+    const cluster = `inbound|${p.port}||`;
+    const filter = p.http
+      ? {
+          name: 'envoy.filters.network.http_connection_manager',
+          typed_config: any(HCM, {
+            stat_prefix: cluster,
+            route_config: {
+              name: cluster,
+              validate_clusters: false,
+              virtual_hosts: [
+                {
+                  name: `inbound|http|${p.port}`,
+                  domains: ['*'],
+                  routes: [
+                    {
+                      name: 'default',
+                      match: { prefix: '/' },
+                      route: {
+                        cluster,
+                        timeout: '0s',
+                        max_stream_duration: { max_stream_duration: '0s', grpc_timeout_header_max: '0s' },
+                      },
+                      decorator: { operation: `:${p.port}/*` },
+                    },
+                  ],
+                },
+              ],
+            },
+            http_filters: [routerFilter()],
+            use_remote_address: false,
+            normalize_path: true,
+          }),
+        }
+      : tcpProxy(cluster, cluster);
+    return {
+      name: cluster,
+      filter_chain_match: { destination_port: p.port },
+      filters: [filter],
+    };
+  });
+  chains.push({
+    name: 'virtualInbound-catchall-tcp',
+    filters: [tcpProxy('InboundPassthroughCluster', 'InboundPassthroughCluster')],
+  });
+  return {
+    name: 'virtualInbound',
+    address: { socket_address: { address: '0.0.0.0', port_value: 15006 } },
+    traffic_direction: 'INBOUND',
+    listener_filters: [ORIGINAL_DST_FILTER],
+    filter_chains: chains,
+  };
+}
+
+/** A proxyless gRPC client listener `host:port`: api_listener HCM over RDS with fault and router filters. */
+export function grpcClientListener(name: string): EnvoyJson {
+  return {
+    name,
+    api_listener: {
+      api_listener: any(HCM, {
+        stat_prefix: name,
+        rds: { config_source: ads(), route_config_name: name },
+        http_filters: [faultFilter(), routerFilter()],
+      }),
+    },
+  };
+}
+
+/** Istio's server listener name prefix for proxyless gRPC (`server_listener_resource_name_template`). */
+export const GRPC_SERVER_LISTENER_PREFIX = 'xds.istio.io/grpc/lds/inbound/';
+
+/**
+ * A proxyless gRPC server listener `xds.istio.io/grpc/lds/inbound/<host>:<port>`: its address must
+ * equal the address the server binds; one filter chain whose route only marks requests as
+ * non-forwarding (gRPC servers accept only `non_forwarding_action` routes).
+ */
+export function grpcServerListener(host: string, port: number): EnvoyJson {
+  const display = host.includes(':') ? `[${host}]` : host;
+  const routeName = `inbound|${port}||`;
+  return {
+    name: `${GRPC_SERVER_LISTENER_PREFIX}${display}:${port}`,
+    address: { socket_address: { address: host, port_value: port } },
+    filter_chains: [
+      {
+        name: routeName,
+        filters: [
+          {
+            name: 'envoy.filters.network.http_connection_manager',
+            typed_config: any(HCM, {
+              stat_prefix: routeName,
+              route_config: {
+                name: routeName,
+                virtual_hosts: [
+                  {
+                    name: `inbound|http|${port}`,
+                    domains: ['*'],
+                    routes: [
+                      {
+                        match: { prefix: '/' },
+                        non_forwarding_action: {},
+                        decorator: { operation: `:${port}/*` },
+                      },
+                    ],
+                  },
+                ],
+              },
+              http_filters: [routerFilter()],
+            }),
+          },
+        ],
+      },
+    ],
+  };
+}

@@ -1,0 +1,91 @@
+/**
+ * Builders of the input snapshots: sort, freeze and share structure, so producers (the registry,
+ * the replica's config watch, tests, benchmarks) all hand translation the same normal form.
+ */
+import type { ConfigObject, DestinationRuleConfig, SidecarConfig, VirtualServiceConfig } from '@meridian/api';
+import type { ConfigSnapshot, Endpoint, RegistrySnapshot, Service } from './types.js';
+import { compareStrings } from './util.js';
+
+function byNamespaceName(
+  a: { metadata: { namespace: string; name: string } },
+  b: { metadata: { namespace: string; name: string } },
+): number {
+  return (
+    compareStrings(a.metadata.namespace, b.metadata.namespace) ||
+    compareStrings(a.metadata.name, b.metadata.name)
+  );
+}
+
+/**
+ * A ConfigSnapshot from validated objects (`@meridian/api`'s normalised form) at a store revision.
+ * Kinds translation does not read (ServiceEntry, WorkloadEntry: the registry's input; security
+ * kinds: the policy issue's) are ignored.
+ */
+export function createConfigSnapshot(revision: number, objects: readonly ConfigObject[]): ConfigSnapshot {
+  const virtualServices: VirtualServiceConfig[] = [];
+  const destinationRules: DestinationRuleConfig[] = [];
+  const sidecars: SidecarConfig[] = [];
+  for (const o of objects) {
+    if (o.kind === 'VirtualService') virtualServices.push(o);
+    else if (o.kind === 'DestinationRule') destinationRules.push(o);
+    else if (o.kind === 'Sidecar') sidecars.push(o);
+  }
+  return Object.freeze({
+    revision,
+    virtualServices: Object.freeze(virtualServices.sort(byNamespaceName)),
+    destinationRules: Object.freeze(destinationRules.sort(byNamespaceName)),
+    sidecars: Object.freeze(sidecars.sort(byNamespaceName)),
+  });
+}
+
+function endpointKey(e: Endpoint): string {
+  return `${e.address}\u0000${Object.keys(e.ports)
+    .sort(compareStrings)
+    .map((k) => `${k}=${e.ports[k]}`)
+    .join(',')}`;
+}
+
+/** Sorts an endpoint list by (address, ports) and freezes it. */
+export function sortEndpoints(endpoints: readonly Endpoint[]): readonly Endpoint[] {
+  return Object.freeze([...endpoints].sort((a, b) => compareStrings(endpointKey(a), endpointKey(b))));
+}
+
+/**
+ * A RegistrySnapshot: services sorted by hostname (for a hostname defined twice, the first by
+ * namespace wins), endpoint lists sorted and frozen. Services without endpoints get none.
+ */
+export function createRegistrySnapshot(
+  revision: number,
+  services: readonly Service[],
+  endpoints: ReadonlyMap<string, readonly Endpoint[]> | Readonly<Record<string, readonly Endpoint[]>>,
+): RegistrySnapshot {
+  const sorted = [...services].sort(
+    (a, b) => compareStrings(a.hostname, b.hostname) || compareStrings(a.namespace, b.namespace),
+  );
+  const unique: Service[] = [];
+  for (const s of sorted) if (unique[unique.length - 1]?.hostname !== s.hostname) unique.push(s);
+  const entries: [string, readonly Endpoint[]][] =
+    endpoints instanceof Map
+      ? [...endpoints.entries()]
+      : Object.entries(endpoints as Record<string, readonly Endpoint[]>);
+  const map = new Map<string, readonly Endpoint[]>();
+  for (const [host, list] of entries.sort((a, b) => compareStrings(a[0], b[0])))
+    map.set(host, sortEndpoints(list));
+  return Object.freeze({ revision, services: Object.freeze(unique), endpoints: map });
+}
+
+/**
+ * A new RegistrySnapshot where only `hostname`'s endpoints differ: every other endpoint list and the
+ * service list keep their identity, so a {@link Translator} rebuilds only that service's
+ * ClusterLoadAssignments.
+ */
+export function withEndpoints(
+  snapshot: RegistrySnapshot,
+  revision: number,
+  hostname: string,
+  endpoints: readonly Endpoint[],
+): RegistrySnapshot {
+  const map = new Map(snapshot.endpoints);
+  map.set(hostname, sortEndpoints(endpoints));
+  return Object.freeze({ revision, services: snapshot.services, endpoints: map });
+}

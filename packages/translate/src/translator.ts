@@ -1,0 +1,563 @@
+/**
+ * The translator: (config snapshot, registry snapshot, proxy) -> every xDS resource the proxy is
+ * sent. Generation is pure: the same inputs give the same resources, in the same order.
+ *
+ * ## Incremental cache
+ * A {@link Translator} remembers what it built and reuses it while its inputs are the same objects
+ * (snapshots are immutable and structurally shared, see types.ts):
+ *
+ * | what | key | reused while |
+ * |---|---|---|
+ * | proxy scope (visible services, VS/DR lookup) | (namespace, Sidecar, DR-selector match) | same ConfigSnapshot and `registry.services` |
+ * | outbound listeners + route configurations | (scope key, proxy kind, DNS domain, labels if any VS matches on sourceLabels) | same ConfigSnapshot and `registry.services` |
+ * | cluster | (cluster name, proxy kind) | same `Service` object and same DestinationRule object |
+ * | ClusterLoadAssignment | (cluster name, proxy kind, proxy locality when locality LB applies) | same `Service`, same DestinationRule, same endpoint list |
+ * | endpoints-by-address index (inbound ports) | - | same `registry.endpoints` map |
+ *
+ * So an endpoint change (a new RegistrySnapshot with one new endpoint list) rebuilds only that
+ * service's ClusterLoadAssignments; a DestinationRule change rebuilds that host's clusters and
+ * CLAs plus the listener/route set (whose hash policies may change); any config change rebuilds
+ * scopes and listener/route sets, and clusters/CLAs whose DestinationRule object changed.
+ */
+import type { DestinationRuleConfig, VirtualServiceConfig } from '@meridian/api';
+import type { EnvoyJson, JsonValue, ProxyInfo } from '@meridian/envoy';
+import {
+  buildFixedClusters,
+  buildInboundCluster,
+  buildOutboundCluster,
+  effectivePolicy,
+  failoverEnabled,
+} from './cluster.js';
+import { virtualHostDomains } from './domains.js';
+import { buildLoadAssignment } from './endpoint.js';
+import {
+  grpcClientListener,
+  grpcServerListener,
+  type InboundPort,
+  outboundHttpListener,
+  outboundTcpListener,
+  virtualInboundListener,
+  virtualOutboundListener,
+} from './listener.js';
+import { buildRoutes, destinationCluster, type RouteContext } from './route.js';
+import { buildScope, type ProxyScope, selectSidecar } from './scope.js';
+import type {
+  ConfigSnapshot,
+  Endpoint,
+  NamedResource,
+  ProxyResources,
+  RegistrySnapshot,
+  Service,
+  ServicePort,
+  TranslateOptions,
+} from './types.js';
+import { clusterName, compareStrings, isHttpProtocol, labelsMatch } from './util.js';
+
+/** Counters of what the last translations built and reused (for tests and the benchmark). */
+export interface TranslatorStats {
+  scopesBuilt: number;
+  routeSetsBuilt: number;
+  clustersBuilt: number;
+  clustersReused: number;
+  loadAssignmentsBuilt: number;
+  loadAssignmentsReused: number;
+}
+
+interface ClusterEntry {
+  readonly service: Service;
+  readonly dr: DestinationRuleConfig | undefined;
+  /** The endpoint list it was built from (only DNS clusters, which inline their endpoints). */
+  readonly endpoints: readonly Endpoint[] | undefined;
+  readonly resource: NamedResource;
+}
+
+type LoadAssignmentEntry = ClusterEntry;
+
+interface OutboundSet {
+  readonly listeners: readonly NamedResource[];
+  readonly routes: readonly NamedResource[];
+  /** (service, port, subset) triples whose clusters the proxy needs. */
+  readonly clusters: readonly ClusterRef[];
+}
+
+interface ClusterRef {
+  readonly name: string;
+  readonly service: Service;
+  readonly port: ServicePort;
+  readonly subset: string;
+  readonly dr: DestinationRuleConfig | undefined;
+}
+
+const EMPTY_ENDPOINTS: readonly Endpoint[] = Object.freeze([]);
+
+function byName(a: NamedResource, b: NamedResource): number {
+  return compareStrings(a.name, b.name);
+}
+
+function named(name: string, resource: EnvoyJson): NamedResource {
+  return { name, resource };
+}
+
+/** Translates snapshots to per-proxy resources, reusing unchanged parts (see the module comment). */
+export class Translator {
+  private readonly rootNamespace: string;
+  private readonly domainSuffix: string;
+  private config: ConfigSnapshot | undefined;
+  private services: readonly Service[] | undefined;
+  private readonly scopes = new Map<string, ProxyScope>();
+  private readonly outbound = new Map<string, OutboundSet>();
+  private readonly clusters = new Map<string, ClusterEntry>();
+  private readonly loadAssignments = new Map<string, LoadAssignmentEntry>();
+  private endpointIndexFor: RegistrySnapshot['endpoints'] | undefined;
+  private endpointIndex = new Map<string, { service: Service; endpoint: Endpoint }[]>();
+  private usesSourceLabels = false;
+  /** What was built and reused since construction. */
+  readonly stats: TranslatorStats = {
+    scopesBuilt: 0,
+    routeSetsBuilt: 0,
+    clustersBuilt: 0,
+    clustersReused: 0,
+    loadAssignmentsBuilt: 0,
+    loadAssignmentsReused: 0,
+  };
+
+  constructor(private readonly options: TranslateOptions = {}) {
+    this.rootNamespace = options.rootNamespace ?? 'istio-system';
+    this.domainSuffix = options.domainSuffix ?? 'cluster.local';
+  }
+
+  /** Every resource `proxy` is sent, each list sorted by name. Never throws on validated input. */
+  translate(config: ConfigSnapshot, registry: RegistrySnapshot, proxy: ProxyInfo): ProxyResources {
+    this.rebase(config, registry);
+    this.currentEndpoints = registry.endpoints;
+    const scope = this.scopeFor(config, registry, proxy);
+    const grpc = proxy.kind === 'grpc';
+    const outbound = this.outboundFor(scope, config, proxy, grpc);
+
+    const clusters: NamedResource[] = [];
+    const endpoints: NamedResource[] = [];
+    for (const ref of outbound.clusters) {
+      clusters.push(this.clusterFor(ref, proxy, grpc));
+      if (ref.service.resolution === 'EDS' || grpc)
+        endpoints.push(this.loadAssignmentFor(ref, registry, proxy, grpc));
+    }
+    const listeners = [...outbound.listeners];
+    const inbound = this.inboundPorts(registry, proxy);
+    if (grpc) {
+      const hosts = [...new Set(['0.0.0.0', '::', ...proxy.ipAddresses])];
+      for (const p of inbound) {
+        for (const host of hosts) {
+          const l = grpcServerListener(host, p.port);
+          listeners.push(named(l.name as string, l));
+        }
+      }
+    } else {
+      for (const c of buildFixedClusters()) clusters.push(named(c.name as string, c));
+      for (const p of inbound) {
+        const c = buildInboundCluster(p.port, p.http ? 'HTTP' : 'TCP');
+        clusters.push(named(c.name as string, c));
+      }
+      listeners.push(named('virtualInbound', virtualInboundListener(inbound)));
+      listeners.push(named('virtualOutbound', virtualOutboundListener(scope.allowAny)));
+    }
+    return {
+      listeners: listeners.sort(byName),
+      routes: [...outbound.routes],
+      clusters: clusters.sort(byName),
+      endpoints: endpoints.sort(byName),
+    };
+  }
+
+  /** Drops cached state that depends on the config or the service list when either changes. */
+  private rebase(config: ConfigSnapshot, registry: RegistrySnapshot): void {
+    if (this.config === config && this.services === registry.services) return;
+    if (this.services !== registry.services) {
+      const live = new Set(registry.services);
+      for (const [key, entry] of this.clusters) if (!live.has(entry.service)) this.clusters.delete(key);
+      for (const [key, entry] of this.loadAssignments)
+        if (!live.has(entry.service)) this.loadAssignments.delete(key);
+    }
+    this.config = config;
+    this.services = registry.services;
+    this.scopes.clear();
+    this.outbound.clear();
+    this.usesSourceLabels = config.virtualServices.some((vs) =>
+      (vs.spec.http ?? []).some((h) => (h.match ?? []).some((m) => m.sourceLabels !== undefined)),
+    );
+  }
+
+  private scopeKey(config: ConfigSnapshot, proxy: ProxyInfo): string {
+    const sidecar = selectSidecar(config, proxy, this.rootNamespace);
+    const sidecarKey = sidecar ? `${sidecar.metadata.namespace}/${sidecar.metadata.name}` : '';
+    let drKey = '';
+    for (const dr of config.destinationRules) {
+      const sel = dr.spec.workloadSelector?.matchLabels;
+      if (sel && dr.metadata.namespace === proxy.namespace && labelsMatch(sel, proxy.labels)) {
+        drKey += `${dr.metadata.name},`;
+      }
+    }
+    return `${proxy.namespace}|${sidecarKey}|${drKey}`;
+  }
+
+  private scopeFor(config: ConfigSnapshot, registry: RegistrySnapshot, proxy: ProxyInfo): ProxyScope {
+    const key = this.scopeKey(config, proxy);
+    let scope = this.scopes.get(key);
+    if (!scope) {
+      const sidecar = selectSidecar(config, proxy, this.rootNamespace);
+      scope = buildScope(config, registry, proxy, sidecar, {
+        rootNamespace: this.rootNamespace,
+        domainSuffix: this.domainSuffix,
+      });
+      this.scopes.set(key, scope);
+      this.stats.scopesBuilt++;
+    }
+    return scope;
+  }
+
+  private proxyDomain(proxy: ProxyInfo): string {
+    return proxy.dnsDomain !== '' ? proxy.dnsDomain : `${proxy.namespace}.svc.${this.domainSuffix}`;
+  }
+
+  private outboundFor(
+    scope: ProxyScope,
+    config: ConfigSnapshot,
+    proxy: ProxyInfo,
+    grpc: boolean,
+  ): OutboundSet {
+    const key = `${this.scopeKey(config, proxy)}|${proxy.kind}|${this.proxyDomain(proxy)}|${
+      this.usesSourceLabels ? JSON.stringify(proxy.labels) : ''
+    }`;
+    let set = this.outbound.get(key);
+    if (!set) {
+      set = grpc ? this.buildGrpcOutbound(scope, proxy) : this.buildSidecarOutbound(scope, proxy);
+      this.outbound.set(key, set);
+      this.stats.routeSetsBuilt++;
+    }
+    return set;
+  }
+
+  private portsOf(scope: ProxyScope, svc: Service): readonly ServicePort[] {
+    const allowed = scope.allowedPorts.get(svc.hostname);
+    const ports = allowed ? svc.ports.filter((p) => allowed.has(p.port)) : svc.ports;
+    return [...ports].sort((a, b) => a.port - b.port);
+  }
+
+  private clusterRefs(scope: ProxyScope, svc: Service, port: ServicePort, grpc: boolean): ClusterRef[] {
+    if (grpc && svc.resolution !== 'EDS') return [];
+    const dr = scope.destinationRuleFor(svc.hostname);
+    const refs: ClusterRef[] = [
+      { name: clusterName('outbound', port.port, '', svc.hostname), service: svc, port, subset: '', dr },
+    ];
+    const subsets = [...(dr?.spec.subsets ?? [])].sort((a, b) => compareStrings(a.name ?? '', b.name ?? ''));
+    for (const s of subsets) {
+      if (!s.name) continue;
+      refs.push({
+        name: clusterName('outbound', port.port, s.name, svc.hostname),
+        service: svc,
+        port,
+        subset: s.name,
+        dr,
+      });
+    }
+    return refs;
+  }
+
+  private routeContext(
+    scope: ProxyScope,
+    proxy: ProxyInfo,
+    svc: Service,
+    port: ServicePort,
+    grpc: boolean,
+  ): RouteContext {
+    return {
+      proxy,
+      service: svc,
+      port,
+      grpc,
+      domainSuffix: this.domainSuffix,
+      serviceFor: (host) => this.serviceByHost(host),
+      destinationRuleFor: (host) => scope.destinationRuleFor(host),
+    };
+  }
+
+  private serviceIndexFor: readonly Service[] | undefined;
+  private serviceIndex = new Map<string, Service>();
+
+  private serviceByHost(host: string): Service | undefined {
+    if (this.serviceIndexFor !== this.services) {
+      this.serviceIndex = new Map((this.services ?? []).map((s) => [s.hostname, s]));
+      this.serviceIndexFor = this.services;
+    }
+    return this.serviceIndex.get(host);
+  }
+
+  private buildSidecarOutbound(scope: ProxyScope, proxy: ProxyInfo): OutboundSet {
+    const proxyDomain = this.proxyDomain(proxy);
+    const clusters: ClusterRef[] = [];
+    const vhostsByPort = new Map<number, { name: string; domains: string[]; routes: EnvoyJson[] }[]>();
+    const tcpListeners = new Map<string, NamedResource>();
+    for (const svc of scope.services) {
+      const vs = scope.virtualServiceFor(svc.hostname);
+      for (const port of this.portsOf(scope, svc)) {
+        clusters.push(...this.clusterRefs(scope, svc, port, false));
+        const ctx = this.routeContext(scope, proxy, svc, port, false);
+        if (isHttpProtocol(port.protocol)) {
+          const list = vhostsByPort.get(port.port) ?? [];
+          vhostsByPort.set(port.port, list);
+          list.push({
+            name: `${svc.hostname}:${port.port}`,
+            domains: virtualHostDomains(svc, undefined, proxyDomain),
+            routes: buildRoutes(vs?.spec.http?.length ? vs : undefined, ctx),
+          });
+        } else {
+          const address = svc.addresses?.find((a) => a !== '' && !a.includes('/')) ?? '0.0.0.0';
+          const name = `${address}_${port.port}`;
+          if (tcpListeners.has(name)) continue;
+          const tcpTarget = this.tcpTarget(vs, ctx);
+          tcpListeners.set(
+            name,
+            named(
+              name,
+              outboundTcpListener(
+                address,
+                port.port,
+                tcpTarget,
+                clusterName('outbound', port.port, '', svc.hostname),
+              ),
+            ),
+          );
+        }
+      }
+    }
+    const listeners: NamedResource[] = [];
+    const routes: NamedResource[] = [];
+    for (const port of [...vhostsByPort.keys()].sort((a, b) => a - b)) {
+      const l = outboundHttpListener(port);
+      listeners.push(named(l.name as string, l));
+      tcpListeners.delete(`0.0.0.0_${port}`);
+      const seen = new Set<string>();
+      const vhosts: JsonValue[] = [];
+      for (const vh of (vhostsByPort.get(port) ?? []).sort((a, b) => compareStrings(a.name, b.name))) {
+        const domains = vh.domains.filter((d) => !seen.has(d));
+        for (const d of domains) seen.add(d);
+        if (domains.length === 0) continue;
+        vhosts.push({ name: vh.name, domains, routes: vh.routes, include_request_attempt_count: true });
+      }
+      vhosts.push(catchAllVirtualHost(scope.allowAny));
+      routes.push(
+        named(String(port), {
+          name: String(port),
+          virtual_hosts: vhosts,
+          validate_clusters: false,
+          ignore_port_in_host_matching: true,
+        }),
+      );
+    }
+    listeners.push(...tcpListeners.values());
+    routes.sort(byName);
+    return { listeners: listeners.sort(byName), routes, clusters };
+  }
+
+  private tcpTarget(
+    vs: VirtualServiceConfig | undefined,
+    ctx: RouteContext,
+  ): string | { name: string; weight: number }[] {
+    const fallback = clusterName('outbound', ctx.port.port, '', ctx.service.hostname);
+    for (const tcp of vs?.spec.tcp ?? []) {
+      const applies =
+        !tcp.match?.length ||
+        tcp.match.some(
+          (m) =>
+            (m.port === undefined || m.port === ctx.port.port) &&
+            labelsMatch(m.sourceLabels, ctx.proxy.labels),
+        );
+      if (!applies) continue;
+      const all = tcp.route ?? [];
+      const dests = all.length === 1 ? all : all.filter((d) => (d.weight ?? 0) > 0);
+      if (dests.length === 0) continue;
+      const ns = vs?.metadata.namespace ?? ctx.service.namespace;
+      if (dests.length === 1) return destinationCluster(dests[0]?.destination ?? {}, ns, ctx).name;
+      return dests.map((d) => ({
+        name: destinationCluster(d.destination ?? {}, ns, ctx).name,
+        weight: d.weight ?? 0,
+      }));
+    }
+    return fallback;
+  }
+
+  private buildGrpcOutbound(scope: ProxyScope, proxy: ProxyInfo): OutboundSet {
+    const proxyDomain = this.proxyDomain(proxy);
+    const clusters: ClusterRef[] = [];
+    const listeners: NamedResource[] = [];
+    const routes: NamedResource[] = [];
+    for (const svc of scope.services) {
+      if (svc.resolution !== 'EDS') continue;
+      const vs = scope.virtualServiceFor(svc.hostname);
+      for (const port of this.portsOf(scope, svc)) {
+        clusters.push(...this.clusterRefs(scope, svc, port, true));
+        const name = `${svc.hostname}:${port.port}`;
+        listeners.push(named(name, grpcClientListener(name)));
+        const ctx = this.routeContext(scope, proxy, svc, port, true);
+        routes.push(
+          named(name, {
+            name,
+            virtual_hosts: [
+              {
+                name,
+                domains: virtualHostDomains(svc, port.port, proxyDomain),
+                routes: buildRoutes(vs?.spec.http?.length ? vs : undefined, ctx),
+              },
+            ],
+          }),
+        );
+      }
+    }
+    return { listeners: listeners.sort(byName), routes: routes.sort(byName), clusters };
+  }
+
+  private clusterFor(ref: ClusterRef, proxy: ProxyInfo, grpc: boolean): NamedResource {
+    const key = `${ref.name}|${proxy.kind}${this.options.upstreamTls ? `|${proxy.namespace}` : ''}`;
+    const cached = this.clusters.get(key);
+    const inline = ref.service.resolution === 'DNS' || ref.service.resolution === 'DNS_ROUND_ROBIN';
+    const endpoints = inline && !grpc ? this.endpointsFor(ref.service) : undefined;
+    if (cached && cached.service === ref.service && cached.dr === ref.dr && cached.endpoints === endpoints) {
+      this.stats.clustersReused++;
+      return cached.resource;
+    }
+    const resource = named(
+      ref.name,
+      buildOutboundCluster(
+        {
+          service: ref.service,
+          port: ref.port,
+          subset: ref.subset,
+          destinationRule: ref.dr,
+          proxy,
+          grpc,
+          options: this.options,
+        },
+        () => this.loadAssignmentJson(ref, endpoints ?? EMPTY_ENDPOINTS, proxy),
+      ),
+    );
+    this.clusters.set(key, { service: ref.service, dr: ref.dr, endpoints, resource });
+    this.stats.clustersBuilt++;
+    return resource;
+  }
+
+  private currentEndpoints: RegistrySnapshot['endpoints'] | undefined;
+
+  private endpointsFor(service: Service): readonly Endpoint[] {
+    return this.currentEndpoints?.get(service.hostname) ?? EMPTY_ENDPOINTS;
+  }
+
+  private loadAssignmentJson(ref: ClusterRef, endpoints: readonly Endpoint[], proxy: ProxyInfo): EnvoyJson {
+    const policy = effectivePolicy(ref.dr, ref.subset, ref.port.port);
+    const subsetLabels =
+      ref.subset === ''
+        ? undefined
+        : (ref.dr?.spec.subsets?.find((s) => s.name === ref.subset)?.labels ?? {});
+    return buildLoadAssignment({
+      clusterName: ref.name,
+      service: ref.service,
+      port: ref.port,
+      endpoints,
+      subsetLabels,
+      localityLb: policy.loadBalancer?.localityLbSetting,
+      failover: failoverEnabled(policy),
+      proxy,
+    });
+  }
+
+  private loadAssignmentFor(
+    ref: ClusterRef,
+    registry: RegistrySnapshot,
+    proxy: ProxyInfo,
+    grpc: boolean,
+  ): NamedResource {
+    const endpoints = registry.endpoints.get(ref.service.hostname) ?? EMPTY_ENDPOINTS;
+    const policy = effectivePolicy(ref.dr, ref.subset, ref.port.port);
+    const lb = policy.loadBalancer?.localityLbSetting;
+    const localityDependent = (lb?.distribute?.length ?? 0) > 0 || failoverEnabled(policy);
+    const l = proxy.locality;
+    const localityKey = localityDependent
+      ? `|${l.region}/${l.zone}/${l.subZone}|${lb?.failoverPriority?.length ? `${JSON.stringify(proxy.labels)}|${proxy.network}|${proxy.clusterId}` : ''}`
+      : '';
+    const key = `${ref.name}|${grpc ? 'grpc' : 'envoy'}${localityKey}`;
+    const cached = this.loadAssignments.get(key);
+    if (cached && cached.service === ref.service && cached.dr === ref.dr && cached.endpoints === endpoints) {
+      this.stats.loadAssignmentsReused++;
+      return cached.resource;
+    }
+    const resource = named(ref.name, this.loadAssignmentJson(ref, endpoints, proxy));
+    this.loadAssignments.set(key, { service: ref.service, dr: ref.dr, endpoints, resource });
+    this.stats.loadAssignmentsBuilt++;
+    return resource;
+  }
+
+  /** The workload's own ports: target ports of endpoints whose address is one of the proxy's IPs. */
+  private inboundPorts(registry: RegistrySnapshot, proxy: ProxyInfo): InboundPort[] {
+    if (this.endpointIndexFor !== registry.endpoints) {
+      const index = new Map<string, { service: Service; endpoint: Endpoint }[]>();
+      const services = new Map(registry.services.map((s) => [s.hostname, s]));
+      for (const [host, list] of registry.endpoints) {
+        const service = services.get(host);
+        if (!service) continue;
+        for (const endpoint of list) {
+          const entries = index.get(endpoint.address) ?? [];
+          entries.push({ service, endpoint });
+          index.set(endpoint.address, entries);
+        }
+      }
+      this.endpointIndex = index;
+      this.endpointIndexFor = registry.endpoints;
+    }
+    const ports = new Map<number, boolean>();
+    for (const ip of proxy.ipAddresses) {
+      for (const { service, endpoint } of this.endpointIndex.get(ip) ?? []) {
+        for (const sp of service.ports) {
+          const target = endpoint.ports[sp.name] ?? sp.targetPort ?? sp.port;
+          ports.set(target, (ports.get(target) ?? false) || isHttpProtocol(sp.protocol));
+        }
+      }
+    }
+    return [...ports.entries()].sort((a, b) => a[0] - b[0]).map(([port, http]) => ({ port, http }));
+  }
+}
+
+/** Istio's catch-all virtual host: `allow_any` to PassthroughCluster, or `block_all` answering 502. */
+function catchAllVirtualHost(allowAny: boolean): EnvoyJson {
+  if (allowAny) {
+    return {
+      name: 'allow_any',
+      domains: ['*'],
+      routes: [
+        {
+          name: 'allow_any',
+          match: { prefix: '/' },
+          route: {
+            cluster: 'PassthroughCluster',
+            timeout: '0s',
+            max_stream_duration: { max_stream_duration: '0s', grpc_timeout_header_max: '0s' },
+          },
+        },
+      ],
+      include_request_attempt_count: true,
+    };
+  }
+  return {
+    name: 'block_all',
+    domains: ['*'],
+    routes: [{ name: 'block_all', match: { prefix: '/' }, direct_response: { status: 502 } }],
+    include_request_attempt_count: true,
+  };
+}
+
+/** Pure one-shot translation (a fresh {@link Translator}, nothing reused). */
+export function translateProxy(
+  config: ConfigSnapshot,
+  registry: RegistrySnapshot,
+  proxy: ProxyInfo,
+  options: TranslateOptions = {},
+): ProxyResources {
+  return new Translator(options).translate(config, registry, proxy);
+}

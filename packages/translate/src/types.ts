@@ -1,0 +1,126 @@
+/**
+ * The input contract of translation: an immutable config snapshot (validated, normalised Istio
+ * objects from `@meridian/api`) and an immutable registry snapshot (services and endpoints, the
+ * merged view `@meridian/registry` produces). Translation reads nothing else.
+ *
+ * Structural sharing is part of the contract: a new snapshot that changes one service keeps the
+ * identity (`===`) of every unchanged `Service` object and every unchanged endpoint list, so the
+ * incremental {@link Translator} can reuse what it built for them (see cache.ts).
+ */
+import type { DestinationRuleConfig, SidecarConfig, VirtualServiceConfig } from '@meridian/api';
+import type { EnvoyJson, ProxyInfo } from '@meridian/envoy';
+
+/** The config objects translation reads, by kind, each list sorted by (namespace, name). */
+export interface ConfigSnapshot {
+  /** The store revision the snapshot was read at (etcd revision); stamps the listener/route cache. */
+  readonly revision: number;
+  readonly virtualServices: readonly VirtualServiceConfig[];
+  readonly destinationRules: readonly DestinationRuleConfig[];
+  readonly sidecars: readonly SidecarConfig[];
+}
+
+/**
+ * How a service's endpoints are found, as Istio's `model.Resolution`:
+ * `EDS` (client-side load balancing over registry endpoints: Kubernetes services, ServiceEntry
+ * `STATIC` and WorkloadEntry-backed entries), `DNS` (Envoy resolves each endpoint address,
+ * ServiceEntry `DNS`), `DNS_ROUND_ROBIN`, `PASSTHROUGH` (original destination, ServiceEntry `NONE`).
+ */
+export type Resolution = 'EDS' | 'DNS' | 'DNS_ROUND_ROBIN' | 'PASSTHROUGH';
+
+/** One port of a service. `protocol` is Istio's protocol name (`HTTP`, `HTTP2`, `GRPC`, `TCP`, ...). */
+export interface ServicePort {
+  readonly name: string;
+  readonly port: number;
+  readonly protocol: string;
+  /** The port endpoints listen on when an endpoint's `ports` map does not name this port. */
+  readonly targetPort?: number;
+}
+
+/** A service as the registry knows it. */
+export interface Service {
+  /** Fully-qualified hostname, e.g. `reviews.default.svc.cluster.local`. Unique in a snapshot. */
+  readonly hostname: string;
+  readonly namespace: string;
+  readonly ports: readonly ServicePort[];
+  readonly labels: Readonly<Record<string, string>>;
+  /** Istio `exportTo`: `*` (everyone, the default when empty), `.` (own namespace) or namespaces. */
+  readonly exportTo: readonly string[];
+  readonly resolution: Resolution;
+  /** Virtual IPs (cluster IPs); used for virtual host domains and TCP listener names. */
+  readonly addresses?: readonly string[];
+  /** True for ServiceEntry `MESH_EXTERNAL` services. */
+  readonly meshExternal?: boolean;
+}
+
+/** Envoy's `Locality`; empty strings mean unknown. */
+export interface EndpointLocality {
+  readonly region: string;
+  readonly zone: string;
+  readonly subZone: string;
+}
+
+/** Endpoint health as the registry reports it; only HEALTHY endpoints receive new traffic. */
+export type EndpointHealth = 'HEALTHY' | 'UNHEALTHY' | 'DRAINING';
+
+/** One instance of a service. */
+export interface Endpoint {
+  readonly address: string;
+  /** Service port name -> the port this endpoint listens on (Istio WorkloadEntry `ports`). */
+  readonly ports: Readonly<Record<string, number>>;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly locality: EndpointLocality;
+  readonly network: string;
+  readonly clusterId: string;
+  readonly health: EndpointHealth;
+  readonly serviceAccount: string;
+  /** Load-balancing weight, at least 1. */
+  readonly weight: number;
+}
+
+/** Services and their endpoints. */
+export interface RegistrySnapshot {
+  readonly revision: number;
+  /** Sorted by hostname. */
+  readonly services: readonly Service[];
+  /** Endpoints by service hostname, each list sorted by (address, ports). */
+  readonly endpoints: ReadonlyMap<string, readonly Endpoint[]>;
+}
+
+/** Per-cluster context given to the TLS extension point. */
+export interface UpstreamTlsContext {
+  readonly clusterName: string;
+  readonly service: Service;
+  readonly port: ServicePort;
+  readonly subset: string;
+  /** The effective Istio `ClientTLSSettings` (after subset and port-level merging), if any. */
+  readonly tls: Readonly<Record<string, unknown>> | undefined;
+  readonly proxy: ProxyInfo;
+}
+
+/** Options of translation; every field has Istio's default. */
+export interface TranslateOptions {
+  /** Istio's root namespace (mesh-wide Sidecar, DestinationRule fallbacks). Default `istio-system`. */
+  readonly rootNamespace?: string;
+  /** DNS suffix short hosts are completed with. Default `cluster.local`. */
+  readonly domainSuffix?: string;
+  /**
+   * Extension point for the identity issue: returns the cluster's `transport_socket` (Envoy JSON,
+   * e.g. an UpstreamTlsContext using SDS or the gRPC `file_watcher` provider) or undefined for
+   * plaintext. Must be pure. Without it every cluster is plaintext.
+   */
+  readonly upstreamTls?: (context: UpstreamTlsContext) => EnvoyJson | undefined;
+}
+
+/** One generated resource: its xDS name and its Envoy JSON (encode with `encodeResource`). */
+export interface NamedResource {
+  readonly name: string;
+  readonly resource: EnvoyJson;
+}
+
+/** Everything one proxy is sent, each list sorted by name. */
+export interface ProxyResources {
+  readonly listeners: readonly NamedResource[];
+  readonly routes: readonly NamedResource[];
+  readonly clusters: readonly NamedResource[];
+  readonly endpoints: readonly NamedResource[];
+}
