@@ -69,7 +69,15 @@ export { SDS_DEFAULT_SECRET, SDS_ROOT_SECRET, WorkloadSecrets } from './secrets.
 export type { WorkloadIdentity } from './spiffe.js';
 export { parseSpiffeId, spiffeId, validateName, validateTrustDomain } from './spiffe.js';
 export type { CaStore, StoredClusterCa } from './storage.js';
-export { CA_KEYS, installClusterCa, loadClusterCa, MemoryCaStore, parseStoredClusterCa } from './storage.js';
+export {
+  CA_KEYS,
+  caStoreFrom,
+  installClusterCa,
+  loadClusterCa,
+  MemoryCaStore,
+  parseStoredClusterCa,
+  watchClusterCa,
+} from './storage.js';
 export type { CreateTokenOptions, TokenSigningKey } from './token.js';
 export {
   createBootstrapToken,

@@ -86,7 +86,13 @@ export class WorkloadSecrets {
   watch(identity: WorkloadIdentity, listener: (s: WorkloadSecret) => void): () => void {
     const w: Watch = { identity, listener, closed: false };
     this.watches.add(w);
-    this.deliver(w, 'initial');
+    try {
+      this.deliver(w, 'initial');
+    } catch (err) {
+      this.watches.delete(w);
+      w.closed = true;
+      throw err;
+    }
     return () => {
       if (w.closed) return;
       w.closed = true;
@@ -117,7 +123,7 @@ export class WorkloadSecrets {
     const now = this.now().getTime();
     const lifetime = out.notAfter.getTime() - now;
     const jitter = (this.opts.jitter ?? 0.1) * lifetime * (this.random() * 2 - 1);
-    const delay = Math.max(1000, lifetime / 2 + jitter);
+    const delay = Math.max(1000, Math.round(lifetime / 2 + jitter));
     w.timer = this.timers.setTimeout(() => this.deliver(w, 'rotation'), delay);
     w.listener({
       identity: w.identity,

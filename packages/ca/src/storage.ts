@@ -3,6 +3,7 @@
 // The CA needs only get/put of string values under the cluster's key prefix. `CaStore` is that narrow
 // seam; `@meridian/store`'s Store satisfies it through `caStoreFrom` (see index.ts), and tests of pure
 // logic use `MemoryCaStore`.
+import type { Store, Watch } from '@meridian/store';
 import { type ClusterCaMaterial, SigningCa } from './authority.js';
 import { CaConfigError } from './errors.js';
 import { openPrivateKey, type SealedKey, sealPrivateKey } from './keywrap.js';
@@ -101,4 +102,52 @@ export class MemoryCaStore implements CaStore {
   async put(key: string, value: string): Promise<void> {
     this.data.set(key, value);
   }
+}
+
+/** The cluster's `@meridian/store` Store seen as a CaStore (UTF-8 values). */
+export function caStoreFrom(store: Store): CaStore {
+  return {
+    async get(key) {
+      const kv = await store.get(key);
+      return kv === undefined ? undefined : new TextDecoder().decode(kv.value);
+    },
+    async put(key, value) {
+      await store.put(key, new TextEncoder().encode(value));
+    },
+  };
+}
+
+/**
+ * Loads the cluster CA now and calls `onChange` with the reloaded CA whenever it changes in the store
+ * (re-issued intermediate, trust bundle step of a rotation): every replica follows the same record.
+ * A record that fails to load is reported to `onError` and the previous CA stays in use.
+ */
+export async function watchClusterCa(
+  store: Store,
+  opts: { clusterId: string; kek: Buffer },
+  onChange: (ca: SigningCa) => void,
+  onError: (err: unknown) => void = () => {},
+): Promise<{ ca: SigningCa; watch: Watch }> {
+  const ca = await loadClusterCa(caStoreFrom(store), opts);
+  const watch = store.watchPrefix('ca/', (batch) => {
+    const values =
+      batch.kind === 'events'
+        ? batch.events.flatMap((e) =>
+            e.type === 'put' && e.kv.key === CA_KEYS.intermediate ? [e.kv.value] : [],
+          )
+        : batch.items.filter((kv) => kv.key === CA_KEYS.intermediate).map((kv) => kv.value);
+    const last = values[values.length - 1];
+    if (last === undefined) return;
+    try {
+      onChange(
+        SigningCa.fromMaterial(
+          parseStoredClusterCa(new TextDecoder().decode(last), opts.kek, opts.clusterId),
+        ),
+      );
+    } catch (err) {
+      onError(err);
+    }
+  });
+  await watch.ready;
+  return { ca, watch };
 }

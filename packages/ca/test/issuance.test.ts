@@ -18,18 +18,7 @@ import {
   writePluginCa,
 } from '@meridian/ca';
 import { describe, expect, it } from 'vitest';
-import {
-  ecKey,
-  id,
-  makeMesh,
-  opensslCsr,
-  opensslVerify,
-  quietAudit,
-  rsaKey,
-  TD,
-  uri,
-  withTempDir,
-} from './helpers.js';
+import { ecKey, id, makeMesh, opensslCsr, opensslVerify, quietAudit, rsaKey, TD, uri } from './helpers.js';
 
 const mesh = makeMesh(['east', 'west']);
 const east = mesh.issuers.east!;
