@@ -1,5 +1,12 @@
 import { TypeUrl } from '@meridian/envoy';
-import { LoadGenerator, nextSnapshot, clusterName, listenerName, translateServices, type TestService } from '@meridian/testkit';
+import {
+  clusterName,
+  LoadGenerator,
+  listenerName,
+  nextSnapshot,
+  type TestService,
+  translateServices,
+} from '@meridian/testkit';
 import { ResourceCache, XdsServer, xdsLogger } from '@meridian/xds';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -38,7 +45,10 @@ describe('smoke', () => {
     });
     try {
       gen.connect();
-      const ok = await gen.waitFor(() => gen.proxies.every((p) => (p.state.get(TypeUrl.RouteConfiguration)?.acks ?? 0) > 0), 10000);
+      const ok = await gen.waitFor(
+        () => gen.proxies.every((p) => (p.state.get(TypeUrl.RouteConfiguration)?.acks ?? 0) > 0),
+        10000,
+      );
       console.log(JSON.stringify(server.syncStatus(), null, 1));
       console.log(lines.join(''));
       expect(ok).toBe(true);
