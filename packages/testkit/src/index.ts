@@ -22,3 +22,4 @@ export {
   ServerStartError,
   TEMP_PREFIX,
 } from './process.js';
+export * from './xds/index.js';
