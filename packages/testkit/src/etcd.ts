@@ -264,7 +264,10 @@ export function startEtcdCluster(opts: EtcdClusterOptions = {}): Promise<EtcdClu
   return retryOnAddressInUse(() => startOnce(size, opts));
 }
 
-/** Starts a single-member etcd (see `startEtcdCluster`). */
+/**
+ * Starts a single-member etcd (see `startEtcdCluster`). `fastElection` defaults to true here: a lone
+ * member has no peer to disagree with, and it elects itself in ~0.5 s instead of ~1 s.
+ */
 export function startEtcd(opts: Omit<EtcdClusterOptions, 'size'> = {}): Promise<EtcdCluster> {
-  return startEtcdCluster({ ...opts, size: 1 });
+  return startEtcdCluster({ fastElection: true, ...opts, size: 1 });
 }
