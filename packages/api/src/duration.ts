@@ -41,3 +41,21 @@ export function parseDurationNanos(text: string): number | undefined {
   if (!Number.isFinite(total)) return undefined;
   return sign * total;
 }
+
+/** A duration split the way protobuf's `google.protobuf.Duration` (and Envoy) carry it. */
+export interface ProtoDuration {
+  seconds: number;
+  nanos: number;
+}
+
+/**
+ * Converts a duration string (see `parseDurationNanos`) to `{ seconds, nanos }` with both parts of
+ * the same sign, as `google.protobuf.Duration` requires; undefined when the string is invalid.
+ */
+export function durationToProto(text: string): ProtoDuration | undefined {
+  const ns = parseDurationNanos(text);
+  if (ns === undefined) return undefined;
+  const seconds = Math.trunc(ns / 1e9);
+  const nanos = Math.round(ns - seconds * 1e9);
+  return { seconds, nanos: nanos === 0 ? 0 : nanos };
+}

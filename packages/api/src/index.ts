@@ -11,7 +11,8 @@ export type {
   AnalysisMessage,
 } from './analyze.js';
 export { AnalysisCode, analyzeConfigs, formatAnalysisMessage, resolveHost } from './analyze.js';
-export { parseDurationNanos } from './duration.js';
+export type { ProtoDuration } from './duration.js';
+export { durationToProto, parseDurationNanos } from './duration.js';
 export type { FieldError } from './errors.js';
 export { formatFieldError, sortFieldErrors, ValidationError } from './errors.js';
 export type {
@@ -33,6 +34,7 @@ export { ALL_KINDS, ConfigKind, configKey, lookupKind } from './kinds.js';
 export { canonicalJSON, normalize } from './normalize.js';
 export type { DocumentResult, ParseOptions, ParseResult } from './parse.js';
 export { parseConfigDocuments } from './parse.js';
+export { hostSubsetOf, hostsMatch } from './rules.js';
 export type * from './types.js';
 export type { ValidateOptions, ValidateResult } from './validate.js';
 export { validateConfig } from './validate.js';

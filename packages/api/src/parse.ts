@@ -1,5 +1,5 @@
 import { isMap, isScalar, isSeq, LineCounter, parseAllDocuments } from 'yaml';
-import { type FieldError, ValidationError } from './errors.js';
+import { type FieldError, sortFieldErrors, ValidationError } from './errors.js';
 import { type ConfigObject, configKey } from './kinds.js';
 import { type ValidateResult, validateConfig } from './validate.js';
 
@@ -26,7 +26,7 @@ export interface DocumentResult {
  * cannot apply part of a bad input by mistake. `documents` always has the per-document detail.
  */
 export type ParseResult =
-  | { ok: true; configs: ConfigObject[]; documents: DocumentResult[] }
+  | { ok: true; configs: ConfigObject[]; warnings: FieldError[]; documents: DocumentResult[] }
   | { ok: false; error: ValidationError; documents: DocumentResult[] };
 
 type LineMap = Map<string, number>;
@@ -236,8 +236,12 @@ export function parseConfigDocuments(text: string, options: ParseOptions = {}): 
     documents.push({ document, result: final, ...(d.line !== undefined ? { line: d.line } : {}) });
   });
   if (errors.length > 0) return { ok: false, error: new ValidationError(errors), documents };
-  const configs = documents
-    .map((d) => (d.result.ok ? d.result.config : undefined))
-    .filter((c) => c !== undefined);
-  return { ok: true, configs, documents };
+  const configs: ConfigObject[] = [];
+  const warnings: FieldError[] = [];
+  for (const d of documents) {
+    if (!d.result.ok) continue;
+    configs.push(d.result.config);
+    warnings.push(...d.result.warnings);
+  }
+  return { ok: true, configs, warnings: sortFieldErrors(warnings), documents };
 }

@@ -34,9 +34,15 @@ export interface RawError {
 /** Collects errors during one validation run. */
 export class Reporter {
   readonly errors: RawError[] = [];
+  readonly warnings: RawError[] = [];
 
-  /** Records `message` at `path`. */
+  /** Records the error `message` at `path`. */
   add(path: FieldPath, message: string): void {
     this.errors.push({ path, message });
+  }
+
+  /** Records a warning: the object stays valid (Istio's deprecation and "probably a mistake" notes). */
+  warn(path: FieldPath, message: string): void {
+    this.warnings.push({ path, message });
   }
 }

@@ -179,6 +179,7 @@ const HTTPRouteSchema = message<T.HTTPRoute>('HTTPRoute', {
   mirror: msg(() => DestinationSchema),
   mirrors: listOf(() => HTTPMirrorPolicySchema),
   mirrorPercentage: msg(() => PercentSchema),
+  mirrorPercent: uint32Value,
   corsPolicy: msg(() => CorsPolicySchema),
   headers: msg(() => HeadersSchema),
 });
@@ -299,6 +300,7 @@ const OutlierDetectionSchema = message<T.OutlierDetection>('OutlierDetection', {
   consecutiveLocalOriginFailures: uint32Value,
   consecutiveGatewayErrors: uint32Value,
   consecutive5xxErrors: uint32Value,
+  consecutiveErrors: int32,
   interval: duration,
   baseEjectionTime: duration,
   maxEjectionPercent: int32,

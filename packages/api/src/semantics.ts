@@ -48,6 +48,9 @@ export function checkLabels(labels: T.StringMap | undefined, p: FieldPath, r: Re
 
 /** Istio `validateWorkloadSelector` / `ValidateAlphaWorkloadSelector`: no empty keys, no wildcards. */
 function checkSelectorLabels(labels: T.StringMap | undefined, p: FieldPath, r: Reporter): void {
+  if (labels === undefined || Object.keys(labels).length === 0) {
+    r.warn(p, 'workload selector specified without labels');
+  }
   for (const [k, v] of Object.entries(labels ?? {})) {
     const e = p.key(k);
     if (k === '') r.add(e, `empty key is not supported in selector: "${k}=${v}"`);
@@ -85,10 +88,10 @@ function checkExportTo(
       );
       return;
     }
-    if (e === '~') {
-      if (!isServiceEntry) r.add(ep, `only . or * or a valid namespace is allowed in exportTo, got ~`);
-    } else if (key !== '*' && !isDNS1123Label(key)) {
+    const valid = e === '~' ? isServiceEntry : key === '*' || isDNS1123Label(key);
+    if (!valid) {
       r.add(ep, `only . or * or a valid namespace is allowed in exportTo, got ${e}`);
+      return;
     }
     seen.add(key);
   });
@@ -339,6 +342,18 @@ function checkHTTPRoute(h: T.HTTPRoute, delegate: boolean, p: FieldPath, r: Repo
     if (v > 100) r.add(mp, `mirror_percentage must have a max value of 100 (it has ${v})`);
     if (v < 0) r.add(mp, `mirror_percentage must have a min value of 0 (it has ${v})`);
   }
+  if (h.mirrorPercent !== undefined) {
+    if (h.mirrorPercent > 100) {
+      r.add(
+        p.field('mirrorPercent'),
+        `mirror_percent must have a max value of 100 (it has ${h.mirrorPercent})`,
+      );
+    }
+    r.warn(
+      p.field('mirrorPercent'),
+      'using deprecated setting "mirrorPercent", use "mirrorPercentage" instead',
+    );
+  }
   if (h.mirror !== undefined && h.mirrors !== undefined && h.mirrors.length > 0) {
     r.add(p, 'HTTP route cannot contain both mirror and mirrors');
   }
@@ -568,6 +583,12 @@ function checkOutlierDetection(o: T.OutlierDetection | undefined, p: FieldPath, 
   if (o === undefined) return;
   checkDuration(o.baseEjectionTime, p.field('baseEjectionTime'), r);
   checkDuration(o.interval, p.field('interval'), r);
+  if (o.consecutiveErrors !== undefined && o.consecutiveErrors !== 0) {
+    r.warn(
+      p.field('consecutiveErrors'),
+      'outlier detection consecutive errors is deprecated, use consecutiveGatewayErrors or consecutive5xxErrors instead',
+    );
+  }
   if (!o.splitExternalLocalOriginErrors && (o.consecutiveLocalOriginFailures ?? 0) > 0) {
     r.add(
       p.field('consecutiveLocalOriginFailures'),
@@ -692,6 +713,12 @@ function checkLoadBalancer(
       if (ch.httpCookie.ttl !== undefined && !/^[+]?0+(\.0*)?[a-zµμ]*$/.test(ch.httpCookie.ttl)) {
         checkDuration(ch.httpCookie.ttl, cp.field('httpCookie').field('ttl'), r);
       }
+    }
+    if (ch.minimumRingSize !== undefined && ch.minimumRingSize !== 0) {
+      r.warn(
+        cp.field('minimumRingSize'),
+        "consistent hash MinimumRingSize is deprecated, use ConsistentHashLB's RingHash configuration instead",
+      );
     }
     if (ch.minimumRingSize !== undefined && (ch.ringHash !== undefined || ch.maglev !== undefined)) {
       r.add(cp, 'only one of MinimumRingSize or Maglev/Ringhash can be specified');
@@ -871,8 +898,6 @@ function checkWorkloadEntry(
   checkEndpointPorts(we.ports, servicePorts, p.field('ports'), r);
   checkLabels(we.labels, p.field('labels'), r);
   if (we.locality) checkLocality(we.locality, p.field('locality'), r);
-  if (we.weight !== undefined && we.weight === 0)
-    r.add(p.field('weight'), 'weight must be positive when set');
   if (we.serviceAccount && !isDNS1123Subdomain(we.serviceAccount)) {
     r.add(p.field('serviceAccount'), `invalid service account name: ${we.serviceAccount}`);
   }

@@ -199,6 +199,8 @@ export interface HTTPRoute {
   mirror?: Destination;
   mirrors?: HTTPMirrorPolicy[];
   mirrorPercentage?: Percent;
+  /** Deprecated integer percentage (0..100); use `mirrorPercentage`. Accepted with a warning. */
+  mirrorPercent?: number;
   corsPolicy?: CorsPolicy;
   headers?: Headers;
 }
@@ -375,6 +377,8 @@ export interface OutlierDetection {
   consecutiveLocalOriginFailures?: number;
   consecutiveGatewayErrors?: number;
   consecutive5xxErrors?: number;
+  /** Deprecated; use `consecutiveGatewayErrors` or `consecutive5xxErrors`. Accepted with a warning. */
+  consecutiveErrors?: number;
   interval?: string;
   baseEjectionTime?: string;
   maxEjectionPercent?: number;

@@ -1,5 +1,5 @@
 import { decodeMessage, isObject, typeName } from './decode.js';
-import { type FieldError, ValidationError } from './errors.js';
+import { type FieldError, sortFieldErrors, ValidationError } from './errors.js';
 import { ALL_KINDS, type ConfigObject, type KindName, lookupKind } from './kinds.js';
 import { normalize } from './normalize.js';
 import { FieldPath, Reporter } from './path.js';
@@ -17,7 +17,14 @@ import { SPEC_SCHEMAS } from './spec-schemas.js';
 import type * as T from './types.js';
 
 /** Outcome of validating one object: the canonical object, or every problem found. Never both. */
-export type ValidateResult = { ok: true; config: ConfigObject } | { ok: false; error: ValidationError };
+export type ValidateResult =
+  | {
+      ok: true;
+      config: ConfigObject;
+      /** Notes that do not make the object invalid (deprecated fields, selectors without labels). */
+      warnings: FieldError[];
+    }
+  | { ok: false; error: ValidationError };
 
 /** Where an object came from, so errors can carry positions. Filled in by `parseConfigDocuments`. */
 export interface ValidateOptions {
@@ -156,7 +163,7 @@ export function validateConfig(input: unknown, options: ValidateOptions = {}): V
     metadata: metadata as unknown as T.StringMap & { name: string; namespace: string },
     spec: spec ?? {},
   } as ConfigObject);
-  return { ok: true, config };
+  return { ok: true, config, warnings: sortFieldErrors(toFieldErrors(objectId, r.warnings, options)) };
 }
 
 function toFieldErrors(

@@ -234,7 +234,12 @@ describe('parseConfigDocuments', () => {
   });
 
   it('returns no configs for an empty input', () => {
-    expect(parseConfigDocuments('')).toEqual({ ok: true, configs: [], documents: [] });
-    expect(parseConfigDocuments('---\n# nothing\n---\n')).toEqual({ ok: true, configs: [], documents: [] });
+    expect(parseConfigDocuments('')).toEqual({ ok: true, configs: [], warnings: [], documents: [] });
+    expect(parseConfigDocuments('---\n# nothing\n---\n')).toEqual({
+      ok: true,
+      configs: [],
+      warnings: [],
+      documents: [],
+    });
   });
 });

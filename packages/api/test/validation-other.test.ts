@@ -216,9 +216,9 @@ describe('WorkloadEntry', () => {
       errors: [`${WE}spec.labels[a/b/c]: invalid label key: "a/b/c"`],
     },
     {
-      name: 'weight must be positive when set',
-      spec: { address: '10.0.0.5', weight: 0 },
-      errors: [`${WE}spec.weight: weight must be positive when set`],
+      name: 'serviceAccount must be a DNS-1123 subdomain',
+      spec: { address: '10.0.0.5', serviceAccount: 'Bad SA' },
+      errors: [`${WE}spec.serviceAccount: invalid service account name: Bad SA`],
     },
     {
       name: 'locality segments',
