@@ -1,0 +1,112 @@
+// The proxyless gRPC client process of the traffic tests: plain Node (grpc-js-xds loads
+// xxhash-wasm with `require`, which vitest's module runner breaks), driven over the fork IPC
+// channel by traffic-harness.ts. Messages: {id, op: 'bootstrap' | 'call' | 'many' | 'ready', ...};
+// every answer is {id, result} or {id, error}.
+import * as grpc from '@grpc/grpc-js';
+
+const METHOD = '/meridian.test.Echo/Call';
+const clients = new Map<string, grpc.Client>();
+
+interface CallResult {
+  backend?: string;
+  code: number;
+  ms: number;
+}
+
+function clientFor(target: string): grpc.Client {
+  let c = clients.get(target);
+  if (!c) {
+    c = new grpc.Client(`xds:///${target}`, grpc.credentials.createInsecure());
+    clients.set(target, c);
+  }
+  return c;
+}
+
+function call(target: string, headers: Record<string, string>, deadlineMs: number): Promise<CallResult> {
+  const metadata = new grpc.Metadata();
+  for (const [k, v] of Object.entries(headers)) metadata.set(k, v);
+  const start = performance.now();
+  return new Promise((resolve) => {
+    clientFor(target).makeUnaryRequest(
+      METHOD,
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      Buffer.alloc(0),
+      metadata,
+      { deadline: Date.now() + deadlineMs },
+      (err, value) => {
+        const ms = performance.now() - start;
+        if (err) resolve({ code: err.code ?? grpc.status.UNKNOWN, ms });
+        else resolve({ backend: value?.toString(), code: grpc.status.OK, ms });
+      },
+    );
+  });
+}
+
+async function many(
+  target: string,
+  n: number,
+  headers: Record<string, string>,
+  concurrency: number,
+  deadlineMs: number,
+): Promise<CallResult[]> {
+  const results: CallResult[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      next++;
+      results.push(await call(target, headers, deadlineMs));
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return results;
+}
+
+async function ready(target: string, headers: Record<string, string>, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await call(target, headers, 2000);
+    if (r.code === grpc.status.OK) return;
+    if (Date.now() > until)
+      throw new Error(`no successful call to ${target} within ${timeoutMs} ms (last status ${r.code})`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
+type Message = {
+  id: number;
+  op: string;
+  bootstrap?: string;
+  target?: string;
+  headers?: Record<string, string>;
+  n?: number;
+  concurrency?: number;
+  deadlineMs?: number;
+  timeoutMs?: number;
+};
+
+process.on('message', async (m: Message) => {
+  try {
+    let result: unknown;
+    const target = m.target ?? '';
+    const headers = m.headers ?? {};
+    if (m.op === 'bootstrap') {
+      process.env.GRPC_XDS_BOOTSTRAP_CONFIG = m.bootstrap;
+      const xds = await import('@grpc/grpc-js-xds');
+      xds.register();
+    } else if (m.op === 'call') result = await call(target, headers, m.deadlineMs ?? 10_000);
+    else if (m.op === 'many')
+      result = await many(target, m.n ?? 1, headers, m.concurrency ?? 20, m.deadlineMs ?? 10_000);
+    else if (m.op === 'ready') await ready(target, headers, m.timeoutMs ?? 20_000);
+    else if (m.op === 'exit') {
+      for (const c of clients.values()) c.close();
+      process.send?.({ id: m.id, result: null });
+      setTimeout(() => process.exit(0), 10);
+      return;
+    }
+    process.send?.({ id: m.id, result: result ?? null });
+  } catch (error) {
+    process.send?.({ id: m.id, error: (error as Error).message });
+  }
+});
+process.on('disconnect', () => process.exit(0));
