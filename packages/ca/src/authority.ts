@@ -149,6 +149,7 @@ export interface IntermediateOptions {
   readonly trustDomain: string;
   /** Adds a critical nameConstraints extension permitting only URIs of the trust domain. */
   readonly nameConstraint?: boolean;
+  /** Intermediate key type; default RSA 2048, like the CA Istio creates itself. */
   readonly keyType?: KeyType;
   readonly validityMs?: number;
   readonly now?: Date;
@@ -169,7 +170,7 @@ export function createIntermediateCa(opts: IntermediateOptions): ClusterCaMateri
   const rootNotAfter = new Date(rootCert.x509.validTo).getTime();
   const validity = checkValidity(opts.validityMs ?? DEFAULT_INTERMEDIATE_VALIDITY_MS, 'validity');
   const notAfter = new Date(Math.min(now.getTime() + validity, rootNotAfter));
-  const key = generatePrivateKey(opts.keyType ?? 'ecdsa-p256');
+  const key = generatePrivateKey(opts.keyType ?? 'rsa2048');
   const spki = spkiOf(key);
   const extensions = [
     basicConstraints(true, 0),

@@ -1,0 +1,48 @@
+// meridian: the command-line tool. A small commander program; each command family lives in its own
+// module under commands/ and registers itself here, so families can be added independently.
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError } from 'commander';
+import { registerCaCommands } from './commands/ca.js';
+import { registerTokenCommands } from './commands/token.js';
+import { type CliContext, processContext } from './context.js';
+
+/** A command module: adds its commands to the program. */
+export type CommandModule = (program: Command, ctx: CliContext) => void;
+
+/** Command modules, in help order. Add new families here. */
+export const COMMAND_MODULES: readonly CommandModule[] = [registerCaCommands, registerTokenCommands];
+
+/** Builds the program (without running it); errors are thrown as CommanderError, not process.exit. */
+export function createProgram(ctx: CliContext = processContext): Command {
+  const program = new Command('meridian')
+    .description('Meridian service-mesh control plane')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => ctx.out(s.trimEnd()), writeErr: (s) => ctx.err(s.trimEnd()) });
+  for (const register of COMMAND_MODULES) register(program, ctx);
+  return program;
+}
+
+/** Runs the CLI with `argv` (user arguments only); resolves to the process exit code. */
+export async function run(argv: readonly string[], ctx: CliContext = processContext): Promise<number> {
+  const program = createProgram(ctx);
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    ctx.err(`error: ${(err as Error).message}`);
+    return 1;
+  }
+}
+
+const invokedDirectly = (() => {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+})();
+if (invokedDirectly) {
+  process.exitCode = await run(process.argv.slice(2));
+}
