@@ -137,6 +137,7 @@ const HTTPRetrySchema = message<T.HTTPRetry>('HTTPRetry', {
   retryOn: str,
   retryRemoteLocalities: boolValue,
   retryIgnorePreviousHosts: boolValue,
+  backoff: duration,
 });
 const FaultDelaySchema = message<T.FaultDelay>(
   'Delay',
@@ -186,6 +187,7 @@ const HTTPRouteSchema = message<T.HTTPRoute>('HTTPRoute', {
 const L4MatchSchema = message<T.L4MatchAttributes>('L4MatchAttributes', {
   destinationSubnets: strList,
   port: uint32,
+  sourceSubnet: str,
   sourceLabels: strMap,
   gateways: strList,
   sourceNamespace: str,
@@ -398,7 +400,17 @@ const ServerTLSSettingsSchema = message<T.ServerTLSSettings>('ServerTLSSettings'
   caCertificates: str,
   caCrl: str,
   credentialName: str,
+  credentialNames: strList,
+  tlsCertificates: listOf(() =>
+    message<T.TLSCertificate>('TLSCertificate', {
+      serverCertificate: str,
+      privateKey: str,
+      caCertificates: str,
+    }),
+  ),
   subjectAltNames: strList,
+  verifyCertificateSpki: strList,
+  verifyCertificateHash: strList,
   minProtocolVersion: tlsVersion,
   maxProtocolVersion: tlsVersion,
   cipherSuites: strList,
@@ -455,6 +467,8 @@ const SourceSchema = message<T.Source>('Source', {
   notIpBlocks: strList,
   remoteIpBlocks: strList,
   notRemoteIpBlocks: strList,
+  serviceAccounts: strList,
+  notServiceAccounts: strList,
 });
 const OperationSchema = message<T.Operation>('Operation', {
   hosts: strList,

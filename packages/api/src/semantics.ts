@@ -386,6 +386,7 @@ function checkHTTPRoute(h: T.HTTPRoute, delegate: boolean, p: FieldPath, r: Repo
       r.add(rp, 'http retry policy configured when attempts are set to 0 (disabled)');
     }
     checkDuration(rt.perTryTimeout, rp.field('perTryTimeout'), r);
+    checkDuration(rt.backoff, rp.field('backoff'), r);
     if (rt.retryOn) {
       for (const policy of rt.retryOn.split(',')) {
         const code = /^\d+$/.test(policy) ? Number(policy) : Number.NaN;
@@ -526,6 +527,8 @@ function checkL4Match(m: T.L4MatchAttributes, p: FieldPath, r: Reporter): void {
     report(r, p.field('destinationSubnets').index(i), validateIPSubnet(s));
   });
   if (m.port !== undefined && m.port !== 0) report(r, p.field('port'), validatePort(m.port));
+  if ('sourceSubnet' in m && m.sourceSubnet)
+    report(r, p.field('sourceSubnet'), validateIPSubnet(m.sourceSubnet));
   checkLabels(m.sourceLabels, p.field('sourceLabels'), r);
   checkGatewayNames(m.gateways, p.field('gateways'), r);
   if (m.sourceNamespace && !isDNS1123Label(m.sourceNamespace)) {
@@ -1081,8 +1084,15 @@ export function checkSidecar(sc: T.Sidecar, p: FieldPath, r: Reporter): void {
       if ((ing.tls.subjectAltNames ?? []).length > 0)
         r.add(tp.field('subjectAltNames'), 'sidecar: subjectAltNames is not supported in ingress tls');
       if (ing.tls.httpsRedirect) r.add(tp.field('httpsRedirect'), 'sidecar: httpsRedirect is not supported');
-      if (ing.tls.credentialName)
+      if (ing.tls.credentialName) {
         r.add(tp.field('credentialName'), 'sidecar: credentialName is not currently supported');
+      }
+      if ((ing.tls.credentialNames ?? []).length > 0) {
+        r.add(tp.field('credentialNames'), 'sidecar: credentialNames is not currently supported');
+      }
+      if ((ing.tls.tlsCertificates ?? []).length > 0) {
+        r.add(tp.field('tlsCertificates'), 'sidecar: tls_certificates is not currently supported');
+      }
       if (ing.tls.mode === 'ISTIO_MUTUAL' || ing.tls.mode === 'AUTO_PASSTHROUGH') {
         r.add(tp.field('mode'), `cannot set mode to ${ing.tls.mode} in sidecar ingress tls`);
       }
@@ -1282,6 +1292,20 @@ export function checkAuthorizationPolicy(ap: T.AuthorizationPolicy, p: FieldPath
       const sp = fp.field('source');
       const lists = Object.values(src).filter((v) => Array.isArray(v) && v.length > 0);
       if (lists.length === 0) r.add(sp, '`from.source` must not be empty');
+      const identities = [src.principals, src.notPrincipals, src.namespaces, src.notNamespaces].some(
+        (l) => (l ?? []).length > 0,
+      );
+      const accounts = [src.serviceAccounts, src.notServiceAccounts].some((l) => (l ?? []).length > 0);
+      if (identities && accounts) r.add(sp, 'cannot set serviceAccounts with namespaces or principals');
+      for (const k of ['serviceAccounts', 'notServiceAccounts'] as const) {
+        (src[k] ?? []).forEach((sa, n) => {
+          // `namespace/name` of a Kubernetes service account.
+          const parts = sa.split('/');
+          if (parts.length !== 2 || !isDNS1123Label(parts[0] ?? '') || !isDNS1123Subdomain(parts[1] ?? '')) {
+            r.add(sp.field(k).index(n), `invalid service account ${sa}, expected namespace/name`);
+          }
+        });
+      }
       checkIPBlocks(src.ipBlocks, sp.field('ipBlocks'), r);
       checkIPBlocks(src.notIpBlocks, sp.field('notIpBlocks'), r);
       checkIPBlocks(src.remoteIpBlocks, sp.field('remoteIpBlocks'), r);
@@ -1304,6 +1328,8 @@ export function checkAuthorizationPolicy(ap: T.AuthorizationPolicy, p: FieldPath
           'notRequestPrincipals',
           'namespaces',
           'notNamespaces',
+          'serviceAccounts',
+          'notServiceAccounts',
         ] as const) {
           if ((src[k] ?? []).length > 0)
             r.add(sp.field(k), `${k} is currently not supported with CUSTOM action`);

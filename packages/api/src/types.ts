@@ -142,6 +142,8 @@ export interface HTTPRetry {
   retryOn?: string;
   retryRemoteLocalities?: boolean;
   retryIgnorePreviousHosts?: boolean;
+  /** Base interval between retries (Envoy default 25ms). */
+  backoff?: string;
 }
 
 /** Istio `HTTPFaultInjection.Delay`: `fixedDelay` is required (`exponentialDelay` is unsupported). */
@@ -209,6 +211,8 @@ export interface HTTPRoute {
 export interface L4MatchAttributes {
   destinationSubnets?: string[];
   port?: number;
+  /** Source IP or CIDR (hidden from Istio's docs, still in its API). */
+  sourceSubnet?: string;
   sourceLabels?: StringMap;
   gateways?: string[];
   sourceNamespace?: string;
@@ -493,7 +497,14 @@ export interface SidecarPort {
 /** Istio `CaptureMode`. */
 export type CaptureMode = 'DEFAULT' | 'IPTABLES' | 'NONE';
 
-/** Istio `ServerTLSSettings` (subset used by Sidecar ingress). */
+/** Istio `ServerTLSSettings.TLSCertificate`. */
+export interface TLSCertificate {
+  serverCertificate?: string;
+  privateKey?: string;
+  caCertificates?: string;
+}
+
+/** Istio `ServerTLSSettings` (used by Sidecar ingress). */
 export interface ServerTLSSettings {
   httpsRedirect?: boolean;
   mode?: 'PASSTHROUGH' | 'SIMPLE' | 'MUTUAL' | 'AUTO_PASSTHROUGH' | 'ISTIO_MUTUAL' | 'OPTIONAL_MUTUAL';
@@ -502,7 +513,11 @@ export interface ServerTLSSettings {
   caCertificates?: string;
   caCrl?: string;
   credentialName?: string;
+  credentialNames?: string[];
+  tlsCertificates?: TLSCertificate[];
   subjectAltNames?: string[];
+  verifyCertificateSpki?: string[];
+  verifyCertificateHash?: string[];
   minProtocolVersion?: 'TLS_AUTO' | 'TLSV1_0' | 'TLSV1_1' | 'TLSV1_2' | 'TLSV1_3';
   maxProtocolVersion?: 'TLS_AUTO' | 'TLSV1_0' | 'TLSV1_1' | 'TLSV1_2' | 'TLSV1_3';
   cipherSuites?: string[];
@@ -570,6 +585,8 @@ export interface Source {
   notIpBlocks?: string[];
   remoteIpBlocks?: string[];
   notRemoteIpBlocks?: string[];
+  serviceAccounts?: string[];
+  notServiceAccounts?: string[];
 }
 
 /** Istio `Operation` (AuthorizationPolicy `rules[].to[].operation`). */

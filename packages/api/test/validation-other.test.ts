@@ -481,3 +481,54 @@ describe('AuthorizationPolicy', () => {
     },
   ]);
 });
+
+describe('AuthorizationPolicy service accounts and newer fields', () => {
+  run('AuthorizationPolicy', [
+    {
+      name: 'serviceAccounts cannot be combined with principals',
+      spec: { rules: [{ from: [{ source: { serviceAccounts: ['ns/sa'], principals: ['p'] } }] }] },
+      errors: [`${AP}spec.rules[0].from[0].source: cannot set serviceAccounts with namespaces or principals`],
+    },
+    {
+      name: 'serviceAccounts are namespace/name',
+      spec: { rules: [{ from: [{ source: { serviceAccounts: ['sa'] } }] }] },
+      errors: [
+        `${AP}spec.rules[0].from[0].source.serviceAccounts[0]: invalid service account sa, expected namespace/name`,
+      ],
+    },
+  ]);
+  run('VirtualService', [
+    {
+      name: 'retry backoff duration',
+      spec: {
+        hosts: ['r'],
+        http: [{ route: [{ destination: { host: 'r' } }], retries: { attempts: 2, backoff: '0.1ms' } }],
+      },
+      errors: ['VirtualService default/t: spec.http[0].retries.backoff: duration must be greater than 1ms'],
+    },
+    {
+      name: 'tcp sourceSubnet',
+      spec: {
+        hosts: ['r'],
+        tcp: [{ match: [{ sourceSubnet: 'x' }], route: [{ destination: { host: 'r' } }] }],
+      },
+      errors: ['VirtualService default/t: spec.tcp[0].match[0].sourceSubnet: x is not a valid IP'],
+    },
+  ]);
+  run('Sidecar', [
+    {
+      name: 'ingress TLS credentialNames unsupported',
+      spec: {
+        ingress: [
+          {
+            port: { number: 8443, protocol: 'HTTPS', name: 'https' },
+            tls: { mode: 'SIMPLE', serverCertificate: '/c', privateKey: '/k', credentialNames: ['a'] },
+          },
+        ],
+      },
+      errors: [
+        `${SC}spec.ingress[0].tls.credentialNames: sidecar: credentialNames is not currently supported`,
+      ],
+    },
+  ]);
+});
