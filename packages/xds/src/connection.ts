@@ -139,6 +139,7 @@ export class Connection implements Pushable {
   #outstandingBytes = 0;
   #outstandingWrites = 0;
   #blocked = false;
+  #lastProgressAt = 0;
   #stuckTimer: NodeJS.Timeout | undefined;
   #deferredChange: ChangeEvent | undefined;
   #deferredForced = new Set<string>();
@@ -241,7 +242,7 @@ export class Connection implements Pushable {
     this.watches.set(type, result.state);
     this.#recordAck(type, result.ack);
     if (result.respond) {
-      if (this.#blocked) this.#deferredForced.add(type);
+      if (this.#outstandingWrites > 0) this.#deferredForced.add(type);
       else this.#send(undefined, forcedTypes([type]));
     }
   }
@@ -274,11 +275,15 @@ export class Connection implements Pushable {
     }
   }
 
-  /** Pushes a change. Resolves when the writes are taken by HTTP/2, the stream blocks, or after
-   * `pushReleaseMs`, so one slow stream holds a push slot for a bounded time only. */
+  /**
+   * Pushes a change. A stream whose previous writes are still pending (the proxy reads slowly or not at
+   * all) is not written to: the change is merged into its deferred change and sent when the writes
+   * complete, so each stream buffers at most one push. Resolves when the writes are taken by HTTP/2,
+   * or after `pushReleaseMs`, so a slow stream holds a push slot for a bounded time only.
+   */
   push(change: ChangeEvent): Promise<void> {
     if (this.closed || !this.ctx) return Promise.resolve();
-    if (this.#blocked) {
+    if (this.#outstandingWrites > 0) {
       this.#deferChange(change);
       return Promise.resolve();
     }
@@ -413,7 +418,10 @@ export class Connection implements Pushable {
     metrics.pushes.add(1, { type: short });
     metrics.responseBytes.add(bytes.length, { type: short });
     this.#outstandingBytes += bytes.length;
-    this.#outstandingWrites++;
+    if (this.#outstandingWrites++ === 0) {
+      this.#lastProgressAt = performance.now();
+      this.#armStuckTimer(limits.stuckTimeoutMs);
+    }
     let ok = true;
     try {
       ok = this.call.write(bytes, () => this.#written(bytes.length));
@@ -428,10 +436,37 @@ export class Connection implements Pushable {
   #written(length: number): void {
     this.#outstandingBytes -= length;
     this.#outstandingWrites--;
+    this.#lastProgressAt = performance.now();
     if (this.#outstandingWrites === 0) {
+      if (this.#stuckTimer) clearTimeout(this.#stuckTimer);
+      this.#stuckTimer = undefined;
       this.#release();
-      if (this.#blocked) this.#unblock();
+      this.#blocked = false;
+      this.#flushDeferred();
     }
+  }
+
+  /** Closes the stream when its writes make no progress for `stuckTimeoutMs` (the proxy stopped
+   * reading; HTTP/2 flow control holds the data). */
+  #armStuckTimer(ms: number): void {
+    if (this.#stuckTimer) clearTimeout(this.#stuckTimer);
+    this.#stuckTimer = setTimeout(() => {
+      this.#stuckTimer = undefined;
+      if (this.closed || this.#outstandingWrites === 0) return;
+      const limit = this.host.limits.stuckTimeoutMs;
+      const idle = performance.now() - this.#lastProgressAt;
+      if (idle < limit) {
+        this.#armStuckTimer(limit - idle);
+        return;
+      }
+      this.host.metrics.writeTimeout.add(1);
+      this.close(
+        Status.RESOURCE_EXHAUSTED,
+        `proxy stopped reading: ${this.#outstandingBytes} bytes unwritten for ${Math.round(idle)} ms`,
+        true,
+      );
+    }, ms);
+    this.#stuckTimer.unref();
   }
 
   #release(): void {
@@ -448,22 +483,9 @@ export class Connection implements Pushable {
       { conn: this.id, buffered: this.#outstandingBytes },
       'stream blocked: proxy is not reading',
     );
-    this.#stuckTimer = setTimeout(() => {
-      if (!this.#blocked || this.closed) return;
-      this.host.metrics.writeTimeout.add(1);
-      this.close(
-        Status.RESOURCE_EXHAUSTED,
-        `proxy stopped reading: ${this.#outstandingBytes} bytes unwritten for ${this.host.limits.stuckTimeoutMs} ms`,
-        true,
-      );
-    }, this.host.limits.stuckTimeoutMs);
-    this.#stuckTimer.unref();
   }
 
-  #unblock(): void {
-    this.#blocked = false;
-    if (this.#stuckTimer) clearTimeout(this.#stuckTimer);
-    this.#stuckTimer = undefined;
+  #flushDeferred(): void {
     const change = this.#deferredChange;
     const forced = this.#deferredForced;
     this.#deferredChange = undefined;

@@ -1,5 +1,5 @@
 import { TypeUrl } from '@meridian/envoy';
-import { type Attributes, metrics } from '@opentelemetry/api';
+import { type Attributes, type Counter, metrics, type UpDownCounter } from '@opentelemetry/api';
 
 /** istiod's short type label (`cds`, `eds`, `lds`, `rds`, `sds`) of a type URL. */
 export function shortType(typeUrl: string): string {
@@ -26,8 +26,42 @@ export function shortType(typeUrl: string): string {
  */
 export class XdsMetrics {
   readonly #meter = metrics.getMeter('@meridian/xds');
+  /** In-process totals of every counter, by `name{label=value,...}` (tests and debug output; the
+   * OpenTelemetry SDK, when installed, exports the same values). */
+  readonly tally = new Map<string, number>();
+
+  #tallied<T extends Counter | UpDownCounter>(name: string, inner: T): T {
+    const tally = this.tally;
+    const wrapped = {
+      add(value: number, attributes?: Attributes) {
+        const labels = attributes
+          ? Object.keys(attributes)
+              .sort()
+              .map((k) => `${k}=${String(attributes[k])}`)
+              .join(',')
+          : '';
+        const key = labels ? `${name}{${labels}}` : name;
+        tally.set(key, (tally.get(key) ?? 0) + value);
+        inner.add(value, attributes);
+      },
+    };
+    return wrapped as T;
+  }
+
+  #counter(name: string, options: { description: string; unit?: string }): Counter {
+    return this.#tallied(name, this.#meter.createCounter(name, options));
+  }
+
+  #upDown(name: string, options: { description: string }): UpDownCounter {
+    return this.#tallied(name, this.#meter.createUpDownCounter(name, options));
+  }
+
+  /** The tallied value of a counter (`name` or `name{label=value}`), 0 when never added to. */
+  count(key: string): number {
+    return this.tally.get(key) ?? 0;
+  }
   /** pilot_xds_pushes{type}: responses sent, by type (`cds`, ...; `*_senderr` on write errors). */
-  readonly pushes = this.#meter.createCounter('pilot_xds_pushes', {
+  readonly pushes = this.#counter('pilot_xds_pushes', {
     description: 'Pilot build and send errors for lds, rds, cds and eds.',
   });
   /** pilot_xds_push_time{type}: seconds to build and write one push to one proxy. */
@@ -41,37 +75,37 @@ export class XdsMetrics {
     unit: 's',
   });
   /** pilot_total_xds_rejects{type}: NACKs received. */
-  readonly rejects = this.#meter.createCounter('pilot_total_xds_rejects', {
+  readonly rejects = this.#counter('pilot_total_xds_rejects', {
     description: 'Total number of XDS responses from pilot rejected by proxy.',
   });
   readonly #perTypeRejects = new Map(
     ['cds', 'eds', 'lds', 'rds'].map((t) => [
       t,
-      this.#meter.createCounter(`pilot_xds_${t}_reject`, { description: `Pilot rejected ${t} configs.` }),
+      this.#counter(`pilot_xds_${t}_reject`, { description: `Pilot rejected ${t} configs.` }),
     ]),
   );
   /** pilot_xds_expired_nonce{type}: requests with a stale nonce (ignored). */
-  readonly expiredNonce = this.#meter.createCounter('pilot_xds_expired_nonce', {
+  readonly expiredNonce = this.#counter('pilot_xds_expired_nonce', {
     description: 'Total number of XDS requests with an expired nonce.',
   });
   /** pilot_xds_write_timeout: streams closed because the proxy stopped reading. */
-  readonly writeTimeout = this.#meter.createCounter('pilot_xds_write_timeout', {
+  readonly writeTimeout = this.#counter('pilot_xds_write_timeout', {
     description: 'Pilot XDS response write timeouts.',
   });
   /** pilot_xds: connected xDS streams. */
-  readonly connected = this.#meter.createUpDownCounter('pilot_xds', {
+  readonly connected = this.#upDown('pilot_xds', {
     description: 'Number of endpoints connected to this pilot using XDS.',
   });
   /** pilot_push_triggers{type}: debounced change events, by reason. */
-  readonly triggers = this.#meter.createCounter('pilot_push_triggers', {
+  readonly triggers = this.#counter('pilot_push_triggers', {
     description: 'Total number of times a push was triggered, labeled by reason for the push.',
   });
   /** meridian_xds_bad_requests{reason}: requests refused or ignored as malformed. */
-  readonly badRequests = this.#meter.createCounter('meridian_xds_bad_requests', {
+  readonly badRequests = this.#counter('meridian_xds_bad_requests', {
     description: 'xDS requests refused or ignored, by reason (unknown_type, bad_node, garbage, too_large).',
   });
   /** meridian_xds_response_bytes{type}: bytes of responses written. */
-  readonly responseBytes = this.#meter.createCounter('meridian_xds_response_bytes', {
+  readonly responseBytes = this.#counter('meridian_xds_response_bytes', {
     description: 'Bytes of xDS responses written, by type.',
     unit: 'By',
   });

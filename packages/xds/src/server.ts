@@ -120,7 +120,7 @@ export class XdsServer {
       maxRequestBytes: options.maxRequestBytes ?? 4 * 1024 * 1024,
       maxBufferedBytes: options.maxBufferedBytes ?? 4 * 1024 * 1024,
       stuckTimeoutMs: options.stuckTimeoutMs ?? 30_000,
-      pushReleaseMs: 1000,
+      pushReleaseMs: 250,
     };
     this.#queue = new PushQueue<Connection>(options.pushConcurrency ?? 100, (conn, error) =>
       this.log.error({ conn: conn.id, err: error }, 'push failed'),

@@ -31,6 +31,10 @@ export interface SimulatedProxyOptions {
   readonly variant: 'sotw' | 'delta';
   /** Types in the order they are first requested (Envoy: CDS, EDS, LDS, RDS). */
   readonly subscriptions: readonly Subscription[];
+  /** Keep every response in `responses` (protocol tests). */
+  readonly record?: boolean;
+  /** Neither subscribe on connect nor ACK: the test drives the stream with `send` (default false). */
+  readonly manual?: boolean;
 }
 
 /** What a proxy holds of one type. */
@@ -59,6 +63,12 @@ export class SimulatedProxy {
   /** Status of the stream's end, if it ended. */
   ended: { code: number; details: string } | undefined;
   totalResourceBytes = 0;
+  /** Every response, when `record` is set. */
+  readonly responses: (SotwResponseView | DeltaResponseView)[] = [];
+  /** The encoded node, for hand-written requests. */
+  get node(): Uint8Array {
+    return this.#node;
+  }
 
   constructor(readonly options: SimulatedProxyOptions) {
     this.#node = encodeResource('envoy.config.core.v3.Node', {
@@ -82,6 +92,7 @@ export class SimulatedProxy {
     call.on('error', () => {});
     const initial = new Map<string, ProxyTypeState>(withVersions ? this.state : []);
     if (!withVersions) this.state.clear();
+    if (this.options.manual) return;
     for (const sub of this.options.subscriptions) {
       if (this.options.variant === 'sotw') {
         const prev = initial.get(sub.typeUrl);
@@ -136,8 +147,11 @@ export class SimulatedProxy {
   }
 
   #onResponse(bytes: Buffer): void {
-    if (this.options.variant === 'sotw') this.#onSotw(readSotwResponse(bytes));
-    else this.#onDelta(readDeltaResponse(bytes));
+    const view = this.options.variant === 'sotw' ? readSotwResponse(bytes) : readDeltaResponse(bytes);
+    if (this.options.record) this.responses.push(view);
+    if (this.options.manual) return;
+    if (this.options.variant === 'sotw') this.#onSotw(view as SotwResponseView);
+    else this.#onDelta(view as DeltaResponseView);
   }
 
   #recordMark(type: string): void {
