@@ -2,7 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePorts } from './ports.js';
-import { ManagedProcess, makeTempDir, retryOnAddressInUse, type ServerProcess } from './process.js';
+import {
+  ManagedProcess,
+  makeTempDir,
+  retryOnAddressInUse,
+  type ServerProcess,
+  startTogether,
+} from './process.js';
 
 /** One etcd member of a cluster started by the testkit. */
 export interface EtcdMember extends ServerProcess {
@@ -235,9 +241,7 @@ async function startOnce(size: number, opts: EtcdClusterOptions): Promise<EtcdCl
   const cluster = new EtcdClusterHandle(members, dir.remove);
   try {
     // Members of a new cluster only become healthy together, so start them all at once.
-    const results = await Promise.allSettled(members.map((m) => m.start()));
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    await startTogether(members);
     await cluster.leader({ timeoutMs: readyTimeoutMs }); // learns every member id
     for (const m of members) {
       if (m.memberId === undefined) {

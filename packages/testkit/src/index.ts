@@ -13,13 +13,15 @@ export type {
 } from './nats.js';
 export { NatsConnectivityError, natsHealthy, natsMonitor, startNats, startNatsSupercluster } from './nats.js';
 export { canBind, freePort, freePorts, PORT_RANGE_HIGH, PORT_RANGE_LOW } from './ports.js';
-export type { ServerProcess } from './process.js';
+export type { ProcessSpec, ServerProcess } from './process.js';
 export {
   killAllServers,
   liveChildPids,
+  ManagedProcess,
   makeTempDir,
   pidAlive,
   ServerStartError,
+  startTogether,
   TEMP_PREFIX,
 } from './process.js';
 export * from './xds/index.js';

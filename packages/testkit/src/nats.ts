@@ -1,7 +1,13 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePorts } from './ports.js';
-import { ManagedProcess, makeTempDir, retryOnAddressInUse, type ServerProcess } from './process.js';
+import {
+  ManagedProcess,
+  makeTempDir,
+  retryOnAddressInUse,
+  type ServerProcess,
+  startTogether,
+} from './process.js';
 
 /** One nats-server process started by the testkit. */
 export interface NatsServer extends ServerProcess {
@@ -355,9 +361,7 @@ async function startSuperclusterOnce(opts: NatsSuperclusterOptions): Promise<Sup
   const sc = new SuperclusterHandle(clusters, dir.remove);
   try {
     // JetStream's meta group needs a quorum before /healthz is ok, so start every server at once.
-    const results = await Promise.allSettled(sc.servers.map((s) => s.start()));
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    await startTogether(sc.servers);
     await sc.waitConnected({ timeoutMs: readyTimeoutMs });
     return sc;
   } catch (err) {

@@ -342,6 +342,27 @@ export class ManagedProcess implements ServerProcess {
   }
 }
 
+/**
+ * Starts `procs` concurrently (members of a new cluster only become ready together). The first failure
+ * kills the others at once, instead of letting them wait out their deadline for a peer that is gone,
+ * and is the error thrown.
+ */
+export async function startTogether(procs: readonly ManagedProcess[]): Promise<void> {
+  let first: unknown;
+  let failed = false;
+  await Promise.allSettled(
+    procs.map((p) =>
+      p.start().catch(async (err: unknown) => {
+        if (failed) return;
+        failed = true;
+        first = err;
+        await Promise.all(procs.filter((o) => o !== p).map((o) => o.kill('SIGKILL')));
+      }),
+    ),
+  );
+  if (failed) throw first;
+}
+
 /** Retries `attempt` when it fails with a port collision (another worker took a probed port). */
 export async function retryOnAddressInUse<T>(attempt: () => Promise<T>, tries = 3): Promise<T> {
   for (let i = 1; ; i++) {
