@@ -1,0 +1,35 @@
+/** Machine-readable codes of registry errors. */
+export type RegistryErrorCode = 'INVALID_REGISTRATION' | 'REGISTRATION_FAILED';
+
+/** Base class of `@meridian/registry` errors. */
+export abstract class RegistryError extends Error {
+  abstract readonly code: RegistryErrorCode;
+}
+
+/** A registration request names a bad field; nothing is written. */
+export class InvalidRegistrationError extends RegistryError {
+  override readonly name = 'InvalidRegistrationError';
+  readonly code = 'INVALID_REGISTRATION';
+  constructor(
+    /** The workload (`namespace/name`, `?` when unknown). */
+    readonly workload: string,
+    /** The field path, e.g. `register.ports.http`. */
+    readonly field: string,
+    readonly reason: string,
+  ) {
+    super(`workload ${workload}: ${field}: ${reason}`);
+  }
+}
+
+/** The registration could not be stored (etcd unavailable, lease lost). */
+export class RegistrationFailedError extends RegistryError {
+  override readonly name = 'RegistrationFailedError';
+  readonly code = 'REGISTRATION_FAILED';
+  constructor(
+    readonly workload: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`workload ${workload}: ${message}`, options);
+  }
+}
