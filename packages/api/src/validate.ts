@@ -189,6 +189,38 @@ function toFieldErrors(
   });
 }
 
+function checkSpec(
+  kind: KindName,
+  spec: Record<string, unknown>,
+  namespace: string,
+  sp: FieldPath,
+  r: Reporter,
+): void {
+  switch (kind) {
+    case 'VirtualService':
+      checkVirtualService(spec as T.VirtualService, namespace, sp, r);
+      break;
+    case 'DestinationRule':
+      checkDestinationRule(spec as T.DestinationRule, namespace, sp, r);
+      break;
+    case 'ServiceEntry':
+      checkServiceEntry(spec as T.ServiceEntry, namespace, sp, r);
+      break;
+    case 'WorkloadEntry':
+      checkWorkloadEntrySpec(spec as T.WorkloadEntry, sp, r);
+      break;
+    case 'Sidecar':
+      checkSidecar(spec as T.Sidecar, sp, r);
+      break;
+    case 'PeerAuthentication':
+      checkPeerAuthentication(spec as T.PeerAuthentication, sp, r);
+      break;
+    case 'AuthorizationPolicy':
+      checkAuthorizationPolicy(spec as T.AuthorizationPolicy, sp, r);
+      break;
+  }
+}
+
 function validateInto(input: unknown, r: Reporter): KindName | undefined {
   const root = FieldPath.root;
   if (!isObject(input)) {
@@ -229,30 +261,23 @@ function validateInto(input: unknown, r: Reporter): KindName | undefined {
     r.add(sp, 'spec is required');
     return info.kind;
   }
-  const spec = decodeMessage(input.spec, SPEC_SCHEMAS[info.kind], sp, r);
+  const structural = new Reporter();
+  const spec = decodeMessage(input.spec, SPEC_SCHEMAS[info.kind], sp, structural);
+  r.errors.push(...structural.errors);
   if (spec === undefined) return info.kind;
-  switch (info.kind) {
-    case 'VirtualService':
-      checkVirtualService(spec as T.VirtualService, namespace, sp, r);
-      break;
-    case 'DestinationRule':
-      checkDestinationRule(spec as T.DestinationRule, namespace, sp, r);
-      break;
-    case 'ServiceEntry':
-      checkServiceEntry(spec as T.ServiceEntry, namespace, sp, r);
-      break;
-    case 'WorkloadEntry':
-      checkWorkloadEntrySpec(spec as T.WorkloadEntry, sp, r);
-      break;
-    case 'Sidecar':
-      checkSidecar(spec as T.Sidecar, sp, r);
-      break;
-    case 'PeerAuthentication':
-      checkPeerAuthentication(spec as T.PeerAuthentication, sp, r);
-      break;
-    case 'AuthorizationPolicy':
-      checkAuthorizationPolicy(spec as T.AuthorizationPolicy, sp, r);
-      break;
+  const semantic = new Reporter();
+  checkSpec(info.kind, spec, namespace, sp, semantic);
+  // A structural error (wrong type, unknown field, bad list element) explains what the semantic checks
+  // then see on the same branch ("must have at least one field", checks on a placeholder): keep
+  // semantic errors only off the branches of structural errors, so the root cause is reported.
+  const onBranch = (a: readonly (string | number)[], b: readonly (string | number)[]): boolean => {
+    const n = Math.min(a.length, b.length);
+    for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
+    return true;
+  };
+  for (const e of semantic.errors) {
+    if (!structural.errors.some((s) => onBranch(s.path.segments, e.path.segments))) r.errors.push(e);
   }
+  r.warnings.push(...semantic.warnings);
   return info.kind;
 }

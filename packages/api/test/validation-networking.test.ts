@@ -51,6 +51,19 @@ describe('VirtualService: structure', () => {
       ],
     },
     {
+      name: 'a structural error is reported without the semantic errors it causes on its branch',
+      spec: { hosts: ['reviews'], http: [{ route: ['reviews'] }] },
+      errors: [`${VS}spec.http[0].route[0]: expected object, got string`],
+    },
+    {
+      name: 'independent semantic errors are still reported next to a structural one',
+      spec: vsWithRoute({ timeout: 5, retries: { attempts: -1 } }),
+      errors: [
+        `${VS}spec.http[0].retries.attempts: attempts cannot be negative`,
+        `${VS}spec.http[0].timeout: expected duration string (e.g. "1.5s"), got number`,
+      ],
+    },
+    {
       name: 'null list element',
       spec: { hosts: ['reviews', null], http: [{ route: [{ destination: { host: 'reviews' } }] }] },
       errors: [`${VS}spec.hosts[1]: may not be null`],
@@ -490,6 +503,11 @@ describe('DestinationRule', () => {
       name: 'subset labels syntax',
       spec: { host: 'reviews', subsets: [{ name: 'v1', labels: { version: 'v 1' } }] },
       errors: [`${DR}spec.subsets[0].labels[version]: invalid label value: "v 1"`],
+    },
+    {
+      name: 'a mistyped policy field does not also report an empty traffic policy',
+      spec: drWithPolicy({ loadBalancer: 'ROUND_ROBIN' }),
+      errors: [`${DR}spec.trafficPolicy.loadBalancer: expected object, got string`],
     },
     {
       name: 'empty traffic policy',
