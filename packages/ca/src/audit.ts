@@ -41,6 +41,11 @@ export class CaAudit {
     this.logger = logger ?? pino({ name: 'meridian-ca' });
   }
 
+  /** An audit that counts and notifies subscribers but logs nothing (benchmarks, tests). */
+  static silent(): CaAudit {
+    return new CaAudit(pino({ level: 'silent' }));
+  }
+
   /** Calls `fn` for every later event; returns an unsubscribe function (safe to call twice). */
   subscribe(fn: (e: CaEvent) => void): () => void {
     this.listeners.add(fn);
