@@ -152,6 +152,8 @@ function outlierDetection(od: OutlierDetection, grpc: boolean): EnvoyJson {
   if (grpc) {
     const volume = gw && gw > 0 ? gw : c5xx !== undefined && c5xx > 0 ? c5xx : 5;
     out.enforcing_failure_percentage = 100;
+    // Envoy's default, written out: grpc-js leaves an unset threshold undefined and never ejects.
+    out.failure_percentage_threshold = 85;
     out.failure_percentage_request_volume = volume;
     out.failure_percentage_minimum_hosts = 1;
   }
