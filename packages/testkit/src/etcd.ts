@@ -108,7 +108,8 @@ class EtcdMemberProcess extends ManagedProcess implements EtcdMember {
     for (const k of Object.keys(env)) if (k.startsWith('ETCD_')) delete env[k];
     super({
       name: fields.name,
-      command: 'etcd',
+      command: process.env.MERIDIAN_ETCD_BIN ?? 'etcd',
+      installHint: 'apt-get install etcd-server etcd-client, or set MERIDIAN_ETCD_BIN',
       args: fields.args,
       env,
       readyTimeoutMs: fields.readyTimeoutMs,

@@ -54,7 +54,8 @@ export interface NatsSuperclusterOptions {
 export interface NatsSupercluster extends AsyncDisposable {
   /** Servers by cluster name. */
   readonly clusters: Record<string, NatsServer[]>;
-  /** Every server, cluster by cluster. */
+  /** Every server, cluster by cluster. A server's `restart()` waits for its /healthz only: call
+   * `waitConnected()` after it to wait for its routes and gateways too. */
   readonly servers: NatsServer[];
   /**
    * Resolves when every running server is healthy, routed to the running servers of its cluster and
@@ -165,7 +166,8 @@ class NatsServerProcess extends ManagedProcess implements NatsServer {
     writeFileSync(configFile, text);
     super({
       name,
-      command: 'nats-server',
+      command: process.env.MERIDIAN_NATS_BIN ?? 'nats-server',
+      installHint: 'apt-get install nats-server, or set MERIDIAN_NATS_BIN',
       args: ['-c', configFile],
       readyTimeoutMs,
       probe: (signal) => natsHealthy(layout.monitorPort, signal),

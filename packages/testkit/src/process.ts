@@ -1,5 +1,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+} from 'node:fs';
+import { delimiter, join } from 'node:path';
 
 /**
  * A real server process started by the testkit (etcd member, NATS server). Every one is in the
@@ -200,6 +211,25 @@ export interface ProcessSpec {
   probe(signal: AbortSignal): Promise<boolean>;
   /** Bounded wait for readiness (default 30 s). */
   readyTimeoutMs?: number;
+  /** Added to the error when `command` is not found, e.g. how to install it. */
+  installHint?: string;
+}
+
+/** Absolute path of `command` (as given when it contains a slash, else looked up on PATH), or undefined. */
+export function findExecutable(command: string): string | undefined {
+  const isExec = (p: string) => {
+    try {
+      accessSync(p, constants.X_OK);
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (command.includes('/')) return isExec(command) ? command : undefined;
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir && isExec(join(dir, command))) return join(dir, command);
+  }
+  return undefined;
 }
 
 const OUTPUT_LINES = 60;
@@ -241,6 +271,12 @@ export class ManagedProcess implements ServerProcess {
     this.#output = [];
     this.#partial = '';
     const { command, args } = this.#spec;
+    if (findExecutable(command) === undefined) {
+      throw new ServerStartError(
+        `${this.name}: ${command} not found${command.includes('/') ? '' : ' on PATH'}${this.#spec.installHint ? ` (${this.#spec.installHint})` : ''}`,
+        { server: this.name, outputTail: [] },
+      );
+    }
     const [cmd, argv] = SETPRIV
       ? [SETPRIV, ['--pdeathsig', 'KILL', '--', command, ...args]]
       : [command, args];

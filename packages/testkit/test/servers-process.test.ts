@@ -39,16 +39,19 @@ describe('ManagedProcess start-up failures: one clear error, never a hang', () =
     expect(pidAlive(p.pid!)).toBe(false);
   });
 
-  it('a missing binary is a ServerStartError naming it', async () => {
+  it('a missing binary is a ServerStartError naming it, with the install hint', async () => {
     const p = new ManagedProcess({
       name: 'ghost',
-      command: '/nonexistent/meridian-server',
+      command: 'meridian-no-such-server',
       args: [],
       probe: never,
+      installHint: 'apt-get install it',
     });
     const err = await p.start().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ServerStartError);
-    expect((err as ServerStartError).message).toContain('/nonexistent/meridian-server');
+    expect((err as ServerStartError).message).toBe(
+      'ghost: meridian-no-such-server not found on PATH (apt-get install it)\n(ghost wrote no output)',
+    );
   });
 
   it('flags "address already in use" so the start functions retry on fresh ports', async () => {
