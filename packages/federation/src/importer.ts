@@ -167,7 +167,8 @@ interface ClusterState {
   lastHeard: number | undefined;
   stale: boolean;
   synced: boolean;
-  resyncing: boolean;
+  /** The running read (and the re-reads requested meanwhile), if any. */
+  resyncing: Promise<void> | undefined;
   /** Another read was requested while one ran (with the newest heartbeat target, if any). */
   again: boolean;
   againTarget: { epoch: number; seq: number } | undefined;
@@ -199,6 +200,8 @@ export class FederationImporter {
   readonly #listeners = new Set<(c: ImportChange) => void>();
   readonly #fingerprints = new Map<string, string>();
   #view: ImportedView = EMPTY_VIEW;
+  #imported = 0;
+  readonly #rejected = new Map<RejectReason, number>();
   #flushScheduled = false;
   #nc: NatsConnection | undefined;
   #sub: Subscription | undefined;
@@ -247,6 +250,11 @@ export class FederationImporter {
   onChange(listener: (change: ImportChange) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /** Counts since start (the same as the metrics, without a MeterProvider): accepted live messages and rejections by reason. */
+  stats(): { imported: number; rejected: Partial<Record<RejectReason, number>> } {
+    return { imported: this.#imported, rejected: Object.fromEntries(this.#rejected) };
   }
 
   /** Status of every remote cluster known. */
@@ -339,6 +347,7 @@ export class FederationImporter {
     }
     names.delete(this.localCluster);
     await Promise.all([...names].map((c) => this.#resync(c, 'start', undefined)));
+    this.#flush(); // the view reflects the initial read when ready() resolves
     this.#log.info(
       { clusters: [...names], services: this.#view.services.size },
       'federation importer attached',
@@ -352,6 +361,7 @@ export class FederationImporter {
   /** Counts and logs a rejected message; returns false (`return this.#reject(...)` in handlers). */
   #reject(cluster: string, reason: RejectReason, detail: string, subject: string): false {
     this.#instruments.rejected.add(1, { cluster, reason, importer: this.localCluster });
+    this.#rejected.set(reason, (this.#rejected.get(reason) ?? 0) + 1);
     this.#log.warn({ origin: cluster, reason, subject, detail }, 'federation message rejected');
     return false;
   }
@@ -402,6 +412,7 @@ export class FederationImporter {
         msg.subject,
       );
     this.#instruments.imported.add(1, { cluster: m.origin, importer: this.localCluster });
+    this.#imported++;
     this.#heard(cs);
     this.#track(cs, m.epoch, m.seq);
     this.#apply(m, 'live');
@@ -419,6 +430,7 @@ export class FederationImporter {
         this.#subjects.heartbeat(hb.origin),
       );
     this.#instruments.imported.add(1, { cluster: hb.origin, importer: this.localCluster });
+    this.#imported++;
     cs.fence = hb.epoch;
     this.#heard(cs);
     if (cs.stale) return true; // #heard started the re-read
@@ -455,24 +467,44 @@ export class FederationImporter {
    * Reads the whole bucket of `cluster` and merges it. One read at a time per cluster; a request
    * arriving meanwhile schedules one more read after it.
    */
-  async #resync(
-    cluster: string,
-    why: string,
-    target: { epoch: number; seq: number } | undefined,
-  ): Promise<void> {
+  #resync(cluster: string, why: string, target: { epoch: number; seq: number } | undefined): Promise<void> {
     const cs = this.#cluster(cluster);
     if (cs.resyncing) {
       cs.again = true;
       if (target && (!cs.againTarget || isNewer(target, cs.againTarget))) cs.againTarget = target;
-      return;
+      return cs.resyncing;
     }
-    if (!this.#kvm || this.#stopped) return;
-    cs.resyncing = true;
+    if (!this.#kvm || this.#stopped) return Promise.resolve();
+    const run = async () => {
+      let w = why;
+      let t = target;
+      for (;;) {
+        await this.#readBucket(cs, w, t);
+        if (!cs.again || this.#stopped) return;
+        w = 'again';
+        t = cs.againTarget;
+        cs.again = false;
+        cs.againTarget = undefined;
+      }
+    };
+    cs.resyncing = run().finally(() => {
+      cs.resyncing = undefined;
+    });
+    return cs.resyncing;
+  }
+
+  /** One full read of a cluster's bucket (errors are logged: the next trigger retries). */
+  async #readBucket(
+    cs: ClusterState,
+    why: string,
+    target: { epoch: number; seq: number } | undefined,
+  ): Promise<void> {
+    const cluster = cs.cluster;
     const wasStale = cs.stale;
     this.#instruments.resyncs.add(1, { cluster, trigger: why, importer: this.localCluster });
     try {
       const bucket = this.#subjects.bucket(cluster);
-      const kv = cs.kv ?? (await this.#kvm.open(bucket, { bindOnly: true }));
+      const kv = cs.kv ?? (await this.#kvm!.open(bucket, { bindOnly: true }));
       cs.kv = kv;
       const where = (key: string) => `${bucket}/${key}`;
       const meta = await kv.get(META_KEY);
@@ -542,14 +574,6 @@ export class FederationImporter {
         { origin: cluster, why, err: (err as Error).message },
         'reading remote bucket failed; will retry',
       );
-    } finally {
-      cs.resyncing = false;
-    }
-    if (cs.again && !this.#stopped) {
-      const t = cs.againTarget;
-      cs.again = false;
-      cs.againTarget = undefined;
-      await this.#resync(cluster, 'again', t);
     }
   }
 
@@ -589,7 +613,7 @@ export class FederationImporter {
         lastHeard: undefined,
         stale: false,
         synced: false,
-        resyncing: false,
+        resyncing: undefined,
         again: false,
         againTarget: undefined,
         kv: undefined,

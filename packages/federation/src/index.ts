@@ -34,6 +34,13 @@ export {
   serviceId,
   serviceKey,
 } from './naming.js';
+export type { ClusterCredentials, ClusterPermissions, NatsAuthorizationOptions } from './nats-config.js';
+export {
+  clusterPermissions,
+  generateClusterCredentials,
+  publicKeyOfSeed,
+  renderNatsAuthorization,
+} from './nats-config.js';
 export type { ExportDecision, ExportSelection } from './select.js';
 export { EXPORT_LABEL, exportDecision } from './select.js';
 export type {
