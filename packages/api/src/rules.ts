@@ -169,12 +169,25 @@ export function validatePercentage(v: number): string | undefined {
 export function validateRegex(re: string, where: string): string | undefined {
   if (re === '') return `"${where}": regex string match should not be empty`;
   if (re.length > 1024) return `"${where}": regex is too large, max length allowed is 1024`;
+  const suffix = 'Istio uses RE2 style regex-based match (https://github.com/google/re2/wiki/Syntax)';
+  // RE2 (what Envoy runs) has no lookaround and no backreferences; JavaScript would accept them.
+  if (/\(\?<?[=!]/.test(re)) return `"${where}": lookaround is not supported; ${suffix}`;
+  if (/(^|[^\\])(\\\\)*\\[1-9]/.test(re)) return `"${where}": backreferences are not supported; ${suffix}`;
+  // Translate RE2-only syntax to its JavaScript equivalent before the syntax check.
+  const js = re
+    .replace(/\(\?P</g, '(?<')
+    .replace(/\(\?[imsU-]+\)/g, '')
+    .replace(/\(\?[imsU-]+:/g, '(?:')
+    .replace(/\\[Az]/g, '')
+    .replace(/\\[pP][A-Z]/g, '.')
+    .replace(/\[\[:[a-z]+:\]\]/g, '[a]')
+    .replace(/\[:[a-z]+:\]/g, 'a');
   try {
-    new RegExp(re, 'u');
+    new RegExp(js);
     return undefined;
   } catch (e) {
-    const reason = e instanceof Error ? e.message : String(e);
-    return `"${where}": ${reason}; Istio uses RE2 style regex-based match (https://github.com/google/re2/wiki/Syntax)`;
+    const reason = e instanceof Error ? e.message.replace(js, re) : String(e);
+    return `"${where}": ${reason}; ${suffix}`;
   }
 }
 

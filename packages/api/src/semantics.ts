@@ -756,13 +756,23 @@ function checkClientTLS(tls: T.ClientTLSSettings | undefined, p: FieldPath, r: R
   if (tls === undefined) return;
   const mode = tls.mode ?? 'DISABLE';
   if (mode === 'ISTIO_MUTUAL' || mode === 'DISABLE') {
+    // Istio accepts and ignores these; say so rather than reject.
     const extra = (
       ['clientCertificate', 'privateKey', 'caCertificates', 'credentialName', 'caCrl'] as const
     ).filter((k) => tls[k]);
-    for (const k of extra) r.add(p.field(k), `${k} must not be set when mode is ${mode}`);
+    for (const k of extra) r.warn(p.field(k), `${k} is ignored when mode is ${mode}`);
     return;
   }
-  if (mode === 'MUTUAL' && !tls.credentialName) {
+  if (tls.insecureSkipVerify && (tls.subjectAltNames ?? []).length > 0) {
+    r.add(p.field('subjectAltNames'), 'cannot specify SubjectAltNames when InsecureSkipVerify is set');
+  }
+  if (tls.credentialName) {
+    if (tls.clientCertificate || tls.caCertificates || tls.privateKey || tls.caCrl) {
+      r.add(p, 'cannot specify client certificates or CA certificate or CA CRL If credentialName is set');
+    }
+    return;
+  }
+  if (mode === 'MUTUAL') {
     if (!tls.clientCertificate) r.add(p, 'client certificate required for mutual tls');
     if (!tls.privateKey) r.add(p, 'private key required for mutual tls');
   }
@@ -936,7 +946,6 @@ export function checkServiceEntry(se: T.ServiceEntry, namespace: string, p: Fiel
   }
   const portNames = new Set<string>();
   const portNumbers = new Set<number>();
-  if ((se.ports ?? []).length === 0) r.add(p.field('ports'), 'service entry must have at least one port');
   (se.ports ?? []).forEach((port, i) => {
     const pp = p.field('ports').index(i);
     const name = port.name ?? '';
@@ -1020,9 +1029,10 @@ function checkNamespaceSlashHost(h: string, p: FieldPath, r: Reporter): void {
     r.add(p, 'config namespace and dnsName in host entry cannot be empty');
     return;
   }
-  if (ns === '~') r.add(p, 'wildcard namespace ~ is not supported in sidecar egress hosts');
-  else if (ns !== '*' && ns !== '.' && !isDNS1123Label(ns))
-    r.add(p, `invalid namespace value "${ns}" in host entry`);
+  // `~/...` (no namespace) is accepted, as Istio does for sidecars.
+  if (ns !== '*' && ns !== '.' && ns !== '~' && !isDNS1123Label(ns)) {
+    r.add(p, `invalid namespace value "${ns}" in sidecar`);
+  }
   if (dns !== '*') report(r, p, validateWildcardDomain(dns));
 }
 

@@ -266,8 +266,33 @@ describe('VirtualService: HTTP routes', () => {
       name: 'StringMatch: bad regex',
       spec: vsWithRoute({ match: [{ headers: { 'x-user': { regex: '(' } } }] }),
       errors: [
-        `${VS}spec.http[0].match[0].headers[x-user].regex: "headers": Invalid regular expression: /(/u: Unterminated group; Istio uses RE2 style regex-based match (https://github.com/google/re2/wiki/Syntax)`,
+        `${VS}spec.http[0].match[0].headers[x-user].regex: "headers": Invalid regular expression: /(/: Unterminated group; Istio uses RE2 style regex-based match (https://github.com/google/re2/wiki/Syntax)`,
       ],
+    },
+    {
+      name: 'regex: lookaround is not RE2',
+      spec: vsWithRoute({ match: [{ uri: { regex: '^/(?!admin)' } }] }),
+      errors: [
+        `${VS}spec.http[0].match[0].uri.regex: "uri": lookaround is not supported; Istio uses RE2 style regex-based match (https://github.com/google/re2/wiki/Syntax)`,
+      ],
+    },
+    {
+      name: 'regex: backreferences are not RE2',
+      spec: vsWithRoute({ match: [{ uri: { regex: '^/(a)\\1' } }] }),
+      errors: [
+        `${VS}spec.http[0].match[0].uri.regex: "uri": backreferences are not supported; Istio uses RE2 style regex-based match (https://github.com/google/re2/wiki/Syntax)`,
+      ],
+    },
+    {
+      name: 'regex: RE2 syntax is accepted (inline flags, named groups, classes)',
+      spec: vsWithRoute({
+        match: [
+          { uri: { regex: '(?i)^/api/(?P<id>[0-9]+)$' } },
+          { uri: { regex: '^/[[:alpha:]]+\\pL*\\z' } },
+          { headers: { 'x-v': { regex: '(?s:a.b)' } } },
+        ],
+      }),
+      errors: [],
     },
     {
       name: 'match sourceLabels must be label syntax',
@@ -725,10 +750,27 @@ describe('DestinationRule', () => {
       ],
     },
     {
-      name: 'tls: ISTIO_MUTUAL with certificates',
-      spec: drWithPolicy({ tls: { mode: 'ISTIO_MUTUAL', clientCertificate: '/etc/cert.pem' } }),
+      name: 'tls: credentialName excludes file certificates',
+      spec: drWithPolicy({
+        tls: { mode: 'SIMPLE', credentialName: 'cacert', caCertificates: '/etc/ca.pem' },
+      }),
       errors: [
-        `${DR}spec.trafficPolicy.tls.clientCertificate: clientCertificate must not be set when mode is ISTIO_MUTUAL`,
+        `${DR}spec.trafficPolicy.tls: cannot specify client certificates or CA certificate or CA CRL If credentialName is set`,
+      ],
+    },
+    {
+      name: 'tls: MUTUAL needs a client certificate and key',
+      spec: drWithPolicy({ tls: { mode: 'MUTUAL', caCertificates: '/etc/ca.pem' } }),
+      errors: [
+        `${DR}spec.trafficPolicy.tls: client certificate required for mutual tls`,
+        `${DR}spec.trafficPolicy.tls: private key required for mutual tls`,
+      ],
+    },
+    {
+      name: 'tls: subjectAltNames with insecureSkipVerify',
+      spec: drWithPolicy({ tls: { mode: 'SIMPLE', insecureSkipVerify: true, subjectAltNames: ['a'] } }),
+      errors: [
+        `${DR}spec.trafficPolicy.tls.subjectAltNames: cannot specify SubjectAltNames when InsecureSkipVerify is set`,
       ],
     },
     {

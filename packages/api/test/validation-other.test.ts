@@ -37,9 +37,9 @@ describe('ServiceEntry', () => {
       errors: [`${SE}spec.hosts[0]: invalid host *`],
     },
     {
-      name: 'at least one port',
+      name: 'ports are optional (as in Istio)',
       spec: { hosts: ['api.example.com'], resolution: 'DNS' },
-      errors: [`${SE}spec.ports: service entry must have at least one port`],
+      errors: [],
     },
     {
       name: 'port number range and name syntax',
@@ -245,7 +245,7 @@ describe('Sidecar', () => {
     {
       name: 'egress host namespace syntax',
       spec: { egress: [{ hosts: ['Prod/*'] }] },
-      errors: [`${SC}spec.egress[0].hosts[0]: invalid namespace value "Prod" in host entry`],
+      errors: [`${SC}spec.egress[0].hosts[0]: invalid namespace value "Prod" in sidecar`],
     },
     {
       name: 'egress listener needs hosts',

@@ -115,3 +115,15 @@ describe('host matching helpers', () => {
     expect(hostSubsetOf('anything', '*')).toBe(true);
   });
 });
+
+describe('client TLS settings Istio ignores', () => {
+  it('warns (does not reject) certificates with DISABLE or ISTIO_MUTUAL', () => {
+    expect(
+      warningsOf(
+        obj('DestinationRule', drWithPolicy({ tls: { mode: 'ISTIO_MUTUAL', clientCertificate: '/c.pem' } })),
+      ),
+    ).toEqual([
+      'spec.trafficPolicy.tls.clientCertificate: clientCertificate is ignored when mode is ISTIO_MUTUAL',
+    ]);
+  });
+});
