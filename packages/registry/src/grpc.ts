@@ -138,10 +138,15 @@ class Registration {
   async #handle(req: RegisterRequest): Promise<void> {
     if (this.#done) return;
     try {
-      if (req.request === 'register' && req.register) await this.#register(req.register, req.ttl_seconds ?? 0);
+      if (req.request === 'register' && req.register)
+        await this.#register(req.register, req.ttl_seconds ?? 0);
       else if (req.request === 'health' && req.health) await this.#health(healthOf(req.health.health));
       else if (req.request !== 'keepalive') {
-        throw new InvalidRegistrationError(this.id, 'request', 'one of register, health or keepalive is required');
+        throw new InvalidRegistrationError(
+          this.id,
+          'request',
+          'one of register, health or keepalive is required',
+        );
       }
     } catch (error) {
       const code =
@@ -178,11 +183,17 @@ class Registration {
     const record = toRegistration(spec, this.opts.replicaId, new Date());
     this.#record = record;
     await this.#write(record, lease);
-    this.#watchdog = setInterval(() => {
-      if (Date.now() - this.#lastSeen > ttl * 1000) {
-        this.#fail(grpc.status.DEADLINE_EXCEEDED, `no request from the agent within the lease TTL of ${ttl} s`);
-      }
-    }, Math.max(100, (ttl * 1000) / 4));
+    this.#watchdog = setInterval(
+      () => {
+        if (Date.now() - this.#lastSeen > ttl * 1000) {
+          this.#fail(
+            grpc.status.DEADLINE_EXCEEDED,
+            `no request from the agent within the lease TTL of ${ttl} s`,
+          );
+        }
+      },
+      Math.max(100, (ttl * 1000) / 4),
+    );
     this.#watchdog.unref();
     this.opts.logger?.info({ workload: id, lease: lease.id, ttl }, 'workload registered');
   }
@@ -251,7 +262,8 @@ class Registration {
       }
     } else {
       lease?.release();
-      if (lease) this.opts.logger?.info({ workload: this.id }, 'registration stream ended; lease left to expire');
+      if (lease)
+        this.opts.logger?.info({ workload: this.id }, 'registration stream ended; lease left to expire');
     }
   }
 

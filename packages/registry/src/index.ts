@@ -4,7 +4,12 @@
 
 export type { RegistryErrorCode } from './errors.js';
 export { InvalidRegistrationError, RegistrationFailedError, RegistryError } from './errors.js';
-export type { RegisterRequest, RegisterResponse, RegistrationServiceOptions, WorkloadAgentOptions } from './grpc.js';
+export type {
+  RegisterRequest,
+  RegisterResponse,
+  RegistrationServiceOptions,
+  WorkloadAgentOptions,
+} from './grpc.js';
 export { REGISTRY_PROTO_PATH, RegistrationService, WorkloadAgent } from './grpc.js';
 export type { LocalInputs } from './local.js';
 export { buildLocalView, LocalSource, parseLocality, registrationEndpoint } from './local.js';

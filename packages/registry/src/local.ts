@@ -3,8 +3,19 @@
  * `spec.endpoints`, or, with a `workloadSelector`, from WorkloadEntry objects (the static source)
  * and agent registrations (the leased source) in the same namespace whose labels match.
  */
-import type { ServiceEntryConfig, WorkloadEntryConfig, WorkloadEntry as WorkloadEntrySpec } from '@meridian/api';
-import type { Endpoint, EndpointHealth, EndpointLocality, Resolution, Service, ServicePort } from '@meridian/translate';
+import type {
+  ServiceEntryConfig,
+  WorkloadEntryConfig,
+  WorkloadEntry as WorkloadEntrySpec,
+} from '@meridian/api';
+import type {
+  Endpoint,
+  EndpointHealth,
+  EndpointLocality,
+  Resolution,
+  Service,
+  ServicePort,
+} from '@meridian/translate';
 import type { RegistrySource, SourceView, WorkloadRegistration } from './types.js';
 
 /** The inputs of the local source, as the replica's etcd watch holds them. */
@@ -27,7 +38,10 @@ const RESOLUTION: Record<string, Resolution> = {
   DNS_ROUND_ROBIN: 'DNS_ROUND_ROBIN',
 };
 
-function labelsMatch(selector: Readonly<Record<string, string>>, labels: Readonly<Record<string, string>>): boolean {
+function labelsMatch(
+  selector: Readonly<Record<string, string>>,
+  labels: Readonly<Record<string, string>>,
+): boolean {
   for (const [k, v] of Object.entries(selector)) if (labels[k] !== v) return false;
   return true;
 }
@@ -41,11 +55,7 @@ function servicePorts(se: ServiceEntryConfig): ServicePort[] {
   }));
 }
 
-function endpointOf(
-  we: WorkloadEntrySpec,
-  clusterId: string,
-  health: EndpointHealth = 'HEALTHY',
-): Endpoint {
+function endpointOf(we: WorkloadEntrySpec, clusterId: string, health: EndpointHealth = 'HEALTHY'): Endpoint {
   return {
     address: we.address ?? '',
     ports: { ...(we.ports ?? {}) },
@@ -80,7 +90,8 @@ export function buildLocalView(inputs: LocalInputs, clusterId: string): SourceVi
   const endpoints = new Map<string, Endpoint[]>();
   const ordered = [...inputs.serviceEntries].sort(
     (a, b) =>
-      a.metadata.namespace.localeCompare(b.metadata.namespace) || a.metadata.name.localeCompare(b.metadata.name),
+      a.metadata.namespace.localeCompare(b.metadata.namespace) ||
+      a.metadata.name.localeCompare(b.metadata.name),
   );
   for (const se of ordered) {
     const ns = se.metadata.namespace;
@@ -94,7 +105,8 @@ export function buildLocalView(inputs: LocalInputs, clusterId: string): SourceVi
         if (labelsMatch(selector, labels)) eps.push(endpointOf({ ...we.spec, labels }, clusterId));
       }
       for (const r of inputs.registrations) {
-        if (r.namespace === ns && labelsMatch(selector, r.labels)) eps.push(registrationEndpoint(r, clusterId));
+        if (r.namespace === ns && labelsMatch(selector, r.labels))
+          eps.push(registrationEndpoint(r, clusterId));
       }
     } else {
       eps = (se.spec.endpoints ?? []).map((e) => endpointOf(e, clusterId));

@@ -1,2 +1,27 @@
-// @meridian/server: meridiand: the control-plane replica process
-export {};
+// @meridian/server: meridiand, the control-plane replica process (issue 5). `src/main.ts` is the
+// command; this module exports the parts for tests, benchmarks and embedding.
+
+export type { AdminHost } from './admin-http.js';
+export { startAdminServer } from './admin-http.js';
+export type { StateChange } from './cluster-state.js';
+export { ClusterState } from './cluster-state.js';
+export type { ApplyItem, ApplyResult, LastKnownConfig, StoreAvailability } from './config-service.js';
+export {
+  CONFIG_PREFIX,
+  ConfigService,
+  configStoreKey,
+  requireKind,
+  resolveKind,
+  resourceName,
+} from './config-service.js';
+export type { AdminErrorBody, AdminErrorCode } from './errors.js';
+export { AdminError, ServerConfigError } from './errors.js';
+export { StoreHealth } from './health.js';
+export type { LeaderStatus, ReplicaInfo, Term } from './membership.js';
+export { LEADER_STATUS_KEY, Membership, REPLICAS_PREFIX, SINGLETON_ELECTION } from './membership.js';
+export type { ServerOptions } from './options.js';
+export { resolveOptions, splitAddress, usage } from './options.js';
+export { Encoder, ProxySnapshot } from './proxy-snapshot.js';
+export type { GrpcExtension, ReplicaStartOptions } from './replica.js';
+export { MERIDIAN_VERSION, Replica } from './replica.js';
+export { Telemetry } from './telemetry.js';

@@ -1,0 +1,96 @@
+import type { Store } from '@meridian/store';
+import { metrics } from '@opentelemetry/api';
+import type { Logger } from 'pino';
+
+/**
+ * Whether the replica can reach a healthy etcd quorum, from two signals: the cluster-state watch's
+ * connection status (fast: etcd cancels watches on a member that lost its leader) and a periodic
+ * linearizable probe. While unavailable the replica keeps serving its last snapshot, `/readyz` says
+ * `degraded: store unavailable since ...` and writes fail fast.
+ */
+export class StoreHealth {
+  #since: number | undefined;
+  #watchDown = false;
+  #probeDown = false;
+  #timer: NodeJS.Timeout | undefined;
+  #probing = false;
+  #stopped = false;
+  readonly #meter = metrics.getMeter('@meridian/server');
+
+  constructor(
+    private readonly store: Store,
+    private readonly log: Logger,
+    private readonly probeIntervalMs = 1000,
+  ) {
+    this.#meter
+      .createObservableGauge('meridian_store_available', {
+        description:
+          '1 while the replica reaches a healthy etcd quorum, 0 while degraded (serving the last snapshot).',
+      })
+      .addCallback((r) => r.observe(this.#since === undefined ? 1 : 0));
+    this.#meter
+      .createObservableGauge('meridian_store_unavailable_seconds', {
+        description: 'Seconds since the store became unavailable (0 while available).',
+        unit: 's',
+      })
+      .addCallback((r) => r.observe(this.#since === undefined ? 0 : (Date.now() - this.#since) / 1000));
+  }
+
+  /** When the store became unavailable (ms since epoch), or undefined while it is available. */
+  get unavailableSince(): number | undefined {
+    return this.#since;
+  }
+
+  /** `ok`, or `degraded: store unavailable since <ISO time>`. */
+  describe(): string {
+    return this.#since === undefined
+      ? 'ok'
+      : `degraded: store unavailable since ${new Date(this.#since).toISOString()}`;
+  }
+
+  #update(): void {
+    const down = this.#watchDown || this.#probeDown;
+    if (down && this.#since === undefined) {
+      this.#since = Date.now();
+      this.log.warn(
+        { since: new Date(this.#since).toISOString() },
+        'store unavailable: serving the last snapshot',
+      );
+    } else if (!down && this.#since !== undefined) {
+      this.log.info({ downForMs: Date.now() - this.#since }, 'store available again');
+      this.#since = undefined;
+    }
+  }
+
+  /** The cluster-state watch's connection status. */
+  watchStatus(connected: boolean): void {
+    this.#watchDown = !connected;
+    this.#update();
+  }
+
+  start(): void {
+    this.#timer = setInterval(() => void this.probe(), this.probeIntervalMs);
+    this.#timer.unref();
+  }
+
+  /** One probe: a linearizable read bounded by the store's request timeout. */
+  async probe(): Promise<void> {
+    if (this.#probing || this.#stopped) return;
+    this.#probing = true;
+    try {
+      await this.store.revision();
+      this.#probeDown = false;
+    } catch (error) {
+      if (!this.#probeDown) this.log.warn({ err: error }, 'store probe failed');
+      this.#probeDown = true;
+    } finally {
+      this.#probing = false;
+      if (!this.#stopped) this.#update();
+    }
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * meridiand's settings. Each comes, in order of precedence, from a command-line flag, an environment
+ * variable, the config file (`--config FILE` or `MERIDIAN_CONFIG`, YAML or JSON, keys as in
+ * {@link ServerOptions}) or its default:
+ *
+ * | flag | environment | file key | default |
+ * |---|---|---|---|
+ * | `--mesh-id` | `MERIDIAN_MESH_ID` | `meshId` | `mesh1` |
+ * | `--cluster-id` | `MERIDIAN_CLUSTER_ID` | `clusterId` | `cluster1` |
+ * | `--locality` (`region/zone/subzone`) | `MERIDIAN_LOCALITY` | `locality` | `` |
+ * | `--etcd-endpoints` (comma-separated) | `MERIDIAN_ETCD_ENDPOINTS` | `etcdEndpoints` | `http://127.0.0.1:2379` |
+ * | `--xds-address` (gRPC: ADS, workload registration) | `MERIDIAN_XDS_ADDRESS` | `xdsAddress` | `0.0.0.0:15010` |
+ * | `--admin-address` (HTTP: health, metrics, debug, config API) | `MERIDIAN_ADMIN_ADDRESS` | `adminAddress` | `127.0.0.1:15014` |
+ * | `--replica-id` | `MERIDIAN_REPLICA_ID` | `replicaId` | `<hostname>-<pid>` |
+ * | `--registration-ttl` (s) | `MERIDIAN_REGISTRATION_TTL` | `registrationTtlSeconds` | `15` |
+ * | `--replica-lease-ttl` (s) | `MERIDIAN_REPLICA_LEASE_TTL` | `replicaLeaseTtlSeconds` | `1` |
+ * | `--debounce-ms` | `MERIDIAN_DEBOUNCE_MS` | `debounceMs` | `100` |
+ * | `--store-timeout-ms` | `MERIDIAN_STORE_TIMEOUT_MS` | `storeTimeoutMs` | `2000` |
+ * | `--drain-timeout-ms` | `MERIDIAN_DRAIN_TIMEOUT_MS` | `drainTimeoutMs` | `5000` |
+ * | `--log-level` | `MERIDIAN_LOG_LEVEL` | `logLevel` | `info` |
+ */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parse as parseYaml } from 'yaml';
+import { ServerConfigError } from './errors.js';
+
+/** The resolved settings of one replica. */
+export interface ServerOptions {
+  readonly meshId: string;
+  readonly clusterId: string;
+  readonly locality: string;
+  readonly etcdEndpoints: readonly string[];
+  readonly xdsAddress: string;
+  readonly adminAddress: string;
+  readonly replicaId: string;
+  readonly registrationTtlSeconds: number;
+  readonly replicaLeaseTtlSeconds: number;
+  readonly debounceMs: number;
+  readonly storeTimeoutMs: number;
+  readonly drainTimeoutMs: number;
+  readonly logLevel: string;
+}
+
+type Kind = 'string' | 'list' | 'seconds' | 'ms';
+
+interface Setting {
+  readonly key: keyof ServerOptions;
+  readonly flag: string;
+  readonly env: string;
+  readonly kind: Kind;
+  readonly help: string;
+  readonly fallback: () => string | number | readonly string[];
+}
+
+const SETTINGS: readonly Setting[] = [
+  {
+    key: 'meshId',
+    flag: '--mesh-id',
+    env: 'MERIDIAN_MESH_ID',
+    kind: 'string',
+    help: 'mesh id',
+    fallback: () => 'mesh1',
+  },
+  {
+    key: 'clusterId',
+    flag: '--cluster-id',
+    env: 'MERIDIAN_CLUSTER_ID',
+    kind: 'string',
+    help: 'cluster id',
+    fallback: () => 'cluster1',
+  },
+  {
+    key: 'locality',
+    flag: '--locality',
+    env: 'MERIDIAN_LOCALITY',
+    kind: 'string',
+    help: 'region/zone/subzone',
+    fallback: () => '',
+  },
+  {
+    key: 'etcdEndpoints',
+    flag: '--etcd-endpoints',
+    env: 'MERIDIAN_ETCD_ENDPOINTS',
+    kind: 'list',
+    help: 'comma-separated etcd client URLs',
+    fallback: () => ['http://127.0.0.1:2379'],
+  },
+  {
+    key: 'xdsAddress',
+    flag: '--xds-address',
+    env: 'MERIDIAN_XDS_ADDRESS',
+    kind: 'string',
+    help: 'gRPC listen address (ADS, registration)',
+    fallback: () => '0.0.0.0:15010',
+  },
+  {
+    key: 'adminAddress',
+    flag: '--admin-address',
+    env: 'MERIDIAN_ADMIN_ADDRESS',
+    kind: 'string',
+    help: 'admin HTTP listen address',
+    fallback: () => '127.0.0.1:15014',
+  },
+  {
+    key: 'replicaId',
+    flag: '--replica-id',
+    env: 'MERIDIAN_REPLICA_ID',
+    kind: 'string',
+    help: 'replica id',
+    fallback: () => `${hostname()}-${process.pid}`,
+  },
+  {
+    key: 'registrationTtlSeconds',
+    flag: '--registration-ttl',
+    env: 'MERIDIAN_REGISTRATION_TTL',
+    kind: 'seconds',
+    help: 'workload registration lease TTL (s)',
+    fallback: () => 15,
+  },
+  {
+    key: 'replicaLeaseTtlSeconds',
+    flag: '--replica-lease-ttl',
+    env: 'MERIDIAN_REPLICA_LEASE_TTL',
+    kind: 'seconds',
+    help: 'replica membership/election lease TTL (s)',
+    fallback: () => 1,
+  },
+  {
+    key: 'debounceMs',
+    flag: '--debounce-ms',
+    env: 'MERIDIAN_DEBOUNCE_MS',
+    kind: 'ms',
+    help: 'push debounce quiet period (ms)',
+    fallback: () => 100,
+  },
+  {
+    key: 'storeTimeoutMs',
+    flag: '--store-timeout-ms',
+    env: 'MERIDIAN_STORE_TIMEOUT_MS',
+    kind: 'ms',
+    help: 'bound on every etcd call (ms)',
+    fallback: () => 2000,
+  },
+  {
+    key: 'drainTimeoutMs',
+    flag: '--drain-timeout-ms',
+    env: 'MERIDIAN_DRAIN_TIMEOUT_MS',
+    kind: 'ms',
+    help: 'graceful shutdown bound (ms)',
+    fallback: () => 5000,
+  },
+  {
+    key: 'logLevel',
+    flag: '--log-level',
+    env: 'MERIDIAN_LOG_LEVEL',
+    kind: 'string',
+    help: 'pino log level',
+    fallback: () => 'info',
+  },
+];
+
+/** The usage text of meridiand. */
+export function usage(): string {
+  const lines = SETTINGS.map((s) => `  ${`${s.flag} <value>`.padEnd(30)} ${s.help} [${s.env}]`);
+  return [
+    'usage: meridiand [flags]',
+    '  --config <file>                YAML/JSON settings file [MERIDIAN_CONFIG]',
+    ...lines,
+    'precedence: flags > environment > config file > defaults',
+  ].join('\n');
+}
+
+function convert(s: Setting, source: string, raw: unknown): string | number | readonly string[] {
+  switch (s.kind) {
+    case 'list': {
+      const list = Array.isArray(raw) ? raw.map(String) : String(raw).split(',');
+      const out = list.map((x) => x.trim()).filter((x) => x !== '');
+      if (out.length === 0) throw new ServerConfigError(source, 'needs at least one value');
+      return out;
+    }
+    case 'seconds':
+    case 'ms': {
+      const n = Number(raw);
+      if (!Number.isInteger(n) || n < (s.kind === 'seconds' ? 1 : 0))
+        throw new ServerConfigError(
+          source,
+          `expected a whole number${s.kind === 'seconds' ? ' >= 1' : ''}, got "${String(raw)}"`,
+        );
+      return n;
+    }
+    default:
+      if (typeof raw !== 'string' && typeof raw !== 'number')
+        throw new ServerConfigError(source, `expected a string, got ${JSON.stringify(raw)}`);
+      return String(raw);
+  }
+}
+
+/** Resolves the settings from `argv` (without node and script), `env` and the config file. */
+export function resolveOptions(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ServerOptions {
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) throw new ServerConfigError(arg, 'unexpected argument');
+    const eq = arg.indexOf('=');
+    const name = eq < 0 ? arg : arg.slice(0, eq);
+    const value = eq < 0 ? argv[++i] : arg.slice(eq + 1);
+    if (name !== '--config' && !SETTINGS.some((s) => s.flag === name))
+      throw new ServerConfigError(name, `unknown flag\n${usage()}`);
+    if (value === undefined) throw new ServerConfigError(name, 'needs a value');
+    flags.set(name, value);
+  }
+  const configFile = flags.get('--config') ?? env.MERIDIAN_CONFIG;
+  let file: Record<string, unknown> = {};
+  if (configFile) {
+    let text: string;
+    try {
+      text = readFileSync(configFile, 'utf8');
+    } catch (error) {
+      throw new ServerConfigError(configFile, `cannot read config file: ${(error as Error).message}`);
+    }
+    const parsed: unknown = parseYaml(text);
+    if (parsed !== null && (typeof parsed !== 'object' || Array.isArray(parsed)))
+      throw new ServerConfigError(configFile, 'the config file must hold a mapping of settings');
+    file = (parsed ?? {}) as Record<string, unknown>;
+    for (const k of Object.keys(file))
+      if (!SETTINGS.some((s) => s.key === k))
+        throw new ServerConfigError(
+          `${configFile}: ${k}`,
+          `unknown setting (known: ${SETTINGS.map((s) => s.key).join(', ')})`,
+        );
+  }
+  const out: Record<string, unknown> = {};
+  for (const s of SETTINGS) {
+    const flag = flags.get(s.flag);
+    if (flag !== undefined) out[s.key] = convert(s, s.flag, flag);
+    else if (env[s.env] !== undefined && env[s.env] !== '') out[s.key] = convert(s, s.env, env[s.env]);
+    else if (file[s.key] !== undefined) out[s.key] = convert(s, `${configFile}: ${s.key}`, file[s.key]);
+    else out[s.key] = s.fallback();
+  }
+  return out as unknown as ServerOptions;
+}
+
+/** `host:port` -> parts (IPv6 in brackets allowed). */
+export function splitAddress(address: string, setting: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(address);
+  if (!m) throw new ServerConfigError(setting, `expected host:port, got "${address}"`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new ServerConfigError(setting, `port out of range in "${address}"`);
+  return { host: m[1] ?? m[2] ?? '', port };
+}
