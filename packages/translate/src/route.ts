@@ -110,8 +110,8 @@ export function faultConfig(fault: HTTPFaultInjection | undefined): EnvoyJson | 
   const d = fault.delay;
   if (d?.fixedDelay) {
     const percentage =
-      d.percentage?.value !== undefined
-        ? fractionalPercent(d.percentage.value)
+      d.percentage !== undefined
+        ? fractionalPercent(d.percentage.value ?? 0)
         : d.percent !== undefined
           ? fractionalPercent(d.percent)
           : fractionalPercent(100);
@@ -119,7 +119,8 @@ export function faultConfig(fault: HTTPFaultInjection | undefined): EnvoyJson | 
   }
   const a = fault.abort;
   if (a && (a.httpStatus !== undefined || a.grpcStatus !== undefined)) {
-    const percentage = fractionalPercent(a.percentage?.value ?? 100);
+    // A `percentage` without value is 0% (@meridian/api's normal form drops zero values).
+    const percentage = fractionalPercent(a.percentage ? (a.percentage.value ?? 0) : 100);
     if (a.httpStatus !== undefined) out.abort = { http_status: a.httpStatus, percentage };
     else {
       const code = GRPC_STATUS[a.grpcStatus ?? ''] ?? Number(a.grpcStatus);
@@ -312,8 +313,8 @@ function routeAction(http: HTTPRoute, vsNamespace: string, ctx: RouteContext): E
         compact({
           cluster: c.name,
           runtime_fraction:
-            http.mirrorPercentage?.value !== undefined
-              ? { default_value: fractionalPercent(http.mirrorPercentage.value) }
+            http.mirrorPercentage !== undefined
+              ? { default_value: fractionalPercent(http.mirrorPercentage.value ?? 0) }
               : undefined,
           trace_sampled: false,
         }),
@@ -325,8 +326,8 @@ function routeAction(http: HTTPRoute, vsNamespace: string, ctx: RouteContext): E
         compact({
           cluster: c.name,
           runtime_fraction:
-            m.percentage?.value !== undefined
-              ? { default_value: fractionalPercent(m.percentage.value) }
+            m.percentage !== undefined
+              ? { default_value: fractionalPercent(m.percentage.value ?? 0) }
               : undefined,
           trace_sampled: false,
         }),

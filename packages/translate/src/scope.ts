@@ -215,7 +215,11 @@ export function buildScope(
     sidecar,
     services,
     allowedPorts,
-    allowAny: sidecar?.spec.outboundTrafficPolicy?.mode !== 'REGISTRY_ONLY',
+    // Unset policy: the mesh default ALLOW_ANY. A set policy without mode is REGISTRY_ONLY (enum 0,
+    // which @meridian/api's normal form drops).
+    allowAny:
+      sidecar?.spec.outboundTrafficPolicy === undefined ||
+      sidecar.spec.outboundTrafficPolicy.mode === 'ALLOW_ANY',
     virtualServiceFor: (hostname) => vsIndex.lookup(hostname),
     destinationRuleFor: (hostname) => {
       const local = drLocal.lookup(hostname);
