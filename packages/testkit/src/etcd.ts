@@ -17,6 +17,8 @@ export interface EtcdMember extends ServerProcess {
   /** `http://127.0.0.1:<port>`: the peer (raft) URL. */
   readonly peerUrl: string;
   readonly dataDir: string;
+  /** Raft member id as etcd prints it in JSON (a decimal uint64 string), known once the cluster started. */
+  readonly memberId: string | undefined;
 }
 
 /** A running etcd cluster (one member for `startEtcd`). */

@@ -80,6 +80,9 @@ describe('startEtcdCluster (3 members, fast election)', () => {
     console.log(`etcd 3-member cluster ready in ${(performance.now() - t0).toFixed(0)} ms`);
     expect(cluster.members).toHaveLength(3);
     expect(new Set(cluster.endpoints).size).toBe(3);
+    const ids = cluster.members.map((m) => m.memberId);
+    expect(ids.every((id) => id !== undefined && /^\d+$/.test(id))).toBe(true);
+    expect(new Set(ids).size).toBe(3);
     await put(cluster.endpoints[0]!, 'x', '1');
     expect(await get(cluster.endpoints[2]!, 'x')).toBe('1');
   });
