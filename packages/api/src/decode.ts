@@ -20,6 +20,10 @@ export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+function snakeToCamel(s: string): string {
+  return s.includes('_') ? s.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase()) : s;
+}
+
 /** Decodes one message; returns undefined (with an error reported) when `value` is not an object. */
 export function decodeMessage(
   value: unknown,
@@ -32,19 +36,28 @@ export function decodeMessage(
     return undefined;
   }
   const out: Record<string, unknown> = {};
-  for (const [name, raw] of Object.entries(value)) {
-    const fieldPath = path.field(name);
+  const present = new Set<string>();
+  for (const [written, raw] of Object.entries(value)) {
+    const fieldPath = path.field(written);
+    // Like protobuf's JSON decoding, accept the proto field name (`per_try_timeout`) as well as the
+    // JSON name (`perTryTimeout`); the canonical form uses the JSON name.
+    const name = Object.hasOwn(schema.fields, written) ? written : snakeToCamel(written);
     const field = Object.hasOwn(schema.fields, name) ? schema.fields[name] : undefined;
     if (field === undefined) {
-      r.add(fieldPath, `unknown field "${name}" in ${schema.name}`);
+      r.add(fieldPath, `unknown field "${written}" in ${schema.name}`);
       continue;
     }
+    if (present.has(name)) {
+      r.add(fieldPath, `field "${name}" is set twice (as "${written}" and its other spelling)`);
+      continue;
+    }
+    present.add(name);
     if (raw === null || raw === undefined) continue;
     const decoded = decodeField(raw, field, fieldPath, r);
     if (decoded !== undefined) out[name] = decoded;
   }
   for (const group of schema.oneofs) {
-    const set = group.filter((f) => Object.hasOwn(value, f) && value[f] !== null && value[f] !== undefined);
+    const set = group.filter((f) => Object.hasOwn(out, f));
     if (set.length > 1) r.add(path, `only one of ${group.join(', ')} may be set, got ${set.join(' and ')}`);
   }
   return out;

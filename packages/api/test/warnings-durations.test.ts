@@ -127,3 +127,32 @@ describe('client TLS settings Istio ignores', () => {
     ]);
   });
 });
+
+describe('proto field names', () => {
+  it('accepts snake_case proto names and canonicalises them to the JSON names', () => {
+    const r = validateConfig(
+      obj('VirtualService', {
+        hosts: ['r'],
+        http: [{ route: [{ destination: { host: 'r' } }], retries: { attempts: 2, per_try_timeout: '1s' } }],
+      }),
+    );
+    if (!r.ok) throw new Error(r.error.message);
+    expect(r.config.spec).toEqual({
+      hosts: ['r'],
+      http: [{ retries: { attempts: 2, perTryTimeout: '1s' }, route: [{ destination: { host: 'r' } }] }],
+    });
+    expect(
+      specErrors('DestinationRule', drWithPolicy({ outlierDetection: { consecutive_5xx_errors: -1 } })),
+    ).toEqual([
+      'DestinationRule default/t: spec.trafficPolicy.outlierDetection.consecutive_5xx_errors: integer -1 out of range 0..4294967295',
+    ]);
+  });
+
+  it('rejects a field written in both spellings', () => {
+    expect(
+      specErrors('WorkloadEntry', { address: '10.0.0.1', serviceAccount: 'a', service_account: 'b' }),
+    ).toEqual([
+      'WorkloadEntry default/t: spec.service_account: field "serviceAccount" is set twice (as "service_account" and its other spelling)',
+    ]);
+  });
+});
