@@ -4,6 +4,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { registerCaCommands } from './commands/ca.js';
+import { registerConfigCommands } from './commands/config.js';
 import { registerTokenCommands } from './commands/token.js';
 import { type CliContext, processContext } from './context.js';
 
@@ -11,7 +12,11 @@ import { type CliContext, processContext } from './context.js';
 export type CommandModule = (program: Command, ctx: CliContext) => void;
 
 /** Command modules, in help order. Add new families here. */
-export const COMMAND_MODULES: readonly CommandModule[] = [registerCaCommands, registerTokenCommands];
+export const COMMAND_MODULES: readonly CommandModule[] = [
+  registerCaCommands,
+  registerTokenCommands,
+  registerConfigCommands,
+];
 
 /** Builds the program (without running it); errors are thrown as CommanderError, not process.exit. */
 export function createProgram(ctx: CliContext = processContext): Command {
