@@ -64,6 +64,12 @@ export {
 export type { SealedKey } from './keywrap.js';
 export { generateKek, KEK_ENV, loadKek, openPrivateKey, parseKek, sealPrivateKey } from './keywrap.js';
 export { addRootToBundle, reissueIntermediate, removeRootFromBundle } from './rotation.js';
+export {
+  SdsSecretSource,
+  tlsCertificateSecretJson,
+  validationContextSecretJson,
+  withSecrets,
+} from './sds.js';
 export type { Timers, WorkloadSecret, WorkloadSecretsOptions } from './secrets.js';
 export { SDS_DEFAULT_SECRET, SDS_ROOT_SECRET, WorkloadSecrets } from './secrets.js';
 export type { WorkloadIdentity } from './spiffe.js';

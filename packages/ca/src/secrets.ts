@@ -77,6 +77,11 @@ export class WorkloadSecrets {
     this.now = opts.now ?? (() => new Date());
   }
 
+  /** The trust domain identities must belong to (the signing CA's). */
+  get trustDomain(): string {
+    return this.issuer.signingCa.trustDomain;
+  }
+
   /** The current trust bundle PEM (the `ROOTCA` secret). */
   trustBundlePem(): string {
     return this.issuer.signingCa.trustBundle.pem;
