@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { registerCaCommands } from './commands/ca.js';
 import { registerConfigCommands } from './commands/config.js';
+import { registerFederationCommands } from './commands/federation.js';
 import { registerTokenCommands } from './commands/token.js';
 import { type CliContext, processContext } from './context.js';
 
@@ -15,6 +16,7 @@ export type CommandModule = (program: Command, ctx: CliContext) => void;
 export const COMMAND_MODULES: readonly CommandModule[] = [
   registerCaCommands,
   registerTokenCommands,
+  registerFederationCommands,
   registerConfigCommands,
 ];
 
