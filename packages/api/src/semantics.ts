@@ -520,6 +520,79 @@ export function checkVirtualService(
     checkRouteWeights(t.route ?? [], tp.field('route'), r);
   });
   checkExportTo(vs.exportTo, namespace, false, p.field('exportTo'), r);
+  for (const proto of ['http', 'tcp', 'tls'] as const) {
+    warnUnreachableRules(vs[proto] ?? [], proto === 'http', p.field(proto), r);
+  }
+}
+
+/** Canonical JSON of a match without its name, to compare matches (Istio `asJSON`). */
+function matchKey(m: object): string {
+  const sort = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(sort)
+      : typeof v === 'object' && v !== null
+        ? Object.fromEntries(
+            Object.keys(v)
+              .filter((k) => k !== 'name')
+              .sort()
+              .map((k) => [k, sort((v as Record<string, unknown>)[k])]),
+          )
+        : v;
+  return JSON.stringify(sort(m));
+}
+
+/**
+ * Istio's `analyzeUnreachable*Rules` (VirtualServiceUnreachableRule / VirtualServiceIneffectiveMatch,
+ * as validation warnings): rules after a catch-all rule, and matches repeated from earlier rules.
+ */
+function warnUnreachableRules(
+  routes: ReadonlyArray<{ name?: string; match?: object[] }>,
+  named: boolean,
+  p: FieldPath,
+  r: Reporter,
+): void {
+  const seen = new Map<string, number>();
+  let catchAll = -1;
+  const ruleName = (i: number): string => {
+    const n = named ? routes[i]?.name : undefined;
+    return n ? JSON.stringify(n) : `#${i}`;
+  };
+  routes.forEach((route, i) => {
+    const matches = route.match ?? [];
+    if (matches.length === 0) {
+      if (catchAll >= 0)
+        r.warn(
+          p.index(i),
+          `virtualService rule ${ruleName(i)} not used (only the last rule can have no matches)`,
+        );
+      catchAll = i;
+      return;
+    }
+    let duplicates = 0;
+    matches.forEach((m, j) => {
+      if (catchAll >= 0) {
+        r.warn(
+          p.index(i),
+          `virtualService rule ${ruleName(i)} not used (route without matches defined before)`,
+        );
+        return;
+      }
+      const key = matchKey(m);
+      const prev = seen.get(key);
+      if (prev !== undefined) {
+        const mname =
+          named && (m as { name?: string }).name ? JSON.stringify((m as { name?: string }).name) : `#${j}`;
+        r.warn(
+          p.index(i).field('match').index(j),
+          `virtualService rule ${ruleName(i)} match ${mname} is not used (duplicate/overlapping match in rule ${ruleName(prev)})`,
+        );
+        duplicates++;
+      } else seen.set(key, i);
+    });
+    if (catchAll < 0 && duplicates === matches.length) {
+      r.warn(p.index(i), `virtualService rule ${ruleName(i)} not used (all matches used by prior rules)`);
+    }
+  });
 }
 
 function checkL4Match(m: T.L4MatchAttributes, p: FieldPath, r: Reporter): void {

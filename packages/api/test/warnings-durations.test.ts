@@ -156,3 +156,25 @@ describe('proto field names', () => {
     ]);
   });
 });
+
+describe('unreachable rules (Istio VirtualServiceUnreachableRule)', () => {
+  it('warns about rules after a catch-all and about repeated matches', () => {
+    const to = [{ destination: { host: 'r' } }];
+    expect(
+      warningsOf(
+        obj('VirtualService', {
+          hosts: ['r'],
+          http: [
+            { name: 'api', match: [{ uri: { prefix: '/api' } }], route: to },
+            { match: [{ uri: { prefix: '/api' } }, { uri: { prefix: '/b' } }], route: to },
+            { route: to },
+            { match: [{ uri: { prefix: '/c' } }], route: to },
+          ],
+        }),
+      ),
+    ).toEqual([
+      'spec.http[1].match[0]: virtualService rule #1 match #0 is not used (duplicate/overlapping match in rule "api")',
+      'spec.http[3]: virtualService rule #3 not used (route without matches defined before)',
+    ]);
+  });
+});
