@@ -33,6 +33,8 @@ export interface ProxySyncStatus {
   readonly peer: string;
   readonly connectedAt: string;
   readonly blocked: boolean;
+  /** Bytes handed to HTTP/2 and not yet written (a proxy that stopped reading keeps this above 0). */
+  readonly bufferedBytes: number;
   /** By istiod's short type name: `cds`, `eds`, `lds`, `rds`, `sds`. */
   readonly types: Readonly<Record<string, TypeSyncStatus>>;
 }
@@ -69,6 +71,7 @@ export function connectionStatus(conn: Connection, now = Date.now()): ProxySyncS
     peer: conn.ctx.peer,
     connectedAt: new Date(conn.connectedAt).toISOString(),
     blocked: conn.blocked,
+    bufferedBytes: conn.bufferedBytes,
     types,
   };
 }
