@@ -55,7 +55,7 @@ export interface EtcdStoreOptions {
    * quorum, every member down) fails with `StoreUnavailableError`; its outcome is then unknown.
    */
   readonly requestTimeoutMs?: number;
-  /** Longest pause between watch reconnect attempts (default 500 ms). */
+  /** Longest pause between watch reconnect attempts (default 250 ms; the first retry is immediate). */
   readonly maxWatchBackoffMs?: number;
   /**
    * Longest wait for one write attempt before it is abandoned and retried on another member, within
@@ -123,7 +123,7 @@ export class EtcdStore implements Store {
     this.keyspace = options.keyspace;
     this.endpoints = [...options.endpoints];
     this.requestTimeoutMs = options.requestTimeoutMs ?? 5000;
-    this.maxWatchBackoffMs = options.maxWatchBackoffMs ?? 500;
+    this.maxWatchBackoffMs = options.maxWatchBackoffMs ?? 250;
     this.writeAttemptTimeoutMs = options.writeAttemptTimeoutMs ?? 1000;
     ensureExactInt64();
     this.client = new Etcd3({
@@ -142,6 +142,8 @@ export class EtcdStore implements Store {
         'grpc.keepalive_timeout_ms': 5_000,
         'grpc.initial_reconnect_backoff_ms': 100,
         'grpc.max_reconnect_backoff_ms': 1_000,
+        // large prefixes (a whole config kind) come back in one range response
+        'grpc.max_receive_message_length': 256 * 1024 * 1024,
       },
     });
   }
@@ -423,25 +425,25 @@ export class EtcdStore implements Store {
       throw new RangeError(`lease TTL must be a whole number of seconds >= 1, got ${ttlSeconds}`);
     }
     const sentAt = Date.now();
-    const res = await this.call(`grant lease (TTL ${ttlSeconds} s)`, this.requestTimeoutMs, (o) =>
+    // retried like a write: an abandoned grant only leaves a lease nobody keeps alive, which expires
+    const res = await this.write(`grant lease (TTL ${ttlSeconds} s)`, [], (o) =>
       this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }, o),
     );
     if (typeof res.ID !== 'string') {
       throw new TypeError(`etcd3 decoded lease id ${res.ID} as ${typeof res.ID}: int64 values are not exact`);
     }
-    const lease = new EtcdLease(this, res.ID, Number(res.TTL), sentAt);
+    const lease: EtcdLease = new EtcdLease(this, res.ID, Number(res.TTL), sentAt, () =>
+      this.leases.delete(lease),
+    );
     this.leases.add(lease);
-    lease.lost.then(() => this.leases.delete(lease));
     return lease;
   }
 
   async revokeLease(id: LeaseId): Promise<void> {
     try {
-      await this.call(`revoke lease ${id}`, this.requestTimeoutMs, (o) =>
-        this.client.leaseClient.leaseRevoke({ ID: id }, o),
-      );
+      await this.write(`revoke lease ${id}`, [], (o) => this.client.leaseClient.leaseRevoke({ ID: id }, o));
     } catch (error) {
-      if (!(error instanceof EtcdLeaseInvalidError)) throw error;
+      if (!(error instanceof LeaseLostError)) throw error; // already gone: revoking is idempotent
     }
   }
 
@@ -461,7 +463,7 @@ export class EtcdStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     await Promise.all([...this.watches].map((w) => w.close()));
-    for (const lease of this.leases) lease.release();
+    for (const lease of [...this.leases]) lease.release();
     this.closed = true;
     this.client.close();
   }
@@ -508,13 +510,13 @@ class EtcdWatch implements Watch {
   }
 
   private async run(): Promise<void> {
-    let backoff = 25;
+    let backoff = 0;
     let connectedOnce = false;
     while (!this.closed) {
       let outcome: { error?: unknown; compactRevision?: number };
       try {
         outcome = await this.streamOnce(() => {
-          backoff = 25;
+          backoff = 0;
           if (connectedOnce) this.reconnects++;
           connectedOnce = true;
         });
@@ -527,12 +529,17 @@ class EtcdWatch implements Watch {
         continue;
       }
       this.status('disconnected', outcome.error);
-      await this.sleep(backoff);
-      backoff = Math.min(backoff * 2, this.store.maxWatchBackoffMs);
+      if (backoff > 0) await this.sleep(backoff);
+      backoff = Math.min(Math.max(backoff * 2, 25), this.store.maxWatchBackoffMs);
     }
   }
 
+  private lastStatus: 'connected' | 'disconnected' | undefined;
+
+  /** Reports connection state changes (not every failed attempt). */
   private status(status: 'connected' | 'disconnected', cause?: unknown): void {
+    if (status === this.lastStatus) return;
+    this.lastStatus = status;
     try {
       this.options.onStatus?.(status, cause);
     } catch (error) {
@@ -676,6 +683,7 @@ class EtcdLease extends LeaseBase {
     id: LeaseId,
     ttlSeconds: number,
     grantedSentAt: number,
+    private readonly forget: () => void,
   ) {
     super(id, ttlSeconds);
     this.validUntil = grantedSentAt + ttlSeconds * 1000;
@@ -692,6 +700,16 @@ class EtcdLease extends LeaseBase {
     if (this.stopped) return;
     if (!this.stream) {
       if (!this.opening) this.openStream();
+      return;
+    }
+    const oldest = this.pending[0];
+    if (oldest !== undefined && Date.now() - oldest > (this.ttlSeconds * 1000) / 3) {
+      // no answer for a third of the TTL: the member may be partitioned, try another one
+      const stale = this.stream;
+      this.stream = undefined;
+      stale.on('error', () => {});
+      stale.cancel();
+      this.openStream();
       return;
     }
     this.pending.push(Date.now());
@@ -736,6 +754,7 @@ class EtcdLease extends LeaseBase {
 
   protected stopKeepAlive(): void {
     this.stopped = true;
+    this.forget();
     clearInterval(this.ticker);
     clearInterval(this.watchdog);
     const stream = this.stream;

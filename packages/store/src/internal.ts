@@ -21,7 +21,8 @@ export class SerialDelivery<V> {
   push(batch: WatchBatch<V>): void {
     if (this.closed) return;
     this.queue.push(batch);
-    if (!this.running) this.running = this.drain();
+    // never call the handler synchronously from push (e.g. while watchPrefix is still returning)
+    if (!this.running) this.running = Promise.resolve().then(() => this.drain());
   }
 
   private async drain(): Promise<void> {

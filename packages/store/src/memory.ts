@@ -204,6 +204,7 @@ class MemoryLease extends LeaseBase {
     private readonly backend: MemoryBackend,
     id: LeaseId,
     ttlSeconds: number,
+    private readonly forget: () => void,
   ) {
     super(id, ttlSeconds);
     const record = backend.leases.get(id)!;
@@ -219,6 +220,7 @@ class MemoryLease extends LeaseBase {
   }
 
   protected stopKeepAlive(): void {
+    this.forget();
     clearInterval(this.interval);
     this.unsubscribe();
   }
@@ -377,7 +379,12 @@ export class MemoryStore implements Store {
     if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) {
       throw new RangeError(`lease TTL must be a whole number of seconds >= 1, got ${ttlSeconds}`);
     }
-    const lease = new MemoryLease(this.backend, this.backend.grantLease(ttlSeconds), ttlSeconds);
+    const lease: MemoryLease = new MemoryLease(
+      this.backend,
+      this.backend.grantLease(ttlSeconds),
+      ttlSeconds,
+      () => this.leases.delete(lease),
+    );
     this.leases.add(lease);
     return lease;
   }
@@ -395,7 +402,7 @@ export class MemoryStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const lease of this.leases) lease.release();
+    for (const lease of [...this.leases]) lease.release();
     await Promise.all([...this.watches].map((w) => w.close()));
   }
 }

@@ -285,6 +285,9 @@ export function storeContract(name: string, setup: () => Promise<StoreHarness>):
       await expect(s.put('l/b', bytes('b'), { lease: lease.id })).rejects.toThrow(
         new LeaseLostError(lease.id, 'not found'),
       );
+      await s.revokeLease(lease.id); // revoking a lease that is gone is a no-op
+      await lease.revoke();
+      expect(lease.state).toBe('lost');
     });
 
     it('a released lease expires after its TTL and takes its keys', async () => {
@@ -363,6 +366,12 @@ export function storeContract(name: string, setup: () => Promise<StoreHarness>):
         secondLeads = true;
         return l;
       });
+      // let r1 enter before r2, so the order of succession is known
+      const candidates = async () => (await s.list(s.keyspace.prefix('elections', 'exporter'))).items.length;
+      for (let i = 0; (await candidates()) < 2; i++) {
+        if (i > 500) throw new Error('r1 never entered the election');
+        await new Promise((r) => setTimeout(r, 10));
+      }
       const third = election.campaign(leases[2]!, 'r2');
       await eventually('observer sees r0', () => observer.leader?.value === 'r0');
       expect((await election.leader())?.value).toBe('r0');

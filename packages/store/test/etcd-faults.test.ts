@@ -9,6 +9,7 @@ import {
   Election,
   EtcdStore,
   Keyspace,
+  LeadershipLostError,
   type Store,
   StoreUnavailableError,
   stringCodec,
@@ -24,12 +25,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A watch that records each batch with its arrival time. */
 function record(store: Store, prefix: string, fromRevision: number) {
   const batches: { at: number; batch: WatchBatch }[] = [];
+  const statuses: { at: number; status: string }[] = [];
   const watch = store.watchPrefix(prefix, (batch) => void batches.push({ at: Date.now(), batch }), {
     fromRevision,
+    onStatus: (status) => statuses.push({ at: Date.now(), status }),
   });
   const lines = () =>
     batches.flatMap(({ batch }) => (batch.kind === 'events' ? batch.events.map(describeEvent) : ['RESYNC']));
-  return { watch, batches, lines };
+  return { watch, batches, statuses, lines };
 }
 
 describe('EtcdStore against a 3-member etcd cluster (faults)', () => {
@@ -93,11 +96,11 @@ describe('EtcdStore against a 3-member etcd cluster (faults)', () => {
     ConnectionPool.deterministicOrder = true;
     const onLeader = await connect([...followers, leader.clientUrl], mesh);
     const onFollower = await connect([leader.clientUrl, followers[0]!], mesh);
-    ConnectionPool.deterministicOrder = false;
-    const writer = await connect(cluster.endpoints, mesh);
-    const start = (await writer.revision()) + 1;
+    const start = (await onLeader.revision()) + 1;
     const watchers = [record(onLeader, 'stream/', start), record(onFollower, 'stream/', start)];
     await Promise.all(watchers.map((w) => w.watch.ready));
+    ConnectionPool.deterministicOrder = false;
+    const writer = await connect(cluster.endpoints, mesh);
 
     const acked: { key: string; value: string; revision: number; sentAt: number; at: number }[] = [];
     let failures = 0;
@@ -150,17 +153,20 @@ describe('EtcdStore against a 3-member etcd cluster (faults)', () => {
 
     const firstAckAfterKill = acked.find((a) => a.sentAt >= killAt);
     const writeGap = (firstAckAfterKill?.at ?? Number.NaN) - killAt;
-    const lastBeforeKill = Math.max(...acked.filter((a) => a.at <= killAt).map((a) => a.revision));
+    // the first write issued after the kill: when does each watcher deliver it?
+    const firstRevAfterKill = firstAckAfterKill?.revision ?? Number.POSITIVE_INFINITY;
     const resume = watchers.map(
-      (w) =>
-        (w.batches.find((b) => b.batch.revision > lastBeforeKill && b.at >= killAt)?.at ?? Number.NaN) -
-        killAt,
+      (w) => (w.batches.find((b) => b.batch.revision >= firstRevAfterKill)?.at ?? Number.NaN) - killAt,
     );
+    const reattached =
+      (watchers[0]!.statuses.find((s) => s.status === 'connected' && s.at >= killAt)?.at ?? Number.NaN) -
+      killAt;
     console.log(
       `leader ${leader.name} SIGKILLed: new leader ${newLeader.name} reported after ${electedAfter} ms; ` +
-        `writes available again after ${writeGap} ms (${failures} failed attempts, ${acked.length} acked writes); ` +
-        `watch on the killed leader resumed after ${resume[0]} ms (${watchers[0]!.watch.reconnects} reconnects), ` +
-        `watch on a follower delivered after ${resume[1]} ms (${watchers[1]!.watch.reconnects} reconnects)`,
+        `writes available again after ${writeGap} ms (${failures} failed calls, ${acked.length} acked writes); ` +
+        `watch on the killed leader re-attached to another member after ${reattached} ms ` +
+        `(${watchers[0]!.watch.reconnects} reconnects) and delivered the first post-kill write after ${resume[0]} ms; ` +
+        `watch on a follower delivered it after ${resume[1]} ms (${watchers[1]!.watch.reconnects} reconnects)`,
     );
     expect(watchers[0]!.watch.reconnects).toBeGreaterThanOrEqual(1);
     expect(newLeader).not.toBe(leader);
@@ -174,7 +180,14 @@ describe('EtcdStore against a 3-member etcd cluster (faults)', () => {
     await coll.put('a', 'A1');
     await coll.put('b', 'B1');
     const mirror = await coll.mirror();
+    const lease = await store.grantLease(2);
+    const leadership = await new Election(store, 'quorum').campaign(lease, 'me');
+    let steppedDownAt = 0;
+    leadership.onLost(() => {
+      steppedDownAt = Date.now();
+    });
     const [survivor, ...victims] = cluster.members;
+    const killedAt = Date.now();
     await Promise.all(victims.map((m) => m.kill('SIGKILL')));
 
     const t0 = Date.now();
@@ -197,6 +210,15 @@ describe('EtcdStore against a 3-member etcd cluster (faults)', () => {
       'mirror reports it is disconnected',
       () => mirror.disconnectedSince !== undefined,
       10_000,
+    );
+    // The leader cannot renew its lease without quorum: it must step down by itself, within the TTL.
+    const lostLeadership = await leadership.lost;
+    const stepDown = steppedDownAt - killedAt;
+    expect(lostLeadership).toEqual(new LeadershipLostError('quorum', 'lease lost'));
+    expect(leadership.isLeader).toBe(false);
+    expect(stepDown).toBeLessThan(2000 + 3000);
+    console.log(
+      `quorum lost: the elected leader (2 s lease) stepped down ${stepDown} ms after quorum was lost`,
     );
     console.log(
       `quorum lost (only ${survivor!.name} left): write failed after ${elapsed} ms (bound 2000 ms): ${error.message}`,
