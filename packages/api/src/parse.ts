@@ -31,25 +31,32 @@ export type ParseResult =
 
 type LineMap = Map<string, number>;
 
+/** Map key of a path: each segment prefixed with a separator that also tells numbers from names. */
 function segKey(segments: readonly (string | number)[]): string {
-  return JSON.stringify(segments);
+  let k = '';
+  for (const s of segments) k += childKey(s);
+  return k;
 }
 
-function collectLines(node: unknown, segs: (string | number)[], lines: LineMap, lc: LineCounter): void {
+function childKey(s: string | number): string {
+  return typeof s === 'number' ? `\u0001${s}` : `\u0000${s}`;
+}
+
+function collectLines(node: unknown, prefix: string, lines: LineMap, lc: LineCounter): void {
   if (isMap(node)) {
     for (const pair of node.items) {
       const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
-      const s = [...segs, key];
+      const k = prefix + childKey(key);
       const start = isScalar(pair.key) ? pair.key.range?.[0] : undefined;
-      if (start !== undefined) lines.set(segKey(s), lc.linePos(start).line);
-      collectLines(pair.value, s, lines, lc);
+      if (start !== undefined) lines.set(k, lc.linePos(start).line);
+      collectLines(pair.value, k, lines, lc);
     }
   } else if (isSeq(node)) {
     node.items.forEach((item, i) => {
-      const s = [...segs, i];
+      const k = prefix + childKey(i);
       const range = (item as { range?: [number, number, number] } | null)?.range;
-      if (range !== undefined) lines.set(segKey(s), lc.linePos(range[0]).line);
-      collectLines(item, s, lines, lc);
+      if (range !== undefined) lines.set(k, lc.linePos(range[0]).line);
+      collectLines(item, k, lines, lc);
     });
   }
 }
@@ -119,7 +126,7 @@ function readYaml(text: string, source: string | undefined): RawDoc[] {
       continue;
     }
     const lines: LineMap = new Map();
-    collectLines(doc.contents, [], lines, lc);
+    collectLines(doc.contents, '', lines, lc);
     if (line !== undefined) lines.set(segKey([]), line);
     out.push({ value, lines, prefix: [], errors: [], ...(line !== undefined ? { line } : {}) });
   }
@@ -144,7 +151,7 @@ function readJson(text: string, source: string | undefined): RawDoc[] {
     const first = Array.isArray(docs) ? docs[0] : undefined;
     if (first !== undefined && first.errors.length === 0) {
       lines = new Map();
-      collectLines(first.contents, [], lines, lc);
+      collectLines(first.contents, '', lines, lc);
     }
   } catch {
     lines = undefined;
