@@ -63,6 +63,25 @@ export {
 } from './issuer.js';
 export type { SealedKey } from './keywrap.js';
 export { generateKek, KEK_ENV, loadKek, openPrivateKey, parseKek, sealPrivateKey } from './keywrap.js';
+export type {
+  CertificateSource,
+  EffectiveMtlsMode,
+  EffectivePeerAuthentication,
+  UpstreamClusterFacts,
+  UpstreamTlsOptions,
+  WorkloadFacts,
+} from './mtls.js';
+export {
+  certificateSourceOf,
+  grpcServerTransportSocket,
+  inboundFilterChains,
+  inboundMtlsTransportSocket,
+  modeForPort,
+  resolvePeerAuthentication,
+  sdsSecret,
+  TLS_INSPECTOR,
+  upstreamTransportSocket,
+} from './mtls.js';
 export { addRootToBundle, reissueIntermediate, removeRootFromBundle } from './rotation.js';
 export {
   SdsSecretSource,

@@ -1,0 +1,257 @@
+// Mutual TLS policy for the translator: Istio PeerAuthentication resolved per workload and port, and the
+// Envoy JSON pieces that enforce it (DownstreamTlsContext for inbound, UpstreamTlsContext for
+// DestinationRule ISTIO_MUTUAL and automatic mTLS). Pure functions; @meridian/translate plugs them in
+// (TranslateOptions.upstreamTls; inbound filter chains). Secrets are named as SDS serves them
+// (`default`, `ROOTCA`, sds.ts) and, for proxyless gRPC, as certificate provider instances of the gRPC
+// bootstrap (`default` instance: cert-chain.pem, key.pem, root-cert.pem).
+import type { ClientTLSSettings, MutualTLSMode, PeerAuthenticationConfig } from '@meridian/api';
+import type { EnvoyJson, JsonValue, ProxyInfo } from '@meridian/envoy';
+import { SDS_DEFAULT_SECRET, SDS_ROOT_SECRET } from './secrets.js';
+
+/** A resolved mode: UNSET never survives resolution (Istio's default is PERMISSIVE). */
+export type EffectiveMtlsMode = Exclude<MutualTLSMode, 'UNSET'>;
+
+/** The mTLS mode of one workload, with port-level overrides. */
+export interface EffectivePeerAuthentication {
+  readonly mode: EffectiveMtlsMode;
+  /** Port-level modes (only from a workload-level policy with a selector). */
+  readonly ports: ReadonlyMap<number, EffectiveMtlsMode>;
+}
+
+/** The mode for one port of a resolved policy. */
+export function modeForPort(p: EffectivePeerAuthentication, port: number): EffectiveMtlsMode {
+  return p.ports.get(port) ?? p.mode;
+}
+
+/** The facts about a workload that PeerAuthentication selection needs. */
+export interface WorkloadFacts {
+  readonly namespace: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+const selects = (
+  match: Readonly<Record<string, string>> | undefined,
+  labels: Readonly<Record<string, string>>,
+) =>
+  match !== undefined &&
+  Object.keys(match).length > 0 &&
+  Object.entries(match).every(([k, v]) => labels[k] === v);
+
+/** Istio picks the oldest policy when several apply at one level; then the name decides. */
+function oldest(policies: readonly PeerAuthenticationConfig[]): PeerAuthenticationConfig | undefined {
+  return [...policies].sort((a, b) => {
+    const ta = a.metadata.creationTimestamp ?? '';
+    const tb = b.metadata.creationTimestamp ?? '';
+    if (ta !== tb) return ta < tb ? -1 : 1;
+    const ka = `${a.metadata.namespace}/${a.metadata.name}`;
+    const kb = `${b.metadata.namespace}/${b.metadata.name}`;
+    return ka < kb ? -1 : ka > kb ? 1 : 0;
+  })[0];
+}
+
+/**
+ * Resolves the PeerAuthentication that applies to a workload (Istio semantics): workload-level (its
+ * namespace, selector matching its labels) over namespace-level (its namespace, no selector) over
+ * mesh-level (root namespace, no selector); UNSET inherits from the next level; nothing set is
+ * PERMISSIVE. `portLevelMtls` counts only on a policy with a selector; an UNSET port inherits the
+ * workload's mode. Pass `labels: {}` to get the namespace's mode (for automatic mTLS).
+ */
+export function resolvePeerAuthentication(
+  policies: readonly PeerAuthenticationConfig[],
+  workload: WorkloadFacts,
+  rootNamespace = 'istio-system',
+): EffectivePeerAuthentication {
+  const mesh = oldest(
+    policies.filter((p) => p.metadata.namespace === rootNamespace && !p.spec.selector?.matchLabels),
+  );
+  const ns = oldest(
+    policies.filter(
+      (p) =>
+        p.metadata.namespace === workload.namespace &&
+        workload.namespace !== rootNamespace &&
+        !p.spec.selector?.matchLabels,
+    ),
+  );
+  const wl = oldest(
+    policies.filter(
+      (p) =>
+        p.metadata.namespace === workload.namespace && selects(p.spec.selector?.matchLabels, workload.labels),
+    ),
+  );
+  let mode: EffectiveMtlsMode = 'PERMISSIVE';
+  for (const p of [mesh, ns, wl]) {
+    const m = p?.spec.mtls?.mode;
+    if (m && m !== 'UNSET') mode = m;
+  }
+  const ports = new Map<number, EffectiveMtlsMode>();
+  for (const [port, m] of Object.entries(wl?.spec.portLevelMtls ?? {})) {
+    const n = Number(port);
+    if (Number.isInteger(n) && n > 0 && m.mode && m.mode !== 'UNSET') ports.set(n, m.mode);
+  }
+  return { mode, ports };
+}
+
+const TLS_SOCKET = 'envoy.transport_sockets.tls';
+const DOWNSTREAM_TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext';
+const UPSTREAM_TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
+
+/** An SDS secret fetched over the same ADS stream (how Envoy sidecars get `default` and `ROOTCA`). */
+export const sdsSecret = (name: string): EnvoyJson => ({
+  name,
+  sds_config: { ads: {}, resource_api_version: 'V3' },
+});
+
+/** Which way the proxy gets its certificates. */
+export type CertificateSource = 'sds' | 'grpc-file-watcher';
+
+/** Proxyless gRPC clients and servers read files through the bootstrap's `default` provider instance. */
+export const certificateSourceOf = (proxy: Pick<ProxyInfo, 'kind'>): CertificateSource =>
+  String(proxy.kind) === 'grpc' ? 'grpc-file-watcher' : 'sds';
+
+function commonTlsContext(
+  source: CertificateSource,
+  sanPrefix: string | undefined,
+  alpn?: string[],
+): EnvoyJson {
+  const match: Record<string, JsonValue> = sanPrefix
+    ? { match_subject_alt_names: [{ prefix: sanPrefix }] }
+    : {};
+  if (source === 'grpc-file-watcher') {
+    return {
+      tls_certificate_provider_instance: { instance_name: 'default', certificate_name: 'default' },
+      validation_context: {
+        ca_certificate_provider_instance: { instance_name: 'default', certificate_name: 'ROOTCA' },
+        ...match,
+      },
+    };
+  }
+  return {
+    tls_certificate_sds_secret_configs: [sdsSecret(SDS_DEFAULT_SECRET)],
+    combined_validation_context: {
+      default_validation_context: match,
+      validation_context_sds_secret_config: sdsSecret(SDS_ROOT_SECRET),
+    },
+    ...(alpn ? { alpn_protocols: alpn } : {}),
+  };
+}
+
+/**
+ * The inbound `transport_socket` for mTLS: DownstreamTlsContext with the workload's own certificate,
+ * client certificates required and verified against the trust bundle (any mesh identity: which
+ * identities may call is AuthorizationPolicy's job, as in Istio).
+ */
+export function inboundMtlsTransportSocket(source: CertificateSource = 'sds'): EnvoyJson {
+  return {
+    name: TLS_SOCKET,
+    typed_config: {
+      '@type': DOWNSTREAM_TLS,
+      require_client_certificate: true,
+      common_tls_context: commonTlsContext(
+        source,
+        undefined,
+        source === 'sds' ? ['h2', 'http/1.1'] : undefined,
+      ),
+    },
+  };
+}
+
+/** Listener filter needed in front of PERMISSIVE filter chains (TLS vs plaintext detection). */
+export const TLS_INSPECTOR: EnvoyJson = {
+  name: 'envoy.filters.listener.tls_inspector',
+  typed_config: {
+    '@type': 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector',
+  },
+};
+
+/**
+ * The Envoy sidecar filter chains of one inbound port under a mode, from its plaintext filter chain:
+ * STRICT: TLS only (plaintext has no matching chain and is refused); PERMISSIVE: a TLS chain and a
+ * plaintext chain, told apart by the TLS inspector; DISABLE: the plaintext chain as is.
+ */
+export function inboundFilterChains(
+  mode: EffectiveMtlsMode,
+  chain: Readonly<Record<string, EnvoyJson>>,
+): EnvoyJson[] {
+  const match = (chain.filter_chain_match ?? {}) as Record<string, EnvoyJson>;
+  const tls = {
+    ...chain,
+    name: `${String(chain.name ?? 'inbound')}-mtls`,
+    filter_chain_match: { ...match, transport_protocol: 'tls' },
+    transport_socket: inboundMtlsTransportSocket('sds'),
+  };
+  if (mode === 'STRICT') return [tls];
+  if (mode === 'DISABLE') return [{ ...chain }];
+  return [tls, { ...chain, filter_chain_match: { ...match, transport_protocol: 'raw_buffer' } }];
+}
+
+/**
+ * The `transport_socket` of a proxyless gRPC server listener's filter chain: STRICT requires mTLS;
+ * PERMISSIVE and DISABLE serve plaintext, because gRPC's xDS server cannot tell TLS from plaintext on
+ * one port (gRFC A36: `transport_protocol` may only be empty or `raw_buffer`).
+ */
+export function grpcServerTransportSocket(mode: EffectiveMtlsMode): EnvoyJson | undefined {
+  return mode === 'STRICT' ? inboundMtlsTransportSocket('grpc-file-watcher') : undefined;
+}
+
+/** What the upstream TLS decision needs to know about a cluster (TranslateOptions.upstreamTls input). */
+export interface UpstreamClusterFacts {
+  readonly service: {
+    readonly hostname: string;
+    readonly namespace: string;
+    readonly meshExternal?: boolean;
+  };
+  readonly port: { readonly port: number };
+  readonly subset: string;
+  /** The effective DestinationRule `tls` settings, if any. */
+  readonly tls: Readonly<Record<string, unknown>> | undefined;
+  readonly proxy: Pick<ProxyInfo, 'kind'>;
+}
+
+export interface UpstreamTlsOptions {
+  readonly trustDomain: string;
+  /** Every PeerAuthentication of the mesh (for automatic mTLS). */
+  readonly peerAuthentications: readonly PeerAuthenticationConfig[];
+  readonly rootNamespace?: string;
+  /** Istio's `enableAutoMtls` (default true). */
+  readonly autoMtls?: boolean;
+}
+
+/**
+ * The upstream `transport_socket` for a cluster: DestinationRule `tls.mode: ISTIO_MUTUAL` -> mTLS with
+ * the mesh certificate, SNI `outbound_.<port>_.<subset>_.<host>` and the peer checked to be an identity
+ * of the trust domain; no `tls` and automatic mTLS on -> mTLS when the destination namespace's
+ * PeerAuthentication accepts it (not DISABLE), plaintext otherwise. `DISABLE` -> plaintext. SIMPLE and
+ * MUTUAL (user certificates) are not produced here (undefined).
+ */
+export function upstreamTransportSocket(
+  c: UpstreamClusterFacts,
+  o: UpstreamTlsOptions,
+): EnvoyJson | undefined {
+  const mode = (c.tls as ClientTLSSettings | undefined)?.mode;
+  let mtls = mode === 'ISTIO_MUTUAL';
+  if (mode === undefined && (o.autoMtls ?? true) && !c.service.meshExternal) {
+    const dest = resolvePeerAuthentication(
+      o.peerAuthentications,
+      { namespace: c.service.namespace, labels: {} },
+      o.rootNamespace,
+    );
+    mtls = modeForPort(dest, c.port.port) !== 'DISABLE';
+  }
+  if (!mtls) return undefined;
+  const source = certificateSourceOf(c.proxy);
+  const sni =
+    (c.tls as ClientTLSSettings | undefined)?.sni ??
+    `outbound_.${c.port.port}_.${c.subset}_.${c.service.hostname}`;
+  return {
+    name: TLS_SOCKET,
+    typed_config: {
+      '@type': UPSTREAM_TLS,
+      sni,
+      common_tls_context: commonTlsContext(
+        source,
+        `spiffe://${o.trustDomain}/`,
+        source === 'sds' ? ['istio-peer-exchange', 'istio'] : undefined,
+      ),
+    },
+  };
+}
