@@ -148,6 +148,20 @@ describe('parseConfigDocuments', () => {
     expect(first?.line).toBe(4);
   });
 
+  it('rejects duplicate keys in a YAML mapping', () => {
+    const r = parseConfigDocuments(
+      'apiVersion: networking.istio.io/v1\nkind: DestinationRule\nkind: VirtualService\n',
+    );
+    if (r.ok) throw new Error('expected failure');
+    expect(
+      r.error.errors.map((e) => [
+        e.object,
+        e.line,
+        e.message.startsWith('invalid YAML: Map keys must be unique'),
+      ]),
+    ).toEqual([['document 0', 3, true]]);
+  });
+
   it('rejects a duplicate object in one input', () => {
     const doc =
       'apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec: {host: r}\n';

@@ -349,6 +349,20 @@ describe('properties', () => {
   });
 });
 
+describe('determinism', () => {
+  it('the same invalid object with its keys in another order gives the same error lines', () => {
+    fc.assert(
+      fc.property(fc.oneof(configish, validish), fc.integer({ min: 1, max: 1_000_000 }), (input, seed) => {
+        const a = validateConfig(input);
+        const b = validateConfig(shuffleKeys(input, seed));
+        expect(b.ok).toBe(a.ok);
+        if (!a.ok && !b.ok) expect(b.error.lines()).toEqual(a.error.lines());
+      }),
+      { numRuns: 1500 },
+    );
+  });
+});
+
 describe('normalize', () => {
   it('canonicalises versions, defaults, empty and zero values, but keeps oneof members and wrappers', () => {
     const r = validateConfig({
