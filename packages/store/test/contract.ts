@@ -212,6 +212,28 @@ export function storeContract(name: string, setup: () => Promise<StoreHarness>):
       expect(rec.errors).toEqual([]);
     });
 
+    it('a throwing watch handler is reported through onError and the watch goes on', async () => {
+      const s = await fresh();
+      const errors: unknown[] = [];
+      const seen: string[] = [];
+      const w = s.watchPrefix(
+        'h/',
+        (b) => {
+          if (b.kind !== 'events') return;
+          for (const e of b.events) if (e.type === 'put') seen.push(text(e.kv.value));
+          if (seen.includes('boom') && seen.length === 1) throw new Error('handler failed');
+        },
+        { onError: (e) => errors.push(e) },
+      );
+      later(() => w.close());
+      await w.ready;
+      await s.put('h/a', bytes('boom'));
+      await s.put('h/b', bytes('after'));
+      await eventually('event after the failing one', () => seen.length === 2);
+      expect(seen).toEqual(['boom', 'after']);
+      expect(errors).toEqual([new Error('handler failed')]);
+    });
+
     it('watch without a start revision delivers only later changes', async () => {
       const s = await fresh();
       await s.put('n/old', bytes('old'));
