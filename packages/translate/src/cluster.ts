@@ -63,8 +63,26 @@ export function effectivePolicy(
 
 const MAX_UINT32 = 4294967295;
 
+/**
+ * Output JSON is read-only: constant parts are shared between resources (fewer allocations for
+ * thousands of clusters); consumers must copy before changing anything.
+ */
+const DEFAULT_CIRCUIT_BREAKERS: EnvoyJson = Object.freeze({
+  thresholds: Object.freeze([
+    Object.freeze({
+      max_connections: MAX_UINT32,
+      max_pending_requests: MAX_UINT32,
+      max_requests: MAX_UINT32,
+      max_retries: MAX_UINT32,
+      track_remaining: true,
+    }),
+  ]) as unknown as JsonValue[],
+});
+const ADS_CONFIG: EnvoyJson = Object.freeze({ ads: Object.freeze({}), resource_api_version: 'V3' });
+
 /** Istio's default circuit breaker thresholds, overridden by `connectionPool`. */
 function circuitBreakers(pool: ConnectionPoolSettings | undefined): EnvoyJson {
+  if (!pool?.tcp?.maxConnections && !pool?.http) return DEFAULT_CIRCUIT_BREAKERS;
   const threshold = compact({
     max_connections: pool?.tcp?.maxConnections ?? MAX_UINT32,
     max_pending_requests: pool?.http?.http1MaxPendingRequests ?? MAX_UINT32,
@@ -224,7 +242,7 @@ export function buildOutboundCluster(
     Object.assign(out, loadBalancer(policy.loadBalancer, grpc));
   } else {
     out.type = 'EDS';
-    out.eds_cluster_config = { service_name: name, eds_config: { ads: {}, resource_api_version: 'V3' } };
+    out.eds_cluster_config = { service_name: name, eds_config: ADS_CONFIG };
     Object.assign(out, loadBalancer(policy.loadBalancer, grpc));
   }
   if (!grpc) out.connect_timeout = toEnvoyDuration(policy.connectionPool?.tcp?.connectTimeout) ?? '10s';

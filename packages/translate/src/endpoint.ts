@@ -137,18 +137,21 @@ export function buildLoadAssignment(input: LoadAssignmentInput): EnvoyJson {
     applyFailover(list, proxy.locality, localityLb);
   }
 
-  const endpoints: JsonValue[] = list.map((g) =>
-    compact({
-      locality: compact({
-        region: g.locality.region || undefined,
-        zone: g.locality.zone || undefined,
-        sub_zone: g.locality.subZone || undefined,
-      }),
-      lb_endpoints: g.lbEndpoints,
-      load_balancing_weight: g.weight,
-      priority: g.priority > 0 ? g.priority : undefined,
-    }),
-  );
+  const localities = new Map<string, EnvoyJson>();
+  const endpoints: JsonValue[] = list.map((g) => {
+    const lk = localityKey(g.locality);
+    let locality = localities.get(lk);
+    if (!locality) {
+      locality = {};
+      if (g.locality.region) locality.region = g.locality.region;
+      if (g.locality.zone) locality.zone = g.locality.zone;
+      if (g.locality.subZone) locality.sub_zone = g.locality.subZone;
+      localities.set(lk, locality);
+    }
+    const out: EnvoyJson = { locality, lb_endpoints: g.lbEndpoints, load_balancing_weight: g.weight };
+    if (g.priority > 0) out.priority = g.priority;
+    return out;
+  });
   return { cluster_name: input.clusterName, endpoints };
 }
 

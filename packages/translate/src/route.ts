@@ -52,18 +52,29 @@ export interface RouteContext {
 
 /** Istio's default retry policy, used when a route sets no `retries` (Envoy sidecars only). */
 function defaultRetryPolicy(): EnvoyJson {
-  return {
-    retry_on: 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes',
-    num_retries: 2,
-    retry_host_predicate: [
-      {
-        name: 'envoy.retry_host_predicates.previous_hosts',
-        typed_config: any('envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate'),
-      },
-    ],
-    host_selection_retry_max_attempts: 5,
-    retriable_status_codes: [503],
-  };
+  return DEFAULT_RETRY_POLICY;
+}
+
+/** Shared, read-only (see cluster.ts on shared output JSON). */
+const DEFAULT_RETRY_POLICY: EnvoyJson = deepFreeze({
+  retry_on: 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes',
+  num_retries: 2,
+  retry_host_predicate: [
+    {
+      name: 'envoy.retry_host_predicates.previous_hosts',
+      typed_config: any('envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate'),
+    },
+  ],
+  host_selection_retry_max_attempts: 5,
+  retriable_status_codes: [503],
+});
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
 }
 
 /** Istio `retry.ConvertPolicy`: undefined means no retry policy at all. */
@@ -256,12 +267,24 @@ function timeoutFields(
   timeout: string | undefined,
   grpc: boolean,
 ): void {
+  if (timeout === undefined) {
+    if (!grpc) {
+      out.timeout = '0s';
+      out.max_stream_duration = NO_STREAM_DURATION;
+    }
+    return;
+  }
   const t = toEnvoyDuration(timeout) ?? '0s';
   if (!grpc) out.timeout = t;
   // Istio sets max_stream_duration for gRPC timeouts; gRPC clients read only this (gRFC A31).
   if (timeout !== undefined || !grpc)
     out.max_stream_duration = { max_stream_duration: t, grpc_timeout_header_max: t };
 }
+
+const NO_STREAM_DURATION: EnvoyJson = Object.freeze({
+  max_stream_duration: '0s',
+  grpc_timeout_header_max: '0s',
+});
 
 const REDIRECT_CODES: Readonly<Record<number, string>> = {
   301: 'MOVED_PERMANENTLY',

@@ -12,7 +12,7 @@
  * | outbound listeners + route configurations | (scope key, proxy kind, DNS domain, labels if any VS matches on sourceLabels) | same ConfigSnapshot and `registry.services` |
  * | cluster | (cluster name, proxy kind) | same `Service` object and same DestinationRule object |
  * | ClusterLoadAssignment | (cluster name, proxy kind, proxy locality when locality LB applies) | same `Service`, same DestinationRule, same endpoint list |
- * | endpoints-by-address index (inbound ports) | - | same `registry.endpoints` map |
+ * | endpoints-by-address index (inbound ports) | endpoint list | forever (WeakMap on the immutable list) |
  *
  * So an endpoint change (a new RegistrySnapshot with one new endpoint list) rebuilds only that
  * service's ClusterLoadAssignments; a DestinationRule change rebuilds that host's clusters and
@@ -108,8 +108,8 @@ export class Translator {
   private readonly outbound = new Map<string, OutboundSet>();
   private readonly clusters = new Map<string, ClusterEntry>();
   private readonly loadAssignments = new Map<string, LoadAssignmentEntry>();
-  private endpointIndexFor: RegistrySnapshot['endpoints'] | undefined;
-  private endpointIndex = new Map<string, { service: Service; endpoint: Endpoint }[]>();
+  /** Endpoints by address, per endpoint list (lists are immutable, so this never goes stale). */
+  private readonly addressIndex = new WeakMap<readonly Endpoint[], Map<string, Endpoint[]>>();
   private usesSourceLabels = false;
   /** What was built and reused since construction. */
   readonly stats: TranslatorStats = {
@@ -496,27 +496,27 @@ export class Translator {
 
   /** The workload's own ports: target ports of endpoints whose address is one of the proxy's IPs. */
   private inboundPorts(registry: RegistrySnapshot, proxy: ProxyInfo): InboundPort[] {
-    if (this.endpointIndexFor !== registry.endpoints) {
-      const index = new Map<string, { service: Service; endpoint: Endpoint }[]>();
-      const services = new Map(registry.services.map((s) => [s.hostname, s]));
-      for (const [host, list] of registry.endpoints) {
-        const service = services.get(host);
-        if (!service) continue;
-        for (const endpoint of list) {
-          const entries = index.get(endpoint.address) ?? [];
-          entries.push({ service, endpoint });
-          index.set(endpoint.address, entries);
-        }
-      }
-      this.endpointIndex = index;
-      this.endpointIndexFor = registry.endpoints;
-    }
     const ports = new Map<number, boolean>();
-    for (const ip of proxy.ipAddresses) {
-      for (const { service, endpoint } of this.endpointIndex.get(ip) ?? []) {
-        for (const sp of service.ports) {
-          const target = endpoint.ports[sp.name] ?? sp.targetPort ?? sp.port;
-          ports.set(target, (ports.get(target) ?? false) || isHttpProtocol(sp.protocol));
+    if (proxy.ipAddresses.length === 0) return [];
+    for (const service of registry.services) {
+      const list = registry.endpoints.get(service.hostname);
+      if (!list || list.length === 0) continue;
+      let byAddress = this.addressIndex.get(list);
+      if (!byAddress) {
+        byAddress = new Map();
+        for (const e of list) {
+          const same = byAddress.get(e.address);
+          if (same) same.push(e);
+          else byAddress.set(e.address, [e]);
+        }
+        this.addressIndex.set(list, byAddress);
+      }
+      for (const ip of proxy.ipAddresses) {
+        for (const endpoint of byAddress.get(ip) ?? []) {
+          for (const sp of service.ports) {
+            const target = endpoint.ports[sp.name] ?? sp.targetPort ?? sp.port;
+            ports.set(target, (ports.get(target) ?? false) || isHttpProtocol(sp.protocol));
+          }
         }
       }
     }
