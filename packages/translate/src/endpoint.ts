@@ -19,7 +19,7 @@
 import type { LocalityLoadBalancerSetting } from '@meridian/api';
 import type { EnvoyJson, JsonValue, ProxyInfo } from '@meridian/envoy';
 import type { Endpoint, EndpointLocality, Service, ServicePort } from './types.js';
-import { compact, compareStrings, labelsMatch } from './util.js';
+import { compareStrings, labelsMatch } from './util.js';
 
 /** Inputs of one ClusterLoadAssignment. */
 export interface LoadAssignmentInput {

@@ -105,8 +105,9 @@ spec:
     const other = vhost(
       translateProxy(config, bookinfoRegistry(), proxy({ namespace: 'team', ip: '10.9.0.1' })),
     );
-    expect(((own.routes as EnvoyJson[])[0]?.route as EnvoyJson).timeout).toBe('3s');
-    expect(((other.routes as EnvoyJson[])[0]?.route as EnvoyJson).timeout).toBe('0s');
+    const timeout = (vh: EnvoyJson) => ((vh.routes as EnvoyJson[])[0] as { route: EnvoyJson }).route.timeout;
+    expect(timeout(own)).toBe('3s');
+    expect(timeout(other)).toBe('0s');
   });
 });
 
