@@ -18,6 +18,7 @@ import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Meter } from '@opentelemetry/api';
 import { type Logger, pino } from 'pino';
+import { readServiceEntries } from './bucket-read.js';
 import { sortEndpoints, stateFingerprint } from './canonical.js';
 import { ExporterFencedError, FederationNatsError, FederationStateError, WireFormatError } from './errors.js';
 import { federationInstruments } from './metrics.js';
@@ -303,25 +304,20 @@ export class FederationExporter {
   }
 
   async #loadKeys(): Promise<void> {
-    const keys: string[] = [];
-    const it = await this.#kvCall('list keys', () => this.#kv.keys('svc.>'));
-    for await (const k of it) keys.push(k);
-    await Promise.all(
-      keys.map(async (key) => {
-        if (!parseServiceKey(key)) return;
-        const entry = await this.#kvCall(`read ${key}`, () => this.#kv.get(key));
-        if (!entry) return;
-        const m = entry.operation === 'PUT' ? this.#decodeEntry(entry.value, key) : undefined;
-        this.#keys.set(key, {
-          revision: entry.revision,
-          written: undefined,
-          live: m?.kind === 'service' && !m.deleted,
-          desired: null,
-          running: false,
-          waiters: [],
-        });
-      }),
-    );
+    const bucket = this.#subjects.bucket(this.cluster);
+    const entries = await this.#kvCall('read bucket', () => readServiceEntries(this.#nc, bucket, 30_000));
+    for (const entry of entries) {
+      if (!parseServiceKey(entry.key)) continue;
+      const m = entry.operation === 'PUT' ? this.#decodeEntry(entry.value, entry.key) : undefined;
+      this.#keys.set(entry.key, {
+        revision: entry.revision,
+        written: undefined,
+        live: m?.kind === 'service' && !m.deleted,
+        desired: null,
+        running: false,
+        waiters: [],
+      });
+    }
   }
 
   #decodeEntry(value: Uint8Array, key: string) {

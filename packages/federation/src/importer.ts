@@ -26,6 +26,7 @@ import { Kvm } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Meter, ObservableResult } from '@opentelemetry/api';
 import { type Logger, pino } from 'pino';
+import { readServiceEntries } from './bucket-read.js';
 import { stateFingerprint } from './canonical.js';
 import { FederationStateError, type RejectReason, WireFormatError } from './errors.js';
 import { federationInstruments } from './metrics.js';
@@ -152,6 +153,8 @@ export interface ImporterOptions {
   /** Remote clusters to read at start even if not discovered yet (others are found via JetStream and heartbeats). */
   readonly clusters?: readonly string[];
   readonly cache?: ImportCache;
+  /** Bound on one full read of a remote bucket (default 30 000 ms); a read that times out is retried. */
+  readonly readTimeoutMs?: number;
   /** Delay before saving the cache after a change (default 1000 ms). */
   readonly cacheSaveDelayMs?: number;
   readonly logger?: Logger;
@@ -434,8 +437,10 @@ export class FederationImporter {
     cs.fence = hb.epoch;
     this.#heard(cs);
     if (cs.stale) return true; // #heard started the re-read
-    if (!cs.synced) void this.#resync(cs.cluster, 'discover', { epoch: hb.epoch, seq: hb.seq });
-    else if (hb.epoch > cs.trackEpoch || hb.seq > cs.watermark)
+    if (!cs.synced) {
+      // A read already running covers this heartbeat; a gap left over shows in the next one.
+      if (!cs.resyncing) void this.#resync(cs.cluster, 'discover', { epoch: hb.epoch, seq: hb.seq });
+    } else if (hb.epoch > cs.trackEpoch || hb.seq > cs.watermark)
       void this.#resync(cs.cluster, 'gap', { epoch: hb.epoch, seq: hb.seq });
     return true;
   }
@@ -470,8 +475,12 @@ export class FederationImporter {
   #resync(cluster: string, why: string, target: { epoch: number; seq: number } | undefined): Promise<void> {
     const cs = this.#cluster(cluster);
     if (cs.resyncing) {
-      cs.again = true;
-      if (target && (!cs.againTarget || isNewer(target, cs.againTarget))) cs.againTarget = target;
+      // The running read started after the subscription: it covers everything stored before it began.
+      // Only a heartbeat that reports more than that (a target) needs one more read after it.
+      if (target) {
+        cs.again = true;
+        if (!cs.againTarget || isNewer(target, cs.againTarget)) cs.againTarget = target;
+      }
       return cs.resyncing;
     }
     if (!this.#kvm || this.#stopped) return Promise.resolve();
@@ -501,6 +510,7 @@ export class FederationImporter {
   ): Promise<void> {
     const cluster = cs.cluster;
     const wasStale = cs.stale;
+    const t0 = performance.now();
     this.#instruments.resyncs.add(1, { cluster, trigger: why, importer: this.localCluster });
     try {
       const bucket = this.#subjects.bucket(cluster);
@@ -520,12 +530,10 @@ export class FederationImporter {
         } else if (m)
           this.#reject(cluster, 'malformed', `a ${m.kind} under key ${META_KEY}`, where(META_KEY));
       }
-      const keys: string[] = [];
-      for await (const k of await kv.keys('svc.>')) keys.push(k);
-      const entries = await Promise.all(keys.map((k) => kv.get(k)));
+      const entries = await readServiceEntries(this.#nc!, bucket, this.#opts.readTimeoutMs ?? 30_000);
       let maxSeq = 0;
       for (const e of entries) {
-        if (e?.operation !== 'PUT') continue;
+        if (e.operation !== 'PUT') continue;
         const key = parseServiceKey(e.key);
         const m = this.#decodeKv(cluster, e.value, where(e.key));
         if (!m || !key) continue;
@@ -566,7 +574,13 @@ export class FederationImporter {
       }
       this.#scheduleFlush();
       this.#log.debug(
-        { origin: cluster, why, keys: keys.length, watermark: cs.watermark },
+        {
+          origin: cluster,
+          why,
+          keys: entries.length,
+          watermark: cs.watermark,
+          ms: Math.round(performance.now() - t0),
+        },
         'resynced from JetStream',
       );
     } catch (err) {

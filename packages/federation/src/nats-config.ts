@@ -39,6 +39,7 @@ export function clusterPermissions(mesh: string, cluster: string): ClusterPermis
         '$JS.API.CONSUMER.CREATE.*',
         '$JS.API.CONSUMER.CREATE.*.>',
         '$JS.API.CONSUMER.INFO.*.*',
+        '$JS.API.CONSUMER.MSG.NEXT.*.*',
         '$JS.API.CONSUMER.DELETE.*.*',
         '$JS.FC.>',
       ],
