@@ -1194,14 +1194,13 @@ export function checkSidecar(sc: T.Sidecar, p: FieldPath, r: Reporter): void {
   checkConnectionPool(sc.inboundConnectionPool, p.field('inboundConnectionPool'), r);
   const egressPorts = new Set<number>();
   const egress = sc.egress ?? [];
-  let catchAll = false;
   egress.forEach((eg, i) => {
     const ep = p.field('egress').index(i);
     if (eg.port === undefined) {
-      if (catchAll) r.add(ep, 'sidecar: egress can have only one listener with empty port');
-      else if (i !== egress.length - 1)
+      // Only the last listener may omit its port, so there is at most one such listener.
+      if (i !== egress.length - 1) {
         r.add(ep, 'sidecar: the egress listener with empty port should be the last listener in the list');
-      else catchAll = true;
+      }
     } else {
       const n = eg.port.number ?? 0;
       checkSidecarPort(eg.port, ep.field('port'), r, true);

@@ -496,3 +496,68 @@ describe('object envelope', () => {
     expect(r.error.message).toBe('document 0: input must be a string (at document 0)');
   });
 });
+
+describe('remaining rules', () => {
+  run('VirtualService', [
+    {
+      name: 'request header names cannot be empty',
+      spec: vsWithRoute({ headers: { request: { add: { '': 'x' } } } }),
+      errors: [`${VS}spec.http[0].headers.request.add[""]: invalid header name: empty string`],
+    },
+    {
+      name: 'gateway namespace/name parts non-empty',
+      spec: { hosts: ['r'], gateways: ['ns/'], http: [{ route: to }] },
+      errors: [`${VS}spec.gateways[0]: config namespace and gateway name cannot be empty`],
+    },
+    {
+      name: 'CORS allowOrigins entry must match something',
+      spec: vsWithRoute({ corsPolicy: { allowOrigins: [{ exact: '' }] } }),
+      errors: [
+        `${VS}spec.http[0].corsPolicy.allowOrigins[0]: '' is not a valid match type for CORS allow origins`,
+      ],
+    },
+  ]);
+  run('DestinationRule', [
+    {
+      name: 'failover needs from and to; no wildcards',
+      spec: drWithPolicy({
+        loadBalancer: { localityLbSetting: { failover: [{ from: 'us-west' }, { from: 'us-*', to: 'eu' }] } },
+        outlierDetection: { consecutive5xxErrors: 3 },
+      }),
+      errors: [
+        `${DR}spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0]: locality lb failover must specify both from and to regions`,
+        `${DR}spec.trafficPolicy.loadBalancer.localityLbSetting.failover[1]: locality lb failover region should not contain '*' wildcard`,
+      ],
+    },
+  ]);
+  run('AuthorizationPolicy', [
+    {
+      name: '`to` must not be empty',
+      spec: { rules: [{ to: [] }] },
+      errors: [`${AP}spec.rules[0].to: \`to\` must not be empty`],
+    },
+  ]);
+  it('warns about a second rule without matches and a rule whose matches all repeat', async () => {
+    const { validateConfig } = await import('@meridian/api');
+    const r = validateConfig({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'VirtualService',
+      metadata: { name: 'v' },
+      spec: {
+        hosts: ['r'],
+        tcp: [
+          { match: [{ port: 1 }], route: to },
+          { match: [{ port: 1 }], route: to },
+          { route: to },
+          { route: to },
+        ],
+      },
+    });
+    if (!r.ok) throw new Error(r.error.message);
+    expect(r.warnings.map((w) => `${w.path}: ${w.message}`)).toEqual([
+      'spec.tcp[1]: virtualService rule #1 not used (all matches used by prior rules)',
+      'spec.tcp[1].match[0]: virtualService rule #1 match #0 is not used (duplicate/overlapping match in rule #0)',
+      'spec.tcp[3]: virtualService rule #3 not used (only the last rule can have no matches)',
+    ]);
+  });
+});
