@@ -41,6 +41,15 @@ export {
   publicKeyOfSeed,
   renderNatsAuthorization,
 } from './nats-config.js';
+export type { ImportedRegistryEntries } from './registry.js';
+export {
+  endpointFromWire,
+  endpointToWire,
+  importedRegistryEntries,
+  localExportStates,
+  serviceFromWire,
+  serviceToWire,
+} from './registry.js';
 export type { ExportDecision, ExportSelection } from './select.js';
 export { EXPORT_LABEL, exportDecision } from './select.js';
 export type {

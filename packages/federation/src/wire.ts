@@ -9,13 +9,17 @@ import { isExportableHostname, isNamespace } from './naming.js';
 /** The protocol version this package writes and the only one it reads. */
 export const PROTOCOL_VERSION = 1;
 
-/** Endpoint health as exported (`UNKNOWN` when the origin does not probe). */
-export type EndpointHealth = 'HEALTHY' | 'UNHEALTHY' | 'DRAINING' | 'UNKNOWN';
-const HEALTH: readonly EndpointHealth[] = ['HEALTHY', 'UNHEALTHY', 'DRAINING', 'UNKNOWN'];
+/** Endpoint health as exported (the registry's values; only HEALTHY endpoints get new traffic). */
+export type EndpointHealth = 'HEALTHY' | 'UNHEALTHY' | 'DRAINING';
+const HEALTH: readonly EndpointHealth[] = ['HEALTHY', 'UNHEALTHY', 'DRAINING'];
 
-/** Service resolution, as Istio's ServiceEntry `resolution`. */
-export type Resolution = 'STATIC' | 'DNS' | 'DNS_ROUND_ROBIN' | 'NONE';
-const RESOLUTION: readonly Resolution[] = ['STATIC', 'DNS', 'DNS_ROUND_ROBIN', 'NONE'];
+/**
+ * How the service's endpoints are found, as Istio's `model.Resolution` (the registry's values): `EDS`
+ * (endpoints are addresses: Kubernetes services, ServiceEntry STATIC), `DNS`, `DNS_ROUND_ROBIN`,
+ * `PASSTHROUGH` (ServiceEntry NONE).
+ */
+export type Resolution = 'EDS' | 'DNS' | 'DNS_ROUND_ROBIN' | 'PASSTHROUGH';
+const RESOLUTION: readonly Resolution[] = ['EDS', 'DNS', 'DNS_ROUND_ROBIN', 'PASSTHROUGH'];
 
 /** Where an endpoint runs (Istio locality: `region/zone/subZone`); empty strings when unknown. */
 export interface Locality {
@@ -231,8 +235,7 @@ function readService(r: Reader, v: unknown, f: string): FederatedService {
     ports,
     labels: r.strMap(o, 'labels', `${f}.labels`),
     exportTo,
-    resolution:
-      o.resolution === undefined ? 'STATIC' : r.oneOf(o, 'resolution', `${f}.resolution`, RESOLUTION),
+    resolution: o.resolution === undefined ? 'EDS' : r.oneOf(o, 'resolution', `${f}.resolution`, RESOLUTION),
   };
 }
 

@@ -38,7 +38,7 @@ export function svc(
       ports: [{ name: 'http', port: 80, protocol: 'HTTP', targetPort: 8080 }],
       labels: opts.labels ?? { app: name },
       exportTo: opts.exportTo ?? [],
-      resolution: 'STATIC',
+      resolution: 'EDS',
     },
     endpoints,
   };

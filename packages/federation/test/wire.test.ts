@@ -99,7 +99,7 @@ describe('wire format v1', () => {
     );
     const e2 = wireError(bytes({ ...rec, endpoints: [{ ...a.endpoints[0], health: 'OK' }] }));
     expect(e2.message).toBe(
-      'federation message: endpoints[0].health must be one of HEALTHY, UNHEALTHY, DRAINING, UNKNOWN, got "OK"',
+      'federation message: endpoints[0].health must be one of HEALTHY, UNHEALTHY, DRAINING, got "OK"',
     );
   });
 
