@@ -112,15 +112,16 @@ function commonTlsContext(
   source: CertificateSource,
   sanPrefix: string | undefined,
   alpn?: string[],
+  instance = 'default',
 ): EnvoyJson {
   const match: Record<string, JsonValue> = sanPrefix
     ? { match_subject_alt_names: [{ prefix: sanPrefix }] }
     : {};
   if (source === 'grpc-file-watcher') {
     return {
-      tls_certificate_provider_instance: { instance_name: 'default', certificate_name: 'default' },
+      tls_certificate_provider_instance: { instance_name: instance, certificate_name: 'default' },
       validation_context: {
-        ca_certificate_provider_instance: { instance_name: 'default', certificate_name: 'ROOTCA' },
+        ca_certificate_provider_instance: { instance_name: instance, certificate_name: 'ROOTCA' },
         ...match,
       },
     };
@@ -140,17 +141,17 @@ function commonTlsContext(
  * client certificates required and verified against the trust bundle (any mesh identity: which
  * identities may call is AuthorizationPolicy's job, as in Istio).
  */
-export function inboundMtlsTransportSocket(source: CertificateSource = 'sds'): EnvoyJson {
+export function inboundMtlsTransportSocket(
+  source: CertificateSource = 'sds',
+  grpcInstance = 'default',
+): EnvoyJson {
+  const alpn = source === 'sds' ? ['h2', 'http/1.1'] : undefined;
   return {
     name: TLS_SOCKET,
     typed_config: {
       '@type': DOWNSTREAM_TLS,
       require_client_certificate: true,
-      common_tls_context: commonTlsContext(
-        source,
-        undefined,
-        source === 'sds' ? ['h2', 'http/1.1'] : undefined,
-      ),
+      common_tls_context: commonTlsContext(source, undefined, alpn, grpcInstance),
     },
   };
 }
@@ -168,11 +169,8 @@ export const TLS_INSPECTOR: EnvoyJson = {
  * STRICT: TLS only (plaintext has no matching chain and is refused); PERMISSIVE: a TLS chain and a
  * plaintext chain, told apart by the TLS inspector; DISABLE: the plaintext chain as is.
  */
-export function inboundFilterChains(
-  mode: EffectiveMtlsMode,
-  chain: Readonly<Record<string, EnvoyJson>>,
-): EnvoyJson[] {
-  const match = (chain.filter_chain_match ?? {}) as Record<string, EnvoyJson>;
+export function inboundFilterChains(mode: EffectiveMtlsMode, chain: EnvoyJson): EnvoyJson[] {
+  const match = (chain.filter_chain_match ?? {}) as EnvoyJson;
   const tls = {
     ...chain,
     name: `${String(chain.name ?? 'inbound')}-mtls`,
@@ -189,8 +187,11 @@ export function inboundFilterChains(
  * PERMISSIVE and DISABLE serve plaintext, because gRPC's xDS server cannot tell TLS from plaintext on
  * one port (gRFC A36: `transport_protocol` may only be empty or `raw_buffer`).
  */
-export function grpcServerTransportSocket(mode: EffectiveMtlsMode): EnvoyJson | undefined {
-  return mode === 'STRICT' ? inboundMtlsTransportSocket('grpc-file-watcher') : undefined;
+export function grpcServerTransportSocket(
+  mode: EffectiveMtlsMode,
+  instance = 'default',
+): EnvoyJson | undefined {
+  return mode === 'STRICT' ? inboundMtlsTransportSocket('grpc-file-watcher', instance) : undefined;
 }
 
 /** What the upstream TLS decision needs to know about a cluster (TranslateOptions.upstreamTls input). */
@@ -214,6 +215,8 @@ export interface UpstreamTlsOptions {
   readonly rootNamespace?: string;
   /** Istio's `enableAutoMtls` (default true). */
   readonly autoMtls?: boolean;
+  /** Certificate provider instance of the gRPC bootstrap for proxyless clients (default `default`). */
+  readonly grpcCertificateInstance?: string;
 }
 
 /**
@@ -251,6 +254,7 @@ export function upstreamTransportSocket(
         source,
         `spiffe://${o.trustDomain}/`,
         source === 'sds' ? ['istio-peer-exchange', 'istio'] : undefined,
+        o.grpcCertificateInstance,
       ),
     },
   };
