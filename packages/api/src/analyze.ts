@@ -137,7 +137,13 @@ export function analyzeConfigs(
     for (const se of ses)
       for (const h of se.spec.hosts ?? []) known.push(resolveHost(h, se.metadata.namespace, suffix));
   }
-  const isKnown = (host: string): boolean => known === undefined || known.some((k) => hostsMatch(k, host));
+  const exact = new Set(known ?? []);
+  const wildcards = (known ?? []).filter((k) => k.startsWith('*'));
+  const isKnown = (host: string): boolean =>
+    known === undefined ||
+    exact.has(host) ||
+    wildcards.some((k) => hostsMatch(k, host)) ||
+    (host.startsWith('*') && known.some((k) => hostsMatch(k, host)));
 
   // Subsets defined per resolved DestinationRule host.
   const drHosts = drs.map((dr) => ({

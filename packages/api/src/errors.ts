@@ -87,11 +87,18 @@ export class ValidationError extends Error {
   readonly code = 'INVALID_CONFIG';
   /** The problems, sorted (see `sortFieldErrors`). */
   readonly errors: readonly FieldError[];
+  /** `Kind/namespace/name` of the object when every error concerns the same one. */
+  readonly key: string | undefined;
+  /** Path of the first error's field. */
+  readonly field: string | undefined;
 
   constructor(errors: readonly FieldError[], options?: { cause?: unknown }) {
     const sorted = sortFieldErrors(errors);
     super(sorted.map(formatFieldError).join('\n'), options);
     this.errors = Object.freeze(sorted);
+    const objects = new Set(sorted.map((e) => e.object));
+    this.key = objects.size === 1 ? sorted[0]?.object : undefined;
+    this.field = sorted[0]?.path;
   }
 
   /** The errors formatted one per line, without positions (stable across file layout changes). */

@@ -117,3 +117,31 @@ spec: {host: nope.other.svc.cluster.local}
     expect(analyzeConfigs([...configs].reverse())).toEqual(forward);
   });
 });
+
+describe('analyzeConfigs: known hosts with wildcards', () => {
+  it('a wildcard ServiceEntry host makes matching destinations known', () => {
+    const configs = load(`
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext}
+spec:
+  hosts: ["*.example.com"]
+  ports: [{number: 443, name: https, protocol: TLS}]
+  resolution: NONE
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ext}
+spec:
+  hosts: [api.example.com]
+  tls:
+  - match: [{sniHosts: [api.example.com]}]
+    route: [{destination: {host: api.example.com}}]
+  - match: [{sniHosts: [api.example.com], port: 8443}]
+    route: [{destination: {host: other.example.org}}]
+`);
+    expect(analyzeConfigs(configs, { knownHosts: [] }).map(formatAnalysisMessage)).toEqual([
+      'Warning [IST0101] VirtualService default/ext: spec.tls[1].route[0].destination.host: Referenced host not found: "other.example.org"',
+    ]);
+  });
+});

@@ -92,6 +92,8 @@ describe('parseConfigDocuments', () => {
     expect(r.ok).toBe(false);
     if (r.ok) return;
     expect(r.error).toBeInstanceOf(ValidationError);
+    expect(r.error.key).toBe('VirtualService/default/reviews');
+    expect(r.error.field).toBe('spec.http[0].retires');
     expect(r.error.errors).toEqual([
       {
         object: 'VirtualService/default/reviews',
