@@ -149,16 +149,19 @@ export class EtcdStore implements Store {
   }
 
   /**
-   * Connects and checks that the cluster answers a linearizable read within `connectTimeoutMs`.
-   * Throws one `StoreUnavailableError` naming the endpoints otherwise (never hangs).
+   * Connects and checks that the cluster answers a linearizable read, retrying (etcd may be starting
+   * alongside) for at most `connectTimeoutMs`. Otherwise throws one `StoreUnavailableError` naming
+   * the endpoints and the last failure; never hangs.
    */
   static async connect(options: EtcdStoreOptions): Promise<EtcdStore> {
     if (options.endpoints.length === 0) throw new StoreUnavailableError('connect', [], undefined);
     const store = new EtcdStore(options);
     const timeoutMs = options.connectTimeoutMs ?? 5000;
     try {
-      await store.call('connect', timeoutMs, (o) =>
-        store.client.kv.range({ key: Buffer.from(store.keyspace.root), limit: 1, keys_only: true }, o),
+      await store.read(
+        'connect',
+        (o) => store.client.kv.range({ key: Buffer.from(store.keyspace.root), limit: 1, keys_only: true }, o),
+        timeoutMs,
       );
       return store;
     } catch (error) {
@@ -196,22 +199,24 @@ export class EtcdStore implements Store {
     }
   }
 
-  /** A read retried on transient failures until `requestTimeoutMs` has passed. */
-  private async read<T>(operation: string, fn: (options: CallOptions) => Promise<T>): Promise<T> {
-    const until = Date.now() + this.requestTimeoutMs;
+  /** A read retried on transient failures until `budgetMs` (default `requestTimeoutMs`) has passed. */
+  private async read<T>(
+    operation: string,
+    fn: (options: CallOptions) => Promise<T>,
+    budgetMs = this.requestTimeoutMs,
+  ): Promise<T> {
+    const until = Date.now() + budgetMs;
     let pause = 25;
+    let lastCause: unknown;
     for (;;) {
       const left = until - Date.now();
       try {
         return await this.call(operation, Math.max(left, 1), fn);
       } catch (error) {
-        if (!(error instanceof StoreUnavailableError) || until - Date.now() <= pause) {
-          if (error instanceof StoreUnavailableError) {
-            throw new StoreUnavailableError(operation, this.endpoints, this.requestTimeoutMs, {
-              cause: error.cause,
-            });
-          }
-          throw error;
+        if (!(error instanceof StoreUnavailableError)) throw error;
+        lastCause = error.cause ?? lastCause;
+        if (until - Date.now() <= pause) {
+          throw new StoreUnavailableError(operation, this.endpoints, budgetMs, { cause: lastCause });
         }
         await delay(pause);
         pause = Math.min(pause * 2, 250);

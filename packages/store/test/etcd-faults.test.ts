@@ -74,7 +74,7 @@ describe('EtcdStore against a 3-member etcd cluster (faults)', () => {
       connectTimeoutMs: 1500,
     }).catch((e) => e);
     const elapsed = Date.now() - t0;
-    console.log(`unreachable etcd reported after ${elapsed} ms (bound 1500 ms)`);
+    console.log(`unreachable etcd reported after ${elapsed} ms (bound 1500 ms): ${error.message}`);
     expect(error).toBeInstanceOf(StoreUnavailableError);
     expect(error).toMatchObject({
       operation: 'connect',
