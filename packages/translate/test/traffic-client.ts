@@ -73,7 +73,45 @@ async function ready(target: string, headers: Record<string, string>, timeoutMs:
   }
 }
 
+const servers: { shutdown(): void }[] = [];
+
+/** Starts a grpc-js-xds XdsServer on `127.0.0.1:port` answering with `name`; resolves once serving. */
+async function serve(port: number, name: string, timeoutMs: number): Promise<void> {
+  const xds = await import('@grpc/grpc-js-xds');
+  const server = new xds.XdsServer();
+  server.addService(
+    {
+      Call: {
+        path: METHOD,
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: (b: Buffer) => b,
+        requestDeserialize: (b: Buffer) => b,
+        responseSerialize: (b: Buffer) => b,
+        responseDeserialize: (b: Buffer) => b,
+      },
+    },
+    { Call: (_call: unknown, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from(name)) },
+  );
+  servers.push({ shutdown: () => server.forceShutdown() });
+  const address = `127.0.0.1:${port}`;
+  // XdsServer calls back once the port serves, i.e. once it accepted the listener resource.
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    new Promise<void>((resolve, reject) =>
+      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err) =>
+        err ? reject(err) : resolve(),
+      ),
+    ),
+    new Promise<void>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${address} not serving within ${timeoutMs} ms`)), timeoutMs);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
 type Message = {
+  port?: number;
+  name?: string;
   id: number;
   op: string;
   bootstrap?: string;
@@ -98,8 +136,10 @@ process.on('message', async (m: Message) => {
     else if (m.op === 'many')
       result = await many(target, m.n ?? 1, headers, m.concurrency ?? 20, m.deadlineMs ?? 10_000);
     else if (m.op === 'ready') await ready(target, headers, m.timeoutMs ?? 20_000);
+    else if (m.op === 'serve') await serve(m.port ?? 0, m.name ?? 'xds-server', m.timeoutMs ?? 20_000);
     else if (m.op === 'exit') {
       for (const c of clients.values()) c.close();
+      for (const srv of servers) srv.shutdown();
       process.send?.({ id: m.id, result: null });
       setTimeout(() => process.exit(0), 10);
       return;

@@ -233,7 +233,7 @@ export class ClientProcess {
   }
 
   /** Forks the client process and points grpc-js-xds at the ADS server on `xdsPort`. */
-  static async start(xdsPort: number): Promise<ClientProcess> {
+  static async start(xdsPort: number, nodeIp = '10.99.0.1'): Promise<ClientProcess> {
     const c = new ClientProcess();
     const bootstrap = JSON.stringify({
       xds_servers: [
@@ -244,7 +244,7 @@ export class ClientProcess {
         },
       ],
       node: {
-        id: 'sidecar~10.99.0.1~client-0.grpc~grpc.svc.cluster.local',
+        id: `sidecar~${nodeIp}~client-0.grpc~grpc.svc.cluster.local`,
         metadata: { GENERATOR: 'grpc', NAMESPACE: 'grpc', CLUSTER_ID: 'cluster1', LABELS: { app: 'client' } },
         locality: { region: 'us-east1', zone: 'us-east1-b' },
       },
@@ -272,6 +272,11 @@ export class ClientProcess {
       ready: (headers: Record<string, string> = {}, timeoutMs = 20_000) =>
         this.send({ op: 'ready', target, headers, timeoutMs }) as Promise<void>,
     };
+  }
+
+  /** Starts a proxyless gRPC server (grpc-js-xds XdsServer) on 127.0.0.1:`port`; resolves once it serves. */
+  serve(port: number, name: string, timeoutMs = 20_000): Promise<void> {
+    return this.send({ op: 'serve', port, name, timeoutMs }) as Promise<void>;
   }
 
   /** Ends the process (closing its channels); kills it if it does not exit within 2 s. */
