@@ -516,7 +516,7 @@ export class Connection implements Pushable {
   /** Ends the stream as the server drains (clients reconnect to another replica). */
   drain(): void {
     if (this.closed) return;
-    this.close(Status.UNAVAILABLE, 'server is shutting down', this.#blocked);
+    this.close(Status.UNAVAILABLE, 'server is shutting down');
   }
 
   #finish(reason: string): void {
