@@ -257,12 +257,10 @@ function validateInto(input: unknown, r: Reporter): KindName | undefined {
   if (info === undefined) return undefined;
   const namespace = isObject(input.metadata) ? (str(input.metadata.namespace) ?? 'default') : 'default';
   const sp = root.field('spec');
-  if (input.spec === undefined || input.spec === null) {
-    r.add(sp, 'spec is required');
-    return info.kind;
-  }
+  // As in Istio (and Kubernetes), a missing spec is an empty one: `allow-nothing` policies rely on it.
+  const rawSpec = input.spec === undefined || input.spec === null ? {} : input.spec;
   const structural = new Reporter();
-  const spec = decodeMessage(input.spec, SPEC_SCHEMAS[info.kind], sp, structural);
+  const spec = decodeMessage(rawSpec, SPEC_SCHEMAS[info.kind], sp, structural);
   r.errors.push(...structural.errors);
   if (spec === undefined) return info.kind;
   const semantic = new Reporter();

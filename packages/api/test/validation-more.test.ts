@@ -447,7 +447,7 @@ describe('AuthorizationPolicy: more rules', () => {
 });
 
 describe('object envelope', () => {
-  it('requires apiVersion, kind, metadata and spec', () => {
+  it('requires apiVersion, kind and metadata; a missing spec is an empty one', () => {
     expect(errorsOf({})).toEqual([
       '? default/?: apiVersion: apiVersion is required',
       '? default/?: kind: kind is required',
@@ -455,7 +455,18 @@ describe('object envelope', () => {
     ]);
     expect(
       errorsOf({ apiVersion: 'networking.istio.io/v1', kind: 'Sidecar', metadata: { name: 's' } }),
-    ).toEqual(['Sidecar default/s: spec: spec is required']);
+    ).toEqual(['Sidecar default/s: spec: sidecar: empty configuration provided']);
+    // The Istio "allow-nothing" idiom: an AuthorizationPolicy with an empty (or no) spec.
+    for (const spec of [{}, null, undefined]) {
+      expect(
+        errorsOf({
+          apiVersion: 'security.istio.io/v1',
+          kind: 'AuthorizationPolicy',
+          metadata: { name: 'allow-nothing' },
+          spec,
+        }),
+      ).toEqual([]);
+    }
   });
 
   it('checks JSON types of scalars, maps and annotations', () => {
