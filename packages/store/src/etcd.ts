@@ -102,6 +102,18 @@ function isUnavailable(error: unknown): boolean {
   );
 }
 
+/** What a store's watches and leases need from it; kept off the public `EtcdStore` surface. */
+interface EtcdInternals {
+  readonly keyspace: Keyspace;
+  readonly maxWatchBackoffMs: number;
+  readonly isClosed: () => boolean;
+  openWatchStream(): Promise<IDuplexStream<IWatchRequest, IWatchResponse>>;
+  openKeepAliveStream(): Promise<IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>>;
+  toKeyValue(kv: IKeyValue): KeyValue;
+  list(prefix: string): Promise<ListResult>;
+  revokeLease(id: LeaseId): Promise<void>;
+}
+
 /**
  * The etcd implementation of {@link Store} (etcd3 client, etcd 3.4+). Every call is bounded by
  * `requestTimeoutMs`; watches and lease keepalives re-establish themselves on another member after a
@@ -113,8 +125,8 @@ export class EtcdStore implements Store {
   readonly endpoints: readonly string[];
   private readonly client: Etcd3;
   private readonly requestTimeoutMs: number;
-  readonly maxWatchBackoffMs: number;
   private readonly writeAttemptTimeoutMs: number;
+  private readonly internals: EtcdInternals;
   private closed = false;
   private readonly watches = new Set<EtcdWatch>();
   private readonly leases = new Set<EtcdLease>();
@@ -123,7 +135,16 @@ export class EtcdStore implements Store {
     this.keyspace = options.keyspace;
     this.endpoints = [...options.endpoints];
     this.requestTimeoutMs = options.requestTimeoutMs ?? 5000;
-    this.maxWatchBackoffMs = options.maxWatchBackoffMs ?? 250;
+    this.internals = {
+      keyspace: this.keyspace,
+      maxWatchBackoffMs: options.maxWatchBackoffMs ?? 250,
+      isClosed: () => this.closed,
+      openWatchStream: () => this.client.watchClient.watch({ interceptors: [requireLeader] }),
+      openKeepAliveStream: () => this.client.leaseClient.leaseKeepAlive({ interceptors: [requireLeader] }),
+      toKeyValue: (kv) => this.toKeyValue(kv),
+      list: (prefix) => this.list(prefix),
+      revokeLease: (id) => this.revokeLease(id),
+    };
     this.writeAttemptTimeoutMs = options.writeAttemptTimeoutMs ?? 1000;
     ensureExactInt64();
     this.client = new Etcd3({
@@ -229,7 +250,7 @@ export class EtcdStore implements Store {
   }
 
   /** Converts an etcd key-value (absolute key) into a store one. */
-  toKeyValue(kv: IKeyValue): KeyValue {
+  private toKeyValue(kv: IKeyValue): KeyValue {
     const key = kv.key.toString();
     return {
       key: this.keyspace.relative(key) ?? key,
@@ -405,24 +426,10 @@ export class EtcdStore implements Store {
 
   watchPrefix(prefix: string, handler: WatchHandler, options: WatchOptions = {}): Watch {
     if (this.closed) throw new StoreClosedError('watchPrefix');
-    const watch = new EtcdWatch(this, this.abs(prefix), prefix, handler, options);
+    const watch = new EtcdWatch(this.internals, this.abs(prefix), prefix, handler, options);
     this.watches.add(watch);
     watch.ended.then(() => this.watches.delete(watch));
     return watch;
-  }
-
-  /** Opens a watch stream (used by {@link EtcdWatch}). */
-  openWatchStream(): Promise<IDuplexStream<IWatchRequest, IWatchResponse>> {
-    return this.client.watchClient.watch({ interceptors: [requireLeader] });
-  }
-
-  /** Opens a lease keepalive stream (used by {@link EtcdLease}). */
-  openKeepAliveStream(): Promise<IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>> {
-    return this.client.leaseClient.leaseKeepAlive({ interceptors: [requireLeader] });
-  }
-
-  get isClosed(): boolean {
-    return this.closed;
   }
 
   async grantLease(ttlSeconds: number): Promise<Lease> {
@@ -437,7 +444,7 @@ export class EtcdStore implements Store {
     if (typeof res.ID !== 'string') {
       throw new TypeError(`etcd3 decoded lease id ${res.ID} as ${typeof res.ID}: int64 values are not exact`);
     }
-    const lease: EtcdLease = new EtcdLease(this, res.ID, Number(res.TTL), sentAt, () =>
+    const lease: EtcdLease = new EtcdLease(this.internals, res.ID, Number(res.TTL), sentAt, () =>
       this.leases.delete(lease),
     );
     this.leases.add(lease);
@@ -494,7 +501,7 @@ class EtcdWatch implements Watch {
   private wake: (() => void) | undefined;
 
   constructor(
-    private readonly store: EtcdStore,
+    private readonly store: EtcdInternals,
     private readonly key: Buffer,
     private readonly prefix: string,
     handler: WatchHandler,
@@ -684,7 +691,7 @@ class EtcdLease extends LeaseBase {
   private opening = false;
 
   constructor(
-    private readonly store: EtcdStore,
+    private readonly store: EtcdInternals,
     id: LeaseId,
     ttlSeconds: number,
     grantedSentAt: number,
@@ -771,6 +778,6 @@ class EtcdLease extends LeaseBase {
   }
 
   async revoke(): Promise<void> {
-    if (this.markRevoked() && !this.store.isClosed) await this.store.revokeLease(this.id);
+    if (this.markRevoked() && !this.store.isClosed()) await this.store.revokeLease(this.id);
   }
 }
