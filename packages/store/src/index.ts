@@ -21,6 +21,7 @@ export {
 export type { EtcdStoreOptions } from './etcd.js';
 export { EtcdStore } from './etcd.js';
 export { Keyspace } from './keyspace.js';
+export { Membership } from './membership.js';
 export type { MemoryStoreOptions } from './memory.js';
 export { MemoryBackend, MemoryStore } from './memory.js';
 export type {

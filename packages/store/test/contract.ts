@@ -10,6 +10,7 @@ import {
   type Lease,
   LeaseLostError,
   MalformedValueError,
+  Membership,
   type Store,
   StoreClosedError,
   stringCodec,
@@ -419,6 +420,31 @@ export function storeContract(name: string, setup: () => Promise<StoreHarness>):
       expect(seen.filter((v, i) => i === 0 || v !== seen[i - 1])).toEqual([undefined, 'r0', 'r1', 'r2']);
       await l3.resign();
       await eventually('no leader', () => observer.leader === undefined);
+    });
+
+    it('membership: members live under their leases, one live member per id', async () => {
+      const s = await fresh();
+      const replicas = new Membership<{ addr: string }>(s, 'replicas');
+      const [la, lb] = [await s.grantLease(5), await s.grantLease(5)];
+      later(() => la.revoke());
+      later(() => lb.revoke());
+      await replicas.join('r-a', { addr: '10.0.0.1' }, la);
+      await replicas.join('r-b', { addr: '10.0.0.2' }, lb);
+      await replicas.join('r-a', { addr: '10.0.0.9' }, la); // same lease: an update
+      const mirror = await replicas.mirror();
+      later(() => mirror.close());
+      expect(mirror.list().map((kv) => [replicas.idOf(kv), kv.value.addr])).toEqual([
+        ['r-a', '10.0.0.9'],
+        ['r-b', '10.0.0.2'],
+      ]);
+      const taken = await replicas.join('r-a', { addr: '10.0.0.3' }, lb).catch((e) => e);
+      expect(taken).toBeInstanceOf(ConflictError);
+      expect(taken.key).toBe('members/replicas/r-a');
+      await s.revokeLease(la.id);
+      await eventually('r-a gone with its lease', () => mirror.size === 1);
+      expect((await replicas.list()).map((kv) => replicas.idOf(kv))).toEqual(['r-b']);
+      await replicas.leave('r-b');
+      await eventually('r-b left', () => mirror.size === 0);
     });
 
     it('a closed store refuses calls with StoreClosedError', async () => {
