@@ -358,12 +358,23 @@ function csrStructure(der: Buffer): { info: DerNode; infoParts: DerNode[]; sigAl
   const parts = children(top);
   if (parts.length !== 3) throw new DerError('CertificationRequest must have 3 parts', 0);
   const [info, sigAlg, sig] = parts as [DerNode, DerNode, DerNode];
+  if (info.tag !== Tag.SEQUENCE) throw new DerError('CertificationRequestInfo is not a SEQUENCE', 0);
   const infoParts = children(info);
-  if (infoParts.length < 3 || infoParts[0]!.tag !== Tag.INTEGER) {
+  if (
+    infoParts.length < 3 ||
+    infoParts.length > 4 ||
+    infoParts[0]!.tag !== Tag.INTEGER ||
+    infoParts[1]!.tag !== Tag.SEQUENCE ||
+    infoParts[2]!.tag !== Tag.SEQUENCE ||
+    (infoParts[3] !== undefined && infoParts[3].tag !== 0xa0)
+  ) {
     throw new DerError('CertificationRequestInfo is malformed', 0);
   }
-  if (sig.tag !== Tag.BIT_STRING || sig.content.length < 2)
-    throw new DerError('signature is not a BIT STRING', 0);
+  if (sigAlg.tag !== Tag.SEQUENCE) throw new DerError('signatureAlgorithm is not a SEQUENCE', 0);
+  // The signature's unused-bits byte is not covered by the signature: only 0 is valid.
+  if (sig.tag !== Tag.BIT_STRING || sig.content.length < 2 || sig.content[0] !== 0) {
+    throw new DerError('signature is not a BIT STRING without unused bits', 0);
+  }
   return { info, infoParts, sigAlg, sig };
 }
 
