@@ -11,7 +11,7 @@ import type { Server as HttpServer } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
 import type { ConfigObject, ServiceEntryConfig, WorkloadEntryConfig } from '@meridian/api';
-import { TypeUrl } from '@meridian/envoy';
+import { encodeResource, TypeUrl } from '@meridian/envoy';
 import { LocalSource, RegistrationService, Registry } from '@meridian/registry';
 import { EtcdStore, Keyspace, type Store } from '@meridian/store';
 import {
@@ -20,7 +20,7 @@ import {
   type RegistrySnapshot,
   Translator,
 } from '@meridian/translate';
-import { ResourceCache, XdsServer } from '@meridian/xds';
+import { decodeDeltaRequest, decodeSotwRequest, ResourceCache, XdsServer } from '@meridian/xds';
 import pino, { type Logger } from 'pino';
 import { startAdminServer } from './admin-http.js';
 import { ClusterState, type StateChange } from './cluster-state.js';
@@ -42,6 +42,20 @@ const ALL_TYPES = new Set([
   TypeUrl.Cluster,
   TypeUrl.ClusterLoadAssignment,
 ]);
+
+/**
+ * Loads Envoy's protobuf schemas (seconds on a loaded machine) before the replica says it is ready,
+ * so the first proxy is not the one that waits for them.
+ */
+function warmUpSchemas(): void {
+  encodeResource(TypeUrl.Listener, { name: 'warm-up' });
+  encodeResource(TypeUrl.RouteConfiguration, { name: 'warm-up' });
+  encodeResource(TypeUrl.Cluster, { name: 'warm-up' });
+  encodeResource(TypeUrl.ClusterLoadAssignment, { cluster_name: 'warm-up' });
+  encodeResource('envoy.config.core.v3.Node', { id: 'warm-up' });
+  decodeDeltaRequest(Buffer.alloc(0));
+  decodeSotwRequest(Buffer.alloc(0));
+}
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -142,6 +156,7 @@ export class Replica {
     const o = this.options;
     const xdsAddr = splitAddress(o.xdsAddress, '--xds-address');
     const adminAddr = splitAddress(o.adminAddress, '--admin-address');
+    warmUpSchemas();
     this.#store = await this.#connect(extra.connectTimeoutMs ?? 60_000);
     this.#health = new StoreHealth(this.#store, this.log.child({ part: 'health' }));
     this.#state = new ClusterState(

@@ -1,0 +1,209 @@
+// Test/bench harness: meridiand replicas as real processes (node + tsx on the sources), simulated
+// proxies, admin API calls. Every process started here is killed by `stopAll` and on exit.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Client, credentials } from '@grpc/grpc-js';
+import { TypeUrl } from '@meridian/envoy';
+import { SimulatedProxy } from '@meridian/testkit';
+
+/** The repository root. */
+export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
+/** Runs a TypeScript file from the sources as a child process. */
+export function spawnTs(file: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  const child = spawn(process.execPath, ['--conditions=@meridian/source', '--import', 'tsx', file, ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  return child;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Polls `check` every `pollMs` until it returns true; throws after `timeoutMs` with `what`. */
+export async function waitUntil(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+  pollMs = 50,
+): Promise<number> {
+  const start = performance.now();
+  for (;;) {
+    try {
+      if (await check()) return performance.now() - start;
+    } catch {
+      // not yet
+    }
+    if (performance.now() - start > timeoutMs)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(pollMs);
+  }
+}
+
+/** Settings of one replica process. */
+export interface ReplicaSpec {
+  readonly id: string;
+  readonly etcd: readonly string[];
+  readonly xdsPort: number;
+  readonly adminPort: number;
+  readonly extraArgs?: readonly string[];
+}
+
+/** One meridiand process. */
+export class ReplicaProcess {
+  child: ChildProcess | undefined;
+  readonly output: string[] = [];
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> = Promise.resolve({
+    code: null,
+    signal: null,
+  });
+
+  constructor(readonly spec: ReplicaSpec) {}
+
+  get xds(): string {
+    return `127.0.0.1:${this.spec.xdsPort}`;
+  }
+
+  get admin(): string {
+    return `http://127.0.0.1:${this.spec.adminPort}`;
+  }
+
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Starts the process and waits until /readyz answers 200. */
+  async start(timeoutMs = 60_000): Promise<void> {
+    const s = this.spec;
+    const child = spawnTs(MAIN, [
+      '--mesh-id',
+      'test',
+      '--cluster-id',
+      'c1',
+      '--locality',
+      'region1/zone1',
+      '--etcd-endpoints',
+      s.etcd.join(','),
+      '--xds-address',
+      this.xds,
+      '--admin-address',
+      `127.0.0.1:${s.adminPort}`,
+      '--replica-id',
+      s.id,
+      ...(s.extraArgs ?? []),
+    ]);
+    this.child = child;
+    this.exit = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    const keep = (chunk: Buffer) => {
+      for (const line of chunk.toString().split('\n')) if (line) this.output.push(line);
+      if (this.output.length > 2000) this.output.splice(0, this.output.length - 2000);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    await waitUntil(
+      `${s.id} ready`,
+      async () => {
+        if (!this.running) throw new Error(`${s.id} exited:\n${this.output.slice(-20).join('\n')}`);
+        const res = await fetch(`${this.admin}/readyz`, { signal: AbortSignal.timeout(1000) });
+        await res.text();
+        return res.status === 200;
+      },
+      timeoutMs,
+      100,
+    ).catch((error: unknown) => {
+      throw new Error(`${(error as Error).message}\n${this.output.slice(-20).join('\n')}`);
+    });
+  }
+
+  /** Sends `signal` and waits for the exit. */
+  async kill(
+    signal: NodeJS.Signals = 'SIGKILL',
+  ): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.running) this.child?.kill(signal);
+    return this.exit;
+  }
+
+  async getJson<T>(path: string): Promise<T> {
+    const res = await fetch(`${this.admin}${path}`, { signal: AbortSignal.timeout(5000) });
+    return (await res.json()) as T;
+  }
+
+  async text(path: string): Promise<{ status: number; body: string }> {
+    const res = await fetch(`${this.admin}${path}`, { signal: AbortSignal.timeout(5000) });
+    return { status: res.status, body: await res.text() };
+  }
+
+  /** Calls the config API; returns status and parsed body. */
+  async api(
+    method: string,
+    path: string,
+    body?: string,
+  ): Promise<{ status: number; body: Record<string, unknown> }> {
+    const res = await fetch(`${this.admin}${path}`, {
+      method,
+      ...(body === undefined ? {} : { body }),
+      signal: AbortSignal.timeout(15_000),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  }
+
+  apply(yaml: string): Promise<{ status: number; body: Record<string, unknown> }> {
+    return this.api('POST', '/apis/v1/apply', yaml);
+  }
+}
+
+/** Starts replicas together. */
+export async function startReplicas(specs: readonly ReplicaSpec[]): Promise<ReplicaProcess[]> {
+  const replicas = specs.map((s) => new ReplicaProcess(s));
+  const results = await Promise.allSettled(replicas.map((r) => r.start()));
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(replicas.map((r) => r.kill()));
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  return replicas;
+}
+
+/** Every xDS type, subscribed by wildcard in Envoy's order. */
+export const ALL_TYPES = [
+  TypeUrl.Cluster,
+  TypeUrl.ClusterLoadAssignment,
+  TypeUrl.Listener,
+  TypeUrl.RouteConfiguration,
+];
+
+/** A simulated sidecar in namespace `default`. */
+export function sidecar(
+  i: number,
+  variant: 'sotw' | 'delta',
+  ip = `10.1.${Math.floor(i / 250)}.${(i % 250) + 1}`,
+): SimulatedProxy {
+  return new SimulatedProxy({
+    nodeId: `sidecar~${ip}~client-${i}.default~default.svc.cluster.local`,
+    metadata: { NAMESPACE: 'default', CLUSTER_ID: 'c1', LABELS: { app: 'client' } },
+    variant,
+    subscriptions: ALL_TYPES.map((typeUrl) => ({ typeUrl })),
+  });
+}
+
+/** A gRPC channel to a replica's xDS port. */
+export function xdsClient(address: string): Client {
+  return new Client(address, credentials.createInsecure(), {
+    'grpc.use_local_subchannel_pool': 1,
+    'grpc.max_receive_message_length': -1,
+  });
+}
+
+/** name -> version of what a proxy holds of one type. */
+export function held(proxy: SimulatedProxy, typeUrl: string): Map<string, string> {
+  return new Map(proxy.state.get(typeUrl)?.resources ?? []);
+}
