@@ -18,8 +18,10 @@
 // - encode_all: encodeResource of every resource of the full output (what the xDS server then does
 //   once per distinct resource), for scale.
 // Target (issue 4): full under 20 ms.
+import { spawnSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { type ConfigObject, validateConfig } from '@meridian/api';
 import { encodeResource, type ProxyInfo, parseNode } from '@meridian/envoy';
 import {
@@ -177,6 +179,16 @@ export function main(args: string[]): void {
         help: 'routing rules (half VirtualServices, half DestinationRules)',
       },
       runs: { type: 'integer', default: 15, help: 'repetitions; medians are reported' },
+      semiSpaceMb: {
+        type: 'integer',
+        default: 64,
+        help: 'also measure full translation in a child node with --max-semi-space-size=<this> (0: skip)',
+      },
+      fullOnly: {
+        type: 'boolean',
+        default: false,
+        help: 'internal: print only the full-translation figures',
+      },
     },
     { bench: 'translate', description: 'full and incremental translation for one proxy in a large mesh' },
   );
@@ -187,6 +199,15 @@ export function main(args: string[]): void {
 
   // Warm up the JIT on a throwaway translator.
   for (let i = 0; i < 3; i++) new Translator().translate(config, registry, sidecar);
+  if (flags.fullOnly) {
+    const xs: Sample[] = [];
+    for (let run = 0; run < flags.runs; run++)
+      xs.push(timed(() => new Translator().translate(config, registry, sidecar)));
+    process.stdout.write(
+      `${JSON.stringify({ cpu: median(xs.map((x) => x.cpu)), wall: median(xs.map((x) => x.wall)) })}\n`,
+    );
+    return;
+  }
 
   const full: Sample[] = [];
   const fullGrpc: Sample[] = [];
@@ -238,11 +259,43 @@ export function main(args: string[]): void {
   log(`sidecar output: ${count(output)} (${(encoded / 1024 / 1024).toFixed(1)} MiB encoded)`);
   log(`gRPC output: ${count(grpcOutput)}`);
   log(`endpoint change rebuilt ${rebuilt} ClusterLoadAssignments`);
+  // Translation allocates its whole output; with V8's default 16 MiB semi-space most of its cost is
+  // young-generation GC. The replica can run with a larger semi-space: measure that too.
+  let tuned: { cpu: number; wall: number } | undefined;
+  if (flags.semiSpaceMb > 0) {
+    const child = spawnSync(
+      process.execPath,
+      [
+        ...process.execArgv,
+        `--max-semi-space-size=${flags.semiSpaceMb}`,
+        fileURLToPath(new URL('./run.ts', import.meta.url)),
+        'translate',
+        '--full-only',
+        '--runs',
+        String(flags.runs),
+        '--services',
+        String(flags.services),
+        '--endpoints',
+        String(flags.endpoints),
+        '--rules',
+        String(flags.rules),
+      ],
+      { encoding: 'utf8' },
+    );
+    const line = child.stdout.trim().split('\n').pop() ?? '';
+    try {
+      tuned = JSON.parse(line) as { cpu: number; wall: number };
+    } catch {
+      log(`semi-space child failed: ${child.stderr.slice(0, 500)}`);
+    }
+  }
   const cpu = (xs: Sample[]) => round3(median(xs.map((x) => x.cpu)));
   const wall = (xs: Sample[]) => round3(median(xs.map((x) => x.wall)));
   const result = {
     full_cpu_ms: cpu(full),
     full_wall_ms: wall(full),
+    full_cpu_ms_semi_space: tuned ? round3(tuned.cpu) : -1,
+    full_wall_ms_semi_space: tuned ? round3(tuned.wall) : -1,
     full_grpc_cpu_ms: cpu(fullGrpc),
     second_proxy_cpu_ms: cpu(second),
     endpoint_change_cpu_ms: cpu(change),
@@ -262,7 +315,11 @@ export function main(args: string[]): void {
       .map((l) => l.toFixed(1))
       .join(' ')} on ${cpus().length} cores: CPU time is the figure that matters`,
   );
-  log(`target: full translation under 20 ms (CPU) -> ${result.full_cpu_ms < 20 ? 'met' : 'NOT met'}`);
+  log(
+    `target: full translation under 20 ms (CPU) -> ${result.full_cpu_ms < 20 ? 'met' : 'NOT met'} (default heap), ${
+      tuned && tuned.cpu < 20 ? 'met' : 'NOT met'
+    } (--max-semi-space-size=${flags.semiSpaceMb})`,
+  );
   emitResult({
     services: registry.services.length,
     endpoints: flags.endpoints,

@@ -32,6 +32,11 @@ export interface LoadAssignmentInput {
   readonly localityLb: LocalityLoadBalancerSetting | undefined;
   readonly failover: boolean;
   readonly proxy: Pick<ProxyInfo, 'locality' | 'labels' | 'network' | 'clusterId'>;
+  /**
+   * Memo of each endpoint's `lb_endpoints` entry by target port (endpoints are immutable, so an
+   * entry is valid as long as its Endpoint object lives). Optional; the Translator passes its own.
+   */
+  readonly lbEndpointCache?: WeakMap<Endpoint, Map<number, EnvoyJson>>;
 }
 
 interface Group {
@@ -123,11 +128,23 @@ export function buildLoadAssignment(input: LoadAssignmentInput): EnvoyJson {
     }
     const weight = Math.max(1, Math.floor(ep.weight || 1));
     g.weight += weight;
-    g.lbEndpoints.push({
-      endpoint: { address: { socket_address: { address: ep.address, port_value: epPort } } },
-      health_status: ep.health,
-      load_balancing_weight: weight,
-    });
+    let byPort = input.lbEndpointCache?.get(ep);
+    let lbEndpoint = byPort?.get(epPort);
+    if (!lbEndpoint) {
+      lbEndpoint = {
+        endpoint: { address: { socket_address: { address: ep.address, port_value: epPort } } },
+        health_status: ep.health,
+        load_balancing_weight: weight,
+      };
+      if (input.lbEndpointCache) {
+        if (!byPort) {
+          byPort = new Map();
+          input.lbEndpointCache.set(ep, byPort);
+        }
+        byPort.set(epPort, lbEndpoint);
+      }
+    }
+    g.lbEndpoints.push(lbEndpoint);
   }
   let list = [...groups.values()].sort((a, b) => compareStrings(a.key, b.key));
 

@@ -108,6 +108,8 @@ export class Translator {
   private readonly outbound = new Map<string, OutboundSet>();
   private readonly clusters = new Map<string, ClusterEntry>();
   private readonly loadAssignments = new Map<string, LoadAssignmentEntry>();
+  /** `lb_endpoints` entries by endpoint and port, shared by every CLA that holds the endpoint. */
+  private readonly lbEndpoints = new WeakMap<Endpoint, Map<number, EnvoyJson>>();
   /** Endpoints by address, per endpoint list (lists are immutable, so this never goes stale). */
   private readonly addressIndex = new WeakMap<readonly Endpoint[], Map<string, Endpoint[]>>();
   private usesSourceLabels = false;
@@ -465,6 +467,7 @@ export class Translator {
       localityLb: policy.loadBalancer?.localityLbSetting,
       failover: failoverEnabled(policy),
       proxy,
+      lbEndpointCache: this.lbEndpoints,
     });
   }
 
