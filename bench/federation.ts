@@ -59,7 +59,7 @@ function service(name: string, endpoints: number, version: number): ExportedServ
       ],
       labels: { app: name },
       exportTo: [],
-      resolution: 'STATIC',
+      resolution: 'EDS',
     },
     endpoints: eps,
   };

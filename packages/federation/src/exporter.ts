@@ -196,13 +196,25 @@ export class FederationExporter {
     this.#assertRunning();
     const desired = new Map<string, ExportedServiceState>();
     const skipped: { namespace: string; hostname: string; reason: string }[] = [];
+    const invalid = new Set<string>();
     for (const s of states) {
       const d = exportDecision(s.service, this.#selection);
       if (!d.exported) {
         skipped.push({ namespace: s.service.namespace, hostname: s.service.hostname, reason: d.reason });
         continue;
       }
-      desired.set(serviceKey(s.service.namespace, s.service.hostname), s);
+      const key = serviceKey(s.service.namespace, s.service.hostname);
+      try {
+        this.#validate(s);
+      } catch (err) {
+        if (!(err instanceof WireFormatError)) throw err;
+        // Bad input: rejected, and whatever was exported before for this service stays.
+        invalid.add(key);
+        skipped.push({ namespace: s.service.namespace, hostname: s.service.hostname, reason: err.message });
+        this.#log.warn({ key, err: err.message }, 'service not exported: invalid');
+        continue;
+      }
+      desired.set(key, s);
     }
     let written = 0;
     let deleted = 0;
@@ -218,7 +230,7 @@ export class FederationExporter {
       waits.push(this.#enqueue(key, s));
     }
     for (const [key, st] of this.#keys) {
-      if (desired.has(key)) continue;
+      if (desired.has(key) || invalid.has(key)) continue;
       if (!st.live && st.desired === null) continue;
       if (st.desired === undefined) continue; // tombstone already pending
       deleted++;
@@ -230,12 +242,39 @@ export class FederationExporter {
     return { written, deleted, unchanged, skipped };
   }
 
-  /** Exports one service (if the selection allows it; otherwise removes it). Resolves once published. */
+  /**
+   * Throws WireFormatError (naming the field) unless `state` makes a valid record of this cluster:
+   * DNS names, port ranges, every endpoint's `cluster` equal to this exporter's cluster, ...
+   */
+  #validate(state: ExportedServiceState): void {
+    const { namespace, hostname } = state.service;
+    const probe: ServiceRecord = {
+      v: PROTOCOL_VERSION,
+      kind: 'service',
+      mesh: this.mesh,
+      origin: this.cluster,
+      epoch: this.epoch,
+      seq: 1,
+      namespace,
+      hostname,
+      deleted: false,
+      service: state.service,
+      endpoints: state.endpoints,
+      exportedAt: '',
+    };
+    decodeMessage(encodeMessage(probe), `export of ${namespace}/${hostname}`);
+  }
+
+  /**
+   * Exports one service (if the selection allows it; otherwise removes it). Resolves once published.
+   * Throws WireFormatError for an invalid service (the previous export stays).
+   */
   async upsert(state: ExportedServiceState): Promise<void> {
     this.#assertRunning();
     const key = serviceKey(state.service.namespace, state.service.hostname);
     if (!exportDecision(state.service, this.#selection).exported)
       return this.remove(state.service.namespace, state.service.hostname);
+    this.#validate(state);
     const st = this.#keys.get(key);
     if (st && st.desired === null && st.written === stateFingerprint(state)) return;
     await this.#enqueue(key, state);

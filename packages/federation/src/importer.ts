@@ -584,6 +584,7 @@ export class FederationImporter {
         'resynced from JetStream',
       );
     } catch (err) {
+      if (this.#stopped) return;
       this.#log.warn(
         { origin: cluster, why, err: (err as Error).message },
         'reading remote bucket failed; will retry',
@@ -678,7 +679,7 @@ export class FederationImporter {
 
   /** Turns dirty ids into a new view and one change event, if anything visible changed. */
   #flush(): void {
-    if (this.#dirty.size === 0 && this.#clusterFlips.size === 0) return;
+    if (this.#stopped || (this.#dirty.size === 0 && this.#clusterFlips.size === 0)) return;
     const services = new Map(this.#view.services);
     const changed: ServiceRef[] = [];
     for (const id of this.#dirty) {

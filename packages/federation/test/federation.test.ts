@@ -6,6 +6,7 @@
 import { type NatsSupercluster, startNatsSupercluster, tcpProxy } from '@meridian/testkit';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { type NatsConnection, nkeyAuthenticator, type Status } from '@nats-io/transport-node';
+import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import {
   type ClusterCredentials,
@@ -22,10 +23,17 @@ import {
   type ServiceRecord,
   Subjects,
   serviceId,
+  WireFormatError,
 } from '../src/index.js';
 import { log, MESH, natsConnect, sleep, svc, until, waitView } from './helpers.js';
 
 const subjects = new Subjects(MESH);
+
+/** Collects on demand (no export interval): `await reader.collect()`. */
+class TestReader extends MetricReader {
+  protected override async onForceFlush(): Promise<void> {}
+  protected override async onShutdown(): Promise<void> {}
+}
 let sc: NatsSupercluster;
 let east: ClusterCredentials;
 let west: ClusterCredentials;
@@ -162,6 +170,29 @@ describe('export and import across the gateway', () => {
       { cluster: 'east', namespace: 'default', hostname: 'b.default.svc.cluster.local' },
     ]);
     expect(imp.stats().rejected).toEqual({});
+
+    // Bad input is refused with the field named, and the previous export of that service stays.
+    const bad = { ...a3, endpoints: [{ ...a3.endpoints[0]!, cluster: 'west' }] };
+    const why =
+      'federation message (from export of default/a.default.svc.cluster.local): endpoints[0].cluster is "west", the origin is "east"';
+    await expect(exp.upsert(bad)).rejects.toThrow(
+      new WireFormatError(why, {
+        reason: 'origin_mismatch',
+        field: 'endpoints[0].cluster',
+        subject: 'export of default/a.default.svc.cluster.local',
+      }),
+    );
+    const res2 = await exp.sync([bad]);
+    expect(res2).toEqual({
+      written: 0,
+      deleted: 0,
+      unchanged: 0,
+      skipped: [{ namespace: 'default', hostname: 'a.default.svc.cluster.local', reason: why }],
+    });
+    await sleep(200);
+    expect(
+      imp.view.services.get(serviceId('east', 'default', 'a.default.svc.cluster.local'))!.endpoints,
+    ).toHaveLength(3);
   });
 
   test('a late-joining importer gets the full state from JetStream; a replica without NATS serves its cache', async () => {
@@ -317,7 +348,11 @@ describe('trust between clusters', () => {
   });
 
   test('with a misconfigured permissive user, the importer rejects and counts forged or malformed messages', async () => {
-    const imp = await importer({ nc: conn('west') });
+    const reader = new TestReader();
+    const provider = new MeterProvider({ readers: [reader] });
+    stoppers.push(() => provider.shutdown());
+    await exporter(await conn('east'), 1);
+    const imp = await importer({ nc: conn('west'), meter: provider.getMeter('test') });
     const nc = await admin('east');
     const base = {
       v: 1,
@@ -349,6 +384,24 @@ describe('trust between clusters', () => {
     );
     expect(imp.stats().rejected).toEqual({ origin_mismatch: 1, malformed: 4 });
     expect(imp.view.services.size).toBe(0);
+
+    // The same figures through OpenTelemetry.
+    await until(() => imp.stats().imported > 0, 10_000, 'a heartbeat from east');
+    const { resourceMetrics } = await reader.collect();
+    const points = (name: string) =>
+      resourceMetrics.scopeMetrics
+        .flatMap((sm) => sm.metrics)
+        .filter((m) => m.descriptor.name === name)
+        .flatMap((m) => m.dataPoints as { attributes: Record<string, unknown>; value: unknown }[]);
+    const rejected = Object.fromEntries(
+      points('meridian_federation_messages_rejected').map((p) => [String(p.attributes.reason), p.value]),
+    );
+    expect(rejected).toEqual({ origin_mismatch: 1, malformed: 4 });
+    expect(points('meridian_federation_clusters_stale').map((p) => p.value)).toEqual([0]);
+    const age = points('meridian_federation_heartbeat_age_seconds');
+    expect(age.map((p) => p.attributes.cluster)).toEqual(['east']);
+    expect(age[0]!.value as number).toBeLessThan(30);
+    expect(points('meridian_federation_messages_imported')[0]!.value as number).toBeGreaterThan(0);
   });
 });
 
