@@ -7,7 +7,8 @@
 // (pino at level silent, counters on). CSRs (distinct keys) are generated before the timed loops.
 // The floor's TBS bytes are taken from certificates the issuer produced, so they are byte-identical.
 // Issue and floor alternate in 50 ms slices within each run, so both share the noise of a busy
-// machine equally; each figure is the median of --runs. Prints readable figures, then one JSON line.
+// machine equally; rates are per CPU-second of this process (process.cpuUsage), the one-core cost,
+// with the wall-clock figures alongside; each figure is the median of --runs. Prints readable figures, then one JSON line.
 import { generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import {
@@ -48,22 +49,32 @@ function tbsOf(pem: string): Buffer {
   return der.subarray(start, start + 1 + tbsHdr + tbsLen);
 }
 
+/** Operations per second of two interleaved loops, by wall-clock time and by CPU time. */
+interface Rates {
+  wall: [number, number];
+  cpu: [number, number];
+}
+
 /**
  * Runs `a` and `b` in alternating slices of `sliceMs` for `totalMs` in all, so both see the same
- * machine load (other processes share the cores); returns operations per second of each.
+ * machine load. Rates are counted against wall time and against this process's CPU time
+ * (`process.cpuUsage`, user + system): on a shared machine the CPU figure is the one-core cost, the
+ * wall figure also contains time the process was not scheduled.
  */
 function interleaved(
   totalMs: number,
   sliceMs: number,
   a: (i: number) => void,
   b: (i: number) => void,
-): [number, number] {
+): Rates {
   const count = [0, 0];
-  const time = [0, 0];
+  const wall = [0, 0];
+  const cpu = [0, 0];
   const fns = [a, b];
   const end = performance.now() + totalMs;
   for (let turn = 0; performance.now() < end; turn ^= 1) {
     const fn = fns[turn]!;
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     let t = t0;
     let n = count[turn]!;
@@ -71,10 +82,13 @@ function interleaved(
       for (let k = 0; k < 4; k++) fn(n++);
       t = performance.now();
     }
+    const c = process.cpuUsage(c0);
     count[turn] = n;
-    time[turn]! += t - t0;
+    wall[turn]! += t - t0;
+    cpu[turn]! += (c.user + c.system) / 1000;
   }
-  return [(count[0]! * 1000) / time[0]!, (count[1]! * 1000) / time[1]!];
+  const per = (ms: number[]): [number, number] => [(count[0]! * 1000) / ms[0]!, (count[1]! * 1000) / ms[1]!];
+  return { wall: per(wall), cpu: per(cpu) };
 }
 
 export async function main(args: string[]): Promise<void> {
@@ -113,10 +127,15 @@ export async function main(args: string[]): Promise<void> {
     ]),
   ) as Record<WorkloadKey, string[]>;
 
-  const results: Record<
-    string,
-    Record<WorkloadKey, { issued_per_s: number; floor_per_s: number; ratio: number }>
-  > = {};
+  interface Figures {
+    issued_per_s: number;
+    floor_per_s: number;
+    ratio: number;
+    wall_issued_per_s: number;
+    wall_floor_per_s: number;
+    wall_ratio: number;
+  }
+  const results: Record<string, Record<WorkloadKey, Figures>> = {};
   const rows: Record<string, string | number>[] = [];
   for (const caKey of caKeys) {
     const m = createIntermediateCa({
@@ -128,30 +147,33 @@ export async function main(args: string[]): Promise<void> {
     const ca = SigningCa.fromMaterial(m);
     const audit = CaAudit.silent();
     const issuer = new WorkloadCertificateIssuer(ca, { audit });
-    results[caKey] = {} as Record<WorkloadKey, { issued_per_s: number; floor_per_s: number; ratio: number }>;
+    results[caKey] = {} as Record<WorkloadKey, Figures>;
     for (const wk of WORKLOAD_KEYS) {
       const list = csrs[wk];
       // The exact TBS bytes the issuer signs for these CSRs (one per CSR, serials differ per issuance
       // but not in length class, so the signing input is the same size and shape).
       const tbs = list.map((csrPem) => tbsOf(issuer.issue({ identity, csrPem }).certChain[0]!));
-      const issued: number[] = [];
-      const floor: number[] = [];
+      const runs: Rates[] = [];
       for (let r = 0; r < flags.runs; r++) {
-        const [iss, fl] = interleaved(
-          flags.seconds,
-          flags.sliceMs,
-          (i) => issuer.issue({ identity, csrPem: list[i % list.length]! }),
-          (i) => sign(ca.algorithm.hash, tbs[i % tbs.length]!, ca.key),
+        runs.push(
+          interleaved(
+            flags.seconds,
+            flags.sliceMs,
+            (i) => issuer.issue({ identity, csrPem: list[i % list.length]! }),
+            (i) => sign(ca.algorithm.hash, tbs[i % tbs.length]!, ca.key),
+          ),
         );
-        issued.push(iss);
-        floor.push(fl);
       }
-      const issuedPerS = median(issued);
-      const floorPerS = median(floor);
+      const issuedPerS = median(runs.map((x) => x.cpu[0]));
+      const floorPerS = median(runs.map((x) => x.cpu[1]));
+      const wallRatio = median(runs.map((x) => x.wall[0] / x.wall[1]));
       results[caKey][wk] = {
         issued_per_s: Math.round(issuedPerS),
         floor_per_s: Math.round(floorPerS),
         ratio: round3(issuedPerS / floorPerS),
+        wall_issued_per_s: Math.round(median(runs.map((x) => x.wall[0]))),
+        wall_floor_per_s: Math.round(median(runs.map((x) => x.wall[1]))),
+        wall_ratio: round3(wallRatio),
       };
       rows.push({
         'CA key': caKey,
@@ -159,6 +181,7 @@ export async function main(args: string[]): Promise<void> {
         'issued/s': issuedPerS.toFixed(0),
         'floor/s': floorPerS.toFixed(0),
         ratio: (issuedPerS / floorPerS).toFixed(2),
+        'wall ratio': wallRatio.toFixed(2),
       });
     }
     log(`${caKey}: ${audit.counters.issued} certificates issued, ${audit.counters.refused} refused`);
