@@ -16,11 +16,16 @@ process.once('exit', () => {
 });
 
 /** Runs a TypeScript file from the sources as a child process. */
-export function spawnTs(file: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+export function spawnTs(
+  file: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+  options: { stdin?: boolean } = {},
+): ChildProcess {
   const child = spawn(process.execPath, ['--conditions=@meridian/source', '--import', 'tsx', file, ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   });
   live.add(child);
   child.once('exit', () => live.delete(child));
@@ -206,4 +211,29 @@ export function xdsClient(address: string): Client {
 /** name -> version of what a proxy holds of one type. */
 export function held(proxy: SimulatedProxy, typeUrl: string): Map<string, string> {
   return new Map(proxy.state.get(typeUrl)?.resources ?? []);
+}
+
+/** The config the benchmark and the fan-out floor use: one ServiceEntry and a VirtualService whose
+ * timeout is `round` seconds (so each round changes one route). */
+export function benchConfig(round: number): string {
+  const host = 'reviews.default.svc.cluster.local';
+  return `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [${host}]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.8.0.1, labels: {app: reviews}}, {address: 10.8.0.2, labels: {app: reviews}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [${host}]
+  http:
+  - timeout: ${round + 1}s
+    route:
+    - destination: {host: ${host}, port: {number: 9080}}
+`;
 }

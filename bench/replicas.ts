@@ -1,0 +1,242 @@
+// Issue 5's benchmark: 3 meridiand replicas on a 3-member etcd, N simulated Delta proxies spread
+// over them. Per round, one config write (a VirtualService change) through a replica's admin API;
+// measured: from the write returning to the LAST proxy's ACK of the changed route. Compared with its
+// floor, measured in the same run: etcd put->watch latency (a put through @meridian/store to the
+// watch event, on the same etcd) plus the xDS fan-out floor (3 bare XdsServer processes serving
+// precomputed snapshots to the same proxies, same debounce: no etcd, watch or translation).
+//
+//   pnpm bench replicas [--proxies 1000] [--rounds 20] [--warmup 3] [--debounce 20ms] [--puts 200]
+//
+// Prints readable figures, then one JSON line (target: p99 <= 1.5 x floor p99).
+import { fileURLToPath } from 'node:url';
+import { EtcdStore, Keyspace } from '@meridian/store';
+import { type EtcdCluster, freePorts, LoadGenerator, startEtcdCluster } from '@meridian/testkit';
+import {
+  benchConfig,
+  type ReplicaProcess,
+  sidecar,
+  spawnTs,
+  startReplicas,
+  waitUntil,
+} from '../packages/server/test/harness.js';
+import {
+  emitResult,
+  formatMs,
+  LatencyRecorder,
+  type LatencySummary,
+  log,
+  parseFlags,
+  printLatency,
+  roundSummary,
+} from './lib/index.js';
+
+const FANOUT = fileURLToPath(new URL('../packages/server/test/fixtures/fanout-server.ts', import.meta.url));
+const RDS = 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration';
+
+const FLAGS = {
+  proxies: { type: 'integer', default: 1000, help: 'simulated proxies, spread over the 3 replicas' },
+  rounds: { type: 'integer', default: 20, help: 'measured config writes' },
+  warmup: { type: 'integer', default: 3, help: 'unmeasured writes first' },
+  debounce: { type: 'duration', default: 20, help: 'push debounce of the replicas and of the floor servers' },
+  puts: { type: 'integer', default: 200, help: 'etcd put->watch samples for the floor' },
+} as const;
+
+/** Splits proxies over 3 load generators (one per server address). */
+function generators(addresses: readonly string[], proxies: number): LoadGenerator[] {
+  return addresses.map(
+    (address, s) =>
+      new LoadGenerator({
+        address,
+        proxies: Math.floor(proxies / 3) + (s < proxies % 3 ? 1 : 0),
+        proxy: (i) => sidecar(s * 100_000 + i, 'delta').options,
+        streamsPerConnection: 50,
+      }),
+  );
+}
+
+const all = (gens: readonly LoadGenerator[]) => gens.flatMap((g) => g.proxies);
+
+async function connectAll(gens: LoadGenerator[], what: string): Promise<void> {
+  for (const g of gens) g.connect();
+  const ms = await waitUntil(
+    what,
+    () => all(gens).every((p) => (p.state.get(RDS)?.resources.size ?? 0) > 0),
+    180_000,
+    50,
+  );
+  log(`${what}: ${all(gens).length} proxies synced in ${formatMs(ms)}`);
+}
+
+/**
+ * One round: mark, change, wait for every proxy's RDS response; returns the time from `returned()`
+ * (ms, performance.now()) to the last proxy's response (its ACK is written in the same tick), and
+ * every proxy's own time.
+ */
+async function round(
+  gens: LoadGenerator[],
+  change: () => Promise<number>,
+): Promise<{ last: number; each: number[] }> {
+  const marks = gens.map((g) => g.mark());
+  const markAt = Math.min(...marks);
+  const returned = await change();
+  await waitUntil(
+    'every proxy got the change',
+    () => all(gens).every((p) => p.sinceMark.has(RDS)),
+    60_000,
+    2,
+  );
+  const each = all(gens).map((p) => Math.max(0, markAt + p.sinceMark.get(RDS)! - returned));
+  return { last: Math.max(...each), each };
+}
+
+async function etcdFloor(etcd: EtcdCluster, puts: number): Promise<LatencySummary> {
+  const store = await EtcdStore.connect({
+    endpoints: etcd.endpoints,
+    keyspace: Keyspace.of('bench', 'floor'),
+  });
+  const rec = new LatencyRecorder();
+  let waiting: { key: string; resolve: () => void } | undefined;
+  const watch = store.watchPrefix('floor/', (batch) => {
+    if (
+      batch.kind === 'events' &&
+      waiting &&
+      batch.events.some((e) => e.type === 'put' && e.kv.key === waiting!.key)
+    ) {
+      waiting.resolve();
+    }
+  });
+  await watch.ready;
+  try {
+    for (let i = 0; i < puts + 20; i++) {
+      const key = `floor/k${i}`;
+      const seen = new Promise<void>((resolve) => {
+        waiting = { key, resolve };
+      });
+      const t0 = performance.now();
+      await store.put(key, new TextEncoder().encode('x'.repeat(600)));
+      await seen;
+      if (i >= 20) rec.record(performance.now() - t0);
+    }
+  } finally {
+    await watch.close();
+    await store.close();
+  }
+  return rec.summary();
+}
+
+export async function main(args: string[]): Promise<void> {
+  const flags = parseFlags(args, FLAGS, {
+    bench: 'replicas',
+    description: 'config write -> last proxy ACK over 3 replicas, vs etcd put->watch + xDS fan-out floor',
+  });
+  const etcd = await startEtcdCluster({ size: 3 });
+  let replicas: ReplicaProcess[] = [];
+  let gens: LoadGenerator[] = [];
+  const floorServers: ReturnType<typeof spawnTs>[] = [];
+  try {
+    // --- replicas
+    const ports = await freePorts(6);
+    replicas = await startReplicas(
+      [0, 1, 2].map((i) => ({
+        id: `r${i}`,
+        etcd: etcd.endpoints,
+        xdsPort: ports[2 * i]!,
+        adminPort: ports[2 * i + 1]!,
+        extraArgs: ['--debounce-ms', String(flags.debounce), '--log-level', 'warn'],
+      })),
+    );
+    const first = await replicas[0]!.apply(benchConfig(0));
+    if (first.status !== 200) throw new Error(`initial apply failed: ${JSON.stringify(first.body)}`);
+    gens = generators(
+      replicas.map((r) => r.xds),
+      flags.proxies,
+    );
+    await connectAll(gens, 'replicas');
+    const e2e = new LatencyRecorder();
+    const perProxy = new LatencyRecorder();
+    for (let i = 1; i <= flags.warmup + flags.rounds; i++) {
+      const r = await round(gens, async () => {
+        const res = await replicas[i % 3]!.apply(benchConfig(i));
+        if (res.status !== 200) throw new Error(`apply failed: ${JSON.stringify(res.body)}`);
+        return performance.now();
+      });
+      if (i > flags.warmup) {
+        e2e.record(r.last);
+        for (const x of r.each) perProxy.record(x);
+      }
+    }
+    for (const g of gens) g.close();
+    gens = [];
+    await Promise.all(replicas.map((r) => r.kill('SIGTERM')));
+
+    // --- floor: etcd put -> watch
+    const etcdLat = await etcdFloor(etcd, flags.puts);
+
+    // --- floor: xDS fan-out to the same number of proxies over 3 server processes
+    const total = flags.warmup + flags.rounds;
+    const addresses: string[] = [];
+    for (let s = 0; s < 3; s++) {
+      const child = spawnTs(FANOUT, [String(total), String(flags.debounce)], {}, { stdin: true });
+      floorServers.push(child);
+      const port = await new Promise<number>((resolve, reject) => {
+        let out = '';
+        child.stdout?.on('data', (c: Buffer) => {
+          out += c.toString();
+          const m = /ready (\d+)/.exec(out);
+          if (m) resolve(Number(m[1]));
+        });
+        child.once('exit', (code) => reject(new Error(`fan-out server exited with ${code}`)));
+      });
+      addresses.push(`127.0.0.1:${port}`);
+    }
+    gens = generators(addresses, flags.proxies);
+    await connectAll(gens, 'fan-out floor servers');
+    const fanout = new LatencyRecorder();
+    for (let i = 1; i <= total; i++) {
+      const r = await round(gens, async () => {
+        const at = performance.now();
+        for (const c of floorServers) c.stdin?.write(`bump ${i}\n`);
+        return at;
+      });
+      if (i > flags.warmup) fanout.record(r.last);
+    }
+
+    const e = roundSummary(e2e.summary());
+    const each = roundSummary(perProxy.summary());
+    const et = roundSummary(etcdLat);
+    const fo = roundSummary(fanout.summary());
+    const floor = { p50: et.p50 + fo.p50, p99: et.p99 + fo.p99 };
+    log();
+    log(
+      `${flags.proxies} Delta proxies over 3 replicas, ${flags.rounds} writes, debounce ${flags.debounce} ms`,
+    );
+    printLatency('write returned -> last proxy ACK  ', e);
+    printLatency('write returned -> each proxy ACK  ', each);
+    printLatency('floor: etcd put -> watch          ', et);
+    printLatency('floor: xDS fan-out -> last ACK    ', fo);
+    log(`floor (sum): p50 ${formatMs(floor.p50)}  p99 ${formatMs(floor.p99)}`);
+    const ratio = Math.round((e.p99 / floor.p99) * 100) / 100;
+    log(`p99 / floor p99 = ${ratio} (target <= 1.5)`);
+    emitResult({
+      proxies: flags.proxies,
+      replicas: 3,
+      rounds: flags.rounds,
+      debounce_ms: flags.debounce,
+      write_to_last_ack: { p50: e.p50, p99: e.p99, max: e.max },
+      write_to_each_ack: { p50: each.p50, p99: each.p99 },
+      floor: {
+        p50: Math.round(floor.p50 * 1000) / 1000,
+        p99: Math.round(floor.p99 * 1000) / 1000,
+        etcd_put_watch: { p50: et.p50, p99: et.p99 },
+        xds_fanout_last_ack: { p50: fo.p50, p99: fo.p99 },
+      },
+      p99_over_floor: ratio,
+      target_met: ratio <= 1.5,
+    });
+  } finally {
+    for (const g of gens) g.close();
+    for (const c of floorServers) c.kill('SIGKILL');
+    await Promise.all(replicas.map((r) => r.kill('SIGKILL')));
+    await etcd.stop();
+  }
+}
