@@ -183,7 +183,12 @@ class ServerProcess {
   constructor() {
     const runTs = fileURLToPath(new URL('./run.ts', import.meta.url));
     this.#child = fork(runTs, ['xds-fanout', '--role', 'server'], {
-      execArgv: ['--conditions=@meridian/source', '--import', 'tsx'],
+      execArgv: [
+        '--conditions=@meridian/source',
+        '--import',
+        'tsx',
+        ...(process.env.XDS_FANOUT_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/xprof'] : []),
+      ],
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     });
     this.#child.on('message', (m) => this.#waiting.shift()?.(m as Record<string, number>));

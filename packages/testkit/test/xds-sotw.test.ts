@@ -16,7 +16,7 @@ const services: TestService[] = [
   { host: 'b.default.svc.cluster.local', port: 80, endpoints: [{ address: '10.0.0.2', port: 8080 }] },
 ];
 
-describe('smoke', () => {
+describe('SotW and Delta streams side by side', () => {
   const lines: string[] = [];
   const logger = xdsLogger({ level: 'debug', write: (l) => lines.push(l) });
   const server = new XdsServer({ logger, debounce: { quietMs: 0 } });
@@ -28,7 +28,7 @@ describe('smoke', () => {
   });
   afterAll(() => server.close());
 
-  it('serves a proxy', async () => {
+  it('serve the same snapshot; every type SYNCED', async () => {
     const gen = new LoadGenerator({
       address: `127.0.0.1:${port}`,
       proxies: 3,
@@ -49,9 +49,15 @@ describe('smoke', () => {
         () => gen.proxies.every((p) => (p.state.get(TypeUrl.RouteConfiguration)?.acks ?? 0) > 0),
         10000,
       );
-      console.log(JSON.stringify(server.syncStatus(), null, 1));
-      console.log(lines.join(''));
       expect(ok).toBe(true);
+      const status = server.syncStatus();
+      expect(status.map((s) => s.variant)).toEqual(['sotw', 'sotw', 'delta']);
+      for (const s of status) {
+        expect(Object.values(s.types).map((t) => t.state)).toEqual(['SYNCED', 'SYNCED', 'SYNCED', 'SYNCED']);
+        expect(s.types.cds?.resources).toBe(2);
+        expect(s.types.eds?.resources).toBe(1);
+      }
+      expect(lines.filter((l) => l.includes('"msg":"proxy connected"'))).toHaveLength(3);
     } finally {
       gen.close();
     }

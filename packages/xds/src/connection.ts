@@ -79,8 +79,18 @@ export function changeAffects(change: ChangeEvent, watch: WatchState): boolean {
   return false;
 }
 
-/** SotW response bodies (version field + resource frames) shared by streams that get the same set. */
-const sotwBodies = new WeakMap<ResourceMap, Map<string, { version: string; body: Buffer }>>();
+/**
+ * SotW responses shared by streams that get the same set of the same snapshot: the body (version
+ * field + resource frames) and, once built, the whole response with a nonce shared by those streams
+ * (a nonce only has to be unique within a stream), so each stream costs no copy of its own.
+ */
+interface SotwEntry {
+  readonly version: string;
+  readonly body: Buffer;
+  shared: { readonly nonce: string; readonly bytes: Buffer } | undefined;
+}
+const sotwBodies = new WeakMap<ResourceMap, Map<string, SotwEntry>>();
+let sharedNonces = 0;
 
 function sotwVersion(resources: readonly EncodedResource[]): string {
   const h = createHash('sha256');
@@ -88,9 +98,9 @@ function sotwVersion(resources: readonly EncodedResource[]): string {
   return h.digest('hex').slice(0, 16);
 }
 
-function sotwBody(resources: readonly EncodedResource[]): { version: string; body: Buffer } {
+function sotwBody(resources: readonly EncodedResource[]): SotwEntry {
   const version = sotwVersion(resources);
-  return { version, body: sotwResponse(version, resources, '', '') };
+  return { version, body: sotwResponse(version, resources, '', ''), shared: undefined };
 }
 
 let connectionCounter = 0;
@@ -372,9 +382,8 @@ export class Connection implements Pushable {
     change: ChangeEvent | undefined,
   ): void {
     const w = this.watches.get(type) as SotwWatch;
-    let entry: { version: string; body: Buffer } | undefined;
+    let entry: SotwEntry | undefined;
     if (available) {
-      // Streams that get the same set of the same snapshot share one body.
       let perMap = sotwBodies.get(available);
       if (!perMap) {
         perMap = new Map();
@@ -389,9 +398,18 @@ export class Connection implements Pushable {
     } else {
       entry = sotwBody(resources);
     }
-    const nonce = this.#nextNonce();
-    const bytes = Buffer.concat([entry.body, sotwResponse('', [], type, nonce)]);
-    this.watches.set(type, sotwSent(w, nonce, resources));
+    let nonce: string;
+    let bytes: Buffer;
+    const shared = entry.shared;
+    if (shared && shared.nonce !== w.nonceSent) {
+      ({ nonce, bytes } = shared);
+    } else {
+      // First stream for this body, or a stream that already has the shared nonce (a forced resend).
+      nonce = available && !shared ? `s${(++sharedNonces).toString(36)}` : this.#nextNonce();
+      bytes = Buffer.concat([entry.body, sotwResponse('', [], type, nonce)]);
+      if (available && !shared) entry.shared = { nonce, bytes };
+    }
+    this.watches.set(type, sotwSent(w, nonce, resources, available));
     this.#write(type, bytes, change);
   }
 

@@ -182,23 +182,33 @@ export function applySotwRequest(
   };
 }
 
-/** The resources a SotW response for this watch carries now, sorted by name. */
+const byName = (a: EncodedResource, b: EncodedResource) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+/** Sorted contents of a map, memoized by the map's identity (maps are immutable snapshots). */
+const sortedMaps = new WeakMap<ResourceMap, EncodedResource[]>();
+
+/** The resources a SotW response for this watch carries now, sorted by name. Treat as read-only:
+ * for a wildcard watch it is shared by every stream. */
 export function sotwTarget(watch: WatchState, available: ResourceMap | undefined): EncodedResource[] {
   if (!available) return [];
-  const out: EncodedResource[] = [];
   if (watch.wildcard) {
-    for (const r of available.values()) out.push(r);
-  } else {
-    for (const name of watch.names) {
-      const r = available.get(name);
-      if (r) out.push(r);
+    let sorted = sortedMaps.get(available);
+    if (!sorted) {
+      sorted = [...available.values()].sort(byName);
+      sortedMaps.set(available, sorted);
     }
+    return sorted;
   }
-  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const out: EncodedResource[] = [];
+  for (const name of watch.names) {
+    const r = available.get(name);
+    if (r) out.push(r);
+  }
+  return out.sort(byName);
 }
 
 /** True when `target` differs from what the watch last sent (names or versions). */
 export function sotwChanged(watch: SotwWatch, target: readonly EncodedResource[]): boolean {
+  if (target === sortedMaps.get(watch.sent)) return false;
   if (target.length !== watch.sent.size) return true;
   for (const r of target) if (watch.sent.get(r.name)?.version !== r.version) return true;
   return false;
@@ -211,9 +221,15 @@ export function sotwRemovals(watch: SotwWatch, target: readonly EncodedResource[
   return [...watch.sent.values()].filter((r) => !keep.has(r.name));
 }
 
-/** Records a SotW response as sent. */
-export function sotwSent(watch: SotwWatch, nonce: string, sent: readonly EncodedResource[]): SotwWatch {
-  return { ...watch, nonceSent: nonce, sent: new Map(sent.map((r) => [r.name, r])) };
+/** Records a SotW response as sent. `from`: the map `sent` is the whole of (shared, not copied). */
+export function sotwSent(
+  watch: SotwWatch,
+  nonce: string,
+  sent: readonly EncodedResource[],
+  from?: ResourceMap,
+): SotwWatch {
+  const map = from && from.size === sent.length ? from : new Map(sent.map((r) => [r.name, r]));
+  return { ...watch, nonceSent: nonce, sent: map };
 }
 
 /** The fields of a DeltaDiscoveryRequest these rules read. */
