@@ -83,6 +83,8 @@ export {
   upstreamTransportSocket,
 } from './mtls.js';
 export { addRootToBundle, reissueIntermediate, removeRootFromBundle } from './rotation.js';
+export type { ClusterCaRuntimeOptions } from './runtime.js';
+export { ClusterCaRuntime } from './runtime.js';
 export {
   SdsSecretSource,
   tlsCertificateSecretJson,

@@ -1,0 +1,148 @@
+// Everything a replica runs for its cluster's CA, wired once: the intermediate loaded from the store
+// (and reloaded when a rotation step or re-install changes it), the issuer, bootstrap-token
+// verification keys (reloaded when published), the CA endpoint's own serving certificate (renewed at
+// half its lifetime) and trust bundle, and the SDS secret source. The server package mounts it.
+import type * as grpc from '@grpc/grpc-js';
+import type { Store, Watch } from '@meridian/store';
+import type { ChangeEvent } from '@meridian/xds';
+import type { JWK } from 'jose';
+import type { Logger } from 'pino';
+import { CaAudit } from './audit.js';
+import { SigningCa } from './authority.js';
+import { addCertificateService, MemoryCertificateProvider } from './grpc.js';
+import { WorkloadCertificateIssuer } from './issuer.js';
+import { SdsSecretSource } from './sds.js';
+import { WorkloadSecrets, type WorkloadSecretsOptions } from './secrets.js';
+import { CA_KEYS, caStoreFrom, loadClusterCa, parseStoredClusterCa } from './storage.js';
+import { readTokenKeys, TokenVerifier } from './token.js';
+
+export interface ClusterCaRuntimeOptions {
+  /** The cluster's store (keyspace of this cluster). */
+  readonly store: Store;
+  readonly clusterId: string;
+  /** Key-encryption key of the cluster CA (loadKek). */
+  readonly kek: Buffer;
+  /** DNS names of the CA endpoint's serving certificate (default `localhost`). */
+  readonly servingDnsNames?: readonly string[];
+  readonly logger?: Logger;
+  /** SDS rotation settings (lifetime, jitter, timers). */
+  readonly secrets?: WorkloadSecretsOptions;
+}
+
+/** A replica's CA: start with `ClusterCaRuntime.start`, stop with `close`. */
+export class ClusterCaRuntime {
+  /** TLS identity and trust bundle of the CA endpoint: `createCaServerCredentials(runtime.serving)`. */
+  readonly serving = new MemoryCertificateProvider();
+  private tokens: TokenVerifier | undefined;
+  private watch: Watch | undefined;
+  private servingTimer: NodeJS.Timeout | undefined;
+  private secretListener: (change: ChangeEvent) => void = () => {};
+  private closed = false;
+
+  private constructor(
+    private readonly opts: ClusterCaRuntimeOptions,
+    readonly issuer: WorkloadCertificateIssuer,
+    readonly secrets: WorkloadSecrets,
+    readonly sds: SdsSecretSource,
+  ) {}
+
+  /** Loads the CA and token keys from the store, starts following changes, issues the serving cert. */
+  static async start(opts: ClusterCaRuntimeOptions): Promise<ClusterCaRuntime> {
+    const ca = await loadClusterCa(caStoreFrom(opts.store), { clusterId: opts.clusterId, kek: opts.kek });
+    const issuer = new WorkloadCertificateIssuer(ca, { audit: new CaAudit(opts.logger) });
+    const secrets = new WorkloadSecrets(issuer, opts.secrets);
+    let runtime: ClusterCaRuntime | undefined;
+    const sds = new SdsSecretSource(secrets, (change) => runtime?.secretListener(change));
+    runtime = new ClusterCaRuntime(opts, issuer, secrets, sds);
+    await runtime.loadTokens();
+    runtime.renewServing();
+    runtime.watch = opts.store.watchPrefix('ca/', (batch) => runtime.onBatch(batch), {
+      onError: (err) => issuer.audit.logger.error({ err }, 'CA watch error'),
+    });
+    await runtime.watch.ready;
+    return runtime;
+  }
+
+  /** The signing CA in use. */
+  get ca(): SigningCa {
+    return this.issuer.signingCa;
+  }
+
+  /** The current bootstrap-token verifier (undefined until a verification key is published). */
+  get tokenVerifier(): TokenVerifier | undefined {
+    return this.tokens;
+  }
+
+  /** Where Secret change events go (wire to `xds.update(withSecrets(snapshot, runtime.sds), change)`). */
+  onSecretChange(listener: (change: ChangeEvent) => void): void {
+    this.secretListener = listener;
+  }
+
+  /** Adds IstioCertificateService to a grpc-js server (bind it with createCaServerCredentials(serving)). */
+  mount(server: grpc.Server): void {
+    addCertificateService(server, { issuer: this.issuer, tokens: () => this.tokens });
+  }
+
+  /** Stops the watch, the serving-certificate renewal and every SDS rotation timer. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.servingTimer) clearTimeout(this.servingTimer);
+    this.sds.close();
+    this.secrets.close();
+    await this.watch?.close();
+  }
+
+  private async loadTokens(): Promise<void> {
+    this.setTokenKeys(await readTokenKeys(caStoreFrom(this.opts.store)));
+  }
+
+  private setTokenKeys(keys: JWK[]): void {
+    this.tokens = keys.length > 0 ? new TokenVerifier(this.ca.trustDomain, keys) : undefined;
+  }
+
+  private renewServing(): void {
+    const ttl = 24 * 3600;
+    const out = this.issuer.issueServingCertificate(this.opts.servingDnsNames ?? ['localhost'], ttl);
+    this.serving.setIdentity(out.certChain.slice(0, -1).join(''), out.keyPem);
+    this.serving.setTrustBundle(this.ca.trustBundle.pem);
+    if (this.servingTimer) clearTimeout(this.servingTimer);
+    this.servingTimer = setTimeout(() => this.renewServing(), (ttl * 1000) / 2);
+    this.servingTimer.unref();
+  }
+
+  private onBatch(batch: Parameters<Parameters<Store['watchPrefix']>[1]>[0]): void {
+    const latest = new Map<string, Uint8Array>();
+    if (batch.kind === 'events') {
+      for (const e of batch.events) if (e.type === 'put') latest.set(e.kv.key, e.kv.value);
+    } else {
+      for (const kv of batch.items) latest.set(kv.key, kv.value);
+    }
+    const log = this.issuer.audit.logger;
+    const ca = latest.get(CA_KEYS.intermediate);
+    if (ca) {
+      try {
+        const next = SigningCa.fromMaterial(
+          parseStoredClusterCa(new TextDecoder().decode(ca), this.opts.kek, this.opts.clusterId),
+        );
+        this.sds.setSigningCa(next);
+        this.renewServing();
+        log.info(
+          { cluster: this.opts.clusterId, roots: next.trustBundle.roots.length },
+          'cluster CA reloaded from the store',
+        );
+      } catch (err) {
+        log.error({ err }, 'cluster CA in the store is unusable; keeping the current one');
+      }
+    }
+    const keys = latest.get(CA_KEYS.tokenKeys);
+    if (keys) {
+      try {
+        const parsed = JSON.parse(new TextDecoder().decode(keys)) as { keys?: JWK[] };
+        this.setTokenKeys(Array.isArray(parsed.keys) ? parsed.keys : []);
+      } catch (err) {
+        log.error({ err }, 'token verification keys in the store are unusable; keeping the current ones');
+      }
+    }
+  }
+}

@@ -1,0 +1,96 @@
+import * as grpc from '@grpc/grpc-js';
+import {
+  addRootToBundle,
+  ClusterCaRuntime,
+  caStoreFrom,
+  createBootstrapToken,
+  createCaServerCredentials,
+  createCertificate,
+  createCertificateServiceClient,
+  createCsr,
+  createRootCa,
+  generateKek,
+  generateTokenSigningKey,
+  installClusterCa,
+  parseKek,
+  publishTokenKey,
+} from '@meridian/ca';
+import { Keyspace, MemoryStore } from '@meridian/store';
+import { pino } from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ecKey, id, makeMesh, uri } from './helpers.js';
+
+async function until(what: string, predicate: () => boolean): Promise<void> {
+  const end = Date.now() + 10_000;
+  while (!predicate()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('ClusterCaRuntime: what a replica runs', () => {
+  const mesh = makeMesh(['east']);
+  const kek = parseKek(generateKek(), 'test');
+  const store = new MemoryStore({ keyspace: Keyspace.of('m', 'east') });
+  const cleanup: Array<() => Promise<void> | void> = [];
+  afterAll(async () => {
+    for (const fn of cleanup.reverse()) await fn();
+  });
+
+  it('loads from the store, serves CreateCertificate, follows CA and token-key changes', async () => {
+    await installClusterCa(caStoreFrom(store), mesh.clusters.east!, kek);
+    const runtime = await ClusterCaRuntime.start({
+      store,
+      clusterId: 'east',
+      kek,
+      logger: pino({ level: 'silent' }),
+    });
+    cleanup.push(() => runtime.close());
+    expect(runtime.tokenVerifier).toBeUndefined();
+
+    const server = new grpc.Server();
+    runtime.mount(server);
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', createCaServerCredentials(runtime.serving), (e, p) =>
+        e ? reject(e) : resolve(p),
+      ),
+    );
+    cleanup.push(() => new Promise<void>((r) => server.tryShutdown(() => r())));
+    const client = createCertificateServiceClient(
+      `127.0.0.1:${port}`,
+      grpc.credentials.createSsl(Buffer.from(mesh.root.certPem)),
+      { 'grpc.ssl_target_name_override': 'localhost' },
+    );
+    cleanup.push(() => client.close());
+
+    // A token key published after start is picked up from the watch.
+    const key = await generateTokenSigningKey();
+    await publishTokenKey(caStoreFrom(store), key.publicJwk);
+    await until('the token key', () => runtime.tokenVerifier !== undefined);
+    const alice = id('shop', 'alice');
+    const token = await createBootstrapToken({
+      signingKeyPem: key.privateKeyPem,
+      identity: alice,
+      ttlSeconds: 60,
+    });
+    const chain = await createCertificate(
+      client,
+      { csr: createCsr({ key: ecKey(), uris: [uri(alice)] }) },
+      { token },
+    );
+    expect(chain).toHaveLength(3);
+
+    // A rotation step written to the store reaches the issuer, the SDS source and the serving bundle.
+    const newRoot = createRootCa({ trustDomain: 'cluster.local', keyType: 'ecdsa-p256' });
+    await installClusterCa(caStoreFrom(store), addRootToBundle(mesh.clusters.east!, newRoot.certPem), kek);
+    await until('the reloaded CA', () => runtime.ca.trustBundle.roots.length === 2);
+    expect(runtime.secrets.trustBundlePem()).toBe(mesh.root.certPem + newRoot.certPem);
+    const again = await createCertificate(
+      client,
+      { csr: createCsr({ key: ecKey(), uris: [uri(alice)] }) },
+      { token },
+    );
+    expect(again.at(-1)).toBe(mesh.root.certPem);
+    expect(runtime.issuer.audit.counters.issued).toBeGreaterThanOrEqual(2);
+  });
+});
