@@ -14,7 +14,7 @@
  * exported service with the new epoch and writes tombstones for keys it no longer exports.
  */
 import type { KV } from '@nats-io/kv';
-import { Kvm } from '@nats-io/kv';
+import { Kvm, KvWatchInclude } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Meter } from '@opentelemetry/api';
 import { type Logger, pino } from 'pino';
@@ -106,6 +106,7 @@ export class FederationExporter {
   readonly #fencedListeners = new Set<(err: ExporterFencedError) => void>();
   #seq = 0;
   #heartbeat: NodeJS.Timeout | undefined;
+  #epochWatch: { stop(): void } | undefined;
   #stopped = false;
   #fenced: ExporterFencedError | undefined;
 
@@ -157,6 +158,7 @@ export class FederationExporter {
     await exporter.#claimEpoch();
     await exporter.#loadKeys();
     exporter.#startHeartbeats();
+    await exporter.#watchEpoch();
     exporter.#log.info({ bucket: bucketName, keys: exporter.#keys.size }, 'federation exporter started');
     return exporter;
   }
@@ -299,6 +301,7 @@ export class FederationExporter {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#heartbeat) clearInterval(this.#heartbeat);
+    this.#epochWatch?.stop();
     for (const st of this.#keys.values()) {
       for (const w of st.waiters.splice(0)) w();
     }
@@ -376,6 +379,27 @@ export class FederationExporter {
       return await fn();
     } catch (err) {
       throw new FederationNatsError(op, this.cluster, err);
+    }
+  }
+
+  /**
+   * Watches the epoch marker: a newer leader's marker fences this exporter at once, even when it is
+   * idle (its next write would otherwise be the first to notice).
+   */
+  async #watchEpoch(): Promise<void> {
+    try {
+      const w = await this.#kv.watch({ key: META_KEY, include: KvWatchInclude.UpdatesOnly });
+      this.#epochWatch = w;
+      void (async () => {
+        for await (const e of w) {
+          if (e.operation !== 'PUT') continue;
+          const m = this.#decodeEntry(e.value, META_KEY);
+          if (m && m.epoch > this.epoch)
+            this.#fence(new ExporterFencedError(this.cluster, this.epoch, m.epoch, META_KEY));
+        }
+      })().catch((err) => this.#log.warn({ err: (err as Error).message }, 'epoch watch ended'));
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'cannot watch the epoch marker; fencing on write only');
     }
   }
 

@@ -288,7 +288,7 @@ describe('export and import across the gateway', () => {
     expect(oldError).toBeInstanceOf(ExporterFencedError);
     expect(fencedBy).toHaveLength(1);
     expect(fencedBy[0]!.message).toMatch(
-      /^exporter of cluster "east" with epoch 10 is fenced: key "svc\.default\.burst\d+\.default\.svc\.cluster\.local" holds epoch 11$/,
+      /^exporter of cluster "east" with epoch 10 is fenced: key "(meta|svc\.default\.burst\d+\.default\.svc\.cluster\.local)" holds epoch 11$/,
     );
     await expect(oldLeader.upsert(svc('east', 'zombie', 1))).rejects.toThrow(ExporterFencedError);
 
@@ -302,6 +302,19 @@ describe('export and import across the gateway', () => {
     const late = await importer({ nc: conn('west') });
     expect(summary(late)).toEqual(want);
     expect([...late.view.services.values()].every((s) => s.epoch === 11)).toBe(true);
+  });
+  test('an idle deposed exporter is fenced as soon as the new leader claims the bucket', async () => {
+    const old = await exporter(await conn('east'), 20);
+    await old.sync([svc('east', 'a', 1)]);
+    const fenced = new Promise<ExporterFencedError>((resolve) => old.onFenced(resolve));
+    await exporter(await conn('east'), 21);
+    const err = await fenced;
+    expect(err.message).toBe('exporter of cluster "east" with epoch 20 is fenced: key "meta" holds epoch 21');
+    await expect(old.upsert(svc('east', 'a', 2))).rejects.toThrow(err);
+    // An exporter may not start with an epoch that is not newer than the bucket's.
+    await expect(exporter(await conn('east'), 21)).rejects.toThrow(
+      'exporter of cluster "east" with epoch 21 is fenced: key "meta" holds epoch 21',
+    );
   });
 });
 
