@@ -38,16 +38,35 @@ export function createConfigSnapshot(revision: number, objects: readonly ConfigO
   });
 }
 
-function endpointKey(e: Endpoint): string {
-  return `${e.address}\u0000${Object.keys(e.ports)
+function sortedPairs(record: Readonly<Record<string, string | number>>): string {
+  return Object.keys(record)
     .sort(compareStrings)
-    .map((k) => `${k}=${e.ports[k]}`)
-    .join(',')}`;
+    .map((k) => `${k}=${record[k]}`)
+    .join(',');
 }
 
-/** Sorts an endpoint list by (address, ports) and freezes it. */
+/** A total order over endpoints: (address, ports), then every other field, so ties never depend
+ * on input order. */
+function endpointKey(e: Endpoint): string {
+  const l = e.locality;
+  return [
+    e.address,
+    sortedPairs(e.ports),
+    sortedPairs(e.labels),
+    `${l.region}/${l.zone}/${l.subZone}`,
+    e.network,
+    e.clusterId,
+    e.health,
+    e.serviceAccount,
+    String(e.weight),
+  ].join('\u0000');
+}
+
+/** Sorts an endpoint list by (address, ports, then every other field) and freezes it. */
 export function sortEndpoints(endpoints: readonly Endpoint[]): readonly Endpoint[] {
-  return Object.freeze([...endpoints].sort((a, b) => compareStrings(endpointKey(a), endpointKey(b))));
+  const keyed = endpoints.map((e) => ({ e, k: endpointKey(e) }));
+  keyed.sort((a, b) => compareStrings(a.k, b.k));
+  return Object.freeze(keyed.map((x) => x.e));
 }
 
 /**

@@ -309,7 +309,7 @@ const inputArb = fc.record({
 
 type Input = typeof inputArb extends fc.Arbitrary<infer T> ? T : never;
 
-function build(input: Input) {
+function build(input: Input, reversed = false) {
   const services: Service[] = [];
   const endpoints = new Map<string, Endpoint[]>();
   for (const s of input.services) {
@@ -337,9 +337,16 @@ function build(input: Input) {
     );
   }
   const [region = '', zone = '', subZone = ''] = input.proxyLocality.split('/');
+  // `reversed` feeds the same objects in the opposite order: the output must not change.
+  const objects = configObjects(input.config);
+  const order = <T>(xs: T[]): T[] => (reversed ? [...xs].reverse() : xs);
   return {
-    config: createConfigSnapshot(1, configObjects(input.config)),
-    registry: createRegistrySnapshot(1, services, endpoints),
+    config: createConfigSnapshot(1, order(objects)),
+    registry: createRegistrySnapshot(
+      1,
+      order(services),
+      new Map(order([...endpoints.entries()]).map(([h, l]) => [h, order(l)])),
+    ),
     proxy: proxy({
       ip: `10.0.0.${input.proxyIp}`,
       namespace: input.proxyNamespace,
@@ -363,7 +370,7 @@ describe('property: random valid snapshots', () => {
     expect(valid).toBeGreaterThan(generated * 0.6);
   });
 
-  it('never throw, always pass Envoy schema checks, and are deterministic', () => {
+  it('never throw, always pass Envoy schema checks, and are deterministic (also in input order)', () => {
     fc.assert(
       fc.property(inputArb, (input) => {
         const { config, registry, proxy: p } = build(input);
@@ -377,6 +384,10 @@ describe('property: random valid snapshots', () => {
           expect(names).toEqual([...new Set(names)].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0)));
         }
         expect(JSON.stringify(translateProxy(config, registry, p))).toBe(JSON.stringify(a));
+        const reversed = build(input, true);
+        expect(JSON.stringify(translateProxy(reversed.config, reversed.registry, reversed.proxy))).toBe(
+          JSON.stringify(a),
+        );
       }),
       { numRuns: 150, seed: Number(process.env.FC_SEED ?? 4242) },
     );
