@@ -62,6 +62,11 @@ export interface EtcdStoreOptions {
    * `requestTimeoutMs` (default 1000 ms). Shortens the write outage when the etcd leader dies.
    */
   readonly writeAttemptTimeoutMs?: number;
+  /**
+   * A watch stream that has said nothing for this long (a progress request is sent after half of it)
+   * is considered dead and resumed on another member (default 5000 ms).
+   */
+  readonly watchLivenessMs?: number;
 }
 
 /**
@@ -91,6 +96,20 @@ function prefixEnd(prefix: Buffer): Buffer {
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/**
+ * Ends a stream we no longer need. `graceful`: half-close first, so the etcd3 client does not count
+ * the cancellation as a failure of that member and tear down its connection. Otherwise (the stream or
+ * its connection is suspect) cancel outright, which also makes the client reconnect to that member.
+ */
+function quietEnd(
+  stream: { on(event: 'error', fn: () => void): unknown; end(): unknown; cancel(): void },
+  graceful: boolean,
+) {
+  stream.on('error', () => {});
+  if (graceful) stream.end();
+  stream.cancel();
+}
+
 /** Whether an etcd3/grpc failure means "could not reach a healthy quorum" (as opposed to a logic error). */
 function isUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
@@ -106,6 +125,7 @@ function isUnavailable(error: unknown): boolean {
 interface EtcdInternals {
   readonly keyspace: Keyspace;
   readonly maxWatchBackoffMs: number;
+  readonly watchLivenessMs: number;
   readonly isClosed: () => boolean;
   openWatchStream(): Promise<IDuplexStream<IWatchRequest, IWatchResponse>>;
   openKeepAliveStream(): Promise<IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>>;
@@ -138,6 +158,7 @@ export class EtcdStore implements Store {
     this.internals = {
       keyspace: this.keyspace,
       maxWatchBackoffMs: options.maxWatchBackoffMs ?? 250,
+      watchLivenessMs: options.watchLivenessMs ?? 5000,
       isClosed: () => this.closed,
       openWatchStream: () => this.client.watchClient.watch({ interceptors: [requireLeader] }),
       openKeepAliveStream: () => this.client.leaseClient.leaseKeepAlive({ interceptors: [requireLeader] }),
@@ -497,7 +518,7 @@ class EtcdWatch implements Watch {
   private received: number | undefined;
   private start = 0;
   private closed = false;
-  private stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined;
+  private endStream: (() => void) | undefined;
   private wake: (() => void) | undefined;
 
   constructor(
@@ -573,24 +594,41 @@ class EtcdWatch implements Watch {
   private async streamOnce(onCreated: () => void): Promise<{ error?: unknown; compactRevision?: number }> {
     const stream = await this.store.openWatchStream();
     if (this.closed) {
-      stream.cancel();
+      quietEnd(stream, true);
       return {};
     }
-    this.stream = stream;
+    const livenessMs = this.store.watchLivenessMs;
     return new Promise((resolve) => {
       let done = false;
-      const finish = (outcome: { error?: unknown; compactRevision?: number }) => {
+      let lastHeard = Date.now();
+      // A silent stream (blackholed connection, hung member) is noticed here rather than after TCP or
+      // gRPC keepalive timeouts: after half the bound without a message, ask etcd for a progress
+      // notification; after the whole bound, give up on this stream and resume elsewhere.
+      const liveness = setInterval(
+        () => {
+          const silentMs = Date.now() - lastHeard;
+          if (silentMs >= livenessMs) {
+            finish({ error: new Error(`watch stream silent for ${silentMs} ms`) }, false);
+          } else if (silentMs >= livenessMs / 2) {
+            stream.write({ progress_request: {} });
+          }
+        },
+        Math.max(livenessMs / 4, 10),
+      ).unref();
+      const finish = (outcome: { error?: unknown; compactRevision?: number }, graceful = true) => {
         if (done) return;
         done = true;
-        this.stream = undefined;
-        stream.on('error', () => {});
-        stream.cancel();
+        clearInterval(liveness);
+        this.endStream = undefined;
+        quietEnd(stream, graceful);
         resolve(outcome);
       };
-      stream.on('error', (error: unknown) => finish({ error }));
+      this.endStream = () => finish({});
+      stream.on('error', (error: unknown) => finish({ error }, false));
       stream.on('end', () => finish({ error: new Error('watch stream ended') }));
       stream.on('data', (res: IWatchResponse) => {
         if (done) return;
+        lastHeard = Date.now();
         if (Number(res.compact_revision) > 0)
           return finish({ compactRevision: Number(res.compact_revision) });
         if (res.canceled) return finish({ error: new Error(`watch canceled: ${res.cancel_reason}`) });
@@ -667,7 +705,7 @@ class EtcdWatch implements Watch {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.stream?.cancel();
+    this.endStream?.();
     this.wake?.();
     this.resolveReady(this.start);
     await this.delivery.close();
@@ -719,8 +757,7 @@ class EtcdLease extends LeaseBase {
       // no answer for a third of the TTL: the member may be partitioned, try another one
       const stale = this.stream;
       this.stream = undefined;
-      stale.on('error', () => {});
-      stale.cancel();
+      quietEnd(stale, false);
       this.openStream();
       return;
     }
@@ -734,16 +771,14 @@ class EtcdLease extends LeaseBase {
       (stream) => {
         this.opening = false;
         if (this.stopped) {
-          stream.on('error', () => {});
-          stream.cancel();
+          quietEnd(stream, true);
           return;
         }
         this.stream = stream;
         this.pending = [];
         const drop = () => {
           if (this.stream === stream) this.stream = undefined;
-          stream.on('error', () => {});
-          stream.cancel();
+          quietEnd(stream, false);
         };
         stream.on('error', drop);
         stream.on('end', drop);
@@ -771,10 +806,7 @@ class EtcdLease extends LeaseBase {
     clearInterval(this.watchdog);
     const stream = this.stream;
     this.stream = undefined;
-    if (stream) {
-      stream.on('error', () => {});
-      stream.cancel();
-    }
+    if (stream) quietEnd(stream, true);
   }
 
   async revoke(): Promise<void> {
