@@ -13,6 +13,7 @@ export class StoreHealth {
   #watchDown = false;
   #probeDown = false;
   #timer: NodeJS.Timeout | undefined;
+  #watchTimer: NodeJS.Timeout | undefined;
   #probing = false;
   #stopped = false;
   readonly #meter = metrics.getMeter('@meridian/server');
@@ -21,6 +22,7 @@ export class StoreHealth {
     private readonly store: Store,
     private readonly log: Logger,
     private readonly probeIntervalMs = 1000,
+    private readonly watchGraceMs = 1000,
   ) {
     this.#meter
       .createObservableGauge('meridian_store_available', {
@@ -62,10 +64,22 @@ export class StoreHealth {
     }
   }
 
-  /** The cluster-state watch's connection status. */
+  /**
+   * The cluster-state watch's connection status. A watch that re-establishes itself within
+   * `watchGraceMs` (a member restarted, a stream was recycled) does not count as an outage.
+   */
   watchStatus(connected: boolean): void {
-    this.#watchDown = !connected;
-    this.#update();
+    clearTimeout(this.#watchTimer);
+    if (connected) {
+      this.#watchDown = false;
+      this.#update();
+      return;
+    }
+    this.#watchTimer = setTimeout(() => {
+      this.#watchDown = true;
+      this.#update();
+    }, this.watchGraceMs);
+    this.#watchTimer.unref();
   }
 
   start(): void {
@@ -92,5 +106,6 @@ export class StoreHealth {
   stop(): void {
     this.#stopped = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#watchTimer);
   }
 }

@@ -37,6 +37,8 @@ export class Encoder {
 export class ProxySnapshot implements XdsSnapshot {
   readonly #perProxy = new WeakMap<ProxyContext, Map<ResourceTypeUrl, ResourceMap>>();
   readonly #shared = new Map<string, ResourceMap>();
+  readonly #byKey = new Map<string, Map<ResourceTypeUrl, ResourceMap>>();
+  #addresses: Set<string> | undefined;
   readonly version: string;
 
   constructor(
@@ -53,10 +55,41 @@ export class ProxySnapshot implements XdsSnapshot {
   resources(proxy: ProxyContext, typeUrl: ResourceTypeUrl): ResourceMap | undefined {
     let maps = this.#perProxy.get(proxy);
     if (!maps) {
-      maps = this.#build(proxy);
+      const key = this.#translationKey(proxy);
+      maps = this.#byKey.get(key);
+      if (!maps) {
+        maps = this.#build(proxy);
+        this.#byKey.set(key, maps);
+      }
       this.#perProxy.set(proxy, maps);
     }
     return maps.get(typeUrl);
+  }
+
+  /**
+   * What translation reads of a proxy (translate's translator.ts: kind, namespace, DNS domain,
+   * cluster, network, labels, locality, and its IPs only where a registry endpoint has that
+   * address, i.e. inbound ports). Proxies with equal keys get the same resources, so a snapshot
+   * translates once per key, not once per proxy.
+   */
+  #translationKey(ctx: ProxyContext): string {
+    const p = ctx.proxy;
+    if (!this.#addresses) {
+      this.#addresses = new Set();
+      for (const list of this.registry.endpoints.values())
+        for (const e of list) this.#addresses.add(e.address);
+    }
+    const ips = p.ipAddresses.filter((ip) => this.#addresses!.has(ip));
+    return JSON.stringify([
+      p.kind,
+      p.namespace,
+      p.dnsDomain,
+      p.clusterId,
+      p.network,
+      p.labels,
+      p.locality,
+      ips,
+    ]);
   }
 
   #build(proxy: ProxyContext): Map<ResourceTypeUrl, ResourceMap> {

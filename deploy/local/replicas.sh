@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# A local 3-replica Meridian cluster by hand: a 3-member etcd and 3 meridiand replicas on loopback.
+#   deploy/local/replicas.sh start   # starts everything in the background (logs and data in $DIR)
+#   deploy/local/replicas.sh stop    # SIGTERM to the replicas (graceful), then etcd
+# Run from the repository root. Ports: etcd 2379/2479/2579 (peers 2380/2480/2580), replica i
+# (0..2): xDS+registration gRPC 1501<i>0, admin HTTP 1501<i>4.
+set -euo pipefail
+DIR=${DIR:-/tmp/meridian-local}
+MESH=${MESH:-mesh1}
+CLUSTER=${CLUSTER:-cluster1}
+ETCD="http://127.0.0.1:2379,http://127.0.0.1:2479,http://127.0.0.1:2579"
+INITIAL="m0=http://127.0.0.1:2380,m1=http://127.0.0.1:2480,m2=http://127.0.0.1:2580"
+
+start() {
+  mkdir -p "$DIR"
+  for i in 0 1 2; do
+    c=$((2379 + 100 * i)); p=$((2380 + 100 * i))
+    etcd --name "m$i" --data-dir "$DIR/etcd-m$i" \
+      --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
+      --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
+      --initial-cluster "$INITIAL" --initial-cluster-state new --initial-cluster-token meridian-local \
+      --heartbeat-interval 50 --election-timeout 500 \
+      >"$DIR/etcd-m$i.log" 2>&1 &
+    echo $! >"$DIR/etcd-m$i.pid"
+  done
+  sleep 2
+  for i in 0 1 2; do
+    node --conditions=@meridian/source --import tsx packages/server/src/main.ts \
+      --mesh-id "$MESH" --cluster-id "$CLUSTER" --locality "region1/zone$i" \
+      --etcd-endpoints "$ETCD" \
+      --xds-address "127.0.0.1:1501${i}0" --admin-address "127.0.0.1:1501${i}4" \
+      --replica-id "replica-$i" \
+      >"$DIR/replica-$i.log" 2>&1 &
+    echo $! >"$DIR/replica-$i.pid"
+  done
+  for i in 0 1 2; do
+    until curl -sf "http://127.0.0.1:1501${i}4/readyz" >/dev/null; do sleep 0.5; done
+    echo "replica-$i ready: xDS 127.0.0.1:1501${i}0, admin http://127.0.0.1:1501${i}4"
+  done
+}
+
+stop() {
+  for i in 0 1 2; do [ -f "$DIR/replica-$i.pid" ] && kill -TERM "$(cat "$DIR/replica-$i.pid")" 2>/dev/null || true; done
+  sleep 3
+  for i in 0 1 2; do [ -f "$DIR/etcd-m$i.pid" ] && kill -TERM "$(cat "$DIR/etcd-m$i.pid")" 2>/dev/null || true; done
+  rm -f "$DIR"/*.pid
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac

@@ -1,0 +1,180 @@
+import type { ServiceEntryConfig, WorkloadEntryConfig } from '@meridian/api';
+import type { Endpoint, Service } from '@meridian/translate';
+import { describe, expect, it } from 'vitest';
+import {
+  buildLocalView,
+  InvalidRegistrationError,
+  LocalSource,
+  Registry,
+  type RegistrySource,
+  type SourceView,
+  toRegistration,
+  validateWorkload,
+  type WorkloadRegistration,
+} from '../src/index.js';
+
+const se = (name: string, spec: ServiceEntryConfig['spec']): ServiceEntryConfig => ({
+  apiVersion: 'networking.istio.io/v1',
+  kind: 'ServiceEntry',
+  metadata: { name, namespace: 'default' },
+  spec,
+});
+
+const we = (name: string, address: string, labels: Record<string, string>): WorkloadEntryConfig => ({
+  apiVersion: 'networking.istio.io/v1',
+  kind: 'WorkloadEntry',
+  metadata: { name, namespace: 'default' },
+  spec: { address, labels, locality: 'r1/z1', serviceAccount: 'sa' },
+});
+
+const reg = (name: string, address: string, health: WorkloadRegistration['health'] = 'HEALTHY') =>
+  toRegistration(
+    { name, namespace: 'default', address, labels: { app: 'reviews' }, ports: { http: 9080 }, health },
+    'replica-a',
+    new Date(0),
+  );
+
+const reviews = se('reviews', {
+  hosts: ['reviews.default.svc.cluster.local'],
+  ports: [{ number: 9080, name: 'http', protocol: 'HTTP' }],
+  resolution: 'STATIC',
+  workloadSelector: { labels: { app: 'reviews' } },
+});
+
+describe('local source', () => {
+  it('turns ServiceEntries into services and selects WorkloadEntries and registrations by labels', () => {
+    const view = buildLocalView(
+      {
+        serviceEntries: [reviews],
+        workloadEntries: [we('w1', '10.0.0.1', { app: 'reviews' }), we('w2', '10.0.0.2', { app: 'other' })],
+        registrations: [reg('r1', '10.0.0.3', 'UNHEALTHY')],
+      },
+      'c1',
+    );
+    expect(view.services).toEqual([
+      {
+        hostname: 'reviews.default.svc.cluster.local',
+        namespace: 'default',
+        ports: [{ name: 'http', port: 9080, protocol: 'HTTP' }],
+        labels: {},
+        exportTo: [],
+        resolution: 'EDS',
+      },
+    ]);
+    const eps = view.endpoints.get('reviews.default.svc.cluster.local')!;
+    expect(eps.map((e) => [e.address, e.health, e.clusterId])).toEqual([
+      ['10.0.0.1', 'HEALTHY', 'c1'],
+      ['10.0.0.3', 'UNHEALTHY', 'c1'],
+    ]);
+    expect(eps[0]!.locality).toEqual({ region: 'r1', zone: 'z1', subZone: '' });
+  });
+
+  it('uses inline endpoints without a selector and maps resolutions', () => {
+    const view = buildLocalView(
+      {
+        serviceEntries: [
+          se('ext', {
+            hosts: ['api.example.com'],
+            ports: [{ number: 443, name: 'https', protocol: 'TLS' }],
+            resolution: 'DNS',
+            location: 'MESH_EXTERNAL',
+            endpoints: [{ address: 'api.example.com' }],
+          }),
+          se('none', { hosts: ['x.example.com'], ports: [{ number: 80, name: 'http' }] }),
+        ],
+        workloadEntries: [],
+        registrations: [],
+      },
+      'c1',
+    );
+    expect(view.services.map((s) => [s.hostname, s.resolution, s.meshExternal ?? false])).toEqual([
+      ['api.example.com', 'DNS', true],
+      ['x.example.com', 'PASSTHROUGH', false],
+    ]);
+    expect(view.endpoints.get('api.example.com')!.map((e) => e.address)).toEqual(['api.example.com']);
+  });
+});
+
+class StaticSource implements RegistrySource {
+  constructor(
+    readonly name: string,
+    public current: SourceView,
+  ) {}
+  view(): SourceView {
+    return this.current;
+  }
+  onChange(): () => void {
+    return () => {};
+  }
+}
+
+describe('registry', () => {
+  it('keeps the identity of unchanged services, endpoint lists and the snapshot itself', () => {
+    const local = new LocalSource('c1');
+    const registry = new Registry([local]);
+    const inputs = { serviceEntries: [reviews], workloadEntries: [], registrations: [reg('a', '10.0.0.1')] };
+    local.update(inputs);
+    const s1 = registry.snapshot(1);
+    local.update(inputs); // same content, new objects
+    expect(registry.snapshot(2)).toBe(s1);
+    local.update({ ...inputs, registrations: [reg('a', '10.0.0.1', 'UNHEALTHY')] });
+    const s3 = registry.snapshot(3);
+    expect(s3).not.toBe(s1);
+    expect(s3.services).toBe(s1.services); // only endpoints changed: translate keeps its scopes
+    expect(s3.endpoints.get('reviews.default.svc.cluster.local')![0]!.health).toBe('UNHEALTHY');
+  });
+
+  it('merges a later source (federation): first definition of a host wins, endpoints add up', () => {
+    const local = new LocalSource('c1');
+    local.update({ serviceEntries: [reviews], workloadEntries: [], registrations: [reg('a', '10.0.0.1')] });
+    const remoteService: Service = {
+      hostname: 'reviews.default.svc.cluster.local',
+      namespace: 'default',
+      ports: [],
+      labels: {},
+      exportTo: [],
+      resolution: 'EDS',
+    };
+    const remoteEndpoint: Endpoint = {
+      address: '10.1.0.1',
+      ports: { http: 9080 },
+      labels: {},
+      locality: { region: 'r2', zone: '', subZone: '' },
+      network: 'n2',
+      clusterId: 'c2',
+      health: 'HEALTHY',
+      serviceAccount: '',
+      weight: 1,
+    };
+    const remote = new StaticSource('federation', {
+      services: [remoteService],
+      endpoints: new Map([[remoteService.hostname, [remoteEndpoint]]]),
+    });
+    const registry = new Registry([local]);
+    registry.addSource(remote);
+    const snap = registry.snapshot(1);
+    expect(snap.services).toHaveLength(1);
+    expect(snap.services[0]!.ports).toHaveLength(1); // the local definition
+    expect(snap.endpoints.get(remoteService.hostname)!.map((e) => [e.address, e.clusterId])).toEqual([
+      ['10.0.0.1', 'c1'],
+      ['10.1.0.1', 'c2'],
+    ]);
+  });
+});
+
+describe('registration validation', () => {
+  it('names the bad field', () => {
+    expect(() => validateWorkload({ name: 'Bad_Name', namespace: 'default', address: '10.0.0.1' })).toThrow(
+      new InvalidRegistrationError('default/Bad_Name', 'name', '"Bad_Name" is not a DNS-1123 label'),
+    );
+    try {
+      validateWorkload({ name: 'w', namespace: 'default', address: '10.0.0.1', ports: { http: 70000 } });
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(InvalidRegistrationError);
+      expect((error as Error).message).toBe(
+        'workload default/w: ports.http: port must be 1..65535, got 70000',
+      );
+    }
+  });
+});
