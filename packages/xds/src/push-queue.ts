@@ -157,8 +157,13 @@ export class PushQueue<C extends Pushable> {
       const [conn, change] = this.#pending.entries().next().value as [C, ChangeEvent];
       this.#pending.delete(conn);
       this.#inFlight.add(conn);
-      conn
-        .push(change)
+      let pushed: Promise<void>;
+      try {
+        pushed = conn.push(change);
+      } catch (error) {
+        pushed = Promise.reject(error);
+      }
+      pushed
         .catch((error: unknown) => this.onError(conn, error))
         .finally(() => {
           this.#inFlight.delete(conn);

@@ -171,6 +171,11 @@ export class XdsServer {
     this.#debouncer.flush();
   }
 
+  /** Pushes queued or in flight (debug output, benchmarks). */
+  get queuedPushes(): number {
+    return this.#queue.size;
+  }
+
   /** Resolves when no push is queued or in flight. */
   idle(): Promise<void> {
     return this.#queue.idle();

@@ -153,9 +153,13 @@ export class SimulatedProxy {
     else this.#onDelta(view as DeltaResponseView);
   }
 
+  /** Called when a type is first received after a mark (the generator counts them). */
+  onMarked: ((type: string) => void) | undefined;
+
   #recordMark(type: string): void {
     if (this.#markAt !== undefined && !this.sinceMark.has(type)) {
       this.sinceMark.set(type, performance.now() - this.#markAt);
+      this.onMarked?.(type);
     }
   }
 
@@ -267,6 +271,7 @@ export class LoadGenerator {
   readonly proxies: SimulatedProxy[] = [];
   readonly #clients: Client[] = [];
   readonly #clientOf = new Map<SimulatedProxy, Client>();
+  readonly #marked = new Map<string, number>();
 
   constructor(readonly options: LoadGeneratorOptions) {
     const per = options.streamsPerConnection ?? 50;
@@ -284,6 +289,7 @@ export class LoadGenerator {
         onShared++;
         client = shared;
       }
+      proxy.onMarked = (type) => this.#marked.set(type, (this.#marked.get(type) ?? 0) + 1);
       this.proxies.push(proxy);
       this.#clientOf.set(proxy, client);
     }
@@ -313,8 +319,14 @@ export class LoadGenerator {
   /** Starts timing a change on every proxy; returns the mark time. */
   mark(): number {
     const at = performance.now();
+    this.#marked.clear();
     for (const p of this.proxies) p.mark(at);
     return at;
+  }
+
+  /** How many proxies received `typeUrl` since the last mark (O(1), for polling at scale). */
+  markedCount(typeUrl: string): number {
+    return this.#marked.get(typeUrl) ?? 0;
   }
 
   /** Polls until `done` holds or `timeoutMs` passes; resolves to whether it held. */
