@@ -422,6 +422,28 @@ export function storeContract(name: string, setup: () => Promise<StoreHarness>):
       await eventually('no leader', () => observer.leader === undefined);
     });
 
+    it('an aborted campaign rejects with the reason and leaves the election', async () => {
+      const s = await fresh();
+      const election = new Election(s, 'abort');
+      const [la, lb] = [await s.grantLease(5), await s.grantLease(5)];
+      later(() => la.revoke());
+      later(() => lb.revoke());
+      const leader = await election.campaign(la, 'a');
+      const abort = new AbortController();
+      const waiting = election.campaign(lb, 'b', { signal: abort.signal }).catch((e) => e);
+      const candidates = async () => (await s.list(s.keyspace.prefix('elections', 'abort'))).items.length;
+      for (let i = 0; (await candidates()) < 2; i++) {
+        if (i > 500) throw new Error('b never entered the election');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      abort.abort(new Error('shutting down'));
+      expect(await waiting).toEqual(new Error('shutting down'));
+      expect(await candidates()).toBe(1);
+      expect(leader.isLeader).toBe(true);
+      await leader.resign();
+      expect(await election.leader()).toBeUndefined();
+    });
+
     it('membership: members live under their leases, one live member per id', async () => {
       const s = await fresh();
       const replicas = new Membership<{ addr: string }>(s, 'replicas');
