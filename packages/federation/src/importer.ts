@@ -27,7 +27,6 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Meter, ObservableResult } from '@opentelemetry/api';
 import { type Logger, pino } from 'pino';
 import { readServiceEntries } from './bucket-read.js';
-import { stateFingerprint } from './canonical.js';
 import { FederationStateError, type RejectReason, WireFormatError } from './errors.js';
 import { federationInstruments } from './metrics.js';
 import { checkId, META_KEY, parseServiceKey, Subjects, serviceId } from './naming.js';
@@ -332,6 +331,7 @@ export class FederationImporter {
       },
     });
     await nc.flush();
+    const t0 = performance.now();
     const names = new Set<string>(this.#opts.clusters ?? []);
     for (const c of this.#clusters.keys()) names.add(c);
     try {
@@ -349,10 +349,16 @@ export class FederationImporter {
       );
     }
     names.delete(this.localCluster);
+    const listedMs = Math.round(performance.now() - t0);
     await Promise.all([...names].map((c) => this.#resync(c, 'start', undefined)));
     this.#flush(); // the view reflects the initial read when ready() resolves
     this.#log.info(
-      { clusters: [...names], services: this.#view.services.size },
+      {
+        clusters: [...names],
+        services: this.#view.services.size,
+        listedMs,
+        ms: Math.round(performance.now() - t0),
+      },
       'federation importer attached',
     );
   }
@@ -685,10 +691,12 @@ export class FederationImporter {
     for (const id of this.#dirty) {
       const rec = this.#records.get(id)!;
       const stale = this.#clusters.get(rec.origin)?.stale ?? false;
+      // Decoded records are canonical (fixed field order, sorted maps, endpoints sorted by the
+      // exporter), so plain JSON compares content: a new leader re-exporting the same state changes nothing.
       const fp =
         rec.deleted || !rec.service
           ? undefined
-          : `${stale ? 'S' : 'L'}${stateFingerprint({ service: rec.service, endpoints: rec.endpoints })}`;
+          : `${stale ? 'S' : 'L'}${JSON.stringify([rec.service, rec.endpoints])}`;
       if (fp === this.#fingerprints.get(id)) continue;
       if (fp === undefined) {
         this.#fingerprints.delete(id);

@@ -172,7 +172,9 @@ class Reader {
     if (v === undefined) return {};
     const m = this.obj(v, field);
     const out: Record<string, string> = {};
-    for (const [k, val] of Object.entries(m)) {
+    // Keys sorted: decoded records are canonical, so equal content serializes to equal JSON.
+    for (const k of Object.keys(m).sort()) {
+      const val = m[k];
       if (typeof val !== 'string') this.fail(`${field}.${k}`, 'must be a string');
       out[k] = val;
     }
@@ -243,7 +245,7 @@ function readEndpoint(r: Reader, v: unknown, f: string): FederatedEndpoint {
   const o = r.obj(v, f);
   const ports: Record<string, number> = {};
   const po = r.obj(o.ports ?? {}, `${f}.ports`);
-  for (const k of Object.keys(po)) ports[k] = r.int(po, k, `${f}.ports.${k}`, 1, 65535);
+  for (const k of Object.keys(po).sort()) ports[k] = r.int(po, k, `${f}.ports.${k}`, 1, 65535);
   const lo = r.obj(o.locality ?? {}, `${f}.locality`);
   return {
     address: r.str(o, 'address', `${f}.address`, { nonEmpty: true }),
