@@ -3,7 +3,7 @@
  * `pilot/pkg/networking/grpcgen/lds.go` (proxyless gRPC).
  */
 import type { EnvoyJson, JsonValue } from '@meridian/envoy';
-import { FAULT_FILTER, ROUTER_FILTER } from './route.js';
+import { CORS_FILTER, FAULT_FILTER, ROUTER_FILTER } from './route.js';
 import { any } from './util.js';
 
 const HCM = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
@@ -12,6 +12,11 @@ const TCP_PROXY = 'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy';
 /** The fault filter (empty: the per-route `typed_per_filter_config` carries the faults). */
 export function faultFilter(): EnvoyJson {
   return { name: FAULT_FILTER, typed_config: any('envoy.extensions.filters.http.fault.v3.HTTPFault') };
+}
+
+/** The CORS filter (empty: routes carry their CorsPolicy in `typed_per_filter_config`). */
+export function corsFilter(): EnvoyJson {
+  return { name: CORS_FILTER, typed_config: any('envoy.extensions.filters.http.cors.v3.Cors') };
 }
 
 /** The router filter, last in every filter chain. */
@@ -30,7 +35,7 @@ export function rdsConnectionManager(statPrefix: string, routeName: string): Env
     typed_config: any(HCM, {
       stat_prefix: statPrefix,
       rds: { config_source: ads(), route_config_name: routeName },
-      http_filters: [faultFilter(), routerFilter()],
+      http_filters: [corsFilter(), faultFilter(), routerFilter()],
       use_remote_address: false,
       normalize_path: true,
       stream_idle_timeout: '0s',

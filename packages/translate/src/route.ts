@@ -8,6 +8,7 @@
  * match on query parameters are dropped (gRFC A28), and no default retry policy is added.
  */
 import type {
+  CorsPolicy,
   DestinationRuleConfig,
   HeaderOperations,
   HTTPFaultInjection,
@@ -24,6 +25,7 @@ import {
   any,
   clusterName,
   compact,
+  durationNanos,
   fractionalPercent,
   GRPC_STATUS,
   labelsMatch,
@@ -34,6 +36,8 @@ import {
 
 /** The name Istio gives the fault HTTP filter (HCM `http_filters` and `typed_per_filter_config`). */
 export const FAULT_FILTER = 'envoy.filters.http.fault';
+/** The name Istio gives the CORS HTTP filter. */
+export const CORS_FILTER = 'envoy.filters.http.cors';
 /** The name of the router HTTP filter, always last. */
 export const ROUTER_FILTER = 'envoy.filters.http.router';
 
@@ -140,6 +144,24 @@ export function faultConfig(fault: HTTPFaultInjection | undefined): EnvoyJson | 
   }
   if (out.delay === undefined && out.abort === undefined) return undefined;
   return any('envoy.extensions.filters.http.fault.v3.HTTPFault', compact(out));
+}
+
+/** Istio `translateCORSPolicy`: the per-route CorsPolicy (Envoy sidecars). */
+export function corsConfig(cors: CorsPolicy | undefined): EnvoyJson | undefined {
+  if (!cors) return undefined;
+  const out: EnvoyJson = {};
+  const origins = (cors.allowOrigins ?? []).map((m) => stringMatcher(m)).filter((m) => m !== undefined);
+  if (origins.length > 0) out.allow_origin_string_match = origins;
+  if (cors.allowMethods?.length) out.allow_methods = cors.allowMethods.join(',');
+  if (cors.allowHeaders?.length) out.allow_headers = cors.allowHeaders.join(',');
+  if (cors.exposeHeaders?.length) out.expose_headers = cors.exposeHeaders.join(',');
+  const maxAge = cors.maxAge === undefined ? undefined : durationNanos(cors.maxAge);
+  if (maxAge !== undefined) out.max_age = String(Math.floor(maxAge / 1e9));
+  if (cors.allowCredentials !== undefined) out.allow_credentials = cors.allowCredentials;
+  if (cors.unmatchedPreflights === 'FORWARD') out.forward_not_matching_preflights = true;
+  else if (cors.unmatchedPreflights === 'IGNORE') out.forward_not_matching_preflights = false;
+  out.filter_enabled = { default_value: { numerator: 100, denominator: 'HUNDRED' } };
+  return any('envoy.extensions.filters.http.cors.v3.CorsPolicy', out);
 }
 
 function stringMatcher(m: StringMatch, ignoreCase = false): EnvoyJson | undefined {
@@ -431,6 +453,7 @@ export function buildRoutes(vs: VirtualServiceConfig | undefined, ctx: RouteCont
       action = { route: ra };
     }
     const fault = faultConfig(http.fault);
+    const cors = ctx.grpc ? undefined : corsConfig(http.corsPolicy);
     for (const m of matches) {
       if (m && !matchApplies(m, ctx)) continue;
       const route: Record<string, JsonValue | undefined> = {
@@ -439,7 +462,12 @@ export function buildRoutes(vs: VirtualServiceConfig | undefined, ctx: RouteCont
         ...action,
         decorator: ctx.grpc ? undefined : { operation },
       };
-      if (fault) route.typed_per_filter_config = { [FAULT_FILTER]: fault };
+      if (fault || cors) {
+        const perFilter: EnvoyJson = {};
+        if (cors) perFilter[CORS_FILTER] = cors;
+        if (fault) perFilter[FAULT_FILTER] = fault;
+        route.typed_per_filter_config = perFilter;
+      }
       if (!ctx.grpc) applyHeaders(route, http.headers);
       out.push(compact(route));
     }

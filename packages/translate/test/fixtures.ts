@@ -237,6 +237,13 @@ spec:
   - match:
     - uri: { prefix: /api/v1 }
     rewrite: { uri: /v1, authority: details-internal }
+    corsPolicy:
+      allowOrigins: [{ exact: "https://example.com" }, { regex: "https://.*\\\\.example\\\\.org" }]
+      allowMethods: [GET, POST]
+      allowHeaders: [x-user]
+      exposeHeaders: [x-trace]
+      maxAge: 24h
+      allowCredentials: false
     mirror: { host: details, subset: canary }
     mirrorPercentage: { value: 25 }
     headers:

@@ -136,10 +136,12 @@ const httpRouteArb = fc
       if (r.fault && Object.keys(r.fault).length > 0) out.fault = r.fault;
       if (r.mirror) out.mirror = { host: NAMES[0] };
       if (r.headers)
-        out.headers = {
-          request: { set: { 'x-a': '1' }, remove: ['x-b'] },
-          response: { add: { 'x-c': '2' } },
-        };
+        if (r.headers)
+          out.corsPolicy = { allowOrigins: [{ prefix: 'https://' }], allowMethods: ['GET'], maxAge: '1h' };
+      out.headers = {
+        request: { set: { 'x-a': '1' }, remove: ['x-b'] },
+        response: { add: { 'x-c': '2' } },
+      };
     }
     return out;
   });
