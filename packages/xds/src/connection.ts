@@ -162,7 +162,7 @@ export class Connection implements Pushable {
     readonly authenticatedIdentity: string | undefined,
   ) {
     this.id = `pending-${this.#n}`;
-    call.on('data', (bytes: Buffer) => this.#onRequest(bytes));
+    call.on('data', (bytes: Buffer) => this.#guard('request', () => this.#onRequest(bytes)));
     call.on('end', () => {
       this.#finish('client closed the stream');
       call.end();
@@ -172,6 +172,17 @@ export class Connection implements Pushable {
     );
     call.on('error', (e: Error) => this.#finish(`stream error: ${e.message}`));
     call.on('close', () => this.#finish('stream closed'));
+  }
+
+  /** Runs stream work so that a bug ends this stream (logged, counted), never the process. */
+  #guard(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.host.metrics.bad('internal');
+      this.host.log.error({ conn: this.id, err: e }, `internal error handling ${what}`);
+      this.close(Status.INTERNAL, `internal error handling ${what}: ${(e as Error).message}`);
+    }
   }
 
   get blocked(): boolean {
@@ -460,7 +471,7 @@ export class Connection implements Pushable {
       this.#stuckTimer = undefined;
       this.#release();
       this.#blocked = false;
-      this.#flushDeferred();
+      this.#guard('deferred push', () => this.#flushDeferred());
     }
   }
 

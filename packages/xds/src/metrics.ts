@@ -34,12 +34,12 @@ export class XdsMetrics {
     const tally = this.tally;
     const wrapped = {
       add(value: number, attributes?: Attributes) {
-        const labels = attributes
-          ? Object.keys(attributes)
-              .sort()
-              .map((k) => `${k}=${String(attributes[k])}`)
-              .join(',')
-          : '';
+        let labels = '';
+        if (attributes) {
+          const keys = Object.keys(attributes);
+          if (keys.length > 1) keys.sort();
+          labels = keys.map((k) => `${k}=${String(attributes[k])}`).join(',');
+        }
         const key = labels ? `${name}{${labels}}` : name;
         tally.set(key, (tally.get(key) ?? 0) + value);
         inner.add(value, attributes);

@@ -264,6 +264,9 @@ export interface LoadGeneratorOptions {
   readonly streamsPerConnection?: number;
   /** Proxies given a connection of their own (for example one that will stop reading). */
   readonly isolated?: ReadonlySet<number>;
+  /** HTTP/2 receive window of each connection and stream, in bytes. Default 16 MiB (Envoy's own
+   * defaults are larger still); a small window makes a proxy that stops reading block sooner. */
+  readonly flowControlWindow?: number;
 }
 
 /** N simulated proxies over a few HTTP/2 connections. */
@@ -300,6 +303,7 @@ export class LoadGenerator {
       'grpc.use_local_subchannel_pool': 1,
       'grpc.max_receive_message_length': -1,
       'grpc.keepalive_time_ms': 60_000,
+      'grpc-node.flow_control_window': this.options.flowControlWindow ?? 16 * 1024 * 1024,
     });
     this.#clients.push(c);
     return c;
