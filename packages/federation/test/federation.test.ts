@@ -303,6 +303,31 @@ describe('export and import across the gateway', () => {
     expect(summary(late)).toEqual(want);
     expect([...late.view.services.values()].every((s) => s.epoch === 11)).toBe(true);
   });
+  test('a new leader re-exporting the same content causes no change event (no push on takeover)', async () => {
+    const first = await exporter(await conn('east'), 30);
+    const a = svc('east', 'a', 3, { labels: { app: 'a', tier: 'web' } });
+    await first.sync([a]);
+    const imp = await importer({ nc: conn('west') });
+    expect(imp.view.services.size).toBe(1);
+    const changes: ImportChange[] = [];
+    record(changes, imp);
+    // Same content, built differently: labels in another insertion order, endpoints reversed.
+    const same = {
+      service: { ...a.service, labels: { tier: 'web', app: 'a' } },
+      endpoints: [...a.endpoints].reverse().map((e) => ({ ...e, labels: { ...e.labels } })),
+    };
+    await first.stop();
+    const second = await exporter(await conn('east'), 31);
+    expect(await second.sync([same])).toMatchObject({ written: 1 });
+    await until(
+      () => imp.clusterStatus()[0]?.epoch === 31 && imp.clusterStatus()[0]?.watermark === 1,
+      10_000,
+      'the new leader record processed',
+    );
+    await sleep(200);
+    expect(changes).toEqual([]);
+  });
+
   test('an idle deposed exporter is fenced as soon as the new leader claims the bucket', async () => {
     const old = await exporter(await conn('east'), 20);
     await old.sync([svc('east', 'a', 1)]);
