@@ -269,13 +269,13 @@ export class ClientProcess {
         this.send({ op: 'call', target, headers, deadlineMs }) as Promise<CallResult>,
       many: (n: number, headers: Record<string, string> = {}, concurrency = 20, deadlineMs = 10_000) =>
         this.send({ op: 'many', target, n, headers, concurrency, deadlineMs }) as Promise<CallResult[]>,
-      ready: (headers: Record<string, string> = {}, timeoutMs = 20_000) =>
+      ready: (headers: Record<string, string> = {}, timeoutMs = 45_000) =>
         this.send({ op: 'ready', target, headers, timeoutMs }) as Promise<void>,
     };
   }
 
   /** Starts a proxyless gRPC server (grpc-js-xds XdsServer) on 127.0.0.1:`port`; resolves once it serves. */
-  serve(port: number, name: string, timeoutMs = 20_000): Promise<void> {
+  serve(port: number, name: string, timeoutMs = 45_000): Promise<void> {
     return this.send({ op: 'serve', port, name, timeoutMs }) as Promise<void>;
   }
 

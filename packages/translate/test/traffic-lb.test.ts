@@ -69,7 +69,9 @@ function client(name: string) {
   return clients.target(`${host(name)}:7070`);
 }
 
-describe('traffic: load balancing through Meridian-translated xDS (grpc-js-xds)', () => {
+describe('traffic: load balancing through Meridian-translated xDS (grpc-js-xds)', {
+  timeout: 120_000,
+}, () => {
   it('consistent hash on x-user sends equal header values to one backend', async () => {
     const c = client('hash');
     await c.ready({ 'x-user': 'warmup' });

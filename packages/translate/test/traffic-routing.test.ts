@@ -125,7 +125,7 @@ function client(name: string) {
   return clients.target(`${host(name)}:7070`);
 }
 
-describe('traffic: routing through Meridian-translated xDS (grpc-js-xds)', () => {
+describe('traffic: routing through Meridian-translated xDS (grpc-js-xds)', { timeout: 120_000 }, () => {
   it('splits 90/10 between two subsets within 3 percentage points over 2,000 RPCs', async () => {
     const c = client('canary');
     await c.ready();

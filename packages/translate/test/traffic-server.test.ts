@@ -40,7 +40,7 @@ afterAll(async () => {
   xds?.close();
 });
 
-describe('traffic: proxyless gRPC server listener', () => {
+describe('traffic: proxyless gRPC server listener', { timeout: 120_000 }, () => {
   it('an xDS-enabled grpc-js server accepts the translated inbound listener and serves', async () => {
     if (!node) throw new Error('not started');
     await node.serve(port, 'xds-server-1');
