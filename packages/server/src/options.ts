@@ -18,6 +18,9 @@
  * | `--store-timeout-ms` | `MERIDIAN_STORE_TIMEOUT_MS` | `storeTimeoutMs` | `2000` |
  * | `--drain-timeout-ms` | `MERIDIAN_DRAIN_TIMEOUT_MS` | `drainTimeoutMs` | `5000` |
  * | `--log-level` | `MERIDIAN_LOG_LEVEL` | `logLevel` | `info` |
+ * | `--ca-address` (TLS: CreateCertificate; empty = not served) | `MERIDIAN_CA_ADDRESS` | `caAddress` | `` |
+ * | `--ca-kek-file` (else `MERIDIAN_CA_KEK`) | `MERIDIAN_CA_KEK_FILE` | `caKekFile` | `` |
+ * | `--trust-domain` | `MERIDIAN_TRUST_DOMAIN` | `trustDomain` | `cluster.local` |
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -39,6 +42,9 @@ export interface ServerOptions {
   readonly storeTimeoutMs: number;
   readonly drainTimeoutMs: number;
   readonly logLevel: string;
+  readonly caAddress: string;
+  readonly caKekFile: string;
+  readonly trustDomain: string;
 }
 
 type Kind = 'string' | 'list' | 'seconds' | 'ms';
@@ -156,6 +162,30 @@ const SETTINGS: readonly Setting[] = [
     kind: 'string',
     help: 'pino log level',
     fallback: () => 'info',
+  },
+  {
+    key: 'caAddress',
+    flag: '--ca-address',
+    env: 'MERIDIAN_CA_ADDRESS',
+    kind: 'string',
+    help: 'TLS listen address of CreateCertificate (empty: not served)',
+    fallback: () => '',
+  },
+  {
+    key: 'caKekFile',
+    flag: '--ca-kek-file',
+    env: 'MERIDIAN_CA_KEK_FILE',
+    kind: 'string',
+    help: 'key-encryption key of the cluster CA (else MERIDIAN_CA_KEK)',
+    fallback: () => '',
+  },
+  {
+    key: 'trustDomain',
+    flag: '--trust-domain',
+    env: 'MERIDIAN_TRUST_DOMAIN',
+    kind: 'string',
+    help: 'trust domain of workload identities',
+    fallback: () => 'cluster.local',
   },
 ];
 

@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
 import type { ConfigObject, ServiceEntryConfig, WorkloadEntryConfig } from '@meridian/api';
 import { encodeResource, TypeUrl } from '@meridian/envoy';
-import { LocalSource, RegistrationService, Registry } from '@meridian/registry';
+import { LocalSource, RegistrationService, Registry, type RegistrySource } from '@meridian/registry';
 import { EtcdStore, Keyspace, type Store } from '@meridian/store';
 import {
   type ConfigSnapshot,
@@ -23,6 +23,7 @@ import {
 import { decodeDeltaRequest, decodeSotwRequest, ResourceCache, XdsServer } from '@meridian/xds';
 import pino, { type Logger } from 'pino';
 import { startAdminServer } from './admin-http.js';
+import { type CaMount, mountCa } from './ca-mount.js';
 import { ClusterState, type StateChange } from './cluster-state.js';
 import { ConfigService } from './config-service.js';
 import { StoreHealth } from './health.js';
@@ -88,6 +89,7 @@ export class Replica {
   #registration!: RegistrationService;
   #grpc: grpc.Server | undefined;
   #admin: HttpServer | undefined;
+  #ca: CaMount | undefined;
   readonly #translator = new Translator();
   readonly #encoder = new Encoder(new ResourceCache());
   #snapshot: ProxySnapshot | undefined;
@@ -98,6 +100,8 @@ export class Replica {
   /** Bound addresses (with the real ports when 0 was asked for). */
   xdsAddress = '';
   adminAddress = '';
+  /** The CreateCertificate TLS address, when served. */
+  caAddress = '';
   readonly startedAt = new Date();
   #snapshotsBuilt = 0;
 
@@ -188,6 +192,18 @@ export class Replica {
     );
     this.#grpc = server;
     this.xdsAddress = `${xdsAddr.host}:${port}`;
+
+    if (o.caAddress) {
+      this.#ca = await mountCa({
+        store: this.#store,
+        clusterId: o.clusterId,
+        trustDomain: o.trustDomain,
+        address: splitAddress(o.caAddress, '--ca-address'),
+        kekFile: o.caKekFile || undefined,
+        log: this.log.child({ part: 'ca' }),
+      });
+      this.caAddress = this.#ca?.address ?? '';
+    }
 
     const admin = await startAdminServer(
       {
@@ -285,6 +301,22 @@ export class Replica {
     this.log.debug({ revision: change.revision, reason }, 'new snapshot');
   }
 
+  /**
+   * Adds a registry source after the local one (federation's imported services and endpoints):
+   * its changes rebuild the registry snapshot and push the proxies they affect. Imported
+   * changes carry no etcd revision; the snapshot keeps the last one seen.
+   */
+  addRegistrySource(source: RegistrySource): () => void {
+    this.registry.addSource(source);
+    const off = source.onChange(() => {
+      if (!this.#state || this.#draining) return;
+      this.#rebuild({ revision: this.#state.revision, kinds: new Set(), workloads: true, resync: false });
+    });
+    if (this.#state)
+      this.#rebuild({ revision: this.#state.revision, kinds: new Set(), workloads: true, resync: false });
+    return off;
+  }
+
   #debugInfo(path: string): unknown | undefined {
     if (path === '/debug/leader') return this.#membership?.status();
     if (path === '/debug/replica') {
@@ -297,6 +329,7 @@ export class Replica {
         startedAt: this.startedAt.toISOString(),
         xdsAddress: this.xdsAddress,
         adminAddress: this.adminAddress,
+        caAddress: this.caAddress || undefined,
         snapshotRevision: this.#snapshot?.revision,
         watchedRevision: this.#state?.watchedRevision,
         store: this.#health?.describe(),
@@ -337,7 +370,7 @@ export class Replica {
           });
         })
       : Promise.resolve();
-    await Promise.all([this.xds.drain(timeout), shutdown]);
+    await Promise.all([this.xds.drain(timeout), shutdown, this.#ca?.stop()]);
     await this.#membership?.stop().catch((error) => this.log.warn({ err: error }, 'membership stop failed'));
     this.#health?.stop();
     await this.#state?.close().catch(() => undefined);
