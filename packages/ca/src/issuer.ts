@@ -207,8 +207,8 @@ export class WorkloadCertificateIssuer {
   }
 
   /**
-   * A serving certificate with DNS names (for the replica's own gRPC endpoints, such as the CA
-   * service itself). Not reachable from CreateCertificate.
+   * A serving certificate for the replica's own endpoints (such as the CA service itself): each name
+   * becomes a DNS SAN, or an IP SAN when it is an IP address. Not reachable from CreateCertificate.
    */
   issueServingCertificate(
     dnsNames: readonly string[],

@@ -6,7 +6,9 @@
 // asynchronous over WebCrypto and goes through ASN.1 schema objects; issuance here is one synchronous
 // pass whose cost is dominated by `crypto.sign` (bench/ca.ts measures the ratio). @peculiar/x509 is
 // used by the tests as an independent implementation that generates the CSRs we parse.
+
 import { createHash, createPublicKey, type KeyObject, randomBytes, sign, verify } from 'node:crypto';
+import { isIP } from 'node:net';
 import {
   bitString,
   bool,
@@ -157,11 +159,39 @@ export function subjectAltName(
   dnsNames: readonly string[],
   critical: boolean,
 ): Buffer {
+  // A name that is an IP address becomes an iPAddress entry (TLS checks IP targets against those).
   const names = [
     ...uris.map((u) => tlv(0x86, Buffer.from(u, 'ascii'))),
-    ...dnsNames.map((d) => tlv(0x82, Buffer.from(d, 'ascii'))),
+    ...dnsNames.map((d) => {
+      const ip = ipBytes(d);
+      return ip ? tlv(0x87, ip) : tlv(0x82, Buffer.from(d, 'ascii'));
+    }),
   ];
   return extension(OID.subjectAltName, critical, seq(...names));
+}
+
+/** The 4 or 16 bytes of an IPv4/IPv6 literal, or undefined when `text` is not one. */
+function ipBytes(text: string): Buffer | undefined {
+  const kind = isIP(text);
+  if (kind === 4) return Buffer.from(text.split('.').map(Number));
+  if (kind !== 6) return undefined;
+  const [head = '', tail = ''] = text.includes('::') ? text.split('::') : [text, ''];
+  const parse = (part: string): number[] =>
+    part === '' ? [] : part.split(':').map((h) => Number.parseInt(h, 16));
+  let h = parse(head);
+  let t = parse(tail);
+  // An embedded IPv4 tail (::ffff:1.2.3.4).
+  const last = (text.includes('::') ? tail : head).split(':').pop() ?? '';
+  if (last.includes('.')) {
+    const v4 = last.split('.').map(Number);
+    const words = [(v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!];
+    if (text.includes('::')) t = [...t.slice(0, -1), ...words];
+    else h = [...h.slice(0, -1), ...words];
+  }
+  const words = [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t];
+  const out = Buffer.alloc(16);
+  words.forEach((w, i) => out.writeUInt16BE(w, i * 2));
+  return out;
 }
 
 /**

@@ -354,3 +354,37 @@ async function withTempDirAsync(fn: (dir: string) => Promise<void>): Promise<voi
     await rm(dir, { recursive: true, force: true });
   }
 }
+
+describe('serving certificates (replica endpoints)', () => {
+  it('names that are IP addresses become IP SANs, so TLS to an IP target verifies', async () => {
+    const { connect, createServer } = await import('node:tls');
+    const out = east.issueServingCertificate([
+      'localhost',
+      '127.0.0.1',
+      '::1',
+      '::ffff:10.0.0.1',
+      'fd00::1:2',
+    ]);
+    const leaf = new X509Certificate(out.certChain[0]!);
+    expect(leaf.subjectAltName).toBe(
+      'DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, IP Address:0:0:0:0:0:FFFF:A00:1, IP Address:FD00:0:0:0:0:0:1:2',
+    );
+    expect(leaf.checkIP('127.0.0.1')).toBe('127.0.0.1');
+    const srv = createServer({ key: out.keyPem, cert: out.certChain.slice(0, -1).join('') }, (s) =>
+      s.end('ok'),
+    );
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    try {
+      const port = (srv.address() as { port: number }).port;
+      const got = await new Promise<string>((resolve, reject) => {
+        const sock = connect({ host: '127.0.0.1', port, ca: mesh.root.certPem }, () => {
+          sock.once('data', (d) => resolve(d.toString()));
+        });
+        sock.on('error', reject);
+      });
+      expect(got).toBe('ok');
+    } finally {
+      await new Promise<void>((r) => srv.close(() => r()));
+    }
+  });
+});
