@@ -4,6 +4,7 @@
 
 export type { RegistryErrorCode } from './errors.js';
 export { InvalidRegistrationError, RegistrationFailedError, RegistryError } from './errors.js';
+export { FederatedSource, importedSourceView } from './federated.js';
 export type {
   RegisterRequest,
   RegisterResponse,

@@ -3,6 +3,7 @@ import type { Endpoint, Service } from '@meridian/translate';
 import { describe, expect, it } from 'vitest';
 import {
   buildLocalView,
+  FederatedSource,
   InvalidRegistrationError,
   LocalSource,
   Registry,
@@ -176,5 +177,63 @@ describe('registration validation', () => {
         'workload default/w: ports.http: port must be 1..65535, got 70000',
       );
     }
+  });
+});
+
+describe('federated source', () => {
+  it('adds imported endpoints (tagged with their origin cluster) to a locally defined service', () => {
+    const local = new LocalSource('c1');
+    local.update({ serviceEntries: [reviews], workloadEntries: [], registrations: [reg('a', '10.0.0.1')] });
+    const federated = new FederatedSource();
+    const registry = new Registry([local, federated]);
+    const before = registry.snapshot(1);
+    federated.update({
+      version: 1,
+      staleClusters: new Set(),
+      services: new Map([
+        [
+          'c2/default/reviews.default.svc.cluster.local',
+          {
+            cluster: 'c2',
+            namespace: 'default',
+            hostname: 'reviews.default.svc.cluster.local',
+            service: {
+              hostname: 'reviews.default.svc.cluster.local',
+              namespace: 'default',
+              ports: [{ name: 'http', port: 9080, protocol: 'HTTP' }],
+              labels: {},
+              exportTo: [],
+              resolution: 'EDS',
+            },
+            endpoints: [
+              {
+                address: '10.2.0.1',
+                ports: { http: 9080 },
+                labels: { app: 'reviews' },
+                locality: { region: 'r2', zone: 'z1', subZone: '' },
+                network: 'n2',
+                cluster: 'c2',
+                health: 'HEALTHY',
+                serviceAccount: 'reviews',
+                weight: 1,
+              },
+            ],
+            stale: false,
+            epoch: 1,
+            seq: 1,
+          },
+        ],
+      ]),
+    });
+    const after = registry.snapshot(2);
+    expect(after.services).toBe(before.services); // the local definition is kept
+    expect(
+      after.endpoints
+        .get('reviews.default.svc.cluster.local')!
+        .map((e) => [e.address, e.clusterId, e.locality.region]),
+    ).toEqual([
+      ['10.0.0.1', 'c1', ''],
+      ['10.2.0.1', 'c2', 'r2'],
+    ]);
   });
 });
