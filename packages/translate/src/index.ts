@@ -7,6 +7,7 @@
 export { effectivePolicy } from './cluster.js';
 export { altHosts, virtualHostDomains } from './domains.js';
 export { buildLoadAssignment, localityMatches } from './endpoint.js';
+export type { InboundChains } from './listener.js';
 export { GRPC_SERVER_LISTENER_PREFIX } from './listener.js';
 export { encodeProxyResources, resourcesByTypeUrl } from './resources.js';
 export { FAULT_FILTER, ROUTER_FILTER } from './route.js';
@@ -20,6 +21,7 @@ export type {
   Endpoint,
   EndpointHealth,
   EndpointLocality,
+  InboundTlsContext,
   NamedResource,
   ProxyResources,
   RegistrySnapshot,

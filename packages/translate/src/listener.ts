@@ -115,8 +115,11 @@ export interface InboundPort {
  * Istio's `virtualInbound` (15006): one filter chain per workload port (matched on
  * destination_port) forwarding to `inbound|<port>||`, and a catch-all to InboundPassthroughCluster.
  */
-export function virtualInboundListener(ports: readonly InboundPort[]): EnvoyJson {
-  const chains: JsonValue[] = ports.map((p) => {
+export function virtualInboundListener(
+  ports: readonly InboundPort[],
+  secure: InboundChains = (_port, chain) => [chain],
+): EnvoyJson {
+  const chains: EnvoyJson[] = ports.flatMap((p) => {
     const cluster = `inbound|${p.port}||`;
     const filter = p.http
       ? {
@@ -151,24 +154,36 @@ export function virtualInboundListener(ports: readonly InboundPort[]): EnvoyJson
           }),
         }
       : tcpProxy(cluster, cluster);
-    return {
+    return secure(p.port, {
       name: cluster,
       filter_chain_match: { destination_port: p.port },
       filters: [filter],
-    };
+    });
   });
   chains.push({
     name: 'virtualInbound-catchall-tcp',
     filters: [tcpProxy('InboundPassthroughCluster', 'InboundPassthroughCluster')],
   });
+  // Chains told apart by transport protocol (PERMISSIVE mTLS) need the TLS inspector.
+  const inspect = chains.some(
+    (c) => (c.filter_chain_match as EnvoyJson | undefined)?.transport_protocol !== undefined,
+  );
   return {
     name: 'virtualInbound',
     address: { socket_address: { address: '0.0.0.0', port_value: 15006 } },
     traffic_direction: 'INBOUND',
-    listener_filters: [ORIGINAL_DST_FILTER],
+    listener_filters: inspect ? [ORIGINAL_DST_FILTER, TLS_INSPECTOR_FILTER] : [ORIGINAL_DST_FILTER],
     filter_chains: chains,
   };
 }
+
+/** Turns a workload port's plaintext filter chain into the chains its inbound TLS policy needs. */
+export type InboundChains = (port: number, chain: EnvoyJson) => readonly EnvoyJson[];
+
+const TLS_INSPECTOR_FILTER: EnvoyJson = {
+  name: 'envoy.filters.listener.tls_inspector',
+  typed_config: any('envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector'),
+};
 
 /** A proxyless gRPC client listener `host:port`: api_listener HCM over RDS with fault and router filters. */
 export function grpcClientListener(name: string): EnvoyJson {
@@ -192,41 +207,43 @@ export const GRPC_SERVER_LISTENER_PREFIX = 'xds.istio.io/grpc/lds/inbound/';
  * equal the address the server binds; one filter chain whose route only marks requests as
  * non-forwarding (gRPC servers accept only `non_forwarding_action` routes).
  */
-export function grpcServerListener(host: string, port: number): EnvoyJson {
+export function grpcServerListener(
+  host: string,
+  port: number,
+  secure: InboundChains = (_port, chain) => [chain],
+): EnvoyJson {
   const display = host.includes(':') ? `[${host}]` : host;
   const routeName = `inbound|${port}||`;
   return {
     name: `${GRPC_SERVER_LISTENER_PREFIX}${display}:${port}`,
     address: { socket_address: { address: host, port_value: port } },
-    filter_chains: [
-      {
-        name: routeName,
-        filters: [
-          {
-            name: 'envoy.filters.network.http_connection_manager',
-            typed_config: any(HCM, {
-              stat_prefix: routeName,
-              route_config: {
-                name: routeName,
-                virtual_hosts: [
-                  {
-                    name: `inbound|http|${port}`,
-                    domains: ['*'],
-                    routes: [
-                      {
-                        match: { prefix: '/' },
-                        non_forwarding_action: {},
-                        decorator: { operation: `:${port}/*` },
-                      },
-                    ],
-                  },
-                ],
-              },
-              http_filters: [routerFilter()],
-            }),
-          },
-        ],
-      },
-    ],
+    filter_chains: secure(port, {
+      name: routeName,
+      filters: [
+        {
+          name: 'envoy.filters.network.http_connection_manager',
+          typed_config: any(HCM, {
+            stat_prefix: routeName,
+            route_config: {
+              name: routeName,
+              virtual_hosts: [
+                {
+                  name: `inbound|http|${port}`,
+                  domains: ['*'],
+                  routes: [
+                    {
+                      match: { prefix: '/' },
+                      non_forwarding_action: {},
+                      decorator: { operation: `:${port}/*` },
+                    },
+                  ],
+                },
+              ],
+            },
+            http_filters: [routerFilter()],
+          }),
+        },
+      ],
+    }) as JsonValue[],
   };
 }

@@ -145,11 +145,13 @@ export class Translator {
     }
     const listeners = [...outbound.listeners];
     const inbound = this.inboundPorts(registry, proxy);
+    const hook = this.options.inboundFilterChains;
+    const secure = hook ? (port: number, chain: EnvoyJson) => hook({ proxy, port, chain }) : undefined;
     if (grpc) {
       const hosts = [...new Set(['0.0.0.0', '::', ...proxy.ipAddresses])];
       for (const p of inbound) {
         for (const host of hosts) {
-          const l = grpcServerListener(host, p.port);
+          const l = grpcServerListener(host, p.port, secure);
           listeners.push(named(l.name as string, l));
         }
       }
@@ -159,7 +161,7 @@ export class Translator {
         const c = buildInboundCluster(p.port, p.http ? 'HTTP' : 'TCP');
         clusters.push(named(c.name as string, c));
       }
-      listeners.push(named('virtualInbound', virtualInboundListener(inbound)));
+      listeners.push(named('virtualInbound', virtualInboundListener(inbound, secure)));
       listeners.push(named('virtualOutbound', virtualOutboundListener(scope.allowAny)));
     }
     return {

@@ -97,6 +97,16 @@ export interface UpstreamTlsContext {
   readonly proxy: ProxyInfo;
 }
 
+/** Context given to the inbound TLS extension point. */
+export interface InboundTlsContext {
+  readonly proxy: ProxyInfo;
+  /** The workload port (the endpoint's target port). */
+  readonly port: number;
+  /** The plaintext filter chain Meridian built for the port (virtualInbound chain, or the proxyless
+   * gRPC server listener's chain). */
+  readonly chain: EnvoyJson;
+}
+
 /** Options of translation; every field has Istio's default. */
 export interface TranslateOptions {
   /** Istio's root namespace (mesh-wide Sidecar, DestinationRule fallbacks). Default `istio-system`. */
@@ -109,6 +119,13 @@ export interface TranslateOptions {
    * plaintext. Must be pure. Without it every cluster is plaintext.
    */
   readonly upstreamTls?: (context: UpstreamTlsContext) => EnvoyJson | undefined;
+  /**
+   * Extension point for inbound mTLS (PeerAuthentication): the filter chains that replace a port's
+   * plaintext chain, e.g. `@meridian/ca`'s `inboundFilterChains(mode, chain)` for Envoy (STRICT: one
+   * TLS chain; PERMISSIVE: TLS + plaintext by transport protocol, the TLS inspector is then added)
+   * or the chain with `grpcServerTransportSocket(mode)` for proxyless servers. Must be pure.
+   */
+  readonly inboundFilterChains?: (context: InboundTlsContext) => readonly EnvoyJson[];
 }
 
 /** One generated resource: its xDS name and its Envoy JSON (encode with `encodeResource`). */

@@ -303,3 +303,80 @@ spec:
     expect(names(r.clusters).some((n) => n.includes('details'))).toBe(false);
   });
 });
+
+describe('TLS extension points (for the identity issue)', () => {
+  const sds = { name: 'default', sds_config: { ads: {}, resource_api_version: 'V3' } };
+  const downstream = {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+      require_client_certificate: true,
+      common_tls_context: { tls_certificate_sds_secret_configs: [sds] },
+    },
+  };
+  const upstream = {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+      common_tls_context: { tls_certificate_sds_secret_configs: [sds] },
+    },
+  };
+  const permissive = ({ chain }: { chain: EnvoyJson }) => {
+    const match = chain.filter_chain_match as EnvoyJson | undefined;
+    return [
+      {
+        ...chain,
+        name: `${chain.name}-mtls`,
+        filter_chain_match: { ...match, transport_protocol: 'tls' },
+        transport_socket: downstream,
+      },
+      { ...chain, filter_chain_match: { ...match, transport_protocol: 'raw_buffer' } },
+    ];
+  };
+
+  it('upstreamTls sets each cluster transport socket; inboundFilterChains replaces inbound chains', () => {
+    const s = scenarios().find((x) => x.name === 'bookinfo');
+    if (!s) throw new Error('scenario missing');
+    const seen: string[] = [];
+    const r = translateProxy(s.config, s.registry, s.proxy, {
+      upstreamTls: (c) => {
+        seen.push(`${c.clusterName} ${c.subset} ${c.tls === undefined}`);
+        return c.service.hostname.startsWith('reviews.') ? upstream : undefined;
+      },
+      inboundFilterChains: permissive,
+    });
+    expect(
+      find(r, 'clusters', 'outbound|9080|v1|reviews.default.svc.cluster.local').transport_socket,
+    ).toEqual(upstream);
+    expect(
+      find(r, 'clusters', 'outbound|9080||ratings.default.svc.cluster.local').transport_socket,
+    ).toBeUndefined();
+    expect(seen).toContain('outbound|9080|v2|reviews.default.svc.cluster.local v2 true');
+    const inbound = find(r, 'listeners', 'virtualInbound');
+    expect((inbound.filter_chains as EnvoyJson[]).map((c) => c.name)).toEqual([
+      'inbound|9080||-mtls',
+      'inbound|9080||',
+      'virtualInbound-catchall-tcp',
+    ]);
+    expect((inbound.listener_filters as EnvoyJson[]).map((f) => f.name)).toEqual([
+      'envoy.filters.listener.original_dst',
+      'envoy.filters.listener.tls_inspector',
+    ]);
+    for (const l of r.listeners) expect(checkResource(TypeUrl.Listener, l.resource)).toEqual([]);
+    for (const c of r.clusters) expect(checkResource(TypeUrl.Cluster, c.resource)).toEqual([]);
+  });
+
+  it('the inbound hook also shapes proxyless gRPC server listeners', () => {
+    const s = scenarios().find((x) => x.name === 'proxyless-grpc');
+    if (!s) throw new Error('scenario missing');
+    const r = translateProxy(s.config, s.registry, s.proxy, {
+      inboundFilterChains: ({ chain, proxy: p }) => {
+        expect(p.kind).toBe('grpc');
+        return [{ ...chain, transport_socket: downstream }];
+      },
+    });
+    const server = find(r, 'listeners', 'xds.istio.io/grpc/lds/inbound/10.6.1.1:17071');
+    expect((server.filter_chains as EnvoyJson[])[0]?.transport_socket).toEqual(downstream);
+    expect(checkResource(TypeUrl.Listener, server)).toEqual([]);
+  });
+});
