@@ -219,6 +219,28 @@ describe('export and import across the gateway', () => {
       [...v.services.values()].every((s) => s.stale && s.endpoints.every((e) => e.health === 'UNHEALTHY')),
     ).toBe(true);
     expect(v.services.size).toBe(40);
+
+    // NATS down when the replica starts, up later: the cache is served at once, and once the
+    // connection comes (waitOnFirstConnect) the importer attaches and catches up with what changed.
+    const link = await tcpProxy({ target: { host: '127.0.0.1', port: sc.clusters.west![0]!.port } });
+    stoppers.push(() => link.close());
+    await link.cut();
+    const pending = natsConnect(`nats://${link.address}`, {
+      ...auth(west),
+      waitOnFirstConnect: true,
+      ignoreClusterUpdates: true,
+    });
+    // (bounded: if the test failed before the heal, the connection never came)
+    stoppers.push(() => Promise.race([pending.then((nc) => nc.close()), sleep(1_000)]));
+    const later = await importer({ nc: pending, cache }, false);
+    expect(summary(later)).toEqual(expected(states));
+    const changed = svc('east', 's0', 4, { k: 7 });
+    await exp.upsert(changed);
+    await sleep(300);
+    expect(summary(later)).toEqual(expected(states)); // still offline
+    await link.heal();
+    await later.ready();
+    expect(summary(later)).toEqual(expected([changed, ...states.slice(1)]));
   });
 
   test('duplicate and out-of-order messages never replace newer state', async () => {
