@@ -1,0 +1,52 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { resolveKind, resolveOptions, resourceName, ServerConfigError, splitAddress } from '../src/index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'meridian-options-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('meridiand settings', () => {
+  it('takes flags over environment over config file over defaults', () => {
+    const file = join(dir, 'meridiand.yaml');
+    writeFileSync(
+      file,
+      'meshId: from-file\nclusterId: file-cluster\nlocality: r/z\netcdEndpoints: [http://e1:2379, http://e2:2379]\n',
+    );
+    const o = resolveOptions(['--mesh-id', 'from-flag', '--config', file, '--debounce-ms=5'], {
+      MERIDIAN_MESH_ID: 'from-env',
+      MERIDIAN_CLUSTER_ID: 'env-cluster',
+    });
+    expect(o.meshId).toBe('from-flag');
+    expect(o.clusterId).toBe('env-cluster');
+    expect(o.locality).toBe('r/z');
+    expect(o.etcdEndpoints).toEqual(['http://e1:2379', 'http://e2:2379']);
+    expect(o.debounceMs).toBe(5);
+    expect(o.registrationTtlSeconds).toBe(15);
+    expect(o.xdsAddress).toBe('0.0.0.0:15010');
+  });
+
+  it('names the bad setting', () => {
+    expect(() => resolveOptions(['--registration-ttl', '0'], {})).toThrow(
+      new ServerConfigError('--registration-ttl', 'expected a whole number >= 1, got "0"'),
+    );
+    expect(() => resolveOptions([], { MERIDIAN_ETCD_ENDPOINTS: ' , ' })).toThrow(
+      new ServerConfigError('MERIDIAN_ETCD_ENDPOINTS', 'needs at least one value'),
+    );
+    expect(() => splitAddress('localhost', '--xds-address')).toThrow(
+      new ServerConfigError('--xds-address', 'expected host:port, got "localhost"'),
+    );
+  });
+});
+
+describe('kinds as users type them', () => {
+  it('accepts kind names, plurals, resource names and short names', () => {
+    expect(resolveKind('vs')).toBe('VirtualService');
+    expect(resolveKind('virtualservices')).toBe('VirtualService');
+    expect(resolveKind('serviceentries.networking.istio.io')).toBe('ServiceEntry');
+    expect(resolveKind('AuthorizationPolicy')).toBe('AuthorizationPolicy');
+    expect(resolveKind('gateway')).toBeUndefined();
+    expect(resourceName('AuthorizationPolicy')).toBe('authorizationpolicies.security.istio.io');
+  });
+});
