@@ -122,11 +122,11 @@ test('gateway cut: shorter than the grace period nothing happens; longer, east g
     return { i, changes };
   };
   const patient = await importer(8_000);
-  const hasty = await importer(1_500);
+  const hasty = await importer(2_000);
   const aId = serviceId('east', 'default', 'a.default.svc.cluster.local');
 
-  // 1. A 3 s cut, nothing changes in east: the patient importer (grace 8 s) emits nothing; the hasty one
-  //    (grace 1.5 s) marks east unhealthy, then live again after the heal, with the same content.
+  // 1. A 3.5 s cut, nothing changes in east: the patient importer (grace 8 s) emits nothing; the hasty one
+  //    (grace 2 s) marks east unhealthy, then live again after the heal, with the same content.
   const cutAt = performance.now();
   await cut();
   await waitView(hasty.i, (v) => v.staleClusters.has('east'), 10_000, 'east stale in the hasty importer');
@@ -134,7 +134,7 @@ test('gateway cut: shorter than the grace period nothing happens; longer, east g
   expect(
     [...hasty.i.view.services.values()].every((s) => s.endpoints.every((e) => e.health === 'UNHEALTHY')),
   ).toBe(true);
-  await sleep(Math.max(0, 3_000 - (performance.now() - cutAt)));
+  await sleep(Math.max(0, 3_500 - (performance.now() - cutAt)));
   await heal();
   await waitView(
     hasty.i,
