@@ -36,4 +36,32 @@ export {
   startTogether,
   TEMP_PREFIX,
 } from './process.js';
-export * from './xds/index.js';
+export type {
+  DeltaResponseView,
+  LoadGeneratorOptions,
+  ProxyTypeState,
+  ResourcesJson,
+  SimulatedProxyOptions,
+  SotwResponseView,
+  Subscription,
+  TestEndpoint,
+  TestService,
+} from './xds/index.js';
+export {
+  clusterFor,
+  clusterName,
+  deltaRequestBytes,
+  LoadGenerator,
+  listenerFor,
+  listenerName,
+  loadAssignmentFor,
+  nextSnapshot,
+  percentile,
+  readDeltaResponse,
+  readSotwResponse,
+  routeFor,
+  SimulatedProxy,
+  snapshotOf,
+  sotwRequestBytes,
+  translateServices,
+} from './xds/index.js';
