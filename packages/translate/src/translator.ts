@@ -132,16 +132,16 @@ export class Translator {
   translate(config: ConfigSnapshot, registry: RegistrySnapshot, proxy: ProxyInfo): ProxyResources {
     this.rebase(config, registry);
     this.currentEndpoints = registry.endpoints;
-    const scope = this.scopeFor(config, registry, proxy);
+    const scopeKey = this.scopeKey(config, proxy);
+    const scope = this.scopeFor(scopeKey, config, registry, proxy);
     const grpc = proxy.kind === 'grpc';
-    const outbound = this.outboundFor(scope, config, proxy, grpc);
+    const outbound = this.outboundFor(scopeKey, scope, proxy, grpc);
 
     const clusters: NamedResource[] = [];
     const endpoints: NamedResource[] = [];
     for (const ref of outbound.clusters) {
       clusters.push(this.clusterFor(ref, proxy, grpc));
-      if (ref.service.resolution === 'EDS' || grpc)
-        endpoints.push(this.loadAssignmentFor(ref, registry, proxy, grpc));
+      if (clusterUsesEds(ref, grpc)) endpoints.push(this.loadAssignmentFor(ref, registry, proxy, grpc));
     }
     const listeners = [...outbound.listeners];
     const inbound = this.inboundPorts(registry, proxy);
@@ -203,8 +203,12 @@ export class Translator {
     return `${proxy.namespace}|${sidecarKey}|${drKey}`;
   }
 
-  private scopeFor(config: ConfigSnapshot, registry: RegistrySnapshot, proxy: ProxyInfo): ProxyScope {
-    const key = this.scopeKey(config, proxy);
+  private scopeFor(
+    key: string,
+    config: ConfigSnapshot,
+    registry: RegistrySnapshot,
+    proxy: ProxyInfo,
+  ): ProxyScope {
     let scope = this.scopes.get(key);
     if (!scope) {
       const sidecar = selectSidecar(config, proxy, this.rootNamespace);
@@ -222,13 +226,8 @@ export class Translator {
     return proxy.dnsDomain !== '' ? proxy.dnsDomain : `${proxy.namespace}.svc.${this.domainSuffix}`;
   }
 
-  private outboundFor(
-    scope: ProxyScope,
-    config: ConfigSnapshot,
-    proxy: ProxyInfo,
-    grpc: boolean,
-  ): OutboundSet {
-    const key = `${this.scopeKey(config, proxy)}|${proxy.kind}|${this.proxyDomain(proxy)}|${
+  private outboundFor(scopeKey: string, scope: ProxyScope, proxy: ProxyInfo, grpc: boolean): OutboundSet {
+    const key = `${scopeKey}|${proxy.kind}|${this.proxyDomain(proxy)}|${
       this.usesSourceLabels ? JSON.stringify(proxy.labels) : ''
     }`;
     let set = this.outbound.get(key);
@@ -527,6 +526,14 @@ export class Translator {
     }
     return [...ports.entries()].sort((a, b) => a[0] - b[0]).map(([port, http]) => ({ port, http }));
   }
+}
+
+/** True when the cluster is EDS (so it has a ClusterLoadAssignment): registry services, unless a
+ * DestinationRule makes an Envoy cluster PASSTHROUGH (original destination). */
+function clusterUsesEds(ref: ClusterRef, grpc: boolean): boolean {
+  if (grpc) return true;
+  if (ref.service.resolution !== 'EDS') return false;
+  return effectivePolicy(ref.dr, ref.subset, ref.port.port).loadBalancer?.simple !== 'PASSTHROUGH';
 }
 
 /** Istio's catch-all virtual host: `allow_any` to PassthroughCluster, or `block_all` answering 502. */
