@@ -121,11 +121,11 @@ test('gateway cut: shorter than the grace period nothing happens; longer, east g
     i.onChange((c) => changes.push(c));
     return { i, changes };
   };
-  const patient = await importer(8_000);
+  const patient = await importer(20_000);
   const hasty = await importer(2_000);
   const aId = serviceId('east', 'default', 'a.default.svc.cluster.local');
 
-  // 1. A 3.5 s cut, nothing changes in east: the patient importer (grace 8 s) emits nothing; the hasty one
+  // 1. A 3.5 s cut, nothing changes in east: the patient importer (grace 20 s) emits nothing; the hasty one
   //    (grace 2 s) marks east unhealthy, then live again after the heal, with the same content.
   const cutAt = performance.now();
   await cut();
@@ -135,7 +135,9 @@ test('gateway cut: shorter than the grace period nothing happens; longer, east g
     [...hasty.i.view.services.values()].every((s) => s.endpoints.every((e) => e.health === 'UNHEALTHY')),
   ).toBe(true);
   await sleep(Math.max(0, 3_500 - (performance.now() - cutAt)));
+  const healAt = performance.now();
   await heal();
+  const gatewaysBackMs = performance.now() - healAt;
   await waitView(
     hasty.i,
     (v) => !v.staleClusters.has('east'),
@@ -148,8 +150,8 @@ test('gateway cut: shorter than the grace period nothing happens; longer, east g
     'east heard',
   );
   const outageMs = performance.now() - cutAt;
-  log.info({ staleAfterMs, outageMs }, 'gateway cut 1');
-  expect(outageMs).toBeLessThan(8_000); // precondition: shorter than the patient importer's grace period
+  log.info({ staleAfterMs, outageMs, gatewaysBackMs }, 'gateway cut 1');
+  expect(outageMs).toBeLessThan(20_000); // precondition: shorter than the patient importer's grace period
   await sleep(500);
   expect(patient.changes).toEqual([]);
   expect(hasty.changes.map((c) => c.clusters)).toEqual([
