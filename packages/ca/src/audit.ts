@@ -29,11 +29,15 @@ export interface CaCounters {
   issued: number;
   refused: number;
   refusedByCode: Partial<Record<CaErrorCode, number>>;
+  /** CreateCertificate requests (token or mTLS callers, or unauthenticated), issued or refused. */
+  csrRequests: number;
+  /** Of those, certificates issued. */
+  csrIssued: number;
 }
 
 /** Logs and counts CA decisions; subscribers (metrics exporters, tests) see every event. */
 export class CaAudit {
-  readonly counters: CaCounters = { issued: 0, refused: 0, refusedByCode: {} };
+  readonly counters: CaCounters = { issued: 0, refused: 0, refusedByCode: {}, csrRequests: 0, csrIssued: 0 };
   private readonly listeners = new Set<(e: CaEvent) => void>();
   readonly logger: Logger;
 
@@ -55,8 +59,11 @@ export class CaAudit {
   }
 
   record(e: CaEvent): void {
+    const request = e.via !== 'internal';
+    if (request) this.counters.csrRequests++;
     if (e.outcome === 'issued') {
       this.counters.issued++;
+      if (request) this.counters.csrIssued++;
       this.logger.info(
         {
           identity: e.identity,
@@ -77,4 +84,29 @@ export class CaAudit {
     }
     for (const fn of this.listeners) fn(e);
   }
+}
+
+/**
+ * The counters under istiod's metric names (security/pkg/server/ca monitoring), so existing
+ * dashboards keep working; expiry gauges are Unix seconds of the signing chain.
+ */
+export function istioCaMetrics(
+  audit: CaAudit,
+  chainExpiry?: { rootNotAfter: Date; chainNotAfter: Date },
+): Record<string, number> {
+  const c = audit.counters;
+  const out: Record<string, number> = {
+    citadel_server_csr_count: c.csrRequests,
+    citadel_server_success_cert_issuance_count: c.csrIssued,
+    citadel_server_authentication_failure_count: c.refusedByCode.UNAUTHENTICATED ?? 0,
+    citadel_server_csr_parsing_err_count: c.refusedByCode.INVALID_ARGUMENT ?? 0,
+    citadel_server_id_extraction_err_count: c.refusedByCode.PERMISSION_DENIED ?? 0,
+    citadel_server_csr_sign_err_count:
+      (c.refusedByCode.INTERNAL ?? 0) + (c.refusedByCode.FAILED_PRECONDITION ?? 0),
+  };
+  if (chainExpiry) {
+    out.citadel_server_root_cert_expiry_timestamp = Math.floor(chainExpiry.rootNotAfter.getTime() / 1000);
+    out.citadel_server_cert_chain_expiry_timestamp = Math.floor(chainExpiry.chainNotAfter.getTime() / 1000);
+  }
+  return out;
 }

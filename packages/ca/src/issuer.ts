@@ -136,7 +136,7 @@ export class WorkloadCertificateIssuer {
           identity,
           code: err.code,
           reason: err.message,
-          via: req.via,
+          via: req.via ?? 'internal',
         });
       }
       throw err;

@@ -9,6 +9,7 @@ import {
   createCertificateServiceClient,
   createCsr,
   generateTokenSigningKey,
+  istioCaMetrics,
   MemoryCertificateProvider,
   SigningCa,
   type TokenSigningKey,
@@ -265,5 +266,27 @@ describe('IstioCertificateService/CreateCertificate over loopback gRPC + TLS', (
     );
     expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(err.details).toBe('validity_duration: must not be negative (got -60)');
+  });
+
+  it("counts requests under istiod's metric names", async () => {
+    const before = istioCaMetrics(issuer.audit);
+    const csr = () => createCsr({ key: ecKey(), uris: [uri(alice)] });
+    await createCertificate(tokenClient(), { csr: csr() }, { token: await token() });
+    await createCertificate(tokenClient(), { csr: 'garbage' }, { token: await token() }).catch(
+      () => undefined,
+    );
+    await createCertificate(tokenClient(), { csr: csr() }).catch(() => undefined);
+    const after = istioCaMetrics(issuer.audit, {
+      rootNotAfter: new Date(issuer.signingCa.trustBundle.roots[0]!.x509.validTo),
+      chainNotAfter: issuer.signingCa.notAfter,
+    });
+    const delta = (k: string) => after[k]! - (before[k] ?? 0);
+    expect(delta('citadel_server_csr_count')).toBe(3);
+    expect(delta('citadel_server_success_cert_issuance_count')).toBe(1);
+    expect(delta('citadel_server_csr_parsing_err_count')).toBe(1);
+    expect(delta('citadel_server_authentication_failure_count')).toBe(1);
+    expect(after.citadel_server_cert_chain_expiry_timestamp).toBe(
+      Math.floor(issuer.signingCa.notAfter.getTime() / 1000),
+    );
   });
 });

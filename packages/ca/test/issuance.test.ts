@@ -124,7 +124,13 @@ describe('identity policy: only the caller identity, nothing else', () => {
     expect(err).toBeInstanceOf(PermissionDeniedError);
     expect((err as PermissionDeniedError).code).toBe('PERMISSION_DENIED');
     expect((err as Error).message).toBe(message);
-    expect(issuer.audit.counters).toEqual({ issued: 0, refused: 1, refusedByCode: { PERMISSION_DENIED: 1 } });
+    expect(issuer.audit.counters).toEqual({
+      issued: 0,
+      refused: 1,
+      refusedByCode: { PERMISSION_DENIED: 1 },
+      csrRequests: 0,
+      csrIssued: 0,
+    });
   });
 
   it('refuses an identity outside the CA trust domain', () => {
@@ -220,7 +226,13 @@ describe('bad input: INVALID_ARGUMENT with a clear message, nothing issued', () 
     } else {
       expect((err as Error).message).toBe(message);
     }
-    expect(issuer.audit.counters).toEqual({ issued: 0, refused: 1, refusedByCode: { INVALID_ARGUMENT: 1 } });
+    expect(issuer.audit.counters).toEqual({
+      issued: 0,
+      refused: 1,
+      refusedByCode: { INVALID_ARGUMENT: 1 },
+      csrRequests: 0,
+      csrIssued: 0,
+    });
   });
 
   it('a SAN list over 2 KB inside a small request is refused by the SAN limit', () => {

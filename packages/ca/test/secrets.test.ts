@@ -101,6 +101,12 @@ describe('WorkloadSecrets: key + chain (SDS "default") and trust bundle ("ROOTCA
     expect(() => secrets.watch(id('shop', 'alice', 'other.mesh'), () => {})).toThrow(
       'identity spiffe://other.mesh/ns/shop/sa/alice is not in this CA\'s trust domain "cluster.local"',
     );
-    expect(issuer.audit.counters).toEqual({ issued: 0, refused: 1, refusedByCode: { PERMISSION_DENIED: 1 } });
+    expect(issuer.audit.counters).toEqual({
+      issued: 0,
+      refused: 1,
+      refusedByCode: { PERMISSION_DENIED: 1 },
+      csrRequests: 0,
+      csrIssued: 0,
+    });
   });
 });
