@@ -478,7 +478,7 @@ describe('liveness', () => {
     stoppers.push(() => ncE.close());
     const exp = await exporter(ncE, 1, { heartbeatIntervalMs });
     await exp.sync([svc('east', 'a', 2), svc('east', 'b', 1)]);
-    const graceMs = 4_000;
+    const graceMs = 10_000;
     const imp = await importer({ nc: conn('west'), graceMs });
     await waitView(imp, (v) => v.services.size === 2);
     const changes: ImportChange[] = [];
