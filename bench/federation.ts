@@ -181,14 +181,6 @@ export async function main(args: string[]): Promise<void> {
     if (late.view.services.size !== flags.services + 1)
       throw new Error(`late joiner read ${late.view.services.size} services, expected ${flags.services + 1}`);
 
-    if (process.env.FEDERATION_BENCH_PROBE) {
-      const { readServiceEntries } = await import('../packages/federation/src/bucket-read.js');
-      for (const nc of [ncE, ncW]) {
-        const t = nowMs();
-        const n = (await readServiceEntries(nc, 'meridian_fed_bench_east', 30_000)).length;
-        log(`probe read ${n} in ${round3(nowMs() - t)} ms`);
-      }
-    }
     const f = floor.summary();
     const v = toView.summary();
     const w = write.summary();
