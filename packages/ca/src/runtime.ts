@@ -7,7 +7,7 @@ import type { Store, Watch } from '@meridian/store';
 import type { ChangeEvent } from '@meridian/xds';
 import type { JWK } from 'jose';
 import type { Logger } from 'pino';
-import { CaAudit } from './audit.js';
+import { CaAudit, istioCaMetrics } from './audit.js';
 import { SigningCa } from './authority.js';
 import { addCertificateService, MemoryCertificateProvider } from './grpc.js';
 import { WorkloadCertificateIssuer } from './issuer.js';
@@ -71,6 +71,15 @@ export class ClusterCaRuntime {
   /** The current bootstrap-token verifier (undefined until a verification key is published). */
   get tokenVerifier(): TokenVerifier | undefined {
     return this.tokens;
+  }
+
+  /** The CA counters and expiry gauges under istiod's metric names, for the replica's /metrics. */
+  metrics(): Record<string, number> {
+    const roots = this.ca.trustBundle.roots.map((r) => new Date(r.x509.validTo).getTime());
+    return istioCaMetrics(this.issuer.audit, {
+      rootNotAfter: new Date(Math.min(...roots)),
+      chainNotAfter: this.ca.notAfter,
+    });
   }
 
   /** Where Secret change events go (wire to `xds.update(withSecrets(snapshot, runtime.sds), change)`). */
