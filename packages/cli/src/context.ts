@@ -30,3 +30,13 @@ export const parseList = (value: string): string[] =>
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
+
+/** Reads a file named by a flag; the error names the flag and the file. */
+export async function readFlagFile(flag: string, path: string): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw new Error(`${flag} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}

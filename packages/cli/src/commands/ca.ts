@@ -24,7 +24,7 @@ import {
 } from '@meridian/ca';
 import { EtcdStore, Keyspace } from '@meridian/store';
 import { type Command, Option } from 'commander';
-import { type CliContext, parseDuration, parseList } from '../context.js';
+import { type CliContext, parseDuration, parseList, readFlagFile } from '../context.js';
 
 const ROOT_KEY_TYPES = ['rsa4096', 'ecdsa-p384', 'ecdsa-p256'] as const;
 const INTERMEDIATE_KEY_TYPES = ['rsa2048', 'rsa3072', 'rsa4096', 'ecdsa-p256', 'ecdsa-p384'] as const;
@@ -86,7 +86,10 @@ async function install(ctx: CliContext, m: ClusterCaMaterial, flags: InstallFlag
   try {
     await installClusterCa(caStoreFrom(store), m, kek);
     if (flags.tokenKey) {
-      await publishTokenKey(caStoreFrom(store), await publicJwkOf(await readFile(flags.tokenKey, 'utf8')));
+      await publishTokenKey(
+        caStoreFrom(store),
+        await publicJwkOf(await readFlagFile('--token-key', flags.tokenKey)),
+      );
     }
     ctx.out(
       `installed the CA of cluster ${m.clusterId} into ${store.keyspace.root} (key sealed with AES-256-GCM)`,

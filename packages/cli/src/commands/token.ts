@@ -1,6 +1,6 @@
 // `meridian token ...`: bootstrap tokens for workloads (signed, expiring, bound to trust domain,
 // namespace and service account), and the signing key they are made with.
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import {
   caStoreFrom,
   createBootstrapToken,
@@ -10,7 +10,7 @@ import {
 } from '@meridian/ca';
 import { EtcdStore, Keyspace } from '@meridian/store';
 import type { Command } from 'commander';
-import { type CliContext, parseDuration, parseList } from '../context.js';
+import { type CliContext, parseDuration, parseList, readFlagFile } from '../context.js';
 
 /** Registers `meridian token` and its subcommands. */
 export function registerTokenCommands(program: Command, ctx: CliContext): void {
@@ -36,7 +36,7 @@ export function registerTokenCommands(program: Command, ctx: CliContext): void {
     .option('--trust-domain <domain>', 'trust domain', 'cluster.local')
     .action(async (o: { ns: string; sa: string; ttl: number; key: string; trustDomain: string }) => {
       const t = await createBootstrapToken({
-        signingKeyPem: await readFile(o.key, 'utf8'),
+        signingKeyPem: await readFlagFile('--key', o.key),
         identity: { trustDomain: o.trustDomain, namespace: o.ns, serviceAccount: o.sa },
         ttlSeconds: Math.round(o.ttl / 1000),
       });
@@ -51,7 +51,7 @@ export function registerTokenCommands(program: Command, ctx: CliContext): void {
     .requiredOption('--etcd <urls>', 'etcd client URLs, comma-separated', parseList)
     .option('--mesh <name>', 'mesh name', 'default')
     .action(async (o: { key: string; cluster: string; etcd: string[]; mesh: string }) => {
-      const jwk = await publicJwkOf(await readFile(o.key, 'utf8'));
+      const jwk = await publicJwkOf(await readFlagFile('--key', o.key));
       const store = await EtcdStore.connect({ endpoints: o.etcd, keyspace: Keyspace.of(o.mesh, o.cluster) });
       try {
         await publishTokenKey(caStoreFrom(store), jwk);
