@@ -33,10 +33,57 @@ export interface LoadAssignmentInput {
   readonly failover: boolean;
   readonly proxy: Pick<ProxyInfo, 'locality' | 'labels' | 'network' | 'clusterId'>;
   /**
-   * Memo of each endpoint's `lb_endpoints` entry by target port (endpoints are immutable, so an
-   * entry is valid as long as its Endpoint object lives). Optional; the Translator passes its own.
+   * Memo of each endpoint list's prepared entries (target port, locality key, `lb_endpoints` JSON)
+   * per service port: lists are immutable, so an entry is valid as long as its list lives, and the
+   * default cluster and every subset cluster of a service share it. Optional; the Translator passes
+   * its own.
    */
-  readonly lbEndpointCache?: WeakMap<Endpoint, Map<number, EnvoyJson>>;
+  readonly preparedCache?: PreparedCache;
+}
+
+/** One endpoint ready for a ClusterLoadAssignment of a given service port. */
+interface PreparedEndpoint {
+  readonly endpoint: Endpoint;
+  readonly localityKey: string;
+  readonly weight: number;
+  readonly json: EnvoyJson;
+}
+
+/** See {@link LoadAssignmentInput.preparedCache}. */
+export type PreparedCache = WeakMap<readonly Endpoint[], Map<string, readonly PreparedEndpoint[]>>;
+
+function prepare(
+  endpoints: readonly Endpoint[],
+  port: ServicePort,
+  cache: PreparedCache | undefined,
+): readonly PreparedEndpoint[] {
+  const portKey = `${port.name}\u0000${port.targetPort ?? port.port}`;
+  let byPort = cache?.get(endpoints);
+  const hit = byPort?.get(portKey);
+  if (hit) return hit;
+  const out: PreparedEndpoint[] = endpoints.map((ep) => {
+    const epPort = ep.ports[port.name] ?? port.targetPort ?? port.port;
+    const weight = Math.max(1, Math.floor(ep.weight || 1));
+    return {
+      endpoint: ep,
+      // Groups sort by this key: priority 0 keys sort before `<n>\0...` keys of priority n > 0.
+      localityKey: `0\u0000${localityKey(ep.locality)}`,
+      weight,
+      json: {
+        endpoint: { address: { socket_address: { address: ep.address, port_value: epPort } } },
+        health_status: ep.health,
+        load_balancing_weight: weight,
+      },
+    };
+  });
+  if (cache) {
+    if (!byPort) {
+      byPort = new Map();
+      cache.set(endpoints, byPort);
+    }
+    byPort.set(portKey, out);
+  }
+  return out;
 }
 
 interface Group {
@@ -116,35 +163,19 @@ export function buildLoadAssignment(input: LoadAssignmentInput): EnvoyJson {
       ? (localityLb?.failoverPriority ?? [])
       : [];
   const groups = new Map<string, Group>();
-  for (const ep of input.endpoints) {
+  const prepared = prepare(input.endpoints, port, input.preparedCache);
+  for (const pe of prepared) {
+    const ep = pe.endpoint;
     if (input.subsetLabels && !labelsMatch(input.subsetLabels, ep.labels)) continue;
-    const epPort = ep.ports[port.name] ?? port.targetPort ?? port.port;
     const base = failoverLabels.length > 0 ? failoverPriorityOf(failoverLabels, proxy, ep) : 0;
-    const key = `${base}\u0000${localityKey(ep.locality)}`;
+    const key = base === 0 ? pe.localityKey : `${base}\u0000${pe.localityKey}`;
     let g = groups.get(key);
     if (!g) {
       g = { locality: ep.locality, key, priority: base, weight: 0, lbEndpoints: [] };
       groups.set(key, g);
     }
-    const weight = Math.max(1, Math.floor(ep.weight || 1));
-    g.weight += weight;
-    let byPort = input.lbEndpointCache?.get(ep);
-    let lbEndpoint = byPort?.get(epPort);
-    if (!lbEndpoint) {
-      lbEndpoint = {
-        endpoint: { address: { socket_address: { address: ep.address, port_value: epPort } } },
-        health_status: ep.health,
-        load_balancing_weight: weight,
-      };
-      if (input.lbEndpointCache) {
-        if (!byPort) {
-          byPort = new Map();
-          input.lbEndpointCache.set(ep, byPort);
-        }
-        byPort.set(epPort, lbEndpoint);
-      }
-    }
-    g.lbEndpoints.push(lbEndpoint);
+    g.weight += pe.weight;
+    g.lbEndpoints.push(pe.json);
   }
   let list = [...groups.values()].sort((a, b) => compareStrings(a.key, b.key));
 

@@ -29,7 +29,7 @@ import {
   failoverEnabled,
 } from './cluster.js';
 import { virtualHostDomains } from './domains.js';
-import { buildLoadAssignment } from './endpoint.js';
+import { buildLoadAssignment, type PreparedCache } from './endpoint.js';
 import {
   grpcClientListener,
   grpcServerListener,
@@ -108,8 +108,8 @@ export class Translator {
   private readonly outbound = new Map<string, OutboundSet>();
   private readonly clusters = new Map<string, ClusterEntry>();
   private readonly loadAssignments = new Map<string, LoadAssignmentEntry>();
-  /** `lb_endpoints` entries by endpoint and port, shared by every CLA that holds the endpoint. */
-  private readonly lbEndpoints = new WeakMap<Endpoint, Map<number, EnvoyJson>>();
+  /** Prepared `lb_endpoints` entries per endpoint list and port, shared by a service's CLAs. */
+  private readonly prepared: PreparedCache = new WeakMap();
   /** Endpoints by address, per endpoint list (lists are immutable, so this never goes stale). */
   private readonly addressIndex = new WeakMap<readonly Endpoint[], Map<string, Endpoint[]>>();
   private usesSourceLabels = false;
@@ -468,7 +468,7 @@ export class Translator {
       localityLb: policy.loadBalancer?.localityLbSetting,
       failover: failoverEnabled(policy),
       proxy,
-      lbEndpointCache: this.lbEndpoints,
+      preparedCache: this.prepared,
     });
   }
 
