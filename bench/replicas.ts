@@ -35,7 +35,7 @@ const RDS = 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration';
 
 const FLAGS = {
   proxies: { type: 'integer', default: 1000, help: 'simulated proxies, spread over the 3 replicas' },
-  rounds: { type: 'integer', default: 20, help: 'measured config writes' },
+  rounds: { type: 'integer', default: 30, help: 'measured config writes' },
   warmup: { type: 'integer', default: 3, help: 'unmeasured writes first' },
   debounce: { type: 'duration', default: 20, help: 'push debounce of the replicas and of the floor servers' },
   puts: { type: 'integer', default: 200, help: 'etcd put->watch samples for the floor' },
