@@ -12,7 +12,7 @@
  * | outbound listeners + route configurations | (scope key, proxy kind, DNS domain, labels if any VS matches on sourceLabels) | same ConfigSnapshot and `registry.services` |
  * | cluster | (cluster name, proxy kind) | same `Service` object and same DestinationRule object |
  * | ClusterLoadAssignment | (cluster name, proxy kind, proxy locality when locality LB applies) | same `Service`, same DestinationRule, same endpoint list |
- * | endpoints-by-address index (inbound ports) | endpoint list | forever (WeakMap on the immutable list) |
+ * | prepared `lb_endpoints` entries | endpoint list, service port | forever (WeakMap on the immutable list) |
  *
  * So an endpoint change (a new RegistrySnapshot with one new endpoint list) rebuilds only that
  * service's ClusterLoadAssignments; a DestinationRule change rebuilds that host's clusters and
@@ -110,8 +110,6 @@ export class Translator {
   private readonly loadAssignments = new Map<string, LoadAssignmentEntry>();
   /** Prepared `lb_endpoints` entries per endpoint list and port, shared by a service's CLAs. */
   private readonly prepared: PreparedCache = new WeakMap();
-  /** Endpoints by address, per endpoint list (lists are immutable, so this never goes stale). */
-  private readonly addressIndex = new WeakMap<readonly Endpoint[], Map<string, Endpoint[]>>();
   private usesSourceLabels = false;
   /** What was built and reused since construction. */
   readonly stats: TranslatorStats = {
@@ -498,29 +496,20 @@ export class Translator {
     return resource;
   }
 
-  /** The workload's own ports: target ports of endpoints whose address is one of the proxy's IPs. */
+  /** The workload's own ports: target ports of endpoints whose address is one of the proxy's IPs.
+   * A plain scan (about one comparison per endpoint, no allocation), cheaper than any index. */
   private inboundPorts(registry: RegistrySnapshot, proxy: ProxyInfo): InboundPort[] {
     const ports = new Map<number, boolean>();
-    if (proxy.ipAddresses.length === 0) return [];
+    const ips = proxy.ipAddresses;
+    if (ips.length === 0) return [];
     for (const service of registry.services) {
       const list = registry.endpoints.get(service.hostname);
-      if (!list || list.length === 0) continue;
-      let byAddress = this.addressIndex.get(list);
-      if (!byAddress) {
-        byAddress = new Map();
-        for (const e of list) {
-          const same = byAddress.get(e.address);
-          if (same) same.push(e);
-          else byAddress.set(e.address, [e]);
-        }
-        this.addressIndex.set(list, byAddress);
-      }
-      for (const ip of proxy.ipAddresses) {
-        for (const endpoint of byAddress.get(ip) ?? []) {
-          for (const sp of service.ports) {
-            const target = endpoint.ports[sp.name] ?? sp.targetPort ?? sp.port;
-            ports.set(target, (ports.get(target) ?? false) || isHttpProtocol(sp.protocol));
-          }
+      if (!list) continue;
+      for (const endpoint of list) {
+        if (!ips.includes(endpoint.address)) continue;
+        for (const sp of service.ports) {
+          const target = endpoint.ports[sp.name] ?? sp.targetPort ?? sp.port;
+          ports.set(target, (ports.get(target) ?? false) || isHttpProtocol(sp.protocol));
         }
       }
     }
