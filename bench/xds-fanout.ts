@@ -136,7 +136,8 @@ async function serverRole(): Promise<void> {
             at: performance.now(),
           };
           xds!.update(build(), change);
-          send({ ok: true });
+          await xds!.idle();
+          send({ ok: true, serverMs: performance.now() - change.at });
           break;
         }
         case 'change-eds': {
@@ -149,7 +150,8 @@ async function serverRole(): Promise<void> {
             at: performance.now(),
           };
           xds!.update(build(), change);
-          send({ ok: true });
+          await xds!.idle();
+          send({ ok: true, serverMs: performance.now() - change.at });
           break;
         }
         case 'floor-write': {
@@ -211,6 +213,9 @@ class ServerProcess {
   }
 }
 
+/** Server-side time from a change to the last push written to HTTP/2, per change (diagnostics). */
+const serverMs: number[] = [];
+
 async function converge(
   gen: LoadGenerator,
   server: ServerProcess,
@@ -220,7 +225,8 @@ async function converge(
   timeoutMs = 120_000,
 ): Promise<number[]> {
   gen.mark();
-  await server.ask(command);
+  const reply = await server.ask(command);
+  if (reply.serverMs !== undefined) serverMs.push(reply.serverMs);
   // Everyone counted in O(1); a subset (the 5% watchers) is checked once the count allows it.
   const everyone = who.length === gen.proxies.length;
   const ok = await gen.waitFor(
@@ -338,7 +344,7 @@ export async function main(args: string[]): Promise<void> {
       conv.push({ p50: percentile(lat, 50), p99: percentile(lat, 99), others99 });
       ratios.push(conv[r]!.p99 / floor[r]!);
       log(
-        `run ${r + 1}: floor p50 ${percentile(fl, 50).toFixed(1)} p99 ${floor[r]!.toFixed(1)} ms; convergence p50 ${conv[r]!.p50.toFixed(1)} p99 ${conv[r]!.p99.toFixed(1)} ms; ratio ${ratios[r]!.toFixed(2)}`,
+        `run ${r + 1}: floor p50 ${percentile(fl, 50).toFixed(1)} p99 ${floor[r]!.toFixed(1)} ms; convergence p50 ${conv[r]!.p50.toFixed(1)} p99 ${conv[r]!.p99.toFixed(1)} ms (server: pushes written after ${serverMs.at(-1)?.toFixed(1)} ms); ratio ${ratios[r]!.toFixed(2)}`,
       );
     }
     floorGen.close();
@@ -350,7 +356,9 @@ export async function main(args: string[]): Promise<void> {
       await new Promise((res) => setTimeout(res, 50));
       edsLeak += gen.latencies(TypeUrl.ClusterLoadAssignment).length - watchers.length;
       eds.push(percentile(lat, 99));
-      log(`5% endpoint change run ${r + 1}: p99 ${eds[r]!.toFixed(1)} ms over ${watchers.length} watchers`);
+      log(
+        `5% endpoint change run ${r + 1}: p99 ${eds[r]!.toFixed(1)} ms over ${watchers.length} watchers (server: pushes written after ${serverMs.at(-1)?.toFixed(1)} ms)`,
+      );
     }
 
     // One proxy stops reading; the others' convergence.
