@@ -198,7 +198,7 @@ export function main(args: string[]): void {
   const grpcClient = proxyIn('ns3', '10.200.0.3', true);
 
   // Warm up the JIT on a throwaway translator.
-  for (let i = 0; i < 3; i++) new Translator().translate(config, registry, sidecar);
+  for (let i = 0; i < 15; i++) new Translator().translate(config, registry, sidecar);
   if (flags.fullOnly) {
     const xs: Sample[] = [];
     for (let run = 0; run < flags.runs; run++)
