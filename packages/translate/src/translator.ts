@@ -10,8 +10,8 @@
  * |---|---|---|
  * | proxy scope (visible services, VS/DR lookup) | (namespace, Sidecar, DR-selector match) | same ConfigSnapshot and `registry.services` |
  * | outbound listeners + route configurations | (scope key, proxy kind, DNS domain, labels if any VS matches on sourceLabels) | same ConfigSnapshot and `registry.services` |
- * | cluster | (cluster name, proxy kind) | same `Service` object and same DestinationRule object |
- * | ClusterLoadAssignment | (cluster name, proxy kind, proxy locality when locality LB applies) | same `Service`, same DestinationRule, same endpoint list |
+ * | cluster | (cluster name, proxy kind, DestinationRule name) | same `Service` object and same DestinationRule object |
+ * | ClusterLoadAssignment | (cluster name, proxy kind, DestinationRule name, proxy locality when locality LB applies) | same `Service`, same DestinationRule, same endpoint list |
  * | prepared `lb_endpoints` entries | endpoint list, service port | forever (WeakMap on the immutable list) |
  *
  * So an endpoint change (a new RegistrySnapshot with one new endpoint list) rebuilds only that
@@ -417,7 +417,7 @@ export class Translator {
   }
 
   private clusterFor(ref: ClusterRef, proxy: ProxyInfo, grpc: boolean): NamedResource {
-    const key = `${ref.name}|${proxy.kind}${this.options.upstreamTls ? `|${proxy.namespace}` : ''}`;
+    const key = `${ref.name}|${proxy.kind}|${drKey(ref.dr)}${this.options.upstreamTls ? `|${proxy.namespace}` : ''}`;
     const cached = this.clusters.get(key);
     const inline = ref.service.resolution === 'DNS' || ref.service.resolution === 'DNS_ROUND_ROBIN';
     const endpoints = inline && !grpc ? this.endpointsFor(ref.service) : undefined;
@@ -484,7 +484,7 @@ export class Translator {
     const localityKey = localityDependent
       ? `|${l.region}/${l.zone}/${l.subZone}|${lb?.failoverPriority?.length ? `${JSON.stringify(proxy.labels)}|${proxy.network}|${proxy.clusterId}` : ''}`
       : '';
-    const key = `${ref.name}|${grpc ? 'grpc' : 'envoy'}${localityKey}`;
+    const key = `${ref.name}|${grpc ? 'grpc' : 'envoy'}|${drKey(ref.dr)}${localityKey}`;
     const cached = this.loadAssignments.get(key);
     if (cached && cached.service === ref.service && cached.dr === ref.dr && cached.endpoints === endpoints) {
       this.stats.loadAssignmentsReused++;
@@ -515,6 +515,12 @@ export class Translator {
     }
     return [...ports.entries()].sort((a, b) => a[0] - b[0]).map(([port, http]) => ({ port, http }));
   }
+}
+
+/** Which DestinationRule a cached cluster was built with: proxies in different namespaces may see
+ * different rules for one host, and each keeps its own entry instead of evicting the other's. */
+function drKey(dr: DestinationRuleConfig | undefined): string {
+  return dr ? `${dr.metadata.namespace}/${dr.metadata.name}` : '';
 }
 
 /** True when the cluster is EDS (so it has a ClusterLoadAssignment): registry services, unless a
