@@ -16,6 +16,14 @@ export {
 } from './config-service.js';
 export type { AdminErrorBody, AdminErrorCode } from './errors.js';
 export { AdminError, ServerConfigError } from './errors.js';
+export type { FederationStatus, ReplicaFederationOptions } from './federation.js';
+export {
+  etcdImportCache,
+  exportSelection,
+  IMPORT_CACHE_KEY,
+  natsAuthenticator,
+  ReplicaFederation,
+} from './federation.js';
 export { StoreHealth } from './health.js';
 export type { LeaderStatus, ReplicaInfo, Term } from './membership.js';
 export { LEADER_STATUS_KEY, Membership, REPLICAS_PREFIX, SINGLETON_ELECTION } from './membership.js';

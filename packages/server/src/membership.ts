@@ -80,6 +80,7 @@ export class Membership {
   #loop: Promise<void> | undefined;
   #stopped = false;
   readonly #meter = metrics.getMeter('@meridian/server');
+  readonly #leadershipListeners = new Set<(leadership: Leadership) => void>();
   readonly #leaderChanges = this.#meter.createCounter('meridian_leader_elected', {
     description: 'Times this replica became the leader of the singleton election.',
   });
@@ -117,6 +118,16 @@ export class Membership {
       gcDeleted: this.#gcDeleted,
       statusWrites: this.#statusWrites,
     };
+  }
+
+  /**
+   * Calls `listener` at the start of every term this replica leads, with the term's leadership (its
+   * candidate's create revision is the term's fencing token; `lost` settles when the term ends).
+   * Federation's exporter runs for the term (issue 7). Returns an unsubscribe function.
+   */
+  onLeadership(listener: (leadership: Leadership) => void): () => void {
+    this.#leadershipListeners.add(listener);
+    return () => this.#leadershipListeners.delete(listener);
   }
 
   /** Starts the membership loop (registration, campaign, duties); returns at once. */
@@ -171,6 +182,13 @@ export class Membership {
     this.#leaderChanges.add(1);
     this.#lastStatus = '';
     this.log.info({ token: term.token }, 'elected leader: running singleton duties');
+    for (const listener of [...this.#leadershipListeners]) {
+      try {
+        listener(leadership);
+      } catch (error) {
+        this.log.error({ err: error }, 'leadership listener failed');
+      }
+    }
     const lost = leadership.lost.then((e) => e);
     while (leadership.isLeader && !this.#stopped) {
       await this.#duties(leadership);

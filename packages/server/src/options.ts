@@ -21,6 +21,10 @@
  * | `--ca-address` (TLS: CreateCertificate; empty = not served) | `MERIDIAN_CA_ADDRESS` | `caAddress` | `` |
  * | `--ca-kek-file` (else `MERIDIAN_CA_KEK`) | `MERIDIAN_CA_KEK_FILE` | `caKekFile` | `` |
  * | `--trust-domain` | `MERIDIAN_TRUST_DOMAIN` | `trustDomain` | `cluster.local` |
+ * | `--nats-url` (comma-separated or repeated; empty = single-cluster, no federation) | `MERIDIAN_NATS_URL` | `natsUrls` | `` |
+ * | `--nats-creds` (NATS `.creds` file or nkey seed file, e.g. `meridian federation nats-config`'s `<cluster>.nk`) | `MERIDIAN_NATS_CREDS` | `natsCreds` | `` |
+ * | `--federation-grace` (s; silence before a remote cluster's endpoints turn UNHEALTHY) | `MERIDIAN_FEDERATION_GRACE` | `federationGraceSeconds` | `30` |
+ * | `--federation-export` (`all` or `marked`: label `federation.meridian.io/export=true`) | `MERIDIAN_FEDERATION_EXPORT` | `federationExport` | `all` |
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -45,6 +49,10 @@ export interface ServerOptions {
   readonly caAddress: string;
   readonly caKekFile: string;
   readonly trustDomain: string;
+  readonly natsUrls: readonly string[];
+  readonly natsCreds: string;
+  readonly federationGraceSeconds: number;
+  readonly federationExport: string;
 }
 
 type Kind = 'string' | 'list' | 'seconds' | 'ms';
@@ -187,6 +195,38 @@ const SETTINGS: readonly Setting[] = [
     help: 'trust domain of workload identities',
     fallback: () => 'cluster.local',
   },
+  {
+    key: 'natsUrls',
+    flag: '--nats-url',
+    env: 'MERIDIAN_NATS_URL',
+    kind: 'list',
+    help: 'NATS server URLs of this cluster (federation; none: single-cluster)',
+    fallback: () => [],
+  },
+  {
+    key: 'natsCreds',
+    flag: '--nats-creds',
+    env: 'MERIDIAN_NATS_CREDS',
+    kind: 'string',
+    help: 'NATS .creds file or nkey seed file of this cluster',
+    fallback: () => '',
+  },
+  {
+    key: 'federationGraceSeconds',
+    flag: '--federation-grace',
+    env: 'MERIDIAN_FEDERATION_GRACE',
+    kind: 'seconds',
+    help: 'silence before a remote cluster is stale (s)',
+    fallback: () => 30,
+  },
+  {
+    key: 'federationExport',
+    flag: '--federation-export',
+    env: 'MERIDIAN_FEDERATION_EXPORT',
+    kind: 'string',
+    help: 'services exported: all | marked',
+    fallback: () => 'all',
+  },
 ];
 
 /** The usage text of meridiand. */
@@ -237,7 +277,10 @@ export function resolveOptions(argv: readonly string[], env: NodeJS.ProcessEnv =
     if (name !== '--config' && !SETTINGS.some((s) => s.flag === name))
       throw new ServerConfigError(name, `unknown flag\n${usage()}`);
     if (value === undefined) throw new ServerConfigError(name, 'needs a value');
-    flags.set(name, value);
+    // A repeated list flag (`--nats-url a --nats-url b`) accumulates; any other flag: the last wins.
+    const prev = flags.get(name);
+    const isList = SETTINGS.some((s) => s.flag === name && s.kind === 'list');
+    flags.set(name, isList && prev !== undefined ? `${prev},${value}` : value);
   }
   const configFile = flags.get('--config') ?? env.MERIDIAN_CONFIG;
   let file: Record<string, unknown> = {};

@@ -26,6 +26,7 @@ import { startAdminServer } from './admin-http.js';
 import { type CaMount, mountCa } from './ca-mount.js';
 import { ClusterState, type StateChange } from './cluster-state.js';
 import { ConfigService } from './config-service.js';
+import { ReplicaFederation } from './federation.js';
 import { StoreHealth } from './health.js';
 import { Membership, type ReplicaInfo } from './membership.js';
 import { type ServerOptions, splitAddress } from './options.js';
@@ -90,6 +91,7 @@ export class Replica {
   #grpc: grpc.Server | undefined;
   #admin: HttpServer | undefined;
   #ca: CaMount | undefined;
+  #federation: ReplicaFederation | undefined;
   readonly #translator = new Translator();
   readonly #encoder = new Encoder(new ResourceCache());
   #snapshot: ProxySnapshot | undefined;
@@ -236,6 +238,18 @@ export class Replica {
       dutyIntervalMs: 1000,
       servedRevision: () => this.#snapshot?.revision ?? 0,
     });
+    if (o.natsUrls.length > 0) {
+      // Issue 7: import on every replica, export while leading (before the first campaign).
+      const membership = this.#membership;
+      this.#federation = await ReplicaFederation.start({
+        options: o,
+        store: this.#store,
+        local: this.local,
+        log: this.log.child({ part: 'federation' }),
+        addSource: (source) => this.addRegistrySource(source),
+        onLeadership: (listener) => membership.onLeadership(listener),
+      });
+    }
     this.#membership.start();
     this.#health.start();
     this.log.info(
@@ -319,6 +333,7 @@ export class Replica {
 
   #debugInfo(path: string): unknown | undefined {
     if (path === '/debug/leader') return this.#membership?.status();
+    if (path === '/debug/federation') return this.#federation?.status();
     if (path === '/debug/replica') {
       return {
         id: this.options.replicaId,
@@ -371,6 +386,7 @@ export class Replica {
         })
       : Promise.resolve();
     await Promise.all([this.xds.drain(timeout), shutdown, this.#ca?.stop()]);
+    await this.#federation?.stop().catch((error) => this.log.warn({ err: error }, 'federation stop failed'));
     await this.#membership?.stop().catch((error) => this.log.warn({ err: error }, 'membership stop failed'));
     this.#health?.stop();
     await this.#state?.close().catch(() => undefined);
