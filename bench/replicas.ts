@@ -3,13 +3,14 @@
 // measured: from the write returning to the LAST proxy's ACK of the changed route. Compared with its
 // floor, measured in the same run: etcd put->watch latency (a put through @meridian/store to the
 // watch event, on the same etcd) plus the xDS fan-out floor (3 bare XdsServer processes serving
-// precomputed snapshots to the same proxies, same debounce: no etcd, watch or translation).
+// precomputed snapshots to the same number of proxies, same debounce: no etcd, watch or
+// translation). The three are measured in interleaved rounds, so machine load hits them alike.
 //
 //   pnpm bench replicas [--proxies 1000] [--rounds 20] [--warmup 3] [--debounce 20ms] [--puts 200]
 //
 // Prints readable figures, then one JSON line (target: p99 <= 1.5 x floor p99).
 import { fileURLToPath } from 'node:url';
-import { EtcdStore, Keyspace } from '@meridian/store';
+import { EtcdStore, Keyspace, type Watch } from '@meridian/store';
 import { type EtcdCluster, freePorts, LoadGenerator, startEtcdCluster } from '@meridian/testkit';
 import {
   benchConfig,
@@ -23,7 +24,6 @@ import {
   emitResult,
   formatMs,
   LatencyRecorder,
-  type LatencySummary,
   log,
   parseFlags,
   printLatency,
@@ -89,39 +89,75 @@ async function round(
   return { last: Math.max(...each), each };
 }
 
-async function etcdFloor(etcd: EtcdCluster, puts: number): Promise<LatencySummary> {
-  const store = await EtcdStore.connect({
-    endpoints: etcd.endpoints,
-    keyspace: Keyspace.of('bench', 'floor'),
-  });
-  const rec = new LatencyRecorder();
-  let waiting: { key: string; resolve: () => void } | undefined;
-  const watch = store.watchPrefix('floor/', (batch) => {
-    if (
-      batch.kind === 'events' &&
-      waiting &&
-      batch.events.some((e) => e.type === 'put' && e.kv.key === waiting!.key)
-    ) {
-      waiting.resolve();
-    }
-  });
-  await watch.ready;
-  try {
-    for (let i = 0; i < puts + 20; i++) {
-      const key = `floor/k${i}`;
+/** etcd put -> watch samples through @meridian/store, on the benchmark's etcd (its own keyspace). */
+class EtcdFloor {
+  readonly rec = new LatencyRecorder();
+  waiting: { key: string; resolve: () => void } | undefined;
+  #n = 0;
+
+  private constructor(
+    private readonly store: EtcdStore,
+    private readonly watch: Watch,
+  ) {}
+
+  static async open(etcd: EtcdCluster): Promise<EtcdFloor> {
+    const store = await EtcdStore.connect({
+      endpoints: etcd.endpoints,
+      keyspace: Keyspace.of('bench', 'floor'),
+    });
+    let floor: EtcdFloor | undefined;
+    const watch = store.watchPrefix('floor/', (batch) => {
+      const w = floor?.waiting;
+      if (batch.kind === 'events' && w && batch.events.some((e) => e.type === 'put' && e.kv.key === w.key))
+        w.resolve();
+    });
+    await watch.ready;
+    floor = new EtcdFloor(store, watch);
+    return floor;
+  }
+
+  /** `count` put -> watch round trips (recorded unless `warmup`). */
+  async sample(count: number, warmup = false): Promise<void> {
+    for (let i = 0; i < count; i++) {
+      const key = `floor/k${this.#n++}`;
       const seen = new Promise<void>((resolve) => {
-        waiting = { key, resolve };
+        this.waiting = { key, resolve };
       });
       const t0 = performance.now();
-      await store.put(key, new TextEncoder().encode('x'.repeat(600)));
+      await this.store.put(key, new TextEncoder().encode('x'.repeat(600)));
       await seen;
-      if (i >= 20) rec.record(performance.now() - t0);
+      if (!warmup) this.rec.record(performance.now() - t0);
     }
-  } finally {
-    await watch.close();
-    await store.close();
   }
-  return rec.summary();
+
+  async close(): Promise<void> {
+    await this.watch.close();
+    await this.store.close();
+  }
+}
+
+/** Starts the fan-out floor servers; resolves with their xDS addresses. */
+async function startFloorServers(
+  children: ReturnType<typeof spawnTs>[],
+  rounds: number,
+  debounceMs: number,
+): Promise<string[]> {
+  const addresses: string[] = [];
+  for (let s = 0; s < 3; s++) {
+    const child = spawnTs(FANOUT, [String(rounds), String(debounceMs)], {}, { stdin: true });
+    children.push(child);
+    const port = await new Promise<number>((resolve, reject) => {
+      let out = '';
+      child.stdout?.on('data', (c: Buffer) => {
+        out += c.toString();
+        const m = /ready (\d+)/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+      child.once('exit', (code) => reject(new Error(`fan-out server exited with ${code}`)));
+    });
+    addresses.push(`127.0.0.1:${port}`);
+  }
+  return addresses;
 }
 
 export async function main(args: string[]): Promise<void> {
@@ -132,9 +168,11 @@ export async function main(args: string[]): Promise<void> {
   const etcd = await startEtcdCluster({ size: 3 });
   let replicas: ReplicaProcess[] = [];
   let gens: LoadGenerator[] = [];
+  let floorGens: LoadGenerator[] = [];
+  let etcdFloor: EtcdFloor | undefined;
   const floorServers: ReturnType<typeof spawnTs>[] = [];
   try {
-    // --- replicas
+    const total = flags.warmup + flags.rounds;
     const ports = await freePorts(6);
     replicas = await startReplicas(
       [0, 1, 2].map((i) => ({
@@ -147,59 +185,42 @@ export async function main(args: string[]): Promise<void> {
     );
     const first = await replicas[0]!.apply(benchConfig(0));
     if (first.status !== 200) throw new Error(`initial apply failed: ${JSON.stringify(first.body)}`);
+    const floorAddresses = await startFloorServers(floorServers, total, flags.debounce);
+    etcdFloor = await EtcdFloor.open(etcd);
     gens = generators(
       replicas.map((r) => r.xds),
       flags.proxies,
     );
+    floorGens = generators(floorAddresses, flags.proxies);
     await connectAll(gens, 'replicas');
+    await connectAll(floorGens, 'fan-out floor servers');
+    await etcdFloor.sample(20, true);
+
+    // Rounds interleave the three measurements, so each sees the same machine (this one is shared).
     const e2e = new LatencyRecorder();
     const perProxy = new LatencyRecorder();
-    for (let i = 1; i <= flags.warmup + flags.rounds; i++) {
+    const fanout = new LatencyRecorder();
+    const putsPerRound = Math.max(1, Math.ceil(flags.puts / flags.rounds));
+    for (let i = 1; i <= total; i++) {
+      const measured = i > flags.warmup;
       const r = await round(gens, async () => {
         const res = await replicas[i % 3]!.apply(benchConfig(i));
         if (res.status !== 200) throw new Error(`apply failed: ${JSON.stringify(res.body)}`);
         return performance.now();
       });
-      if (i > flags.warmup) {
-        e2e.record(r.last);
-        for (const x of r.each) perProxy.record(x);
-      }
-    }
-    for (const g of gens) g.close();
-    gens = [];
-    await Promise.all(replicas.map((r) => r.kill('SIGTERM')));
-
-    // --- floor: etcd put -> watch
-    const etcdLat = await etcdFloor(etcd, flags.puts);
-
-    // --- floor: xDS fan-out to the same number of proxies over 3 server processes
-    const total = flags.warmup + flags.rounds;
-    const addresses: string[] = [];
-    for (let s = 0; s < 3; s++) {
-      const child = spawnTs(FANOUT, [String(total), String(flags.debounce)], {}, { stdin: true });
-      floorServers.push(child);
-      const port = await new Promise<number>((resolve, reject) => {
-        let out = '';
-        child.stdout?.on('data', (c: Buffer) => {
-          out += c.toString();
-          const m = /ready (\d+)/.exec(out);
-          if (m) resolve(Number(m[1]));
-        });
-        child.once('exit', (code) => reject(new Error(`fan-out server exited with ${code}`)));
-      });
-      addresses.push(`127.0.0.1:${port}`);
-    }
-    gens = generators(addresses, flags.proxies);
-    await connectAll(gens, 'fan-out floor servers');
-    const fanout = new LatencyRecorder();
-    for (let i = 1; i <= total; i++) {
-      const r = await round(gens, async () => {
+      const f = await round(floorGens, async () => {
         const at = performance.now();
         for (const c of floorServers) c.stdin?.write(`bump ${i}\n`);
         return at;
       });
-      if (i > flags.warmup) fanout.record(r.last);
+      await etcdFloor.sample(putsPerRound, !measured);
+      if (measured) {
+        e2e.record(r.last);
+        for (const x of r.each) perProxy.record(x);
+        fanout.record(f.last);
+      }
     }
+    const etcdLat = etcdFloor.rec.summary();
 
     const e = roundSummary(e2e.summary());
     const each = roundSummary(perProxy.summary());
@@ -234,7 +255,8 @@ export async function main(args: string[]): Promise<void> {
       target_met: ratio <= 1.5,
     });
   } finally {
-    for (const g of gens) g.close();
+    for (const g of [...gens, ...floorGens]) g.close();
+    await etcdFloor?.close().catch(() => undefined);
     for (const c of floorServers) c.kill('SIGKILL');
     await Promise.all(replicas.map((r) => r.kill('SIGKILL')));
     await etcd.stop();
