@@ -45,10 +45,14 @@ describe('SotW and Delta streams side by side', () => {
     });
     try {
       gen.connect();
-      const ok = await gen.waitFor(
-        () => gen.proxies.every((p) => (p.state.get(TypeUrl.RouteConfiguration)?.acks ?? 0) > 0),
-        10000,
-      );
+      const ok = await gen.waitFor(() => {
+        // The server has processed every ACK (the client counting its own ACKs would race it).
+        const st = server.syncStatus();
+        return (
+          st.length === 3 &&
+          st.every((s) => Object.values(s.types).filter((t) => t.state === 'SYNCED').length === 4)
+        );
+      }, 10000);
       expect(ok).toBe(true);
       const status = server.syncStatus();
       expect(status.map((s) => s.variant)).toEqual(['sotw', 'sotw', 'delta']);

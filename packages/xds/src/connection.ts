@@ -91,6 +91,11 @@ interface SotwEntry {
 }
 const sotwBodies = new WeakMap<ResourceMap, Map<string, SotwEntry>>();
 let sharedNonces = 0;
+/** Delta responses shared by streams that get the same diff from the same snapshot map. */
+const deltaShared = new WeakMap<
+  ResourceMap,
+  Map<string, { readonly nonce: string; readonly bytes: Buffer }>
+>();
 
 function sotwVersion(resources: readonly EncodedResource[]): string {
   const h = createHash('sha256');
@@ -367,8 +372,8 @@ export class Connection implements Pushable {
         const w = watch as DeltaWatch;
         const { upserts, removed } = deltaDiff(w, available);
         if (upserts.length > 0 || (isForced && removed.length === 0))
-          this.#sendDelta(type, upserts, [], change);
-        if (removed.length > 0) removals.push(() => this.#sendDelta(type, [], removed, change));
+          this.#sendDelta(type, upserts, [], change, available);
+        if (removed.length > 0) removals.push(() => this.#sendDelta(type, [], removed, change, available));
       }
     }
     for (const remove of removals.reverse()) remove();
@@ -429,10 +434,28 @@ export class Connection implements Pushable {
     upserts: readonly EncodedResource[],
     removed: readonly string[],
     change: ChangeEvent | undefined,
+    available: ResourceMap | undefined,
   ): void {
     const w = this.watches.get(type) as DeltaWatch;
-    const nonce = this.#nextNonce();
-    const bytes = deltaResponse(this.host.snapshot()?.version ?? '', upserts, removed, type, nonce);
+    const system = this.host.snapshot()?.version ?? '';
+    let nonce: string;
+    let bytes: Buffer;
+    // Streams in the same state get the same diff: share its bytes (and nonce) like SotW bodies.
+    let perMap = available ? deltaShared.get(available) : undefined;
+    if (available && !perMap) {
+      perMap = new Map();
+      deltaShared.set(available, perMap);
+    }
+    const key = `${system}\n${upserts.map((r) => `${r.name}@${r.version}`).join(',')}\n${removed.join(',')}`;
+    const shared = perMap?.get(key);
+    if (shared && shared.nonce !== w.nonceSent) {
+      ({ nonce, bytes } = shared);
+    } else {
+      nonce = perMap && !shared && perMap.size < 64 ? `d${(++sharedNonces).toString(36)}` : this.#nextNonce();
+      bytes = deltaResponse(system, upserts, removed, type, nonce);
+      // Bounded: streams in unusual states (odd reconnect versions) do not grow the cache.
+      if (perMap && !shared && perMap.size < 64) perMap.set(key, { nonce, bytes });
+    }
     this.watches.set(type, deltaSent(w, nonce, upserts, removed));
     this.#write(type, bytes, change);
   }
