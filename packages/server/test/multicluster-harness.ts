@@ -1,0 +1,287 @@
+// Multi-cluster harness (issue 7): a NATS gateway pair whose gateway links go through fault-injecting
+// TCP proxies, grpc-js backends, the proxyless client process (multicluster-client.ts) and a reader
+// of the ClusterLoadAssignments a simulated proxy holds.
+import { type ChildProcess, fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { decodeResource, TypeUrl } from '@meridian/envoy';
+import {
+  freePorts,
+  natsMonitor,
+  type SimulatedProxy,
+  type StandaloneNatsServer,
+  startNats,
+  type TcpProxy,
+  tcpProxy,
+} from '@meridian/testkit';
+import { waitUntil } from './harness.js';
+
+const CLIENT_SCRIPT = fileURLToPath(new URL('./multicluster-client.ts', import.meta.url));
+const METHOD = '/meridian.test.Echo/Call';
+
+/** Two single-server NATS clusters (JetStream on) joined by gateways that can be cut. */
+export interface NatsPair {
+  readonly east: StandaloneNatsServer;
+  readonly west: StandaloneNatsServer;
+  cut(): Promise<void>;
+  heal(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Starts the NATS gateway pair east <-> west; every gateway connection goes through a TCP proxy. */
+export async function startNatsPair(): Promise<NatsPair> {
+  const [eastGw, westGw, eastRoute, westRoute] = (await freePorts(4)) as [number, number, number, number];
+  const toEast: TcpProxy = await tcpProxy({ target: { host: '127.0.0.1', port: eastGw } });
+  const toWest: TcpProxy = await tcpProxy({ target: { host: '127.0.0.1', port: westGw } });
+  const conf = (
+    name: string,
+    gw: number,
+    route: number,
+    self: TcpProxy,
+    other: string,
+    otherProxy: TcpProxy,
+  ) =>
+    [
+      `server_name: "mc-${name}"`,
+      `cluster { name: "${name}", listen: "127.0.0.1:${route}", routes: ["nats-route://127.0.0.1:${route}"] }`,
+      'gateway {',
+      `  name: "${name}"`,
+      `  listen: "127.0.0.1:${gw}"`,
+      `  advertise: "${self.address}"`,
+      `  gateways: [ { name: "${other}", urls: ["nats://${otherProxy.address}"] } ]`,
+      '}',
+    ].join('\n');
+  let east: StandaloneNatsServer | undefined;
+  let west: StandaloneNatsServer | undefined;
+  const stop = async () => {
+    await toEast.close().catch(() => undefined);
+    await toWest.close().catch(() => undefined);
+    await Promise.all([east?.stop(), west?.stop()]);
+  };
+  try {
+    [east, west] = await Promise.all([
+      startNats({ jetstream: true, configExtra: conf('east', eastGw, eastRoute, toEast, 'west', toWest) }),
+      startNats({ jetstream: true, configExtra: conf('west', westGw, westRoute, toWest, 'east', toEast) }),
+    ]);
+    const e = east;
+    const w = west;
+    const gatewaysUp = async () => {
+      for (const [s, other] of [
+        [e, 'west'],
+        [w, 'east'],
+      ] as const) {
+        const gz = await natsMonitor<{
+          outbound_gateways?: Record<string, { connection?: unknown }>;
+          inbound_gateways?: Record<string, unknown[]>;
+        }>(s.monitorPort, 'gatewayz');
+        if (!gz.outbound_gateways?.[other]?.connection || !(gz.inbound_gateways?.[other]?.length ?? 0))
+          return false;
+      }
+      return true;
+    };
+    await waitUntil('NATS gateways east <-> west', gatewaysUp, 60_000, 100);
+    return {
+      east: e,
+      west: w,
+      async cut() {
+        await Promise.all([toEast.cut(), toWest.cut()]);
+      },
+      async heal() {
+        await Promise.all([toEast.heal(), toWest.heal()]);
+        await waitUntil('NATS gateways back', gatewaysUp, 60_000, 100);
+      },
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/** A grpc-js backend answering `/meridian.test.Echo/Call` with its name; restartable on its port. */
+export class Backend {
+  #server: grpc.Server | undefined;
+  port = 0;
+  calls = 0;
+
+  constructor(readonly name: string) {}
+
+  /** Starts (or restarts, on the same port) the backend. */
+  async start(): Promise<void> {
+    const server = new grpc.Server();
+    const pass = (b: Buffer) => b;
+    server.addService(
+      {
+        Call: {
+          path: METHOD,
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: pass,
+          requestDeserialize: pass,
+          responseSerialize: pass,
+          responseDeserialize: pass,
+        },
+      },
+      {
+        Call: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+          this.calls++;
+          cb(null, Buffer.from(this.name));
+        },
+      },
+    );
+    this.port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(`127.0.0.1:${this.port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
+    );
+    this.#server = server;
+  }
+
+  /** Kills the backend at once (connections reset). */
+  stop(): void {
+    this.#server?.forceShutdown();
+    this.#server = undefined;
+  }
+}
+
+/** One call's outcome in the client process. */
+export interface CallResult {
+  readonly backend?: string;
+  readonly code: number;
+  /** Completion time, ms since the Unix epoch. */
+  readonly at: number;
+}
+
+/** The proxyless gRPC client process (one grpc-js-xds bootstrap per process). */
+export class ClientProcess {
+  readonly #child: ChildProcess;
+  #nextId = 1;
+  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+
+  private constructor() {
+    this.#child = fork(CLIENT_SCRIPT, [], {
+      execArgv: ['--conditions=@meridian/source', '--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    this.#child.on('message', (m: { id: number; result?: unknown; error?: string }) => {
+      const p = this.#pending.get(m.id);
+      if (!p) return;
+      this.#pending.delete(m.id);
+      if (m.error !== undefined) p.reject(new Error(m.error));
+      else p.resolve(m.result);
+    });
+    this.#child.on('exit', (code) => {
+      for (const p of this.#pending.values()) p.reject(new Error(`client process exited with ${code}`));
+      this.#pending.clear();
+    });
+  }
+
+  /** Forks a client of the ADS server at `xds`, node in cluster `cluster` at `region/zone`. */
+  static async start(xds: string, cluster: string, region: string, zone: string): Promise<ClientProcess> {
+    const c = new ClientProcess();
+    const bootstrap = JSON.stringify({
+      xds_servers: [{ server_uri: xds, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
+      node: {
+        id: `sidecar~10.250.0.1~client-0.default~default.svc.cluster.local`,
+        metadata: { GENERATOR: 'grpc', NAMESPACE: 'default', CLUSTER_ID: cluster, LABELS: { app: 'client' } },
+        locality: { region, zone },
+      },
+      server_listener_resource_name_template: 'xds.istio.io/grpc/lds/inbound/%s',
+    });
+    try {
+      await c.#send({ op: 'bootstrap', bootstrap });
+    } catch (error) {
+      await c.stop();
+      throw error;
+    }
+    return c;
+  }
+
+  #send(message: Record<string, unknown>): Promise<unknown> {
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#child.send({ id, ...message });
+    });
+  }
+
+  call(target: string, deadlineMs = 5000): Promise<CallResult> {
+    return this.#send({ op: 'call', target, deadlineMs }) as Promise<CallResult>;
+  }
+
+  many(target: string, n: number, concurrency = 10): Promise<CallResult[]> {
+    return this.#send({ op: 'many', target, n, concurrency, deadlineMs: 5000 }) as Promise<CallResult[]>;
+  }
+
+  /** Starts continuous load (`concurrency` callers back to back, 2 s deadline each). */
+  loadStart(target: string, concurrency = 4): Promise<void> {
+    return this.#send({
+      op: 'loadStart',
+      target,
+      concurrency,
+      deadlineMs: 2000,
+      pauseMs: 5,
+    }) as Promise<void>;
+  }
+
+  loadStop(): Promise<CallResult[]> {
+    return this.#send({ op: 'loadStop' }) as Promise<CallResult[]>;
+  }
+
+  async stop(): Promise<void> {
+    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => this.#child.once('exit', () => resolve()));
+    this.#send({ op: 'exit' }).catch(() => undefined);
+    const timer = setTimeout(() => this.#child.kill('SIGKILL'), 2000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/** One endpoint of a decoded ClusterLoadAssignment. */
+export interface ClaEndpoint {
+  readonly address: string;
+  readonly region: string;
+  readonly health: string;
+  readonly priority: number;
+}
+
+/** The latest ClusterLoadAssignment `name` a (recording, Delta) simulated proxy received, decoded. */
+export function latestCla(proxy: SimulatedProxy, name: string): ClaEndpoint[] | undefined {
+  for (let i = proxy.responses.length - 1; i >= 0; i--) {
+    const r = proxy.responses[i]!;
+    if (r.typeUrl !== TypeUrl.ClusterLoadAssignment || !('resources' in r)) continue;
+    const res = (r.resources as readonly { name: string; value: Uint8Array | undefined }[]).find(
+      (x) => x.name === name,
+    );
+    if (!res?.value) continue;
+    const cla = decodeResource(TypeUrl.ClusterLoadAssignment, res.value) as {
+      endpoints?: {
+        locality?: { region?: string };
+        priority?: number;
+        lb_endpoints?: {
+          endpoint?: { address?: { socket_address?: { address?: string; port_value?: number } } };
+          health_status?: string | number;
+        }[];
+      }[];
+    };
+    const out: ClaEndpoint[] = [];
+    for (const l of cla.endpoints ?? [])
+      for (const e of l.lb_endpoints ?? []) {
+        const sa = e.endpoint?.address?.socket_address;
+        out.push({
+          address: `${sa?.address}:${sa?.port_value}`,
+          region: l.locality?.region ?? '',
+          health: String(e.health_status ?? 'UNKNOWN'),
+          priority: l.priority ?? 0,
+        });
+      }
+    return out.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+  }
+  return undefined;
+}
+
+/** How many CLA responses a recording proxy received. */
+export function claResponses(proxy: SimulatedProxy): number {
+  return proxy.responses.filter((r) => r.typeUrl === TypeUrl.ClusterLoadAssignment).length;
+}
