@@ -1,6 +1,7 @@
 // Federation latency across a NATS gateway (issue 7, NATS-side part of the benchmark):
 //
 //   pnpm bench federation [--samples 500] [--warmup 50] [--endpoints 10] [--services 500]
+//   pnpm bench federation --e2e [...]   (end to end through meridiand: bench/federation-e2e.ts)
 //
 // Two NATS clusters (east, west), one server each, joined by a gateway, JetStream on, with the
 // generated per-cluster nkey users and permissions. Measured in the same run:
@@ -11,7 +12,7 @@
 //   - export write: upsert() resolving (KV compare-and-set acknowledged + publish);
 //   - late join: a new importer reading `--services` services from east's JetStream bucket.
 // One change at a time (latency, not throughput). Readable figures, then one JSON line.
-// The end-to-end version (etcd -> NATS -> 1,000 proxies ACK) comes with the replica (issue 5).
+// The end-to-end version (etcd -> NATS -> 1,000 proxies ACK): `pnpm bench federation --e2e`.
 
 import type { ExportedServiceState, FederatedEndpoint } from '@meridian/federation';
 import {
@@ -66,6 +67,8 @@ function service(name: string, endpoints: number, version: number): ExportedServ
 }
 
 export async function main(args: string[]): Promise<void> {
+  // `--e2e`: the end-to-end version through meridiand replicas (bench/federation-e2e.ts).
+  if (args.includes('--e2e')) return (await import('./federation-e2e.js')).main(args);
   const flags = parseFlags(
     args,
     {
