@@ -7,7 +7,13 @@
  */
 import type { EnvoyJson, ResourceTypeUrl } from '@meridian/envoy';
 import { TypeUrl } from '@meridian/envoy';
-import type { ConfigSnapshot, NamedResource, RegistrySnapshot, Translator } from '@meridian/translate';
+import {
+  type ConfigSnapshot,
+  type NamedResource,
+  type RegistrySnapshot,
+  registryForNetwork,
+  type Translator,
+} from '@meridian/translate';
 import type { EncodedResource, ProxyContext, ResourceCache, ResourceMap, XdsSnapshot } from '@meridian/xds';
 import type { Logger } from 'pino';
 
@@ -95,7 +101,9 @@ export class ProxySnapshot implements XdsSnapshot {
   #build(proxy: ProxyContext): Map<ResourceTypeUrl, ResourceMap> {
     const out = new Map<ResourceTypeUrl, ResourceMap>();
     try {
-      const resources = this.translator.translate(this.config, this.registry, proxy.proxy);
+      // Endpoints of other networks through their east-west gateway (issue 7; the key has the network).
+      const registry = registryForNetwork(this.registry, proxy.proxy.network);
+      const resources = this.translator.translate(this.config, registry, proxy.proxy);
       for (const [typeUrl, field] of TYPES) {
         const entries: EncodedResource[] = resources[field].map((r) => this.encoder.encode(typeUrl, r));
         const signature = `${typeUrl}\n${entries.map((e) => `${e.name}\0${e.version}`).join('\n')}`;

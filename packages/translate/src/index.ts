@@ -9,6 +9,15 @@ export { altHosts, virtualHostDomains } from './domains.js';
 export { buildLoadAssignment, localityMatches } from './endpoint.js';
 export type { InboundChains } from './listener.js';
 export { GRPC_SERVER_LISTENER_PREFIX } from './listener.js';
+export type { NetworkGateway } from './network.js';
+export {
+  DEFAULT_GATEWAY_PORT,
+  endpointsForNetwork,
+  GATEWAY_PORT_LABEL,
+  NETWORK_LABEL,
+  networkGateways,
+  registryForNetwork,
+} from './network.js';
 export { encodeProxyResources, resourcesByTypeUrl } from './resources.js';
 export { FAULT_FILTER, ROUTER_FILTER } from './route.js';
 export type { ProxyScope } from './scope.js';
