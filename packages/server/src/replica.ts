@@ -23,12 +23,12 @@ import {
 import { decodeDeltaRequest, decodeSotwRequest, ResourceCache, XdsServer } from '@meridian/xds';
 import pino, { type Logger } from 'pino';
 import { startAdminServer } from './admin-http.js';
-import { type CaMount, mountCa } from './ca-mount.js';
 import { ClusterState, type StateChange } from './cluster-state.js';
 import { ConfigService } from './config-service.js';
 import { ReplicaFederation } from './federation.js';
 import { StoreHealth } from './health.js';
 import { Membership, type ReplicaInfo } from './membership.js';
+import { ReplicaMtls } from './mtls.js';
 import { type ServerOptions, splitAddress } from './options.js';
 import { Encoder, ProxySnapshot } from './proxy-snapshot.js';
 import { Telemetry } from './telemetry.js';
@@ -36,7 +36,7 @@ import { Telemetry } from './telemetry.js';
 /** meridiand's version, registered with the replica's membership entry. */
 export const MERIDIAN_VERSION = '0.1.0';
 
-const TRANSLATED_KINDS = new Set(['VirtualService', 'DestinationRule', 'Sidecar']);
+const TRANSLATED_KINDS = new Set(['VirtualService', 'DestinationRule', 'Sidecar', 'PeerAuthentication']);
 const REGISTRY_KINDS = new Set(['ServiceEntry', 'WorkloadEntry']);
 const ALL_TYPES = new Set([
   TypeUrl.Listener,
@@ -90,7 +90,8 @@ export class Replica {
   #registration!: RegistrationService;
   #grpc: grpc.Server | undefined;
   #admin: HttpServer | undefined;
-  #ca: CaMount | undefined;
+  /** CA runtime, SDS and mTLS translation (issue 6), when the CA is configured. */
+  #mtls: ReplicaMtls | undefined;
   #federation: ReplicaFederation | undefined;
   readonly #translator = new Translator();
   readonly #encoder = new Encoder(new ResourceCache());
@@ -173,6 +174,17 @@ export class Replica {
     );
     this.#config = new ConfigService(this.#store, this.#health, this.#state);
     await this.#state.start();
+    if (o.caAddress) {
+      this.#mtls = await ReplicaMtls.start({
+        store: this.#store,
+        clusterId: o.clusterId,
+        trustDomain: o.trustDomain,
+        kekFile: o.caKekFile || undefined,
+        servingDnsNames: [...new Set(['localhost', splitAddress(o.caAddress, '--ca-address').host])],
+        log: this.log.child({ part: 'ca' }),
+      });
+      this.#mtls?.attach(this.xds);
+    }
     this.#rebuild({ revision: this.#state.revision, kinds: new Set(), workloads: true, resync: true }, true);
 
     this.#registration = new RegistrationService({
@@ -195,16 +207,14 @@ export class Replica {
     this.#grpc = server;
     this.xdsAddress = `${xdsAddr.host}:${port}`;
 
-    if (o.caAddress) {
-      this.#ca = await mountCa({
-        store: this.#store,
-        clusterId: o.clusterId,
-        trustDomain: o.trustDomain,
-        address: splitAddress(o.caAddress, '--ca-address'),
-        kekFile: o.caKekFile || undefined,
-        log: this.log.child({ part: 'ca' }),
-      });
-      this.caAddress = this.#ca?.address ?? '';
+    if (this.#mtls) {
+      // CreateCertificate and mTLS-authenticated xDS (SDS `default`) on the CA's TLS port.
+      this.caAddress = await this.#mtls.listen(
+        this.xds,
+        splitAddress(o.caAddress, '--ca-address'),
+        this.xds.grpcServerOptions(),
+      );
+      this.log.info({ address: this.caAddress }, 'CreateCertificate and xDS with SDS served (TLS)');
     }
 
     const admin = await startAdminServer(
@@ -294,7 +304,7 @@ export class Replica {
       change.revision,
       config,
       registry,
-      this.#translator,
+      this.#mtls?.translators.translatorFor(objects) ?? this.#translator,
       this.#encoder,
       this.log,
     );
@@ -307,7 +317,7 @@ export class Replica {
       ...(change.resync ? ['resync'] : []),
     ];
     this.xds.update(
-      snapshot,
+      this.#mtls ? this.#mtls.wrap(snapshot) : snapshot,
       initial
         ? undefined
         : { full: false, types: ALL_TYPES, reason: reason.length ? reason : ['config'], at },
@@ -385,7 +395,7 @@ export class Replica {
           });
         })
       : Promise.resolve();
-    await Promise.all([this.xds.drain(timeout), shutdown, this.#ca?.stop()]);
+    await Promise.all([this.xds.drain(timeout), shutdown, this.#mtls?.stop(timeout)]);
     await this.#federation?.stop().catch((error) => this.log.warn({ err: error }, 'federation stop failed'));
     await this.#membership?.stop().catch((error) => this.log.warn({ err: error }, 'membership stop failed'));
     this.#health?.stop();

@@ -1,0 +1,204 @@
+/**
+ * Mesh identity on the replica (issue 6, items 4 and 5): when the cluster CA is configured
+ * (`--ca-address` and the key-encryption key), the replica
+ * - runs `@meridian/ca`'s ClusterCaRuntime (intermediate from etcd, reloaded on rotation; token keys);
+ * - serves, on the CA's TLS port (istiod's 15012 model), Istio's CreateCertificate and the same xDS
+ *   service as the plaintext port: there a proxy presenting its workload certificate is authenticated
+ *   and gets SDS `default` (its own key and chain) besides `ROOTCA`; without a client certificate only
+ *   `ROOTCA`;
+ * - translates with the mTLS hooks: PeerAuthentication (mesh/namespace/workload/port) -> inbound filter
+ *   chains (Envoy) or DownstreamTlsContext (proxyless gRPC servers); DestinationRule ISTIO_MUTUAL and
+ *   automatic mTLS -> UpstreamTlsContext.
+ * Without a CA the replica keeps one plain Translator and plaintext output.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { ConfigObject, PeerAuthenticationConfig } from '@meridian/api';
+import {
+  ClusterCaRuntime,
+  createCaServerCredentials,
+  grpcServerTransportSocket,
+  inboundFilterChains,
+  KEK_ENV,
+  loadKek,
+  modeForPort,
+  resolvePeerAuthentication,
+  upstreamTransportSocket,
+  withSecrets,
+} from '@meridian/ca';
+import type { Store } from '@meridian/store';
+import { type TranslateOptions, Translator } from '@meridian/translate';
+import type { ChangeEvent, XdsServer, XdsSnapshot } from '@meridian/xds';
+import type { Logger } from 'pino';
+
+const ROOT_NAMESPACE = 'istio-system';
+
+/** The translator options that apply `peerAuthentications` (pure: a new set needs a new Translator). */
+export function mtlsTranslateOptions(
+  peerAuthentications: readonly PeerAuthenticationConfig[],
+  trustDomain: string,
+  rootNamespace = ROOT_NAMESPACE,
+): TranslateOptions {
+  return {
+    rootNamespace,
+    upstreamTls: (c) =>
+      upstreamTransportSocket(
+        {
+          service: {
+            hostname: c.service.hostname,
+            namespace: c.service.namespace,
+            meshExternal: c.service.meshExternal,
+          },
+          port: c.port,
+          subset: c.subset,
+          tls: c.tls,
+          proxy: c.proxy,
+        },
+        { trustDomain, peerAuthentications, rootNamespace },
+      ),
+    inboundFilterChains: ({ proxy, port, chain }) => {
+      const mode = modeForPort(
+        resolvePeerAuthentication(
+          peerAuthentications,
+          { namespace: proxy.namespace, labels: proxy.labels },
+          rootNamespace,
+        ),
+        port,
+      );
+      if (String(proxy.kind) !== 'grpc') return inboundFilterChains(mode, chain);
+      const socket = grpcServerTransportSocket(mode);
+      return [socket ? { ...chain, transport_socket: socket } : chain];
+    },
+  };
+}
+
+/**
+ * Keeps one Translator per PeerAuthentication set: the translator's cluster cache outlives config
+ * snapshots (it is keyed on Service and DestinationRule objects), so a PeerAuthentication change
+ * (automatic mTLS) needs a fresh one.
+ */
+export class MtlsTranslators {
+  #key = '';
+  #translator: Translator | undefined;
+
+  constructor(readonly trustDomain: string) {}
+
+  /** The translator for the PeerAuthentications among `objects`. */
+  translatorFor(objects: readonly ConfigObject[]): Translator {
+    const pas = objects
+      .filter((o): o is PeerAuthenticationConfig => o.kind === 'PeerAuthentication')
+      .sort((a, b) =>
+        `${a.metadata.namespace}/${a.metadata.name}` < `${b.metadata.namespace}/${b.metadata.name}` ? -1 : 1,
+      );
+    const key = JSON.stringify(pas.map((p) => [p.metadata, p.spec]));
+    if (!this.#translator || key !== this.#key) {
+      this.#key = key;
+      this.#translator = new Translator(mtlsTranslateOptions(pas, this.trustDomain));
+    }
+    return this.#translator;
+  }
+}
+
+/** What {@link ReplicaMtls.start} needs. */
+export interface ReplicaMtlsOptions {
+  readonly store: Store;
+  readonly clusterId: string;
+  readonly trustDomain: string;
+  readonly kekFile: string | undefined;
+  /** DNS names of the TLS port's serving certificate. */
+  readonly servingDnsNames: readonly string[];
+  readonly log: Logger;
+}
+
+/** The replica's CA runtime, mTLS translation and SDS. */
+export class ReplicaMtls {
+  readonly translators: MtlsTranslators;
+  #server: grpc.Server | undefined;
+  #base: XdsSnapshot | undefined;
+  address = '';
+
+  private constructor(
+    readonly runtime: ClusterCaRuntime,
+    trustDomain: string,
+  ) {
+    this.translators = new MtlsTranslators(trustDomain);
+  }
+
+  /** Starts the CA runtime, or resolves undefined (logged) when the CA cannot be loaded. */
+  static async start(o: ReplicaMtlsOptions): Promise<ReplicaMtls | undefined> {
+    if (!o.kekFile && !process.env[KEK_ENV]) {
+      o.log.warn(`--ca-address given without --ca-kek-file or ${KEK_ENV}: CA, SDS and mTLS off`);
+      return undefined;
+    }
+    try {
+      const kek = await loadKek(o.kekFile ? { file: o.kekFile } : {});
+      const runtime = await ClusterCaRuntime.start({
+        store: o.store,
+        clusterId: o.clusterId,
+        kek,
+        servingDnsNames: o.servingDnsNames,
+        logger: o.log,
+      });
+      if (runtime.ca.trustDomain !== o.trustDomain)
+        o.log.warn(
+          { ca: runtime.ca.trustDomain, option: o.trustDomain },
+          'the cluster CA trust domain differs from --trust-domain; mTLS uses the CA one',
+        );
+      return new ReplicaMtls(runtime, runtime.ca.trustDomain);
+    } catch (error) {
+      o.log.error({ err: error }, 'cluster CA not loaded: CA, SDS and mTLS off');
+      return undefined;
+    }
+  }
+
+  /** The snapshot xDS serves: `base`, plus Secret resources (SDS). */
+  wrap(base: XdsSnapshot): XdsSnapshot {
+    this.#base = base;
+    return withSecrets(base, this.runtime.sds);
+  }
+
+  /** Pushes secret rotations and CA changes through `xds`. */
+  attach(xds: XdsServer): void {
+    this.runtime.onSecretChange((change: ChangeEvent) => {
+      if (this.#base) xds.update(withSecrets(this.#base, this.runtime.sds), change);
+    });
+  }
+
+  /** Serves CreateCertificate and xDS (mTLS-authenticated streams) on `host:port` over TLS. */
+  async listen(
+    xds: XdsServer,
+    address: { host: string; port: number },
+    serverOptions: grpc.ServerOptions,
+  ): Promise<string> {
+    const server = new grpc.Server(serverOptions);
+    xds.register(server);
+    this.runtime.mount(server);
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(
+        `${address.host}:${address.port}`,
+        createCaServerCredentials(this.runtime.serving),
+        (err, p) => (err ? reject(err) : resolve(p)),
+      ),
+    );
+    this.#server = server;
+    this.address = `${address.host}:${port}`;
+    return this.address;
+  }
+
+  /** Stops the TLS listener (bounded) and the CA runtime. */
+  async stop(timeoutMs: number): Promise<void> {
+    const server = this.#server;
+    if (server) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, timeoutMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    await this.runtime.close();
+  }
+}
