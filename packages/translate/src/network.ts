@@ -71,17 +71,26 @@ function sameNetwork(proxyNetwork: string, endpointNetwork: string): boolean {
   return proxyNetwork === '' || endpointNetwork === '' || proxyNetwork === endpointNetwork;
 }
 
-/** `endpoints` as seen from network `proxyNetwork` (see the module comment). Pure, memoized. */
+/**
+ * `endpoints` as seen from network `proxyNetwork` (see the module comment). A gateway endpoint
+ * listens on the gateway port for every service port: `portNames` (the service's port names) and
+ * the names the endpoints list. Pure, memoized.
+ */
 export function endpointsForNetwork(
   endpoints: readonly Endpoint[],
   proxyNetwork: string,
   gateways: ReadonlyMap<string, readonly NetworkGateway[]>,
+  portNames: readonly string[] = [],
 ): readonly Endpoint[] {
   if (endpoints.every((e) => sameNetwork(proxyNetwork, e.network))) return endpoints;
   const remoteNetworks = [...new Set(endpoints.map((e) => e.network))].filter(
     (n) => !sameNetwork(proxyNetwork, n),
   );
-  const key = JSON.stringify([proxyNetwork, remoteNetworks.map((n) => [n, gateways.get(n) ?? []])]);
+  const key = JSON.stringify([
+    proxyNetwork,
+    portNames,
+    remoteNetworks.map((n) => [n, gateways.get(n) ?? []]),
+  ]);
   let byKey = listMemo.get(endpoints);
   const hit = byKey?.get(key);
   if (hit) return hit;
@@ -104,7 +113,7 @@ export function endpointsForNetwork(
     const each = Math.max(1, Math.round(weight / gws.length));
     for (const gw of gws) {
       const ports: Record<string, number> = {};
-      for (const name of Object.keys(sample.ports)) ports[name] = gw.port;
+      for (const name of [...portNames, ...Object.keys(sample.ports)]) ports[name] = gw.port;
       out.push({
         address: gw.address,
         ports,
@@ -140,8 +149,9 @@ export function registryForNetwork(registry: RegistrySnapshot, proxyNetwork: str
   if (memo) return memo;
   let changed = false;
   const endpoints = new Map<string, readonly Endpoint[]>();
+  const portNames = new Map(registry.services.map((s) => [s.hostname, s.ports.map((p) => p.name)]));
   for (const [host, list] of registry.endpoints) {
-    const seen = endpointsForNetwork(list, proxyNetwork, gateways);
+    const seen = endpointsForNetwork(list, proxyNetwork, gateways, portNames.get(host));
     if (seen !== list) changed = true;
     endpoints.set(host, seen);
   }

@@ -88,6 +88,18 @@ describe('endpoints of other networks', () => {
     expect(endpointsForNetwork(list, 'net1', gws)).toBe(endpointsForNetwork(list, 'net1', gws));
   });
 
+  it('a remote endpoint without a port map gets the gateway port for every service port', () => {
+    const r = registry({
+      [gateway.hostname]: [gw('192.0.2.10')],
+      [reviews.hostname]: [remote('10.8.0.1', 'v1', { ports: {} })],
+    });
+    expect(
+      registryForNetwork(r, 'net1')
+        .endpoints.get(reviews.hostname)!
+        .map((e) => e.ports),
+    ).toEqual([{ http: 15443 }]);
+  });
+
   it('an unhealthy remote cluster stays unhealthy behind its gateway', () => {
     const r = registry({
       [gateway.hostname]: [gw('192.0.2.10')],
