@@ -170,6 +170,10 @@ async function serverRole(): Promise<void> {
             floorStreams: floorStreams.size,
             queued: xds?.queuedPushes ?? 0,
             blocked: xds?.syncStatus().filter((st) => st.bufferedBytes > 0).length ?? 0,
+            // Whether the proxy that stopped reading (p1) has writes the server cannot complete.
+            stuckBlocked: xds?.syncStatus().some((st) => st.proxyId.includes('~p1.') && st.bufferedBytes > 0)
+              ? 1
+              : 0,
           });
           break;
         case 'stop':
@@ -300,6 +304,8 @@ export async function main(args: string[]): Promise<void> {
       address: `127.0.0.1:${port}`,
       proxies: n,
       isolated: new Set([stuckIndex]),
+      // HTTP/2's default window for the proxy that will stop reading, so it blocks after a few pushes.
+      isolatedFlowControlWindow: 65_535,
       proxy: (i) => ({ nodeId: nodeId(i), variant, subscriptions: subscriptions(i) }),
     });
     const t0 = performance.now();
@@ -333,6 +339,11 @@ export async function main(args: string[]): Promise<void> {
     floorGen.connect();
     const floorReady = async () => (await server.ask({ cmd: 'rss' })).floorStreams === n;
     for (let i = 0; i < 600 && !(await floorReady()); i++) await new Promise((r) => setTimeout(r, 100));
+    // Two unmeasured rounds first: JIT and buffers warm, as in the later phases.
+    for (let w = 0; w < 2; w++) {
+      await converge(floorGen, server, { cmd: 'floor-write' }, TypeUrl.Cluster, floorGen.proxies);
+      await converge(gen, server, { cmd: 'change-all' }, TypeUrl.Cluster, all);
+    }
     const conv: { p50: number; p99: number; others99: number }[] = [];
     const floor: number[] = [];
     const ratios: number[] = [];
@@ -363,6 +374,13 @@ export async function main(args: string[]): Promise<void> {
 
     // One proxy stops reading; the others' convergence.
     all[stuckIndex]!.stopReading();
+    // Push until its stream is really blocked at the server (flow control), then measure.
+    let primed = 0;
+    while (primed < 60 && !(await server.ask({ cmd: 'rss' })).stuckBlocked) {
+      await converge(gen, server, { cmd: 'change-all' }, TypeUrl.Cluster, others);
+      primed++;
+    }
+    log(`the stopped proxy is blocked at the server after ${primed} pushes`);
     const stuck: number[] = [];
     for (let r = 0; r < runs; r++) {
       const lat = await converge(gen, server, { cmd: 'change-all' }, TypeUrl.Cluster, others);

@@ -267,6 +267,8 @@ export interface LoadGeneratorOptions {
   /** HTTP/2 receive window of each connection and stream, in bytes. Default 16 MiB (Envoy's own
    * defaults are larger still); a small window makes a proxy that stops reading block sooner. */
   readonly flowControlWindow?: number;
+  /** The window of isolated proxies' connections (default: flowControlWindow). */
+  readonly isolatedFlowControlWindow?: number;
 }
 
 /** N simulated proxies over a few HTTP/2 connections. */
@@ -283,7 +285,7 @@ export class LoadGenerator {
     for (let i = 0; i < options.proxies; i++) {
       const proxy = new SimulatedProxy(options.proxy(i));
       let client: Client;
-      if (options.isolated?.has(i)) client = this.#newClient();
+      if (options.isolated?.has(i)) client = this.#newClient(options.isolatedFlowControlWindow);
       else {
         if (!shared || onShared >= per) {
           shared = this.#newClient();
@@ -298,12 +300,12 @@ export class LoadGenerator {
     }
   }
 
-  #newClient(): Client {
+  #newClient(window = this.options.flowControlWindow ?? 16 * 1024 * 1024): Client {
     const c = new Client(this.options.address, credentials.createInsecure(), {
       'grpc.use_local_subchannel_pool': 1,
       'grpc.max_receive_message_length': -1,
       'grpc.keepalive_time_ms': 60_000,
-      'grpc-node.flow_control_window': this.options.flowControlWindow ?? 16 * 1024 * 1024,
+      'grpc-node.flow_control_window': window,
     });
     this.#clients.push(c);
     return c;
