@@ -81,13 +81,18 @@ let client: ClientProcess | undefined;
 let finalEast: string[] = [];
 
 /** A recording Delta proxy (no locality: no priorities) watching the echo CLA on `replica`. */
-function watchCla(replica: ReplicaProcess, cluster: ClusterName): SimulatedProxy {
+function watchCla(replica: ReplicaProcess, cluster: ClusterName, cla = CLA, network = ''): SimulatedProxy {
   const p = new SimulatedProxy({
     nodeId: `sidecar~10.240.0.${proxies.length + 1}~watcher-${proxies.length}.default~default.svc.cluster.local`,
-    metadata: { NAMESPACE: 'default', CLUSTER_ID: cluster, LABELS: { app: 'watcher' } },
+    metadata: {
+      NAMESPACE: 'default',
+      CLUSTER_ID: cluster,
+      LABELS: { app: 'watcher' },
+      ...(network ? { NETWORK: network } : {}),
+    },
     variant: 'delta',
     record: true,
-    subscriptions: [{ typeUrl: TypeUrl.ClusterLoadAssignment, names: [CLA] }],
+    subscriptions: [{ typeUrl: TypeUrl.ClusterLoadAssignment, names: [cla] }],
   });
   const c = xdsClient(replica.xds);
   grpcClients.push(c);
@@ -349,6 +354,60 @@ describe('two clusters federated over NATS', { timeout: 120_000 }, () => {
     } finally {
       await nc.close();
     }
+  });
+
+  it("a west proxy in another network reaches east's endpoints of network net-east through east's gateway", async () => {
+    const ratings = 'ratings.default.svc.cluster.local';
+    const cla = `outbound|9080||${ratings}`;
+    const res = await replicas.east[0]!.apply(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ratings, namespace: default}
+spec:
+  hosts: [${ratings}]
+  location: MESH_INTERNAL
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.66.0.1, network: net-east, locality: us-east1/us-east1-a}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: eastwest
+  namespace: istio-system
+  labels: {topology.istio.io/network: net-east}
+spec:
+  hosts: [eastwest.istio-system.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{number: 15443, name: tls, protocol: TLS}]
+  resolution: STATIC
+  workloadSelector: {labels: {istio: eastwestgateway}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: eastwest-0, namespace: istio-system}
+spec:
+  address: 192.0.2.50
+  ports: {tls: 15443}
+  labels: {istio: eastwestgateway}
+  network: net-east
+  locality: us-east1/us-east1-a
+`);
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const inWestNet = watchCla(replicas.west[0]!, 'west', cla, 'net-west');
+    const noNetwork = watchCla(replicas.west[0]!, 'west', cla);
+    const inEastNet = watchCla(replicas.east[0]!, 'east', cla, 'net-east');
+    const addresses = (p: SimulatedProxy) => (latestCla(p, cla) ?? []).map((e) => e.address);
+    const seen = () => [addresses(inWestNet), addresses(noNetwork), addresses(inEastNet)];
+    const want = [['192.0.2.50:15443'], ['10.66.0.1:9080'], ['10.66.0.1:9080']];
+    await waitUntil(
+      'ratings endpoints as each network sees them',
+      () => JSON.stringify(seen()) === JSON.stringify(want),
+      30_000,
+      20,
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}; seen (net-west, no network, net-east): ${JSON.stringify(seen())}`);
+    });
+    expect(latestCla(inWestNet, cla)![0]!.region).toBe(REGION.east);
   });
 
   it("east's leader killed during a burst of endpoint changes: west ends with east's final state", async () => {
