@@ -41,20 +41,24 @@ export function mtlsTranslateOptions(
   return {
     rootNamespace,
     upstreamTls: (c) =>
-      upstreamTransportSocket(
-        {
-          service: {
-            hostname: c.service.hostname,
-            namespace: c.service.namespace,
-            meshExternal: c.service.meshExternal,
-          },
-          port: c.port,
-          subset: c.subset,
-          tls: c.tls,
-          proxy: c.proxy,
-        },
-        { trustDomain, peerAuthentications, rootNamespace },
-      ),
+      // A `tls` block without a mode is an explicit DISABLE (proto3 default, dropped by normalization):
+      // Istio then never applies automatic mTLS.
+      c.tls !== undefined && c.tls.mode === undefined
+        ? undefined
+        : upstreamTransportSocket(
+            {
+              service: {
+                hostname: c.service.hostname,
+                namespace: c.service.namespace,
+                meshExternal: c.service.meshExternal,
+              },
+              port: c.port,
+              subset: c.subset,
+              tls: c.tls,
+              proxy: c.proxy,
+            },
+            { trustDomain, peerAuthentications, rootNamespace },
+          ),
     inboundFilterChains: ({ proxy, port, chain }) => {
       const mode = modeForPort(
         resolvePeerAuthentication(
