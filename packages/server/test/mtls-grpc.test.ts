@@ -1,0 +1,261 @@
+// A proxyless gRPC call over mTLS configured only through the replica (issue 6, item 5):
+// @grpc/grpc-js-xds (the independent xDS client) bootstraps against a meridiand whose cluster CA is
+// installed in a real etcd; its workload certificate comes from that replica's CreateCertificate (a
+// bootstrap token); PeerAuthentication STRICT gives the xDS server's listener a DownstreamTlsContext and
+// DestinationRule ISTIO_MUTUAL gives the client's cluster an UpstreamTlsContext (file_watcher
+// provider `default`). The client reads its bootstrap once per process: this file is one process.
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as grpcXds from '@grpc/grpc-js-xds';
+import {
+  caStoreFrom,
+  createBootstrapToken,
+  createCertificate,
+  createCertificateServiceClient,
+  createCsr,
+  createIntermediateCa,
+  createRootCa,
+  generateKek,
+  generateTokenSigningKey,
+  installClusterCa,
+  parseKek,
+  publishTokenKey,
+} from '@meridian/ca';
+import { EtcdStore, Keyspace } from '@meridian/store';
+import { type EtcdCluster, freePort, startEtcd } from '@meridian/testkit';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Replica, resolveOptions } from '../src/index.js';
+
+/** See packages/testkit/test/xds-real-client.test.ts: vitest's `import` condition vs grpc-js-xds' require. */
+async function preloadXxhash(): Promise<void> {
+  const require = createRequire(import.meta.url);
+  const fromXds = createRequire(require.resolve('@grpc/grpc-js-xds'));
+  const holder = fromXds('./xxhash.js') as { xxhashApi: unknown };
+  const mod = fromXds('xxhash-wasm') as (() => Promise<unknown>) | { default: () => Promise<unknown> };
+  holder.xxhashApi = await (typeof mod === 'function' ? mod() : mod.default());
+}
+
+const TD = 'cluster.local';
+const HOST = 'echo.shop.svc.cluster.local';
+const PORT = 7070;
+const ECHO_URI = `spiffe://${TD}/ns/shop/sa/echo`;
+const pass = (b: Buffer): Buffer => b;
+const tmp = mkdtempSync(join(tmpdir(), 'meridian-mtls-grpc-'));
+let etcd: EtcdCluster;
+let replica: Replica | undefined;
+let echo: grpcXds.XdsServer | undefined;
+let serverPort = 0;
+const clients: grpc.Client[] = [];
+
+function call(client: grpc.Client, timeoutMs = 3000): Promise<string> {
+  return new Promise((resolve, reject) =>
+    client.makeUnaryRequest(
+      '/test.Echo/Peer',
+      pass,
+      pass,
+      Buffer.alloc(0),
+      { deadline: Date.now() + timeoutMs },
+      (e, r) => (e ? reject(e) : resolve(r!.toString())),
+    ),
+  );
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < end) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+async function apply(r: Replica, yaml: string): Promise<void> {
+  const res = await fetch(`http://${r.adminAddress}/apis/v1/apply`, {
+    method: 'POST',
+    body: yaml,
+    signal: AbortSignal.timeout(15_000),
+  });
+  expect(res.status, await res.clone().text()).toBe(200);
+}
+
+beforeAll(async () => {
+  etcd = await startEtcd();
+  const store = await EtcdStore.connect({
+    endpoints: etcd.endpoints,
+    keyspace: Keyspace.of('mtlsgrpc', 'c1'),
+  });
+  const root = createRootCa({ trustDomain: TD, keyType: 'ecdsa-p256' });
+  let signingKeyPem: string;
+  try {
+    const kekText = generateKek();
+    writeFileSync(join(tmp, 'kek'), kekText, { mode: 0o600 });
+    const material = createIntermediateCa({ root, clusterId: 'c1', trustDomain: TD, keyType: 'ecdsa-p256' });
+    await installClusterCa(caStoreFrom(store), material, parseKek(kekText, 'test'));
+    const signing = await generateTokenSigningKey();
+    signingKeyPem = signing.privateKeyPem;
+    await publishTokenKey(caStoreFrom(store), signing.publicJwk);
+  } finally {
+    await store.close();
+  }
+  replica = await Replica.start(
+    resolveOptions(
+      [
+        ...['--mesh-id', 'mtlsgrpc', '--cluster-id', 'c1', '--replica-id', 'grpc-1'],
+        ...['--etcd-endpoints', etcd.endpoints.join(','), '--debounce-ms', '10'],
+        ...['--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0'],
+        ...['--ca-address', '127.0.0.1:0', '--ca-kek-file', join(tmp, 'kek')],
+      ],
+      {},
+    ),
+    { logger: pino({ level: 'silent' }) },
+  );
+
+  // The workload's certificate, from the replica's CreateCertificate with a bootstrap token.
+  const ca = createCertificateServiceClient(
+    replica.caAddress,
+    grpc.credentials.createSsl(Buffer.from(root.certPem)),
+    {
+      'grpc.ssl_target_name_override': 'localhost',
+      'grpc.default_authority': 'localhost',
+    },
+  );
+  try {
+    const token = await createBootstrapToken({
+      signingKeyPem,
+      identity: { trustDomain: TD, namespace: 'shop', serviceAccount: 'echo' },
+      ttlSeconds: 600,
+    });
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const chain = await createCertificate(
+      ca,
+      { csr: createCsr({ key: privateKey, uris: [ECHO_URI] }) },
+      { token },
+    );
+    writeFileSync(join(tmp, 'cert-chain.pem'), chain.slice(0, -1).join(''));
+    writeFileSync(join(tmp, 'key.pem'), privateKey.export({ format: 'pem', type: 'pkcs8' }));
+    writeFileSync(join(tmp, 'root-cert.pem'), chain.at(-1)!);
+  } finally {
+    ca.close();
+  }
+
+  serverPort = await freePort();
+  await apply(
+    replica,
+    `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: echo, namespace: shop}
+spec:
+  hosts: [${HOST}]
+  ports: [{number: ${PORT}, name: grpc, protocol: GRPC}]
+  resolution: STATIC
+  location: MESH_INTERNAL
+  endpoints: [{address: 127.0.0.1, ports: {grpc: ${serverPort}}, locality: r1/z1}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo, namespace: shop}
+spec:
+  host: ${HOST}
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: shop}
+spec:
+  mtls: {mode: STRICT}
+`,
+  );
+
+  process.env.GRPC_XDS_BOOTSTRAP_CONFIG = JSON.stringify({
+    xds_servers: [
+      { server_uri: replica.xdsAddress, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] },
+    ],
+    node: {
+      id: 'sidecar~127.0.0.1~echo-0.shop~shop.svc.cluster.local',
+      metadata: { NAMESPACE: 'shop', GENERATOR: 'grpc', CLUSTER_ID: 'c1' },
+      locality: { region: 'r1', zone: 'z1' },
+    },
+    server_listener_resource_name_template: 'xds.istio.io/grpc/lds/inbound/%s',
+    certificate_providers: {
+      default: {
+        plugin_name: 'file_watcher',
+        config: {
+          certificate_file: join(tmp, 'cert-chain.pem'),
+          private_key_file: join(tmp, 'key.pem'),
+          ca_certificate_file: join(tmp, 'root-cert.pem'),
+          refresh_interval: '1s',
+        },
+      },
+    },
+  });
+  await preloadXxhash();
+  grpcXds.register();
+
+  echo = new grpcXds.XdsServer();
+  echo.addService(
+    {
+      Peer: {
+        path: '/test.Echo/Peer',
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: pass,
+        requestDeserialize: pass,
+        responseSerialize: pass,
+        responseDeserialize: pass,
+      },
+    },
+    {
+      // Answers with the SPIFFE id the server saw in the client's certificate.
+      Peer: (c: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+        cb(null, Buffer.from(c.getAuthContext().sslPeerCertificate?.subjectaltname ?? 'none'));
+      },
+    },
+  );
+  await new Promise<void>((resolve, reject) =>
+    echo!.bindAsync(
+      `127.0.0.1:${serverPort}`,
+      new grpcXds.XdsServerCredentials(grpc.ServerCredentials.createInsecure()),
+      (e) => (e ? reject(e) : resolve()),
+    ),
+  );
+}, 90_000);
+
+afterAll(async () => {
+  for (const c of clients) c.close();
+  echo?.forceShutdown();
+  await replica?.stop();
+  await etcd?.stop();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('proxyless gRPC mTLS through meridiand (@grpc/grpc-js-xds)', () => {
+  it('STRICT + ISTIO_MUTUAL: the call goes over mTLS and the server sees the client SPIFFE id', async () => {
+    const c = new grpc.Client(
+      `xds:///${HOST}:${PORT}`,
+      new grpcXds.XdsChannelCredentials(grpc.credentials.createInsecure()),
+    );
+    clients.push(c);
+    expect(await until('a call over mTLS', () => call(c))).toBe(`URI:${ECHO_URI}`);
+  });
+
+  it('STRICT: a plaintext client is refused', async () => {
+    const plain = new grpc.Client(`127.0.0.1:${serverPort}`, grpc.credentials.createInsecure());
+    clients.push(plain);
+    const err = (await call(plain).then(
+      () => undefined,
+      (e: unknown) => e,
+    )) as grpc.ServiceError | undefined;
+    expect(err?.code).toBe(grpc.status.UNAVAILABLE);
+  });
+});
