@@ -238,6 +238,44 @@ describe('PeerAuthentication -> inbound listener', () => {
   });
 });
 
+describe('PeerAuthentication levels', () => {
+  it('mesh STRICT, namespace PERMISSIVE over it, workload STRICT over that, port DISABLE over the workload', async () => {
+    const p = sidecar(replica!.xdsAddress);
+    const del = await fetch(
+      `http://${replica!.adminAddress}/apis/v1/config/PeerAuthentication/shop/default`,
+      {
+        method: 'DELETE',
+        signal: AbortSignal.timeout(15_000),
+      },
+    );
+    expect(del.status, await del.text()).toBe(200);
+    await apply(
+      replica!,
+      `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: mesh, namespace: istio-system}
+spec:
+  mtls: {mode: STRICT}
+`,
+    );
+    await inbound9080(p, (c) => c.length === 1 && protocolOf(c[0]!) === 'tls');
+    await apply(replica!, peerAuthentication('PERMISSIVE'));
+    await inbound9080(p, (c) => c.length === 2);
+    const workload = (ports: string) => `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: reviews, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  mtls: {mode: STRICT}
+${ports}`;
+    await apply(replica!, workload(''));
+    await inbound9080(p, (c) => c.length === 1 && protocolOf(c[0]!) === 'tls');
+    await apply(replica!, workload("  portLevelMtls: {'9080': {mode: DISABLE}}\n"));
+    const chains = await inbound9080(p, (c) => c.length === 1 && protocolOf(c[0]!) === undefined);
+    expect(chains[0]!.transport_socket).toBeUndefined();
+  });
+});
+
 describe('DestinationRule -> upstream TLS', () => {
   it('ISTIO_MUTUAL gives an UpstreamTlsContext with the SDS secrets; tls DISABLE gives plaintext', async () => {
     const p = sidecar(replica!.xdsAddress);
