@@ -57,7 +57,14 @@ export function mtlsTranslateOptions(
               tls: c.tls,
               proxy: c.proxy,
             },
-            { trustDomain, peerAuthentications, rootNamespace },
+            {
+              trustDomain,
+              peerAuthentications,
+              rootNamespace,
+              // Istio's grpcgen leaves automatic mTLS off for proxyless clients: a gRPC server cannot
+              // sniff TLS, so a PERMISSIVE server is plaintext-only; only ISTIO_MUTUAL turns TLS on.
+              autoMtls: String(c.proxy.kind) !== 'grpc',
+            },
           ),
     inboundFilterChains: ({ proxy, port, chain }) => {
       const mode = modeForPort(

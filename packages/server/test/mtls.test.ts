@@ -303,6 +303,39 @@ describe('DestinationRule -> upstream TLS', () => {
   });
 });
 
+describe('automatic mTLS', () => {
+  const REVIEWS = 'outbound|9080||reviews.shop.svc.cluster.local';
+  it('Envoy sidecars get mTLS to a destination that accepts it, proxyless gRPC only with ISTIO_MUTUAL', async () => {
+    const envoy = sidecar(replica!.xdsAddress);
+    const auto = await until('the reviews cluster', () => latest(envoy, TypeUrl.Cluster)?.get(REVIEWS));
+    expect(socketType(auto)).toBe(UPSTREAM);
+
+    const client = new grpc.Client(replica!.xdsAddress, grpc.credentials.createInsecure());
+    clients.push(client);
+    const g = new SimulatedProxy({
+      nodeId: 'sidecar~10.1.0.7~app-0.shop~shop.svc.cluster.local',
+      metadata: { NAMESPACE: 'shop', CLUSTER_ID: 'c1', GENERATOR: 'grpc' },
+      variant: 'sotw',
+      subscriptions: [{ typeUrl: TypeUrl.Cluster, names: [REVIEWS, RATINGS] }],
+      record: true,
+    });
+    g.connect(client);
+    proxies.push(g);
+    const clusters = await until('the gRPC clusters', () => {
+      const m = latest(g, TypeUrl.Cluster);
+      return m?.has(REVIEWS) && m.has(RATINGS) ? m : undefined;
+    });
+    expect(socketType(clusters.get(REVIEWS))).toBeUndefined();
+    expect(socketType(clusters.get(RATINGS))).toBe(UPSTREAM);
+    const common = ((clusters.get(RATINGS)!.transport_socket as EnvoyJson).typed_config as EnvoyJson)
+      .common_tls_context as EnvoyJson;
+    expect(common.tls_certificate_provider_instance).toEqual({
+      instance_name: 'default',
+      certificate_name: 'default',
+    });
+  });
+});
+
 interface Identity {
   readonly uri: string;
   readonly keyPem: string;
