@@ -351,6 +351,10 @@ describe('two clusters federated over NATS', { timeout: 120_000 }, () => {
         100,
       );
       expect(latestCla(proxies[0]!, CLA)).toEqual(before);
+      const metrics = await replicas.west[0]!.text('/metrics');
+      expect(metrics.body).toMatch(
+        /meridian_federation_messages_rejected(_total)?\{[^}]*reason="origin_mismatch"[^}]*\} [1-9]/,
+      );
     } finally {
       await nc.close();
     }
