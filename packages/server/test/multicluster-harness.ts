@@ -88,7 +88,12 @@ export async function startNatsPair(): Promise<NatsPair> {
       },
       async heal() {
         await Promise.all([toEast.heal(), toWest.heal()]);
-        await waitUntil('NATS gateways back', gatewaysUp, 60_000, 100);
+        await waitUntil('NATS gateways back', gatewaysUp, 60_000, 100).catch(async (error: Error) => {
+          const state = await Promise.all(
+            [e, w].map((x) => natsMonitor<Record<string, unknown>>(x.monitorPort, 'gatewayz').catch(String)),
+          );
+          throw new Error(`${error.message}; gatewayz east, west: ${JSON.stringify(state)}`);
+        });
       },
       stop,
     };
