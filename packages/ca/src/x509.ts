@@ -190,7 +190,9 @@ function ipBytes(text: string): Buffer | undefined {
   }
   const words = [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t];
   const out = Buffer.alloc(16);
-  words.forEach((w, i) => out.writeUInt16BE(w, i * 2));
+  words.forEach((w, i) => {
+    out.writeUInt16BE(w, i * 2);
+  });
   return out;
 }
 
