@@ -36,6 +36,8 @@ export {
   startTogether,
   TEMP_PREFIX,
 } from './process.js';
+export type { GrpcCallOptions, GrpcCallResult } from './xds/grpc-client-process.js';
+export { countByBackend, GrpcClientProcess } from './xds/grpc-client-process.js';
 export type {
   DeltaResponseView,
   LoadGeneratorOptions,
