@@ -1,12 +1,12 @@
 // Multi-cluster harness (issue 7): a NATS gateway pair whose gateway links go through fault-injecting
-// TCP proxies, grpc-js backends, the proxyless client process (multicluster-client.ts) and a reader
+// TCP proxies, grpc-js backends, the proxyless client process (testkit's GrpcClientProcess) and a reader
 // of the ClusterLoadAssignments a simulated proxy holds.
-import { type ChildProcess, fork } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { decodeResource, TypeUrl } from '@meridian/envoy';
 import {
   freePorts,
+  type GrpcCallResult,
+  GrpcClientProcess,
   natsMonitor,
   type SimulatedProxy,
   type StandaloneNatsServer,
@@ -16,7 +16,6 @@ import {
 } from '@meridian/testkit';
 import { waitUntil } from './harness.js';
 
-const CLIENT_SCRIPT = fileURLToPath(new URL('./multicluster-client.ts', import.meta.url));
 const METHOD = '/meridian.test.Echo/Call';
 
 /** Two single-server NATS clusters (JetStream on) joined by gateways that can be cut. */
@@ -150,40 +149,18 @@ export class Backend {
 }
 
 /** One call's outcome in the client process. */
-export interface CallResult {
-  readonly backend?: string;
-  readonly code: number;
-  /** Completion time, ms since the Unix epoch. */
-  readonly at: number;
-}
+export type CallResult = GrpcCallResult;
 
-/** The proxyless gRPC client process (one grpc-js-xds bootstrap per process). */
+/** The proxyless gRPC client process (one grpc-js-xds bootstrap per process): testkit's GrpcClientProcess. */
 export class ClientProcess {
-  readonly #child: ChildProcess;
-  #nextId = 1;
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  readonly #client: GrpcClientProcess;
 
-  private constructor() {
-    this.#child = fork(CLIENT_SCRIPT, [], {
-      execArgv: ['--conditions=@meridian/source', '--import', 'tsx'],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    this.#child.on('message', (m: { id: number; result?: unknown; error?: string }) => {
-      const p = this.#pending.get(m.id);
-      if (!p) return;
-      this.#pending.delete(m.id);
-      if (m.error !== undefined) p.reject(new Error(m.error));
-      else p.resolve(m.result);
-    });
-    this.#child.on('exit', (code) => {
-      for (const p of this.#pending.values()) p.reject(new Error(`client process exited with ${code}`));
-      this.#pending.clear();
-    });
+  private constructor(client: GrpcClientProcess) {
+    this.#client = client;
   }
 
   /** Forks a client of the ADS server at `xds`, node in cluster `cluster` at `region/zone`. */
   static async start(xds: string, cluster: string, region: string, zone: string): Promise<ClientProcess> {
-    const c = new ClientProcess();
     const bootstrap = JSON.stringify({
       xds_servers: [{ server_uri: xds, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
       node: {
@@ -193,53 +170,28 @@ export class ClientProcess {
       },
       server_listener_resource_name_template: 'xds.istio.io/grpc/lds/inbound/%s',
     });
-    try {
-      await c.#send({ op: 'bootstrap', bootstrap });
-    } catch (error) {
-      await c.stop();
-      throw error;
-    }
-    return c;
-  }
-
-  #send(message: Record<string, unknown>): Promise<unknown> {
-    const id = this.#nextId++;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      this.#child.send({ id, ...message });
-    });
+    return new ClientProcess(await GrpcClientProcess.start(bootstrap));
   }
 
   call(target: string, deadlineMs = 5000): Promise<CallResult> {
-    return this.#send({ op: 'call', target, deadlineMs }) as Promise<CallResult>;
+    return this.#client.call(target, { deadlineMs });
   }
 
   many(target: string, n: number, concurrency = 10): Promise<CallResult[]> {
-    return this.#send({ op: 'many', target, n, concurrency, deadlineMs: 5000 }) as Promise<CallResult[]>;
+    return this.#client.many(target, n, { concurrency, deadlineMs: 5000 });
   }
 
   /** Starts continuous load (`concurrency` callers back to back, 2 s deadline each). */
   loadStart(target: string, concurrency = 4): Promise<void> {
-    return this.#send({
-      op: 'loadStart',
-      target,
-      concurrency,
-      deadlineMs: 2000,
-      pauseMs: 5,
-    }) as Promise<void>;
+    return this.#client.loadStart(target, { concurrency, deadlineMs: 2000, pauseMs: 5 });
   }
 
   loadStop(): Promise<CallResult[]> {
-    return this.#send({ op: 'loadStop' }) as Promise<CallResult[]>;
+    return this.#client.loadStop();
   }
 
-  async stop(): Promise<void> {
-    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => this.#child.once('exit', () => resolve()));
-    this.#send({ op: 'exit' }).catch(() => undefined);
-    const timer = setTimeout(() => this.#child.kill('SIGKILL'), 2000);
-    await exited;
-    clearTimeout(timer);
+  stop(): Promise<void> {
+    return this.#client.stop();
   }
 }
 
