@@ -2,12 +2,10 @@
 // package's translation, and @grpc/grpc-js-xds clients. grpc-js-xds reads its bootstrap once per
 // process, so each traffic test file starts its own ADS server and sets the bootstrap before the
 // first xds channel is created.
-import { type ChildProcess, fork } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import type { ResourceTypeUrl } from '@meridian/envoy';
 import { encodeResource } from '@meridian/envoy';
+import { countByBackend, type GrpcCallResult, GrpcClientProcess } from '@meridian/testkit';
 import {
   type EncodedResource,
   encodedResource,
@@ -49,7 +47,6 @@ export interface Backend {
 }
 
 const METHOD = '/meridian.test.Echo/Call';
-const CLIENT_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), 'traffic-client.ts');
 const passthrough = {
   path: METHOD,
   requestStream: false,
@@ -199,42 +196,17 @@ export async function startMesh(
 }
 
 /** One call's outcome: the backend's name, or the gRPC status code of the failure. */
-export interface CallResult {
-  readonly backend?: string;
-  readonly code: number;
-  readonly ms: number;
-}
+export type CallResult = GrpcCallResult;
 
 /**
- * The proxyless client process (traffic-client.ts, plain Node), bootstrapped for a client in
+ * The proxyless client process (testkit's GrpcClientProcess, plain Node), bootstrapped for a client in
  * namespace `grpc` at locality us-east1/us-east1-b, node id `sidecar~10.99.0.1~client-0.grpc~...`.
  */
 export class ClientProcess {
-  private readonly child: ChildProcess;
-  private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-
-  private constructor() {
-    this.child = fork(CLIENT_SCRIPT, [], {
-      execArgv: ['--conditions=@meridian/source', '--import', 'tsx'],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    this.child.on('message', (m: { id: number; result?: unknown; error?: string }) => {
-      const p = this.pending.get(m.id);
-      if (!p) return;
-      this.pending.delete(m.id);
-      if (m.error !== undefined) p.reject(new Error(m.error));
-      else p.resolve(m.result);
-    });
-    this.child.on('exit', (code) => {
-      for (const p of this.pending.values()) p.reject(new Error(`client process exited with ${code}`));
-      this.pending.clear();
-    });
-  }
+  private constructor(private readonly client: GrpcClientProcess) {}
 
   /** Forks the client process and points grpc-js-xds at the ADS server on `xdsPort`. */
   static async start(xdsPort: number, nodeIp = '10.99.0.1'): Promise<ClientProcess> {
-    const c = new ClientProcess();
     const bootstrap = JSON.stringify({
       xds_servers: [
         {
@@ -250,52 +222,31 @@ export class ClientProcess {
       },
       server_listener_resource_name_template: 'xds.istio.io/grpc/lds/inbound/%s',
     });
-    await c.send({ op: 'bootstrap', bootstrap });
-    return c;
-  }
-
-  private send(message: Record<string, unknown>): Promise<unknown> {
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.child.send({ id, ...message });
-    });
+    return new ClientProcess(await GrpcClientProcess.start(bootstrap));
   }
 
   /** A client of `xds:///<target>` (target `host:port`). */
   target(target: string) {
     return {
       call: (headers: Record<string, string> = {}, deadlineMs = 10_000) =>
-        this.send({ op: 'call', target, headers, deadlineMs }) as Promise<CallResult>,
+        this.client.call(target, { headers, deadlineMs }),
       many: (n: number, headers: Record<string, string> = {}, concurrency = 20, deadlineMs = 10_000) =>
-        this.send({ op: 'many', target, n, headers, concurrency, deadlineMs }) as Promise<CallResult[]>,
+        this.client.many(target, n, { headers, concurrency, deadlineMs }),
       ready: (headers: Record<string, string> = {}, timeoutMs = 45_000) =>
-        this.send({ op: 'ready', target, headers, timeoutMs }) as Promise<void>,
+        this.client.ready(target, { headers, timeoutMs }),
     };
   }
 
   /** Starts a proxyless gRPC server (grpc-js-xds XdsServer) on 127.0.0.1:`port`; resolves once it serves. */
   serve(port: number, name: string, timeoutMs = 45_000): Promise<void> {
-    return this.send({ op: 'serve', port, name, timeoutMs }) as Promise<void>;
+    return this.client.serve(port, name, timeoutMs);
   }
 
   /** Ends the process (closing its channels); kills it if it does not exit within 2 s. */
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null) return;
-    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
-    this.send({ op: 'exit' }).catch(() => {});
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 2000);
-    await exited;
-    clearTimeout(timer);
+  stop(): Promise<void> {
+    return this.client.stop();
   }
 }
 
 /** Counts results by backend name (failures under their status code). */
-export function countBy(results: readonly CallResult[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const r of results) {
-    const key = r.backend ?? `status:${r.code}`;
-    out[key] = (out[key] ?? 0) + 1;
-  }
-  return out;
-}
+export const countBy: (results: readonly CallResult[]) => Record<string, number> = countByBackend;
