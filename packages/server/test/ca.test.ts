@@ -1,30 +1,22 @@
 // The CA mounted on a replica: the cluster CA installed in etcd, CreateCertificate over the replica's
 // TLS CA port with a bootstrap token, refused without one. One etcd member, the replica in-process.
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import {
   type CertificateServiceClient,
-  caStoreFrom,
   createBootstrapToken,
   createCertificate,
   createCertificateServiceClient,
   createCsr,
-  createIntermediateCa,
-  createRootCa,
-  generateKek,
-  generateTokenSigningKey,
-  installClusterCa,
-  parseKek,
-  publishTokenKey,
 } from '@meridian/ca';
-import { EtcdStore, Keyspace } from '@meridian/store';
 import { type EtcdCluster, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Replica, resolveOptions } from '../src/index.js';
+import { installClusterCaForTest } from './harness.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'meridian-ca-test-'));
 let etcd: EtcdCluster;
@@ -35,22 +27,9 @@ let rootPem: string;
 
 beforeAll(async () => {
   etcd = await startEtcd();
-  const store = await EtcdStore.connect({ endpoints: etcd.endpoints, keyspace: Keyspace.of('catest', 'c1') });
-  const kekText = generateKek();
-  writeFileSync(join(tmp, 'kek'), kekText, { mode: 0o600 });
-  const root = createRootCa({ trustDomain: 'cluster.local', keyType: 'ecdsa-p256' });
-  rootPem = root.certPem;
-  const material = createIntermediateCa({
-    root,
-    clusterId: 'c1',
-    trustDomain: 'cluster.local',
-    keyType: 'ecdsa-p256',
-  });
-  await installClusterCa(caStoreFrom(store), material, parseKek(kekText, 'test'));
-  const signing = await generateTokenSigningKey();
-  signingKeyPem = signing.privateKeyPem;
-  await publishTokenKey(caStoreFrom(store), signing.publicJwk);
-  await store.close();
+  const installed = await installClusterCaForTest(etcd.endpoints, 'catest', join(tmp, 'kek'));
+  rootPem = installed.root.certPem;
+  signingKeyPem = installed.signingKeyPem;
   replica = await Replica.start(
     resolveOptions(
       [

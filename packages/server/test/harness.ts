@@ -1,8 +1,10 @@
 // Test/bench harness: meridiand replicas as real processes (node + tsx on the sources), simulated
 // proxies, admin API calls. Every process started here is killed by `stopAll` and on exit.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Client, credentials } from '@grpc/grpc-js';
+import type { RootCa } from '@meridian/ca';
 import { TypeUrl } from '@meridian/envoy';
 import { SimulatedProxy } from '@meridian/testkit';
 
@@ -236,4 +238,42 @@ spec:
     route:
     - destination: {host: ${host}, port: {number: 9080}}
 `;
+}
+
+/** What installClusterCaForTest put in etcd. */
+export interface TestClusterCa {
+  readonly root: RootCa;
+  /** The KEK, also written (mode 0600) to the `kekFile` given. */
+  readonly kekText: string;
+  /** The private key signing bootstrap tokens (its public JWK is published). */
+  readonly signingKeyPem: string;
+}
+
+/**
+ * Installs a fresh cluster CA (an ECDSA P-256 root and the intermediate of cluster `c1`) and a bootstrap
+ * token signing key into the etcd keyspace `meshId`/`c1`, and writes the KEK to `kekFile`, as a replica
+ * started with `--ca-kek-file kekFile` expects. (@meridian/ca and @meridian/store are loaded only here,
+ * so processes importing this harness for other helpers do not load them.)
+ */
+export async function installClusterCaForTest(
+  endpoints: readonly string[],
+  meshId: string,
+  kekFile: string,
+  trustDomain = 'cluster.local',
+): Promise<TestClusterCa> {
+  const ca = await import('@meridian/ca');
+  const { EtcdStore, Keyspace } = await import('@meridian/store');
+  const store = await EtcdStore.connect({ endpoints, keyspace: Keyspace.of(meshId, 'c1') });
+  try {
+    const kekText = ca.generateKek();
+    writeFileSync(kekFile, kekText, { mode: 0o600 });
+    const root = ca.createRootCa({ trustDomain, keyType: 'ecdsa-p256' });
+    const material = ca.createIntermediateCa({ root, clusterId: 'c1', trustDomain, keyType: 'ecdsa-p256' });
+    await ca.installClusterCa(ca.caStoreFrom(store), material, ca.parseKek(kekText, 'test'));
+    const signing = await ca.generateTokenSigningKey();
+    await ca.publishTokenKey(ca.caStoreFrom(store), signing.publicJwk);
+    return { root, kekText, signingKeyPem: signing.privateKeyPem };
+  } finally {
+    await store.close();
+  }
 }

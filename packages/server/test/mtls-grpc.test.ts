@@ -12,24 +12,16 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as grpcXds from '@grpc/grpc-js-xds';
 import {
-  caStoreFrom,
   createBootstrapToken,
   createCertificate,
   createCertificateServiceClient,
   createCsr,
-  createIntermediateCa,
-  createRootCa,
-  generateKek,
-  generateTokenSigningKey,
-  installClusterCa,
-  parseKek,
-  publishTokenKey,
 } from '@meridian/ca';
-import { EtcdStore, Keyspace } from '@meridian/store';
 import { type EtcdCluster, freePort, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Replica, resolveOptions } from '../src/index.js';
+import { installClusterCaForTest } from './harness.js';
 
 /** See packages/testkit/test/xds-real-client.test.ts: vitest's `import` condition vs grpc-js-xds' require. */
 async function preloadXxhash(): Promise<void> {
@@ -91,23 +83,12 @@ async function apply(r: Replica, yaml: string): Promise<void> {
 
 beforeAll(async () => {
   etcd = await startEtcd();
-  const store = await EtcdStore.connect({
-    endpoints: etcd.endpoints,
-    keyspace: Keyspace.of('mtlsgrpc', 'c1'),
-  });
-  const root = createRootCa({ trustDomain: TD, keyType: 'ecdsa-p256' });
-  let signingKeyPem: string;
-  try {
-    const kekText = generateKek();
-    writeFileSync(join(tmp, 'kek'), kekText, { mode: 0o600 });
-    const material = createIntermediateCa({ root, clusterId: 'c1', trustDomain: TD, keyType: 'ecdsa-p256' });
-    await installClusterCa(caStoreFrom(store), material, parseKek(kekText, 'test'));
-    const signing = await generateTokenSigningKey();
-    signingKeyPem = signing.privateKeyPem;
-    await publishTokenKey(caStoreFrom(store), signing.publicJwk);
-  } finally {
-    await store.close();
-  }
+  const { root, signingKeyPem } = await installClusterCaForTest(
+    etcd.endpoints,
+    'mtlsgrpc',
+    join(tmp, 'kek'),
+    TD,
+  );
   replica = await Replica.start(
     resolveOptions(
       [

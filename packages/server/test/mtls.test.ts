@@ -5,7 +5,7 @@
 // replica's CreateCertificate with a bootstrap token) receives its own `default` secret, never
 // another identity's, and a new one when the cluster CA is re-installed.
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -17,12 +17,8 @@ import {
   createCertificateServiceClient,
   createCsr,
   createIntermediateCa,
-  createRootCa,
-  generateKek,
-  generateTokenSigningKey,
   installClusterCa,
   parseKek,
-  publishTokenKey,
   type RootCa,
 } from '@meridian/ca';
 import { decodeResource, type EnvoyJson, TypeUrl } from '@meridian/envoy';
@@ -31,6 +27,7 @@ import { type EtcdCluster, SimulatedProxy, type SotwResponseView, startEtcd } fr
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Replica, resolveOptions } from '../src/index.js';
+import { installClusterCaForTest } from './harness.js';
 
 const TD = 'cluster.local';
 const tmp = mkdtempSync(join(tmpdir(), 'meridian-mtls-test-'));
@@ -161,22 +158,12 @@ function startReplica(id: string, withCa: boolean): Promise<Replica> {
 
 beforeAll(async () => {
   etcd = await startEtcd();
-  const store = await EtcdStore.connect({
-    endpoints: etcd.endpoints,
-    keyspace: Keyspace.of('mtlstest', 'c1'),
-  });
-  try {
-    kekText = generateKek();
-    writeFileSync(join(tmp, 'kek'), kekText, { mode: 0o600 });
-    root = createRootCa({ trustDomain: TD, keyType: 'ecdsa-p256' });
-    const material = createIntermediateCa({ root, clusterId: 'c1', trustDomain: TD, keyType: 'ecdsa-p256' });
-    await installClusterCa(caStoreFrom(store), material, parseKek(kekText, 'test'));
-    const signing = await generateTokenSigningKey();
-    signingKeyPem = signing.privateKeyPem;
-    await publishTokenKey(caStoreFrom(store), signing.publicJwk);
-  } finally {
-    await store.close();
-  }
+  ({ root, kekText, signingKeyPem } = await installClusterCaForTest(
+    etcd.endpoints,
+    'mtlstest',
+    join(tmp, 'kek'),
+    TD,
+  ));
   replica = await startReplica('mtls-1', true);
   await apply(replica, SERVICES);
   ca = createCertificateServiceClient(
