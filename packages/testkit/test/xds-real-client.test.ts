@@ -1,24 +1,16 @@
 // @grpc/grpc-js-xds, an independent xDS client, dialing xds:///<service> through Meridian's ADS server
-// to real grpc-js backends. The client reads its bootstrap once per process: this file is one process.
+// to real grpc-js backends. The client reads its bootstrap once per process: it runs in its own
+// process (GrpcClientProcess).
 
 import { createServer } from 'node:http';
-import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
-import {
-  Client,
-  credentials,
-  Server,
-  ServerCredentials,
-  type ServerUnaryCall,
-  type sendUnaryData,
-  status,
-} from '@grpc/grpc-js';
-import * as grpcXds from '@grpc/grpc-js-xds';
+import { Server, ServerCredentials, type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
 import { TypeUrl } from '@meridian/envoy';
 import {
   clusterFor,
   clusterName,
   freePort,
+  GrpcClientProcess,
   listenerName,
   nextSnapshot,
   type TestService,
@@ -34,24 +26,10 @@ import {
 } from '@meridian/xds';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-/**
- * vitest starts its workers with the `import` export condition, so grpc-js-xds' `require('xxhash-wasm')`
- * gets the ES module namespace instead of the function and its ring-hash helper throws. Preload the
- * API grpc-js-xds caches (plain `node` does not need this).
- */
-async function preloadXxhash(): Promise<void> {
-  const require = createRequire(import.meta.url);
-  const xdsMain = require.resolve('@grpc/grpc-js-xds');
-  const fromXds = createRequire(xdsMain);
-  const holder = fromXds('./xxhash.js') as { xxhashApi: unknown };
-  const mod = fromXds('xxhash-wasm') as (() => Promise<unknown>) | { default: () => Promise<unknown> };
-  holder.xxhashApi = await (typeof mod === 'function' ? mod() : mod.default());
-}
-
 const pass = (b: Buffer): Buffer => b;
 const HOST = 'echo.default.svc.cluster.local';
 const PORT = 7070;
-const TARGET = `xds:///${listenerName({ host: HOST, port: PORT })}`;
+const TARGET = listenerName({ host: HOST, port: PORT });
 
 /** A grpc-js backend answering /test.Echo/Name with its own name. */
 async function startBackend(name: string): Promise<{ server: Server; port: number }> {
@@ -81,17 +59,11 @@ async function startBackend(name: string): Promise<{ server: Server; port: numbe
   return { server, port };
 }
 
-function call(client: Client, timeoutMs = 5000): Promise<string> {
-  return new Promise((resolve, reject) =>
-    client.makeUnaryRequest(
-      '/test.Echo/Name',
-      pass,
-      pass,
-      Buffer.alloc(0),
-      { deadline: Date.now() + timeoutMs },
-      (e, r) => (e ? reject(e) : resolve(r!.toString())),
-    ),
-  );
+/** A call to `xds:///<target>` from the client process; rejects with the gRPC status code and message. */
+async function call(client: GrpcClientProcess, target = TARGET, timeoutMs = 5000): Promise<string> {
+  const r = await client.call(target, { method: '/test.Echo/Name', deadlineMs: timeoutMs });
+  if (r.code !== status.OK) throw Object.assign(new Error(r.message), { code: r.code });
+  return r.backend ?? '';
 }
 
 async function until<T>(
@@ -128,7 +100,7 @@ describe('@grpc/grpc-js-xds client through Meridian (SotW ADS)', () => {
   const backends: { server: Server; port: number }[] = [];
   let xds: XdsServer;
   let xdsPort = 0;
-  let client: Client;
+  let client: GrpcClientProcess;
   let snapshot: StaticSnapshot | undefined;
   let version = 0;
 
@@ -156,7 +128,7 @@ describe('@grpc/grpc-js-xds client through Meridian (SotW ADS)', () => {
     xds = new XdsServer({ logger, debounce: { quietMs: 10, maxDelayMs: 100 } });
     publish(service(backends[0]!.port));
     await xds.listen('127.0.0.1', xdsPort);
-    process.env.GRPC_XDS_BOOTSTRAP_CONFIG = JSON.stringify({
+    client = await GrpcClientProcess.start({
       xds_servers: [
         {
           server_uri: `127.0.0.1:${xdsPort}`,
@@ -170,13 +142,10 @@ describe('@grpc/grpc-js-xds client through Meridian (SotW ADS)', () => {
         locality: { region: 'r1', zone: 'z1' },
       },
     });
-    await preloadXxhash();
-    grpcXds.register();
-    client = new Client(TARGET, credentials.createInsecure());
   });
 
   afterAll(async () => {
-    client?.close();
+    await client?.stop();
     xds?.close();
     for (const b of backends) b.server.forceShutdown();
   });
@@ -268,14 +237,14 @@ describe('@grpc/grpc-js-xds client through Meridian (SotW ADS)', () => {
   });
 
   it('an unknown service is logged as a missing resource, and the debug handler serves syncz and config_dump', async () => {
-    const other = new Client('xds:///nope.default.svc.cluster.local:80', credentials.createInsecure());
+    const other = 'nope.default.svc.cluster.local:80';
     try {
       // grpc-js-xds keeps waiting for a listener that does not exist (its resolver never reports).
-      const err = await call(other, 3000).catch((e: Error) => e);
+      const err = await call(client, other, 3000).catch((e: Error) => e);
       expect(err).toMatchObject({ code: status.DEADLINE_EXCEEDED });
       expect((err as Error).message).toContain('waiting for name resolution');
     } finally {
-      other.close();
+      await client.close(other);
     }
     expect(
       lines.some((l) => l.includes('subscribed resources do not exist: nope.default.svc.cluster.local:80')),

@@ -1,15 +1,16 @@
 // The child of GrpcClientProcess (grpc-client-process.ts): plain Node with @grpc/grpc-js-xds, which
-// reads its bootstrap once per process and loads xxhash-wasm with `require` (vitest's module runner
-// breaks that). Driven over the fork IPC channel. Messages: {id, op: 'bootstrap' | 'call' | 'many' |
-// 'ready' | 'serve' | 'loadStart' | 'loadStop' | 'exit', ...}; every answer is {id, result} or {id, error}.
+// reads its bootstrap once per process and loads xxhash-wasm with `require` (in a vitest worker, started
+// with the `import` export condition, that gets the ES module namespace instead of the function). Driven over the fork IPC channel. Messages: {id, op: 'bootstrap' | 'call' | 'many' |
+// 'ready' | 'serve' | 'loadStart' | 'loadStop' | 'close' | 'exit', ...}; every answer is {id, result} or {id, error}.
 import * as grpc from '@grpc/grpc-js';
 
-const METHOD = '/meridian.test.Echo/Call';
+const DEFAULT_METHOD = '/meridian.test.Echo/Call';
 const clients = new Map<string, grpc.Client>();
 
 interface CallResult {
   backend?: string;
   code: number;
+  message?: string;
   ms: number;
   at: number;
 }
@@ -23,13 +24,18 @@ function clientFor(target: string): grpc.Client {
   return c;
 }
 
-function call(target: string, headers: Record<string, string>, deadlineMs: number): Promise<CallResult> {
+function call(
+  target: string,
+  headers: Record<string, string>,
+  deadlineMs: number,
+  method = DEFAULT_METHOD,
+): Promise<CallResult> {
   const metadata = new grpc.Metadata();
   for (const [k, v] of Object.entries(headers)) metadata.set(k, v);
   const start = performance.now();
   return new Promise((resolve) => {
     clientFor(target).makeUnaryRequest(
-      METHOD,
+      method,
       (b: Buffer) => b,
       (b: Buffer) => b,
       Buffer.alloc(0),
@@ -38,7 +44,7 @@ function call(target: string, headers: Record<string, string>, deadlineMs: numbe
       (err, value) => {
         const ms = performance.now() - start;
         const at = Date.now();
-        if (err) resolve({ code: err.code ?? grpc.status.UNKNOWN, ms, at });
+        if (err) resolve({ code: err.code ?? grpc.status.UNKNOWN, message: err.message, ms, at });
         else resolve({ backend: value?.toString(), code: grpc.status.OK, ms, at });
       },
     );
@@ -51,23 +57,29 @@ async function many(
   headers: Record<string, string>,
   concurrency: number,
   deadlineMs: number,
+  method?: string,
 ): Promise<CallResult[]> {
   const results: CallResult[] = [];
   let next = 0;
   const worker = async () => {
     while (next < n) {
       next++;
-      results.push(await call(target, headers, deadlineMs));
+      results.push(await call(target, headers, deadlineMs, method));
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   return results;
 }
 
-async function ready(target: string, headers: Record<string, string>, timeoutMs: number): Promise<void> {
+async function ready(
+  target: string,
+  headers: Record<string, string>,
+  timeoutMs: number,
+  method?: string,
+): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
-    const r = await call(target, headers, 2000);
+    const r = await call(target, headers, 2000, method);
     if (r.code === grpc.status.OK) return;
     if (Date.now() > until)
       throw new Error(`no successful call to ${target} within ${timeoutMs} ms (last status ${r.code})`);
@@ -84,7 +96,7 @@ async function serve(port: number, name: string, timeoutMs: number): Promise<voi
   server.addService(
     {
       Call: {
-        path: METHOD,
+        path: DEFAULT_METHOD,
         requestStream: false,
         responseStream: false,
         requestSerialize: (b: Buffer) => b,
@@ -125,6 +137,7 @@ type Message = {
   deadlineMs?: number;
   timeoutMs?: number;
   pauseMs?: number;
+  method?: string;
   port?: number;
   name?: string;
 };
@@ -138,16 +151,16 @@ process.on('message', async (m: Message) => {
       process.env.GRPC_XDS_BOOTSTRAP_CONFIG = m.bootstrap;
       const xds = await import('@grpc/grpc-js-xds');
       xds.register();
-    } else if (m.op === 'call') result = await call(target, headers, m.deadlineMs ?? 10_000);
+    } else if (m.op === 'call') result = await call(target, headers, m.deadlineMs ?? 10_000, m.method);
     else if (m.op === 'many')
-      result = await many(target, m.n ?? 1, headers, m.concurrency ?? 10, m.deadlineMs ?? 10_000);
-    else if (m.op === 'ready') await ready(target, headers, m.timeoutMs ?? 20_000);
+      result = await many(target, m.n ?? 1, headers, m.concurrency ?? 10, m.deadlineMs ?? 10_000, m.method);
+    else if (m.op === 'ready') await ready(target, headers, m.timeoutMs ?? 20_000, m.method);
     else if (m.op === 'serve') await serve(m.port ?? 0, m.name ?? 'xds-server', m.timeoutMs ?? 20_000);
     else if (m.op === 'loadStart') {
       const state = { stop: false, results: [] as CallResult[], done: Promise.resolve() as Promise<unknown> };
       const worker = async () => {
         while (!state.stop) {
-          state.results.push(await call(target, headers, m.deadlineMs ?? 2000));
+          state.results.push(await call(target, headers, m.deadlineMs ?? 2000, m.method));
           await new Promise((r) => setTimeout(r, m.pauseMs ?? 5));
         }
       };
@@ -161,6 +174,9 @@ process.on('message', async (m: Message) => {
         await state.done;
       }
       result = state?.results ?? [];
+    } else if (m.op === 'close') {
+      clients.get(target)?.close();
+      clients.delete(target);
     } else if (m.op === 'exit') {
       for (const c of clients.values()) c.close();
       for (const srv of servers) srv.shutdown();

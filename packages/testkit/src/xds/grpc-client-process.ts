@@ -20,6 +20,8 @@ const CHILD_SCRIPT = fileURLToPath(
 export interface GrpcCallResult {
   readonly backend?: string;
   readonly code: number;
+  /** The failure's message (absent on success). */
+  readonly message?: string;
   /** Duration of the call (ms). */
   readonly ms: number;
   /** Completion time, ms since the Unix epoch (comparable with the test process's clock). */
@@ -32,6 +34,8 @@ export interface GrpcCallOptions {
   readonly headers?: Readonly<Record<string, string>>;
   /** Per-call deadline (ms); default 10 000. */
   readonly deadlineMs?: number;
+  /** The unary method's path; default `/meridian.test.Echo/Call`. */
+  readonly method?: string;
 }
 
 /** The grpc-js-xds client process (one bootstrap per process). */
@@ -86,6 +90,7 @@ export class GrpcClientProcess {
     return this.#send({
       op: 'call',
       target,
+      method: options.method,
       headers: options.headers ?? {},
       deadlineMs: options.deadlineMs ?? 10_000,
     }) as Promise<GrpcCallResult>;
@@ -100,6 +105,7 @@ export class GrpcClientProcess {
     return this.#send({
       op: 'many',
       target,
+      method: options.method,
       n,
       headers: options.headers ?? {},
       concurrency: options.concurrency ?? 10,
@@ -110,11 +116,12 @@ export class GrpcClientProcess {
   /** Calls (2 s deadline, 100 ms apart) until one succeeds; rejects after `timeoutMs` (default 20 s). */
   ready(
     target: string,
-    options: { headers?: Readonly<Record<string, string>>; timeoutMs?: number } = {},
+    options: { headers?: Readonly<Record<string, string>>; timeoutMs?: number; method?: string } = {},
   ): Promise<void> {
     return this.#send({
       op: 'ready',
       target,
+      method: options.method,
       headers: options.headers ?? {},
       timeoutMs: options.timeoutMs ?? 20_000,
     }) as Promise<void>;
@@ -133,6 +140,7 @@ export class GrpcClientProcess {
     return this.#send({
       op: 'loadStart',
       target,
+      method: options.method,
       headers: options.headers ?? {},
       concurrency: options.concurrency ?? 4,
       deadlineMs: options.deadlineMs ?? 2000,
@@ -143,6 +151,11 @@ export class GrpcClientProcess {
   /** Stops the load; the results of every call it made. */
   loadStop(): Promise<GrpcCallResult[]> {
     return this.#send({ op: 'loadStop' }) as Promise<GrpcCallResult[]>;
+  }
+
+  /** Closes the channel to `xds:///<target>` (a later call opens a new one). */
+  close(target: string): Promise<void> {
+    return this.#send({ op: 'close', target }) as Promise<void>;
   }
 
   /** Ends the process (closing its channels and servers); kills it if it does not exit within 2 s. */
