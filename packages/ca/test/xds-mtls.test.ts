@@ -30,7 +30,11 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { id, makeMesh, uri, workload } from './helpers.js';
 
-/** See packages/testkit/test/xds-real-client.test.ts: vitest's `import` condition vs grpc-js-xds' require. */
+/**
+ * vitest starts its workers with the `import` export condition, so grpc-js-xds' `require('xxhash-wasm')`
+ * gets the ES module namespace instead of the function and its ring-hash helper throws. Preload the
+ * API grpc-js-xds caches (plain `node`, as in testkit's GrpcClientProcess, does not need this).
+ */
 async function preloadXxhash(): Promise<void> {
   const require = createRequire(import.meta.url);
   const fromXds = createRequire(require.resolve('@grpc/grpc-js-xds'));
