@@ -362,7 +362,10 @@ describe('EtcdStore against a 3-member etcd cluster (faults)', () => {
       expect(events.filter((e) => e.event === 'error')).toEqual([]);
     }
     const leaders = () => events.filter((e) => e.event === 'leader');
-    await eventually('first leader', () => leaders().length === 1, 10_000);
+    await eventually('first leader', () => leaders().length === 1, 10_000).catch((error: unknown) => {
+      console.log(`candidate events: ${JSON.stringify(events)}`);
+      throw error;
+    });
     expect(leaders()[0]!.name).toBe('c0');
     const failovers: number[] = [];
     for (const [old, next] of [
