@@ -25,7 +25,7 @@ start() {
   done
   sleep 2
   for i in 0 1 2; do
-    node --conditions=@meridian/source --import tsx packages/server/src/main.ts \
+    node --max-semi-space-size=64 --conditions=@meridian/source --import tsx packages/server/src/main.ts \
       --mesh-id "$MESH" --cluster-id "$CLUSTER" --locality "region1/zone$i" \
       --etcd-endpoints "$ETCD" \
       --xds-address "127.0.0.1:1501${i}0" --admin-address "127.0.0.1:1501${i}4" \
