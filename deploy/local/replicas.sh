@@ -3,7 +3,7 @@
 #   deploy/local/replicas.sh start   # starts everything in the background (logs and data in $DIR)
 #   deploy/local/replicas.sh stop    # SIGTERM to the replicas (graceful), then etcd
 # Run from the repository root. Ports: etcd 2379/2479/2579 (peers 2380/2480/2580), replica i
-# (0..2): xDS+registration gRPC 1501<i>0, admin HTTP 1501<i>4.
+# (0..2): xDS+registration gRPC 15010+100*i, admin HTTP 15014+100*i.
 set -euo pipefail
 DIR=${DIR:-/tmp/meridian-local}
 MESH=${MESH:-mesh1}
@@ -25,17 +25,27 @@ start() {
   done
   sleep 2
   for i in 0 1 2; do
+    xds=$((15010 + 100 * i)); admin=$((15014 + 100 * i))
     node --max-semi-space-size=64 --conditions=@meridian/source --import tsx packages/server/src/main.ts \
       --mesh-id "$MESH" --cluster-id "$CLUSTER" --locality "region1/zone$i" \
       --etcd-endpoints "$ETCD" \
-      --xds-address "127.0.0.1:1501${i}0" --admin-address "127.0.0.1:1501${i}4" \
+      --xds-address "127.0.0.1:$xds" --admin-address "127.0.0.1:$admin" \
       --replica-id "replica-$i" \
       >"$DIR/replica-$i.log" 2>&1 &
     echo $! >"$DIR/replica-$i.pid"
   done
   for i in 0 1 2; do
-    until curl -sf "http://127.0.0.1:1501${i}4/readyz" >/dev/null; do sleep 0.5; done
-    echo "replica-$i ready: xDS 127.0.0.1:1501${i}0, admin http://127.0.0.1:1501${i}4"
+    xds=$((15010 + 100 * i)); admin=$((15014 + 100 * i)); tries=0
+    until curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null; do
+      tries=$((tries + 1))
+      if [ "$tries" -gt 120 ] || ! kill -0 "$(cat "$DIR/replica-$i.pid")" 2>/dev/null; then
+        echo "replica-$i did not become ready; last lines of $DIR/replica-$i.log:" >&2
+        tail -n 5 "$DIR/replica-$i.log" >&2
+        exit 1
+      fi
+      sleep 0.5
+    done
+    echo "replica-$i ready: xDS 127.0.0.1:$xds, admin http://127.0.0.1:$admin"
   done
 }
 
