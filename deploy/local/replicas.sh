@@ -49,11 +49,23 @@ start() {
   done
 }
 
+# SIGTERM, then SIGKILL for whatever has not exited within $2 seconds (an etcd leader whose peers
+# are already gone can spend a long time trying to hand over leadership).
+terminate() {
+  local pidfile=$1 grace=$2 pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  kill -TERM "$pid" 2>/dev/null || { rm -f "$pidfile"; return 0; }
+  for _ in $(seq $((grace * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+}
+
 stop() {
-  for i in 0 1 2; do [ -f "$DIR/replica-$i.pid" ] && kill -TERM "$(cat "$DIR/replica-$i.pid")" 2>/dev/null || true; done
-  sleep 3
-  for i in 0 1 2; do [ -f "$DIR/etcd-m$i.pid" ] && kill -TERM "$(cat "$DIR/etcd-m$i.pid")" 2>/dev/null || true; done
-  rm -f "$DIR"/*.pid
+  for i in 0 1 2; do terminate "$DIR/replica-$i.pid" 10 & done
+  wait
+  for i in 0 1 2; do terminate "$DIR/etcd-m$i.pid" 5 & done
+  wait
 }
 
 case "${1:-}" in
