@@ -3,7 +3,6 @@
 // over mTLS configured only through xDS (file_watcher certificate providers, XdsChannelCredentials,
 // XdsServerCredentials). The client reads its bootstrap once per process: this file is one process.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -29,19 +28,6 @@ import { ResourceCache, type StaticSnapshot, XdsServer } from '@meridian/xds';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { id, makeMesh, uri, workload } from './helpers.js';
-
-/**
- * vitest starts its workers with the `import` export condition, so grpc-js-xds' `require('xxhash-wasm')`
- * gets the ES module namespace instead of the function and its ring-hash helper throws. Preload the
- * API grpc-js-xds caches (plain `node`, as in testkit's GrpcClientProcess, does not need this).
- */
-async function preloadXxhash(): Promise<void> {
-  const require = createRequire(import.meta.url);
-  const fromXds = createRequire(require.resolve('@grpc/grpc-js-xds'));
-  const holder = fromXds('./xxhash.js') as { xxhashApi: unknown };
-  const mod = fromXds('xxhash-wasm') as (() => Promise<unknown>) | { default: () => Promise<unknown> };
-  holder.xxhashApi = await (typeof mod === 'function' ? mod() : mod.default());
-}
 
 const pass = (b: Buffer): Buffer => b;
 const HOST = 'echo.shop.svc.cluster.local';
@@ -191,7 +177,6 @@ describe('proxyless gRPC mTLS across clusters through Meridian xDS (@grpc/grpc-j
       server_listener_resource_name_template: 'xds.istio.io/grpc/lds/inbound/%s',
       certificate_providers: { client: files('client', client), server: files('server', server) },
     });
-    await preloadXxhash();
     grpcXds.register();
 
     echo = new grpcXds.XdsServer();

@@ -6,7 +6,6 @@
 // provider `default`). The client reads its bootstrap once per process: this file is one process.
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -22,19 +21,6 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Replica, resolveOptions } from '../src/index.js';
 import { installClusterCaForTest } from './harness.js';
-
-/**
- * vitest starts its workers with the `import` export condition, so grpc-js-xds' `require('xxhash-wasm')`
- * gets the ES module namespace instead of the function and its ring-hash helper throws. Preload the
- * API grpc-js-xds caches (plain `node`, as in testkit's GrpcClientProcess, does not need this).
- */
-async function preloadXxhash(): Promise<void> {
-  const require = createRequire(import.meta.url);
-  const fromXds = createRequire(require.resolve('@grpc/grpc-js-xds'));
-  const holder = fromXds('./xxhash.js') as { xxhashApi: unknown };
-  const mod = fromXds('xxhash-wasm') as (() => Promise<unknown>) | { default: () => Promise<unknown> };
-  holder.xxhashApi = await (typeof mod === 'function' ? mod() : mod.default());
-}
 
 const TD = 'cluster.local';
 const HOST = 'echo.shop.svc.cluster.local';
@@ -184,7 +170,6 @@ spec:
       },
     },
   });
-  await preloadXxhash();
   grpcXds.register();
 
   echo = new grpcXds.XdsServer();
