@@ -230,9 +230,11 @@ export function upstreamTransportSocket(
   c: UpstreamClusterFacts,
   o: UpstreamTlsOptions,
 ): EnvoyJson | undefined {
-  const mode = (c.tls as ClientTLSSettings | undefined)?.mode;
-  let mtls = mode === 'ISTIO_MUTUAL';
-  if (mode === undefined && (o.autoMtls ?? true) && !c.service.meshExternal) {
+  const tls = c.tls as ClientTLSSettings | undefined;
+  let mtls = tls?.mode === 'ISTIO_MUTUAL';
+  // Automatic mTLS only when the DestinationRule has no `tls` block at all: a block without a mode is
+  // an explicit DISABLE (the proto3 default, which @meridian/api's canonical form drops), as in Istio.
+  if (tls === undefined && (o.autoMtls ?? true) && !c.service.meshExternal) {
     const dest = resolvePeerAuthentication(
       o.peerAuthentications,
       { namespace: c.service.namespace, labels: {} },

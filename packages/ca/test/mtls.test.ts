@@ -181,4 +181,10 @@ describe('Envoy resources that enforce the mode (validated against Envoy schemas
       upstreamTransportSocket(facts(undefined), { ...o, peerAuthentications: [], autoMtls: false }),
     ).toBeUndefined();
   });
+
+  it('a DestinationRule tls block without a mode is DISABLE (canonical form drops it): no automatic mTLS', () => {
+    const o = { trustDomain: 'cluster.local', peerAuthentications: [] };
+    expect(upstreamTransportSocket(facts(undefined), o)).toBeDefined();
+    expect(upstreamTransportSocket(facts({}), o)).toBeUndefined();
+  });
 });

@@ -41,31 +41,27 @@ export function mtlsTranslateOptions(
   return {
     rootNamespace,
     upstreamTls: (c) =>
-      // A `tls` block without a mode is an explicit DISABLE (proto3 default, dropped by normalization):
-      // Istio then never applies automatic mTLS.
-      c.tls !== undefined && c.tls.mode === undefined
-        ? undefined
-        : upstreamTransportSocket(
-            {
-              service: {
-                hostname: c.service.hostname,
-                namespace: c.service.namespace,
-                meshExternal: c.service.meshExternal,
-              },
-              port: c.port,
-              subset: c.subset,
-              tls: c.tls,
-              proxy: c.proxy,
-            },
-            {
-              trustDomain,
-              peerAuthentications,
-              rootNamespace,
-              // Istio's grpcgen leaves automatic mTLS off for proxyless clients: a gRPC server cannot
-              // sniff TLS, so a PERMISSIVE server is plaintext-only; only ISTIO_MUTUAL turns TLS on.
-              autoMtls: String(c.proxy.kind) !== 'grpc',
-            },
-          ),
+      upstreamTransportSocket(
+        {
+          service: {
+            hostname: c.service.hostname,
+            namespace: c.service.namespace,
+            meshExternal: c.service.meshExternal,
+          },
+          port: c.port,
+          subset: c.subset,
+          tls: c.tls,
+          proxy: c.proxy,
+        },
+        {
+          trustDomain,
+          peerAuthentications,
+          rootNamespace,
+          // Istio's grpcgen leaves automatic mTLS off for proxyless clients: a gRPC server cannot
+          // sniff TLS, so a PERMISSIVE server is plaintext-only; only ISTIO_MUTUAL turns TLS on.
+          autoMtls: String(c.proxy.kind) !== 'grpc',
+        },
+      ),
     inboundFilterChains: ({ proxy, port, chain }) => {
       const mode = modeForPort(
         resolvePeerAuthentication(
