@@ -18,7 +18,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TypeUrl } from '@meridian/envoy';
 import { generateClusterCredentials, renderNatsAuthorization } from '@meridian/federation';
-import { EtcdStore, Keyspace, type Watch } from '@meridian/store';
 import {
   type EtcdCluster,
   freePorts,
@@ -30,6 +29,7 @@ import {
 } from '@meridian/testkit';
 import { connect, type NatsConnection, nkeyAuthenticator } from '@nats-io/transport-node';
 import { type ReplicaProcess, spawnTs, startReplicas, waitUntil } from '../packages/server/test/harness.js';
+import { EtcdFloor } from './lib/etcd-floor.js';
 import {
   emitResult,
   formatMs,
@@ -129,51 +129,6 @@ async function round(gens: LoadGenerator[], typeUrl: string, change: () => Promi
     2,
   );
   return Math.max(...all(gens).map((p) => Math.max(0, markAt + p.sinceMark.get(typeUrl)! - returned)));
-}
-
-/** etcd put -> watch samples through @meridian/store on A's etcd (its own keyspace). */
-class EtcdFloor {
-  readonly rec = new LatencyRecorder();
-  waiting: { key: string; resolve: () => void } | undefined;
-  #n = 0;
-  private constructor(
-    private readonly store: EtcdStore,
-    private readonly watch: Watch,
-  ) {}
-
-  static async open(etcd: EtcdCluster): Promise<EtcdFloor> {
-    const store = await EtcdStore.connect({
-      endpoints: etcd.endpoints,
-      keyspace: Keyspace.of('bench', 'floor'),
-    });
-    let floor: EtcdFloor | undefined;
-    const watch = store.watchPrefix('floor/', (batch) => {
-      const w = floor?.waiting;
-      if (batch.kind === 'events' && w && batch.events.some((e) => e.type === 'put' && e.kv.key === w.key))
-        w.resolve();
-    });
-    await watch.ready;
-    floor = new EtcdFloor(store, watch);
-    return floor;
-  }
-
-  async sample(count: number, warmup = false): Promise<void> {
-    for (let i = 0; i < count; i++) {
-      const key = `floor/k${this.#n++}`;
-      const seen = new Promise<void>((resolve) => {
-        this.waiting = { key, resolve };
-      });
-      const t0 = performance.now();
-      await this.store.put(key, new TextEncoder().encode('x'.repeat(600)));
-      await seen;
-      if (!warmup) this.rec.record(performance.now() - t0);
-    }
-  }
-
-  async close(): Promise<void> {
-    await this.watch.close();
-    await this.store.close();
-  }
 }
 
 /** NATS publish (A) -> subscriber callback (B) across the gateway, on A's own subject space. */
