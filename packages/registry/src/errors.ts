@@ -1,5 +1,5 @@
 /** Machine-readable codes of registry errors. */
-export type RegistryErrorCode = 'INVALID_REGISTRATION' | 'REGISTRATION_FAILED';
+export type RegistryErrorCode = 'INVALID_REGISTRATION' | 'REGISTRATION_FAILED' | 'REGISTRATION_REFUSED';
 
 /** Base class of `@meridian/registry` errors. */
 export abstract class RegistryError extends Error {
@@ -31,5 +31,22 @@ export class RegistrationFailedError extends RegistryError {
     options?: { cause?: unknown },
   ) {
     super(`workload ${workload}: ${message}`, options);
+  }
+}
+
+/**
+ * A registration the caller may not make: no credential (`UNAUTHENTICATED`), or an identity or
+ * address it does not hold (`PERMISSION_DENIED`). Nothing is written. `reason` is a metric label.
+ */
+export class RegistrationRefusedError extends RegistryError {
+  override readonly name = 'RegistrationRefusedError';
+  readonly code = 'REGISTRATION_REFUSED';
+  constructor(
+    readonly status: 'UNAUTHENTICATED' | 'PERMISSION_DENIED',
+    readonly reason: 'unauthenticated' | 'identity_mismatch' | 'address_mismatch' | 'forbidden',
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
   }
 }

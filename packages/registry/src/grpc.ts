@@ -8,10 +8,12 @@ import * as protoLoader from '@grpc/proto-loader';
 import type { Lease, Store } from '@meridian/store';
 import type { EndpointHealth } from '@meridian/translate';
 import type { Logger } from 'pino';
-import { InvalidRegistrationError, RegistrationFailedError } from './errors.js';
+import { InvalidRegistrationError, RegistrationFailedError, RegistrationRefusedError } from './errors.js';
 import type { WorkloadRegistration } from './types.js';
 import {
+  checkRegistration,
   DEFAULT_REGISTRATION_TTL_S,
+  type RegistrationCaller,
   toRegistration,
   validateWorkload,
   type WorkloadSpec,
@@ -80,6 +82,16 @@ export interface RegistrationServiceOptions {
   /** Lease TTL when the request does not ask for one (default 15 s). */
   readonly defaultTtlSeconds?: number;
   readonly logger?: Logger;
+  /**
+   * Who opened the stream (a workload certificate over mTLS, a bootstrap token, or an admin token
+   * of role registrar); throws {@link RegistrationRefusedError} when the stream carries no valid
+   * credential. Every registration is then checked with {@link checkRegistration}.
+   */
+  readonly authenticate: (
+    call: grpc.ServerDuplexStream<RegisterRequest, RegisterResponse>,
+  ) => Promise<RegistrationCaller>;
+  /** Called for every refused registration (nothing was written), with the reason label. */
+  readonly onRefused?: (reason: RegistrationRefusedError['reason']) => void;
 }
 
 function healthOf(h: ProtoHealth | undefined): EndpointHealth {
@@ -113,6 +125,7 @@ class Registration {
   #chain: Promise<void> = Promise.resolve();
   #watchdog: NodeJS.Timeout | undefined;
   #done = false;
+  #caller: Promise<RegistrationCaller> | undefined;
 
   constructor(
     private readonly call: Stream,
@@ -149,6 +162,15 @@ class Registration {
         );
       }
     } catch (error) {
+      if (error instanceof RegistrationRefusedError) {
+        this.opts.onRefused?.(error.reason);
+        this.opts.logger?.warn(
+          { audit: true, peer: this.call.getPeer(), reason: error.reason, err: error.message },
+          'registration refused',
+        );
+        this.#fail(grpc.status[error.status], error.message);
+        return;
+      }
       const code =
         error instanceof InvalidRegistrationError
           ? grpc.status.INVALID_ARGUMENT
@@ -166,6 +188,9 @@ class Registration {
       throw new InvalidRegistrationError(this.id, 'register', 'this stream already registered a workload');
     }
     validateWorkload(spec);
+    this.#caller ??= this.opts.authenticate(this.call);
+    const caller = await this.#caller;
+    checkRegistration(caller, spec, this.call.getPeer());
     const id = `${spec.namespace}/${spec.name}`;
     const ttl = ttlSeconds > 0 ? ttlSeconds : (this.opts.defaultTtlSeconds ?? DEFAULT_REGISTRATION_TTL_S);
     let lease: Lease;
@@ -195,7 +220,7 @@ class Registration {
       Math.max(100, (ttl * 1000) / 4),
     );
     this.#watchdog.unref();
-    this.opts.logger?.info({ workload: id, lease: lease.id, ttl }, 'workload registered');
+    this.opts.logger?.info({ workload: id, lease: lease.id, ttl, by: caller.subject }, 'workload registered');
   }
 
   async #health(health: EndpointHealth): Promise<void> {
@@ -306,6 +331,11 @@ export interface WorkloadAgentOptions {
   readonly ttlSeconds?: number;
   /** Keepalive period (default TTL/3, or 5 s without a TTL). */
   readonly keepaliveMs?: number;
+  /** Channel credentials (default: plaintext; use TLS with the workload certificate on the CA port). */
+  readonly credentials?: grpc.ChannelCredentials;
+  readonly channelOptions?: grpc.ChannelOptions;
+  /** A bootstrap token or an admin token of role registrar, sent as `authorization: Bearer`. */
+  readonly token?: string;
 }
 
 /**
@@ -326,12 +356,18 @@ export class WorkloadAgent {
     private readonly options: WorkloadAgentOptions = {},
   ) {
     const Ctor = serviceConstructor();
-    this.#client = new Ctor(address, grpc.credentials.createInsecure());
+    this.#client = new Ctor(
+      address,
+      options.credentials ?? grpc.credentials.createInsecure(),
+      options.channelOptions ?? {},
+    );
+    const metadata = new grpc.Metadata();
+    if (options.token !== undefined) metadata.set('authorization', `Bearer ${options.token}`);
     this.#call = (
       this.#client as unknown as {
-        Register(): grpc.ClientDuplexStream<RegisterRequest, RegisterResponse>;
+        Register(metadata: grpc.Metadata): grpc.ClientDuplexStream<RegisterRequest, RegisterResponse>;
       }
-    ).Register();
+    ).Register(metadata);
     this.#call.on('data', (res: RegisterResponse) => this.#waiting.shift()?.resolve(res));
     this.#call.on('status', (s: grpc.StatusObject) => {
       this.ended = s;

@@ -3,7 +3,12 @@
 // workload registration gRPC service (proto/meridian/registry/v1/registry.proto).
 
 export type { RegistryErrorCode } from './errors.js';
-export { InvalidRegistrationError, RegistrationFailedError, RegistryError } from './errors.js';
+export {
+  InvalidRegistrationError,
+  RegistrationFailedError,
+  RegistrationRefusedError,
+  RegistryError,
+} from './errors.js';
 export { FederatedSource, importedSourceView } from './federated.js';
 export type {
   RegisterRequest,
@@ -16,9 +21,11 @@ export type { LocalInputs } from './local.js';
 export { buildLocalView, LocalSource, parseLocality, registrationEndpoint } from './local.js';
 export { Registry } from './registry.js';
 export type { RegistrySource, SourceView, WorkloadRegistration } from './types.js';
-export type { WorkloadSpec } from './workloads.js';
+export type { RegistrationCaller, WorkloadSpec } from './workloads.js';
 export {
+  checkRegistration,
   DEFAULT_REGISTRATION_TTL_S,
+  peerHost,
   toRegistration,
   validateWorkload,
   WORKLOADS_PREFIX,

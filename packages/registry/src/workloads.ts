@@ -1,5 +1,5 @@
 import type { EndpointHealth } from '@meridian/translate';
-import { InvalidRegistrationError } from './errors.js';
+import { InvalidRegistrationError, RegistrationRefusedError } from './errors.js';
 import type { WorkloadRegistration } from './types.js';
 
 /** Keyspace-relative prefix of agent registrations: `workloads/<namespace>/<name>`. */
@@ -66,4 +66,51 @@ export function toRegistration(spec: WorkloadSpec, replicaId: string, at: Date):
     replicaId,
     registeredAt: at.toISOString(),
   };
+}
+
+/** Who opened a registration stream, as the server authenticated it. */
+export interface RegistrationCaller {
+  /** The identity it proved: a SPIFFE id (workload certificate, bootstrap or admin token). */
+  readonly subject: string;
+  /** The workload identity it holds (mTLS certificate or bootstrap token); absent for operators. */
+  readonly workload?: { readonly namespace: string; readonly serviceAccount: string };
+  /** May register any identity at any address (role `registrar`: an agent on a gateway host). */
+  readonly registrar: boolean;
+}
+
+/** `127.0.0.1` from grpc-js peers such as `127.0.0.1:5000`, `[::1]:5000`, `[::ffff:10.0.0.1]:5000`. */
+export function peerHost(peer: string): string {
+  const m = /^\[([^\]]+)\]:\d+$/.exec(peer) ?? /^([^:]+):\d+$/.exec(peer);
+  const host = m ? m[1]! : peer;
+  return host.startsWith('::ffff:') && host.includes('.') ? host.slice(7) : host;
+}
+
+/**
+ * Istio's rule for a workload registering itself: the caller must hold the identity it registers
+ * (namespace and service account of its certificate or token), and the address it registers must
+ * be the one it connects from. A `registrar` may register any workload anywhere. Pure.
+ */
+export function checkRegistration(caller: RegistrationCaller, spec: WorkloadSpec, peerAddress: string): void {
+  if (caller.registrar) return;
+  const id = `${spec.namespace}/${spec.name}`;
+  const w = caller.workload;
+  if (!w)
+    throw new RegistrationRefusedError(
+      'PERMISSION_DENIED',
+      'forbidden',
+      `workload ${id}: ${caller.subject} holds no workload identity and no registrar role`,
+    );
+  if (w.namespace !== spec.namespace || w.serviceAccount !== (spec.serviceAccount ?? ''))
+    throw new RegistrationRefusedError(
+      'PERMISSION_DENIED',
+      'identity_mismatch',
+      `workload ${id}: register.namespace/service_account "${spec.namespace}/${spec.serviceAccount ?? ''}" is not the caller's identity ${caller.subject}`,
+    );
+  const from = peerHost(peerAddress);
+  if (spec.address !== from)
+    throw new RegistrationRefusedError(
+      'PERMISSION_DENIED',
+      'address_mismatch',
+      `workload ${id}: register.address "${spec.address}" is not the address the caller connects from (${from}); registering another address needs the registrar role`,
+    );
 }

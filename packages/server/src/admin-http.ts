@@ -1,58 +1,108 @@
 /**
- * The admin HTTP server: `/healthz`, `/readyz`, `/metrics`, the xds debug endpoints
- * (`/debug/syncz`, `/debug/config_dump?proxy=`), `/debug/leader`, `/debug/replica`, and the config
- * API (JSON over HTTP, what the `meridian` CLI talks to):
+ * The replica's two HTTP servers, split by trust as istiod splits its ports:
  *
- * | request | does |
+ * - the **monitoring** server (`--monitoring-address`, default `0.0.0.0:15014`): `/healthz`,
+ *   `/readyz` and `/metrics`, nothing else, no credentials; safe to expose to Prometheus and probes;
+ * - the **admin** server (`--admin-address`, default loopback `127.0.0.1:15080`): the config API,
+ *   `/debug/*` and the auth API, every request authenticated (bearer admin token) and authorised by
+ *   role; `/healthz` and `/readyz` are answered there too, without credentials.
+ *
+ * | request | role |
  * |---|---|
- * | `POST /apis/v1/apply[?source=<file name>]`, body: YAML/JSON documents | validate, then apply all in one transaction |
- * | `GET /apis/v1/config/<kind>[?namespace=<ns>]` | list |
- * | `GET /apis/v1/config/<kind>/<namespace>/<name>` | get one (with `metadata.resourceVersion`) |
- * | `DELETE /apis/v1/config/<kind>/<namespace>/<name>[?resourceVersion=<rv>]` | delete |
+ * | `GET /debug/syncz`, `/debug/config_dump?proxy=`, `/debug/leader`, `/debug/replica`, `/debug/federation` | view |
+ * | `GET /apis/v1/config/<kind>[?namespace=<ns>]`, `GET /apis/v1/config/<kind>/<namespace>/<name>` | view |
+ * | `POST /apis/v1/apply[?source=<file name>]`, body: YAML/JSON documents | edit |
+ * | `DELETE /apis/v1/config/<kind>/<namespace>/<name>[?resourceVersion=<rv>]` | edit |
+ * | `GET /apis/v1/auth/whoami` | any authenticated caller |
+ * | `GET /apis/v1/auth/rolebindings`, `PUT`/`DELETE /apis/v1/auth/rolebindings/<name>` | admin |
+ * | `POST /apis/v1/auth/tokens`, body `{"subject" or "user", "ttlSeconds"}` | admin |
  *
- * Errors are `{code, reason, message, errors?}` with the HTTP status of kubectl's reason (422
- * Invalid, 409 Conflict, 404 NotFound, 503 ServiceUnavailable, 400 BadRequest).
+ * Browser safety: a request whose `Origin` is not the server's own, or that a browser marks
+ * cross-site, is refused (403) before anything else; no CORS header is ever sent, so preflights
+ * fail; request bodies must be `application/json` or `application/yaml` (415 otherwise), which a
+ * page cannot send cross-origin without a preflight; credentials are bearer tokens only, which a
+ * browser never attaches by itself.
+ *
+ * Errors are `{code, reason, message, errors?}` with the HTTP status of kubectl's reason (401
+ * Unauthorized, 403 Forbidden, 422 Invalid, 409 Conflict, 404 NotFound, 503 ServiceUnavailable,
+ * 400 BadRequest, 413 RequestEntityTooLarge, 415 UnsupportedMediaType). Every write and every
+ * refusal is written to the audit log (logger `part: audit`) with the caller's identity.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  type AdminAuthority,
+  AuthError,
+  type Caller,
+  InvalidAuthInputError,
+  operatorSubject,
+  parseRoleBinding,
+  type Role,
+  UnauthenticatedError,
+  validateBindingName,
+  validateSubject,
+} from '@meridian/auth';
 import type { Logger } from 'pino';
 import { type ConfigService, requireKind } from './config-service.js';
 import { AdminError } from './errors.js';
 
-/** What the admin server reads from the replica. */
-export interface AdminHost {
-  readonly log: Logger;
-  readonly config: ConfigService;
+/** What the monitoring server reads from the replica. */
+export interface MonitoringHost {
   /** `undefined` when ready; otherwise why not (503). */
   notReady(): string | undefined;
   /** `ok` or `degraded: ...` (200 either way: a degraded replica still serves its last snapshot). */
   readiness(): string;
   metrics(req: IncomingMessage, res: ServerResponse): void;
-  debug: (req: IncomingMessage, res: ServerResponse) => boolean;
-  debugInfo(path: string): unknown | undefined;
 }
 
-const MAX_BODY = 8 * 1024 * 1024;
+/** What the admin server reads from the replica. */
+export interface AdminHost extends MonitoringHost {
+  readonly log: Logger;
+  readonly config: ConfigService;
+  /** Credentials and role bindings of the cluster. */
+  readonly auth: AdminAuthority;
+  /** The trust domain of operator identities (`user` in a token request). */
+  readonly trustDomain: string;
+  /** Sync status and config dumps (secrets already redacted). */
+  debug: (req: IncomingMessage, res: ServerResponse) => boolean;
+  debugInfo(path: string): unknown | undefined;
+  /** Counts a refused request by reason (`unauthenticated`, `forbidden`, `cross_origin`, ...). */
+  onRefused?(reason: string): void;
+}
 
+/** Largest request body accepted (an apply of a few thousand objects fits). */
+export const MAX_BODY_BYTES = 8 * 1024 * 1024;
+
+class BodyTooLargeError extends Error {}
+
+/**
+ * Reads the body; past {@link MAX_BODY_BYTES} it stops buffering but keeps draining the upload so
+ * the client reads the 413 answer instead of a reset connection.
+ */
 function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
     const chunks: Buffer[] = [];
     let size = 0;
+    let tooLarge = declared > MAX_BODY_BYTES;
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > MAX_BODY) {
-        reject(new AdminError('BAD_REQUEST', `request body larger than ${MAX_BODY} bytes`));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
+      if (size > MAX_BODY_BYTES) tooLarge = true;
+      if (!tooLarge) chunks.push(c);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () =>
+      tooLarge ? reject(new BodyTooLargeError()) : resolve(Buffer.concat(chunks).toString('utf8')),
+    );
     req.on('error', reject);
   });
 }
 
-function json(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json' });
+function json(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers });
   res.end(`${JSON.stringify(body, null, 2)}\n`);
 }
 
@@ -61,26 +111,121 @@ function text(res: ServerResponse, status: number, body: string): void {
   res.end(`${body}\n`);
 }
 
-async function route(host: AdminHost, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://localhost');
-  const path = url.pathname;
-  const method = req.method ?? 'GET';
-  if (path === '/healthz') return text(res, 200, 'ok');
-  if (path === '/readyz') {
-    const why = host.notReady();
-    return why ? text(res, 503, why) : text(res, 200, host.readiness());
+/** A refusal at the edge: HTTP status, kubectl reason, code and the audit reason label. */
+class Refusal extends Error {
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+    readonly code: string,
+    readonly label: string,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
   }
-  if (path === '/metrics') return host.metrics(req, res);
-  if (host.debug(req, res)) return;
+}
+
+const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+const BODY_TYPES = new Set(['application/json', 'application/yaml', 'application/x-yaml']);
+
+/** Refuses anything a browser could send on behalf of another site. */
+function checkBrowserSafety(req: IncomingMessage, method: string): void {
+  const origin = req.headers.origin;
+  if (origin !== undefined) {
+    let sameOrigin = false;
+    try {
+      sameOrigin = new URL(origin).host === req.headers.host;
+    } catch {
+      sameOrigin = false;
+    }
+    if (!sameOrigin)
+      throw new Refusal(
+        403,
+        'Forbidden',
+        'FORBIDDEN',
+        'cross_origin',
+        `cross-origin request from ${origin} refused`,
+      );
+  }
+  if (req.headers['sec-fetch-site'] === 'cross-site')
+    throw new Refusal(403, 'Forbidden', 'FORBIDDEN', 'cross_origin', 'cross-site request refused');
+  if (method === 'OPTIONS')
+    throw new Refusal(403, 'Forbidden', 'FORBIDDEN', 'cross_origin', 'CORS is not offered by this API');
+}
+
+function checkBodyType(req: IncomingMessage): void {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (!BODY_TYPES.has(type))
+    throw new Refusal(
+      415,
+      'UnsupportedMediaType',
+      'UNSUPPORTED_MEDIA_TYPE',
+      'content_type',
+      `content-type must be application/json or application/yaml (got ${type ? `"${type}"` : 'none'})`,
+    );
+}
+
+async function authenticate(host: AdminHost, req: IncomingMessage): Promise<Caller> {
+  const header = req.headers.authorization;
+  if (header === undefined || header === '')
+    throw new UnauthenticatedError('no credentials: send "Authorization: Bearer <token>" (meridian auth)');
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!m) throw new UnauthenticatedError('the Authorization header must be "Bearer <token>"');
+  return host.auth.authenticateToken(m[1]!);
+}
+
+/** Parses a JSON body of the auth API. */
+function parseJsonBody(body: string): unknown {
+  try {
+    return JSON.parse(body);
+  } catch (error) {
+    throw new AdminError('BAD_REQUEST', `body is not JSON: ${(error as Error).message}`);
+  }
+}
+
+interface Handled {
+  readonly status: number;
+  /** For the audit record of a write. */
+  readonly detail?: Record<string, unknown>;
+}
+
+async function route(
+  host: AdminHost,
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+  method: string,
+  caller: Caller,
+): Promise<Handled> {
+  const path = url.pathname;
+  const need = (role: Role, action: string) => host.auth.authorize(caller, role, action);
+
   if (path.startsWith('/debug/')) {
+    if (method !== 'GET') throw new AdminError('BAD_REQUEST', `method ${method} not allowed on ${path}`);
+    need('view', `read ${path}`);
+    if (host.debug(req, res)) return { status: res.statusCode };
     const info = host.debugInfo(path);
-    if (info !== undefined) return json(res, 200, info);
+    if (info !== undefined) {
+      json(res, 200, info);
+      return { status: 200 };
+    }
+    json(res, 404, { code: 'NOT_FOUND', reason: 'NotFound', message: `no route for ${method} ${path}` });
+    return { status: 404 };
   }
   if (path === '/apis/v1/apply') {
     if (method !== 'POST') throw new AdminError('BAD_REQUEST', `method ${method} not allowed on ${path}`);
+    need('edit', 'apply config');
+    checkBodyType(req);
     const body = await readBody(req);
     const result = await host.config.applyText(body, url.searchParams.get('source') ?? undefined);
-    return json(res, 200, result);
+    json(res, 200, result);
+    return {
+      status: 200,
+      detail: {
+        revision: result.revision,
+        items: result.items.map((i) => `${i.kind}/${i.namespace}/${i.name} ${i.action}`),
+      },
+    };
   }
   const m = /^\/apis\/v1\/config\/([^/]+)(?:\/([^/]+)\/([^/]+))?\/?$/.exec(path);
   if (m) {
@@ -88,19 +233,203 @@ async function route(host: AdminHost, req: IncomingMessage, res: ServerResponse)
     const namespace = m[2] === undefined ? undefined : decodeURIComponent(m[2]);
     const name = m[3] === undefined ? undefined : decodeURIComponent(m[3]);
     if (method === 'GET' && name === undefined) {
+      need('view', `list ${kind}`);
       const ns = url.searchParams.get('namespace') ?? undefined;
       const list = await host.config.list(kind, ns);
-      return json(res, 200, { kind: `${kind}List`, revision: list.revision, items: list.items });
+      json(res, 200, { kind: `${kind}List`, revision: list.revision, items: list.items });
+      return { status: 200 };
     }
-    if (method === 'GET') return json(res, 200, await host.config.get(kind, namespace!, name!));
+    if (method === 'GET') {
+      need('view', `get ${kind}`);
+      json(res, 200, await host.config.get(kind, namespace!, name!));
+      return { status: 200 };
+    }
     if (method === 'DELETE' && name !== undefined) {
+      need('edit', `delete ${kind}`);
       const rv = url.searchParams.get('resourceVersion') ?? undefined;
       const out = await host.config.delete(kind, namespace!, name, rv);
-      return json(res, 200, { kind, namespace, name, revision: out.revision, action: 'deleted' });
+      json(res, 200, { kind, namespace, name, revision: out.revision, action: 'deleted' });
+      return { status: 200, detail: { object: `${kind}/${namespace}/${name}`, revision: out.revision } };
     }
     throw new AdminError('BAD_REQUEST', `method ${method} not allowed on ${path}`);
   }
+  if (path === '/apis/v1/auth/whoami') {
+    json(res, 200, { subject: caller.subject, via: caller.via, roles: [...caller.roles].sort() });
+    return { status: 200 };
+  }
+  if (path === '/apis/v1/auth/rolebindings') {
+    if (method !== 'GET') throw new AdminError('BAD_REQUEST', `method ${method} not allowed on ${path}`);
+    need('admin', 'list role bindings');
+    json(res, 200, { kind: 'RoleBindingList', items: host.auth.bindings() });
+    return { status: 200 };
+  }
+  const b = /^\/apis\/v1\/auth\/rolebindings\/([^/]+)$/.exec(path);
+  if (b) {
+    const name = validateBindingName(decodeURIComponent(b[1]!));
+    if (method === 'PUT') {
+      need('admin', 'write role bindings');
+      checkBodyType(req);
+      const binding = parseRoleBinding(parseJsonBody(await readBody(req)));
+      const revision = await host.auth.putBinding(name, binding);
+      json(res, 200, { name, ...binding, revision });
+      return { status: 200, detail: { binding: name, subject: binding.subject, role: binding.role } };
+    }
+    if (method === 'DELETE') {
+      need('admin', 'delete role bindings');
+      if (!(await host.auth.deleteBinding(name)))
+        throw new AdminError('NOT_FOUND', `role binding "${name}" not found`);
+      json(res, 200, { name, action: 'deleted' });
+      return { status: 200, detail: { binding: name } };
+    }
+    throw new AdminError('BAD_REQUEST', `method ${method} not allowed on ${path}`);
+  }
+  if (path === '/apis/v1/auth/tokens') {
+    if (method !== 'POST') throw new AdminError('BAD_REQUEST', `method ${method} not allowed on ${path}`);
+    need('admin', 'mint tokens');
+    checkBodyType(req);
+    const body = parseJsonBody(await readBody(req));
+    if (typeof body !== 'object' || body === null || Array.isArray(body))
+      throw new InvalidAuthInputError('body', 'expected an object {subject or user, ttlSeconds}');
+    const o = body as { subject?: unknown; user?: unknown; ttlSeconds?: unknown };
+    const subject =
+      o.subject !== undefined
+        ? validateSubject(o.subject)
+        : typeof o.user === 'string'
+          ? operatorSubject(host.trustDomain, o.user)
+          : (() => {
+              throw new InvalidAuthInputError('subject', 'give "subject" (a SPIFFE id) or "user"');
+            })();
+    const ttl = o.ttlSeconds === undefined ? 24 * 3600 : Number(o.ttlSeconds);
+    const minted = await host.auth.mint(subject, ttl);
+    json(res, 200, { subject, token: minted.token, expiresAt: minted.expiresAt.toISOString() });
+    // The token itself is never logged.
+    return { status: 200, detail: { minted: subject, expiresAt: minted.expiresAt.toISOString() } };
+  }
   json(res, 404, { code: 'NOT_FOUND', reason: 'NotFound', message: `no route for ${method} ${path}` });
+  return { status: 404 };
+}
+
+/** The error response of a failed request and its audit label. */
+function answerError(
+  host: AdminHost,
+  res: ServerResponse,
+  error: unknown,
+): { status: number; label: string } {
+  if (res.headersSent) {
+    res.destroy();
+    return { status: res.statusCode, label: 'aborted' };
+  }
+  if (error instanceof Refusal) {
+    json(
+      res,
+      error.status,
+      { code: error.code, reason: error.reason, message: error.message },
+      error.headers,
+    );
+    return { status: error.status, label: error.label };
+  }
+  if (error instanceof AuthError) {
+    const unauth = error.status === 401;
+    json(
+      res,
+      error.status,
+      {
+        code: unauth ? 'UNAUTHENTICATED' : 'FORBIDDEN',
+        reason: unauth ? 'Unauthorized' : 'Forbidden',
+        message: error.message,
+      },
+      unauth ? { 'www-authenticate': 'Bearer realm="meridian"' } : {},
+    );
+    return { status: error.status, label: unauth ? 'unauthenticated' : 'forbidden' };
+  }
+  if (error instanceof BodyTooLargeError) {
+    const message = `request body larger than ${MAX_BODY_BYTES} bytes; split the file (meridian apply -f accepts several files)`;
+    json(
+      res,
+      413,
+      { code: 'BAD_REQUEST', reason: 'RequestEntityTooLarge', message },
+      { connection: 'close' },
+    );
+    return { status: 413, label: 'too_large' };
+  }
+  if (error instanceof InvalidAuthInputError) {
+    json(res, 400, { code: 'BAD_REQUEST', reason: 'BadRequest', message: error.message });
+    return { status: 400, label: 'bad_request' };
+  }
+  if (error instanceof AdminError) {
+    json(res, error.httpStatus, error.toBody());
+    return { status: error.httpStatus, label: error.code.toLowerCase() };
+  }
+  host.log.error({ err: error }, 'admin request failed');
+  json(res, 500, {
+    code: 'INTERNAL',
+    reason: 'InternalError',
+    message: String((error as Error)?.message ?? error),
+  });
+  return { status: 500, label: 'internal' };
+}
+
+async function handleAdmin(host: AdminHost, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const path = url.pathname;
+  const method = req.method ?? 'GET';
+  if (path === '/healthz' || path === '/readyz' || path === '/metrics')
+    return handleMonitoring(host, req, res, true);
+  let caller: Caller | undefined;
+  const audit = (status: number, outcome: string, extra: Record<string, unknown> = {}) =>
+    host.log[status < 400 ? 'info' : 'warn'](
+      {
+        audit: true,
+        subject: caller?.subject ?? 'anonymous',
+        via: caller?.via,
+        method,
+        path,
+        status,
+        outcome,
+        remote: req.socket.remoteAddress,
+        ...extra,
+      },
+      outcome === 'allowed' ? 'admin write' : 'admin request refused',
+    );
+  try {
+    checkBrowserSafety(req, method);
+    caller = await authenticate(host, req);
+    const done = await route(host, req, res, url, method, caller);
+    if (WRITE_METHODS.has(method) && done.status < 400) audit(done.status, 'allowed', done.detail ?? {});
+  } catch (error) {
+    const { status, label } = answerError(host, res, error);
+    if (status === 401 || status === 403 || status === 415 || status === 413) {
+      host.onRefused?.(label);
+      audit(status, label, { reason: error instanceof Error ? error.message : String(error) });
+    } else if (WRITE_METHODS.has(method)) audit(status, label);
+  }
+}
+
+function handleMonitoring(
+  host: MonitoringHost,
+  req: IncomingMessage,
+  res: ServerResponse,
+  withMetrics: boolean,
+): void {
+  const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+  if (path === '/healthz') return text(res, 200, 'ok');
+  if (path === '/readyz') {
+    const why = host.notReady();
+    return why ? text(res, 503, why) : text(res, 200, host.readiness());
+  }
+  if (withMetrics && path === '/metrics') return host.metrics(req, res);
+  json(res, 404, { code: 'NOT_FOUND', reason: 'NotFound', message: `no route for ${req.method} ${path}` });
+}
+
+async function listen(server: Server, address: { host: string; port: number }): Promise<number> {
+  server.keepAliveTimeout = 5000;
+  return new Promise<number>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(address.port, address.host, () => {
+      const a = server.address();
+      resolve(typeof a === 'object' && a ? a.port : address.port);
+    });
+  });
 }
 
 /** Starts the admin HTTP server on `host:port`; resolves with the server and its bound port. */
@@ -109,29 +438,31 @@ export async function startAdminServer(
   address: { host: string; port: number },
 ): Promise<{ server: Server; port: number }> {
   const server = createServer((req, res) => {
-    route(host, req, res).catch((error: unknown) => {
-      if (res.headersSent) {
-        res.destroy();
-        return;
-      }
-      if (error instanceof AdminError) json(res, error.httpStatus, error.toBody());
-      else {
-        host.log.error({ err: error, url: req.url }, 'admin request failed');
-        json(res, 500, {
-          code: 'INTERNAL',
-          reason: 'InternalError',
-          message: String((error as Error)?.message ?? error),
-        });
-      }
+    handleAdmin(host, req, res).catch((error: unknown) => {
+      host.log.error({ err: error }, 'admin request failed');
+      if (!res.headersSent)
+        json(res, 500, { code: 'INTERNAL', reason: 'InternalError', message: 'internal error' });
+      else res.destroy();
     });
   });
-  server.keepAliveTimeout = 5000;
-  const port = await new Promise<number>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(address.port, address.host, () => {
-      const a = server.address();
-      resolve(typeof a === 'object' && a ? a.port : address.port);
-    });
+  return { server, port: await listen(server, address) };
+}
+
+/** Starts the monitoring HTTP server (`/healthz`, `/readyz`, `/metrics` only). */
+export async function startMonitoringServer(
+  host: MonitoringHost,
+  address: { host: string; port: number },
+): Promise<{ server: Server; port: number }> {
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      json(res, 405, {
+        code: 'BAD_REQUEST',
+        reason: 'MethodNotAllowed',
+        message: `${req.method} not allowed`,
+      });
+      return;
+    }
+    handleMonitoring(host, req, res, true);
   });
-  return { server, port };
+  return { server, port: await listen(server, address) };
 }

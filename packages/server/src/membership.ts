@@ -28,8 +28,11 @@ export interface ReplicaInfo {
   readonly id: string;
   readonly meshId: string;
   readonly clusterId: string;
+  /** Plaintext xDS (`''` when not served). */
   readonly xdsAddress: string;
   readonly adminAddress: string;
+  /** xDS, CreateCertificate and registration over TLS, when the CA is served. */
+  readonly caAddress?: string;
   readonly locality: string;
   readonly version: string;
   readonly startedAt: string;

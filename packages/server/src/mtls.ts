@@ -175,10 +175,12 @@ export class ReplicaMtls {
     xds: XdsServer,
     address: { host: string; port: number },
     serverOptions: grpc.ServerOptions,
+    mount: (server: grpc.Server) => void = () => undefined,
   ): Promise<string> {
     const server = new grpc.Server(serverOptions);
     xds.register(server);
     this.runtime.mount(server);
+    mount(server);
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(
         `${address.host}:${address.port}`,

@@ -9,8 +9,9 @@
  * | `--cluster-id` | `MERIDIAN_CLUSTER_ID` | `clusterId` | `cluster1` |
  * | `--locality` (`region/zone/subzone`) | `MERIDIAN_LOCALITY` | `locality` | `` |
  * | `--etcd-endpoints` (comma-separated) | `MERIDIAN_ETCD_ENDPOINTS` | `etcdEndpoints` | `http://127.0.0.1:2379` |
- * | `--xds-address` (gRPC: ADS, workload registration) | `MERIDIAN_XDS_ADDRESS` | `xdsAddress` | `0.0.0.0:15010` |
- * | `--admin-address` (HTTP: health, metrics, debug, config API) | `MERIDIAN_ADMIN_ADDRESS` | `adminAddress` | `127.0.0.1:15014` |
+ * | `--xds-address` (plaintext gRPC: ADS, workload registration with a token; `off`: not served) | `MERIDIAN_XDS_ADDRESS` | `xdsAddress` | `0.0.0.0:15010`, or `off` when `--ca-address` is set |
+ * | `--admin-address` (HTTP, authenticated: config API, debug, auth API) | `MERIDIAN_ADMIN_ADDRESS` | `adminAddress` | `127.0.0.1:15080` |
+ * | `--monitoring-address` (HTTP, open: `/healthz`, `/readyz`, `/metrics` only; `off`: not served) | `MERIDIAN_MONITORING_ADDRESS` | `monitoringAddress` | `0.0.0.0:15014` |
  * | `--replica-id` | `MERIDIAN_REPLICA_ID` | `replicaId` | `<hostname>-<pid>` |
  * | `--registration-ttl` (s) | `MERIDIAN_REGISTRATION_TTL` | `registrationTtlSeconds` | `15` |
  * | `--replica-lease-ttl` (s) | `MERIDIAN_REPLICA_LEASE_TTL` | `replicaLeaseTtlSeconds` | `1` |
@@ -39,6 +40,7 @@ export interface ServerOptions {
   readonly etcdEndpoints: readonly string[];
   readonly xdsAddress: string;
   readonly adminAddress: string;
+  readonly monitoringAddress: string;
   readonly replicaId: string;
   readonly registrationTtlSeconds: number;
   readonly replicaLeaseTtlSeconds: number;
@@ -104,16 +106,25 @@ const SETTINGS: readonly Setting[] = [
     flag: '--xds-address',
     env: 'MERIDIAN_XDS_ADDRESS',
     kind: 'string',
-    help: 'gRPC listen address (ADS, registration)',
-    fallback: () => '0.0.0.0:15010',
+    help: 'plaintext gRPC listen address (ADS, registration); off: none (default when --ca-address is set)',
+    // Resolved after the loop: plaintext xDS is on by default only while no CA port is served.
+    fallback: () => '',
   },
   {
     key: 'adminAddress',
     flag: '--admin-address',
     env: 'MERIDIAN_ADMIN_ADDRESS',
     kind: 'string',
-    help: 'admin HTTP listen address',
-    fallback: () => '127.0.0.1:15014',
+    help: 'admin HTTP listen address (authenticated config, debug and auth API)',
+    fallback: () => '127.0.0.1:15080',
+  },
+  {
+    key: 'monitoringAddress',
+    flag: '--monitoring-address',
+    env: 'MERIDIAN_MONITORING_ADDRESS',
+    kind: 'string',
+    help: 'monitoring HTTP listen address (/healthz, /readyz, /metrics); off: none',
+    fallback: () => '0.0.0.0:15014',
   },
   {
     key: 'replicaId',
@@ -310,7 +321,13 @@ export function resolveOptions(argv: readonly string[], env: NodeJS.ProcessEnv =
     else if (file[s.key] !== undefined) out[s.key] = convert(s, `${configFile}: ${s.key}`, file[s.key]);
     else out[s.key] = s.fallback();
   }
+  if (out.xdsAddress === '') out.xdsAddress = out.caAddress ? 'off' : '0.0.0.0:15010';
   return out as unknown as ServerOptions;
+}
+
+/** Whether a listen address setting turns its listener off. */
+export function isOff(address: string): boolean {
+  return address === 'off' || address === '';
 }
 
 /** `host:port` -> parts (IPv6 in brackets allowed). */

@@ -7,12 +7,21 @@
  * ProxySnapshot (translate + encode per proxy, lazily) -> XdsServer.update with a change event ->
  * debounce -> only streams whose resources changed are sent anything (content-hashed versions).
  */
-import type { Server as HttpServer } from 'node:http';
+import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
 import type { ConfigObject, ServiceEntryConfig, WorkloadEntryConfig } from '@meridian/api';
+import { AdminAuthority, grants, isAdminToken } from '@meridian/auth';
+import { identityFromPeerCertificate } from '@meridian/ca';
 import { encodeResource, TypeUrl } from '@meridian/envoy';
-import { LocalSource, RegistrationService, Registry, type RegistrySource } from '@meridian/registry';
+import {
+  LocalSource,
+  type RegistrationCaller,
+  RegistrationRefusedError,
+  RegistrationService,
+  Registry,
+  type RegistrySource,
+} from '@meridian/registry';
 import { EtcdStore, Keyspace, type Store } from '@meridian/store';
 import {
   type ConfigSnapshot,
@@ -21,15 +30,16 @@ import {
   Translator,
 } from '@meridian/translate';
 import { decodeDeltaRequest, decodeSotwRequest, ResourceCache, XdsServer } from '@meridian/xds';
+import { metrics } from '@opentelemetry/api';
 import pino, { type Logger } from 'pino';
-import { startAdminServer } from './admin-http.js';
+import { startAdminServer, startMonitoringServer } from './admin-http.js';
 import { ClusterState, type StateChange } from './cluster-state.js';
 import { ConfigService } from './config-service.js';
 import { ReplicaFederation } from './federation.js';
 import { StoreHealth } from './health.js';
 import { Membership, type ReplicaInfo } from './membership.js';
 import { ReplicaMtls } from './mtls.js';
-import { type ServerOptions, splitAddress } from './options.js';
+import { isOff, type ServerOptions, splitAddress } from './options.js';
 import { Encoder, ProxySnapshot } from './proxy-snapshot.js';
 import { Telemetry } from './telemetry.js';
 
@@ -90,6 +100,8 @@ export class Replica {
   #registration!: RegistrationService;
   #grpc: grpc.Server | undefined;
   #admin: HttpServer | undefined;
+  #monitoring: HttpServer | undefined;
+  #auth: AdminAuthority | undefined;
   /** CA runtime, SDS and mTLS translation (issue 6), when the CA is configured. */
   #mtls: ReplicaMtls | undefined;
   #federation: ReplicaFederation | undefined;
@@ -100,9 +112,10 @@ export class Replica {
   #registrySnapshot: RegistrySnapshot | undefined;
   #draining = false;
   #stopped: Promise<void> | undefined;
-  /** Bound addresses (with the real ports when 0 was asked for). */
+  /** Bound addresses (with the real ports when 0 was asked for; '' when not served). */
   xdsAddress = '';
   adminAddress = '';
+  monitoringAddress = '';
   /** The CreateCertificate TLS address, when served. */
   caAddress = '';
   readonly startedAt = new Date();
@@ -112,13 +125,23 @@ export class Replica {
     readonly options: ServerOptions,
     logger: Logger | undefined,
   ) {
-    this.log =
-      logger ?? pino({ name: 'meridiand', level: options.logLevel, base: { replica: options.replicaId } });
     this.telemetry = new Telemetry({
       'meridian.mesh_id': options.meshId,
       'meridian.cluster_id': options.clusterId,
       'meridian.replica_id': options.replicaId,
     });
+    this.log =
+      logger ??
+      pino({
+        name: 'meridiand',
+        level: options.logLevel,
+        base: { replica: options.replicaId },
+        // Never log a credential, even if a future log line passes a request's headers.
+        redact: {
+          paths: ['*.authorization', '*.headers.authorization', '*.token', 'token'],
+          censor: '[redacted]',
+        },
+      });
     this.xds = new XdsServer({
       logger: this.log.child({ part: 'xds' }),
       debounce: { quietMs: options.debounceMs, maxDelayMs: Math.max(options.debounceMs * 10, 100) },
@@ -161,8 +184,11 @@ export class Replica {
 
   async #start(extra: ReplicaStartOptions): Promise<void> {
     const o = this.options;
-    const xdsAddr = splitAddress(o.xdsAddress, '--xds-address');
+    const xdsAddr = isOff(o.xdsAddress) ? undefined : splitAddress(o.xdsAddress, '--xds-address');
     const adminAddr = splitAddress(o.adminAddress, '--admin-address');
+    const monitoringAddr = isOff(o.monitoringAddress)
+      ? undefined
+      : splitAddress(o.monitoringAddress, '--monitoring-address');
     warmUpSchemas();
     this.#store = await this.#connect(extra.connectTimeoutMs ?? 60_000);
     this.#health = new StoreHealth(this.#store, this.log.child({ part: 'health' }));
@@ -174,6 +200,7 @@ export class Replica {
     );
     this.#config = new ConfigService(this.#store, this.#health, this.#state);
     await this.#state.start();
+    this.#auth = await AdminAuthority.open(this.#store);
     if (o.caAddress) {
       this.#mtls = await ReplicaMtls.start({
         store: this.#store,
@@ -187,25 +214,38 @@ export class Replica {
     }
     this.#rebuild({ revision: this.#state.revision, kinds: new Set(), workloads: true, resync: true }, true);
 
+    const refusedRegistrations = metrics
+      .getMeter('@meridian/server')
+      .createCounter('meridian_registrations_refused', {
+        description: 'Workload registrations refused (no credential, another identity, another address).',
+      });
     this.#registration = new RegistrationService({
       store: this.#store,
       replicaId: o.replicaId,
       defaultTtlSeconds: o.registrationTtlSeconds,
       logger: this.log.child({ part: 'registration' }),
+      authenticate: (call) => this.#authenticateRegistration(call),
+      onRefused: (reason) => refusedRegistrations.add(1, { reason }),
     });
-    const server = new grpc.Server(this.xds.grpcServerOptions());
-    this.xds.register(server);
-    this.#registration.register(server);
-    for (const ext of extra.extensions ?? []) ext(server, this);
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(
-        `${xdsAddr.host}:${xdsAddr.port}`,
-        grpc.ServerCredentials.createInsecure(),
-        (err, p) => (err ? reject(err) : resolve(p)),
-      ),
-    );
-    this.#grpc = server;
-    this.xdsAddress = `${xdsAddr.host}:${port}`;
+    if (xdsAddr) {
+      const server = new grpc.Server(this.xds.grpcServerOptions());
+      this.xds.register(server);
+      this.#registration.register(server);
+      for (const ext of extra.extensions ?? []) ext(server, this);
+      const port = await new Promise<number>((resolve, reject) =>
+        server.bindAsync(
+          `${xdsAddr.host}:${xdsAddr.port}`,
+          grpc.ServerCredentials.createInsecure(),
+          (err, p) => (err ? reject(err) : resolve(p)),
+        ),
+      );
+      this.#grpc = server;
+      this.xdsAddress = `${xdsAddr.host}:${port}`;
+    } else if (!this.#mtls) {
+      this.log.error(
+        '--xds-address is off and no CA port serves xDS: proxies cannot connect to this replica',
+      );
+    }
 
     if (this.#mtls) {
       // CreateCertificate and mTLS-authenticated xDS (SDS `default`) on the CA's TLS port.
@@ -213,25 +253,43 @@ export class Replica {
         this.xds,
         splitAddress(o.caAddress, '--ca-address'),
         this.xds.grpcServerOptions(),
+        (server) => this.#registration.register(server),
       );
       this.log.info({ address: this.caAddress }, 'CreateCertificate and xDS with SDS served (TLS)');
     }
 
+    const probes = {
+      notReady: () =>
+        this.#draining ? 'shutting down' : this.#snapshot ? undefined : 'not ready: no config snapshot yet',
+      readiness: () => this.#health.describe(),
+      metrics: (req: IncomingMessage, res: ServerResponse) => this.telemetry.handle(req, res),
+    };
+    const refusedAdmin = metrics
+      .getMeter('@meridian/server')
+      .createCounter('meridian_admin_requests_refused', {
+        description:
+          'Admin API requests refused (no or bad credential, role too weak, cross-origin, bad media type).',
+      });
     const admin = await startAdminServer(
       {
+        ...probes,
         log: this.log.child({ part: 'admin' }),
         config: this.#config,
-        notReady: () =>
-          this.#draining ? 'shutting down' : this.#snapshot ? undefined : 'not ready: no config snapshot yet',
-        readiness: () => this.#health.describe(),
-        metrics: (req, res) => this.telemetry.handle(req, res),
+        auth: this.#auth,
+        trustDomain: o.trustDomain,
         debug: this.xds.debugHandler(),
         debugInfo: (path) => this.#debugInfo(path),
+        onRefused: (reason) => refusedAdmin.add(1, { reason }),
       },
       adminAddr,
     );
     this.#admin = admin.server;
     this.adminAddress = `${adminAddr.host}:${admin.port}`;
+    if (monitoringAddr) {
+      const monitoring = await startMonitoringServer(probes, monitoringAddr);
+      this.#monitoring = monitoring.server;
+      this.monitoringAddress = `${monitoringAddr.host}:${monitoring.port}`;
+    }
 
     const info: ReplicaInfo = {
       id: o.replicaId,
@@ -239,6 +297,7 @@ export class Replica {
       clusterId: o.clusterId,
       xdsAddress: this.xdsAddress,
       adminAddress: this.adminAddress,
+      ...(this.caAddress ? { caAddress: this.caAddress } : {}),
       locality: o.locality,
       version: MERIDIAN_VERSION,
       startedAt: this.startedAt.toISOString(),
@@ -263,8 +322,80 @@ export class Replica {
     this.#membership.start();
     this.#health.start();
     this.log.info(
-      { xdsAddress: this.xdsAddress, adminAddress: this.adminAddress, revision: this.#state.revision },
+      {
+        xdsAddress: this.xdsAddress || 'off',
+        caAddress: this.caAddress || 'off',
+        adminAddress: this.adminAddress,
+        monitoringAddress: this.monitoringAddress || 'off',
+        revision: this.#state.revision,
+      },
       'meridiand ready',
+    );
+  }
+
+  /**
+   * Who opened a registration stream: an admin token (role registrar: any workload, any address),
+   * a bootstrap token (its workload identity; single-use tokens are spent), or the workload
+   * certificate of an mTLS connection on the CA port. Anything else is refused.
+   */
+  async #authenticateRegistration(
+    call: grpc.ServerDuplexStream<unknown, unknown>,
+  ): Promise<RegistrationCaller> {
+    const refuse = (message: string, cause?: unknown): never => {
+      throw new RegistrationRefusedError('UNAUTHENTICATED', 'unauthenticated', message, { cause });
+    };
+    const header = call.metadata.get('authorization')[0];
+    if (header !== undefined) {
+      const m = /^Bearer\s+(\S+)$/i.exec(String(header));
+      if (!m) return refuse('authorization metadata must be "Bearer <token>"');
+      const token = m[1]!;
+      if (isAdminToken(token)) {
+        let caller: Awaited<ReturnType<AdminAuthority['authenticateToken']>>;
+        try {
+          caller = await this.#auth!.authenticateToken(token);
+        } catch (error) {
+          return refuse(`admin token: ${(error as Error).message}`, error);
+        }
+        if (!grants(caller.roles, 'registrar'))
+          throw new RegistrationRefusedError(
+            'PERMISSION_DENIED',
+            'forbidden',
+            `${caller.subject} has no role allowing workload registration (registrar or admin)`,
+          );
+        return { subject: caller.subject, registrar: true };
+      }
+      if (!this.#mtls) return refuse('bootstrap tokens are not accepted: this replica has no CA');
+      try {
+        const verified = await this.#mtls.runtime.authenticateToken(token);
+        const id = verified.identity;
+        return {
+          subject: `spiffe://${id.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`,
+          workload: { namespace: id.namespace, serviceAccount: id.serviceAccount },
+          registrar: false,
+        };
+      } catch (error) {
+        return refuse(`bootstrap token: ${(error as Error).message}`, error);
+      }
+    }
+    const peer = call.getAuthContext?.()?.sslPeerCertificate;
+    if (peer?.raw && this.#mtls) {
+      try {
+        const id = identityFromPeerCertificate(peer.raw, new Date());
+        if (id.trustDomain !== this.#mtls.runtime.ca.trustDomain)
+          return refuse(
+            `certificate of trust domain "${id.trustDomain}", not "${this.#mtls.runtime.ca.trustDomain}"`,
+          );
+        return {
+          subject: `spiffe://${id.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`,
+          workload: { namespace: id.namespace, serviceAccount: id.serviceAccount },
+          registrar: false,
+        };
+      } catch (error) {
+        return refuse(`client certificate: ${(error as Error).message}`, error);
+      }
+    }
+    return refuse(
+      'no credentials: register over mTLS with the workload certificate, or send "authorization: Bearer <token>"',
     );
   }
 
@@ -352,8 +483,9 @@ export class Replica {
         locality: this.options.locality,
         version: MERIDIAN_VERSION,
         startedAt: this.startedAt.toISOString(),
-        xdsAddress: this.xdsAddress,
+        xdsAddress: this.xdsAddress || undefined,
         adminAddress: this.adminAddress,
+        monitoringAddress: this.monitoringAddress || undefined,
         caAddress: this.caAddress || undefined,
         snapshotRevision: this.#snapshot?.revision,
         watchedRevision: this.#state?.watchedRevision,
@@ -401,11 +533,12 @@ export class Replica {
     this.#health?.stop();
     await this.#state?.close().catch(() => undefined);
     await this.#store?.close().catch(() => undefined);
-    const admin = this.#admin;
-    if (admin) {
+    await this.#auth?.close().catch(() => undefined);
+    for (const http of [this.#admin, this.#monitoring]) {
+      if (!http) continue;
       await new Promise<void>((resolve) => {
-        admin.close(() => resolve());
-        admin.closeAllConnections();
+        http.close(() => resolve());
+        http.closeAllConnections();
       });
     }
     await this.telemetry.shutdown();

@@ -43,6 +43,8 @@ beforeAll(async () => {
         '127.0.0.1:0',
         '--admin-address',
         '127.0.0.1:0',
+        '--monitoring-address',
+        'off',
         '--ca-address',
         '127.0.0.1:0',
         '--ca-kek-file',

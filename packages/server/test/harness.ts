@@ -56,6 +56,74 @@ export async function waitUntil(
   }
 }
 
+const adminTokens = new Map<string, Promise<string>>();
+
+/**
+ * An admin token (role admin) for the cluster `meshId`/`clusterId` of the etcd at `endpoints`, made
+ * as `meridian auth bootstrap` makes one: signing key, role binding and token written straight to
+ * etcd. Cached per keyspace, so every replica of a test shares it.
+ */
+export function adminTokenFor(
+  endpoints: readonly string[],
+  meshId: string,
+  clusterId: string,
+): Promise<string> {
+  const cacheKey = `${endpoints.join(',')}|${meshId}|${clusterId}`;
+  let token = adminTokens.get(cacheKey);
+  if (!token) {
+    token = (async () => {
+      const { bootstrapCredential, operatorSubject } = await import('@meridian/auth');
+      const { EtcdStore, Keyspace } = await import('@meridian/store');
+      const store = await EtcdStore.connect({ endpoints, keyspace: Keyspace.of(meshId, clusterId) });
+      try {
+        const out = await bootstrapCredential(store, {
+          subject: operatorSubject('cluster.local', 'test-admin'),
+          role: 'admin',
+          bindingName: 'test-admin',
+          ttlSeconds: 24 * 3600,
+        });
+        return out.token;
+      } finally {
+        await store.close();
+      }
+    })();
+    token.catch(() => adminTokens.delete(cacheKey));
+    adminTokens.set(cacheKey, token);
+  }
+  return token;
+}
+
+/** Headers of an authenticated admin API call (`content-type` when there is a body). */
+export async function adminHeaders(token: string, body?: string): Promise<Record<string, string>> {
+  return {
+    authorization: `Bearer ${token}`,
+    ...(body === undefined
+      ? {}
+      : { 'content-type': body.trimStart().startsWith('{') ? 'application/json' : 'application/yaml' }),
+  };
+}
+
+/**
+ * `fetch` on an in-process replica's admin API with its cluster's admin token (and a YAML/JSON
+ * content-type when there is a body).
+ */
+export async function adminFetch(
+  replica: {
+    readonly adminAddress: string;
+    readonly options: { etcdEndpoints: readonly string[]; meshId: string; clusterId: string };
+  },
+  path: string,
+  init: { method?: string; body?: string } = {},
+): Promise<Response> {
+  const o = replica.options;
+  const token = await adminTokenFor(o.etcdEndpoints, o.meshId, o.clusterId);
+  return fetch(`http://${replica.adminAddress}${path}`, {
+    ...init,
+    headers: await adminHeaders(token, init.body),
+    signal: AbortSignal.timeout(15_000),
+  });
+}
+
 /** Settings of one replica process. */
 export interface ReplicaSpec {
   readonly id: string;
@@ -75,6 +143,18 @@ export class ReplicaProcess {
   });
 
   constructor(readonly spec: ReplicaSpec) {}
+
+  /** The value of `flag` in the replica's arguments (the last one wins, as in meridiand). */
+  #arg(flag: string, fallback: string): string {
+    const args = this.spec.extraArgs ?? [];
+    const i = args.lastIndexOf(flag);
+    return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
+  }
+
+  /** The admin token of this replica's cluster (role admin). */
+  token(): Promise<string> {
+    return adminTokenFor(this.spec.etcd, this.#arg('--mesh-id', 'test'), this.#arg('--cluster-id', 'c1'));
+  }
 
   get xds(): string {
     return `127.0.0.1:${this.spec.xdsPort}`;
@@ -104,6 +184,8 @@ export class ReplicaProcess {
       this.xds,
       '--admin-address',
       `127.0.0.1:${s.adminPort}`,
+      '--monitoring-address',
+      '127.0.0.1:0',
       '--replica-id',
       s.id,
       ...(s.extraArgs ?? []),
@@ -140,12 +222,18 @@ export class ReplicaProcess {
   }
 
   async getJson<T>(path: string): Promise<T> {
-    const res = await fetch(`${this.admin}${path}`, { signal: AbortSignal.timeout(5000) });
+    const res = await fetch(`${this.admin}${path}`, {
+      headers: await adminHeaders(await this.token()),
+      signal: AbortSignal.timeout(5000),
+    });
     return (await res.json()) as T;
   }
 
   async text(path: string): Promise<{ status: number; body: string }> {
-    const res = await fetch(`${this.admin}${path}`, { signal: AbortSignal.timeout(5000) });
+    const res = await fetch(`${this.admin}${path}`, {
+      headers: await adminHeaders(await this.token()),
+      signal: AbortSignal.timeout(5000),
+    });
     return { status: res.status, body: await res.text() };
   }
 
@@ -157,6 +245,7 @@ export class ReplicaProcess {
   ): Promise<{ status: number; body: Record<string, unknown> }> {
     const res = await fetch(`${this.admin}${path}`, {
       method,
+      headers: await adminHeaders(await this.token(), body),
       ...(body === undefined ? {} : { body }),
       signal: AbortSignal.timeout(15_000),
     });

@@ -20,7 +20,7 @@ import { type EtcdCluster, freePort, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Replica, resolveOptions } from '../src/index.js';
-import { installClusterCaForTest } from './harness.js';
+import { adminFetch, installClusterCaForTest } from './harness.js';
 
 const TD = 'cluster.local';
 const HOST = 'echo.shop.svc.cluster.local';
@@ -63,11 +63,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
 }
 
 async function apply(r: Replica, yaml: string): Promise<void> {
-  const res = await fetch(`http://${r.adminAddress}/apis/v1/apply`, {
-    method: 'POST',
-    body: yaml,
-    signal: AbortSignal.timeout(15_000),
-  });
+  const res = await adminFetch(r, '/apis/v1/apply', { method: 'POST', body: yaml });
   expect(res.status, await res.clone().text()).toBe(200);
 }
 
@@ -84,7 +80,7 @@ beforeAll(async () => {
       [
         ...['--mesh-id', 'mtlsgrpc', '--cluster-id', 'c1', '--replica-id', 'grpc-1'],
         ...['--etcd-endpoints', etcd.endpoints.join(','), '--debounce-ms', '10'],
-        ...['--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0'],
+        ...['--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--monitoring-address', 'off'],
         ...['--ca-address', '127.0.0.1:0', '--ca-kek-file', join(tmp, 'kek')],
       ],
       {},

@@ -27,7 +27,7 @@ import { type EtcdCluster, SimulatedProxy, type SotwResponseView, startEtcd } fr
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Replica, resolveOptions } from '../src/index.js';
-import { installClusterCaForTest } from './harness.js';
+import { adminFetch, installClusterCaForTest } from './harness.js';
 
 const TD = 'cluster.local';
 const tmp = mkdtempSync(join(tmpdir(), 'meridian-mtls-test-'));
@@ -76,11 +76,7 @@ spec:
 `;
 
 async function apply(r: Replica, yaml: string): Promise<void> {
-  const res = await fetch(`http://${r.adminAddress}/apis/v1/apply`, {
-    method: 'POST',
-    body: yaml,
-    signal: AbortSignal.timeout(15_000),
-  });
+  const res = await adminFetch(r, '/apis/v1/apply', { method: 'POST', body: yaml });
   expect(res.status, await res.clone().text()).toBe(200);
 }
 
@@ -147,7 +143,7 @@ function startReplica(id: string, withCa: boolean): Promise<Replica> {
       [
         ...['--mesh-id', 'mtlstest', '--cluster-id', 'c1', '--replica-id', id],
         ...['--etcd-endpoints', etcd.endpoints.join(','), '--debounce-ms', '10'],
-        ...['--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0'],
+        ...['--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--monitoring-address', 'off'],
         ...(withCa ? ['--ca-address', '127.0.0.1:0', '--ca-kek-file', join(tmp, 'kek')] : []),
       ],
       {},
@@ -228,13 +224,9 @@ describe('PeerAuthentication -> inbound listener', () => {
 describe('PeerAuthentication levels', () => {
   it('mesh STRICT, namespace PERMISSIVE over it, workload STRICT over that, port DISABLE over the workload', async () => {
     const p = sidecar(replica!.xdsAddress);
-    const del = await fetch(
-      `http://${replica!.adminAddress}/apis/v1/config/PeerAuthentication/shop/default`,
-      {
-        method: 'DELETE',
-        signal: AbortSignal.timeout(15_000),
-      },
-    );
+    const del = await adminFetch(replica!, '/apis/v1/config/PeerAuthentication/shop/default', {
+      method: 'DELETE',
+    });
     expect(del.status, await del.text()).toBe(200);
     await apply(
       replica!,

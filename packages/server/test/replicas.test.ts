@@ -325,7 +325,8 @@ spec:
         serviceAccount: 'reviews',
         locality: 'region1/zone1',
       },
-      { ttlSeconds: REGISTRATION_TTL_S },
+      // Registering 10.9.0.1 from 127.0.0.1 takes the registrar role (the harness's admin token).
+      { ttlSeconds: REGISTRATION_TTL_S, token: await a.token() },
     );
     const reg = await agent.register();
     expect(reg.replica_id).toBe('a');
@@ -344,13 +345,11 @@ spec:
     );
 
     // An agent process, SIGKILLed: the endpoint disappears within the lease TTL.
-    const child = spawnTs(AGENT, [
-      a.xds,
-      'default/reviews-2',
-      '10.9.0.2',
-      String(REGISTRATION_TTL_S),
-      'app=reviews',
-    ]);
+    const child = spawnTs(
+      AGENT,
+      [a.xds, 'default/reviews-2', '10.9.0.2', String(REGISTRATION_TTL_S), 'app=reviews'],
+      { MERIDIAN_TOKEN: await a.token() },
+    );
     let out = '';
     child.stdout?.on('data', (c: Buffer) => {
       out += c.toString();

@@ -43,7 +43,7 @@ export type { XdsServerOptions } from './server.js';
 export { adsServiceDefinition, identityOf, XdsServer, xdsLogger } from './server.js';
 export { StaticSnapshot } from './static-snapshot.js';
 export type { DebugSource, DumpedResource, ProxySyncStatus, TypeSyncStatus } from './status.js';
-export { connectionConfigDump, connectionStatus, debugHandler } from './status.js';
+export { connectionConfigDump, connectionStatus, debugHandler, REDACTED, redactSecrets } from './status.js';
 export type { ChangeEvent, EncodedResource, ProxyContext, ResourceMap, XdsSnapshot } from './types.js';
 export { mergeChanges } from './types.js';
 export type { DeltaRequest, SotwRequest } from './wire.js';

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { decodeResource, type EnvoyJson, type ResourceTypeUrl } from '@meridian/envoy';
+import { decodeResource, type EnvoyJson, type JsonValue, type ResourceTypeUrl } from '@meridian/envoy';
 import type { Connection } from './connection.js';
 import { shortType } from './metrics.js';
 import { type DeltaWatch, type SotwWatch, type SyncState, syncState } from './protocol.js';
@@ -84,7 +84,45 @@ export interface DumpedResource {
   readonly resource: EnvoyJson | undefined;
 }
 
-/** What the server last sent one connection, by short type name. */
+/** What stands in for secret material in debug output (as in Istio's config dump). */
+export const REDACTED = '[redacted]';
+
+/** Fields of Envoy's protos that hold secret material (TLS keys, passwords, ticket and HMAC keys). */
+const SECRET_FIELDS = new Set(['private_key', 'password', 'session_ticket_keys', 'hmac_secret', 'secret']);
+const PEM_PRIVATE_KEY = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/;
+
+/**
+ * A copy of `value` with every secret replaced by {@link REDACTED}: the fields that hold keys in
+ * Envoy's protos (`tls_certificate.private_key`, `generic_secret.secret`, ...) and, whatever the
+ * field, any string (or base64 bytes) carrying a PEM private key.
+ */
+export function redactSecrets<T extends JsonValue>(value: T): T {
+  return redact(value) as T;
+}
+
+function redact(value: JsonValue): JsonValue {
+  if (typeof value === 'string') {
+    if (PEM_PRIVATE_KEY.test(value)) return REDACTED;
+    if (value.length > 40 && /^[A-Za-z0-9+/]+=*$/.test(value)) {
+      const decoded = Buffer.from(value, 'base64').toString('latin1');
+      if (PEM_PRIVATE_KEY.test(decoded)) return REDACTED;
+    }
+    return value;
+  }
+  if (Array.isArray(value)) return value.map(redact);
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, JsonValue> = {};
+    for (const [k, v] of Object.entries(value)) {
+      if (SECRET_FIELDS.has(k) && v !== null && v !== undefined) {
+        out[k] = typeof v === 'object' && !Array.isArray(v) ? { inline_string: REDACTED } : REDACTED;
+      } else out[k] = redact(v as JsonValue);
+    }
+    return out;
+  }
+  return value;
+}
+
+/** What the server last sent one connection, by short type name (secrets redacted). */
 export function connectionConfigDump(
   conn: Connection,
   current: (type: ResourceTypeUrl) => ReadonlyMap<string, { version: string; bytes: Uint8Array }> | undefined,
@@ -94,7 +132,11 @@ export function connectionConfigDump(
     const list: DumpedResource[] = [];
     if ('sent' in watch) {
       for (const r of (watch as SotwWatch).sent.values()) {
-        list.push({ name: r.name, version: r.version, resource: decodeResource(type, r.bytes) });
+        list.push({
+          name: r.name,
+          version: r.version,
+          resource: redactSecrets(decodeResource(type, r.bytes)),
+        });
       }
     } else {
       const available = current(type as ResourceTypeUrl);
@@ -103,7 +145,7 @@ export function connectionConfigDump(
         list.push({
           name,
           version,
-          resource: r && r.version === version ? decodeResource(type, r.bytes) : undefined,
+          resource: r && r.version === version ? redactSecrets(decodeResource(type, r.bytes)) : undefined,
         });
       }
     }
