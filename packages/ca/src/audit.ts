@@ -19,6 +19,8 @@ export type CaEvent =
       readonly code: CaErrorCode;
       readonly reason: string;
       readonly via?: AuthMethod;
+      /** A replay of a spent single-use bootstrap token (identity: the one the token names). */
+      readonly tokenReplay?: boolean;
     };
 
 /** How the caller proved its identity. */
@@ -78,8 +80,14 @@ export class CaAudit {
       this.counters.refused++;
       this.counters.refusedByCode[e.code] = (this.counters.refusedByCode[e.code] ?? 0) + 1;
       this.logger.warn(
-        { identity: e.identity, code: e.code, reason: e.reason, via: e.via },
-        'certificate refused',
+        {
+          identity: e.identity,
+          code: e.code,
+          reason: e.reason,
+          via: e.via,
+          ...(e.tokenReplay ? { tokenReplay: true } : {}),
+        },
+        e.tokenReplay ? 'certificate refused: single-use bootstrap token replayed' : 'certificate refused',
       );
     }
     for (const fn of this.listeners) fn(e);

@@ -1,5 +1,6 @@
 // Typed errors of @meridian/ca. Each carries a gRPC-style `code` so the server edge (grpc.ts) can map
 // it to a status without inspecting messages; `field` names the input that was wrong.
+import type { WorkloadIdentity } from './spiffe.js';
 
 /** The status a CA error maps to at the gRPC edge (names as in grpc.status). */
 export type CaErrorCode =
@@ -7,6 +8,7 @@ export type CaErrorCode =
   | 'PERMISSION_DENIED'
   | 'UNAUTHENTICATED'
   | 'FAILED_PRECONDITION'
+  | 'UNAVAILABLE'
   | 'INTERNAL';
 
 /** Base class of every error thrown by @meridian/ca. */
@@ -47,6 +49,28 @@ export class AuthenticationError extends CaError {
   override name = 'AuthenticationError';
   constructor(message: string, options?: { cause?: unknown }) {
     super('UNAUTHENTICATED', message, 'authorization', options);
+  }
+}
+
+/** Refusal reason of a replayed single-use bootstrap token (carries no token material). */
+export const TOKEN_REPLAY_REASON = 'bootstrap token was already used';
+
+/** A single-use bootstrap token that was already spent (on this or any other replica). */
+export class TokenReplayError extends AuthenticationError {
+  override name = 'TokenReplayError';
+  constructor(
+    /** The identity the (validly signed) token names. */
+    readonly identity: WorkloadIdentity,
+  ) {
+    super(TOKEN_REPLAY_REASON);
+  }
+}
+
+/** Something the decision depends on (the cluster store) cannot be reached now; retry later. */
+export class CaUnavailableError extends CaError {
+  override name = 'CaUnavailableError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('UNAVAILABLE', message, undefined, options);
   }
 }
 

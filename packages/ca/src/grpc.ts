@@ -6,10 +6,11 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { CaAudit } from './audit.js';
-import { AuthenticationError, CaError, type CaErrorCode } from './errors.js';
+import { AuthenticationError, CaError, type CaErrorCode, TokenReplayError } from './errors.js';
 import type { WorkloadCertificateIssuer } from './issuer.js';
-import { parseSpiffeId, type WorkloadIdentity } from './spiffe.js';
-import type { TokenVerifier } from './token.js';
+import { parseSpiffeId, spiffeId, type WorkloadIdentity } from './spiffe.js';
+import type { CaStore } from './storage.js';
+import { authenticateBootstrapToken, type ConsumeTokenOptions, type TokenVerifier } from './token.js';
 
 /** Path of the service's .proto (repo `proto/istio/security/v1alpha1/ca.proto`). */
 export const CA_PROTO_PATH = fileURLToPath(
@@ -103,6 +104,7 @@ const STATUS: Record<CaErrorCode, grpc.status> = {
   PERMISSION_DENIED: grpc.status.PERMISSION_DENIED,
   UNAUTHENTICATED: grpc.status.UNAUTHENTICATED,
   FAILED_PRECONDITION: grpc.status.FAILED_PRECONDITION,
+  UNAVAILABLE: grpc.status.UNAVAILABLE,
   INTERNAL: grpc.status.INTERNAL,
 };
 
@@ -111,6 +113,13 @@ export interface CertificateServiceOptions {
   readonly issuer: WorkloadCertificateIssuer;
   /** Verifies bootstrap tokens; without it only mTLS renewal is accepted. */
   readonly tokens?: TokenVerifier | (() => TokenVerifier | undefined);
+  /**
+   * The cluster's store, where single-use tokens are recorded as spent (`consumeSingleUse`). Without
+   * it single-use tokens are refused (multi-use ones still work).
+   */
+  readonly tokenStore?: CaStore;
+  /** Clock skew allowance of used-token records (see `consumeSingleUse`). */
+  readonly tokenReplay?: ConsumeTokenOptions;
   readonly now?: () => Date;
 }
 
@@ -154,7 +163,8 @@ async function authenticate(
     if (!m) throw new AuthenticationError('authorization metadata must be "Bearer <token>"');
     const verifier = typeof opts.tokens === 'function' ? opts.tokens() : opts.tokens;
     if (!verifier) throw new AuthenticationError('bootstrap tokens are not accepted by this server');
-    return { identity: await verifier.verify(m[1]!), via: 'token' };
+    const verified = await authenticateBootstrapToken(m[1]!, verifier, opts.tokenStore, opts.tokenReplay);
+    return { identity: verified.identity, via: 'token' };
   }
   const peer = call.getAuthContext?.()?.sslPeerCertificate;
   if (peer?.raw) {
@@ -183,7 +193,18 @@ export function addCertificateService(server: grpc.Server, opts: CertificateServ
       } catch (err) {
         const e =
           err instanceof CaError ? err : new AuthenticationError('authentication failed', { cause: err });
-        audit.record({ outcome: 'refused', identity: 'unauthenticated', code: e.code, reason: e.message });
+        if (e instanceof TokenReplayError) {
+          audit.record({
+            outcome: 'refused',
+            identity: spiffeId(e.identity),
+            code: e.code,
+            reason: e.message,
+            via: 'token',
+            tokenReplay: true,
+          });
+        } else {
+          audit.record({ outcome: 'refused', identity: 'unauthenticated', code: e.code, reason: e.message });
+        }
         callback({ code: STATUS[e.code], details: e.message });
         return;
       }

@@ -34,8 +34,11 @@ export {
   AuthenticationError,
   CaConfigError,
   CaError,
+  CaUnavailableError,
   InvalidRequestError,
   PermissionDeniedError,
+  TOKEN_REPLAY_REASON,
+  TokenReplayError,
 } from './errors.js';
 export type {
   CertificateServiceClient,
@@ -105,17 +108,26 @@ export {
   parseStoredClusterCa,
   watchClusterCa,
 } from './storage.js';
-export type { CreateTokenOptions, TokenSigningKey } from './token.js';
+export type {
+  ConsumeTokenOptions,
+  CreateTokenOptions,
+  TokenSigningKey,
+  VerifiedBootstrapToken,
+} from './token.js';
 export {
+  authenticateBootstrapToken,
+  consumeSingleUse,
   createBootstrapToken,
   generateTokenSigningKey,
   MAX_TOKEN_TTL_S,
   publicJwkOf,
   publishTokenKey,
   readTokenKeys,
+  SINGLE_USE_CLAIM,
   TOKEN_AUDIENCE,
   TOKEN_ISSUER,
   TokenVerifier,
+  usedTokenKey,
 } from './token.js';
 export type { BundleRoot } from './trust-bundle.js';
 export { TrustBundle } from './trust-bundle.js';

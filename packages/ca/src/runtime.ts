@@ -1,7 +1,8 @@
 // Everything a replica runs for its cluster's CA, wired once: the intermediate loaded from the store
 // (and reloaded when a rotation step or re-install changes it), the issuer, bootstrap-token
-// verification keys (reloaded when published), the CA endpoint's own serving certificate (renewed at
-// half its lifetime) and trust bundle, and the SDS secret source. The server package mounts it.
+// verification keys (reloaded when published) and the spent single-use tokens (recorded in the same
+// store), the CA endpoint's own serving certificate (renewed at half its lifetime) and trust bundle,
+// and the SDS secret source. The server package mounts it.
 import type * as grpc from '@grpc/grpc-js';
 import type { Store, Watch } from '@meridian/store';
 import type { ChangeEvent } from '@meridian/xds';
@@ -9,12 +10,19 @@ import type { JWK } from 'jose';
 import type { Logger } from 'pino';
 import { CaAudit, istioCaMetrics } from './audit.js';
 import { SigningCa } from './authority.js';
+import { AuthenticationError } from './errors.js';
 import { addCertificateService, MemoryCertificateProvider } from './grpc.js';
 import { WorkloadCertificateIssuer } from './issuer.js';
 import { SdsSecretSource } from './sds.js';
 import { WorkloadSecrets, type WorkloadSecretsOptions } from './secrets.js';
-import { CA_KEYS, caStoreFrom, loadClusterCa, parseStoredClusterCa } from './storage.js';
-import { readTokenKeys, TokenVerifier } from './token.js';
+import { CA_KEYS, type CaStore, caStoreFrom, loadClusterCa, parseStoredClusterCa } from './storage.js';
+import {
+  authenticateBootstrapToken,
+  type ConsumeTokenOptions,
+  readTokenKeys,
+  TokenVerifier,
+  type VerifiedBootstrapToken,
+} from './token.js';
 
 export interface ClusterCaRuntimeOptions {
   /** The cluster's store (keyspace of this cluster). */
@@ -27,12 +35,16 @@ export interface ClusterCaRuntimeOptions {
   readonly logger?: Logger;
   /** SDS rotation settings (lifetime, jitter, timers). */
   readonly secrets?: WorkloadSecretsOptions;
+  /** Clock skew allowance of spent single-use token records (default 5 s past the token's expiry). */
+  readonly tokenReplay?: ConsumeTokenOptions;
 }
 
 /** A replica's CA: start with `ClusterCaRuntime.start`, stop with `close`. */
 export class ClusterCaRuntime {
   /** TLS identity and trust bundle of the CA endpoint: `createCaServerCredentials(runtime.serving)`. */
   readonly serving = new MemoryCertificateProvider();
+  /** The cluster store seen by the CA; single-use tokens are recorded as spent here. */
+  readonly caStore: CaStore;
   private tokens: TokenVerifier | undefined;
   private watch: Watch | undefined;
   private servingTimer: NodeJS.Timeout | undefined;
@@ -44,7 +56,9 @@ export class ClusterCaRuntime {
     readonly issuer: WorkloadCertificateIssuer,
     readonly secrets: WorkloadSecrets,
     readonly sds: SdsSecretSource,
-  ) {}
+  ) {
+    this.caStore = caStoreFrom(opts.store);
+  }
 
   /** Loads the CA and token keys from the store, starts following changes, issues the serving cert. */
   static async start(opts: ClusterCaRuntimeOptions): Promise<ClusterCaRuntime> {
@@ -73,6 +87,17 @@ export class ClusterCaRuntime {
     return this.tokens;
   }
 
+  /**
+   * Authenticates a bootstrap token as CreateCertificate does: verifies it with the current keys and,
+   * if it is single-use, spends it cluster-wide (`authenticateBootstrapToken`). For every other service
+   * of the replica that accepts bootstrap tokens. Throws a CaError (UNAUTHENTICATED, UNAVAILABLE).
+   */
+  async authenticateToken(token: string): Promise<VerifiedBootstrapToken> {
+    const verifier = this.tokens;
+    if (!verifier) throw new AuthenticationError('bootstrap tokens are not accepted by this server');
+    return authenticateBootstrapToken(token, verifier, this.caStore, this.opts.tokenReplay);
+  }
+
   /** The CA counters and expiry gauges under istiod's metric names, for the replica's /metrics. */
   metrics(): Record<string, number> {
     const roots = this.ca.trustBundle.roots.map((r) => new Date(r.x509.validTo).getTime());
@@ -89,7 +114,12 @@ export class ClusterCaRuntime {
 
   /** Adds IstioCertificateService to a grpc-js server (bind it with createCaServerCredentials(serving)). */
   mount(server: grpc.Server): void {
-    addCertificateService(server, { issuer: this.issuer, tokens: () => this.tokens });
+    addCertificateService(server, {
+      issuer: this.issuer,
+      tokens: () => this.tokens,
+      tokenStore: this.caStore,
+      ...(this.opts.tokenReplay ? { tokenReplay: this.opts.tokenReplay } : {}),
+    });
   }
 
   /** Stops the watch, the serving-certificate renewal and every SDS rotation timer. */
@@ -103,7 +133,7 @@ export class ClusterCaRuntime {
   }
 
   private async loadTokens(): Promise<void> {
-    this.setTokenKeys(await readTokenKeys(caStoreFrom(this.opts.store)));
+    this.setTokenKeys(await readTokenKeys(this.caStore));
   }
 
   private setTokenKeys(keys: JWK[]): void {

@@ -1,9 +1,9 @@
 // Installing a cluster's CA into its etcd and loading it on every replica.
 //
-// The CA needs only get/put of string values under the cluster's key prefix. `CaStore` is that narrow
-// seam; `@meridian/store`'s Store satisfies it through `caStoreFrom` (see index.ts), and tests of pure
+// The CA needs only get/put of string values under the cluster's key prefix, plus one create-if-absent
+// with an expiry (single-use bootstrap tokens). `CaStore` is that narrow seam; `@meridian/store`'s Store satisfies it through `caStoreFrom` (see index.ts), and tests of pure
 // logic use `MemoryCaStore`.
-import type { Store, Watch } from '@meridian/store';
+import { ConflictError, type Store, StoreUnavailableError, type Watch } from '@meridian/store';
 import { type ClusterCaMaterial, SigningCa } from './authority.js';
 import { CaConfigError } from './errors.js';
 import { openPrivateKey, type SealedKey, sealPrivateKey } from './keywrap.js';
@@ -12,6 +12,12 @@ import { openPrivateKey, type SealedKey, sealPrivateKey } from './keywrap.js';
 export interface CaStore {
   get(key: string): Promise<string | undefined>;
   put(key: string, value: string): Promise<void>;
+  /**
+   * Atomically writes `key` only if it does not exist, and makes it expire `ttlSeconds` (whole
+   * seconds, >= 1) later. Resolves true when this call created it, false when the key already existed
+   * (nothing written). Rejects when the store cannot say (unreachable, outcome unknown).
+   */
+  createIfAbsent(key: string, value: string, ttlSeconds: number): Promise<boolean>;
 }
 
 /** Keys the CA uses, relative to the cluster's prefix. */
@@ -20,7 +26,15 @@ export const CA_KEYS = {
   intermediate: 'ca/intermediate',
   /** Public keys that verify bootstrap tokens (JWK set). */
   tokenKeys: 'ca/token-keys',
+  /** Prefix of the records of spent single-use bootstrap tokens (`<prefix><jti>`, expire with the token). */
+  usedTokens: 'ca/tokens/used/',
 } as const;
+
+function checkTtl(ttlSeconds: number): void {
+  if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) {
+    throw new RangeError(`TTL must be a whole number of seconds >= 1, got ${ttlSeconds}`);
+  }
+}
 
 /** The stored form of a cluster CA. */
 export interface StoredClusterCa {
@@ -93,18 +107,45 @@ export async function loadClusterCa(
   return SigningCa.fromMaterial(parseStoredClusterCa(value, opts.kek, opts.clusterId));
 }
 
-/** A CaStore in memory, for unit tests and for the CLI's dry runs. */
+/** A CaStore in memory, for unit tests and for the CLI's dry runs. Expiry follows `now`. */
 export class MemoryCaStore implements CaStore {
   readonly data = new Map<string, string>();
+  /** Expiry instants (ms) of keys written by createIfAbsent. */
+  private readonly expiry = new Map<string, number>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
   async get(key: string): Promise<string | undefined> {
+    this.expire(key);
     return this.data.get(key);
   }
   async put(key: string, value: string): Promise<void> {
+    this.expiry.delete(key);
     this.data.set(key, value);
+  }
+  async createIfAbsent(key: string, value: string, ttlSeconds: number): Promise<boolean> {
+    checkTtl(ttlSeconds);
+    this.expire(key);
+    if (this.data.has(key)) return false;
+    this.data.set(key, value);
+    this.expiry.set(key, this.now() + ttlSeconds * 1000);
+    return true;
+  }
+
+  private expire(key: string): void {
+    const at = this.expiry.get(key);
+    if (at !== undefined && this.now() >= at) {
+      this.expiry.delete(key);
+      this.data.delete(key);
+    }
   }
 }
 
-/** The cluster's `@meridian/store` Store seen as a CaStore (UTF-8 values). */
+/**
+ * The cluster's `@meridian/store` Store seen as a CaStore (UTF-8 values). `createIfAbsent` is one
+ * compare-and-put (expect mod revision 0) of a key attached to a fresh lease of `ttlSeconds` whose
+ * keepalive is stopped at once: etcd (or the memory store) deletes the key when the lease runs out.
+ */
 export function caStoreFrom(store: Store): CaStore {
   return {
     async get(key) {
@@ -113,6 +154,29 @@ export function caStoreFrom(store: Store): CaStore {
     },
     async put(key, value) {
       await store.put(key, new TextEncoder().encode(value));
+    },
+    async createIfAbsent(key, value, ttlSeconds) {
+      checkTtl(ttlSeconds);
+      const lease = await store.grantLease(ttlSeconds);
+      // never kept alive: the lease (and the key) expire ttlSeconds after the grant
+      lease.release();
+      try {
+        await store.put(key, new TextEncoder().encode(value), { lease: lease.id, expectModRevision: 0 });
+        return true;
+      } catch (err) {
+        if (err instanceof ConflictError) {
+          void store.revokeLease(lease.id).catch(() => {}); // unused; it would expire anyway
+          return false;
+        }
+        if (err instanceof StoreUnavailableError) {
+          // Outcome unknown (an abandoned attempt may have been applied): the key carries our lease
+          // only if our own write created it.
+          const kv = await store.get(key).catch(() => undefined);
+          if (kv?.lease === lease.id) return true;
+          if (kv !== undefined) return false;
+        }
+        throw err;
+      }
     },
   };
 }

@@ -1,7 +1,9 @@
 // Bootstrap tokens: signed (ES256), expiring JWTs bound to trust domain, namespace and service
 // account, issued by `meridian token create` and presented as `authorization: Bearer <token>`.
 // Replicas hold only the public verification keys (published in the store); the signing key stays in
-// the operator's file.
+// the operator's file. A token with the claim `use: "once"` is single-use: `consumeSingleUse` records
+// its `jti` in the cluster's store (create-if-absent, expiring with the token), so it is accepted once
+// on whichever replica sees it first and refused everywhere after.
 import { createPublicKey, randomUUID } from 'node:crypto';
 import {
   calculateJwkThumbprint,
@@ -14,7 +16,13 @@ import {
   jwtVerify,
   SignJWT,
 } from 'jose';
-import { AuthenticationError, CaConfigError, InvalidRequestError } from './errors.js';
+import {
+  AuthenticationError,
+  CaConfigError,
+  CaUnavailableError,
+  InvalidRequestError,
+  TokenReplayError,
+} from './errors.js';
 import {
   parseSpiffeId,
   spiffeId,
@@ -29,6 +37,10 @@ export const TOKEN_AUDIENCE = 'meridian-ca';
 const ALG = 'ES256';
 /** Longest bootstrap token lifetime accepted by createBootstrapToken: 30 days. */
 export const MAX_TOKEN_TTL_S = 30 * 24 * 3600;
+/** The claim (name and value) that marks a token single-use; tokens without it are multi-use. */
+export const SINGLE_USE_CLAIM = { name: 'use', value: 'once' } as const;
+/** What a single-use token's `jti` must look like (it becomes a store key segment). */
+const JTI = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /** A token signing key: private key PEM (kept by the operator) and its public JWK (for replicas). */
 export interface TokenSigningKey {
@@ -56,6 +68,19 @@ export interface CreateTokenOptions {
   readonly identity: WorkloadIdentity;
   readonly ttlSeconds: number;
   readonly now?: Date;
+  /** Accepted once in the whole cluster (claim `use: "once"`); default: multi-use until it expires. */
+  readonly singleUse?: boolean;
+}
+
+/** What a verified bootstrap token says (signature, issuer, audience, expiry and identity checked). */
+export interface VerifiedBootstrapToken {
+  readonly identity: WorkloadIdentity;
+  /** The token id (`jti`); always present on single-use tokens. */
+  readonly jti: string | undefined;
+  /** When the token stops being accepted (`exp`). */
+  readonly expiresAt: Date;
+  /** True when the token may be used once only (`consumeSingleUse` must then succeed before use). */
+  readonly singleUse: boolean;
 }
 
 /** Creates a bootstrap token for one identity. */
@@ -84,7 +109,9 @@ export async function createBootstrapToken(opts: CreateTokenOptions): Promise<st
   }
   const jwk = await publicJwkOf(opts.signingKeyPem);
   const iat = Math.floor((opts.now ?? new Date()).getTime() / 1000);
-  return new SignJWT({ td: trustDomain, ns: namespace, sa: serviceAccount })
+  const claims: Record<string, string> = { td: trustDomain, ns: namespace, sa: serviceAccount };
+  if (opts.singleUse) claims[SINGLE_USE_CLAIM.name] = SINGLE_USE_CLAIM.value;
+  return new SignJWT(claims)
     .setProtectedHeader({ alg: ALG, kid: jwk.kid, typ: 'JWT' })
     .setIssuer(TOKEN_ISSUER)
     .setAudience(TOKEN_AUDIENCE)
@@ -107,8 +134,17 @@ export class TokenVerifier {
     this.keySet = createLocalJWKSet({ keys: [...keys] });
   }
 
-  /** The identity a token proves; AuthenticationError with the reason otherwise. */
+  /**
+   * The identity a token proves; AuthenticationError with the reason otherwise. Signature and claims
+   * only: it does not enforce single use (use `verifyToken` + `consumeSingleUse`, or
+   * `authenticateBootstrapToken`, wherever a token grants something).
+   */
   async verify(token: string): Promise<WorkloadIdentity> {
+    return (await this.verifyToken(token)).identity;
+  }
+
+  /** Verifies signature and claims (like `verify`) and returns the identity, `jti`, expiry and use. */
+  async verifyToken(token: string): Promise<VerifiedBootstrapToken> {
     let payload: Record<string, unknown>;
     try {
       ({ payload } = await jwtVerify(token, this.keySet, {
@@ -144,8 +180,84 @@ export class TokenVerifier {
         `bootstrap token is for trust domain "${id.trustDomain}", not "${this.trustDomain}"`,
       );
     }
-    return id;
+    const use = payload[SINGLE_USE_CLAIM.name];
+    if (use !== undefined && use !== SINGLE_USE_CLAIM.value) {
+      throw new AuthenticationError(`bootstrap token has an unsupported "${SINGLE_USE_CLAIM.name}" claim`);
+    }
+    const singleUse = use === SINGLE_USE_CLAIM.value;
+    const jti = typeof payload.jti === 'string' ? payload.jti : undefined;
+    if (singleUse && (jti === undefined || !JTI.test(jti))) {
+      throw new AuthenticationError('single-use bootstrap token has no usable "jti" claim');
+    }
+    return { identity: id, jti, expiresAt: new Date((payload.exp as number) * 1000), singleUse };
   }
+}
+
+/** Options of {@link consumeSingleUse}. */
+export interface ConsumeTokenOptions {
+  /**
+   * Seconds the used-token record outlives the token's `exp`, for replicas whose clock runs behind
+   * (they would still accept the token that long). Default 5.
+   */
+  readonly clockSkewSeconds?: number;
+  readonly now?: () => Date;
+}
+
+/** The store key recording that the single-use token `jti` was spent. */
+export function usedTokenKey(jti: string): string {
+  return `${CA_KEYS.usedTokens}${jti}`;
+}
+
+/**
+ * Spends a single-use token: records its `jti` under `ca/tokens/used/<jti>` with a create-if-absent
+ * write that expires when the token does, so exactly one caller in the cluster gets through.
+ * Resolves for multi-use tokens without touching the store. Throws `TokenReplayError`
+ * (UNAUTHENTICATED, "bootstrap token was already used") when it was spent before, and
+ * `CaUnavailableError` (UNAVAILABLE) when the store cannot be reached: single-use tokens fail closed.
+ */
+export async function consumeSingleUse(
+  store: CaStore | undefined,
+  token: VerifiedBootstrapToken,
+  opts: ConsumeTokenOptions = {},
+): Promise<void> {
+  if (!token.singleUse) return;
+  if (!token.jti || !JTI.test(token.jti)) {
+    throw new AuthenticationError('single-use bootstrap token has no usable "jti" claim');
+  }
+  if (!store) {
+    throw new CaUnavailableError(
+      'single-use bootstrap tokens are not accepted by this server (no cluster store to record their use)',
+    );
+  }
+  const now = (opts.now ?? (() => new Date()))().getTime();
+  const left = Math.ceil((token.expiresAt.getTime() - now) / 1000);
+  const ttl = Math.max(left, 0) + (opts.clockSkewSeconds ?? 5);
+  const record = JSON.stringify({ sub: spiffeId(token.identity), usedAt: new Date(now).toISOString() });
+  let created: boolean;
+  try {
+    created = await store.createIfAbsent(usedTokenKey(token.jti), record, Math.max(ttl, 1));
+  } catch (err) {
+    throw new CaUnavailableError(
+      'single-use bootstrap token refused: its use cannot be recorded because the cluster store is unavailable (retry later)',
+      { cause: err },
+    );
+  }
+  if (!created) throw new TokenReplayError(token.identity);
+}
+
+/**
+ * Everything a service that accepts bootstrap tokens must do: verify the token, then spend it if it
+ * is single-use. Returns what the token proves; throws a CaError (see `consumeSingleUse`) otherwise.
+ */
+export async function authenticateBootstrapToken(
+  token: string,
+  verifier: TokenVerifier,
+  store: CaStore | undefined,
+  opts?: ConsumeTokenOptions,
+): Promise<VerifiedBootstrapToken> {
+  const verified = await verifier.verifyToken(token);
+  await consumeSingleUse(store, verified, opts);
+  return verified;
 }
 
 /** Adds a public verification key to the cluster's published set (idempotent by kid). */

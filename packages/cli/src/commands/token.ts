@@ -34,14 +34,28 @@ export function registerTokenCommands(program: Command, ctx: CliContext): void {
     .option('--ttl <duration>', 'token lifetime', parseDuration, parseDuration('1h'))
     .requiredOption('--key <file>', 'token signing key (token keygen)')
     .option('--trust-domain <domain>', 'trust domain', 'cluster.local')
-    .action(async (o: { ns: string; sa: string; ttl: number; key: string; trustDomain: string }) => {
-      const t = await createBootstrapToken({
-        signingKeyPem: await readFlagFile('--key', o.key),
-        identity: { trustDomain: o.trustDomain, namespace: o.ns, serviceAccount: o.sa },
-        ttlSeconds: Math.round(o.ttl / 1000),
-      });
-      ctx.out(t);
-    });
+    .option(
+      '--single-use',
+      'accept the token once in the whole cluster (replicas record its id in etcd until it expires)',
+    )
+    .action(
+      async (o: {
+        ns: string;
+        sa: string;
+        ttl: number;
+        key: string;
+        trustDomain: string;
+        singleUse?: boolean;
+      }) => {
+        const t = await createBootstrapToken({
+          signingKeyPem: await readFlagFile('--key', o.key),
+          identity: { trustDomain: o.trustDomain, namespace: o.ns, serviceAccount: o.sa },
+          ttlSeconds: Math.round(o.ttl / 1000),
+          singleUse: o.singleUse === true,
+        });
+        ctx.out(t);
+      },
+    );
 
   token
     .command('publish')
