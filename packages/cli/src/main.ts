@@ -3,6 +3,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
+import { registerAuthCommands } from './commands/auth.js';
 import { registerCaCommands } from './commands/ca.js';
 import { registerConfigCommands } from './commands/config.js';
 import { registerFederationCommands } from './commands/federation.js';
@@ -18,6 +19,7 @@ export const COMMAND_MODULES: readonly CommandModule[] = [
   registerTokenCommands,
   registerFederationCommands,
   registerConfigCommands,
+  registerAuthCommands,
 ];
 
 /** Builds the program (without running it); errors are thrown as CommanderError, not process.exit. */
