@@ -11,7 +11,7 @@ import type {
   TrafficPolicy,
 } from '@meridian/api';
 import type { EnvoyJson, JsonValue, ProxyInfo } from '@meridian/envoy';
-import type { Service, ServicePort, TranslateOptions } from './types.js';
+import type { Service, ServicePort, TranslateOptions, WorkloadServiceAccount } from './types.js';
 import { any, clusterName, compact, durationNanos, isHttp2Protocol, toEnvoyDuration } from './util.js';
 
 /** The traffic policy in force for one (service port, subset): Istio's `MergeTrafficPolicy`. */
@@ -229,6 +229,9 @@ export interface OutboundClusterInput {
   readonly proxy: ProxyInfo;
   readonly grpc: boolean;
   readonly options: TranslateOptions;
+  /** The service accounts of the service's endpoints (UpstreamTlsContext.serviceAccounts); none when
+   * absent. */
+  readonly serviceAccounts?: readonly WorkloadServiceAccount[];
 }
 
 /** One outbound cluster in Istio's shape (EDS for registry services; DNS and passthrough otherwise). */
@@ -284,6 +287,7 @@ export function buildOutboundCluster(
     service,
     port,
     subset,
+    serviceAccounts: input.serviceAccounts ?? [],
     tls: policy.tls as Readonly<Record<string, unknown>> | undefined,
     proxy: input.proxy,
   });

@@ -7,6 +7,8 @@
 export { effectivePolicy } from './cluster.js';
 export { altHosts, virtualHostDomains } from './domains.js';
 export { buildLoadAssignment, localityMatches } from './endpoint.js';
+export type { ServiceAccounts } from './identity.js';
+export { serviceAccountsOf } from './identity.js';
 export type { InboundChains } from './listener.js';
 export { GRPC_SERVER_LISTENER_PREFIX } from './listener.js';
 export type { NetworkGateway } from './network.js';
@@ -39,4 +41,5 @@ export type {
   ServicePort,
   TranslateOptions,
   UpstreamTlsContext,
+  WorkloadServiceAccount,
 } from './types.js';

@@ -10,7 +10,7 @@
  *
  * The view of a proxy in network N (`registryForNetwork`): an endpoint whose network is empty or N
  * stays (Istio's `IsSameOrEmpty`); an endpoint of another network M is replaced by M's gateways
- * (endpoints with the same locality, labels and health are aggregated: one endpoint per gateway
+ * (endpoints with the same locality, labels, health and identity are aggregated: one endpoint per gateway
  * with their summed weight split evenly across the gateways, at least 1); endpoints of a network
  * without a known gateway are dropped. A proxy without a network, or a registry without gateways,
  * gets the registry unchanged. Keeping labels keeps subsets working; keeping the locality keeps
@@ -103,7 +103,17 @@ export function endpointsForNetwork(
     }
     if (!(gateways.get(e.network)?.length ?? 0)) continue; // unreachable: no gateway for its network
     const l = e.locality;
-    const g = JSON.stringify([e.network, l.region, l.zone, l.subZone, e.health, e.labels]);
+    // The identity is part of the group: the upstream SAN check needs every service account.
+    const g = JSON.stringify([
+      e.network,
+      l.region,
+      l.zone,
+      l.subZone,
+      e.health,
+      e.labels,
+      e.namespace ?? '',
+      e.serviceAccount,
+    ]);
     const cur = groups.get(g);
     if (cur) cur.weight += Math.max(1, e.weight);
     else groups.set(g, { sample: e, weight: Math.max(1, e.weight) });
@@ -123,6 +133,7 @@ export function endpointsForNetwork(
         clusterId: gw.clusterId,
         health: sample.health,
         serviceAccount: sample.serviceAccount,
+        ...(sample.namespace !== undefined ? { namespace: sample.namespace } : {}),
         weight: each,
       });
     }

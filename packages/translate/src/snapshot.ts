@@ -59,6 +59,7 @@ function endpointKey(e: Endpoint): string {
     e.health,
     e.serviceAccount,
     String(e.weight),
+    e.namespace ?? '',
   ].join('\u0000');
 }
 

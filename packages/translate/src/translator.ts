@@ -10,12 +10,13 @@
  * |---|---|---|
  * | proxy scope (visible services, VS/DR lookup) | (namespace, Sidecar, DR-selector match) | same ConfigSnapshot and `registry.services` |
  * | outbound listeners + route configurations | (scope key, proxy kind, DNS domain, labels if any VS matches on sourceLabels) | same ConfigSnapshot and `registry.services` |
- * | cluster | (cluster name, proxy kind, DestinationRule name) | same `Service` object and same DestinationRule object |
+ * | cluster | (cluster name, proxy kind, DestinationRule name, proxy namespace with a TLS hook) | same `Service` object, same DestinationRule object and, with a TLS hook, the same service accounts of the service's endpoints |
  * | ClusterLoadAssignment | (cluster name, proxy kind, DestinationRule name, proxy locality when locality LB applies) | same `Service`, same DestinationRule, same endpoint list |
  * | prepared `lb_endpoints` entries | endpoint list, service port | forever (WeakMap on the immutable list) |
  *
  * So an endpoint change (a new RegistrySnapshot with one new endpoint list) rebuilds only that
- * service's ClusterLoadAssignments; a DestinationRule change rebuilds that host's clusters and
+ * service's ClusterLoadAssignments (and, with an `upstreamTls` hook, its clusters when the set of
+ * its endpoints' service accounts changed: the upstream SAN check names them); a DestinationRule change rebuilds that host's clusters and
  * CLAs plus the listener/route set (whose hash policies may change); any config change rebuilds
  * scopes and listener/route sets, and clusters/CLAs whose DestinationRule object changed.
  */
@@ -30,6 +31,7 @@ import {
 } from './cluster.js';
 import { virtualHostDomains } from './domains.js';
 import { buildLoadAssignment, type PreparedCache } from './endpoint.js';
+import { serviceAccountsOf } from './identity.js';
 import {
   grpcClientListener,
   grpcServerListener,
@@ -68,10 +70,12 @@ interface ClusterEntry {
   readonly dr: DestinationRuleConfig | undefined;
   /** The endpoint list it was built from (only DNS clusters, which inline their endpoints). */
   readonly endpoints: readonly Endpoint[] | undefined;
+  /** The service accounts key it was built with (`''` without an upstreamTls hook). */
+  readonly accounts: string;
   readonly resource: NamedResource;
 }
 
-type LoadAssignmentEntry = ClusterEntry;
+type LoadAssignmentEntry = Omit<ClusterEntry, 'accounts'>;
 
 interface OutboundSet {
   readonly listeners: readonly NamedResource[];
@@ -421,7 +425,19 @@ export class Translator {
     const cached = this.clusters.get(key);
     const inline = ref.service.resolution === 'DNS' || ref.service.resolution === 'DNS_ROUND_ROBIN';
     const endpoints = inline && !grpc ? this.endpointsFor(ref.service) : undefined;
-    if (cached && cached.service === ref.service && cached.dr === ref.dr && cached.endpoints === endpoints) {
+    // The TLS hook checks the peer against the service's accounts: a change of that set (not of the
+    // endpoints as such) makes a new cluster.
+    const accounts = this.options.upstreamTls
+      ? serviceAccountsOf(ref.service.namespace, this.endpointsFor(ref.service))
+      : undefined;
+    const accountsKey = accounts?.key ?? '';
+    if (
+      cached &&
+      cached.service === ref.service &&
+      cached.dr === ref.dr &&
+      cached.endpoints === endpoints &&
+      cached.accounts === accountsKey
+    ) {
       this.stats.clustersReused++;
       return cached.resource;
     }
@@ -436,11 +452,12 @@ export class Translator {
           proxy,
           grpc,
           options: this.options,
+          ...(accounts ? { serviceAccounts: accounts.list } : {}),
         },
         () => this.loadAssignmentJson(ref, endpoints ?? EMPTY_ENDPOINTS, proxy),
       ),
     );
-    this.clusters.set(key, { service: ref.service, dr: ref.dr, endpoints, resource });
+    this.clusters.set(key, { service: ref.service, dr: ref.dr, endpoints, accounts: accountsKey, resource });
     this.stats.clustersBuilt++;
     return resource;
   }

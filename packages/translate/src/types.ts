@@ -50,6 +50,11 @@ export interface Service {
   readonly addresses?: readonly string[];
   /** True for ServiceEntry `MESH_EXTERNAL` services. */
   readonly meshExternal?: boolean;
+  /**
+   * ServiceEntry `subjectAltNames`: identities the service's workloads may present besides those of
+   * its endpoints' service accounts (Istio adds them to the service's accounts for upstream SAN checks).
+   */
+  readonly subjectAltNames?: readonly string[];
 }
 
 /** Envoy's `Locality`; empty strings mean unknown. */
@@ -72,7 +77,12 @@ export interface Endpoint {
   readonly network: string;
   readonly clusterId: string;
   readonly health: EndpointHealth;
+  /** The workload's service account (`''`: none); its identity is
+   * `spiffe://<trust domain>/ns/<namespace>/sa/<serviceAccount>`. */
   readonly serviceAccount: string;
+  /** The workload's namespace when the registry knows it (imported endpoints carry the namespace of
+   * their origin service); absent: the service's namespace. */
+  readonly namespace?: string;
   /** Load-balancing weight, at least 1. */
   readonly weight: number;
 }
@@ -86,12 +96,24 @@ export interface RegistrySnapshot {
   readonly endpoints: ReadonlyMap<string, readonly Endpoint[]>;
 }
 
+/** A service account of a service's workload (identity `spiffe://<td>/ns/<namespace>/sa/<name>`). */
+export interface WorkloadServiceAccount {
+  readonly namespace: string;
+  readonly serviceAccount: string;
+}
+
 /** Per-cluster context given to the TLS extension point. */
 export interface UpstreamTlsContext {
   readonly clusterName: string;
   readonly service: Service;
   readonly port: ServicePort;
   readonly subset: string;
+  /**
+   * The service accounts of every endpoint of the service (every cluster, any health, any subset:
+   * service level, as Istio), sorted by (namespace, name) and de-duplicated; endpoints without a
+   * service account add nothing. Istio checks an upstream peer against these identities.
+   */
+  readonly serviceAccounts: readonly WorkloadServiceAccount[];
   /** The effective Istio `ClientTLSSettings` (after subset and port-level merging), if any. */
   readonly tls: Readonly<Record<string, unknown>> | undefined;
   readonly proxy: ProxyInfo;
