@@ -68,6 +68,7 @@ export type { SealedKey } from './keywrap.js';
 export { generateKek, KEK_ENV, loadKek, openPrivateKey, parseKek, sealPrivateKey } from './keywrap.js';
 export type {
   CertificateSource,
+  DestinationServiceAccount,
   EffectiveMtlsMode,
   EffectivePeerAuthentication,
   UpstreamClusterFacts,
@@ -83,6 +84,7 @@ export {
   resolvePeerAuthentication,
   sdsSecret,
   TLS_INSPECTOR,
+  upstreamSubjectAltNames,
   upstreamTransportSocket,
 } from './mtls.js';
 export { addRootToBundle, reissueIntermediate, removeRootFromBundle } from './rotation.js';

@@ -7,6 +7,7 @@
 import type { ClientTLSSettings, MutualTLSMode, PeerAuthenticationConfig } from '@meridian/api';
 import type { EnvoyJson, JsonValue, ProxyInfo } from '@meridian/envoy';
 import { SDS_DEFAULT_SECRET, SDS_ROOT_SECRET } from './secrets.js';
+import { spiffeId } from './spiffe.js';
 
 /** A resolved mode: UNSET never survives resolution (Istio's default is PERMISSIVE). */
 export type EffectiveMtlsMode = Exclude<MutualTLSMode, 'UNSET'>;
@@ -108,16 +109,25 @@ export type CertificateSource = 'sds' | 'grpc-file-watcher';
 export const certificateSourceOf = (proxy: Pick<ProxyInfo, 'kind'>): CertificateSource =>
   String(proxy.kind) === 'grpc' ? 'grpc-file-watcher' : 'sds';
 
+/** The peer SAN check of a validation context: any of these `exact` SANs, or the trust-domain
+ * `prefix` (see {@link upstreamSubjectAltNames}). */
+type SanCheck = { readonly exact: readonly string[] } | { readonly prefix: string };
+
 function commonTlsContext(
   source: CertificateSource,
-  sanPrefix: string | undefined,
+  san: SanCheck | undefined,
   alpn?: string[],
   instance = 'default',
 ): EnvoyJson {
-  const match: Record<string, JsonValue> = sanPrefix
-    ? { match_subject_alt_names: [{ prefix: sanPrefix }] }
-    : {};
+  const match: Record<string, JsonValue> =
+    san === undefined
+      ? {}
+      : 'prefix' in san
+        ? { match_subject_alt_names: [{ prefix: san.prefix }] }
+        : { match_subject_alt_names: san.exact.map((exact) => ({ exact })) };
   if (source === 'grpc-file-watcher') {
+    // gRFC A29: the SAN matchers sit in the validation context that names the CA provider (grpc-js-xds
+    // reads `validation_context` or `combined_validation_context.default_validation_context`).
     return {
       tls_certificate_provider_instance: { instance_name: instance, certificate_name: 'default' },
       validation_context: {
@@ -194,15 +204,26 @@ export function grpcServerTransportSocket(
   return mode === 'STRICT' ? inboundMtlsTransportSocket('grpc-file-watcher', instance) : undefined;
 }
 
+/** A service account of a destination workload (identity `spiffe://<td>/ns/<namespace>/sa/<name>`). */
+export interface DestinationServiceAccount {
+  readonly namespace: string;
+  readonly serviceAccount: string;
+}
+
 /** What the upstream TLS decision needs to know about a cluster (TranslateOptions.upstreamTls input). */
 export interface UpstreamClusterFacts {
   readonly service: {
     readonly hostname: string;
     readonly namespace: string;
     readonly meshExternal?: boolean;
+    /** ServiceEntry `subjectAltNames` (identities besides the endpoints' service accounts). */
+    readonly subjectAltNames?: readonly string[];
   };
   readonly port: { readonly port: number };
   readonly subset: string;
+  /** The service accounts of the service's endpoints (all clusters; @meridian/translate's
+   * UpstreamTlsContext.serviceAccounts). */
+  readonly serviceAccounts?: readonly DestinationServiceAccount[];
   /** The effective DestinationRule `tls` settings, if any. */
   readonly tls: Readonly<Record<string, unknown>> | undefined;
   readonly proxy: Pick<ProxyInfo, 'kind'>;
@@ -219,10 +240,40 @@ export interface UpstreamTlsOptions {
   readonly grpcCertificateInstance?: string;
 }
 
+const sortedUnique = (values: Iterable<string>): string[] =>
+  [...new Set(values)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+
+/**
+ * The identities an mTLS upstream peer must prove, exact SAN values sorted and de-duplicated (the same
+ * bytes on every replica), as Istio's `conditionallyConvertToIstioMtls` + `buildUpstreamTLSSettings`:
+ * the DestinationRule's `tls.subjectAltNames` when it gives any, otherwise the SPIFFE ids
+ * `spiffe://<td>/ns/<namespace>/sa/<serviceAccount>` of the destination service's endpoints plus the
+ * ServiceEntry's `subjectAltNames` (a service account that already is a SPIFFE id, as Istio's endpoints
+ * carry them, is taken as is). Undefined when neither names an identity (endpoints without a
+ * service account): the caller then falls back to the trust-domain prefix.
+ */
+export function upstreamSubjectAltNames(
+  c: Pick<UpstreamClusterFacts, 'service' | 'serviceAccounts' | 'tls'>,
+  trustDomain: string,
+): string[] | undefined {
+  const fromRule = (c.tls as ClientTLSSettings | undefined)?.subjectAltNames ?? [];
+  if (fromRule.length > 0) return sortedUnique(fromRule);
+  const ids = sortedUnique([
+    ...(c.serviceAccounts ?? []).map((a) =>
+      a.serviceAccount.startsWith('spiffe://')
+        ? a.serviceAccount
+        : spiffeId({ trustDomain, namespace: a.namespace, serviceAccount: a.serviceAccount }),
+    ),
+    ...(c.service.subjectAltNames ?? []),
+  ]);
+  return ids.length > 0 ? ids : undefined;
+}
+
 /**
  * The upstream `transport_socket` for a cluster: DestinationRule `tls.mode: ISTIO_MUTUAL` -> mTLS with
- * the mesh certificate, SNI `outbound_.<port>_.<subset>_.<host>` and the peer checked to be an identity
- * of the trust domain; no `tls` and automatic mTLS on -> mTLS when the destination namespace's
+ * the mesh certificate, SNI `outbound_.<port>_.<subset>_.<host>` and the peer checked against the
+ * destination's identities ({@link upstreamSubjectAltNames}: exact SPIFFE ids of the service's
+ * endpoints, or the rule's `subjectAltNames`); no `tls` and automatic mTLS on -> mTLS when the destination namespace's
  * PeerAuthentication accepts it (not DISABLE), plaintext otherwise. `DISABLE` -> plaintext. SIMPLE and
  * MUTUAL (user certificates) are not produced here (undefined).
  */
@@ -244,6 +295,11 @@ export function upstreamTransportSocket(
   }
   if (!mtls) return undefined;
   const source = certificateSourceOf(c.proxy);
+  const exact = upstreamSubjectAltNames(c, o.trustDomain);
+  // No identity known for the destination (its endpoints declare no service account, and neither the
+  // ServiceEntry nor the DestinationRule names one): any identity of the trust domain. Stricter than
+  // Istio, whose empty SAN list makes Envoy accept any certificate the root CA signed.
+  const san: SanCheck = exact ? { exact } : { prefix: `spiffe://${o.trustDomain}/` };
   const sni =
     (c.tls as ClientTLSSettings | undefined)?.sni ??
     `outbound_.${c.port.port}_.${c.subset}_.${c.service.hostname}`;
@@ -254,7 +310,7 @@ export function upstreamTransportSocket(
       sni,
       common_tls_context: commonTlsContext(
         source,
-        `spiffe://${o.trustDomain}/`,
+        san,
         source === 'sds' ? ['istio-peer-exchange', 'istio'] : undefined,
         o.grpcCertificateInstance,
       ),

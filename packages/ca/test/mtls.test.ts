@@ -5,6 +5,7 @@ import {
   modeForPort,
   resolvePeerAuthentication,
   TLS_INSPECTOR,
+  upstreamSubjectAltNames,
   upstreamTransportSocket,
 } from '@meridian/ca';
 import { checkResource, type EnvoyJson, TypeUrl } from '@meridian/envoy';
@@ -186,5 +187,129 @@ describe('Envoy resources that enforce the mode (validated against Envoy schemas
     const o = { trustDomain: 'cluster.local', peerAuthentications: [] };
     expect(upstreamTransportSocket(facts(undefined), o)).toBeDefined();
     expect(upstreamTransportSocket(facts({}), o)).toBeUndefined();
+  });
+});
+
+describe('upstream peer identity: exact SPIFFE ids of the destination (Istio buildUpstreamTLSSettings)', () => {
+  const o = { trustDomain: 'cluster.local', peerAuthentications: [] };
+  // Endpoints of two namespaces and service accounts, from two clusters, in registry order (unsorted,
+  // with duplicates): what @meridian/translate hands over is already sorted, but the SAN list must not
+  // depend on it.
+  const accounts = [
+    { namespace: 'shop', serviceAccount: 'cart' },
+    { namespace: 'payments', serviceAccount: 'cart-remote' },
+    { namespace: 'shop', serviceAccount: 'cart' },
+    { namespace: 'shop', serviceAccount: 'cart-canary' },
+  ];
+  const expected = [
+    'spiffe://cluster.local/ns/payments/sa/cart-remote',
+    'spiffe://cluster.local/ns/shop/sa/cart',
+    'spiffe://cluster.local/ns/shop/sa/cart-canary',
+  ];
+  const facts = (
+    tls: Record<string, unknown> | undefined,
+    serviceAccounts: readonly { namespace: string; serviceAccount: string }[] | undefined,
+    kind: 'sidecar' | 'grpc' = 'sidecar',
+    subjectAltNames?: string[],
+  ) => ({
+    service: {
+      hostname: 'cart.shop.svc.cluster.local',
+      namespace: 'shop',
+      ...(subjectAltNames ? { subjectAltNames } : {}),
+    },
+    port: { port: 8080 },
+    subset: '',
+    serviceAccounts,
+    tls,
+    proxy: { kind },
+  });
+  const sans = (ts: EnvoyJson | undefined, kind: 'sidecar' | 'grpc' = 'sidecar') => {
+    if (!ts) throw new Error('expected an UpstreamTlsContext, got plaintext');
+    const common = (ts.typed_config as EnvoyJson).common_tls_context as EnvoyJson;
+    const vc =
+      kind === 'grpc'
+        ? (common.validation_context as EnvoyJson)
+        : ((common.combined_validation_context as EnvoyJson).default_validation_context as EnvoyJson);
+    return vc.match_subject_alt_names;
+  };
+  const cluster = (transport_socket: EnvoyJson): EnvoyJson => ({
+    name: 'outbound|8080||cart.shop.svc.cluster.local',
+    type: 'EDS',
+    eds_cluster_config: { eds_config: { ads: {}, resource_api_version: 'V3' } },
+    transport_socket,
+  });
+
+  it('ISTIO_MUTUAL: exact SANs of every endpoint service account, sorted and de-duplicated', () => {
+    const ts = upstreamTransportSocket(facts({ mode: 'ISTIO_MUTUAL' }, accounts), o)!;
+    expect(sans(ts)).toEqual(expected.map((exact) => ({ exact })));
+    expect(checkResource(TypeUrl.Cluster, cluster(ts))).toEqual([]);
+    // Automatic mTLS (no tls block) checks the same identities.
+    expect(sans(upstreamTransportSocket(facts(undefined, accounts), o))).toEqual(
+      expected.map((exact) => ({ exact })),
+    );
+  });
+
+  it('is deterministic: the same bytes whatever the order of the accounts', () => {
+    const a = upstreamTransportSocket(facts({ mode: 'ISTIO_MUTUAL' }, accounts), o);
+    const b = upstreamTransportSocket(facts({ mode: 'ISTIO_MUTUAL' }, [...accounts].reverse()), o);
+    expect(JSON.stringify(b)).toBe(JSON.stringify(a));
+  });
+
+  it('the DestinationRule subjectAltNames replace the service accounts', () => {
+    const rule = ['spiffe://cluster.local/ns/shop/sa/impostor', 'spiffe://cluster.local/ns/a/sa/b'];
+    const ts = upstreamTransportSocket(facts({ mode: 'ISTIO_MUTUAL', subjectAltNames: rule }, accounts), o);
+    expect(sans(ts)).toEqual([
+      { exact: 'spiffe://cluster.local/ns/a/sa/b' },
+      { exact: 'spiffe://cluster.local/ns/shop/sa/impostor' },
+    ]);
+    // An empty list is no override.
+    expect(
+      sans(upstreamTransportSocket(facts({ mode: 'ISTIO_MUTUAL', subjectAltNames: [] }, accounts), o)),
+    ).toEqual(expected.map((exact) => ({ exact })));
+  });
+
+  it('ServiceEntry subjectAltNames are added to the endpoints identities', () => {
+    const se = ['spiffe://other.domain/ns/x/sa/y', 'spiffe://cluster.local/ns/shop/sa/cart'];
+    expect(
+      upstreamSubjectAltNames(facts({ mode: 'ISTIO_MUTUAL' }, accounts, 'sidecar', se), 'cluster.local'),
+    ).toEqual([...expected, 'spiffe://other.domain/ns/x/sa/y']);
+    expect(
+      upstreamSubjectAltNames(facts({ mode: 'ISTIO_MUTUAL' }, [], 'sidecar', se), 'cluster.local'),
+    ).toEqual(['spiffe://cluster.local/ns/shop/sa/cart', 'spiffe://other.domain/ns/x/sa/y']);
+  });
+
+  it('no identity known (endpoints without a service account): the trust-domain prefix', () => {
+    for (const serviceAccounts of [undefined, []]) {
+      expect(upstreamSubjectAltNames(facts({ mode: 'ISTIO_MUTUAL' }, serviceAccounts), 'cluster.local')).toBe(
+        undefined,
+      );
+      expect(sans(upstreamTransportSocket(facts({ mode: 'ISTIO_MUTUAL' }, serviceAccounts), o))).toEqual([
+        { prefix: 'spiffe://cluster.local/' },
+      ]);
+    }
+  });
+
+  it('proxyless gRPC: the exact SANs sit in the validation context naming the CA provider (gRFC A29)', () => {
+    const ts = upstreamTransportSocket(facts({ mode: 'ISTIO_MUTUAL' }, accounts, 'grpc'), o)!;
+    expect((ts.typed_config as EnvoyJson).common_tls_context).toEqual({
+      tls_certificate_provider_instance: { instance_name: 'default', certificate_name: 'default' },
+      validation_context: {
+        ca_certificate_provider_instance: { instance_name: 'default', certificate_name: 'ROOTCA' },
+        match_subject_alt_names: expected.map((exact) => ({ exact })),
+      },
+    });
+    expect(checkResource(TypeUrl.Cluster, cluster(ts))).toEqual([]);
+  });
+
+  it('a service account given as a SPIFFE id is used as is', () => {
+    expect(
+      upstreamSubjectAltNames(
+        facts({ mode: 'ISTIO_MUTUAL' }, [
+          { namespace: 'shop', serviceAccount: 'spiffe://cluster.local/ns/shop/sa/cart' },
+          { namespace: 'shop', serviceAccount: 'cart' },
+        ]),
+        'cluster.local',
+      ),
+    ).toEqual(['spiffe://cluster.local/ns/shop/sa/cart']);
   });
 });
