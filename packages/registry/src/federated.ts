@@ -9,7 +9,9 @@ import type { FederatedEndpoint, ImportedView } from '@meridian/federation';
 import type { Endpoint, Service } from '@meridian/translate';
 import type { RegistrySource, SourceView } from './types.js';
 
-function endpointOf(e: FederatedEndpoint): Endpoint {
+/** An imported endpoint; `namespace` is its origin service's (the workload's identity namespace,
+ * which may differ from the namespace of a local service of the same hostname). */
+function endpointOf(e: FederatedEndpoint, namespace: string): Endpoint {
   return {
     address: e.address,
     ports: { ...e.ports },
@@ -19,6 +21,7 @@ function endpointOf(e: FederatedEndpoint): Endpoint {
     clusterId: e.cluster,
     health: e.health,
     serviceAccount: e.serviceAccount,
+    namespace,
     weight: Math.max(1, e.weight),
   };
 }
@@ -43,7 +46,7 @@ export function importedSourceView(view: ImportedView): SourceView {
       resolution: s.service.resolution,
     });
     const list = endpoints.get(s.hostname) ?? [];
-    list.push(...s.endpoints.map(endpointOf));
+    list.push(...s.endpoints.map((e) => endpointOf(e, s.namespace)));
     endpoints.set(s.hostname, list);
   }
   return { services, endpoints };

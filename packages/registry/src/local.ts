@@ -121,6 +121,7 @@ export function buildLocalView(inputs: LocalInputs, clusterId: string): SourceVi
         resolution: RESOLUTION[se.spec.resolution ?? 'NONE'] ?? 'PASSTHROUGH',
         ...(se.spec.addresses?.length ? { addresses: [...se.spec.addresses] } : {}),
         ...(se.spec.location === 'MESH_EXTERNAL' ? { meshExternal: true } : {}),
+        ...(se.spec.subjectAltNames?.length ? { subjectAltNames: [...se.spec.subjectAltNames] } : {}),
       };
       services.push(service);
       const list = endpoints.get(host) ?? [];

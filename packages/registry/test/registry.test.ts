@@ -81,7 +81,11 @@ describe('local source', () => {
             location: 'MESH_EXTERNAL',
             endpoints: [{ address: 'api.example.com' }],
           }),
-          se('none', { hosts: ['x.example.com'], ports: [{ number: 80, name: 'http' }] }),
+          se('none', {
+            hosts: ['x.example.com'],
+            ports: [{ number: 80, name: 'http' }],
+            subjectAltNames: ['spiffe://cluster.local/ns/x/sa/y'],
+          }),
         ],
         workloadEntries: [],
         registrations: [],
@@ -93,6 +97,11 @@ describe('local source', () => {
       ['x.example.com', 'PASSTHROUGH', false],
     ]);
     expect(view.endpoints.get('api.example.com')!.map((e) => e.address)).toEqual(['api.example.com']);
+    // ServiceEntry subjectAltNames: identities the upstream peer may also present.
+    expect(view.services.map((s) => s.subjectAltNames)).toEqual([
+      undefined,
+      ['spiffe://cluster.local/ns/x/sa/y'],
+    ]);
   });
 });
 
@@ -230,10 +239,11 @@ describe('federated source', () => {
     expect(
       after.endpoints
         .get('reviews.default.svc.cluster.local')!
-        .map((e) => [e.address, e.clusterId, e.locality.region]),
+        .map((e) => [e.address, e.clusterId, e.locality.region, e.namespace, e.serviceAccount]),
     ).toEqual([
-      ['10.0.0.1', 'c1', ''],
-      ['10.2.0.1', 'c2', 'r2'],
+      ['10.0.0.1', 'c1', '', undefined, ''],
+      // The imported endpoint carries its origin service's namespace (its identity's namespace).
+      ['10.2.0.1', 'c2', 'r2', 'default', 'reviews'],
     ]);
   });
 });
