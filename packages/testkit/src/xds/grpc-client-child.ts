@@ -6,6 +6,8 @@ import * as grpc from '@grpc/grpc-js';
 
 const DEFAULT_METHOD = '/meridian.test.Echo/Call';
 const clients = new Map<string, grpc.Client>();
+/** With `xdsCredentials`: channels and servers take their (m)TLS settings from xDS (gRFC A29). */
+let security: { channel: () => grpc.ChannelCredentials; server: () => grpc.ServerCredentials } | undefined;
 
 interface CallResult {
   backend?: string;
@@ -18,7 +20,7 @@ interface CallResult {
 function clientFor(target: string): grpc.Client {
   let c = clients.get(target);
   if (!c) {
-    c = new grpc.Client(`xds:///${target}`, grpc.credentials.createInsecure());
+    c = new grpc.Client(`xds:///${target}`, security?.channel() ?? grpc.credentials.createInsecure());
     clients.set(target, c);
   }
   return c;
@@ -113,7 +115,7 @@ async function serve(port: number, name: string, timeoutMs: number): Promise<voi
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([
     new Promise<void>((resolve, reject) =>
-      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err) =>
+      server.bindAsync(address, security?.server() ?? grpc.ServerCredentials.createInsecure(), (err) =>
         err ? reject(err) : resolve(),
       ),
     ),
@@ -130,6 +132,7 @@ type Message = {
   id: number;
   op: string;
   bootstrap?: string;
+  xdsCredentials?: boolean;
   target?: string;
   headers?: Record<string, string>;
   n?: number;
@@ -151,6 +154,11 @@ process.on('message', async (m: Message) => {
       process.env.GRPC_XDS_BOOTSTRAP_CONFIG = m.bootstrap;
       const xds = await import('@grpc/grpc-js-xds');
       xds.register();
+      if (m.xdsCredentials)
+        security = {
+          channel: () => new xds.XdsChannelCredentials(grpc.credentials.createInsecure()),
+          server: () => new xds.XdsServerCredentials(grpc.ServerCredentials.createInsecure()),
+        };
     } else if (m.op === 'call') result = await call(target, headers, m.deadlineMs ?? 10_000, m.method);
     else if (m.op === 'many')
       result = await many(target, m.n ?? 1, headers, m.concurrency ?? 10, m.deadlineMs ?? 10_000, m.method);

@@ -62,13 +62,22 @@ export class GrpcClientProcess {
     });
   }
 
-  /** Forks the process and registers grpc-js-xds with `bootstrap` (the bootstrap JSON, text or object). */
-  static async start(bootstrap: string | object): Promise<GrpcClientProcess> {
+  /**
+   * Forks the process and registers grpc-js-xds with `bootstrap` (the bootstrap JSON, text or object).
+   * `xdsCredentials`: channels and servers use grpc-js-xds's XdsChannelCredentials/XdsServerCredentials
+   * (plaintext fallback), so the (m)TLS of clusters and listeners comes from xDS (certificate
+   * providers of the bootstrap); default plaintext credentials.
+   */
+  static async start(
+    bootstrap: string | object,
+    options: { xdsCredentials?: boolean } = {},
+  ): Promise<GrpcClientProcess> {
     const c = new GrpcClientProcess();
     try {
       await c.#send({
         op: 'bootstrap',
         bootstrap: typeof bootstrap === 'string' ? bootstrap : JSON.stringify(bootstrap),
+        xdsCredentials: options.xdsCredentials === true,
       });
     } catch (error) {
       await c.stop();
