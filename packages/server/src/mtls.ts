@@ -8,7 +8,8 @@
  *   `ROOTCA`;
  * - translates with the mTLS hooks: PeerAuthentication (mesh/namespace/workload/port) -> inbound filter
  *   chains (Envoy) or DownstreamTlsContext (proxyless gRPC servers); DestinationRule ISTIO_MUTUAL and
- *   automatic mTLS -> UpstreamTlsContext.
+ *   automatic mTLS -> UpstreamTlsContext, checking the peer's SPIFFE id against the destination
+ *   service's accounts (or the rule's `subjectAltNames`).
  * Without a CA the replica keeps one plain Translator and plaintext output.
  */
 import * as grpc from '@grpc/grpc-js';
@@ -47,9 +48,12 @@ export function mtlsTranslateOptions(
             hostname: c.service.hostname,
             namespace: c.service.namespace,
             meshExternal: c.service.meshExternal,
+            subjectAltNames: c.service.subjectAltNames,
           },
           port: c.port,
           subset: c.subset,
+          // The destination's identities: the upstream peer must prove one of them (exact SANs).
+          serviceAccounts: c.serviceAccounts,
           tls: c.tls,
           proxy: c.proxy,
         },
