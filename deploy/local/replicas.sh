@@ -3,7 +3,9 @@
 #   deploy/local/replicas.sh start   # starts everything in the background (logs and data in $DIR)
 #   deploy/local/replicas.sh stop    # SIGTERM to the replicas (graceful), then etcd
 # Run from the repository root. Ports: etcd 2379/2479/2579 (peers 2380/2480/2580), replica i
-# (0..2): xDS+registration gRPC 15010+100*i, admin HTTP 15014+100*i.
+# (0..2): xDS+registration gRPC 15010+100*i, monitoring HTTP (health, metrics) 15014+100*i, admin
+# HTTP (authenticated) 15080+100*i. `start` also makes the cluster's first admin credential and
+# saves it as context "$CLUSTER" of $MERIDIAN_CREDENTIALS (default ~/.meridian/credentials.yaml).
 set -euo pipefail
 DIR=${DIR:-/tmp/meridian-local}
 MESH=${MESH:-mesh1}
@@ -25,18 +27,19 @@ start() {
   done
   sleep 2
   for i in 0 1 2; do
-    xds=$((15010 + 100 * i)); admin=$((15014 + 100 * i))
+    xds=$((15010 + 100 * i)); monitoring=$((15014 + 100 * i)); admin=$((15080 + 100 * i))
     node --max-semi-space-size=64 --conditions=@meridian/source --import tsx packages/server/src/main.ts \
       --mesh-id "$MESH" --cluster-id "$CLUSTER" --locality "region1/zone$i" \
       --etcd-endpoints "$ETCD" \
       --xds-address "127.0.0.1:$xds" --admin-address "127.0.0.1:$admin" \
+      --monitoring-address "127.0.0.1:$monitoring" \
       --replica-id "replica-$i" \
       >"$DIR/replica-$i.log" 2>&1 &
     echo $! >"$DIR/replica-$i.pid"
   done
   for i in 0 1 2; do
-    xds=$((15010 + 100 * i)); admin=$((15014 + 100 * i)); tries=0
-    until curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null; do
+    xds=$((15010 + 100 * i)); monitoring=$((15014 + 100 * i)); admin=$((15080 + 100 * i)); tries=0
+    until curl -sf "http://127.0.0.1:$monitoring/readyz" >/dev/null; do
       tries=$((tries + 1))
       if [ "$tries" -gt 120 ] || ! kill -0 "$(cat "$DIR/replica-$i.pid")" 2>/dev/null; then
         echo "replica-$i did not become ready; last lines of $DIR/replica-$i.log:" >&2
@@ -45,8 +48,13 @@ start() {
       fi
       sleep 0.5
     done
-    echo "replica-$i ready: xDS 127.0.0.1:$xds, admin http://127.0.0.1:$admin"
+    echo "replica-$i ready: xDS 127.0.0.1:$xds, admin http://127.0.0.1:$admin, monitoring http://127.0.0.1:$monitoring"
   done
+  # The operator's first credential, written straight to etcd (whoever reaches etcd controls the
+  # cluster); meridian reads it from the credentials file.
+  node --conditions=@meridian/source --import tsx packages/cli/src/main.ts auth bootstrap \
+    --etcd "$ETCD" --mesh "$MESH" --cluster "$CLUSTER" --user "${USER:-admin}" \
+    --server "http://127.0.0.1:15080"
 }
 
 # SIGTERM, then SIGKILL for whatever has not exited within $2 seconds (an etcd leader whose peers

@@ -1,8 +1,9 @@
 // The cluster's control-plane credentials in etcd, and the checks every replica makes against them.
 //
 // Keys (relative to the cluster keyspace):
-// - `auth/signing-keys/<kid>`: admin token signing keys (ES256 PKCS#8). The newest signs; every
-//   one listed verifies, so a key is rotated by adding a new one and deleting the old one later.
+// - `auth/signing-keys/<generation>`: admin token signing keys (ES256 PKCS#8, with their key id;
+//   the first is `0001`). The newest signs; every one listed verifies, so a key is rotated by adding
+//   the next generation and deleting the old one later.
 // - `auth/rolebindings/<name>`: `{subject, role}`; a subject's roles are those of its bindings.
 //
 // etcd is the trust root of a cluster (whoever can write it can rewrite the mesh), so the signing
@@ -21,6 +22,7 @@ import {
 
 export const SIGNING_KEYS_PREFIX = 'auth/signing-keys/';
 export const ROLE_BINDINGS_PREFIX = 'auth/rolebindings/';
+const FIRST_KEY_NAME = '0001';
 
 /** A role binding: `subject` holds `role`. */
 export interface RoleBinding {
@@ -93,7 +95,8 @@ export async function ensureSigningKey(store: Store): Promise<AdminSigningKey> {
   if (existing.items.length > 0) return newest(existing.items.map((kv) => kv.value))!;
   const key = await generateAdminSigningKey();
   try {
-    await keys.put(key.kid, key, { expectModRevision: 0 });
+    // A fixed name for the first key, so racing creators conflict and exactly one key is made.
+    await keys.put(FIRST_KEY_NAME, key, { expectModRevision: 0 });
     return key;
   } catch (error) {
     if (!(error instanceof ConflictError)) throw error;

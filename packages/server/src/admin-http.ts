@@ -373,8 +373,10 @@ async function handleAdmin(host: AdminHost, req: IncomingMessage, res: ServerRes
   const url = new URL(req.url ?? '/', 'http://localhost');
   const path = url.pathname;
   const method = req.method ?? 'GET';
-  if (path === '/healthz' || path === '/readyz' || path === '/metrics')
-    return handleMonitoring(host, req, res, true);
+  if (path === '/healthz' || path === '/readyz' || path === '/metrics') {
+    handleMonitoring(host, req, res, true);
+    return;
+  }
   let caller: Caller | undefined;
   const audit = (status: number, outcome: string, extra: Record<string, unknown> = {}) =>
     host.log[status < 400 ? 'info' : 'warn'](
@@ -412,13 +414,14 @@ function handleMonitoring(
   withMetrics: boolean,
 ): void {
   const path = new URL(req.url ?? '/', 'http://localhost').pathname;
-  if (path === '/healthz') return text(res, 200, 'ok');
-  if (path === '/readyz') {
+  if (path === '/healthz') text(res, 200, 'ok');
+  else if (path === '/readyz') {
     const why = host.notReady();
-    return why ? text(res, 503, why) : text(res, 200, host.readiness());
-  }
-  if (withMetrics && path === '/metrics') return host.metrics(req, res);
-  json(res, 404, { code: 'NOT_FOUND', reason: 'NotFound', message: `no route for ${req.method} ${path}` });
+    if (why) text(res, 503, why);
+    else text(res, 200, host.readiness());
+  } else if (withMetrics && path === '/metrics') host.metrics(req, res);
+  else
+    json(res, 404, { code: 'NOT_FOUND', reason: 'NotFound', message: `no route for ${req.method} ${path}` });
 }
 
 async function listen(server: Server, address: { host: string; port: number }): Promise<number> {
