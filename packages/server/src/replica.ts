@@ -138,7 +138,7 @@ export class Replica {
         base: { replica: options.replicaId },
         // Never log a credential, even if a future log line passes a request's headers.
         redact: {
-          paths: ['*.authorization', '*.headers.authorization', '*.token', 'token'],
+          paths: ['authorization', '*.authorization', '*.headers.authorization'],
           censor: '[redacted]',
         },
       });

@@ -79,12 +79,17 @@ function connect(proxy: SimulatedProxy, replica: ReplicaProcess, withVersions = 
 const hasCluster = (p: SimulatedProxy) =>
   p.options.variant === 'sotw' ? held(p, TypeUrl.Cluster).size === 4 : held(p, TypeUrl.Cluster).has(CLUSTER);
 
-/** Runs the meridian CLI; resolves with exit code and output. */
-function cli(
+/** Runs the meridian CLI with the cluster's admin token; resolves with exit code and output. */
+async function cli(
   args: string[],
   env: NodeJS.ProcessEnv = {},
 ): Promise<{ code: number | null; out: string; err: string }> {
-  const child = spawnTs(CLI, args, env);
+  const child = spawnTs(CLI, args, {
+    // Never the developer's own credentials file.
+    MERIDIAN_CREDENTIALS: join(tmp, 'no-credentials.yaml'),
+    MERIDIAN_TOKEN: await replicas[0]!.token(),
+    ...env,
+  });
   let out = '';
   let err = '';
   child.stdout?.on('data', (c: Buffer) => {
