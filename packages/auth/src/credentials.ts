@@ -9,17 +9,27 @@
 //   - name: cluster1
 //     server: http://127.0.0.1:15080
 //     token: eyJ...
+//   - name: cluster2                      # an admin port served over TLS (meridiand --admin-tls on)
+//     server: https://10.0.0.5:15080
+//     certificate-authority: /path/root-cert.pem
+//     client-certificate: /path/cert-chain.pem   # a mesh certificate instead of (or with) a token
+//     client-key: /path/key.pem
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { InvalidAuthInputError } from './errors.js';
 
-/** One context: where the admin API is and the token to present. */
+/** One context: where the admin API is and the credential to present (a token and/or a cert). */
 export interface CredentialContext {
   readonly name: string;
   readonly server: string;
-  readonly token: string;
+  readonly token?: string;
+  /** PEM file of the roots the server's certificate must chain to (https servers). */
+  readonly certificateAuthority?: string;
+  /** PEM files of a mesh client certificate (chain) and its key (mTLS). */
+  readonly clientCertificate?: string;
+  readonly clientKey?: string;
 }
 
 /** A parsed credentials file. */
@@ -52,13 +62,34 @@ export function parseCredentials(text: string, file: string): CredentialsFile {
   const contexts = raw.map((c, i): CredentialContext => {
     const field = `${file}: contexts[${i}]`;
     if (typeof c !== 'object' || c === null) throw new InvalidAuthInputError(field, 'expected a mapping');
-    const { name, server, token } = c as Record<string, unknown>;
+    const raw = c as Record<string, unknown>;
+    const { name, server } = raw;
     if (typeof name !== 'string' || name === '') throw new InvalidAuthInputError(`${field}.name`, 'required');
     if (typeof server !== 'string' || server === '')
       throw new InvalidAuthInputError(`${field}.server`, 'required');
-    if (typeof token !== 'string' || token === '')
-      throw new InvalidAuthInputError(`${field}.token`, 'required');
-    return { name, server, token };
+    const optional = (key: string): string | undefined => {
+      const v = raw[key];
+      if (v === undefined) return undefined;
+      if (typeof v !== 'string' || v === '')
+        throw new InvalidAuthInputError(`${field}.${key}`, 'expected a non-empty string');
+      return v;
+    };
+    const token = optional('token');
+    const clientCertificate = optional('client-certificate');
+    const clientKey = optional('client-key');
+    const certificateAuthority = optional('certificate-authority');
+    if (token === undefined && clientCertificate === undefined)
+      throw new InvalidAuthInputError(`${field}.token`, 'required (or client-certificate and client-key)');
+    if ((clientCertificate === undefined) !== (clientKey === undefined))
+      throw new InvalidAuthInputError(`${field}.client-key`, 'client-certificate and client-key go together');
+    return {
+      name,
+      server,
+      ...(token ? { token } : {}),
+      ...(certificateAuthority ? { certificateAuthority } : {}),
+      ...(clientCertificate ? { clientCertificate } : {}),
+      ...(clientKey ? { clientKey } : {}),
+    };
   });
   const current = d['current-context'];
   if (current !== undefined && typeof current !== 'string')
@@ -100,7 +131,14 @@ export async function saveContext(file: string, context: CredentialContext): Pro
     apiVersion: 'meridian.io/v1',
     kind: 'Credentials',
     'current-context': context.name,
-    contexts: contexts.map((c) => ({ name: c.name, server: c.server, token: c.token })),
+    contexts: contexts.map((c) => ({
+      name: c.name,
+      server: c.server,
+      ...(c.token ? { token: c.token } : {}),
+      ...(c.certificateAuthority ? { 'certificate-authority': c.certificateAuthority } : {}),
+      ...(c.clientCertificate ? { 'client-certificate': c.clientCertificate } : {}),
+      ...(c.clientKey ? { 'client-key': c.clientKey } : {}),
+    })),
   });
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.${process.pid}.tmp`;

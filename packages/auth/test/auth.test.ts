@@ -145,5 +145,20 @@ describe('credentials file', () => {
       'c.yaml: contexts[0].token: required',
     );
     expect(() => parseCredentials('kind: Secret', 'c.yaml')).toThrow('c.yaml: kind: expected Credentials');
+    expect(() =>
+      parseCredentials('contexts: [{name: a, server: s, client-certificate: c.pem}]', 'c.yaml'),
+    ).toThrow('c.yaml: contexts[0].client-key: client-certificate and client-key go together');
+    expect(
+      parseCredentials(
+        'contexts: [{name: a, server: https://s, client-certificate: c.pem, client-key: k.pem, certificate-authority: r.pem}]',
+        'c.yaml',
+      ).contexts[0],
+    ).toEqual({
+      name: 'a',
+      server: 'https://s',
+      clientCertificate: 'c.pem',
+      clientKey: 'k.pem',
+      certificateAuthority: 'r.pem',
+    });
   });
 });

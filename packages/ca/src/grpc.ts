@@ -239,16 +239,36 @@ export class MemoryCertificateProvider implements grpc.experimental.CertificateP
   private readonly idListeners = new Set<grpc.experimental.IdentityCertificateUpdateListener>();
   private readonly caListeners = new Set<grpc.experimental.CaCertificateUpdateListener>();
 
+  private readonly pemListeners = new Set<() => void>();
+
   /** Sets the serving certificate chain (leaf first) and its key. */
   setIdentity(certChainPem: string, keyPem: string): void {
     this.identity = { certificate: Buffer.from(certChainPem), privateKey: Buffer.from(keyPem) };
     for (const l of this.idListeners) l(this.identity);
+    for (const l of this.pemListeners) l();
   }
 
   /** Sets the trust bundle client certificates are verified against. */
   setTrustBundle(pem: string): void {
     this.ca = { caCertificate: Buffer.from(pem) };
     for (const l of this.caListeners) l(this.ca);
+    for (const l of this.pemListeners) l();
+  }
+
+  /** The current material as PEM, for non-gRPC TLS servers (undefined until both are set). */
+  current(): { certChainPem: string; keyPem: string; trustBundlePem: string } | undefined {
+    if (!this.identity || !this.ca) return undefined;
+    return {
+      certChainPem: this.identity.certificate.toString(),
+      keyPem: this.identity.privateKey.toString(),
+      trustBundlePem: this.ca.caCertificate.toString(),
+    };
+  }
+
+  /** Calls `listener` synchronously after every change of identity or trust bundle. */
+  onChange(listener: () => void): () => void {
+    this.pemListeners.add(listener);
+    return () => this.pemListeners.delete(listener);
   }
 
   addCaCertificateListener(l: grpc.experimental.CaCertificateUpdateListener): void {

@@ -1,7 +1,12 @@
-// How the CLI reaches a replica's admin API: which server, which token, and the call itself with
-// kubectl's error shapes. Server: `--server`, else `MERIDIAN_SERVER`, else the credentials context,
-// else the local default. Token: `--token`, else `MERIDIAN_TOKEN`, else the credentials context
-// (`--credentials FILE` or `MERIDIAN_CREDENTIALS` or ~/.meridian/credentials.yaml, `--context NAME`).
+// How the CLI reaches a replica's admin API: which server, which credential, and the call itself
+// with kubectl's error shapes. Server: `--server`, else `MERIDIAN_SERVER`, else the credentials
+// context, else the local default. Token: `--token`, else `MERIDIAN_TOKEN`, else the credentials
+// context (`--credentials FILE` or `MERIDIAN_CREDENTIALS` or ~/.meridian/credentials.yaml,
+// `--context NAME`). For an https server (meridiand --admin-tls on): the roots to trust and,
+// optionally, a mesh client certificate (kubectl's flag names).
+import { readFile } from 'node:fs/promises';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { defaultCredentialsPath, readCredentials, selectContext } from '@meridian/auth';
 import { type Command, CommanderError, Option } from 'commander';
 import type { CliContext } from './context.js';
@@ -15,12 +20,17 @@ export interface TargetFlags {
   readonly token?: string;
   readonly credentials?: string;
   readonly context?: string;
+  readonly certificateAuthority?: string;
+  readonly clientCertificate?: string;
+  readonly clientKey?: string;
 }
 
 /** Where to send admin calls and with which token. */
 export interface AdminTarget {
   readonly server: string;
   readonly token: string | undefined;
+  /** TLS material (PEM) for an https server. */
+  readonly tls?: { readonly ca?: string; readonly cert?: string; readonly key?: string };
 }
 
 /** Adds `--server`, `--token`, `--credentials` and `--context` to a command. */
@@ -40,7 +50,20 @@ export function withTargetOptions(command: Command): Command {
     )
     .addOption(
       new Option('--context <name>', 'context of the credentials file (default: its current context)'),
-    );
+    )
+    .addOption(
+      new Option(
+        '--certificate-authority <file>',
+        'PEM roots the https server must chain to (the mesh root)',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--client-certificate <file>',
+        'PEM mesh client certificate chain (mTLS instead of a token)',
+      ),
+    )
+    .addOption(new Option('--client-key <file>', 'PEM key of --client-certificate'));
 }
 
 function normalize(url: string): string {
@@ -61,7 +84,64 @@ export async function resolveTarget(
     );
   const server = flags.server ?? env.MERIDIAN_SERVER ?? context?.server ?? DEFAULT_SERVER;
   const token = flags.token ?? (env.MERIDIAN_TOKEN || undefined) ?? context?.token;
-  return { server: normalize(server), token };
+  const read = async (flag: string, path: string | undefined): Promise<string | undefined> => {
+    if (path === undefined) return undefined;
+    try {
+      return await readFile(path, 'utf8');
+    } catch (error) {
+      throw new Error(
+        `${flag} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      );
+    }
+  };
+  const ca = await read(
+    '--certificate-authority',
+    flags.certificateAuthority ?? context?.certificateAuthority,
+  );
+  const cert = await read('--client-certificate', flags.clientCertificate ?? context?.clientCertificate);
+  const key = await read('--client-key', flags.clientKey ?? context?.clientKey);
+  if ((cert === undefined) !== (key === undefined))
+    throw new Error('--client-certificate and --client-key go together');
+  const tls =
+    ca || cert ? { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) } : undefined;
+  return { server: normalize(server), token, ...(tls ? { tls } : {}) };
+}
+
+/** One HTTP(S) request; resolves with status and body text. */
+function send(
+  target: AdminTarget,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+): Promise<{ status: number; text: string }> {
+  const url = new URL(`${target.server}${path}`);
+  const https = url.protocol === 'https:';
+  return new Promise((resolve, reject) => {
+    const options = {
+      method,
+      headers: {
+        ...headers,
+        ...(body === undefined ? {} : { 'content-length': String(Buffer.byteLength(body)) }),
+      },
+      timeout: 30_000,
+      ...(https && target.tls ? target.tls : {}),
+    };
+    const onResponse = (res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
+      );
+      res.on('error', reject);
+    };
+    const req = https ? httpsRequest(url, options, onResponse) : httpRequest(url, options, onResponse);
+    req.on('timeout', () =>
+      req.destroy(Object.assign(new Error('timed out after 30 s'), { code: 'ETIMEDOUT' })),
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 interface ErrorBody {
@@ -87,36 +167,39 @@ export async function adminCall(
   const headers: Record<string, string> = {};
   if (target.token) headers.authorization = `Bearer ${target.token}`;
   if (body) headers['content-type'] = body.type;
-  let res: Response;
+  let res: { status: number; text: string };
   try {
-    res = await fetch(`${target.server}${path}`, {
-      method,
-      headers,
-      ...(body ? { body: body.text } : {}),
-      signal: AbortSignal.timeout(30_000),
-    });
+    res = await send(target, method, path, headers, body?.text);
   } catch (error) {
-    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    fail(
-      ctx,
-      `The connection to the server ${target.server} was refused - did you specify the right host or port? (${cause?.code ?? cause?.message ?? (error as Error).message})`,
-    );
+    const e = error as NodeJS.ErrnoException;
+    if (
+      e.code === 'ECONNREFUSED' ||
+      e.code === 'ENOTFOUND' ||
+      e.code === 'EHOSTUNREACH' ||
+      e.code === 'ETIMEDOUT'
+    )
+      fail(
+        ctx,
+        `The connection to the server ${target.server} was refused - did you specify the right host or port? (${e.code})`,
+      );
+    fail(ctx, `Unable to connect to the server ${target.server}: ${e.message}`);
   }
-  const text = await res.text();
+  const text = res.text;
+  const ok = res.status >= 200 && res.status < 300;
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
     parsed = undefined;
   }
-  if (!res.ok) {
+  if (!ok) {
     const e = (parsed ?? {}) as ErrorBody;
     if (res.status === 401)
       fail(
         ctx,
-        `error: You must be logged in to the server (Unauthorized): ${e.message ?? text.trim()}${target.token ? '' : ' (no token: run "meridian auth bootstrap", or set MERIDIAN_TOKEN or --token)'}`,
+        `error: You must be logged in to the server (Unauthorized): ${e.message ?? text.trim()}${target.token || target.tls?.cert ? '' : ' (no token: run "meridian auth bootstrap", or set MERIDIAN_TOKEN or --token)'}`,
       );
-    fail(ctx, `Error from server (${e.reason ?? res.statusText}): ${e.message ?? text.trim()}`);
+    fail(ctx, `Error from server (${e.reason ?? `HTTP ${res.status}`}): ${e.message ?? text.trim()}`);
   }
   return parsed;
 }

@@ -29,6 +29,8 @@
  * refusal is written to the audit log (logger `part: audit`) with the caller's identity.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import {
   type AdminAuthority,
   AuthError,
@@ -41,6 +43,7 @@ import {
   validateBindingName,
   validateSubject,
 } from '@meridian/auth';
+import { identityFromPeerCertificate, spiffeId } from '@meridian/ca';
 import type { Logger } from 'pino';
 import { type ConfigService, requireKind } from './config-service.js';
 import { AdminError } from './errors.js';
@@ -165,10 +168,38 @@ function checkBodyType(req: IncomingMessage): void {
     );
 }
 
+/**
+ * The caller: a bearer admin token, else (admin port over TLS) a client certificate that the TLS
+ * layer verified against the mesh trust bundle, whose SPIFFE id is the identity.
+ */
 async function authenticate(host: AdminHost, req: IncomingMessage): Promise<Caller> {
   const header = req.headers.authorization;
-  if (header === undefined || header === '')
-    throw new UnauthenticatedError('no credentials: send "Authorization: Bearer <token>" (meridian auth)');
+  if (header === undefined || header === '') {
+    const socket = req.socket as Partial<TLSSocket>;
+    if (socket.encrypted && typeof socket.getPeerCertificate === 'function') {
+      const peer = socket.getPeerCertificate();
+      if (peer?.raw) {
+        if (!socket.authorized)
+          throw new UnauthenticatedError(
+            `client certificate not trusted: ${String(socket.authorizationError)}`,
+          );
+        let id: ReturnType<typeof identityFromPeerCertificate>;
+        try {
+          id = identityFromPeerCertificate(peer.raw, new Date());
+        } catch (error) {
+          throw new UnauthenticatedError(`client certificate: ${(error as Error).message}`);
+        }
+        if (id.trustDomain !== host.trustDomain)
+          throw new UnauthenticatedError(
+            `client certificate of trust domain "${id.trustDomain}", not "${host.trustDomain}"`,
+          );
+        return host.auth.callerFromIdentity(spiffeId(id));
+      }
+    }
+    throw new UnauthenticatedError(
+      'no credentials: send "Authorization: Bearer <token>" (meridian auth), or a mesh client certificate over TLS',
+    );
+  }
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
   if (!m) throw new UnauthenticatedError('the Authorization header must be "Bearer <token>"');
   return host.auth.authenticateToken(m[1]!);
@@ -435,19 +466,52 @@ async function listen(server: Server, address: { host: string; port: number }): 
   });
 }
 
-/** Starts the admin HTTP server on `host:port`; resolves with the server and its bound port. */
+/** The admin port's TLS material, kept current by the CA runtime (serving certificate and bundle). */
+export interface AdminTlsSource {
+  /** Calls `apply` now and on every rotation with the PEM serving chain, key and trust bundle. */
+  onChange(apply: (material: { certChainPem: string; keyPem: string; trustBundlePem: string }) => void): void;
+}
+
+/**
+ * Starts the admin server on `host:port` (HTTPS with `tls`: the CA's serving certificate, client
+ * certificates requested and verified against the mesh trust bundle but optional, since a bearer
+ * token also authenticates); resolves with the server and its bound port.
+ */
 export async function startAdminServer(
   host: AdminHost,
   address: { host: string; port: number },
+  tls?: AdminTlsSource,
 ): Promise<{ server: Server; port: number }> {
-  const server = createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     handleAdmin(host, req, res).catch((error: unknown) => {
       host.log.error({ err: error }, 'admin request failed');
       if (!res.headersSent)
         json(res, 500, { code: 'INTERNAL', reason: 'InternalError', message: 'internal error' });
       else res.destroy();
     });
+  };
+  if (!tls) {
+    const server = createServer(handler);
+    return { server, port: await listen(server, address) };
+  }
+  let first: { certChainPem: string; keyPem: string; trustBundlePem: string } | undefined;
+  let server: ReturnType<typeof createHttpsServer> | undefined;
+  tls.onChange((m) => {
+    if (!server) first = m;
+    else server.setSecureContext({ cert: m.certChainPem, key: m.keyPem, ca: m.trustBundlePem });
   });
+  if (!first) throw new Error('admin TLS: the CA has no serving certificate yet');
+  server = createHttpsServer(
+    {
+      cert: first.certChainPem,
+      key: first.keyPem,
+      ca: first.trustBundlePem,
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.2',
+    },
+    handler,
+  );
   return { server, port: await listen(server, address) };
 }
 

@@ -30,6 +30,7 @@ import type { Store } from '@meridian/store';
 import { type TranslateOptions, Translator } from '@meridian/translate';
 import type { ChangeEvent, XdsServer, XdsSnapshot } from '@meridian/xds';
 import type { Logger } from 'pino';
+import type { AdminTlsSource } from './admin-http.js';
 
 const ROOT_NAMESPACE = 'istio-system';
 
@@ -195,6 +196,21 @@ export class ReplicaMtls {
     this.#server = server;
     this.address = `${address.host}:${port}`;
     return this.address;
+  }
+
+  /** The CA port's serving certificate and trust bundle, for the admin port's TLS. */
+  adminTls(): AdminTlsSource {
+    const serving = this.runtime.serving;
+    return {
+      onChange: (apply) => {
+        const push = () => {
+          const m = serving.current();
+          if (m) apply(m);
+        };
+        push();
+        serving.onChange(push);
+      },
+    };
   }
 
   /** Stops the TLS listener (bounded) and the CA runtime. */

@@ -11,6 +11,7 @@
  * | `--etcd-endpoints` (comma-separated) | `MERIDIAN_ETCD_ENDPOINTS` | `etcdEndpoints` | `http://127.0.0.1:2379` |
  * | `--xds-address` (plaintext gRPC: ADS, workload registration with a token; `off`: not served) | `MERIDIAN_XDS_ADDRESS` | `xdsAddress` | `0.0.0.0:15010`, or `off` when `--ca-address` is set |
  * | `--admin-address` (HTTP, authenticated: config API, debug, auth API) | `MERIDIAN_ADMIN_ADDRESS` | `adminAddress` | `127.0.0.1:15080` |
+ * | `--admin-tls` (`on`: HTTPS with the CA's serving certificate; mesh client certificates authenticate too) | `MERIDIAN_ADMIN_TLS` | `adminTls` | `off` |
  * | `--monitoring-address` (HTTP, open: `/healthz`, `/readyz`, `/metrics` only; `off`: not served) | `MERIDIAN_MONITORING_ADDRESS` | `monitoringAddress` | `0.0.0.0:15014` |
  * | `--replica-id` | `MERIDIAN_REPLICA_ID` | `replicaId` | `<hostname>-<pid>` |
  * | `--registration-ttl` (s) | `MERIDIAN_REGISTRATION_TTL` | `registrationTtlSeconds` | `15` |
@@ -40,6 +41,7 @@ export interface ServerOptions {
   readonly etcdEndpoints: readonly string[];
   readonly xdsAddress: string;
   readonly adminAddress: string;
+  readonly adminTls: string;
   readonly monitoringAddress: string;
   readonly replicaId: string;
   readonly registrationTtlSeconds: number;
@@ -117,6 +119,14 @@ const SETTINGS: readonly Setting[] = [
     kind: 'string',
     help: 'admin HTTP listen address (authenticated config, debug and auth API)',
     fallback: () => '127.0.0.1:15080',
+  },
+  {
+    key: 'adminTls',
+    flag: '--admin-tls',
+    env: 'MERIDIAN_ADMIN_TLS',
+    kind: 'string',
+    help: 'on: serve the admin API over TLS (needs the CA); off: plain HTTP',
+    fallback: () => 'off',
   },
   {
     key: 'monitoringAddress',
@@ -322,6 +332,8 @@ export function resolveOptions(argv: readonly string[], env: NodeJS.ProcessEnv =
     else out[s.key] = s.fallback();
   }
   if (out.xdsAddress === '') out.xdsAddress = out.caAddress ? 'off' : '0.0.0.0:15010';
+  if (out.adminTls !== 'on' && out.adminTls !== 'off')
+    throw new ServerConfigError('--admin-tls', `expected on or off, got "${String(out.adminTls)}"`);
   return out as unknown as ServerOptions;
 }
 

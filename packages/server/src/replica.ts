@@ -32,9 +32,10 @@ import {
 import { decodeDeltaRequest, decodeSotwRequest, ResourceCache, XdsServer } from '@meridian/xds';
 import { metrics } from '@opentelemetry/api';
 import pino, { type Logger } from 'pino';
-import { startAdminServer, startMonitoringServer } from './admin-http.js';
+import { type AdminTlsSource, startAdminServer, startMonitoringServer } from './admin-http.js';
 import { ClusterState, type StateChange } from './cluster-state.js';
 import { ConfigService } from './config-service.js';
+import { ServerConfigError } from './errors.js';
 import { ReplicaFederation } from './federation.js';
 import { StoreHealth } from './health.js';
 import { Membership, type ReplicaInfo } from './membership.js';
@@ -282,6 +283,7 @@ export class Replica {
         onRefused: (reason) => refusedAdmin.add(1, { reason }),
       },
       adminAddr,
+      o.adminTls === 'on' ? this.#adminTls() : undefined,
     );
     this.#admin = admin.server;
     this.adminAddress = `${adminAddr.host}:${admin.port}`;
@@ -331,6 +333,15 @@ export class Replica {
       },
       'meridiand ready',
     );
+  }
+
+  #adminTls(): AdminTlsSource {
+    if (!this.#mtls)
+      throw new ServerConfigError(
+        '--admin-tls',
+        'needs the cluster CA (--ca-address and its key-encryption key)',
+      );
+    return this.#mtls.adminTls();
   }
 
   /**

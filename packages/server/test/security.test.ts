@@ -8,7 +8,8 @@
 // - a workload registers only as the identity it proves and from its own address; refusals never
 //   reach any replica's EDS and are counted.
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -27,7 +28,7 @@ import { type EtcdCluster, SimulatedProxy, type SotwResponseView, startEtcd } fr
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Replica, resolveOptions } from '../src/index.js';
-import { adminTokenFor, installClusterCaForTest, waitUntil } from './harness.js';
+import { adminTokenFor, installClusterCaForTest, REPO_ROOT, spawnTs, waitUntil } from './harness.js';
 
 const TD = 'cluster.local';
 const MESH = 'sectest';
@@ -59,7 +60,7 @@ spec:
   workloadSelector: {labels: {app: reviews}}
 `;
 
-function startReplica(id: string): Promise<Replica> {
+function startReplica(id: string, extra: readonly string[] = []): Promise<Replica> {
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
       for (const line of chunk.toString().split('\n')) if (line) logLines.push(line);
@@ -74,6 +75,7 @@ function startReplica(id: string): Promise<Replica> {
         ...['--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0'],
         ...['--monitoring-address', '127.0.0.1:0'],
         ...['--ca-address', '127.0.0.1:0', '--ca-kek-file', join(tmp, 'kek')],
+        ...extra,
       ],
       {},
     ),
@@ -679,5 +681,134 @@ describe('secrets never leave through debug output or logs', () => {
       for (const t of tokens)
         expect(text.includes(t.split('.')[2]!), `${what} contains a token signature`).toBe(false);
     }
+  });
+});
+
+describe('admin API over TLS (--admin-tls on)', () => {
+  /** An HTTPS request with the given client certificate (or none); rejects on TLS failure. */
+  function httpsCall(
+    r: Replica,
+    method: string,
+    path: string,
+    o: { cert?: Identity; token?: string; body?: string } = {},
+  ): Promise<{ status: number; text: string }> {
+    return new Promise((resolve, reject) => {
+      const req = httpsRequest(
+        `https://${r.adminAddress}${path}`,
+        {
+          method,
+          ca: root.certPem,
+          servername: 'localhost',
+          headers: {
+            ...(o.token ? { authorization: `Bearer ${o.token}` } : {}),
+            ...(o.body ? { 'content-type': 'application/yaml' } : {}),
+          },
+          ...(o.cert ? { cert: o.cert.chain.slice(0, -1).join(''), key: o.cert.keyPem } : {}),
+        },
+        (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => {
+            text += c.toString();
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+        },
+      );
+      req.on('error', reject);
+      req.end(o.body);
+    });
+  }
+
+  it('serves HTTPS with the CA serving certificate; a mesh client certificate authenticates its SPIFFE id', async () => {
+    const r = await startReplica('sec-tls', ['--admin-tls', 'on']);
+    replicas.push(r);
+    // Plain HTTP is not spoken on a TLS port.
+    await expect(
+      fetch(`http://${r.adminAddress}/debug/syncz`, { signal: AbortSignal.timeout(5000) }),
+    ).rejects.toThrow();
+    expect((await httpsCall(r, 'GET', '/readyz')).status).toBe(200);
+    expect((await httpsCall(r, 'GET', '/debug/syncz')).status).toBe(401);
+    expect((await httpsCall(r, 'GET', '/debug/syncz', { token: viewToken })).status).toBe(200);
+
+    const operator = await workloadIdentity('meridian-system', 'certop');
+    const noRole = await httpsCall(r, 'GET', '/apis/v1/auth/whoami', { cert: operator });
+    expect(JSON.parse(noRole.text)).toEqual({ subject: operator.uri, via: 'mtls', roles: [] });
+    expect((await httpsCall(r, 'GET', '/debug/syncz', { cert: operator })).status).toBe(403);
+    const bind = await call(replicas[0]!, 'PUT', '/apis/v1/auth/rolebindings/certop', {
+      token: adminToken,
+      type: 'application/json',
+      body: JSON.stringify({ subject: operator.uri, role: 'edit' }),
+    });
+    expect(bind.status, bind.text).toBe(200);
+    await waitUntil(
+      'the binding reaches the TLS replica',
+      async () => (await httpsCall(r, 'GET', '/debug/syncz', { cert: operator })).status === 200,
+    );
+    const applied = await httpsCall(r, 'POST', '/apis/v1/apply', {
+      cert: operator,
+      body: VS.replace('name: reviews', 'name: via-mtls'),
+    });
+    expect(applied.status, applied.text).toBe(200);
+    expect((await httpsCall(r, 'GET', '/apis/v1/auth/rolebindings', { cert: operator })).status).toBe(403);
+
+    // A certificate from another CA (same SPIFFE id) is not trusted.
+    const { createRootCa, createIntermediateCa } = await import('@meridian/ca');
+    // (the chain sent is every certificate but the last, as with the real identity)
+    const otherRoot = createRootCa({ trustDomain: TD, keyType: 'ecdsa-p256' });
+    const other = createIntermediateCa({
+      root: otherRoot,
+      clusterId: 'c1',
+      trustDomain: TD,
+      keyType: 'ecdsa-p256',
+    });
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const { SigningCa, WorkloadCertificateIssuer } = await import('@meridian/ca');
+    const forged = new WorkloadCertificateIssuer(SigningCa.fromMaterial(other)).issue({
+      identity: { trustDomain: TD, namespace: 'meridian-system', serviceAccount: 'certop' },
+      csrPem: createCsr({ key: privateKey, uris: [operator.uri] }),
+      validitySeconds: 600,
+      via: 'token',
+    }).certChain;
+    const refused = await httpsCall(r, 'GET', '/debug/syncz', {
+      cert: {
+        uri: operator.uri,
+        keyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+        chain: [...forged],
+      },
+    });
+    expect(refused.status).toBe(401);
+    expect(JSON.parse(refused.text).message).toContain('client certificate not trusted');
+
+    // The CLI, with kubectl's flags.
+    const files = { ca: join(tmp, 'root.pem'), cert: join(tmp, 'op.pem'), key: join(tmp, 'op-key.pem') };
+    writeFileSync(files.ca, root.certPem);
+    writeFileSync(files.cert, operator.chain.slice(0, -1).join(''));
+    writeFileSync(files.key, operator.keyPem, { mode: 0o600 });
+    const cli = spawnTs(
+      join(REPO_ROOT, 'packages/cli/src/main.ts'),
+      [
+        'auth',
+        'whoami',
+        '--server',
+        `https://localhost:${r.adminAddress.split(':').pop()}`,
+        '--certificate-authority',
+        files.ca,
+        '--client-certificate',
+        files.cert,
+        '--client-key',
+        files.key,
+      ],
+      { MERIDIAN_CREDENTIALS: join(tmp, 'none.yaml'), MERIDIAN_TOKEN: '' },
+    );
+    let out = '';
+    let err = '';
+    cli.stdout?.on('data', (c: Buffer) => {
+      out += c.toString();
+    });
+    cli.stderr?.on('data', (c: Buffer) => {
+      err += c.toString();
+    });
+    const code = await new Promise<number | null>((res) => cli.once('exit', res));
+    expect(code, err).toBe(0);
+    expect(out.trim()).toBe(`${operator.uri} (mtls): edit`);
   });
 });
