@@ -11,17 +11,18 @@ async function main(): Promise<number> {
     process.stdout.write(`${usage()}\n`);
     return 0;
   }
-  let options: ReturnType<typeof resolveOptions>;
+  let replica: Replica;
   try {
-    options = resolveOptions(argv);
+    replica = await Replica.start(resolveOptions(argv));
   } catch (error) {
+    // A bad setting, a taken port, an address that is not local, etcd never reached: one line
+    // naming the setting, exit 2 (as for a bad flag), never a stack trace.
     if (error instanceof ServerConfigError) {
       process.stderr.write(`meridiand: ${error.message}\n`);
       return 2;
     }
     throw error;
   }
-  const replica = await Replica.start(options);
   await new Promise<void>((resolve) => {
     let stopping = false;
     const onSignal = (signal: NodeJS.Signals) => {

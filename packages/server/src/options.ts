@@ -18,6 +18,7 @@
  * | `--replica-lease-ttl` (s) | `MERIDIAN_REPLICA_LEASE_TTL` | `replicaLeaseTtlSeconds` | `1` |
  * | `--debounce-ms` | `MERIDIAN_DEBOUNCE_MS` | `debounceMs` | `100` |
  * | `--store-timeout-ms` | `MERIDIAN_STORE_TIMEOUT_MS` | `storeTimeoutMs` | `2000` |
+ * | `--store-connect-timeout-ms` (etcd never reached at start-up and no snapshot on disk: exit 2) | `MERIDIAN_STORE_CONNECT_TIMEOUT_MS` | `storeConnectTimeoutMs` | `60000` |
  * | `--drain-timeout-ms` | `MERIDIAN_DRAIN_TIMEOUT_MS` | `drainTimeoutMs` | `5000` |
  * | `--log-level` | `MERIDIAN_LOG_LEVEL` | `logLevel` | `info` |
  * | `--ca-address` (TLS: CreateCertificate; empty = not served) | `MERIDIAN_CA_ADDRESS` | `caAddress` | `` |
@@ -29,6 +30,7 @@
  * | `--federation-export` (`all` or `marked`: label `federation.meridian.io/export=true`) | `MERIDIAN_FEDERATION_EXPORT` | `federationExport` | `all` |
  */
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { ServerConfigError } from './errors.js';
@@ -48,6 +50,7 @@ export interface ServerOptions {
   readonly replicaLeaseTtlSeconds: number;
   readonly debounceMs: number;
   readonly storeTimeoutMs: number;
+  readonly storeConnectTimeoutMs: number;
   readonly drainTimeoutMs: number;
   readonly logLevel: string;
   readonly caAddress: string;
@@ -68,6 +71,49 @@ interface Setting {
   readonly kind: Kind;
   readonly help: string;
   readonly fallback: () => string | number | readonly string[];
+  /** Why a value (one item of a list) is not acceptable, or undefined when it is. */
+  readonly check?: (value: string) => string | undefined;
+}
+
+/** A key segment of the etcd keyspace (`/meridian/<mesh>/<cluster>/`), as `Keyspace.of` accepts. */
+const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._:~@=+-]*$/;
+const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\*)$/;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+const segment = (value: string) =>
+  SEGMENT.test(value)
+    ? undefined
+    : `"${value}" must start with a letter or digit and contain only letters, digits and ._:~@=+-`;
+
+/** `host:port` (IPv6 in brackets), port 0..65535; with `off`, also `off` or empty. */
+function listenAddress(allowOff: boolean): (value: string) => string | undefined {
+  return (value) => {
+    if (allowOff && isOff(value)) return undefined;
+    const m = /^(?:(\[[^\]]*\])|([^:]*)):(\d+)$/.exec(value);
+    const what = `expected host:port${allowOff ? ' or off' : ''}, got "${value}"`;
+    if (!m) return what;
+    const host = m[1] ?? m[2] ?? '';
+    if (!HOST.test(host)) return what;
+    if (Number(m[3]) > 65535) return `port out of range in "${value}"`;
+    return undefined;
+  };
+}
+
+/** A URL with one of `schemes` and a host (`host:port` alone is taken as `defaultScheme`). */
+function serverUrl(schemes: readonly string[]): (value: string) => string | undefined {
+  return (value) => {
+    const what = `expected ${schemes.map((s) => `${s}://host:port`).join(' or ')}, got "${value}"`;
+    const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `${schemes[0]}://${value}`;
+    let url: URL;
+    try {
+      url = new URL(withScheme);
+    } catch {
+      return what;
+    }
+    if (!schemes.includes(url.protocol.slice(0, -1)) || url.hostname === '') return what;
+    if (url.pathname !== '/' && url.pathname !== '') return what;
+    return undefined;
+  };
 }
 
 const SETTINGS: readonly Setting[] = [
@@ -78,6 +124,7 @@ const SETTINGS: readonly Setting[] = [
     kind: 'string',
     help: 'mesh id',
     fallback: () => 'mesh1',
+    check: segment,
   },
   {
     key: 'clusterId',
@@ -86,6 +133,7 @@ const SETTINGS: readonly Setting[] = [
     kind: 'string',
     help: 'cluster id',
     fallback: () => 'cluster1',
+    check: segment,
   },
   {
     key: 'locality',
@@ -94,6 +142,10 @@ const SETTINGS: readonly Setting[] = [
     kind: 'string',
     help: 'region/zone/subzone',
     fallback: () => '',
+    check: (v) =>
+      v === '' || /^[^/\s]+(?:\/[^/\s]+){0,2}$/.test(v)
+        ? undefined
+        : `expected region, region/zone or region/zone/subzone, got "${v}"`,
   },
   {
     key: 'etcdEndpoints',
@@ -102,6 +154,7 @@ const SETTINGS: readonly Setting[] = [
     kind: 'list',
     help: 'comma-separated etcd client URLs',
     fallback: () => ['http://127.0.0.1:2379'],
+    check: serverUrl(['http', 'https']),
   },
   {
     key: 'xdsAddress',
@@ -111,6 +164,7 @@ const SETTINGS: readonly Setting[] = [
     help: 'plaintext gRPC listen address (ADS, registration); off: none (default when --ca-address is set)',
     // Resolved after the loop: plaintext xDS is on by default only while no CA port is served.
     fallback: () => '',
+    check: listenAddress(true),
   },
   {
     key: 'adminAddress',
@@ -119,6 +173,7 @@ const SETTINGS: readonly Setting[] = [
     kind: 'string',
     help: 'admin HTTP listen address (authenticated config, debug and auth API)',
     fallback: () => '127.0.0.1:15080',
+    check: listenAddress(false),
   },
   {
     key: 'adminTls',
@@ -135,6 +190,7 @@ const SETTINGS: readonly Setting[] = [
     kind: 'string',
     help: 'monitoring HTTP listen address (/healthz, /readyz, /metrics); off: none',
     fallback: () => '0.0.0.0:15014',
+    check: listenAddress(true),
   },
   {
     key: 'replicaId',
@@ -143,6 +199,7 @@ const SETTINGS: readonly Setting[] = [
     kind: 'string',
     help: 'replica id',
     fallback: () => `${hostname()}-${process.pid}`,
+    check: segment,
   },
   {
     key: 'registrationTtlSeconds',
@@ -177,6 +234,14 @@ const SETTINGS: readonly Setting[] = [
     fallback: () => 2000,
   },
   {
+    key: 'storeConnectTimeoutMs',
+    flag: '--store-connect-timeout-ms',
+    env: 'MERIDIAN_STORE_CONNECT_TIMEOUT_MS',
+    kind: 'ms',
+    help: 'bound on reaching etcd at start-up without a snapshot on disk (ms)',
+    fallback: () => 60_000,
+  },
+  {
     key: 'drainTimeoutMs',
     flag: '--drain-timeout-ms',
     env: 'MERIDIAN_DRAIN_TIMEOUT_MS',
@@ -191,6 +256,8 @@ const SETTINGS: readonly Setting[] = [
     kind: 'string',
     help: 'pino log level',
     fallback: () => 'info',
+    check: (v) =>
+      LOG_LEVELS.includes(v) ? undefined : `expected one of ${LOG_LEVELS.join(', ')}, got "${v}"`,
   },
   {
     key: 'caAddress',
@@ -199,6 +266,7 @@ const SETTINGS: readonly Setting[] = [
     kind: 'string',
     help: 'TLS listen address of CreateCertificate (empty: not served)',
     fallback: () => '',
+    check: listenAddress(true),
   },
   {
     key: 'caKekFile',
@@ -215,6 +283,10 @@ const SETTINGS: readonly Setting[] = [
     kind: 'string',
     help: 'trust domain of workload identities',
     fallback: () => 'cluster.local',
+    check: (v) =>
+      /^[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?$/.test(v)
+        ? undefined
+        : `expected a trust domain (lower-case letters, digits, ".", "_", "-"), got "${v}"`,
   },
   {
     key: 'natsUrls',
@@ -223,6 +295,7 @@ const SETTINGS: readonly Setting[] = [
     kind: 'list',
     help: 'NATS server URLs of this cluster (federation; none: single-cluster)',
     fallback: () => [],
+    check: serverUrl(['nats', 'tls', 'ws', 'wss']),
   },
   {
     key: 'natsCreds',
@@ -247,6 +320,7 @@ const SETTINGS: readonly Setting[] = [
     kind: 'string',
     help: 'services exported: all | marked',
     fallback: () => 'all',
+    check: (v) => (v === 'all' || v === 'marked' ? undefined : `expected "all" or "marked", got "${v}"`),
   },
 ];
 
@@ -262,12 +336,17 @@ export function usage(): string {
 }
 
 function convert(s: Setting, source: string, raw: unknown): string | number | readonly string[] {
+  const checked = (value: string): string => {
+    const why = s.check?.(value);
+    if (why !== undefined) throw new ServerConfigError(source, why);
+    return value;
+  };
   switch (s.kind) {
     case 'list': {
       const list = Array.isArray(raw) ? raw.map(String) : String(raw).split(',');
       const out = list.map((x) => x.trim()).filter((x) => x !== '');
       if (out.length === 0) throw new ServerConfigError(source, 'needs at least one value');
-      return out;
+      return out.map(checked);
     }
     case 'seconds':
     case 'ms': {
@@ -282,7 +361,7 @@ function convert(s: Setting, source: string, raw: unknown): string | number | re
     default:
       if (typeof raw !== 'string' && typeof raw !== 'number')
         throw new ServerConfigError(source, `expected a string, got ${JSON.stringify(raw)}`);
-      return String(raw);
+      return checked(String(raw));
   }
 }
 
@@ -331,7 +410,7 @@ export function resolveOptions(argv: readonly string[], env: NodeJS.ProcessEnv =
     else if (file[s.key] !== undefined) out[s.key] = convert(s, `${configFile}: ${s.key}`, file[s.key]);
     else out[s.key] = s.fallback();
   }
-  if (out.xdsAddress === '') out.xdsAddress = out.caAddress ? 'off' : '0.0.0.0:15010';
+  if (out.xdsAddress === '') out.xdsAddress = isOff(String(out.caAddress)) ? '0.0.0.0:15010' : 'off';
   if (out.adminTls !== 'on' && out.adminTls !== 'off')
     throw new ServerConfigError('--admin-tls', `expected on or off, got "${String(out.adminTls)}"`);
   return out as unknown as ServerOptions;
@@ -349,4 +428,45 @@ export function splitAddress(address: string, setting: string): { host: string; 
   const port = Number(m[3]);
   if (port > 65535) throw new ServerConfigError(setting, `port out of range in "${address}"`);
   return { host: m[1] ?? m[2] ?? '', port };
+}
+
+const LISTEN_ERRORS: Record<string, string> = {
+  EADDRINUSE: 'address already in use',
+  EADDRNOTAVAIL: 'address not available on this host',
+  EACCES: 'permission denied (ports below 1024 need privileges)',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'host name lookup failed',
+};
+
+/** A listen failure as a settings error naming `setting`: one line, no stack. */
+export function listenFailure(setting: string, address: string, error: unknown): ServerConfigError {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  const text = error instanceof Error ? error.message : String(error);
+  const known = Object.keys(LISTEN_ERRORS).find((c) => c === code || text.includes(c));
+  return new ServerConfigError(
+    setting,
+    `cannot listen on ${address}: ${known ? `${LISTEN_ERRORS[known]} (${known})` : text}`,
+  );
+}
+
+/**
+ * Checks that every listen address can be bound (free port, local address, resolvable host) and
+ * that no two settings name the same one, before anything else starts: a taken port is a settings
+ * error naming its setting, not a failure half-way through start-up.
+ */
+export async function checkListenAddresses(
+  addresses: readonly { setting: string; host: string; port: number }[],
+): Promise<void> {
+  const seen = new Map<string, string>();
+  for (const a of addresses) {
+    const id = `${a.host}:${a.port}`;
+    const other = seen.get(id);
+    if (a.port !== 0 && other) throw new ServerConfigError(a.setting, `${id} is also ${other}`);
+    seen.set(id, a.setting);
+    await new Promise<void>((resolve, reject) => {
+      const server = createServer();
+      server.once('error', (error) => reject(listenFailure(a.setting, id, error)));
+      server.listen({ port: a.port, host: a.host, exclusive: true }, () => server.close(() => resolve()));
+    });
+  }
 }

@@ -7,6 +7,8 @@
  * ProxySnapshot (translate + encode per proxy, lazily) -> XdsServer.update with a change event ->
  * debounce -> only streams whose resources changed are sent anything (content-hashed versions).
  */
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
 import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
@@ -15,6 +17,7 @@ import { AdminAuthority, grants, isAdminToken } from '@meridian/auth';
 import { identityFromPeerCertificate } from '@meridian/ca';
 import { encodeResource, TypeUrl } from '@meridian/envoy';
 import {
+  addReplicaDiscoveryService,
   LocalSource,
   type RegistrationCaller,
   RegistrationRefusedError,
@@ -35,12 +38,13 @@ import pino, { type Logger } from 'pino';
 import { type AdminTlsSource, startAdminServer, startMonitoringServer } from './admin-http.js';
 import { ClusterState, type StateChange } from './cluster-state.js';
 import { ConfigService } from './config-service.js';
+import { ReplicaDirectory } from './discovery.js';
 import { ServerConfigError } from './errors.js';
 import { ReplicaFederation } from './federation.js';
 import { StoreHealth } from './health.js';
 import { Membership, type ReplicaInfo } from './membership.js';
 import { ReplicaMtls } from './mtls.js';
-import { isOff, type ServerOptions, splitAddress } from './options.js';
+import { checkListenAddresses, isOff, listenFailure, type ServerOptions, splitAddress } from './options.js';
 import { Encoder, ProxySnapshot } from './proxy-snapshot.js';
 import { Telemetry } from './telemetry.js';
 
@@ -103,6 +107,7 @@ export class Replica {
   #admin: HttpServer | undefined;
   #monitoring: HttpServer | undefined;
   #auth: AdminAuthority | undefined;
+  #directory: ReplicaDirectory | undefined;
   /** CA runtime, SDS and mTLS translation (issue 6), when the CA is configured. */
   #mtls: ReplicaMtls | undefined;
   #federation: ReplicaFederation | undefined;
@@ -176,7 +181,13 @@ export class Replica {
           writeAttemptTimeoutMs: Math.min(1000, o.storeTimeoutMs),
         });
       } catch (error) {
-        if (Date.now() > until) throw error;
+        if (Date.now() > until) {
+          const cause = (error as Error).cause;
+          throw new ServerConfigError(
+            '--etcd-endpoints',
+            `etcd not reachable at ${o.etcdEndpoints.join(', ')} within ${Math.round(timeoutMs / 1000)} s${cause instanceof Error ? ` (${cause.message})` : ''}`,
+          );
+        }
         this.log.warn({ err: error }, 'etcd not reachable yet; retrying');
         await sleep(500);
       }
@@ -190,8 +201,25 @@ export class Replica {
     const monitoringAddr = isOff(o.monitoringAddress)
       ? undefined
       : splitAddress(o.monitoringAddress, '--monitoring-address');
+    const caAddr = isOff(o.caAddress) ? undefined : splitAddress(o.caAddress, '--ca-address');
+    await checkListenAddresses([
+      ...(xdsAddr ? [{ setting: '--xds-address', ...xdsAddr }] : []),
+      { setting: '--admin-address', ...adminAddr },
+      ...(monitoringAddr ? [{ setting: '--monitoring-address', ...monitoringAddr }] : []),
+      ...(caAddr ? [{ setting: '--ca-address', ...caAddr }] : []),
+    ]);
+    if (o.caKekFile) {
+      try {
+        await access(o.caKekFile, constants.R_OK);
+      } catch (error) {
+        throw new ServerConfigError(
+          '--ca-kek-file',
+          `cannot read ${o.caKekFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+        );
+      }
+    }
     warmUpSchemas();
-    this.#store = await this.#connect(extra.connectTimeoutMs ?? 60_000);
+    this.#store = await this.#connect(extra.connectTimeoutMs ?? o.storeConnectTimeoutMs);
     this.#health = new StoreHealth(this.#store, this.log.child({ part: 'health' }));
     this.#state = new ClusterState(
       this.#store,
@@ -202,13 +230,13 @@ export class Replica {
     this.#config = new ConfigService(this.#store, this.#health, this.#state);
     await this.#state.start();
     this.#auth = await AdminAuthority.open(this.#store);
-    if (o.caAddress) {
+    if (caAddr) {
       this.#mtls = await ReplicaMtls.start({
         store: this.#store,
         clusterId: o.clusterId,
         trustDomain: o.trustDomain,
         kekFile: o.caKekFile || undefined,
-        servingDnsNames: [...new Set(['localhost', splitAddress(o.caAddress, '--ca-address').host])],
+        servingDnsNames: [...new Set(['localhost', caAddr!.host])],
         log: this.log.child({ part: 'ca' }),
       });
       this.#mtls?.attach(this.xds);
@@ -228,16 +256,19 @@ export class Replica {
       authenticate: (call) => this.#authenticateRegistration(call),
       onRefused: (reason) => refusedRegistrations.add(1, { reason }),
     });
+    this.#directory = await ReplicaDirectory.open(this.#store, o.replicaId, () => this.xds.connectionCount);
+    const directory = this.#directory;
     if (xdsAddr) {
       const server = new grpc.Server(this.xds.grpcServerOptions());
       this.xds.register(server);
       this.#registration.register(server);
+      addReplicaDiscoveryService(server, directory);
       for (const ext of extra.extensions ?? []) ext(server, this);
       const port = await new Promise<number>((resolve, reject) =>
         server.bindAsync(
           `${xdsAddr.host}:${xdsAddr.port}`,
           grpc.ServerCredentials.createInsecure(),
-          (err, p) => (err ? reject(err) : resolve(p)),
+          (err, p) => (err ? reject(listenFailure('--xds-address', o.xdsAddress, err)) : resolve(p)),
         ),
       );
       this.#grpc = server;
@@ -250,12 +281,14 @@ export class Replica {
 
     if (this.#mtls) {
       // CreateCertificate and mTLS-authenticated xDS (SDS `default`) on the CA's TLS port.
-      this.caAddress = await this.#mtls.listen(
-        this.xds,
-        splitAddress(o.caAddress, '--ca-address'),
-        this.xds.grpcServerOptions(),
-        (server) => this.#registration.register(server),
-      );
+      this.caAddress = await this.#mtls
+        .listen(this.xds, caAddr!, this.xds.grpcServerOptions(), (server) => {
+          this.#registration.register(server);
+          addReplicaDiscoveryService(server, directory);
+        })
+        .catch((error: unknown) => {
+          throw listenFailure('--ca-address', o.caAddress, error);
+        });
       this.log.info({ address: this.caAddress }, 'CreateCertificate and xDS with SDS served (TLS)');
     }
 
@@ -288,7 +321,9 @@ export class Replica {
     this.#admin = admin.server;
     this.adminAddress = `${adminAddr.host}:${admin.port}`;
     if (monitoringAddr) {
-      const monitoring = await startMonitoringServer(probes, monitoringAddr);
+      const monitoring = await startMonitoringServer(probes, monitoringAddr).catch((error: unknown) => {
+        throw listenFailure('--monitoring-address', o.monitoringAddress, error);
+      });
       this.#monitoring = monitoring.server;
       this.monitoringAddress = `${monitoringAddr.host}:${monitoring.port}`;
     }
@@ -523,7 +558,9 @@ export class Replica {
   async #stop(): Promise<void> {
     this.#draining = true;
     const timeout = this.options.drainTimeoutMs;
-    this.log.info('shutting down: draining');
+    // Nothing to drain when start-up failed before reaching the store (a settings error).
+    const started = this.#store !== undefined;
+    if (started) this.log.info('shutting down: draining');
     this.#registration?.drain();
     const server = this.#grpc;
     const shutdown = server
@@ -545,6 +582,7 @@ export class Replica {
     await this.#state?.close().catch(() => undefined);
     await this.#store?.close().catch(() => undefined);
     await this.#auth?.close().catch(() => undefined);
+    await this.#directory?.close().catch(() => undefined);
     for (const http of [this.#admin, this.#monitoring]) {
       if (!http) continue;
       await new Promise<void>((resolve) => {
@@ -553,6 +591,6 @@ export class Replica {
       });
     }
     await this.telemetry.shutdown();
-    this.log.info('stopped');
+    if (started) this.log.info('stopped');
   }
 }
