@@ -370,9 +370,10 @@ export class Connection implements Pushable {
         }
       } else {
         const w = watch as DeltaWatch;
-        const { upserts, removed } = deltaDiff(w, available);
-        if (upserts.length > 0 || (isForced && removed.length === 0))
-          this.#sendDelta(type, upserts, [], change, available);
+        // `missing`: owed names that do not exist, reported at once with the additions.
+        const { upserts, removed, missing } = deltaDiff(w, available);
+        if (upserts.length > 0 || missing.length > 0 || (isForced && removed.length === 0))
+          this.#sendDelta(type, upserts, missing, change, available);
         if (removed.length > 0) removals.push(() => this.#sendDelta(type, [], removed, change, available));
       }
     }

@@ -13,6 +13,7 @@ export { Connection, changeAffects } from './connection.js';
 export { shortType, XdsMetrics } from './metrics.js';
 export type {
   AckOutcome,
+  DeltaDiff,
   DeltaRequestFields,
   DeltaWatch,
   NackRecord,

@@ -245,6 +245,14 @@ export interface DeltaRequestFields {
 /** Delta watch state: the version of each resource the client holds, as far as the server knows. */
 export interface DeltaWatch extends WatchState {
   readonly known: ReadonlyMap<string, string>;
+  /**
+   * Names the next response must answer for whatever `known` says: in `resources` when the watch
+   * wants the resource and it exists, otherwise in `removed_resources`. `*` stands for every resource
+   * the wildcard covers. Filled by subscriptions (a client may have forgotten what it re-subscribes to,
+   * and a name that does not exist must be reported) and by unsubscriptions of names the wildcard may
+   * still cover; emptied by {@link deltaSent}.
+   */
+  readonly pending: ReadonlySet<string>;
 }
 
 /**
@@ -253,13 +261,31 @@ export interface DeltaWatch extends WatchState {
  * - Subscriptions are deltas and always applied, whatever the nonce: `resource_names_subscribe` adds,
  *   `resource_names_unsubscribe` removes; `*` in either turns the wildcard on or off. The first request
  *   of a type with no names subscribes to the wildcard (legacy) [§How the client specifies what
- *   resources to return].
+ *   resources to return]. "The server must honor changes to the subscription state even if the nonce
+ *   is stale" [§Incremental xDS].
+ * - Every name in `resource_names_subscribe` is answered, even one the server believes the client
+ *   holds at its current version: "the server *must* still provide those resources in the response;
+ *   due to implementation details hidden from the server, the client may have 'forgotten' those
+ *   resources" [§Subscribing to Resources]. A name that does not exist is answered in
+ *   `removed_resources`: "When a resource subscribed to by a client does not exist, the server will
+ *   send a DeltaDiscoveryResponse message that contains that resource's name in the removed_resources
+ *   field" [§Incremental xDS, Knowing When a Requested Resource Does Not Exist]. `*` is answered with
+ *   every resource the wildcard covers.
+ * - Unsubscribing a name the client subscribed to explicitly while the wildcard stays on is answered:
+ *   "the server must send a response that includes the specific resource in either the
+ *   removed_resources field (if it is not included in the wildcard) or in the resources field (if it
+ *   *is* included in the wildcard)" [§Unsubscribing from Resources]. Any other unsubscription is not
+ *   answered ("a server does not need to send any response if a request does nothing except unsubscribe
+ *   from a resource"); a name no longer wanted at all is forgotten (the client drops it too), a phantom
+ *   unsubscription is ignored ("it can simply ignore these phantom unsubscriptions").
  * - `initial_resource_versions` (first request of a type on a stream only) says what the client
  *   already has: resources with that version are not sent again, and those that no longer exist are
- *   sent as `removed_resources` [§Incremental xDS, "initial_resource_versions"].
+ *   sent as `removed_resources` [§Incremental xDS, "initial_resource_versions"]. On that first request
+ *   only the subscribed names the client does not claim to hold are owed an answer regardless of
+ *   version (so a reconnect with current versions receives no resource again).
  * - A response_nonce equal to the last sent is an ACK, or a NACK with error_detail (recorded, never
  *   answered with a resend); any other non-empty nonce is stale and its ACK part ignored.
- * - The server responds when the request is the first of its type or subscribes to something new.
+ * - The server responds when the request is the first of its type or owes an answer (above).
  */
 export function applyDeltaRequest(
   prev: DeltaWatch | undefined,
@@ -272,12 +298,15 @@ export function applyDeltaRequest(
       (req.subscribe.includes(WILDCARD) || req.subscribe.length === 0) && !req.unsubscribe.includes(WILDCARD);
     const names = new Set(explicit);
     for (const n of req.unsubscribe) names.delete(n);
+    const pending = new Set<string>();
+    for (const n of names) if (!req.initialResourceVersions.has(n)) pending.add(n);
     const state: DeltaWatch = {
       ...emptyWatch(req.typeUrl),
       wildcard,
       names,
       namedEver: explicit.length > 0,
       known: new Map(req.initialResourceVersions),
+      pending,
     };
     return {
       state,
@@ -288,32 +317,49 @@ export function applyDeltaRequest(
   }
   let wildcard = prev.wildcard;
   const names = new Set(prev.names);
-  let known: Map<string, string> | undefined;
-  let added = false;
+  // Copied on first change only: most requests are bare ACKs.
+  let pending: Set<string> | undefined;
+  const owed = () => {
+    pending ??= new Set(prev.pending);
+    return pending;
+  };
   for (const n of req.subscribe) {
-    if (n === WILDCARD) {
-      added ||= !wildcard;
-      wildcard = true;
-    } else if (!names.has(n)) {
-      names.add(n);
-      added = true;
-    }
+    if (n === WILDCARD) wildcard = true;
+    else names.add(n);
+    owed().add(n);
   }
+  const unsubscribed: string[] = [];
   for (const n of req.unsubscribe) {
-    if (n === WILDCARD) wildcard = false;
-    else names.delete(n);
+    if (n === WILDCARD) {
+      wildcard = false;
+      if ((pending ?? prev.pending).has(WILDCARD)) owed().delete(WILDCARD);
+    } else if (names.delete(n)) {
+      unsubscribed.push(n);
+    }
+    // Not subscribed by name: a phantom unsubscription, ignored.
+  }
+  let known: Map<string, string> | undefined;
+  for (const n of unsubscribed) {
+    if (wildcard) {
+      // Perhaps still covered by the wildcard: the client cannot tell, so it is told.
+      owed().add(n);
+      continue;
+    }
     // The client forgets what it unsubscribed from; so does the server.
-    if (n !== WILDCARD && prev.known.has(n)) {
+    if (prev.known.has(n)) {
       known ??= new Map(prev.known);
       known.delete(n);
     }
+    if ((pending ?? prev.pending).has(n)) owed().delete(n);
   }
+  const answer = req.subscribe.length > 0 || (wildcard && unsubscribed.length > 0);
   let state: DeltaWatch = {
     ...prev,
     wildcard,
     names,
     namedEver: prev.namedEver || names.size > 0,
     known: known ?? prev.known,
+    pending: pending ?? prev.pending,
   };
   let ack: AckOutcome = { kind: 'none' };
   if (req.responseNonce !== '') {
@@ -327,7 +373,7 @@ export function applyDeltaRequest(
       state = { ...state, nonceAcked: req.responseNonce };
     }
   }
-  return { state, ack, respond: added, why: added ? 'subscription-changed' : 'none' };
+  return { state, ack, respond: answer, why: answer ? 'subscription-changed' : 'none' };
 }
 
 /** Whether a name is one this delta watch should hold (subscribed by name or by wildcard). */
@@ -335,36 +381,61 @@ function deltaWants(watch: WatchState, name: string): boolean {
   return watch.wildcard || watch.names.has(name);
 }
 
+/** What a Delta response must carry now (see {@link deltaDiff}). */
+export interface DeltaDiff {
+  /** Wanted resources whose version the client does not have, plus every owed one that exists. */
+  readonly upserts: EncodedResource[];
+  /** Names the client holds that no longer exist or are no longer wanted: removals, sent after every
+   * addition (make before break). */
+  readonly removed: string[];
+  /** Owed names the client does not hold and that do not exist (or are no longer covered): reported
+   * in `removed_resources` with the additions, so the client knows at once [§Knowing When a Requested
+   * Resource Does Not Exist]. Nothing the client uses is dropped by them, so no ordering applies. */
+  readonly missing: string[];
+}
+
 /**
- * What a Delta response must carry now: every wanted resource whose version the client does not have,
- * and (`removed`) every resource the client holds that no longer exists or is no longer wanted
- * through the wildcard. Sorted by name.
+ * What a Delta response must carry now: every wanted resource whose version the client does not have
+ * or that is owed an answer (`pending`), the names the client holds that no longer exist or are no
+ * longer wanted (`removed`), and the owed names that do not exist (`missing`). Each sorted by name.
  */
-export function deltaDiff(
-  watch: DeltaWatch,
-  available: ResourceMap | undefined,
-): { upserts: EncodedResource[]; removed: string[] } {
+export function deltaDiff(watch: DeltaWatch, available: ResourceMap | undefined): DeltaDiff {
   const upserts: EncodedResource[] = [];
   const removed: string[] = [];
+  const missing: string[] = [];
+  const owed = watch.pending.size > 0 ? watch.pending : undefined;
   if (available) {
     if (watch.wildcard) {
-      for (const r of available.values()) if (watch.known.get(r.name) !== r.version) upserts.push(r);
+      const all = owed?.has(WILDCARD) === true;
+      for (const r of available.values()) {
+        if (all || watch.known.get(r.name) !== r.version || owed?.has(r.name)) upserts.push(r);
+      }
     } else {
       for (const name of watch.names) {
         const r = available.get(name);
-        if (r && watch.known.get(name) !== r.version) upserts.push(r);
+        if (r && (watch.known.get(name) !== r.version || owed?.has(name))) upserts.push(r);
       }
     }
   }
   for (const name of watch.known.keys()) {
     if (!available?.has(name) || !deltaWants(watch, name)) removed.push(name);
   }
-  upserts.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  if (owed) {
+    for (const name of owed) {
+      if (name === WILDCARD || watch.known.has(name)) continue;
+      if (!available?.has(name) || !deltaWants(watch, name)) missing.push(name);
+    }
+  }
+  upserts.sort(byName);
   removed.sort();
-  return { upserts, removed };
+  missing.sort();
+  return { upserts, removed, missing };
 }
 
-/** Records a Delta response as sent: the client now holds these versions and not the removed names. */
+/**
+ * Records a Delta response as sent: the client now holds these versions and not the removed names,
+ * and every owed name the response answered (and `*`) is no longer owed.
+ */
 export function deltaSent(
   watch: DeltaWatch,
   nonce: string,
@@ -374,7 +445,15 @@ export function deltaSent(
   const known = new Map(watch.known);
   for (const r of upserts) known.set(r.name, r.version);
   for (const n of removed) known.delete(n);
-  return { ...watch, nonceSent: nonce, known };
+  let pending = watch.pending;
+  if (pending.size > 0) {
+    const left = new Set(pending);
+    left.delete(WILDCARD);
+    for (const r of upserts) left.delete(r.name);
+    for (const n of removed) left.delete(n);
+    pending = left;
+  }
+  return { ...watch, nonceSent: nonce, known, pending };
 }
 
 /** Sync status of one type on one stream, as `istioctl proxy-status` shows it. */

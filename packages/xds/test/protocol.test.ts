@@ -151,13 +151,15 @@ describe('Delta rules', () => {
     expect(diff.removed).toEqual(['gone']);
   });
 
-  it('subscriptions apply whatever the nonce; only new names are answered; unsubscribe forgets', () => {
+  it('subscriptions apply whatever the nonce; unsubscribe forgets; a NACK is recorded, not answered', () => {
     const s0 = applyDeltaRequest(undefined, dreq({ typeUrl: EDS, subscribe: ['a'] }));
     expect(s0.state.wildcard).toBe(false);
     const s1 = deltaSent(s0.state, 'n1', [res(EDS, 'a')], []);
+    expect(s1.pending.size).toBe(0);
     const stale = applyDeltaRequest(s1, dreq({ typeUrl: EDS, subscribe: ['b'], responseNonce: 'n0' }));
     expect(stale).toMatchObject({ respond: true, ack: { kind: 'stale', nonce: 'n0' } });
     expect([...stale.state.names].sort()).toEqual(['a', 'b']);
+    // Without the wildcard, an unsubscription needs no response [§Unsubscribing from Resources].
     const unsub = applyDeltaRequest(
       stale.state,
       dreq({ typeUrl: EDS, unsubscribe: ['a'], responseNonce: 'n1' }),
@@ -172,10 +174,90 @@ describe('Delta rules', () => {
     expect(syncState(nack.state)).toBe('ERROR');
   });
 
+  it('a re-subscription of a held, current resource is answered with it (§Subscribing to Resources)', () => {
+    const a = res(EDS, 'a');
+    const held = deltaSent(
+      applyDeltaRequest(undefined, dreq({ typeUrl: EDS, subscribe: ['a'] })).state,
+      'n1',
+      [a],
+      [],
+    );
+    expect(deltaDiff(held, new Map([['a', a]]))).toEqual({ upserts: [], removed: [], missing: [] });
+    const again = applyDeltaRequest(held, dreq({ typeUrl: EDS, subscribe: ['a'], responseNonce: 'n1' }));
+    expect(again).toMatchObject({ respond: true, why: 'subscription-changed', ack: { kind: 'ack' } });
+    expect(deltaDiff(again.state, new Map([['a', a]])).upserts).toEqual([a]);
+    expect(deltaSent(again.state, 'n2', [a], []).pending.size).toBe(0);
+    // Held through the wildcard, then named: answered with it too.
+    const c = res(CDS, 'c');
+    const wild = deltaSent(applyDeltaRequest(undefined, dreq({})).state, 'n1', [c], []);
+    const named = applyDeltaRequest(wild, dreq({ subscribe: ['c'], responseNonce: 'n1' }));
+    expect(named.respond).toBe(true);
+    expect(deltaDiff(named.state, new Map([['c', c]])).upserts).toEqual([c]);
+    // `*` again: every resource the wildcard covers.
+    const star = applyDeltaRequest(wild, dreq({ subscribe: ['*'], responseNonce: 'n1' }));
+    expect(deltaDiff(star.state, new Map([['c', c]])).upserts).toEqual([c]);
+  });
+
+  it('a subscribed name that does not exist is reported as removed once (§Knowing When ... Does Not Exist)', () => {
+    const first = applyDeltaRequest(undefined, dreq({ typeUrl: EDS, subscribe: ['ghost'] }));
+    expect(first.respond).toBe(true);
+    expect(deltaDiff(first.state, new Map())).toEqual({ upserts: [], removed: [], missing: ['ghost'] });
+    expect(deltaDiff(first.state, undefined).missing).toEqual(['ghost']);
+    const sent = deltaSent(first.state, 'n1', [], ['ghost']);
+    expect(deltaDiff(sent, new Map())).toEqual({ upserts: [], removed: [], missing: [] });
+    // It springs into existence later: sent; later still it goes away: removed.
+    const g = res(EDS, 'ghost');
+    expect(deltaDiff(sent, new Map([['ghost', g]])).upserts).toEqual([g]);
+    // Subscribed again while still absent: reported again.
+    const again = applyDeltaRequest(sent, dreq({ typeUrl: EDS, subscribe: ['ghost'], responseNonce: 'n1' }));
+    expect(deltaDiff(again.state, new Map()).missing).toEqual(['ghost']);
+    // Next to the wildcard too: `*` does not cover a name that does not exist.
+    const wild = applyDeltaRequest(undefined, dreq({ subscribe: ['*', 'ghost'] })).state;
+    expect(deltaDiff(wild, new Map()).missing).toEqual(['ghost']);
+  });
+
+  it('unsubscribing a name the wildcard may cover is answered (§Unsubscribing from Resources)', () => {
+    const a = res(CDS, 'a');
+    const s0 = applyDeltaRequest(undefined, dreq({ subscribe: ['*', 'a', 'gone'] })).state;
+    const s1 = deltaSent(s0, 'n1', [a], ['gone']);
+    // Still covered: in resources, though the client holds the current version.
+    const unsubA = applyDeltaRequest(s1, dreq({ unsubscribe: ['a'], responseNonce: 'n1' }));
+    expect(unsubA).toMatchObject({ respond: true, why: 'subscription-changed' });
+    expect(unsubA.state.known.get('a')).toBe(a.version);
+    expect(deltaDiff(unsubA.state, new Map([['a', a]]))).toEqual({ upserts: [a], removed: [], missing: [] });
+    // Not covered (it does not exist): in removed_resources, whether the client holds it or not.
+    expect(deltaDiff(unsubA.state, new Map())).toEqual({ upserts: [], removed: ['a'], missing: [] });
+    const unsubGone = applyDeltaRequest(s1, dreq({ unsubscribe: ['gone'], responseNonce: 'n1' }));
+    expect(unsubGone.respond).toBe(true);
+    expect(deltaDiff(unsubGone.state, new Map([['a', a]]))).toEqual({
+      upserts: [],
+      removed: [],
+      missing: ['gone'],
+    });
+    // A phantom unsubscription (never named) is ignored: no response, nothing forgotten.
+    const phantom = applyDeltaRequest(s1, dreq({ unsubscribe: ['zzz'], responseNonce: 'n1' }));
+    expect(phantom.respond).toBe(false);
+    expect(phantom.state.known).toBe(s1.known);
+    // Unsubscribing the wildcard and the name together: neither wanted, forgotten without a response.
+    const both = applyDeltaRequest(s1, dreq({ unsubscribe: ['*', 'a'], responseNonce: 'n1' }));
+    expect(both.respond).toBe(false);
+    expect(both.state.known.has('a')).toBe(false);
+  });
+
+  it('a reconnect owes no answer for subscribed names it holds (initial_resource_versions)', () => {
+    const a = res(EDS, 'a');
+    const first = applyDeltaRequest(
+      undefined,
+      dreq({ typeUrl: EDS, subscribe: ['a', 'b'], initialResourceVersions: new Map([['a', a.version]]) }),
+    );
+    expect([...first.state.pending]).toEqual(['b']);
+    expect(deltaDiff(first.state, new Map([['a', a]]))).toEqual({ upserts: [], removed: [], missing: ['b'] });
+  });
+
   it('a resource deleted from the snapshot is sent as removed; `*` unsubscribe ends the wildcard', () => {
     const a = res(CDS, 'a');
     const s = deltaSent(applyDeltaRequest(undefined, dreq({})).state, 'n1', [a], []);
-    expect(deltaDiff(s, new Map())).toEqual({ upserts: [], removed: ['a'] });
+    expect(deltaDiff(s, new Map())).toEqual({ upserts: [], removed: ['a'], missing: [] });
     const off = applyDeltaRequest(s, dreq({ unsubscribe: ['*'], responseNonce: 'n1' })).state;
     expect(off.wildcard).toBe(false);
     expect(deltaDiff(off, new Map([['a', a]])).removed).toEqual(['a']);
