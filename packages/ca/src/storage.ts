@@ -18,6 +18,8 @@ export interface CaStore {
    * (nothing written). Rejects when the store cannot say (unreachable, outcome unknown).
    */
   createIfAbsent(key: string, value: string, ttlSeconds: number): Promise<boolean>;
+  /** Where the keys live, for messages: the etcd keyspace root, e.g. `/meridian/mesh1/cluster1/`. */
+  readonly location?: string;
 }
 
 /** Keys the CA uses, relative to the cluster's prefix. */
@@ -99,8 +101,12 @@ export async function loadClusterCa(
 ): Promise<SigningCa> {
   const value = await store.get(CA_KEYS.intermediate);
   if (value === undefined) {
+    // Name the keyspace looked in: a CA installed under another mesh id is the usual cause.
+    const mesh = /^\/meridian\/([^/]+)\/[^/]+\/$/.exec(store.location ?? '')?.[1];
     throw new CaConfigError(
-      `no CA installed for cluster "${opts.clusterId}" (run: meridian ca install --cluster ${opts.clusterId})`,
+      store.location === undefined
+        ? `no CA installed for cluster "${opts.clusterId}" (run: meridian ca install --cluster ${opts.clusterId})`
+        : `no CA installed for cluster "${opts.clusterId}" in etcd keyspace ${store.location} (run: meridian ca install --cluster ${opts.clusterId}${mesh ? ` --mesh ${mesh}` : ''})`,
       CA_KEYS.intermediate,
     );
   }
@@ -148,6 +154,7 @@ export class MemoryCaStore implements CaStore {
  */
 export function caStoreFrom(store: Store): CaStore {
   return {
+    location: store.keyspace.root,
     async get(key) {
       const kv = await store.get(key);
       return kv === undefined ? undefined : new TextDecoder().decode(kv.value);

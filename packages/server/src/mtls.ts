@@ -119,6 +119,8 @@ export interface ReplicaMtlsOptions {
   /** DNS names of the TLS port's serving certificate. */
   readonly servingDnsNames: readonly string[];
   readonly log: Logger;
+  /** Told why, when the CA cannot be loaded (for `/readyz`). */
+  readonly onUnavailable?: (reason: string) => void;
 }
 
 /** The replica's CA runtime, mTLS translation and SDS. */
@@ -138,7 +140,9 @@ export class ReplicaMtls {
   /** Starts the CA runtime, or resolves undefined (logged) when the CA cannot be loaded. */
   static async start(o: ReplicaMtlsOptions): Promise<ReplicaMtls | undefined> {
     if (!o.kekFile && !process.env[KEK_ENV]) {
-      o.log.warn(`--ca-address given without --ca-kek-file or ${KEK_ENV}: CA, SDS and mTLS off`);
+      const reason = `--ca-address given without --ca-kek-file or ${KEK_ENV}`;
+      o.log.warn(`${reason}: CA, SDS and mTLS off`);
+      o.onUnavailable?.(reason);
       return undefined;
     }
     try {
@@ -158,6 +162,7 @@ export class ReplicaMtls {
       return new ReplicaMtls(runtime, runtime.ca.trustDomain);
     } catch (error) {
       o.log.error({ err: error }, 'cluster CA not loaded: CA, SDS and mTLS off');
+      o.onUnavailable?.(error instanceof Error ? error.message : String(error));
       return undefined;
     }
   }

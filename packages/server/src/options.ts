@@ -32,6 +32,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { hostname } from 'node:os';
+import { DEFAULT_MESH_ID } from '@meridian/store';
 import { parse as parseYaml } from 'yaml';
 import { ServerConfigError } from './errors.js';
 
@@ -123,7 +124,7 @@ const SETTINGS: readonly Setting[] = [
     env: 'MERIDIAN_MESH_ID',
     kind: 'string',
     help: 'mesh id',
-    fallback: () => 'mesh1',
+    fallback: () => DEFAULT_MESH_ID,
     check: segment,
   },
   {

@@ -110,6 +110,9 @@ export class Replica {
   #directory: ReplicaDirectory | undefined;
   /** CA runtime, SDS and mTLS translation (issue 6), when the CA is configured. */
   #mtls: ReplicaMtls | undefined;
+  /** Why the CA configured with `--ca-address` is not loaded (reported by `/readyz`), if it is not. */
+  #caProblem: string | undefined;
+  #caRetry: NodeJS.Timeout | undefined;
   #federation: ReplicaFederation | undefined;
   readonly #translator = new Translator();
   readonly #encoder = new Encoder(new ResourceCache());
@@ -231,14 +234,7 @@ export class Replica {
     await this.#state.start();
     this.#auth = await AdminAuthority.open(this.#store);
     if (caAddr) {
-      this.#mtls = await ReplicaMtls.start({
-        store: this.#store,
-        clusterId: o.clusterId,
-        trustDomain: o.trustDomain,
-        kekFile: o.caKekFile || undefined,
-        servingDnsNames: [...new Set(['localhost', caAddr!.host])],
-        log: this.log.child({ part: 'ca' }),
-      });
+      this.#mtls = await this.#loadCa(caAddr.host, this.log.child({ part: 'ca' }));
       this.#mtls?.attach(this.xds);
     }
     this.#rebuild({ revision: this.#state.revision, kinds: new Set(), workloads: true, resync: true }, true);
@@ -279,9 +275,9 @@ export class Replica {
       );
     }
 
-    if (this.#mtls) {
-      // CreateCertificate and mTLS-authenticated xDS (SDS `default`) on the CA's TLS port.
-      this.caAddress = await this.#mtls
+    // CreateCertificate and mTLS-authenticated xDS (SDS `default`) on the CA's TLS port.
+    const serveCa = async (mtls: ReplicaMtls) => {
+      this.caAddress = await mtls
         .listen(this.xds, caAddr!, this.xds.grpcServerOptions(), (server) => {
           this.#registration.register(server);
           addReplicaDiscoveryService(server, directory);
@@ -290,11 +286,19 @@ export class Replica {
           throw listenFailure('--ca-address', o.caAddress, error);
         });
       this.log.info({ address: this.caAddress }, 'CreateCertificate and xDS with SDS served (TLS)');
-    }
+    };
+    if (this.#mtls) await serveCa(this.#mtls);
+    else if (caAddr) this.#retryCa(caAddr.host, serveCa);
 
     const probes = {
       notReady: () =>
-        this.#draining ? 'shutting down' : this.#snapshot ? undefined : 'not ready: no config snapshot yet',
+        this.#draining
+          ? 'shutting down'
+          : !this.#snapshot
+            ? 'not ready: no config snapshot yet'
+            : this.#caProblem !== undefined
+              ? `not ready: --ca-address is set but the CA is not loaded: ${this.#caProblem}`
+              : undefined,
       readiness: () => this.#health.describe(),
       metrics: (req: IncomingMessage, res: ServerResponse) => this.telemetry.handle(req, res),
     };
@@ -377,6 +381,58 @@ export class Replica {
         'needs the cluster CA (--ca-address and its key-encryption key)',
       );
     return this.#mtls.adminTls();
+  }
+
+  /** Loads the cluster CA; undefined (with `#caProblem` set, e.g. no CA in this keyspace) if it cannot. */
+  async #loadCa(host: string, log: Logger): Promise<ReplicaMtls | undefined> {
+    let problem: string | undefined;
+    const mtls = await ReplicaMtls.start({
+      store: this.#store,
+      clusterId: this.options.clusterId,
+      trustDomain: this.options.trustDomain,
+      kekFile: this.options.caKekFile || undefined,
+      servingDnsNames: [...new Set(['localhost', host])],
+      log,
+      onUnavailable: (reason) => {
+        problem = reason;
+      },
+    });
+    if (!mtls) this.#caProblem = problem;
+    return mtls;
+  }
+
+  /**
+   * While the CA is missing, tries again every 5 s (quietly): a CA installed after the replica
+   * started (`meridian ca install`) is picked up without a restart, and the CA port opens then.
+   */
+  #retryCa(host: string, serve: (mtls: ReplicaMtls) => Promise<void>): void {
+    const quiet = this.log.child({ part: 'ca' }, { level: 'fatal' });
+    const attempt = async () => {
+      if (this.#draining) return;
+      const mtls = await this.#loadCa(host, quiet).catch(() => undefined);
+      if (this.#draining) {
+        await mtls?.stop(0);
+        return;
+      }
+      if (!mtls) {
+        this.#caRetry = setTimeout(() => void attempt(), 5000);
+        this.#caRetry.unref();
+        return;
+      }
+      this.#mtls = mtls;
+      mtls.attach(this.xds);
+      this.log.info('cluster CA loaded');
+      this.#rebuild({ revision: this.#state.revision, kinds: new Set(), workloads: false, resync: true });
+      try {
+        await serve(mtls);
+        this.#caProblem = undefined;
+      } catch (error) {
+        this.#caProblem = (error as Error).message;
+        this.log.error({ err: error }, 'cannot serve the CA port');
+      }
+    };
+    this.#caRetry = setTimeout(() => void attempt(), 5000);
+    this.#caRetry.unref();
   }
 
   /**
@@ -557,6 +613,7 @@ export class Replica {
 
   async #stop(): Promise<void> {
     this.#draining = true;
+    clearTimeout(this.#caRetry);
     const timeout = this.options.drainTimeoutMs;
     // Nothing to drain when start-up failed before reaching the store (a settings error).
     const started = this.#store !== undefined;

@@ -20,7 +20,7 @@ export {
 } from './errors.js';
 export type { EtcdStoreOptions } from './etcd.js';
 export { EtcdStore } from './etcd.js';
-export { Keyspace } from './keyspace.js';
+export { DEFAULT_MESH_ID, Keyspace } from './keyspace.js';
 export { Membership } from './membership.js';
 export type { MemoryStoreOptions } from './memory.js';
 export { MemoryBackend, MemoryStore } from './memory.js';

@@ -1,5 +1,12 @@
 import { InvalidKeyError } from './errors.js';
 
+/**
+ * The mesh id every tool assumes when none is given: meridiand's `--mesh-id` and the `--mesh` of
+ * every `meridian` command that addresses a cluster's keyspace. One value, so a CA or a token key
+ * installed with the defaults lands where a replica started with the defaults looks.
+ */
+export const DEFAULT_MESH_ID = 'mesh1';
+
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._:~@=+-]*$/;
 
 function checkSegment(segment: string, whole: string): string {

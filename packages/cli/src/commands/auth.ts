@@ -14,7 +14,7 @@ import {
   type Role,
   saveContext,
 } from '@meridian/auth';
-import { EtcdStore, Keyspace } from '@meridian/store';
+import { DEFAULT_MESH_ID, EtcdStore, Keyspace } from '@meridian/store';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import {
   adminCall,
@@ -44,7 +44,7 @@ export function registerAuthCommands(program: Command, ctx: CliContext): void {
     .description("create a cluster's first admin credential in its etcd and save it to the credentials file")
     .requiredOption('--etcd <urls>', 'etcd client URLs of the cluster, comma-separated', parseList)
     .requiredOption('--cluster <id>', 'cluster id (meridiand --cluster-id)')
-    .option('--mesh <id>', 'mesh id (meridiand --mesh-id)', 'mesh1')
+    .option('--mesh <id>', "mesh id: meridiand's --mesh-id", DEFAULT_MESH_ID)
     .option('--user <name>', 'operator name: identity spiffe://<td>/ns/meridian-system/sa/<name>', 'admin')
     .addOption(roleOption(false).default('admin'))
     .option('--trust-domain <domain>', 'trust domain of the identity', 'cluster.local')

@@ -22,7 +22,7 @@ import {
   writePluginCa,
   writeRootCa,
 } from '@meridian/ca';
-import { EtcdStore, Keyspace } from '@meridian/store';
+import { DEFAULT_MESH_ID, EtcdStore, Keyspace } from '@meridian/store';
 import { type Command, Option } from 'commander';
 import { type CliContext, parseDuration, parseList, readFlagFile } from '../context.js';
 
@@ -72,7 +72,11 @@ function addInstallOptions(cmd: Command, required: boolean): Command {
   if (required) etcd.makeOptionMandatory();
   return cmd
     .addOption(etcd)
-    .option('--mesh <name>', 'mesh name (etcd keyspace /meridian/<mesh>/<cluster>/)', 'default')
+    .option(
+      '--mesh <id>',
+      "mesh id: meridiand's --mesh-id (etcd keyspace /meridian/<mesh>/<cluster>/)",
+      DEFAULT_MESH_ID,
+    )
     .option('--kek-file <file>', 'key-encryption key file (default: $MERIDIAN_CA_KEK)');
 }
 
@@ -81,7 +85,7 @@ async function install(ctx: CliContext, m: ClusterCaMaterial, flags: InstallFlag
   const kek = await loadKek({ file: flags.kekFile });
   const store = await EtcdStore.connect({
     endpoints: flags.etcd,
-    keyspace: Keyspace.of(flags.mesh ?? 'default', m.clusterId),
+    keyspace: Keyspace.of(flags.mesh ?? DEFAULT_MESH_ID, m.clusterId),
   });
   try {
     await installClusterCa(caStoreFrom(store), m, kek);

@@ -9,6 +9,7 @@ import {
   publicKeyOfSeed,
   renderNatsAuthorization,
 } from '@meridian/federation';
+import { DEFAULT_MESH_ID } from '@meridian/store';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { CliContext } from '../context.js';
 
@@ -35,7 +36,11 @@ export function registerFederationCommands(program: Command, ctx: CliContext): v
     .description(
       `write the NATS authorization block (${AUTH_FILE}: one nkey user per cluster, publishing only its own subjects) and a seed file <cluster>.nk for every cluster without --public-key`,
     )
-    .requiredOption('--mesh <id>', 'mesh id (subject prefix meridian.<mesh>.fed)')
+    .option(
+      '--mesh <id>',
+      "mesh id: meridiand's --mesh-id (subject prefix meridian.<mesh>.fed)",
+      DEFAULT_MESH_ID,
+    )
     .requiredOption('--cluster <id>', 'a cluster of the mesh (repeat for each)', collect, [] as string[])
     .option(
       '--public-key <cluster=Ukey>',
@@ -111,7 +116,7 @@ export function registerFederationCommands(program: Command, ctx: CliContext): v
   fed
     .command('permissions')
     .description("print a cluster's NATS publish/subscribe permissions as JSON")
-    .requiredOption('--mesh <id>', 'mesh id')
+    .option('--mesh <id>', "mesh id: meridiand's --mesh-id", DEFAULT_MESH_ID)
     .requiredOption('--cluster <id>', 'cluster id')
     .action((o: { mesh: string; cluster: string }) => {
       ctx.out(JSON.stringify(clusterPermissions(o.mesh, o.cluster), null, 2));

@@ -8,7 +8,7 @@ import {
   publicJwkOf,
   publishTokenKey,
 } from '@meridian/ca';
-import { EtcdStore, Keyspace } from '@meridian/store';
+import { DEFAULT_MESH_ID, EtcdStore, Keyspace } from '@meridian/store';
 import type { Command } from 'commander';
 import { type CliContext, parseDuration, parseList, readFlagFile } from '../context.js';
 
@@ -63,7 +63,7 @@ export function registerTokenCommands(program: Command, ctx: CliContext): void {
     .requiredOption('--key <file>', 'token signing key (token keygen)')
     .requiredOption('--cluster <id>', 'cluster id')
     .requiredOption('--etcd <urls>', 'etcd client URLs, comma-separated', parseList)
-    .option('--mesh <name>', 'mesh name', 'default')
+    .option('--mesh <id>', "mesh id: meridiand's --mesh-id", DEFAULT_MESH_ID)
     .action(async (o: { key: string; cluster: string; etcd: string[]; mesh: string }) => {
       const jwk = await publicJwkOf(await readFlagFile('--key', o.key));
       const store = await EtcdStore.connect({ endpoints: o.etcd, keyspace: Keyspace.of(o.mesh, o.cluster) });
