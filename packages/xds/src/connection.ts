@@ -80,22 +80,36 @@ export function changeAffects(change: ChangeEvent, watch: WatchState): boolean {
 }
 
 /**
+ * A whole response shared by streams, with its nonce. A nonce identifies one response on its stream
+ * and must never repeat there [§Basic Protocol Overview: "the nonce is valid only in the context of an
+ * individual xDS stream"]; across streams it may. Shared nonces are `s<seq>` / `d<seq>` from one
+ * process-wide counter, so `seq` orders them: a stream takes a shared response only when its `seq`
+ * is above the highest it has taken for that type ({@link TypeBook.sharedSeq}). Per type the seqs a
+ * stream receives then strictly increase, and entries are keyed by type (never shared across types),
+ * so no nonce repeats on a stream; a stream that cannot take the shared response (it got it before, or a newer
+ * one) gets the same body stamped with a nonce of its own (`<stream>-<n>`, another namespace).
+ * Fan-out keeps sharing: after a change every stream takes entries created after its last ones.
+ */
+interface SharedResponse {
+  readonly seq: number;
+  readonly nonce: string;
+  readonly bytes: Buffer;
+}
+let sharedSeq = 0;
+
+/**
  * SotW responses shared by streams that get the same set of the same snapshot: the body (version
- * field + resource frames) and, once built, the whole response with a nonce shared by those streams
- * (a nonce only has to be unique within a stream), so each stream costs no copy of its own.
+ * field + resource frames) and, once built, the whole response with a shared nonce, so streams that
+ * can take it cost no copy of their own.
  */
 interface SotwEntry {
   readonly version: string;
   readonly body: Buffer;
-  shared: { readonly nonce: string; readonly bytes: Buffer } | undefined;
+  shared: SharedResponse | undefined;
 }
 const sotwBodies = new WeakMap<ResourceMap, Map<string, SotwEntry>>();
-let sharedNonces = 0;
 /** Delta responses shared by streams that get the same diff from the same snapshot map. */
-const deltaShared = new WeakMap<
-  ResourceMap,
-  Map<string, { readonly nonce: string; readonly bytes: Buffer }>
->();
+const deltaShared = new WeakMap<ResourceMap, Map<string, SharedResponse>>();
 
 function sotwVersion(resources: readonly EncodedResource[]): string {
   const h = createHash('sha256');
@@ -138,6 +152,8 @@ interface TypeBook {
   changeAt: number | undefined;
   /** When the current nonce was sent (performance.now()), for the push-to-ACK time. */
   sentAt: number | undefined;
+  /** The highest shared-response seq this stream has received for this type (see SharedResponse). */
+  sharedSeq: number;
 }
 
 /** One ADS stream (SotW or Delta). */
@@ -207,7 +223,7 @@ export class Connection implements Pushable {
   #book(type: string): TypeBook {
     let b = this.books.get(type);
     if (!b) {
-      b = { lastPushAt: undefined, changeAt: undefined, sentAt: undefined };
+      b = { lastPushAt: undefined, changeAt: undefined, sentAt: undefined, sharedSeq: 0 };
       this.books.set(type, b);
     }
     return b;
@@ -406,7 +422,8 @@ export class Connection implements Pushable {
         perMap = new Map();
         sotwBodies.set(available, perMap);
       }
-      const key = w.wildcard ? '*' : resources.map((r) => r.name).join('\n');
+      // The type is part of the key (the bytes carry it), so entries are never shared across types.
+      const key = w.wildcard ? type : `${type}\n${resources.map((r) => r.name).join('\n')}`;
       entry = perMap.get(key);
       if (!entry) {
         entry = sotwBody(resources);
@@ -415,16 +432,23 @@ export class Connection implements Pushable {
     } else {
       entry = sotwBody(resources);
     }
+    const book = this.#book(type);
     let nonce: string;
     let bytes: Buffer;
+    if (available && !entry.shared) {
+      // First stream for this body: the shared response, with a seq newer than any this stream has.
+      const seq = ++sharedSeq;
+      nonce = `s${seq.toString(36)}`;
+      entry.shared = { seq, nonce, bytes: Buffer.concat([entry.body, sotwResponse('', [], type, nonce)]) };
+    }
     const shared = entry.shared;
-    if (shared && shared.nonce !== w.nonceSent) {
+    if (shared && shared.seq > book.sharedSeq) {
       ({ nonce, bytes } = shared);
+      book.sharedSeq = shared.seq;
     } else {
-      // First stream for this body, or a stream that already has the shared nonce (a forced resend).
-      nonce = available && !shared ? `s${(++sharedNonces).toString(36)}` : this.#nextNonce();
+      // This stream had this response (or a newer shared one) before: same body, a nonce of its own.
+      nonce = this.#nextNonce();
       bytes = Buffer.concat([entry.body, sotwResponse('', [], type, nonce)]);
-      if (available && !shared) entry.shared = { nonce, bytes };
     }
     this.watches.set(type, sotwSent(w, nonce, resources, available));
     this.#write(type, bytes, change);
@@ -438,6 +462,7 @@ export class Connection implements Pushable {
     available: ResourceMap | undefined,
   ): void {
     const w = this.watches.get(type) as DeltaWatch;
+    const book = this.#book(type);
     const system = this.host.snapshot()?.version ?? '';
     let nonce: string;
     let bytes: Buffer;
@@ -447,15 +472,22 @@ export class Connection implements Pushable {
       perMap = new Map();
       deltaShared.set(available, perMap);
     }
-    const key = `${system}\n${upserts.map((r) => `${r.name}@${r.version}`).join(',')}\n${removed.join(',')}`;
-    const shared = perMap?.get(key);
-    if (shared && shared.nonce !== w.nonceSent) {
+    const key = `${type}\n${system}\n${upserts.map((r) => `${r.name}@${r.version}`).join(',')}\n${removed.join(',')}`;
+    let shared = perMap?.get(key);
+    // Bounded: streams in unusual states (odd reconnect versions, lone subscriptions) do not grow it.
+    if (!shared && perMap && perMap.size < 64) {
+      const seq = ++sharedSeq;
+      const sharedNonce = `d${seq.toString(36)}`;
+      shared = { seq, nonce: sharedNonce, bytes: deltaResponse(system, upserts, removed, type, sharedNonce) };
+      perMap.set(key, shared);
+    }
+    if (shared && shared.seq > book.sharedSeq) {
       ({ nonce, bytes } = shared);
+      book.sharedSeq = shared.seq;
     } else {
-      nonce = perMap && !shared && perMap.size < 64 ? `d${(++sharedNonces).toString(36)}` : this.#nextNonce();
+      // Not shareable, or this stream had it (or a newer shared one) before: a nonce of its own.
+      nonce = this.#nextNonce();
       bytes = deltaResponse(system, upserts, removed, type, nonce);
-      // Bounded: streams in unusual states (odd reconnect versions) do not grow the cache.
-      if (perMap && !shared && perMap.size < 64) perMap.set(key, { nonce, bytes });
     }
     this.watches.set(type, deltaSent(w, nonce, upserts, removed));
     this.#write(type, bytes, change);
