@@ -2,6 +2,13 @@
 // and agent registrations now, federated imports later), as translate's RegistrySnapshot; and the
 // workload registration gRPC service (proto/meridian/registry/v1/registry.proto).
 
+export type { DiscoveredReplica, ReplicaDiscoverySource } from './discovery.js';
+export {
+  addReplicaDiscoveryService,
+  DISCOVERY_PROTO_PATH,
+  listReplicas,
+  ReplicaDiscoveryClient,
+} from './discovery.js';
 export type { RegistryErrorCode } from './errors.js';
 export {
   InvalidRegistrationError,
