@@ -337,6 +337,24 @@ describe('xDS conformance over loopback (issue 11)', () => {
     publish(['a', 'b']);
   });
 
+  it('case 4: a fan-out push is still one shared response for streams in the same state', async () => {
+    const [x, y] = [open('sotw'), open('sotw')];
+    for (const s of [x, y]) s.sotw(CDS, []);
+    const [x1, y1] = [await x.next(), await y.next()];
+    x.sotw(CDS, [], x1);
+    y.sotw(CDS, [], y1);
+    await sleep(50);
+    publish(['a', 'b', 'c'], full('add c'));
+    const [x2, y2] = [await x.next(), await y.next()];
+    expect(x2.names).toEqual(['a', 'b', 'c']);
+    expect(y2.nonce).toBe(x2.nonce);
+    expect(x2.nonce).not.toBe(x1.nonce);
+    publish(['a', 'b'], full('remove c'));
+    const [x3, y3] = [await x.next(), await y.next()];
+    expect(x3.names).toEqual(['a', 'b']);
+    expect(y3.nonce).toBe(x3.nonce);
+  });
+
   it('case 4, Delta: nonces never repeat on a stream', async () => {
     const s = open('delta');
     s.delta(EDS, { subscribe: ['a'] });
