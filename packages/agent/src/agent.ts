@@ -7,6 +7,7 @@ import { AgentMetrics } from './metrics.js';
 import type { AgentPlace } from './rank.js';
 import { XdsRelay } from './relay.js';
 import { ReplicaSelector } from './replicas.js';
+import type { LocalSecrets } from './sds.js';
 
 /** What {@link Agent.start} needs. */
 export interface AgentOptions {
@@ -23,6 +24,8 @@ export interface AgentOptions {
   readonly refreshMs?: number;
   readonly moveBackJitterMs?: number;
   readonly failedHoldMs?: number;
+  /** Secrets the agent serves itself over SDS (its own workload certificate). */
+  readonly secrets?: LocalSecrets;
   readonly logger?: Logger;
 }
 
@@ -57,6 +60,7 @@ export class Agent {
       log: log.child({ part: 'relay' }),
       metrics: new AgentMetrics(),
       ...(o.cacheDir ? { cache: new LastKnownGood(o.cacheDir, log.child({ part: 'cache' })) } : {}),
+      ...(o.secrets ? { secrets: o.secrets } : {}),
     });
     const agent = new Agent(selector, relay, log);
     const server = new grpc.Server({

@@ -3,8 +3,23 @@
 
 export type { AgentOptions } from './agent.js';
 export { Agent } from './agent.js';
+export type {
+  BootstrapNode,
+  EnvoyBootstrapOptions,
+  GrpcBootstrapOptions,
+  GrpcXdsBootstrap,
+  WorkloadNodeOptions,
+} from './bootstrap.js';
+export { BootstrapError, envoyBootstrap, grpcBootstrap, workloadNode } from './bootstrap.js';
 export type { SavedState } from './cache.js';
 export { LastKnownGood } from './cache.js';
+export type {
+  CertificateAuth,
+  CertificateMaterial,
+  RotationReason,
+  WorkloadCertificatesOptions,
+} from './certificates.js';
+export { CertificateError, WorkloadCertificates } from './certificates.js';
 export { AgentMetrics } from './metrics.js';
 export type { AgentPlace, Candidate } from './rank.js';
 export { localityTier, RTT_BUCKET_MS, rankCandidates } from './rank.js';
@@ -12,3 +27,5 @@ export type { XdsRelayOptions } from './relay.js';
 export { XdsRelay } from './relay.js';
 export type { ReplicaSelectorOptions } from './replicas.js';
 export { ReplicaSelector } from './replicas.js';
+export type { LocalSecret, LocalSecrets } from './sds.js';
+export { certificateSecrets } from './sds.js';

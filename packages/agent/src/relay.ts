@@ -10,14 +10,17 @@
 // content-hashed). The local stream never breaks and the client keeps its config meanwhile. When no
 // replica is reachable, a (re)starting client is served the last-known-good state from disk.
 import * as grpc from '@grpc/grpc-js';
+import { TypeUrl } from '@meridian/envoy';
 import { adsServiceDefinition } from '@meridian/xds';
 import type { Logger } from 'pino';
 import type { LastKnownGood } from './cache.js';
 import type { AgentMetrics } from './metrics.js';
 import type { ReplicaSelector } from './replicas.js';
+import type { LocalSecrets } from './sds.js';
 import {
   type DeltaResponseView,
   deltaRequest,
+  deltaResourceBytes,
   deltaResponse,
   nodeId,
   readDeltaRequest,
@@ -42,6 +45,8 @@ export interface XdsRelayOptions {
   readonly cache?: LastKnownGood;
   /** How often to retry when no replica is usable (default 500 ms). */
   readonly retryMs?: number;
+  /** Secrets served by the agent itself (SDS is then never forwarded to a replica). */
+  readonly secrets?: LocalSecrets;
 }
 
 /** Per-type state of a SotW local stream. */
@@ -78,6 +83,8 @@ class RelayedStream {
   #closed = false;
   #servedFromDisk = false;
   #localNonce = 0;
+  /** Local SDS: names asked for (`*`: all), what the client was last sent (name -> version). */
+  #sds: { names: Set<string>; sent: Map<string, string>; nonce: string } | undefined;
 
   constructor(
     private readonly relay: XdsRelay,
@@ -102,6 +109,7 @@ class RelayedStream {
   #onLocalRequest(bytes: Buffer): void {
     if (this.#closed) return;
     this.relay.metrics?.requests.add(1);
+    if (this.relay.secrets && this.#localSds(bytes)) return;
     try {
       if (this.variant === 'sotw') this.#trackSotwRequest(bytes);
       else this.#trackDeltaRequest(bytes);
@@ -311,6 +319,96 @@ class RelayedStream {
     }
   }
 
+  /**
+   * Answers a Secret request from the agent's own certificates; returns false for other types. SotW:
+   * every response carries all requested secrets; Delta: only those whose version the client lacks.
+   */
+  #localSds(bytes: Buffer): boolean {
+    if (this.variant === 'sotw') {
+      const r = readSotwRequest(bytes);
+      if (r.node && !this.#node) {
+        this.#node = r.node;
+        this.#id = nodeId(r.node);
+      }
+      if (r.typeUrl !== TypeUrl.Secret) return false;
+      const names = new Set(r.resourceNames.length ? r.resourceNames : ['*']);
+      const same = this.#sds && [...names].join() === [...this.#sds.names].join();
+      this.#sds ??= { names, sent: new Map(), nonce: '' };
+      this.#sds.names = names;
+      // An ACK or NACK of what was just sent needs no answer; a new subscription does.
+      if (same && r.responseNonce === this.#sds.nonce) return true;
+      this.#pushSecrets(true);
+      return true;
+    }
+    const r = readDeltaRequest(bytes);
+    if (r.node && !this.#node) {
+      this.#node = r.node;
+      this.#id = nodeId(r.node);
+    }
+    if (r.typeUrl !== TypeUrl.Secret) return false;
+    if (!this.#sds) {
+      this.#sds = {
+        names: new Set(r.subscribe.length ? [] : ['*']),
+        sent: new Map(r.initialResourceVersions),
+        nonce: '',
+      };
+    }
+    for (const n of r.subscribe) this.#sds.names.add(n);
+    for (const n of r.unsubscribe) {
+      this.#sds.names.delete(n);
+      this.#sds.sent.delete(n);
+    }
+    this.#pushSecrets(false);
+    return true;
+  }
+
+  /** Sends the secrets the client asked for (all of them, or in Delta those it lacks). */
+  #pushSecrets(full: boolean): void {
+    const sds = this.#sds;
+    const secrets = this.relay.secrets?.current();
+    if (!sds || !secrets) return;
+    const wanted = [...secrets.values()].filter((x) => sds.names.has('*') || sds.names.has(x.name));
+    const nonce = `sds-${++this.#localNonce}`;
+    if (this.variant === 'sotw') {
+      if (wanted.length === 0) return;
+      const version = wanted.map((x) => x.version).join('.');
+      if (!full && wanted.every((x) => sds.sent.get(x.name) === x.version)) return;
+      sds.nonce = nonce;
+      for (const x of wanted) sds.sent.set(x.name, x.version);
+      this.local.write(
+        sotwResponse({
+          versionInfo: version,
+          typeUrl: TypeUrl.Secret,
+          nonce,
+          resources: wanted.map((x) => x.any),
+        }),
+      );
+      return;
+    }
+    const changed = wanted.filter((x) => sds.sent.get(x.name) !== x.version);
+    if (changed.length === 0) return;
+    sds.nonce = nonce;
+    for (const x of changed) sds.sent.set(x.name, x.version);
+    this.local.write(
+      deltaResponse({
+        systemVersionInfo: '',
+        typeUrl: TypeUrl.Secret,
+        nonce,
+        resources: changed.map((x) => ({
+          name: x.name,
+          version: x.version,
+          encoded: deltaResourceBytes(x.name, x.version, x.any),
+        })),
+        removed: [],
+      }),
+    );
+  }
+
+  /** A certificate rotation: pushes the new secrets to a client that holds any. */
+  secretsChanged(): void {
+    if (this.#sds) this.#pushSecrets(false);
+  }
+
   /** What to save as last-known-good: per type, what the client holds. */
   snapshot(): { sotw?: Record<string, SotwResponseView>; delta?: Record<string, DeltaResponseView> } {
     if (this.variant === 'sotw') {
@@ -356,8 +454,10 @@ export class XdsRelay {
   readonly metrics: AgentMetrics | undefined;
   readonly cache: LastKnownGood | undefined;
   readonly retryMs: number;
+  readonly secrets: LocalSecrets | undefined;
   readonly #streams = new Set<RelayedStream>();
   readonly #offBetter: () => void;
+  readonly #offSecrets: () => void;
   #saveTimer: NodeJS.Timeout | undefined;
   readonly #dirty = new Set<RelayedStream>();
 
@@ -367,6 +467,11 @@ export class XdsRelay {
     this.metrics = o.metrics;
     this.cache = o.cache;
     this.retryMs = o.retryMs ?? 500;
+    this.secrets = o.secrets;
+    this.#offSecrets =
+      o.secrets?.onChange(() => {
+        for (const s of this.#streams) s.secretsChanged();
+      }) ?? (() => undefined);
     this.#offBetter = this.selector.onBetter((best) => {
       for (const s of this.#streams) s.moveTo(best.address);
     });
@@ -418,6 +523,7 @@ export class XdsRelay {
   /** Ends every local stream (clients reconnect to the next agent instance). */
   close(): void {
     this.#offBetter();
+    this.#offSecrets();
     clearTimeout(this.#saveTimer);
     for (const s of [...this.#dirty]) if (s.proxyId) this.cache?.save(s.proxyId, s.variant, s.snapshot());
     for (const s of [...this.#streams]) s.close('agent stopping');

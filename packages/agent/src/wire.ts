@@ -249,3 +249,13 @@ export function nodeId(node: Uint8Array | undefined): string {
   for (const f of fields(node)) if (f.field === 1) return text(f.bytes);
   return '';
 }
+
+/** An encoded `google.protobuf.Any` { type_url = 1; value = 2 } (`typeUrl` in full: `type.googleapis.com/...`). */
+export function anyMessage(typeUrl: string, value: Uint8Array): Buffer {
+  return Buffer.concat([str(1, typeUrl), ld(2, value)]);
+}
+
+/** An encoded Delta `Resource` { version = 1; resource = 2; name = 3 }. */
+export function deltaResourceBytes(name: string, version: string, any: Uint8Array): Buffer {
+  return Buffer.concat([str(1, version), ld(2, any), str(3, name)]);
+}

@@ -1,0 +1,235 @@
+#!/usr/bin/env node
+// meridian-agent: runs beside a workload, as istio-agent does beside Envoy.
+//
+//   meridian-agent run --seeds <replica,...> --cluster-id c1 --locality region/zone ...
+//       local xDS relay on --listen for Envoy or a proxyless gRPC client, following the nearest
+//       healthy replica; with --root-cert and a bootstrap token (--token-file), the workload
+//       certificate is made here, served over SDS and written to --cert-dir for gRPC's file_watcher.
+//   meridian-agent bootstrap --kind envoy|grpc ...
+//       prints (or writes, --out) the bootstrap that points the proxy at the agent.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import pino from 'pino';
+import { Agent } from './agent.js';
+import { envoyBootstrap, grpcBootstrap, type WorkloadNodeOptions } from './bootstrap.js';
+import { WorkloadCertificates } from './certificates.js';
+import { certificateSecrets } from './sds.js';
+
+const list = (v: string) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+
+function labels(v: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of list(v)) {
+    const i = kv.indexOf('=');
+    if (i <= 0) throw new InvalidArgumentError(`"${kv}" is not key=value`);
+    out[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return out;
+}
+
+function readFlagFile(flag: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new InvalidArgumentError(
+      `${flag} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
+  }
+}
+
+interface WorkloadFlags {
+  ip: string;
+  pod: string;
+  namespace: string;
+  serviceAccount: string;
+  clusterId: string;
+  meshId: string;
+  network?: string;
+  labels?: Record<string, string>;
+  locality: string;
+}
+
+function workloadOptions(program: Command): Command {
+  return program
+    .option('--ip <address>', 'workload IP (env INSTANCE_IP)', process.env.INSTANCE_IP ?? '127.0.0.1')
+    .option(
+      '--pod <name>',
+      'pod or instance name (env POD_NAME)',
+      process.env.POD_NAME ?? hostname().toLowerCase(),
+    )
+    .option('--namespace <ns>', 'namespace (env POD_NAMESPACE)', process.env.POD_NAMESPACE ?? 'default')
+    .option(
+      '--service-account <sa>',
+      'service account (env SERVICE_ACCOUNT)',
+      process.env.SERVICE_ACCOUNT ?? 'default',
+    )
+    .option(
+      '--cluster-id <id>',
+      'cluster of the workload (env CLUSTER_ID)',
+      process.env.CLUSTER_ID ?? 'cluster1',
+    )
+    .option('--mesh-id <id>', 'mesh id', 'mesh1')
+    .option('--network <name>', 'network of the workload')
+    .option('--labels <k=v,...>', 'workload labels', labels)
+    .option('--locality <region/zone/subzone>', 'locality of the workload', '');
+}
+
+function node(o: WorkloadFlags): WorkloadNodeOptions {
+  return {
+    ip: o.ip,
+    podName: o.pod,
+    namespace: o.namespace,
+    serviceAccount: o.serviceAccount,
+    clusterId: o.clusterId,
+    meshId: o.meshId,
+    locality: o.locality,
+    ...(o.network ? { network: o.network } : {}),
+    ...(o.labels ? { labels: o.labels } : {}),
+  };
+}
+
+/** Builds the program; errors are CommanderErrors (tests run it in-process). */
+export function createProgram(out: (s: string) => void = (s) => process.stdout.write(s)): Command {
+  const program = new Command('meridian-agent').description('Meridian node agent').exitOverride();
+
+  workloadOptions(program.command('bootstrap'))
+    .description('print the bootstrap pointing the proxy at the local agent')
+    .requiredOption('--kind <kind>', 'envoy | grpc')
+    .option('--agent-address <host:port>', 'where the agent listens', '127.0.0.1:15101')
+    .option('--cert-dir <dir>', 'gRPC: directory of cert-chain.pem, key.pem, root-cert.pem', './certs')
+    .option('--admin-port <port>', 'Envoy admin port', Number, 15000)
+    .option('--delta', 'Envoy: use Delta xDS')
+    .option('--out <file>', 'write to a file instead of stdout')
+    .action(
+      (
+        o: WorkloadFlags & {
+          kind: string;
+          agentAddress: string;
+          certDir: string;
+          adminPort: number;
+          delta?: boolean;
+          out?: string;
+        },
+      ) => {
+        let doc: unknown;
+        if (o.kind === 'envoy')
+          doc = envoyBootstrap({
+            ...node(o),
+            agentAddress: o.agentAddress,
+            adminPort: o.adminPort,
+            delta: o.delta ?? false,
+          });
+        else if (o.kind === 'grpc')
+          doc = grpcBootstrap({ ...node(o), agentAddress: o.agentAddress, certificateDir: o.certDir });
+        else throw new InvalidArgumentError(`--kind must be envoy or grpc, got "${o.kind}"`);
+        const text = `${JSON.stringify(doc, null, 2)}\n`;
+        if (o.out) writeFileSync(o.out, text);
+        else out(text);
+      },
+    );
+
+  workloadOptions(program.command('run'))
+    .description('run the local xDS relay (and, with --root-cert, the workload certificate)')
+    .requiredOption(
+      '--seeds <host:port,...>',
+      'replica addresses to discover from (their TLS port with --root-cert)',
+      list,
+    )
+    .option('--listen <host:port>', 'local xDS address', '127.0.0.1:15101')
+    .option('--cache-dir <dir>', 'last-known-good cache directory', './meridian-agent-cache')
+    .option(
+      '--root-cert <file>',
+      "mesh root (PEM): use the replicas' TLS port and make the workload certificate",
+    )
+    .option('--token-file <file>', 'bootstrap token for the first certificate (meridian token create)')
+    .option('--trust-domain <domain>', 'trust domain', 'cluster.local')
+    .option('--cert-dir <dir>', 'also write cert-chain.pem, key.pem, root-cert.pem here (gRPC file_watcher)')
+    .option('--log-level <level>', 'pino log level', 'info')
+    .action(
+      async (
+        o: WorkloadFlags & {
+          seeds: string[];
+          listen: string;
+          cacheDir: string;
+          rootCert?: string;
+          tokenFile?: string;
+          trustDomain: string;
+          certDir?: string;
+          logLevel: string;
+        },
+      ) => {
+        const log = pino({ name: 'meridian-agent', level: o.logLevel });
+        let certs: WorkloadCertificates | undefined;
+        if (o.rootCert) {
+          const rootCertPem = readFlagFile('--root-cert', o.rootCert);
+          const tokenFile = o.tokenFile;
+          certs = new WorkloadCertificates({
+            identity: {
+              trustDomain: o.trustDomain,
+              namespace: o.namespace,
+              serviceAccount: o.serviceAccount,
+            },
+            caAddress: () => agent?.selector.pick()?.address ?? o.seeds[0]!,
+            rootCertPem,
+            ...(tokenFile ? { token: () => readFlagFile('--token-file', tokenFile).trim() } : {}),
+            serverName: 'localhost',
+            logger: log.child({ part: 'certificates' }),
+          });
+          await certs.start();
+          if (o.certDir) {
+            const dir = o.certDir;
+            await certs.writeFiles(dir);
+            certs.onRotate(() => void certs?.writeFiles(dir));
+          }
+        }
+        let agent: Agent | undefined;
+        const c = certs;
+        agent = await Agent.start({
+          seeds: o.seeds,
+          place: { clusterId: o.clusterId, locality: o.locality },
+          listenAddress: o.listen,
+          cacheDir: o.cacheDir,
+          logger: log,
+          ...(c
+            ? {
+                tlsCredentials: () => c.channelCredentials(),
+                channelOptions: { 'grpc.ssl_target_name_override': 'localhost' },
+                secrets: certificateSecrets(c),
+              }
+            : {}),
+        });
+        const running = agent;
+        await new Promise<void>((resolve) => {
+          const stop = () => {
+            void running.stop().finally(() => {
+              certs?.close();
+              resolve();
+            });
+          };
+          process.once('SIGTERM', stop);
+          process.once('SIGINT', stop);
+        });
+      },
+    );
+  return program;
+}
+
+const invokedDirectly =
+  process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/^.*\//, '/'));
+if (invokedDirectly) {
+  createProgram()
+    .parseAsync(process.argv)
+    .then(
+      () => process.exit(0),
+      (error: unknown) => {
+        if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : 2);
+        process.stderr.write(`meridian-agent: ${(error as Error).message}\n`);
+        process.exit(1);
+      },
+    );
+}
