@@ -23,6 +23,15 @@ export { CertificateError, WorkloadCertificates } from './certificates.js';
 export { AgentMetrics } from './metrics.js';
 export type { AgentPlace, Candidate } from './rank.js';
 export { localityTier, RTT_BUCKET_MS, rankCandidates } from './rank.js';
+export type {
+  AgentRegistrationOptions,
+  ProbeResult,
+  ReadinessProbe,
+  ReadinessState,
+  RegistrationStatus,
+  WorkloadHealth,
+} from './registration.js';
+export { AgentRegistration, AgentRegistrationError, nextReadiness, runProbe } from './registration.js';
 export type { XdsRelayOptions } from './relay.js';
 export { XdsRelay } from './relay.js';
 export type { ReplicaSelectorOptions } from './replicas.js';

@@ -7,13 +7,15 @@
 //       certificate is made here, served over SDS and written to --cert-dir for gRPC's file_watcher.
 //   meridian-agent bootstrap --kind envoy|grpc ...
 //       prints (or writes, --out) the bootstrap that points the proxy at the agent.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import pino from 'pino';
 import { Agent } from './agent.js';
 import { envoyBootstrap, grpcBootstrap, type WorkloadNodeOptions } from './bootstrap.js';
 import { WorkloadCertificates } from './certificates.js';
+import { AgentRegistration, type ReadinessProbe } from './registration.js';
 import { certificateSecrets } from './sds.js';
 
 const list = (v: string) =>
@@ -32,11 +34,34 @@ function labels(v: string): Record<string, string> {
   return out;
 }
 
+function ports(v: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const kv of list(v)) {
+    const [name, port] = kv.split('=');
+    const n = Number(port);
+    if (!name || !Number.isInteger(n) || n < 1 || n > 65535)
+      throw new InvalidArgumentError(`"${kv}" is not name=port`);
+    out[name] = n;
+  }
+  return out;
+}
+
+/** `http://127.0.0.1:8080/ready` or `tcp:8080` / `tcp:host:8080`. */
+function probe(v: string): ReadinessProbe {
+  if (/^https?:\/\//.test(v)) return { kind: 'http', url: v };
+  const m = /^tcp:(?:([^:]+):)?(\d+)$/.exec(v);
+  if (!m) throw new InvalidArgumentError(`"${v}" is not an http(s):// URL or tcp:[host:]port`);
+  return { kind: 'tcp', ...(m[1] ? { host: m[1] } : {}), port: Number(m[2]) };
+}
+
+/** A bad flag found while running a command: one line, exit 2. */
+class UsageError extends Error {}
+
 function readFlagFile(flag: string, path: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (error) {
-    throw new InvalidArgumentError(
+    throw new UsageError(
       `${flag} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
     );
   }
@@ -126,7 +151,7 @@ export function createProgram(out: (s: string) => void = (s) => process.stdout.w
           });
         else if (o.kind === 'grpc')
           doc = grpcBootstrap({ ...node(o), agentAddress: o.agentAddress, certificateDir: o.certDir });
-        else throw new InvalidArgumentError(`--kind must be envoy or grpc, got "${o.kind}"`);
+        else throw new UsageError(`--kind must be envoy or grpc, got "${o.kind}"`);
         const text = `${JSON.stringify(doc, null, 2)}\n`;
         if (o.out) writeFileSync(o.out, text);
         else out(text);
@@ -149,6 +174,12 @@ export function createProgram(out: (s: string) => void = (s) => process.stdout.w
     .option('--token-file <file>', 'bootstrap token for the first certificate (meridian token create)')
     .option('--trust-domain <domain>', 'trust domain', 'cluster.local')
     .option('--cert-dir <dir>', 'also write cert-chain.pem, key.pem, root-cert.pem here (gRPC file_watcher)')
+    .option(
+      '--register <name>',
+      'register the workload under this name (needs --ports; mTLS with --root-cert)',
+    )
+    .option('--ports <name=port,...>', "the workload's ports, for registration", ports)
+    .option('--probe <url|tcp:port>', 'readiness probe of the local app driving the endpoint health')
     .option('--log-level <level>', 'pino log level', 'info')
     .action(
       async (
@@ -160,6 +191,9 @@ export function createProgram(out: (s: string) => void = (s) => process.stdout.w
           tokenFile?: string;
           trustDomain: string;
           certDir?: string;
+          register?: string;
+          ports?: Record<string, number>;
+          probe?: string;
           logLevel: string;
         },
       ) => {
@@ -184,7 +218,13 @@ export function createProgram(out: (s: string) => void = (s) => process.stdout.w
           if (o.certDir) {
             const dir = o.certDir;
             await certs.writeFiles(dir);
-            certs.onRotate(() => void certs?.writeFiles(dir));
+            certs.onRotate(() => {
+              certs
+                ?.writeFiles(dir)
+                .catch((error: unknown) =>
+                  log.error({ err: error, dir }, 'could not write the certificate files'),
+                );
+            });
           }
         }
         let agent: Agent | undefined;
@@ -204,8 +244,35 @@ export function createProgram(out: (s: string) => void = (s) => process.stdout.w
             : {}),
         });
         const running = agent;
+        let registration: AgentRegistration | undefined;
+        if (o.register) {
+          if (!o.ports) throw new InvalidArgumentError('--register needs --ports');
+          if (!c)
+            throw new InvalidArgumentError(
+              '--register needs --root-cert (registration is authenticated by the workload certificate)',
+            );
+          registration = new AgentRegistration({
+            workload: {
+              name: o.register,
+              namespace: o.namespace,
+              address: o.ip,
+              ports: o.ports,
+              labels: o.labels ?? {},
+              serviceAccount: o.serviceAccount,
+              locality: o.locality,
+              ...(o.network ? { network: o.network } : {}),
+            },
+            address: () => running.selector.pick()?.address ?? o.seeds[0]!,
+            credentials: () => c.channelCredentials(),
+            channelOptions: { 'grpc.ssl_target_name_override': 'localhost' },
+            ...(o.probe ? { probe: probe(o.probe) } : {}),
+            logger: log.child({ part: 'registration' }),
+          });
+          await registration.start();
+        }
         await new Promise<void>((resolve) => {
           const stop = () => {
+            registration?.close();
             void running.stop().finally(() => {
               certs?.close();
               resolve();
@@ -228,6 +295,10 @@ if (invokedDirectly) {
       () => process.exit(0),
       (error: unknown) => {
         if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : 2);
+        if (error instanceof UsageError) {
+          process.stderr.write(`meridian-agent: ${error.message}\n`);
+          process.exit(2);
+        }
         process.stderr.write(`meridian-agent: ${(error as Error).message}\n`);
         process.exit(1);
       },

@@ -1,7 +1,7 @@
 // The agent's counters, with istio-agent's names where they mean the same
 // (pkg/istio-agent/metrics: istiod_connection_failures, istiod_connection_terminations,
 // xds_proxy_requests, xds_proxy_responses), through the global OpenTelemetry meter provider.
-import { type Counter, metrics } from '@opentelemetry/api';
+import { type Counter, type Histogram, metrics } from '@opentelemetry/api';
 
 /** Counters of one agent. */
 export class AgentMetrics {
@@ -21,6 +21,10 @@ export class AgentMetrics {
   });
   readonly responses: Counter = this.#meter.createCounter('xds_proxy_responses', {
     description: 'The total number of xDS responses relayed to the local client.',
+  });
+  readonly failoverSeconds: Histogram = this.#meter.createHistogram('meridian_agent_failover_seconds', {
+    description: 'From an upstream stream failing to the first response of the next replica.',
+    unit: 's',
   });
   readonly servedFromDisk: Counter = this.#meter.createCounter('meridian_agent_served_from_disk', {
     description: 'Times a local client was served last-known-good config from disk (no replica reachable).',

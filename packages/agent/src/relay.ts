@@ -83,6 +83,8 @@ class RelayedStream {
   #closed = false;
   #servedFromDisk = false;
   #localNonce = 0;
+  /** When the last upstream failed (performance.now()), until the next one answers. */
+  #failedAt: number | undefined;
   /** Local SDS: names asked for (`*`: all), what the client was last sent (name -> version). */
   #sds: { names: Set<string>; sent: Map<string, string>; nonce: string } | undefined;
 
@@ -205,6 +207,10 @@ class RelayedStream {
     call.on('data', (bytes: Buffer) => {
       if (this.#upstream !== call || this.#closed) return;
       this.relay.metrics?.responses.add(1);
+      if (this.#failedAt !== undefined) {
+        this.relay.resynced(this, performance.now() - this.#failedAt);
+        this.#failedAt = undefined;
+      }
       try {
         this.#trackResponse(bytes);
       } catch (error) {
@@ -251,6 +257,7 @@ class RelayedStream {
   }
 
   #onUpstreamEnded(address: string, why: string): void {
+    this.#failedAt ??= performance.now();
     this.#upstream = undefined;
     this.#upstreamAddress = undefined;
     this.relay.metrics?.terminations.add(1);
@@ -513,6 +520,23 @@ export class XdsRelay {
       this.#dirty.clear();
     }, 200);
     this.#saveTimer.unref();
+  }
+
+  readonly #resyncListeners = new Set<(proxyId: string, ms: number) => void>();
+
+  /**
+   * Calls `listener` when a stream whose upstream failed gets its first response from the next
+   * replica, with the time since the failure (the failover time that stream saw).
+   */
+  onResync(listener: (proxyId: string, ms: number) => void): () => void {
+    this.#resyncListeners.add(listener);
+    return () => this.#resyncListeners.delete(listener);
+  }
+
+  /** @internal */
+  resynced(stream: RelayedStream, ms: number): void {
+    this.metrics?.failoverSeconds.record(ms / 1000);
+    for (const l of this.#resyncListeners) l(stream.proxyId, ms);
   }
 
   /** @internal */
