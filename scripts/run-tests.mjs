@@ -12,6 +12,7 @@ const serialFiles = [
   'packages/server/test/replicas.test.ts',
   'packages/server/test/multicluster.test.ts',
   'packages/server/test/multicluster-partition.test.ts',
+  'packages/server/test/large-apply.test.ts',
   'packages/store/test/etcd-faults.test.ts',
   'packages/federation/test/gateway-cut.test.ts',
   'packages/agent/test/relay-failover.test.ts',

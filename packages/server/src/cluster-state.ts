@@ -2,18 +2,36 @@
  * The replica's view of its cluster's state in etcd: every config object and every agent
  * registration, loaded with one list and kept current by one watch over the cluster's keyspace
  * (exactly-once resume; a resync replaces the state after a compaction). Changes are reported with
- * the highest mod revision among the relevant keys, so two replicas that have seen the same writes
+ * the highest resourceVersion among the relevant keys, so two replicas that have seen the same writes
  * report the same revision, however etcd split the events into batches.
+ *
+ * Config objects are the *visible* config of config-commit.ts: `config/` overlaid by the staged
+ * objects of the apply `config-commit` names. A large apply therefore appears here in one batch, at
+ * the revision of its commit, and its fold into `config/` afterwards changes nothing visible (no
+ * change is reported for it).
  */
 import type { ConfigObject } from '@meridian/api';
 import { WORKLOADS_PREFIX, type WorkloadRegistration } from '@meridian/registry';
 import type { KeyValue, Store, Watch, WatchBatch, WatchStatus } from '@meridian/store';
 import type { Logger } from 'pino';
-import { CONFIG_PREFIX, type LastKnownConfig } from './config-service.js';
+import {
+  COMMIT_KEY,
+  CONFIG_PREFIX,
+  type CommitState,
+  type Entry,
+  entryKeyValue,
+  foldedEntry,
+  parseCommit,
+  parseStagingKey,
+  STAGING_PREFIX,
+  stagedEntry,
+  visibleEntry,
+} from './config-commit.js';
+import type { LastKnownConfig } from './config-service.js';
 
 /** What a batch of changes touched. */
 export interface StateChange {
-  /** Highest mod revision of a config or registration change (the snapshot stamp). */
+  /** Highest resourceVersion (mod revision) of a config or registration change (the snapshot stamp). */
   readonly revision: number;
   /** Config kinds that changed. */
   readonly kinds: ReadonlySet<string>;
@@ -25,14 +43,22 @@ export interface StateChange {
 
 const decoder = new TextDecoder();
 
-function isRelevant(key: string): boolean {
-  return key.startsWith(CONFIG_PREFIX) || key.startsWith(WORKLOADS_PREFIX);
+function isWorkload(key: string): boolean {
+  return key.startsWith(WORKLOADS_PREFIX);
 }
 
 /** The watched state of one cluster. */
 export class ClusterState implements LastKnownConfig {
+  /** The visible config (mod revision = resourceVersion), what snapshots and reads use. */
   readonly #configs = new Map<string, KeyValue<ConfigObject>>();
-  readonly #workloads = new Map<string, WorkloadRegistration>();
+  /** The canonical text of each visible object (to tell a real change from a fold). */
+  readonly #texts = new Map<string, string>();
+  /** `config/` as stored. */
+  readonly #folded = new Map<string, Entry>();
+  /** `config-staging/<applyId>/`: applyId -> config key -> entry. */
+  readonly #staged = new Map<string, Map<string, Entry>>();
+  #commit: CommitState = { applyId: null, revision: 0 };
+  readonly #workloads = new Map<string, KeyValue<WorkloadRegistration>>();
   #revision = 0;
   #watch: Watch | undefined;
   #connected = false;
@@ -48,7 +74,7 @@ export class ClusterState implements LastKnownConfig {
   async start(): Promise<void> {
     const { items, revision } = await this.store.list('');
     this.#load(items);
-    this.#revision = Math.max(0, ...items.filter((kv) => isRelevant(kv.key)).map((kv) => kv.modRevision));
+    this.#revision = this.#currentRevision();
     this.#connected = true;
     this.#watch = this.store.watchPrefix('', (batch) => this.#apply(batch), {
       fromRevision: revision + 1,
@@ -61,37 +87,81 @@ export class ClusterState implements LastKnownConfig {
     await this.#watch.ready;
   }
 
-  #load(items: readonly KeyValue[]): void {
-    this.#configs.clear();
-    this.#workloads.clear();
-    for (const kv of items) this.#put(kv);
+  /** The highest resourceVersion of what is visible (the revision a fresh replica starts at). */
+  #currentRevision(): number {
+    let max = 0;
+    for (const kv of this.#configs.values()) max = Math.max(max, kv.modRevision);
+    for (const kv of this.#workloads.values()) max = Math.max(max, kv.modRevision);
+    return max;
   }
 
-  #put(kv: KeyValue): boolean {
+  #load(items: readonly KeyValue[]): void {
+    this.#configs.clear();
+    this.#texts.clear();
+    this.#folded.clear();
+    this.#staged.clear();
+    this.#workloads.clear();
+    this.#commit = { applyId: null, revision: 0 };
+    const keys = new Set<string>();
+    for (const kv of items) {
+      const key = this.#put(kv);
+      if (key) keys.add(key);
+    }
+    for (const key of keys) this.#refresh(key);
+  }
+
+  /** Records a put; returns the config key whose visible object it may change, if any. */
+  #put(kv: KeyValue): string | undefined {
     try {
       if (kv.key.startsWith(CONFIG_PREFIX)) {
-        this.#configs.set(kv.key, { ...kv, value: JSON.parse(decoder.decode(kv.value)) as ConfigObject });
-        return true;
+        this.#folded.set(kv.key, foldedEntry(kv));
+        return kv.key;
       }
-      if (kv.key.startsWith(WORKLOADS_PREFIX)) {
-        this.#workloads.set(kv.key, JSON.parse(decoder.decode(kv.value)) as WorkloadRegistration);
-        return true;
+      if (kv.key.startsWith(STAGING_PREFIX)) {
+        const at = parseStagingKey(kv.key);
+        if (!at) return undefined;
+        const staged = this.#staged.get(at.applyId) ?? new Map<string, Entry>();
+        this.#staged.set(at.applyId, staged);
+        staged.set(at.configKey, stagedEntry(kv));
+        return at.applyId === this.#commit.applyId ? at.configKey : undefined;
+      }
+      if (kv.key === COMMIT_KEY) {
+        this.#commit = parseCommit(kv);
+        return undefined;
+      }
+      if (isWorkload(kv.key)) {
+        this.#workloads.set(kv.key, {
+          ...kv,
+          value: JSON.parse(decoder.decode(kv.value)) as WorkloadRegistration,
+        });
       }
     } catch (error) {
       this.log.error({ key: kv.key, modRevision: kv.modRevision, err: error }, 'malformed value skipped');
     }
-    return false;
+    return undefined;
+  }
+
+  /** Recomputes the visible object of one config key; true when it changed. */
+  #refresh(key: string): boolean {
+    const staged = this.#commit.applyId === null ? undefined : this.#staged.get(this.#commit.applyId);
+    const entry = visibleEntry(this.#folded.get(key), staged?.get(key), this.#commit);
+    const before = this.#configs.get(key);
+    if (!entry) {
+      if (!before) return false;
+      this.#configs.delete(key);
+      this.#texts.delete(key);
+      return true;
+    }
+    if (before && before.modRevision === entry.version && this.#texts.get(key) === entry.text) return false;
+    this.#configs.set(key, entryKeyValue(key, entry));
+    this.#texts.set(key, entry.text);
+    return true;
   }
 
   #apply(batch: WatchBatch): void {
     const kinds = new Set<string>();
     let workloads = false;
     let revision = this.#revision;
-    const note = (key: string, rev: number) => {
-      if (key.startsWith(CONFIG_PREFIX)) kinds.add(key.slice(CONFIG_PREFIX.length).split('/')[0] ?? '');
-      else workloads = true;
-      revision = Math.max(revision, rev);
-    };
     if (batch.kind === 'resync') {
       this.log.warn(
         { revision: batch.revision, compactRevision: batch.compactRevision },
@@ -99,9 +169,8 @@ export class ClusterState implements LastKnownConfig {
       );
       const before = this.#fingerprint();
       this.#load(batch.items);
-      const rev = Math.max(0, ...batch.items.filter((kv) => isRelevant(kv.key)).map((kv) => kv.modRevision));
       if (this.#fingerprint() === before) return;
-      this.#revision = Math.max(this.#revision, rev);
+      this.#revision = Math.max(this.#revision, this.#currentRevision());
       this.onChange({
         revision: this.#revision,
         kinds: new Set([...this.#configs.values()].map((kv) => kv.value.kind)),
@@ -110,12 +179,42 @@ export class ClusterState implements LastKnownConfig {
       });
       return;
     }
+    // Config keys whose visible object may have changed, with the revision of the event.
+    const touched = new Map<string, number>();
+    const stagedKeys = (applyId: string | null) =>
+      applyId === null ? [] : [...(this.#staged.get(applyId)?.keys() ?? [])];
     for (const e of batch.events) {
-      if (e.type === 'put') {
-        if (isRelevant(e.kv.key) && this.#put(e.kv)) note(e.kv.key, e.kv.modRevision);
-      } else if (isRelevant(e.key)) {
-        if (this.#configs.delete(e.key) || this.#workloads.delete(e.key)) note(e.key, e.modRevision);
+      const key = e.type === 'put' ? e.kv.key : e.key;
+      const rev = e.type === 'put' ? e.kv.modRevision : e.modRevision;
+      if (key === COMMIT_KEY) {
+        const before = this.#commit.applyId;
+        this.#commit = e.type === 'put' ? parseCommit(e.kv) : { applyId: null, revision: rev };
+        for (const k of [...stagedKeys(before), ...stagedKeys(this.#commit.applyId)]) touched.set(k, rev);
+      } else if (e.type === 'put') {
+        const k = this.#put(e.kv);
+        if (k) touched.set(k, rev);
+        else if (isWorkload(key) && this.#workloads.has(key)) {
+          workloads = true;
+          revision = Math.max(revision, rev);
+        }
+      } else if (key.startsWith(CONFIG_PREFIX)) {
+        if (this.#folded.delete(key)) touched.set(key, rev);
+      } else if (key.startsWith(STAGING_PREFIX)) {
+        const at = parseStagingKey(key);
+        const staged = at && this.#staged.get(at.applyId);
+        if (at && staged?.delete(at.configKey)) {
+          if (staged.size === 0) this.#staged.delete(at.applyId);
+          if (at.applyId === this.#commit.applyId) touched.set(at.configKey, rev);
+        }
+      } else if (isWorkload(key) && this.#workloads.delete(key)) {
+        workloads = true;
+        revision = Math.max(revision, rev);
       }
+    }
+    for (const [key, rev] of touched) {
+      if (!this.#refresh(key)) continue;
+      kinds.add(key.slice(CONFIG_PREFIX.length).split('/')[0] ?? '');
+      revision = Math.max(revision, this.#configs.get(key)?.modRevision ?? rev);
     }
     if (kinds.size === 0 && !workloads) return;
     this.#revision = revision;
@@ -125,7 +224,7 @@ export class ClusterState implements LastKnownConfig {
   #fingerprint(): string {
     return JSON.stringify([
       [...this.#configs].map(([k, v]) => [k, v.modRevision]),
-      [...this.#workloads].map(([k, v]) => [k, v]),
+      [...this.#workloads].map(([k, v]) => [k, v.modRevision, v.value]),
     ]);
   }
 
@@ -150,7 +249,12 @@ export class ClusterState implements LastKnownConfig {
 
   /** Every agent registration, sorted by key. */
   registrations(): WorkloadRegistration[] {
-    return [...this.#workloads.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([, r]) => r);
+    return [...this.#workloads.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([, kv]) => kv.value);
+  }
+
+  /** The applies staged but not named by `config-commit` (in progress, or abandoned). */
+  unnamedStagedApplies(): string[] {
+    return [...this.#staged.keys()].filter((id) => id !== this.#commit.applyId);
   }
 
   get(key: string): KeyValue<ConfigObject> | undefined {

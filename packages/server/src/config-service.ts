@@ -4,11 +4,13 @@
  *
  * - Validation first (`@meridian/api`): an invalid object fails the whole request with its field
  *   errors and nothing is written.
- * - Optimistic concurrency: `metadata.resourceVersion` is the object's etcd mod revision. A write
- *   that carries one must match it; a write without one is compared against the revision read just
- *   before (so two concurrent writers never overwrite each other silently). A mismatch is a
- *   `CONFLICT` error.
- * - A multi-object apply is one etcd transaction: all or nothing.
+ * - Optimistic concurrency: `metadata.resourceVersion` is the etcd revision that last changed the
+ *   object. A write that carries one must match it (else a `CONFLICT` error). Every write is ordered
+ *   against every other by `config-commit` (config-commit.ts): a write planned on a state that changed
+ *   before it committed is planned again on the new state, never applied on the old one.
+ * - An apply is all or nothing, and atomic to every watcher, at any size up to
+ *   {@link MAX_APPLY_OBJECTS} objects (past it: `TOO_LARGE`, HTTP 413): one transaction when it fits
+ *   etcd's limits, else staged in chunks and committed by one small transaction (config-commit.ts).
  * - A write returns only after etcd has committed it (the revision is in the result).
  */
 import {
@@ -27,12 +29,32 @@ import {
   type Store,
   StoreError,
   StoreUnavailableError,
+  TxnTooLargeError,
   type WriteOp,
 } from '@meridian/store';
+import type { Logger } from 'pino';
+import {
+  applyIdTime,
+  COMMIT_KEY,
+  CONFIG_PREFIX,
+  type CommitState,
+  commitValue,
+  type Entry,
+  entryKeyValue,
+  foldedEntry,
+  foldedValue,
+  MAX_APPLY_OBJECTS,
+  newApplyId,
+  parseCommit,
+  STAGING_GRACE_MS,
+  STAGING_PREFIX,
+  stagedEntry,
+  stagingKey,
+  visibleEntry,
+} from './config-commit.js';
 import { AdminError } from './errors.js';
 
-/** Keyspace-relative prefix of config objects. */
-export const CONFIG_PREFIX = 'config/';
+export { CONFIG_PREFIX, MAX_APPLY_OBJECTS };
 
 /** The key of one object. */
 export function configStoreKey(kind: string, namespace: string, name: string): string {
@@ -102,7 +124,24 @@ export interface ApplyResult {
 export interface LastKnownConfig {
   get(key: string): KeyValue<ConfigObject> | undefined;
   list(prefix: string): KeyValue<ConfigObject>[];
+  /** Staged applies not named by `config-commit` (candidates for garbage collection). */
+  unnamedStagedApplies?(): string[];
 }
+
+/** Options of {@link ConfigService}. */
+export interface ConfigServiceOptions {
+  /** Where background work (folds, staging garbage collection) reports failures. */
+  readonly log?: Logger;
+  /** Most operations per transaction to try first (default etcd's 128; lowered when etcd refuses). */
+  readonly maxTxnOps?: number;
+}
+
+/** Largest transaction (bytes of keys and values) to try first: under etcd's 1.5 MiB default. */
+const MAX_TXN_BYTES = 1024 * 1024;
+/** Plans made again when another write committed first, before giving up with a CONFLICT. */
+const MAX_ATTEMPTS = 20;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Tells whether the store is known to be unavailable, and since when. */
 export interface StoreAvailability {
@@ -123,11 +162,23 @@ function withVersion(kv: KeyValue<ConfigObject>): ConfigObject {
 
 /** Apply/get/list/delete of config objects over a store. */
 export class ConfigService {
+  /** Operations per transaction etcd accepts, as learnt (halved on each refusal). */
+  #maxOps: number;
+  #maxBytes = MAX_TXN_BYTES;
+  readonly #log: Logger | undefined;
+  #foldRetry: NodeJS.Timeout | undefined;
+  /** The background fold of this service's last large apply, if any. */
+  #folding: Promise<void> | undefined;
+
   constructor(
     private readonly store: Store,
     private readonly availability: StoreAvailability,
     private readonly lastKnown?: LastKnownConfig,
-  ) {}
+    options: ConfigServiceOptions = {},
+  ) {
+    this.#maxOps = options.maxTxnOps ?? 128;
+    this.#log = options.log;
+  }
 
   #unavailable(operation: string, cause?: unknown): AdminError {
     const since = this.availability.unavailableSince;
@@ -161,8 +212,17 @@ export class ConfigService {
     return new AdminError('INVALID_CONFIG', error.message, { errors: error.errors }, { cause: error });
   }
 
-  /** Applies validated objects in one transaction (all or nothing). */
+  /**
+   * Applies validated objects, all or nothing and atomic to watchers (see config-commit.ts): one
+   * transaction when the changed objects fit etcd's limits, else staged and flipped visible at once.
+   */
   async apply(objects: readonly ConfigObject[]): Promise<ApplyResult> {
+    if (objects.length > MAX_APPLY_OBJECTS) {
+      throw new AdminError(
+        'TOO_LARGE',
+        `apply of ${objects.length} objects refused: at most ${MAX_APPLY_OBJECTS} objects per apply (MAX_APPLY_OBJECTS); split the file`,
+      );
+    }
     const seen = new Set<string>();
     for (const o of objects) {
       const id = configKey(o);
@@ -185,52 +245,248 @@ export class ConfigService {
     }
     this.#checkWritable('apply');
     const keys = objects.map((o) => configStoreKey(o.kind, o.metadata.namespace, o.metadata.name));
-    let current: (KeyValue | undefined)[];
+    const texts = objects.map((o) => canonicalJSON(stored(o)));
     try {
-      current = await Promise.all(keys.map((k) => this.store.get(k)));
+      for (let attempt = 1; ; attempt++) {
+        const commit = await this.#settle();
+        const current = await this.#readFolded(keys);
+        const plan = objects.map((obj, i) => {
+          const existing = current.get(keys[i]!);
+          const rv = obj.metadata.resourceVersion;
+          const actual = existing?.version ?? 0;
+          if (rv !== undefined && Number(rv) !== actual) throw this.#conflict(obj, Number(rv), actual);
+          const action: ApplyItem['action'] =
+            existing === undefined ? 'created' : existing.text === texts[i] ? 'unchanged' : 'configured';
+          return { obj, key: keys[i]!, text: texts[i]!, action, existing };
+        });
+        const changed = plan.filter((p) => p.action !== 'unchanged');
+        let revision: number | undefined;
+        if (changed.length === 0) revision = Math.max(...plan.map((p) => p.existing?.version ?? 0));
+        else revision = await this.#write(commit, changed);
+        if (revision !== undefined) {
+          const r = revision;
+          if (changed.length > 0) this.#collectStaging();
+          return {
+            revision: r,
+            items: plan.map((p) => ({
+              kind: p.obj.kind,
+              namespace: p.obj.metadata.namespace,
+              name: p.obj.metadata.name,
+              resourceVersion: String(p.action === 'unchanged' ? p.existing!.version : r),
+              action: p.action,
+            })),
+          };
+        }
+        // Another write committed first: plan again on the new state.
+        if (attempt >= MAX_ATTEMPTS)
+          throw new AdminError(
+            'CONFLICT',
+            `apply gave up after ${MAX_ATTEMPTS} attempts: other writes kept committing first; try again`,
+          );
+        await sleep(Math.random() * 20 * attempt);
+      }
     } catch (error) {
       throw this.#storeError('apply', error);
     }
-    const expect: Expectation[] = [];
-    const ops: WriteOp[] = [];
-    const plan: { obj: ConfigObject; action: ApplyItem['action']; existing: KeyValue | undefined }[] = [];
-    objects.forEach((obj, i) => {
-      const key = keys[i]!;
-      const existing = current[i];
-      const rv = obj.metadata.resourceVersion;
-      const actual = existing?.modRevision ?? 0;
-      if (rv !== undefined && Number(rv) !== actual) throw this.#conflict(obj, Number(rv), actual);
-      const bytes = encoder.encode(canonicalJSON(stored(obj)));
-      const unchanged = existing !== undefined && Buffer.from(existing.value).equals(Buffer.from(bytes));
-      expect.push({ key, modRevision: actual });
-      if (!unchanged) ops.push({ op: 'put', key, value: bytes });
-      plan.push({ obj, action: unchanged ? 'unchanged' : existing ? 'configured' : 'created', existing });
-    });
-    let revision: number;
-    if (ops.length === 0) {
-      revision = Math.max(...plan.map((p) => p.existing?.modRevision ?? 0));
-    } else {
+  }
+
+  /**
+   * Writes the changed objects of a plan made at `commit`; resolves with the revision, or undefined
+   * when another write committed first (nothing of this one is visible then).
+   */
+  async #write(
+    commit: CommitState,
+    changed: readonly { key: string; text: string }[],
+  ): Promise<number | undefined> {
+    const expect: Expectation[] = [{ key: COMMIT_KEY, modRevision: commit.revision }];
+    const bytes = changed.reduce((n, c) => n + c.key.length + c.text.length, 0);
+    if (changed.length + 1 <= this.#maxOps && bytes <= this.#maxBytes) {
+      // Rule 2: small enough for one transaction.
       try {
-        revision = (await this.store.txn({ expect, ops })).revision;
+        const ops: WriteOp[] = [
+          { op: 'put', key: COMMIT_KEY, value: commitValue(null, changed.length) },
+          ...changed.map((c): WriteOp => ({ op: 'put', key: c.key, value: encoder.encode(c.text) })),
+        ];
+        return (await this.store.txn({ expect, ops })).revision;
       } catch (error) {
-        if (error instanceof ConflictError) {
-          const i = keys.indexOf(error.key);
-          const obj = objects[Math.max(i, 0)]!;
-          throw this.#conflict(obj, error.expected, error.actual);
-        }
-        throw this.#storeError('apply', error);
+        if (error instanceof ConflictError) return undefined;
+        if (!(error instanceof TxnTooLargeError)) throw error;
+        this.#learn(error, changed.length + 1, bytes);
       }
     }
-    return {
-      revision,
-      items: plan.map((p) => ({
-        kind: p.obj.kind,
-        namespace: p.obj.metadata.namespace,
-        name: p.obj.metadata.name,
-        resourceVersion: String(p.action === 'unchanged' ? p.existing!.modRevision : revision),
-        action: p.action,
-      })),
+    // Rule 3: stage in chunks (invisible), then flip visible with one compare and one put.
+    const applyId = newApplyId();
+    const staged = changed.map((c) => ({ key: stagingKey(applyId, c.key), text: c.text }));
+    let revision: number;
+    try {
+      await this.#inChunks(staged, (chunk) => ({
+        ops: chunk.map((c): WriteOp => ({ op: 'put', key: c.key, value: encoder.encode(c.text) })),
+      }));
+      revision = (
+        await this.store.txn({
+          expect,
+          ops: [{ op: 'put', key: COMMIT_KEY, value: commitValue(applyId, changed.length) }],
+        })
+      ).revision;
+    } catch (error) {
+      // Not committed (or outcome unknown: then a later writer folds it if it was).
+      if (!(error instanceof StoreUnavailableError))
+        void this.store.deletePrefix(`${STAGING_PREFIX}${applyId}/`).catch(() => undefined);
+      if (error instanceof ConflictError) return undefined;
+      throw error;
+    }
+    // Rule 4: the apply is committed and visible: answer now and fold in the background (the next
+    // write folds it first if this has not finished; a failure is retried).
+    this.#folding = this.#fold({ applyId, revision }).catch((error: unknown) => {
+      this.#log?.warn({ err: error, applyId }, 'fold of a committed apply failed; retried later');
+      this.#scheduleFold();
+    });
+    return revision;
+  }
+
+  /**
+   * Reads `config-commit` and folds the apply it names, if that is not done yet (rule 4), so that
+   * `config/` holds the whole visible config as of the returned commit state.
+   */
+  async #settle(): Promise<CommitState> {
+    const commit = parseCommit(await this.store.get(COMMIT_KEY));
+    if (commit.applyId !== null) await this.#fold(commit);
+    return commit;
+  }
+
+  /** Copies the staged objects of a committed apply into `config/`, then deletes its staging. */
+  async #fold(commit: CommitState): Promise<void> {
+    const applyId = commit.applyId!;
+    const prefix = `${STAGING_PREFIX}${applyId}/`;
+    const staged = (await this.store.list(prefix)).items;
+    if (staged.length === 0) return;
+    const entries = staged.map((kv) => {
+      const entry = stagedEntry(kv);
+      return { key: `${CONFIG_PREFIX}${kv.key.slice(prefix.length)}`, text: entry.text };
+    });
+    const current = await this.#readFolded(entries.map((e) => e.key));
+    await this.#inChunks(
+      entries,
+      (chunk) => {
+        const todo = chunk.filter((e) => (current.get(e.key)?.version ?? 0) < commit.revision);
+        return {
+          expect: todo.map((e) => ({ key: e.key, modRevision: current.get(e.key)?.modRevision ?? 0 })),
+          ops: todo.map(
+            (e): WriteOp => ({ op: 'put', key: e.key, value: foldedValue(e.text, commit.revision) }),
+          ),
+        };
+      },
+      async (chunk) => {
+        // Someone else folded (part of) it meanwhile: look again at these keys.
+        for (const e of chunk) {
+          const kv = await this.store.get(e.key);
+          if (kv) current.set(e.key, foldedEntry(kv));
+          else current.delete(e.key);
+        }
+      },
+    );
+    await this.store.deletePrefix(prefix);
+  }
+
+  /** Retries folding the named apply in the background until it is done. */
+  #scheduleFold(delayMs = 1000): void {
+    if (this.#foldRetry) return;
+    this.#foldRetry = setTimeout(() => {
+      this.#foldRetry = undefined;
+      this.#settle().catch(() => this.#scheduleFold(Math.min(delayMs * 2, 30_000)));
+    }, delayMs);
+    this.#foldRetry.unref();
+  }
+
+  /** Removes staging that no commit names and that is older than {@link STAGING_GRACE_MS}. */
+  #collectStaging(): void {
+    const now = Date.now();
+    for (const id of this.lastKnown?.unnamedStagedApplies?.() ?? []) {
+      if (!(now - applyIdTime(id) > STAGING_GRACE_MS)) continue;
+      this.store
+        .deletePrefix(`${STAGING_PREFIX}${id}/`)
+        .then(() => this.#log?.info({ applyId: id }, 'abandoned staged apply removed'))
+        .catch(() => undefined);
+    }
+  }
+
+  /** Resolves when the background fold of the last large apply has finished (or failed). */
+  async folded(): Promise<void> {
+    await this.#folding;
+  }
+
+  /** Stops background retries. */
+  close(): void {
+    clearTimeout(this.#foldRetry);
+  }
+
+  /** Current `config/` entries of `keys` (gets for a few, one list for many). */
+  async #readFolded(keys: readonly string[]): Promise<Map<string, Entry>> {
+    const out = new Map<string, Entry>();
+    const add = (kv: KeyValue | undefined) => {
+      if (!kv) return;
+      try {
+        out.set(kv.key, foldedEntry(kv));
+      } catch {
+        // malformed: overwritten like an absent key
+      }
     };
+    if (keys.length <= 32) {
+      for (const kv of await Promise.all(keys.map((k) => this.store.get(k)))) add(kv);
+      return out;
+    }
+    const wanted = new Set(keys);
+    for (const kv of (await this.store.list(CONFIG_PREFIX)).items) if (wanted.has(kv.key)) add(kv);
+    return out;
+  }
+
+  /** Lowers the transaction bounds after etcd refused one of `ops` operations and `bytes` bytes. */
+  #learn(error: TxnTooLargeError, ops: number, bytes: number): void {
+    if (error.limit === 'operations') {
+      if (ops <= 1) throw error;
+      this.#maxOps = Math.max(1, Math.min(this.#maxOps, Math.floor(ops / 2)));
+    } else {
+      if (ops <= 1) throw error;
+      this.#maxBytes = Math.max(1, Math.min(this.#maxBytes, Math.floor(bytes / 2)));
+    }
+    this.#log?.info(
+      { maxTxnOps: this.#maxOps, maxTxnBytes: this.#maxBytes },
+      'etcd refused a transaction for its size; using smaller ones',
+    );
+  }
+
+  /**
+   * Runs `build(chunk)` as one transaction per chunk, chunks as large as etcd accepts (learnt from
+   * its refusals). On a conflict, `onConflict(chunk)` refreshes what `build` reads and the chunk is
+   * built again.
+   */
+  async #inChunks<T extends { key: string; text: string }>(
+    items: readonly T[],
+    build: (chunk: readonly T[]) => { expect?: Expectation[]; ops: WriteOp[] },
+    onConflict?: (chunk: readonly T[]) => Promise<void>,
+  ): Promise<void> {
+    let i = 0;
+    let conflicts = 0;
+    while (i < items.length) {
+      let n = 0;
+      let bytes = 0;
+      while (i + n < items.length && n < this.#maxOps) {
+        const size = items[i + n]!.key.length + items[i + n]!.text.length;
+        if (n > 0 && bytes + size > this.#maxBytes) break;
+        bytes += size;
+        n++;
+      }
+      const chunk = items.slice(i, i + n);
+      const request = build(chunk);
+      try {
+        if (request.ops.length > 0) await this.store.txn(request);
+        i += n;
+      } catch (error) {
+        if (error instanceof TxnTooLargeError) this.#learn(error, n, bytes);
+        else if (error instanceof ConflictError && onConflict && ++conflicts < 100) await onConflict(chunk);
+        else throw error;
+      }
+    }
   }
 
   #conflict(
@@ -252,7 +508,15 @@ export class ConfigService {
   }
 
   #storeError(operation: string, error: unknown): unknown {
+    if (error instanceof AdminError) return error;
     if (error instanceof StoreUnavailableError) return this.#unavailable(operation, error);
+    if (error instanceof TxnTooLargeError)
+      return new AdminError(
+        'TOO_LARGE',
+        `${operation} refused: one object is larger than etcd accepts in one request (--max-request-bytes): ${error.message}`,
+        {},
+        { cause: error },
+      );
     if (error instanceof StoreError)
       return new AdminError('STORE_UNAVAILABLE', error.message, {}, { cause: error });
     return error;
@@ -264,6 +528,43 @@ export class ConfigService {
     });
   }
 
+  /**
+   * The visible objects under `prefix` (`config/...`) as of one `config-commit` state: `config/`
+   * overlaid by the staging of the named apply while its fold is unfinished (config-commit.ts).
+   * Read again if a write committed in between (so a read never mixes two states).
+   */
+  async #readVisible(
+    prefix: string,
+    single: boolean,
+  ): Promise<{ revision: number; items: KeyValue<ConfigObject>[] }> {
+    for (let attempt = 0; ; attempt++) {
+      const first = await this.store.get(COMMIT_KEY);
+      const commit = parseCommit(first);
+      const read = async (p: string) => {
+        if (!single) return this.store.list(p);
+        const kv = await this.store.get(p);
+        return { items: kv ? [kv] : [], revision: 0 };
+      };
+      const staged = new Map<string, Entry>();
+      if (commit.applyId !== null) {
+        const stagePrefix = `${STAGING_PREFIX}${commit.applyId}/`;
+        for (const kv of (await read(`${stagePrefix}${prefix.slice(CONFIG_PREFIX.length)}`)).items)
+          staged.set(`${CONFIG_PREFIX}${kv.key.slice(stagePrefix.length)}`, stagedEntry(kv));
+      }
+      const res = await read(prefix);
+      const folded = new Map(res.items.map((kv) => [kv.key, foldedEntry(kv)]));
+      const again = await this.store.get(COMMIT_KEY);
+      if ((again?.modRevision ?? 0) !== commit.revision && attempt < 5) continue;
+      const keys = [...new Set([...folded.keys(), ...staged.keys()])].sort();
+      const items: KeyValue<ConfigObject>[] = [];
+      for (const key of keys) {
+        const e = visibleEntry(folded.get(key), staged.get(key), commit);
+        if (e) items.push(entryKeyValue(key, e));
+      }
+      return { revision: Math.max(res.revision, commit.revision), items };
+    }
+  }
+
   /** One object with its resourceVersion; served from the last known state while etcd is down. */
   async get(kind: KindName, namespace: string, name: string): Promise<ConfigObject> {
     const key = configStoreKey(kind, namespace, name);
@@ -271,8 +572,7 @@ export class ConfigService {
     if (this.availability.unavailableSince !== undefined && this.lastKnown) kv = this.lastKnown.get(key);
     else {
       try {
-        const raw = await this.store.get(key);
-        kv = raw && this.#decode(raw);
+        kv = (await this.#readVisible(key, true)).items[0];
       } catch (error) {
         if (!this.lastKnown || !(error instanceof StoreError)) throw this.#storeError('get', error);
         kv = this.lastKnown.get(key);
@@ -294,8 +594,8 @@ export class ConfigService {
     if (this.availability.unavailableSince !== undefined && this.lastKnown) fromLastKnown();
     else {
       try {
-        const res = await this.store.list(prefix);
-        items = res.items.map((kv) => this.#decode(kv));
+        const res = await this.#readVisible(prefix, false);
+        items = res.items;
         revision = res.revision;
       } catch (error) {
         if (!this.lastKnown || !(error instanceof StoreError)) throw this.#storeError('list', error);
@@ -313,34 +613,37 @@ export class ConfigService {
     resourceVersion?: string,
   ): Promise<{ revision: number }> {
     this.#checkWritable('delete');
+    if (resourceVersion !== undefined && !/^\d+$/.test(resourceVersion))
+      throw new AdminError('BAD_REQUEST', `resourceVersion must be a whole number, got "${resourceVersion}"`);
     const key = configStoreKey(kind, namespace, name);
     const obj = { kind, metadata: { namespace, name } };
-    let expected: number;
-    if (resourceVersion !== undefined) {
-      if (!/^\d+$/.test(resourceVersion))
-        throw new AdminError(
-          'BAD_REQUEST',
-          `resourceVersion must be a whole number, got "${resourceVersion}"`,
-        );
-      expected = Number(resourceVersion);
-    } else {
-      let existing: KeyValue | undefined;
-      try {
-        existing = await this.store.get(key);
-      } catch (error) {
-        throw this.#storeError('delete', error);
-      }
-      if (!existing) throw this.#notFound(kind, name, namespace);
-      expected = existing.modRevision;
-    }
     try {
-      const res = await this.store.delete(key, { expectModRevision: expected });
-      return { revision: res.revision };
-    } catch (error) {
-      if (error instanceof ConflictError) {
-        if (error.actual === 0) throw this.#notFound(kind, name, namespace);
-        throw this.#conflict(obj, error.expected, error.actual);
+      for (let attempt = 1; ; attempt++) {
+        const commit = await this.#settle();
+        const existing = (await this.#readFolded([key])).get(key);
+        if (!existing) throw this.#notFound(kind, name, namespace);
+        if (resourceVersion !== undefined && Number(resourceVersion) !== existing.version)
+          throw this.#conflict(obj, Number(resourceVersion), existing.version);
+        try {
+          const res = await this.store.txn({
+            expect: [{ key: COMMIT_KEY, modRevision: commit.revision }],
+            ops: [
+              { op: 'put', key: COMMIT_KEY, value: commitValue(null, 1) },
+              { op: 'delete', key },
+            ],
+          });
+          return { revision: res.revision };
+        } catch (error) {
+          if (!(error instanceof ConflictError)) throw error;
+        }
+        if (attempt >= MAX_ATTEMPTS)
+          throw new AdminError(
+            'CONFLICT',
+            `delete gave up after ${MAX_ATTEMPTS} attempts: other writes kept committing first; try again`,
+          );
+        await sleep(Math.random() * 20 * attempt);
       }
+    } catch (error) {
       throw this.#storeError('delete', error);
     }
   }

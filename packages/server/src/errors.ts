@@ -6,7 +6,8 @@ export type AdminErrorCode =
   | 'CONFLICT'
   | 'NOT_FOUND'
   | 'STORE_UNAVAILABLE'
-  | 'BAD_REQUEST';
+  | 'BAD_REQUEST'
+  | 'TOO_LARGE';
 
 const STATUS: Record<AdminErrorCode, { http: number; reason: string }> = {
   INVALID_CONFIG: { http: 422, reason: 'Invalid' },
@@ -14,12 +15,16 @@ const STATUS: Record<AdminErrorCode, { http: number; reason: string }> = {
   NOT_FOUND: { http: 404, reason: 'NotFound' },
   STORE_UNAVAILABLE: { http: 503, reason: 'ServiceUnavailable' },
   BAD_REQUEST: { http: 400, reason: 'BadRequest' },
+  TOO_LARGE: { http: 413, reason: 'RequestEntityTooLarge' },
 };
 
 /** The JSON body of an admin API error response. */
 export interface AdminErrorBody {
   readonly code: AdminErrorCode;
-  /** kubectl's status reason: `Invalid`, `Conflict`, `NotFound`, `ServiceUnavailable`, `BadRequest`. */
+  /**
+   * kubectl's status reason: `Invalid`, `Conflict`, `NotFound`, `ServiceUnavailable`, `BadRequest`,
+   * `RequestEntityTooLarge`.
+   */
   readonly reason: string;
   readonly message: string;
   /** Field errors of an `INVALID_CONFIG` error. */

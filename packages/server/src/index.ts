@@ -5,11 +5,20 @@ export type { AdminHost } from './admin-http.js';
 export { startAdminServer } from './admin-http.js';
 export type { StateChange } from './cluster-state.js';
 export { ClusterState } from './cluster-state.js';
-export type { ApplyItem, ApplyResult, LastKnownConfig, StoreAvailability } from './config-service.js';
+export type { CommitState } from './config-commit.js';
+export { COMMIT_KEY, STAGING_PREFIX } from './config-commit.js';
+export type {
+  ApplyItem,
+  ApplyResult,
+  ConfigServiceOptions,
+  LastKnownConfig,
+  StoreAvailability,
+} from './config-service.js';
 export {
   CONFIG_PREFIX,
   ConfigService,
   configStoreKey,
+  MAX_APPLY_OBJECTS,
   requireKind,
   resolveKind,
   resourceName,

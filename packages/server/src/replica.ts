@@ -230,7 +230,9 @@ export class Replica {
       (change) => this.#rebuild(change),
       (status) => this.#health.watchStatus(status === 'connected'),
     );
-    this.#config = new ConfigService(this.#store, this.#health, this.#state);
+    this.#config = new ConfigService(this.#store, this.#health, this.#state, {
+      log: this.log.child({ part: 'config' }),
+    });
     await this.#state.start();
     this.#auth = await AdminAuthority.open(this.#store);
     if (caAddr) {
@@ -636,6 +638,7 @@ export class Replica {
     await this.#federation?.stop().catch((error) => this.log.warn({ err: error }, 'federation stop failed'));
     await this.#membership?.stop().catch((error) => this.log.warn({ err: error }, 'membership stop failed'));
     this.#health?.stop();
+    this.#config?.close();
     await this.#state?.close().catch(() => undefined);
     await this.#store?.close().catch(() => undefined);
     await this.#auth?.close().catch(() => undefined);

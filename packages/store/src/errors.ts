@@ -12,7 +12,8 @@ export type StoreErrorCode =
   | 'LEASE_LOST'
   | 'LEADERSHIP_LOST'
   | 'INVALID_KEY'
-  | 'STORE_CLOSED';
+  | 'STORE_CLOSED'
+  | 'TXN_TOO_LARGE';
 
 /** Base class of every error thrown or reported by `@meridian/store`. */
 export abstract class StoreError extends Error {
@@ -130,5 +131,31 @@ export class StoreClosedError extends StoreError {
   readonly code = 'STORE_CLOSED';
   constructor(readonly operation: string) {
     super(`store is closed: cannot ${operation}`);
+  }
+}
+
+/**
+ * The store refused a transaction for its size, not its content: more compares or operations than
+ * etcd's `--max-txn-ops` (128 by default), or a request larger than `--max-request-bytes` (1.5 MiB
+ * by default). Nothing was written; a smaller transaction may succeed.
+ */
+export class TxnTooLargeError extends StoreError {
+  override readonly name = 'TxnTooLargeError';
+  readonly code = 'TXN_TOO_LARGE';
+  constructor(
+    /** What was attempted, e.g. `txn put config/a, ...`. */
+    readonly operation: string,
+    /** `operations` (too many compares or operations) or `bytes` (request too large). */
+    readonly limit: 'operations' | 'bytes',
+    /** Operations (or bytes) in the refused request. */
+    readonly size: number,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      limit === 'operations'
+        ? `transaction of ${size} operations refused: more than the store allows in one transaction (etcd --max-txn-ops)`
+        : `request of ${size} bytes refused: larger than the store accepts (etcd --max-request-bytes)`,
+      options,
+    );
   }
 }

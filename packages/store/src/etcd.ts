@@ -20,6 +20,7 @@ import {
   StoreClosedError,
   StoreError,
   StoreUnavailableError,
+  TxnTooLargeError,
 } from './errors.js';
 import { ensureExactInt64 } from './int64.js';
 import { checkKey, checkOps, LeaseBase, SerialDelivery } from './internal.js';
@@ -361,23 +362,36 @@ export class EtcdStore implements Store {
         ? { request_put: { key: this.abs(op.key), value: Buffer.from(op.value), lease: op.lease ?? 0 } }
         : { request_delete_range: { key: this.abs(op.key) } },
     );
+    const bytes = ops.reduce((n, op) => n + op.key.length + (op.op === 'put' ? op.value.length : 0), 0);
     const res = await this.write(
       operation,
       ops,
       async (o) => {
-        const r = await this.client.kv.txn(
-          {
-            compare: expect.map((x) => ({
-              key: this.abs(x.key),
-              target: 'Mod',
-              result: 'Equal',
-              mod_revision: x.modRevision,
-            })),
-            success,
-            failure: expect.map((x) => ({ request_range: { key: this.abs(x.key), keys_only: true } })),
-          },
-          o,
-        );
+        const r = await this.client.kv
+          .txn(
+            {
+              compare: expect.map((x) => ({
+                key: this.abs(x.key),
+                target: 'Mod',
+                result: 'Equal',
+                mod_revision: x.modRevision,
+              })),
+              success,
+              failure: expect.map((x) => ({ request_range: { key: this.abs(x.key), keys_only: true } })),
+            },
+            o,
+          )
+          .catch((error: unknown) => {
+            // etcd refuses by size before looking at the content: --max-txn-ops, --max-request-bytes.
+            const message = error instanceof Error ? error.message : '';
+            if (/too many operations in txn request/i.test(message))
+              throw new TxnTooLargeError(operation, 'operations', Math.max(ops.length, expect.length), {
+                cause: error,
+              });
+            if (/request is too large/i.test(message))
+              throw new TxnTooLargeError(operation, 'bytes', bytes, { cause: error });
+            throw error;
+          });
         if (!r.succeeded) {
           const actuals = r.responses.map((x) => Number(x.response_range?.kvs[0]?.mod_revision ?? 0));
           const i = Math.max(

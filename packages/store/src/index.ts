@@ -17,6 +17,7 @@ export {
   StoreClosedError,
   StoreError,
   StoreUnavailableError,
+  TxnTooLargeError,
 } from './errors.js';
 export type { EtcdStoreOptions } from './etcd.js';
 export { EtcdStore } from './etcd.js';

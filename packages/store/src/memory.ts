@@ -1,4 +1,10 @@
-import { CompactedError, ConflictError, LeaseLostError, StoreClosedError } from './errors.js';
+import {
+  CompactedError,
+  ConflictError,
+  LeaseLostError,
+  StoreClosedError,
+  TxnTooLargeError,
+} from './errors.js';
 import { checkKey, checkOps, LeaseBase, SerialDelivery } from './internal.js';
 import type { Keyspace } from './keyspace.js';
 import type {
@@ -235,6 +241,8 @@ export interface MemoryStoreOptions {
   keyspace: Keyspace;
   /** Share a backend between stores (different keyspaces, one revision counter). */
   backend?: MemoryBackend;
+  /** Most compares, and most operations, in one transaction (etcd's `--max-txn-ops`, default 128). */
+  maxTxnOps?: number;
 }
 
 /**
@@ -248,10 +256,12 @@ export class MemoryStore implements Store {
   private closed = false;
   private readonly watches = new Set<Watch>();
   private readonly leases = new Set<Lease>();
+  private readonly maxTxnOps: number;
 
   constructor(options: MemoryStoreOptions) {
     this.keyspace = options.keyspace;
     this.backend = options.backend ?? new MemoryBackend();
+    this.maxTxnOps = options.maxTxnOps ?? 128;
   }
 
   private check(operation: string): void {
@@ -303,6 +313,8 @@ export class MemoryStore implements Store {
     this.check('txn');
     for (const op of request.ops) checkKey(op.key);
     checkOps(request.ops);
+    const size = Math.max(request.ops.length, request.expect?.length ?? 0);
+    if (size > this.maxTxnOps) throw new TxnTooLargeError('txn', 'operations', size);
     return { revision: this.backend.commit(request.expect ?? [], request.ops, this.keyspace) };
   }
 

@@ -14,6 +14,7 @@ import {
   type Store,
   StoreClosedError,
   stringCodec,
+  TxnTooLargeError,
 } from '@meridian/store';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { bytes, eventually, Recorder, text } from './helpers.js';
@@ -166,6 +167,18 @@ export function storeContract(name: string, setup: () => Promise<StoreHarness>):
         ['t/a', 'a2', ok.revision],
         ['t/c', 'c2', ok.revision],
       ]);
+    });
+
+    it('a transaction past the operations limit (etcd --max-txn-ops, 128 by default) fails with TxnTooLargeError and writes nothing', async () => {
+      const s = await fresh();
+      const ops = (n: number) =>
+        Array.from({ length: n }, (_, i) => ({ op: 'put' as const, key: `big/${i}`, value: bytes('x') }));
+      const error = await s.txn({ ops: ops(129) }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(TxnTooLargeError);
+      expect((error as TxnTooLargeError).limit).toBe('operations');
+      expect((await s.list('big/')).items).toEqual([]);
+      await s.txn({ ops: ops(128) });
+      expect((await s.list('big/')).items).toHaveLength(128);
     });
 
     it('rejects a transaction that touches one key twice, and bad keys', async () => {
