@@ -55,14 +55,23 @@ export class Agent {
       log: log.child({ part: 'replicas' }),
     });
     await selector.start();
+    const metrics = new AgentMetrics();
     const relay = new XdsRelay({
       selector,
       log: log.child({ part: 'relay' }),
-      metrics: new AgentMetrics(),
+      metrics,
       ...(o.cacheDir ? { cache: new LastKnownGood(o.cacheDir, log.child({ part: 'cache' })) } : {}),
       ...(o.secrets ? { secrets: o.secrets } : {}),
     });
     const agent = new Agent(selector, relay, log);
+    metrics.observeUpstream(() => {
+      const current = selector.current;
+      return {
+        rank: selector.rankOf(current),
+        replica: selector.ranked.find((c) => c.address === current)?.replica.id,
+        streams: relay.streams.size,
+      };
+    });
     const server = new grpc.Server({
       'grpc.max_receive_message_length': -1,
       'grpc.max_send_message_length': -1,

@@ -10,6 +10,10 @@
 import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { metrics } from '@opentelemetry/api';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import pino from 'pino';
 import { Agent } from './agent.js';
@@ -180,6 +184,11 @@ export function createProgram(out: (s: string) => void = (s) => process.stdout.w
     )
     .option('--ports <name=port,...>', "the workload's ports, for registration", ports)
     .option('--probe <url|tcp:port>', 'readiness probe of the local app driving the endpoint health')
+    .option(
+      '--metrics-address <host:port>',
+      'Prometheus /metrics of the agent (off: none)',
+      '127.0.0.1:15020',
+    )
     .option('--log-level <level>', 'pino log level', 'info')
     .action(
       async (
@@ -194,10 +203,25 @@ export function createProgram(out: (s: string) => void = (s) => process.stdout.w
           register?: string;
           ports?: Record<string, number>;
           probe?: string;
+          metricsAddress: string;
           logLevel: string;
         },
       ) => {
         const log = pino({ name: 'meridian-agent', level: o.logLevel });
+        let exporter: PrometheusExporter | undefined;
+        if (o.metricsAddress !== 'off') {
+          const i = o.metricsAddress.lastIndexOf(':');
+          const port = Number(o.metricsAddress.slice(i + 1));
+          if (i <= 0 || !Number.isInteger(port))
+            throw new UsageError(`--metrics-address: expected host:port, got "${o.metricsAddress}"`);
+          exporter = new PrometheusExporter({ host: o.metricsAddress.slice(0, i), port });
+          metrics.setGlobalMeterProvider(
+            new MeterProvider({
+              resource: resourceFromAttributes({ 'service.name': 'meridian-agent', 'meridian.pod': o.pod }),
+              readers: [exporter],
+            }),
+          );
+        }
         let certs: WorkloadCertificates | undefined;
         if (o.rootCert) {
           const rootCertPem = readFlagFile('--root-cert', o.rootCert);
@@ -273,6 +297,7 @@ export function createProgram(out: (s: string) => void = (s) => process.stdout.w
         await new Promise<void>((resolve) => {
           const stop = () => {
             registration?.close();
+            void exporter?.shutdown();
             void running.stop().finally(() => {
               certs?.close();
               resolve();

@@ -26,6 +26,23 @@ export class AgentMetrics {
     description: 'From an upstream stream failing to the first response of the next replica.',
     unit: 's',
   });
+  /** Reports the current upstream's rank (0 = nearest; -1 = none) and replica, read at scrape time. */
+  observeUpstream(read: () => { rank: number; replica: string | undefined; streams: number }): void {
+    this.#meter
+      .createObservableGauge('meridian_agent_upstream_rank', {
+        description: 'Rank of the replica the agent is on (0 = the nearest usable; -1 = none reachable).',
+      })
+      .addCallback((r) => {
+        const u = read();
+        r.observe(u.rank, u.replica ? { replica: u.replica } : {});
+      });
+    this.#meter
+      .createObservableGauge('meridian_agent_local_streams', {
+        description: 'Local xDS streams relayed now.',
+      })
+      .addCallback((r) => r.observe(read().streams));
+  }
+
   readonly servedFromDisk: Counter = this.#meter.createCounter('meridian_agent_served_from_disk', {
     description: 'Times a local client was served last-known-good config from disk (no replica reachable).',
   });
