@@ -1,4 +1,4 @@
-import { isMap, isScalar, isSeq, LineCounter, parseAllDocuments } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, type Node, parseAllDocuments, Scalar } from 'yaml';
 import { type FieldError, sortFieldErrors, ValidationError } from './errors.js';
 import { type ConfigObject, configKey } from './kinds.js';
 import { type ValidateResult, validateConfig } from './validate.js';
@@ -85,6 +85,42 @@ function docError(
   };
 }
 
+/**
+ * Reads a flow-sequence item like `2001:db8::` (in `addresses: [1.2.3.4, 2001:db8::]`) as Go's YAML
+ * reader does, which Istio and kubectl use: there a `:` ends a plain scalar only when a space follows,
+ * so `2001:db8::` is one string. YAML 1.2 (the `yaml` package) also ends it before `,` `]` `}` and
+ * makes it a one-pair mapping `{"2001:db8:": null}`. Such an item (a single key with no value, its
+ * `:` directly followed by `,` `]` or `}`) is turned back into the string it was written as.
+ */
+function goFlowScalars(node: unknown, text: string): void {
+  if (isSeq(node)) {
+    node.items = node.items.map((item) => {
+      if (node.flow && isMap(item) && item.items.length === 1) {
+        const pair = item.items[0]!;
+        const key = pair.key;
+        const end = isScalar(key) ? key.range?.[1] : undefined;
+        if (
+          isScalar(key) &&
+          key.type === 'PLAIN' &&
+          (pair.value === null ||
+            (isScalar(pair.value) && pair.value.value === null && !pair.value.source)) &&
+          end !== undefined &&
+          text[end] === ':' &&
+          /[,\]}]/.test(text[end + 1] ?? '')
+        ) {
+          const scalar = new Scalar(`${text.slice(key.range![0], end)}:`);
+          scalar.range = [key.range![0], end + 1, end + 1];
+          return scalar as Node;
+        }
+      }
+      goFlowScalars(item, text);
+      return item;
+    });
+  } else if (isMap(node)) {
+    for (const pair of node.items) goFlowScalars(pair.value, text);
+  }
+}
+
 function readYaml(text: string, source: string | undefined): RawDoc[] {
   const lc = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
@@ -112,6 +148,7 @@ function readYaml(text: string, source: string | undefined): RawDoc[] {
     }
     // An empty document (e.g. a trailing `---`, or only comments) holds nothing.
     if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) continue;
+    goFlowScalars(doc.contents, text);
     let value: unknown;
     try {
       value = doc.toJS({ maxAliasCount: 100 });

@@ -294,6 +294,9 @@ const ConnectionPoolSchema = message<T.ConnectionPoolSettings>('ConnectionPoolSe
       h2UpgradePolicy: enumOf(['DEFAULT', 'DO_NOT_UPGRADE', 'UPGRADE']),
       useClientProtocol: bool,
       maxConcurrentStreams: int32,
+      http2KeepAlive: msg(() =>
+        message<T.Http2KeepAlive>('HTTP2KeepAlive', { interval: duration, timeout: duration }),
+      ),
     }),
   ),
 });
@@ -469,6 +472,8 @@ const SourceSchema = message<T.Source>('Source', {
   notRemoteIpBlocks: strList,
   serviceAccounts: strList,
   notServiceAccounts: strList,
+  trustDomains: strList,
+  notTrustDomains: strList,
 });
 const OperationSchema = message<T.Operation>('Operation', {
   hosts: strList,

@@ -632,6 +632,15 @@ function checkConnectionPool(cp: T.ConnectionPoolSettings | undefined, p: FieldP
       if (typeof v === 'number' && v < 0) r.add(hp.field(f), msg);
     }
     checkDuration(h.idleTimeout, hp.field('idleTimeout'), r);
+    const ka = h.http2KeepAlive;
+    if (ka !== undefined) {
+      // Istio validateConnectionPool: both are required.
+      const kp = hp.field('http2KeepAlive');
+      if (ka.interval === undefined) r.add(kp.field('interval'), 'http2 keepalive interval is required');
+      else checkDuration(ka.interval, kp.field('interval'), r);
+      if (ka.timeout === undefined) r.add(kp.field('timeout'), 'http2 keepalive timeout is required');
+      else checkDuration(ka.timeout, kp.field('timeout'), r);
+    }
     if (h.h2UpgradePolicy === 'UPGRADE' && h.useClientProtocol) {
       r.add(
         hp.field('useClientProtocol'),
@@ -1268,6 +1277,7 @@ const AUTHZ_KEYS_EXACT = new Set([
   'source.namespace',
   'source.principal',
   'source.serviceAccount',
+  'source.trustDomain',
   'request.auth.principal',
   'request.auth.audiences',
   'request.auth.presenter',
@@ -1282,6 +1292,35 @@ function validateConditionKey(key: string): string | undefined {
   if (/^request\.auth\.claims\[.+\]$/.test(key)) return undefined;
   if (/^request\.experimental\.|^experimental\.envoy\.filters\./.test(key)) return undefined;
   return `unknown attribute: ${key}`;
+}
+
+/**
+ * Istio `security.CheckServiceAccount`: at most 16 values, each `serviceAccount` (the policy's
+ * namespace) or `namespace/serviceAccount`, no wildcard, at most 320 characters.
+ */
+function checkServiceAccounts(list: string[] | undefined, name: string, p: FieldPath, r: Reporter): void {
+  if (list === undefined) return;
+  if (list.length > 16) r.add(p, 'may not have more than 16 values');
+  const format = "expected format 'serviceAccount' or 'namespace/serviceAccount'";
+  list.forEach((v, i) => {
+    const at = p.index(i);
+    if (v === '') r.add(at, `empty value not allowed, found in ${name}`);
+    else if (v.includes('*')) r.add(at, `wildcard not allowed, found in ${name}`);
+    else if ((v.match(/\//g) ?? []).length > 1) r.add(at, `${format}, found "${v}" in ${name}`);
+    else if (v.length > 320) r.add(at, `value cannot exceed 320 characters, found "${v}" in ${name}`);
+    else if (v.startsWith('/')) r.add(at, `${format}, found empty namespace "${v}" in ${name}`);
+    else if (v.endsWith('/')) r.add(at, `${format}, found empty serviceAccount "${v}" in ${name}`);
+  });
+}
+
+/** Istio `security.CheckWildcardValues`: non-empty, one `*` at most, only at the start or end. */
+function wildcardValueError(v: string, name: string): string | undefined {
+  if (v === '') return `empty value not allowed, found in ${name}`;
+  const count = (v.match(/\*/g) ?? []).length;
+  if (count > 1) return `at most one wildcard is allowed, found in ${name}: "${v}"`;
+  if (count === 1 && v !== '*' && !v.startsWith('*') && !v.endsWith('*'))
+    return `wildcard is only allowed at the start or end, found in ${name}: "${v}"`;
+  return undefined;
 }
 
 function checkIPBlocks(list: string[] | undefined, p: FieldPath, r: Reporter): void {
@@ -1379,13 +1418,13 @@ export function checkAuthorizationPolicy(ap: T.AuthorizationPolicy, p: FieldPath
       );
       const accounts = [src.serviceAccounts, src.notServiceAccounts].some((l) => (l ?? []).length > 0);
       if (identities && accounts) r.add(sp, 'cannot set serviceAccounts with namespaces or principals');
-      for (const k of ['serviceAccounts', 'notServiceAccounts'] as const) {
-        (src[k] ?? []).forEach((sa, n) => {
-          // `namespace/name` of a Kubernetes service account.
-          const parts = sa.split('/');
-          if (parts.length !== 2 || !isDNS1123Label(parts[0] ?? '') || !isDNS1123Subdomain(parts[1] ?? '')) {
-            r.add(sp.field(k).index(n), `invalid service account ${sa}, expected namespace/name`);
-          }
+      for (const k of ['serviceAccounts', 'notServiceAccounts'] as const)
+        checkServiceAccounts(src[k], k, sp.field(k), r);
+      for (const k of ['trustDomains', 'notTrustDomains'] as const) {
+        (src[k] ?? []).forEach((v, n) => {
+          report(r, sp.field(k).index(n), wildcardValueError(v, k));
+          if (v.includes('/'))
+            r.add(sp.field(k).index(n), `trust domain must not contain '/', found in ${k}: "${v}"`);
         });
       }
       checkIPBlocks(src.ipBlocks, sp.field('ipBlocks'), r);
@@ -1412,6 +1451,8 @@ export function checkAuthorizationPolicy(ap: T.AuthorizationPolicy, p: FieldPath
           'notNamespaces',
           'serviceAccounts',
           'notServiceAccounts',
+          'trustDomains',
+          'notTrustDomains',
         ] as const) {
           if ((src[k] ?? []).length > 0)
             r.add(sp.field(k), `${k} is currently not supported with CUSTOM action`);
@@ -1450,13 +1491,25 @@ export function checkAuthorizationPolicy(ap: T.AuthorizationPolicy, p: FieldPath
         checkIPBlocks(c.values, cp.field('values'), r);
         checkIPBlocks(c.notValues, cp.field('notValues'), r);
       }
+      if (key === 'source.serviceAccount') {
+        checkServiceAccounts(c.values, 'values', cp.field('values'), r);
+        checkServiceAccounts(c.notValues, 'notValues', cp.field('notValues'), r);
+      }
+      if (key === 'source.trustDomain') {
+        for (const k of ['values', 'notValues'] as const)
+          (c[k] ?? []).forEach((v, n) => {
+            report(r, cp.field(k).index(n), wildcardValueError(v, key));
+          });
+      }
       if (key === 'destination.port') {
         checkPorts(c.values, cp.field('values'), r);
         checkPorts(c.notValues, cp.field('notValues'), r);
       }
       if (
         action === 'CUSTOM' &&
-        (['source.namespace', 'source.principal', 'source.serviceAccount'].includes(key) ||
+        (['source.namespace', 'source.principal', 'source.serviceAccount', 'source.trustDomain'].includes(
+          key,
+        ) ||
           key.startsWith('request.auth.'))
       ) {
         r.add(cp.field('key'), `${key} is currently not supported with CUSTOM action`);

@@ -357,6 +357,12 @@ export interface TCPSettings {
   idleTimeout?: string;
 }
 
+/** Istio `ConnectionPoolSettings.HTTPSettings.HTTP2KeepAlive`: HTTP/2 PING frames upstream. */
+export interface Http2KeepAlive {
+  interval?: string;
+  timeout?: string;
+}
+
 /** Istio `ConnectionPoolSettings.HTTPSettings`. */
 export interface HTTPSettings {
   http1MaxPendingRequests?: number;
@@ -367,6 +373,7 @@ export interface HTTPSettings {
   h2UpgradePolicy?: 'DEFAULT' | 'DO_NOT_UPGRADE' | 'UPGRADE';
   useClientProtocol?: boolean;
   maxConcurrentStreams?: number;
+  http2KeepAlive?: Http2KeepAlive;
 }
 
 /** Istio `ConnectionPoolSettings`. */
@@ -587,6 +594,8 @@ export interface Source {
   notRemoteIpBlocks?: string[];
   serviceAccounts?: string[];
   notServiceAccounts?: string[];
+  trustDomains?: string[];
+  notTrustDomains?: string[];
 }
 
 /** Istio `Operation` (AuthorizationPolicy `rules[].to[].operation`). */

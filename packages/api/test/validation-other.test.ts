@@ -490,10 +490,11 @@ describe('AuthorizationPolicy service accounts and newer fields', () => {
       errors: [`${AP}spec.rules[0].from[0].source: cannot set serviceAccounts with namespaces or principals`],
     },
     {
-      name: 'serviceAccounts are namespace/name',
-      spec: { rules: [{ from: [{ source: { serviceAccounts: ['sa'] } }] }] },
+      // Istio's CheckServiceAccount: `sa` (the policy's namespace) or `namespace/sa`, nothing deeper.
+      name: 'serviceAccounts are name or namespace/name',
+      spec: { rules: [{ from: [{ source: { serviceAccounts: ['sa', 'ns/sa', 'a/b/c'] } }] }] },
       errors: [
-        `${AP}spec.rules[0].from[0].source.serviceAccounts[0]: invalid service account sa, expected namespace/name`,
+        `${AP}spec.rules[0].from[0].source.serviceAccounts[2]: expected format 'serviceAccount' or 'namespace/serviceAccount', found "a/b/c" in serviceAccounts`,
       ],
     },
   ]);
