@@ -311,8 +311,13 @@ export function createProgram(out: (s: string) => void = (s) => process.stdout.w
   return program;
 }
 
-const invokedDirectly =
-  process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/^.*\//, '/'));
+const invokedDirectly = (() => {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+})();
 if (invokedDirectly) {
   createProgram()
     .parseAsync(process.argv)

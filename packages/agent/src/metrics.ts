@@ -43,6 +43,9 @@ export class AgentMetrics {
       .addCallback((r) => r.observe(read().streams));
   }
 
+  readonly rebalanced: Counter = this.#meter.createCounter('meridian_agent_rebalanced_streams', {
+    description: 'Upstream streams a replica shed to rebalance, resumed on the replica it named.',
+  });
   readonly servedFromDisk: Counter = this.#meter.createCounter('meridian_agent_served_from_disk', {
     description: 'Times a local client was served last-known-good config from disk (no replica reachable).',
   });

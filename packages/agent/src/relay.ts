@@ -33,6 +33,10 @@ import {
 } from './wire.js';
 
 const ADS = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
+/** Request metadata marking an upstream stream as relayed by an agent (the value: the agent's id). */
+export const AGENT_METADATA = 'x-meridian-agent';
+/** Trailer of a stream a replica shed to rebalance: the id of the replica to move to. */
+export const MOVE_TO_TRAILER = 'x-meridian-move-to';
 const pass = (b: Buffer) => b;
 type Variant = 'sotw' | 'delta';
 
@@ -184,10 +188,12 @@ class RelayedStream {
     }
   }
 
-  /** Opens the upstream stream on the best usable replica; without one, retries. */
-  #connect(): void {
+  /** Opens the upstream stream on `preferred` if usable, else the best usable replica; without one, retries. */
+  #connect(preferred?: string): void {
     if (this.#closed || this.#upstream) return;
-    const candidate = this.relay.selector.pick();
+    const candidate =
+      (preferred ? this.relay.selector.usable().find((c) => c.address === preferred) : undefined) ??
+      this.relay.selector.pick();
     if (!candidate) {
       this.#scheduleRetry();
       return;
@@ -195,9 +201,19 @@ class RelayedStream {
     const address = candidate.address;
     const client = this.relay.selector.channel(address).client;
     const path = `/${ADS}/${this.variant === 'sotw' ? 'StreamAggregatedResources' : 'DeltaAggregatedResources'}`;
-    const call = client.makeBidiStreamRequest<Buffer, Buffer>(path, pass, pass);
+    // Marks the stream as relayed: a replica above its fair share may shed it, naming where to go.
+    const metadata = new grpc.Metadata();
+    metadata.set(AGENT_METADATA, this.relay.agentId);
+    const call = client.makeBidiStreamRequest<Buffer, Buffer>(path, pass, pass, metadata);
     this.#upstream = call;
     this.#upstreamAddress = address;
+    this.relay.selector.retain(address);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.relay.selector.release(address);
+    };
     this.relay.selector.setCurrent(address);
     this.relay.metrics?.connects.add(1);
     this.relay.log.debug(
@@ -222,8 +238,11 @@ class RelayedStream {
     });
     call.on('error', () => {});
     call.on('status', (s: grpc.StatusObject) => {
+      release();
       if (this.#upstream !== call || this.#closed) return;
-      this.#onUpstreamEnded(address, `${grpc.status[s.code]}: ${s.details}`);
+      const moveTo = s.metadata?.get(MOVE_TO_TRAILER)[0];
+      if (moveTo !== undefined) this.#onShed(address, String(moveTo));
+      else this.#onUpstreamEnded(address, `${grpc.status[s.code]}: ${s.details}`);
     });
     this.#resume(call);
   }
@@ -264,6 +283,24 @@ class RelayedStream {
     this.relay.selector.markFailed(address);
     this.relay.log.info({ proxy: this.#id, address, why }, 'upstream stream ended; failing over');
     this.#connect();
+    if (!this.#upstream) this.#serveFromDisk();
+  }
+
+  /** The replica shed this stream to rebalance: resume on the replica it named (not a failure). */
+  #onShed(address: string, replicaId: string): void {
+    this.#failedAt ??= performance.now();
+    this.#upstream = undefined;
+    this.#upstreamAddress = undefined;
+    this.relay.metrics?.rebalanced.add(1);
+    this.relay.selector.noteShed(address);
+    const target = this.relay.selector
+      .usable()
+      .find((c) => c.replica.id === replicaId && c.address !== address);
+    this.relay.log.info(
+      { proxy: this.#id, from: address, to: target?.address ?? 'next-ranked' },
+      'stream shed by its replica; moving',
+    );
+    this.#connect(target?.address);
     if (!this.#upstream) this.#serveFromDisk();
   }
 
@@ -462,6 +499,8 @@ export class XdsRelay {
   readonly cache: LastKnownGood | undefined;
   readonly retryMs: number;
   readonly secrets: LocalSecrets | undefined;
+  /** Sent with every upstream stream (`x-meridian-agent`). */
+  readonly agentId = `agent-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   readonly #streams = new Set<RelayedStream>();
   readonly #offBetter: () => void;
   readonly #offSecrets: () => void;

@@ -24,6 +24,8 @@ export interface ReplicaSelectorOptions {
   readonly moveBackJitterMs?: number;
   /** How long a replica that failed a stream is skipped (default 3 s, or until it answers again). */
   readonly failedHoldMs?: number;
+  /** How long a replica that shed a stream is not moved back to (default 60 s). */
+  readonly shedHoldMs?: number;
   /** Discovery call deadline (default 2 s). */
   readonly deadlineMs?: number;
   readonly log: Logger;
@@ -36,7 +38,11 @@ export class ReplicaSelector {
   readonly #known = new Map<string, DiscoveredReplica>();
   readonly #rtt = new Map<string, number | undefined>();
   readonly #channels = new Map<string, ReplicaDiscoveryClient>();
+  /** Streams open on each channel: a channel in use is never closed by a refresh. */
+  readonly #inUse = new Map<string, number>();
   readonly #failedAt = new Map<string, number>();
+  /** Replicas that shed a stream of this agent, and when: not moved back to for a while. */
+  readonly #shedAt = new Map<string, number>();
   readonly #listeners = new Set<(best: Candidate) => void>();
   #ranked: Candidate[] = [];
   #timer: NodeJS.Timeout | undefined;
@@ -131,7 +137,7 @@ export class ReplicaSelector {
     }
     const live = new Set([...this.#known.values()].map((r) => this.#addressOf(r)));
     for (const [address, c] of this.#channels) {
-      if (!live.has(address) && !this.#o.seeds.includes(address)) {
+      if (!live.has(address) && !this.#o.seeds.includes(address) && !this.#inUse.get(address)) {
         c.close();
         this.#channels.delete(address);
       }
@@ -172,9 +178,31 @@ export class ReplicaSelector {
     return this.usable().find((c) => c.address !== exclude);
   }
 
+  /** A stream opened on `address`'s channel (keeps the channel open until released). */
+  retain(address: string): void {
+    this.#inUse.set(address, (this.#inUse.get(address) ?? 0) + 1);
+  }
+
+  /** A stream on `address`'s channel ended. */
+  release(address: string): void {
+    const n = (this.#inUse.get(address) ?? 0) - 1;
+    if (n > 0) this.#inUse.set(address, n);
+    else this.#inUse.delete(address);
+  }
+
   /** Records that a stream to `address` failed: it is skipped for a while. */
   markFailed(address: string): void {
     this.#failedAt.set(address, performance.now());
+  }
+
+  /** Records that `address` shed a stream to rebalance: no move back to it for `shedHoldMs`. */
+  noteShed(address: string): void {
+    this.#shedAt.set(address, performance.now());
+  }
+
+  #shedRecently(address: string): boolean {
+    const shed = this.#shedAt.get(address);
+    return shed !== undefined && performance.now() - shed < (this.#o.shedHoldMs ?? 60_000);
   }
 
   /** Records which replica the agent's streams are on. */
@@ -199,7 +227,7 @@ export class ReplicaSelector {
 
   #maybeMoveBack(): void {
     if (this.#moveBack || this.#current === undefined) return;
-    const best = this.usable()[0];
+    const best = this.usable().find((c) => !this.#shedRecently(c.address));
     const current = this.#ranked.find((c) => c.address === this.#current);
     if (!best || best.address === this.#current) return;
     // Only a better locality tier is worth a move (RTT noise within a tier is not).
@@ -208,13 +236,13 @@ export class ReplicaSelector {
     const delay = (this.#o.random ?? Math.random)() * (this.#o.moveBackJitterMs ?? 3000);
     this.#moveBack = setTimeout(() => {
       this.#moveBack = undefined;
-      const now = this.usable()[0];
-      if (now && now.address !== this.#current) {
+      const target = this.usable().find((c) => !this.#shedRecently(c.address));
+      if (target && target.address === best.address && target.address !== this.#current) {
         this.#o.log.info(
-          { from: this.#current, to: now.address, replica: now.replica.id },
+          { from: this.#current, to: target.address, replica: target.replica.id },
           'moving to a nearer replica',
         );
-        for (const l of this.#listeners) l(now);
+        for (const l of this.#listeners) l(target);
       }
     }, delay);
     this.#moveBack.unref();

@@ -186,7 +186,14 @@ describe('meridian-agent relay', () => {
     });
     proxies.push(p);
     p.connect(ch);
-    await waitUntil('delta proxy synced', () => (p.state.get(TypeUrl.Cluster)?.resources.size ?? 0) > 0);
+    await waitUntil(
+      'delta proxy synced',
+      () => (p.state.get(TypeUrl.Cluster)?.resources.size ?? 0) > 0,
+    ).catch((error: unknown) => {
+      throw new Error(
+        `${(error as Error).message}\n--- a\n${replicas.a.output.slice(-8).join('\n')}\n--- b\n${replicas.b.output.slice(-8).join('\n')}`,
+      );
+    });
     await new Promise((r) => setTimeout(r, 300));
     const before = p.responses.length;
     const bytesBefore = p.totalResourceBytes;
