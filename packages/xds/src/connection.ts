@@ -3,7 +3,7 @@
 // stream's write buffer bounded: a stream that does not drain is skipped (its pushes merged until it
 // drains) and closed when it stays stuck.
 import { createHash } from 'node:crypto';
-import { type ServerDuplexStream, status as Status } from '@grpc/grpc-js';
+import { Metadata, type ServerDuplexStream, status as Status } from '@grpc/grpc-js';
 import { type EnvoyJson, NodeError, parseNode, type ResourceTypeUrl } from '@meridian/envoy';
 import type { Logger } from 'pino';
 import { shortType, type XdsMetrics } from './metrics.js';
@@ -21,6 +21,7 @@ import {
   sotwRemovals,
   sotwSent,
   sotwTarget,
+  syncState,
   type WatchState,
 } from './protocol.js';
 import type { Pushable } from './push-queue.js';
@@ -124,6 +125,13 @@ function sotwBody(resources: readonly EncodedResource[]): SotwEntry {
 
 let connectionCounter = 0;
 
+/** Bytes of the resources of one response (istiod's `ResourceSize`, for pilot_xds_config_size_bytes). */
+function resourceSize(resources: readonly EncodedResource[]): number {
+  let n = 0;
+  for (const r of resources) n += r.bytes.length;
+  return n;
+}
+
 /** Finds grpc-js' HTTP/2 stream under a server call, to reset a stream whose peer stopped reading
  * (grpc-js has no public way to end a call whose write buffer cannot drain). */
 function resetHttp2Stream(call: unknown): boolean {
@@ -148,6 +156,8 @@ type AnyStream = ServerDuplexStream<Buffer, Buffer>;
 /** Per-type bookkeeping the protocol state does not hold. */
 interface TypeBook {
   lastPushAt: number | undefined;
+  /** `Date.now()` of the last ACK of this type. */
+  lastAckAt: number | undefined;
   /** Earliest change (performance.now()) sent on this type and not yet ACKed. */
   changeAt: number | undefined;
   /** When the current nonce was sent (performance.now()), for the push-to-ACK time. */
@@ -167,6 +177,8 @@ export class Connection implements Pushable {
   closed = false;
   readonly #n = ++connectionCounter;
   #nonce = 0;
+  /** Responses written on this stream. */
+  #writes = 0;
   #outstandingBytes = 0;
   #outstandingWrites = 0;
   #blocked = false;
@@ -201,6 +213,7 @@ export class Connection implements Pushable {
       fn();
     } catch (e) {
       this.host.metrics.bad('internal');
+      this.host.metrics.internalErrors.add(1);
       this.host.log.error({ conn: this.id, err: e }, `internal error handling ${what}`);
       this.close(Status.INTERNAL, `internal error handling ${what}: ${(e as Error).message}`);
     }
@@ -223,7 +236,13 @@ export class Connection implements Pushable {
   #book(type: string): TypeBook {
     let b = this.books.get(type);
     if (!b) {
-      b = { lastPushAt: undefined, changeAt: undefined, sentAt: undefined, sharedSeq: 0 };
+      b = {
+        lastPushAt: undefined,
+        lastAckAt: undefined,
+        changeAt: undefined,
+        sentAt: undefined,
+        sharedSeq: 0,
+      };
       this.books.set(type, b);
     }
     return b;
@@ -232,6 +251,7 @@ export class Connection implements Pushable {
   #onRequest(bytes: Buffer): void {
     if (this.closed) return;
     const { log, metrics, limits } = this.host;
+    metrics.recordRequestSize(bytes.length);
     if (bytes.length > limits.maxRequestBytes) {
       metrics.bad('too_large');
       this.close(
@@ -294,14 +314,15 @@ export class Connection implements Pushable {
     const book = this.#book(type);
     switch (ack.kind) {
       case 'ack': {
+        book.lastAckAt = Date.now();
         if (book.changeAt !== undefined) {
-          metrics.convergence.record((performance.now() - book.changeAt) / 1000, { type: shortType(type) });
+          metrics.ackTime.record((performance.now() - book.changeAt) / 1000, { type: shortType(type) });
           book.changeAt = undefined;
         }
         break;
       }
       case 'nack':
-        metrics.reject(type);
+        metrics.reject(type, this.ctx?.proxy.id ?? '', this.watches.get(type)?.lastNack?.code ?? 2);
         book.changeAt = undefined;
         log.warn({ conn: this.id, type: shortType(type), nonce: ack.nonce }, `NACK: ${ack.message}`);
         break;
@@ -366,7 +387,9 @@ export class Connection implements Pushable {
       .filter((t) => forced.has(t) || (change !== undefined && changeAffects(change, this.watches.get(t)!)))
       .sort((a, b) => pushRank(a) - pushRank(b));
     const removals: (() => void)[] = [];
+    const writesBefore = this.#writes;
     for (const type of types) {
+      const typeStarted = performance.now();
       const watch = this.watches.get(type)!;
       const available = snapshot.resources(ctx, type as ResourceTypeUrl);
       const isForced = forced.has(type);
@@ -392,9 +415,12 @@ export class Connection implements Pushable {
           this.#sendDelta(type, upserts, missing, change, available);
         if (removed.length > 0) removals.push(() => this.#sendDelta(type, [], removed, change, available));
       }
+      this.host.metrics.pushTime.record((performance.now() - typeStarted) / 1000, { type: shortType(type) });
     }
     for (const remove of removals.reverse()) remove();
-    if (types.length > 0) this.host.metrics.pushTime.record((performance.now() - started) / 1000);
+    // istiod's pilot_proxy_convergence_time: from the push's first change until all of it was sent.
+    if (change && this.#writes > writesBefore)
+      this.host.metrics.convergence.record((performance.now() - Math.min(change.at, started)) / 1000);
   }
 
   #noteMissing(type: string, w: WatchState, available: ResourceMap | undefined): void {
@@ -451,7 +477,7 @@ export class Connection implements Pushable {
       bytes = Buffer.concat([entry.body, sotwResponse('', [], type, nonce)]);
     }
     this.watches.set(type, sotwSent(w, nonce, resources, available));
-    this.#write(type, bytes, change);
+    this.#write(type, bytes, change, resourceSize(resources));
   }
 
   #sendDelta(
@@ -490,11 +516,12 @@ export class Connection implements Pushable {
       bytes = deltaResponse(system, upserts, removed, type, nonce);
     }
     this.watches.set(type, deltaSent(w, nonce, upserts, removed));
-    this.#write(type, bytes, change);
+    this.#write(type, bytes, change, resourceSize(upserts));
   }
 
-  #write(type: string, bytes: Buffer, change: ChangeEvent | undefined): void {
+  #write(type: string, bytes: Buffer, change: ChangeEvent | undefined, size: number): void {
     const { metrics, limits } = this.host;
+    this.#writes++;
     const book = this.#book(type);
     book.lastPushAt = Date.now();
     book.sentAt = performance.now();
@@ -502,6 +529,7 @@ export class Connection implements Pushable {
     const short = shortType(type);
     metrics.pushes.add(1, { type: short });
     metrics.responseBytes.add(bytes.length, { type: short });
+    metrics.configSize.record(size, { type });
     this.#outstandingBytes += bytes.length;
     if (this.#outstandingWrites++ === 0) {
       this.#lastProgressAt = performance.now();
@@ -509,7 +537,11 @@ export class Connection implements Pushable {
     }
     let ok = true;
     try {
-      ok = this.call.write(bytes, () => this.#written(bytes.length));
+      const writeAt = performance.now();
+      ok = this.call.write(bytes, () => {
+        metrics.sendTime.record((performance.now() - writeAt) / 1000);
+        this.#written(bytes.length);
+      });
     } catch (e) {
       metrics.pushes.add(1, { type: `${short}_senderr` });
       this.close(Status.INTERNAL, `write failed: ${(e as Error).message}`);
@@ -602,6 +634,34 @@ export class Connection implements Pushable {
   drain(): void {
     if (this.closed) return;
     this.close(Status.UNAVAILABLE, 'server is shutting down');
+  }
+
+  /** Whether the stream comes through a node agent (`x-meridian-agent` metadata), which moves on a shed. */
+  get relayed(): boolean {
+    return this.call.metadata.get('x-meridian-agent').length > 0;
+  }
+
+  /** Whether every type this stream watches has its last response ACKed (nothing in flight). */
+  get settled(): boolean {
+    if (this.closed || this.watches.size === 0) return false;
+    for (const w of this.watches.values()) if (syncState(w) !== 'SYNCED') return false;
+    return true;
+  }
+
+  /**
+   * Ends the stream to rebalance load: UNAVAILABLE with trailing metadata (for example the replica to
+   * move to), so a relaying agent resumes elsewhere without counting it as a failure.
+   */
+  shed(reason: string, trailers: Readonly<Record<string, string>>): void {
+    if (this.closed) return;
+    const metadata = new Metadata();
+    for (const [k, v] of Object.entries(trailers)) metadata.set(k, v);
+    this.host.log.info({ conn: this.id, ...trailers }, `shedding xDS stream: ${reason}`);
+    this.call.emit(
+      'error',
+      Object.assign(new Error(reason), { code: Status.UNAVAILABLE, details: reason, metadata }),
+    );
+    this.#finish(reason);
   }
 
   #finish(reason: string): void {

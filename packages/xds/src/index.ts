@@ -10,7 +10,15 @@ export {
 } from './cache.js';
 export type { ConnectionHost, StreamLimits, Variant } from './connection.js';
 export { Connection, changeAffects } from './connection.js';
-export { shortType, XdsMetrics } from './metrics.js';
+export type { TriggerReason } from './metrics.js';
+export {
+  grpcCodeName,
+  ISTIOD_BUCKETS,
+  shortType,
+  TRIGGER_REASONS,
+  triggerReason,
+  XdsMetrics,
+} from './metrics.js';
 export type {
   AckOutcome,
   DeltaDiff,
@@ -44,7 +52,15 @@ export type { XdsServerOptions } from './server.js';
 export { adsServiceDefinition, identityOf, XdsServer, xdsLogger } from './server.js';
 export { StaticSnapshot } from './static-snapshot.js';
 export type { DebugSource, DumpedResource, ProxySyncStatus, TypeSyncStatus } from './status.js';
-export { connectionConfigDump, connectionStatus, debugHandler, REDACTED, redactSecrets } from './status.js';
+export {
+  connectionConfigDump,
+  connectionCurrentConfig,
+  connectionStatus,
+  debugHandler,
+  proxyName,
+  REDACTED,
+  redactSecrets,
+} from './status.js';
 export type { ChangeEvent, EncodedResource, ProxyContext, ResourceMap, XdsSnapshot } from './types.js';
 export { mergeChanges } from './types.js';
 export type { DeltaRequest, SotwRequest } from './wire.js';

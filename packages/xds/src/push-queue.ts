@@ -115,14 +115,21 @@ export interface Pushable {
  */
 export class PushQueue<C extends Pushable> {
   readonly #pending = new Map<C, ChangeEvent>();
+  /** When each pending connection was queued (`performance.now()`; merges keep the first time). */
+  readonly #queuedAt = new Map<C, number>();
   readonly #inFlight = new Set<C>();
   /** Changes that arrived for a connection while it was being pushed; queued again after. */
   readonly #again = new Map<C, ChangeEvent>();
   #waiters: (() => void)[] = [];
 
+  /**
+   * `onDequeue` sees every push as it leaves the queue, with how long the connection waited in it
+   * (istiod's `pilot_proxy_queue_time`).
+   */
   constructor(
     readonly concurrency: number,
     private readonly onError: (conn: C, error: unknown) => void,
+    private readonly onDequeue?: (conn: C, change: ChangeEvent, waitedMs: number) => void,
   ) {}
 
   enqueue(conn: C, change: ChangeEvent): void {
@@ -133,12 +140,14 @@ export class PushQueue<C extends Pushable> {
     }
     const prev = this.#pending.get(conn);
     this.#pending.set(conn, prev ? mergeChanges(prev, change) : change);
+    if (!prev) this.#queuedAt.set(conn, performance.now());
     this.#pump();
   }
 
   /** Forgets a connection (closed). */
   remove(conn: C): void {
     this.#pending.delete(conn);
+    this.#queuedAt.delete(conn);
     this.#again.delete(conn);
   }
 
@@ -156,7 +165,11 @@ export class PushQueue<C extends Pushable> {
     while (this.#inFlight.size < this.concurrency && this.#pending.size > 0) {
       const [conn, change] = this.#pending.entries().next().value as [C, ChangeEvent];
       this.#pending.delete(conn);
+      const queuedAt = this.#queuedAt.get(conn);
+      this.#queuedAt.delete(conn);
       this.#inFlight.add(conn);
+      if (this.onDequeue && queuedAt !== undefined)
+        this.onDequeue(conn, change, performance.now() - queuedAt);
       let pushed: Promise<void>;
       try {
         pushed = conn.push(change);

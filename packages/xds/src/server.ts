@@ -20,14 +20,22 @@ import { XdsMetrics } from './metrics.js';
 import { type DebounceOptions, Debouncer, PushQueue } from './push-queue.js';
 import {
   connectionConfigDump,
+  connectionCurrentConfig,
   connectionStatus,
   type DumpedResource,
   debugHandler,
   type ProxySyncStatus,
+  proxyName,
 } from './status.js';
 import type { ChangeEvent, XdsSnapshot } from './types.js';
 
 const ADS = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
+
+/** The proxy's Istio version (node metadata `ISTIO_VERSION`), the `version` label of `pilot_xds`. */
+function istioVersionOf(conn: Connection): string {
+  const v = conn.ctx?.proxy.metadata.ISTIO_VERSION;
+  return typeof v === 'string' ? v : '';
+}
 const passThrough = (b: Buffer): Buffer => b;
 
 /**
@@ -122,8 +130,17 @@ export class XdsServer {
       stuckTimeoutMs: options.stuckTimeoutMs ?? 30_000,
       pushReleaseMs: 250,
     };
-    this.#queue = new PushQueue<Connection>(options.pushConcurrency ?? 100, (conn, error) =>
-      this.log.error({ conn: conn.id, err: error }, 'push failed'),
+    this.#queue = new PushQueue<Connection>(
+      options.pushConcurrency ?? 100,
+      (conn, error) => {
+        this.metrics.internalErrors.add(1);
+        this.log.error({ conn: conn.id, err: error }, 'push failed');
+      },
+      // As istiod's push loop (pilot/pkg/xds/discovery.go): queue time and triggers per dequeued push.
+      (_conn, change, waitedMs) => {
+        this.metrics.queueTime.record(waitedMs / 1000);
+        this.metrics.trigger(change.reason);
+      },
     );
     this.#debouncer = new Debouncer(options.debounce ?? {}, (change, merged) => this.#fire(change, merged));
     this.#host = {
@@ -132,7 +149,7 @@ export class XdsServer {
       limits: this.#limits,
       snapshot: () => this.#snapshot,
       identified: (conn) => {
-        this.metrics.connected.add(1);
+        this.metrics.recordClient(istioVersionOf(conn), 1);
         this.log.info(
           { conn: conn.id, variant: conn.variant, identity: conn.authenticatedIdentity },
           'proxy connected',
@@ -141,7 +158,7 @@ export class XdsServer {
       closed: (conn) => {
         this.#connections.delete(conn);
         this.#queue.remove(conn);
-        if (conn.ctx) this.metrics.connected.add(-1);
+        if (conn.ctx) this.metrics.recordClient(istioVersionOf(conn), -1);
       },
     };
   }
@@ -152,6 +169,13 @@ export class XdsServer {
   }
 
   /** Connected streams (identified or not). */
+  /** Streams relayed by node agents (those a rebalance may move). */
+  get relayedCount(): number {
+    let n = 0;
+    for (const c of this.#connections) if (c.relayed) n++;
+    return n;
+  }
+
   get connectionCount(): number {
     return this.#connections.size;
   }
@@ -182,7 +206,7 @@ export class XdsServer {
   }
 
   #fire(change: ChangeEvent, merged: number): void {
-    for (const reason of change.reason) this.metrics.triggers.add(1, { type: reason });
+    this.metrics.debounceTime.record(Math.max(0, performance.now() - change.at) / 1000);
     let queued = 0;
     for (const conn of this.#connections) {
       if (!conn.ctx) continue;
@@ -284,6 +308,27 @@ export class XdsServer {
     this.#grpc = undefined;
   }
 
+  /**
+   * Ends up to `count` streams relayed by a node agent whose every type is ACKed (nothing in flight),
+   * chosen at random, with UNAVAILABLE and `trailers` (e.g. the replica to move to). Streams of proxies
+   * connected directly are never shed: nothing would tell them where to go. Returns how many were shed.
+   */
+  shed(
+    count: number,
+    reason: string,
+    trailers: Readonly<Record<string, string>>,
+    random: () => number = Math.random,
+  ): number {
+    const settled = [...this.#connections].filter((c) => c.relayed && c.settled);
+    for (let i = settled.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [settled[i], settled[j]] = [settled[j]!, settled[i]!];
+    }
+    const chosen = settled.slice(0, Math.max(0, count));
+    for (const c of chosen) c.shed(reason, trailers);
+    return chosen.length;
+  }
+
   /** Every identified proxy's sync status. */
   syncStatus(): ProxySyncStatus[] {
     const now = Date.now();
@@ -295,18 +340,44 @@ export class XdsServer {
     return out.sort((a, b) => (a.connectionId < b.connectionId ? -1 : 1));
   }
 
-  /** What was sent to the proxy with this node id, per connection id; undefined if not connected. */
+  /**
+   * What was sent to the proxy with this node id (or istioctl name `<pod>.<namespace>`), per
+   * connection id; undefined if not connected.
+   */
   configDump(proxyId: string): Record<string, Record<string, DumpedResource[]>> | undefined {
     let out: Record<string, Record<string, DumpedResource[]>> | undefined;
-    for (const conn of this.#connections) {
-      const ctx = conn.ctx;
-      if (!ctx || ctx.proxy.id !== proxyId) continue;
+    for (const conn of this.#connectionsOf(proxyId)) {
+      const ctx = conn.ctx!;
       out ??= {};
       out[conn.id] = connectionConfigDump(conn, (type: ResourceTypeUrl) =>
         this.#snapshot?.resources(ctx, type),
       );
     }
     return out;
+  }
+
+  /**
+   * What the current snapshot holds for the subscriptions of the proxy with this node id (or name),
+   * per connection id; undefined if not connected.
+   */
+  currentConfig(proxyId: string): Record<string, Record<string, DumpedResource[]>> | undefined {
+    let out: Record<string, Record<string, DumpedResource[]>> | undefined;
+    for (const conn of this.#connectionsOf(proxyId)) {
+      const ctx = conn.ctx!;
+      out ??= {};
+      out[conn.id] = connectionCurrentConfig(conn, (type: ResourceTypeUrl) =>
+        this.#snapshot?.resources(ctx, type),
+      );
+    }
+    return out;
+  }
+
+  /** Identified connections of the proxy with this node id or istioctl name. */
+  *#connectionsOf(proxyId: string): Iterable<Connection> {
+    for (const conn of this.#connections) {
+      const p = conn.ctx?.proxy;
+      if (p && (p.id === proxyId || proxyName(p.id, p.workloadName, p.namespace) === proxyId)) yield conn;
+    }
   }
 
   /** The `/debug/syncz` and `/debug/config_dump` handler for the replica's admin server. */

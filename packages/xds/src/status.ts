@@ -2,7 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodeResource, type EnvoyJson, type JsonValue, type ResourceTypeUrl } from '@meridian/envoy';
 import type { Connection } from './connection.js';
 import { shortType } from './metrics.js';
-import { type DeltaWatch, type SotwWatch, type SyncState, syncState } from './protocol.js';
+import { type DeltaWatch, type SotwWatch, type SyncState, sotwTarget, syncState } from './protocol.js';
+import type { EncodedResource } from './types.js';
 
 /** Sync status of one type for one proxy (`istioctl proxy-status` columns). */
 export interface TypeSyncStatus {
@@ -17,13 +18,20 @@ export interface TypeSyncStatus {
   readonly resources: number;
   /** Milliseconds since the last response of this type; undefined when none was sent. */
   readonly lastPushAgeMs: number | undefined;
+  /** Milliseconds since the last ACK of this type; undefined when none arrived on this stream. */
+  readonly lastAckAgeMs: number | undefined;
   /** The last NACK's message, when the state is ERROR. */
   readonly error: string | undefined;
 }
 
 /** Sync status of one connected proxy. */
 export interface ProxySyncStatus {
+  /** The node id as sent. */
   readonly proxyId: string;
+  /** istioctl's proxy name: `<pod>.<namespace>` when the node id follows Istio's convention, else the node id. */
+  readonly name: string;
+  /** Node metadata `ISTIO_VERSION` ('' when not sent): istioctl's VERSION column. */
+  readonly istioVersion: string;
   readonly connectionId: string;
   readonly variant: 'sotw' | 'delta';
   readonly namespace: string;
@@ -37,6 +45,14 @@ export interface ProxySyncStatus {
   readonly bufferedBytes: number;
   /** By istiod's short type name: `cds`, `eds`, `lds`, `rds`, `sds`. */
   readonly types: Readonly<Record<string, TypeSyncStatus>>;
+}
+
+/**
+ * istioctl's name of a proxy: `<pod>.<namespace>` (Istio's proxy ID) when the node id follows Istio's
+ * `sidecar~<ip>~<pod>.<ns>~<ns>.svc.cluster.local` convention, else the node id itself.
+ */
+export function proxyName(nodeId: string, workloadName: string, namespace: string): string {
+  return nodeId.includes('~') && workloadName && namespace ? `${workloadName}.${namespace}` : nodeId;
 }
 
 /** The sync status of one connection. */
@@ -56,12 +72,16 @@ export function connectionStatus(conn: Connection, now = Date.now()): ProxySyncS
       subscribed: [...watch.names],
       resources: held,
       lastPushAgeMs: book?.lastPushAt === undefined ? undefined : now - book.lastPushAt,
+      lastAckAgeMs: book?.lastAckAt === undefined ? undefined : now - book.lastAckAt,
       error: state === 'ERROR' ? watch.lastNack?.message : undefined,
     };
   }
   const p = conn.ctx.proxy;
+  const version = p.metadata.ISTIO_VERSION;
   return {
     proxyId: p.id,
+    name: proxyName(p.id, p.workloadName, p.namespace),
+    istioVersion: typeof version === 'string' ? version : '',
     connectionId: conn.id,
     variant: conn.variant,
     namespace: p.namespace,
@@ -154,15 +174,41 @@ export function connectionConfigDump(
   return out;
 }
 
+/**
+ * What the current snapshot holds for one connection's subscriptions, by short type name (secrets
+ * redacted): what the connection would be sent if it subscribed again now. Compared with
+ * {@link connectionConfigDump} (what was sent) it shows a proxy that is behind or was refused a
+ * push (`meridian proxy-status <proxy>`).
+ */
+export function connectionCurrentConfig(
+  conn: Connection,
+  current: (type: ResourceTypeUrl) => ReadonlyMap<string, EncodedResource> | undefined,
+): Record<string, DumpedResource[]> {
+  const out: Record<string, DumpedResource[]> = {};
+  for (const [type, watch] of conn.watches) {
+    const list = sotwTarget(watch, current(type as ResourceTypeUrl)).map((r) => ({
+      name: r.name,
+      version: r.version,
+      resource: redactSecrets(decodeResource(type, r.bytes)),
+    }));
+    out[shortType(type)] = list;
+  }
+  return out;
+}
+
 /** What the debug handler reads from the server. */
 export interface DebugSource {
   syncStatus(): ProxySyncStatus[];
+  /** What was sent to the proxy with this node id (or name), per connection id. */
   configDump(proxyId: string): Record<string, Record<string, DumpedResource[]>> | undefined;
+  /** What the current snapshot holds for the proxy's subscriptions, per connection id. */
+  currentConfig?(proxyId: string): Record<string, Record<string, DumpedResource[]>> | undefined;
 }
 
 /**
  * A node:http request handler for `/debug/syncz` (every proxy's sync status, JSON) and
- * `/debug/config_dump?proxy=<node id>` (what was sent to that proxy, per connection). Returns false
+ * `/debug/config_dump?proxy=<node id or pod.namespace>` (what was sent to that proxy, per connection;
+ * with `&view=current`: what the current snapshot holds for the same subscriptions). Returns false
  * for other paths so the replica can chain it with its own admin routes.
  */
 export function debugHandler(source: DebugSource): (req: IncomingMessage, res: ServerResponse) => boolean {
@@ -182,7 +228,17 @@ export function debugHandler(source: DebugSource): (req: IncomingMessage, res: S
         reply(400, { error: 'query parameter "proxy" (a node id) is required' });
         return true;
       }
-      const dump = source.configDump(proxy);
+      const view = url.searchParams.get('view') ?? 'sent';
+      if (view !== 'sent' && view !== 'current') {
+        reply(400, { error: `query parameter "view" must be "sent" or "current" (got "${view}")` });
+        return true;
+      }
+      const dump =
+        view === 'current'
+          ? source.currentConfig
+            ? source.currentConfig(proxy)
+            : undefined
+          : source.configDump(proxy);
       if (!dump) reply(404, { error: `no connected proxy with node id "${proxy}"` });
       else reply(200, dump);
       return true;
