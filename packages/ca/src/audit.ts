@@ -94,13 +94,79 @@ export class CaAudit {
   }
 }
 
+/** One of istiod's CA metrics: name, Prometheus type and help text (security/pkg/server/ca/monitoring.go). */
+export interface IstioCaMetric {
+  readonly name: string;
+  readonly type: 'counter' | 'gauge';
+  readonly help: string;
+}
+
 /**
- * The counters under istiod's metric names (security/pkg/server/ca monitoring), so existing
- * dashboards keep working; expiry gauges are Unix seconds of the signing chain.
+ * istiod's CA metrics (istio/istio security/pkg/server/ca/monitoring.go), in its order, with its
+ * help texts: the names {@link istioCaMetrics} fills in.
+ */
+export const ISTIO_CA_METRICS: readonly IstioCaMetric[] = [
+  {
+    name: 'citadel_server_csr_count',
+    type: 'counter',
+    help: 'The number of CSRs received by Citadel server.',
+  },
+  {
+    name: 'citadel_server_authentication_failure_count',
+    type: 'counter',
+    help: 'The number of authentication failures.',
+  },
+  {
+    name: 'citadel_server_csr_parsing_err_count',
+    type: 'counter',
+    help: 'The number of errors occurred when parsing the CSR.',
+  },
+  {
+    name: 'citadel_server_id_extraction_err_count',
+    type: 'counter',
+    help: 'The number of errors occurred when extracting the ID from CSR.',
+  },
+  {
+    name: 'citadel_server_csr_sign_err_count',
+    type: 'counter',
+    help: 'The number of errors occurred when signing the CSR.',
+  },
+  {
+    name: 'citadel_server_success_cert_issuance_count',
+    type: 'counter',
+    help: 'The number of certificates issuances that have succeeded.',
+  },
+  {
+    name: 'citadel_server_root_cert_expiry_timestamp',
+    type: 'gauge',
+    help: 'The unix timestamp, in seconds, when the root cert will expire.',
+  },
+  {
+    name: 'citadel_server_root_cert_expiry_seconds',
+    type: 'gauge',
+    help: 'The time remaining, in seconds, before the root cert will expire. A negative value indicates the cert is expired.',
+  },
+  {
+    name: 'citadel_server_cert_chain_expiry_timestamp',
+    type: 'gauge',
+    help: 'The unix timestamp, in seconds, when Istio generated cert chain will expire.',
+  },
+  {
+    name: 'citadel_server_cert_chain_expiry_seconds',
+    type: 'gauge',
+    help: 'The time remaining, in seconds, before the Istio Generated cert chain will expire. A negative value indicates the cert is expired.',
+  },
+];
+
+/**
+ * The counters under istiod's metric names (security/pkg/server/ca/monitoring.go), so existing
+ * dashboards keep working; expiry gauges are Unix seconds of the signing chain, and seconds left
+ * before it expires at `now` (negative once expired).
  */
 export function istioCaMetrics(
   audit: CaAudit,
   chainExpiry?: { rootNotAfter: Date; chainNotAfter: Date },
+  now: Date = new Date(),
 ): Record<string, number> {
   const c = audit.counters;
   const out: Record<string, number> = {
@@ -113,8 +179,11 @@ export function istioCaMetrics(
       (c.refusedByCode.INTERNAL ?? 0) + (c.refusedByCode.FAILED_PRECONDITION ?? 0),
   };
   if (chainExpiry) {
-    out.citadel_server_root_cert_expiry_timestamp = Math.floor(chainExpiry.rootNotAfter.getTime() / 1000);
-    out.citadel_server_cert_chain_expiry_timestamp = Math.floor(chainExpiry.chainNotAfter.getTime() / 1000);
+    const seconds = (d: Date) => Math.floor(d.getTime() / 1000);
+    out.citadel_server_root_cert_expiry_timestamp = seconds(chainExpiry.rootNotAfter);
+    out.citadel_server_root_cert_expiry_seconds = seconds(chainExpiry.rootNotAfter) - seconds(now);
+    out.citadel_server_cert_chain_expiry_timestamp = seconds(chainExpiry.chainNotAfter);
+    out.citadel_server_cert_chain_expiry_seconds = seconds(chainExpiry.chainNotAfter) - seconds(now);
   }
   return out;
 }

@@ -1,7 +1,7 @@
 // @meridian/ca: mesh root and per-cluster intermediate CAs, workload certificate issuance
 // (Istio's CreateCertificate), bootstrap tokens, trust bundles and root rotation.
 export type { AuthMethod, CaCounters, CaEvent } from './audit.js';
-export { CaAudit, istioCaMetrics } from './audit.js';
+export { CaAudit, ISTIO_CA_METRICS, istioCaMetrics } from './audit.js';
 export type {
   CaKeyPair,
   ClusterCaMaterial,

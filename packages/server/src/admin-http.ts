@@ -9,7 +9,7 @@
  *
  * | request | role |
  * |---|---|
- * | `GET /debug/syncz`, `/debug/config_dump?proxy=`, `/debug/leader`, `/debug/replica`, `/debug/federation` | view |
+ * | `GET /debug/syncz`, `/debug/config_dump?proxy=[&view=current]`, `/debug/leader`, `/debug/replica`, `/debug/replicas`, `/debug/federation` | view |
  * | `GET /apis/v1/config/<kind>[?namespace=<ns>]`, `GET /apis/v1/config/<kind>/<namespace>/<name>` | view |
  * | `POST /apis/v1/apply[?source=<file name>]`, body: YAML/JSON documents | edit |
  * | `DELETE /apis/v1/config/<kind>/<namespace>/<name>[?resourceVersion=<rv>]` | edit |
@@ -67,6 +67,7 @@ export interface AdminHost extends MonitoringHost {
   readonly trustDomain: string;
   /** Sync status and config dumps (secrets already redacted). */
   debug: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /** A `/debug/*` answer of the replica (JSON), or a promise of one; undefined: no such path. */
   debugInfo(path: string): unknown | undefined;
   /** Counts a refused request by reason (`unauthenticated`, `forbidden`, `cross_origin`, ...). */
   onRefused?(reason: string): void;
@@ -235,7 +236,7 @@ async function route(
     if (method !== 'GET') throw new AdminError('BAD_REQUEST', `method ${method} not allowed on ${path}`);
     need('view', `read ${path}`);
     if (host.debug(req, res)) return { status: res.statusCode };
-    const info = host.debugInfo(path);
+    const info = await host.debugInfo(path);
     if (info !== undefined) {
       json(res, 200, info);
       return { status: 200 };

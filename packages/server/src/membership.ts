@@ -12,6 +12,7 @@
 import { WORKLOADS_PREFIX } from '@meridian/registry';
 import {
   type Candidate,
+  Collection,
   ConflictError,
   Election,
   type Leadership,
@@ -105,6 +106,15 @@ export class Membership {
         description: '1 while this replica leads the singleton election.',
       })
       .addCallback((r) => r.observe(this.isLeader ? 1 : 0));
+  }
+
+  /**
+   * Every replica of the cluster with a live membership entry, sorted by id: what `/debug/replicas`
+   * answers (each replica's admin address, so `meridian proxy-status` can ask every one of them).
+   */
+  static async list(store: Store): Promise<ReplicaInfo[]> {
+    const { items } = await new Collection<ReplicaInfo>(store, REPLICAS_PREFIX).list();
+    return items.map((kv) => kv.value).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   get isLeader(): boolean {

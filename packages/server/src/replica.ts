@@ -139,6 +139,11 @@ export class Replica {
       'meridian.cluster_id': options.clusterId,
       'meridian.replica_id': options.replicaId,
     });
+    this.telemetry.observeReplica({
+      version: MERIDIAN_VERSION,
+      snapshot: () => this.#snapshot,
+      ca: () => this.#mtls?.runtime.metrics(),
+    });
     this.log =
       logger ??
       pino({
@@ -579,6 +584,7 @@ export class Replica {
   #debugInfo(path: string): unknown | undefined {
     if (path === '/debug/leader') return this.#membership?.status();
     if (path === '/debug/federation') return this.#federation?.status();
+    if (path === '/debug/replicas') return Membership.list(this.#store);
     if (path === '/debug/replica') {
       return {
         id: this.options.replicaId,
