@@ -7,6 +7,7 @@ import { registerAuthCommands } from './commands/auth.js';
 import { registerCaCommands } from './commands/ca.js';
 import { registerConfigCommands } from './commands/config.js';
 import { registerFederationCommands } from './commands/federation.js';
+import { registerProxyCommands } from './commands/proxy.js';
 import { registerTokenCommands } from './commands/token.js';
 import { type CliContext, processContext } from './context.js';
 
@@ -20,6 +21,7 @@ export const COMMAND_MODULES: readonly CommandModule[] = [
   registerFederationCommands,
   registerConfigCommands,
   registerAuthCommands,
+  registerProxyCommands,
 ];
 
 /** Builds the program (without running it); errors are thrown as CommanderError, not process.exit. */

@@ -1,6 +1,6 @@
 /**
  * OpenTelemetry instruments (meter `@meridian/federation`). The replica's MeterProvider exports them
- * (Prometheus names: dots become underscores, counters get `_total`).
+ * (Prometheus names as istiod writes them: dots become underscores, counters keep their name, no `_total`).
  */
 import { type Meter, metrics } from '@opentelemetry/api';
 
