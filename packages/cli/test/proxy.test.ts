@@ -1,9 +1,10 @@
-// `meridian proxy-status` and `meridian proxy-config` against two meridiand processes of one cluster
-// with simulated proxies: one SYNCED on r1, one whose listeners it NACKs (ERROR) and one that never
-// ACKs (STALE) on r2, and one on r2 whose routes changed in the current snapshot but were not pushed
-// yet (r2 debounces for minutes): istioctl's columns and states from both replicas, the sent/current
-// diff, istioctl's proxy-config tables; an unreachable replica is a warning. Pure formatting (durations,
-// the unified diff, the secret table) is checked without servers.
+// `meridian proxy-status` and `meridian proxy-config` against meridiand processes: two of cluster c1
+// with simulated proxies (one SYNCED on r1; on r2 one whose listeners it NACKs (ERROR), one that never
+// ACKs (STALE), and one whose routes changed in r2's current snapshot but were not pushed yet, since
+// r2 debounces for minutes) and one of cluster c2: istioctl's columns and states from both replicas,
+// every cluster with --all-contexts, the sent/current diff, istioctl's proxy-config tables; an
+// unreachable replica is a warning. Pure formatting (durations, the unified diff, the secret table)
+// is checked without servers.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +24,8 @@ let dir: string;
 let etcd: EtcdCluster;
 let r1: ReplicaProcess;
 let r2: ReplicaProcess;
+/** The one replica of a second cluster, c2, in the same etcd (its own keyspace and credentials). */
+let r3: ReplicaProcess;
 let token: string;
 const clients: ReturnType<typeof xdsClient>[] = [];
 const proxies: SimulatedProxy[] = [];
@@ -36,10 +39,15 @@ const TypeUrl = {
 
 const nodeId = (ip: string, pod: string) => `sidecar~${ip}~${pod}.default~default.svc.cluster.local`;
 
-function proxy(id: string, variant: 'sotw' | 'delta', manual = false): SimulatedProxy {
+function proxy(id: string, variant: 'sotw' | 'delta', manual = false, cluster = 'c1'): SimulatedProxy {
   const p = new SimulatedProxy({
     nodeId: id,
-    metadata: { NAMESPACE: 'default', CLUSTER_ID: 'c1', ISTIO_VERSION: '1.24.0', LABELS: { app: 'client' } },
+    metadata: {
+      NAMESPACE: 'default',
+      CLUSTER_ID: cluster,
+      ISTIO_VERSION: '1.24.0',
+      LABELS: { app: 'client' },
+    },
     variant,
     subscriptions: ALL_TYPES.map((typeUrl) => ({ typeUrl })),
     manual,
@@ -80,7 +88,7 @@ beforeAll(async () => {
   delete process.env.MERIDIAN_TOKEN;
   delete process.env.MERIDIAN_SERVER;
   etcd = await startEtcd();
-  const [x1, a1, x2, a2] = await freePorts(4);
+  const [x1, a1, x2, a2, x3, a3] = await freePorts(6);
   r1 = new ReplicaProcess({
     id: 'r1',
     etcd: etcd.endpoints,
@@ -97,7 +105,14 @@ beforeAll(async () => {
     // A lease that outlives a SIGKILL for the test's remaining seconds (the unreachable-replica case).
     extraArgs: ['--debounce-ms', '600000', '--replica-lease-ttl', '30'],
   });
-  await Promise.all([r1.start(), r2.start()]);
+  r3 = new ReplicaProcess({
+    id: 'r3',
+    etcd: etcd.endpoints,
+    xdsPort: x3!,
+    adminPort: a3!,
+    extraArgs: ['--cluster-id', 'c2', '--debounce-ms', '20'],
+  });
+  await Promise.all([r1.start(), r2.start(), r3.start()]);
   token = await r1.token();
   expect((await r1.apply(benchConfig(0))).status).toBe(200);
   await waitUntil('r2 has the config', async () => {
@@ -117,7 +132,9 @@ beforeAll(async () => {
   const silent = proxy(nodeId('10.1.0.3', 'silent-3'), 'sotw', true);
   connect(silent, r2);
   silent.send(sotwRequestBytes({ node: silent.node, typeUrl: TypeUrl.Cluster, resourceNames: [] }));
-  await waitUntil('every proxy served', () => [synced, nacker, lagging].every(served));
+  const east = proxy('sidecar~10.2.0.1~east-1.default~default.svc.cluster.local', 'sotw', false, 'c2');
+  connect(east, r3);
+  await waitUntil('every proxy served', () => [synced, nacker, lagging, east].every(served));
   await waitUntil('the silent proxy got clusters', () => silent.responses.length > 0);
   // A route change: pushed at once by r1, held by r2.
   const before = synced.state.get(TypeUrl.RouteConfiguration)!.responses;
@@ -131,7 +148,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const p of proxies) p.disconnect();
   for (const c of clients) c.close();
-  await Promise.all([r1?.kill(), r2?.kill()]);
+  await Promise.all([r1?.kill(), r2?.kill(), r3?.kill()]);
   await etcd?.stop();
   process.env = env;
   await rm(dir, { recursive: true, force: true });
@@ -274,7 +291,7 @@ describe('meridian proxy-config', () => {
     ]);
   });
 
-  it('asks every context of the credentials file with --all-contexts, once per replica', async () => {
+  it('asks every cluster of the credentials file with --all-contexts, each replica once', async () => {
     await writeFile(
       join(dir, 'two.yaml'),
       `apiVersion: meridian.io/v1
@@ -283,6 +300,7 @@ current-context: a
 contexts:
 - {name: a, server: '${r1.admin}', token: '${token}'}
 - {name: b, server: '${r2.admin}', token: '${token}'}
+- {name: c, server: '${r3.admin}', token: '${await r3.token()}'}
 `,
       { mode: 0o600 },
     );
@@ -291,7 +309,16 @@ contexts:
     expect(await run(['proxy-status', '--all-contexts', '--credentials', join(dir, 'two.yaml')], ctx)).toBe(
       0,
     );
-    expect(table(out)).toHaveLength(4);
+    const rows = table(out);
+    expect(rows.map((r) => [r.NAME, r.CLUSTER, r.ISTIOD])).toEqual([
+      ['client-1.default', 'c1', 'r1'],
+      ['east-1.default', 'c2', 'r3'],
+      ['lagging-4.default', 'c1', 'r2'],
+      ['nacker-2.default', 'c1', 'r2'],
+      ['silent-3.default', 'c1', 'r2'],
+    ]);
+    expect(rows.find((r) => r.NAME === 'east-1.default')!.CDS).toMatch(/^SYNCED \(\d+s\)$/);
+    expect(rows.find((r) => r.NAME === 'nacker-2.default')!.LDS).toMatch(/^ERROR \(\d+s\)$/);
   });
 
   it('reports a replica it cannot reach and shows the others', async () => {
