@@ -48,7 +48,15 @@ spec:
   return `${docs.join('\n---\n')}\n`;
 }
 
-const synced = (p: SimulatedProxy, services: number) => (p.state.get(CDS)?.resources.size ?? 0) >= services;
+const EDS = 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment';
+const LDS = 'type.googleapis.com/envoy.config.listener.v3.Listener';
+const RDS = 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration';
+/** Holding every type: clusters and endpoints of every service, listeners and routes. */
+const synced = (p: SimulatedProxy, services: number) =>
+  (p.state.get(CDS)?.resources.size ?? 0) >= services &&
+  (p.state.get(EDS)?.resources.size ?? 0) >= services &&
+  (p.state.get(LDS)?.resources.size ?? 0) > 0 &&
+  (p.state.get(RDS)?.resources.size ?? 0) > 0;
 
 export async function main(args: string[]): Promise<void> {
   const flags = parseFlags(args, FLAGS, {
@@ -175,6 +183,30 @@ export async function main(args: string[]): Promise<void> {
     log(
       `floor: ${direct.proxies.length} proxies reconnecting directly with a full push: all synced in ${formatMs(floorMs)} (${floorBytes} bytes)`,
     );
+    // The killed replica comes back: time until it holds its share again (rebalancing and move-back).
+    // 80% of an equal share: agents of its zone come back by locality, others stay where they moved.
+    const share = Math.floor((all.length / replicas.length) * 0.8);
+    const holding = () =>
+      agents.reduce(
+        (n, a) => n + [...a.relay.streams].filter((st) => st.upstreamAddress === victimAddress).length,
+        0,
+      );
+    const restarted = performance.now();
+    await victim.start();
+    const ready = performance.now();
+    const refilled = await waitUntil(
+      'the returning replica holds its share',
+      () => holding() >= share,
+      60_000,
+      20,
+    )
+      .then(() => performance.now() - ready)
+      .catch(() => undefined);
+    log(
+      refilled === undefined
+        ? `returning replica: ${holding()} streams after 60 s (share ${share})`
+        : `returning replica: ${holding()} streams (share ${share}) ${formatMs(refilled)} after it was ready (${formatMs(ready - restarted)} to start)`,
+    );
     emitResult({
       proxies: all.length,
       agents: agents.length,
@@ -188,7 +220,7 @@ export async function main(args: string[]): Promise<void> {
       floor_direct_full_sync_ms: round3(floorMs),
       floor_bytes: floorBytes,
       ratio_p99_to_floor: round3(s.p99 / floorMs),
-      joining_replica_fair_share_ms: null,
+      joining_replica_fair_share_ms: refilled === undefined ? null : round3(refilled),
     });
   } finally {
     for (const g of gens) g.close();

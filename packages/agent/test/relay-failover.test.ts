@@ -19,10 +19,8 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReplicaProcess, waitUntil } from '../../server/test/harness.js';
 import { Backend, ClientProcess } from '../../server/test/multicluster-harness.js';
+import { ECHO_TARGET, echoServiceEntry } from './fixtures.js';
 
-const HOST = 'echo.default.svc.cluster.local';
-const PORT = 7070;
-const TARGET = `${HOST}:${PORT}`;
 const tmp = mkdtempSync(join(tmpdir(), 'meridian-agent-test-'));
 let etcd: EtcdCluster;
 let backend: Backend;
@@ -32,17 +30,6 @@ const clients: ClientProcess[] = [];
 const grpcClients: grpc.Client[] = [];
 const proxies: SimulatedProxy[] = [];
 const quiet = pino({ level: process.env.AGENT_TEST_LOG ?? 'silent' });
-
-const config = (port: number) => `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: echo, namespace: default}
-spec:
-  hosts: [${HOST}]
-  location: MESH_INTERNAL
-  ports: [{number: ${PORT}, name: grpc, protocol: GRPC}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {grpc: ${port}}}]
-`;
 
 function replica(
   id: string,
@@ -100,7 +87,7 @@ beforeAll(async () => {
   replicas.c = replica('c', 'c2', 'region2/zone-c', ports[4], ports[5]);
   await Promise.all(Object.values(replicas).map((r) => r.start()));
   for (const r of [replicas.a, replicas.c]) {
-    const res = await r.apply(config(backend.port));
+    const res = await r.apply(echoServiceEntry(backend.port));
     expect(res.status, JSON.stringify(res.body)).toBe(200);
   }
 }, 120_000);
@@ -121,13 +108,13 @@ describe('meridian-agent relay', () => {
     const agent = await startAgent([replicas.a.xds, replicas.c.xds], join(tmp, 'cache-1'));
     expect(agent.status().ranked.map((r) => r.id)).toEqual(['a', 'b', 'c']);
     const c = await client(agent);
-    const first = await c.call(TARGET);
+    const first = await c.call(ECHO_TARGET);
     expect(first.code, first.message).toBe(0);
     expect(agent.selector.current).toBe(replicas.a.xds);
     expect(agent.relay.streams.size).toBe(1);
     const [stream] = [...agent.relay.streams];
 
-    await c.loadStart(TARGET, 4);
+    await c.loadStart(ECHO_TARGET, 4);
     await new Promise((r) => setTimeout(r, 500));
     await replicas.a.kill('SIGKILL');
     await waitUntil('agent on zone b', () => agent.selector.current === replicas.b.xds, 10_000);
@@ -149,10 +136,10 @@ describe('meridian-agent relay', () => {
     const cache = join(tmp, 'cache-2');
     const agent = await startAgent([replicas.a.xds, replicas.c.xds], cache);
     const c = await client(agent);
-    expect((await c.call(TARGET)).code).toBe(0);
+    expect((await c.call(ECHO_TARGET)).code).toBe(0);
     await Promise.all([replicas.a.kill('SIGKILL'), replicas.b.kill('SIGKILL')]);
     await waitUntil('agent on cluster c2', () => agent.selector.current === replicas.c.xds, 15_000);
-    const during = await c.many(TARGET, 20, 4);
+    const during = await c.many(ECHO_TARGET, 20, 4);
     expect(during.filter((r) => r.code !== 0)).toEqual([]);
     await new Promise((r) => setTimeout(r, 500)); // the cache write is coalesced
     await replicas.c.kill('SIGKILL');
@@ -161,7 +148,7 @@ describe('meridian-agent relay', () => {
     const again = await startAgent([replicas.a.xds, replicas.c.xds], cache);
     expect(again.selector.pick()).toBeUndefined();
     const fresh = await client(again);
-    const fromDisk = await fresh.many(TARGET, 10, 2);
+    const fromDisk = await fresh.many(ECHO_TARGET, 10, 2);
     expect(
       fromDisk.filter((r) => r.code !== 0),
       JSON.stringify(fromDisk[0]),
@@ -170,7 +157,7 @@ describe('meridian-agent relay', () => {
     // The control plane returns: the agent connects and the client keeps working.
     await Promise.all([replicas.a.start(), replicas.b.start(), replicas.c.start()]);
     await waitUntil('agent connected again', () => again.selector.current !== undefined, 20_000);
-    expect((await fresh.call(TARGET)).code).toBe(0);
+    expect((await fresh.call(ECHO_TARGET)).code).toBe(0);
   });
 
   it('a Delta client resumes on the next replica with its versions: nothing unchanged is resent', async () => {
