@@ -2,6 +2,7 @@
 // meridiand: one control-plane replica. `meridiand --help` lists the settings (flags > MERIDIAN_*
 // environment > --config file > defaults). SIGTERM/SIGINT shut it down gracefully.
 import { ServerConfigError } from './errors.js';
+import { replicaLogger } from './logger.js';
 import { resolveOptions, usage } from './options.js';
 import { Replica } from './replica.js';
 
@@ -13,7 +14,8 @@ async function main(): Promise<number> {
   }
   let replica: Replica;
   try {
-    replica = await Replica.start(resolveOptions(argv));
+    const options = resolveOptions(argv);
+    replica = await Replica.start(options, { logger: replicaLogger(options) });
   } catch (error) {
     // A bad setting, a taken port, an address that is not local, etcd never reached: one line
     // naming the setting, exit 2 (as for a bad flag), never a stack trace.

@@ -214,7 +214,10 @@ export class Connection implements Pushable {
     } catch (e) {
       this.host.metrics.bad('internal');
       this.host.metrics.internalErrors.add(1);
-      this.host.log.error({ conn: this.id, err: e }, `internal error handling ${what}`);
+      this.host.log.error(
+        { conn: this.id, proxy: this.ctx?.proxy.id, err: e },
+        `internal error handling ${what}`,
+      );
       this.close(Status.INTERNAL, `internal error handling ${what}: ${(e as Error).message}`);
     }
   }
@@ -291,7 +294,7 @@ export class Connection implements Pushable {
     if (!SERVED_TYPES.has(req.typeUrl)) {
       metrics.bad('unknown_type');
       log.warn(
-        { conn: this.id, typeUrl: req.typeUrl },
+        { conn: this.id, proxy: this.ctx?.proxy.id, typeUrl: req.typeUrl },
         `ignoring request for unknown type URL "${req.typeUrl}"`,
       );
       return;
@@ -324,12 +327,21 @@ export class Connection implements Pushable {
       case 'nack':
         metrics.reject(type, this.ctx?.proxy.id ?? '', this.watches.get(type)?.lastNack?.code ?? 2);
         book.changeAt = undefined;
-        log.warn({ conn: this.id, type: shortType(type), nonce: ack.nonce }, `NACK: ${ack.message}`);
+        log.warn(
+          {
+            conn: this.id,
+            proxy: this.ctx?.proxy.id,
+            type: shortType(type),
+            nonce: ack.nonce,
+            revision: this.host.snapshot()?.version,
+          },
+          `NACK: ${ack.message}`,
+        );
         break;
       case 'stale':
         metrics.expiredNonce.add(1, { type: shortType(type) });
         log.debug(
-          { conn: this.id, type: shortType(type), nonce: ack.nonce },
+          { conn: this.id, proxy: this.ctx?.proxy.id, type: shortType(type), nonce: ack.nonce },
           'ignoring request with a stale nonce',
         );
         break;
@@ -429,7 +441,7 @@ export class Connection implements Pushable {
     if (missing.length === 0) return;
     this.host.metrics.bad('unknown_resource', { type: shortType(type) });
     this.host.log.info(
-      { conn: this.id, type: shortType(type), missing: missing.slice(0, 10) },
+      { conn: this.id, proxy: this.ctx?.proxy.id, type: shortType(type), missing: missing.slice(0, 10) },
       `subscribed resources do not exist: ${missing.slice(0, 10).join(', ')}`,
     );
   }
@@ -597,7 +609,7 @@ export class Connection implements Pushable {
     this.#blocked = true;
     this.#release();
     this.host.log.debug(
-      { conn: this.id, buffered: this.#outstandingBytes },
+      { conn: this.id, proxy: this.ctx?.proxy.id, buffered: this.#outstandingBytes },
       'stream blocked: proxy is not reading',
     );
   }
@@ -617,7 +629,7 @@ export class Connection implements Pushable {
   close(code: Status, reason: string, hard = false): void {
     if (this.closed) return;
     this.host.log.warn(
-      { conn: this.id, code: Status[code], peer: this.call.getPeer() },
+      { conn: this.id, proxy: this.ctx?.proxy.id, code: Status[code], peer: this.call.getPeer() },
       `closing xDS stream: ${reason}`,
     );
     const error = Object.assign(new Error(reason), { code, details: reason });
@@ -656,7 +668,10 @@ export class Connection implements Pushable {
     if (this.closed) return;
     const metadata = new Metadata();
     for (const [k, v] of Object.entries(trailers)) metadata.set(k, v);
-    this.host.log.info({ conn: this.id, ...trailers }, `shedding xDS stream: ${reason}`);
+    this.host.log.info(
+      { conn: this.id, proxy: this.ctx?.proxy.id, ...trailers },
+      `shedding xDS stream: ${reason}`,
+    );
     this.call.emit(
       'error',
       Object.assign(new Error(reason), { code: Status.UNAVAILABLE, details: reason, metadata }),
@@ -669,7 +684,7 @@ export class Connection implements Pushable {
     this.closed = true;
     if (this.#stuckTimer) clearTimeout(this.#stuckTimer);
     this.#release();
-    this.host.log.debug({ conn: this.id, reason }, 'xDS stream ended');
+    this.host.log.debug({ conn: this.id, proxy: this.ctx?.proxy.id, reason }, 'xDS stream ended');
     this.host.closed(this);
   }
 }

@@ -134,7 +134,7 @@ export class XdsServer {
       options.pushConcurrency ?? 100,
       (conn, error) => {
         this.metrics.internalErrors.add(1);
-        this.log.error({ conn: conn.id, err: error }, 'push failed');
+        this.log.error({ conn: conn.id, proxy: conn.ctx?.proxy.id, err: error }, 'push failed');
       },
       // As istiod's push loop (pilot/pkg/xds/discovery.go): queue time and triggers per dequeued push.
       (_conn, change, waitedMs) => {
@@ -151,7 +151,13 @@ export class XdsServer {
       identified: (conn) => {
         this.metrics.recordClient(istioVersionOf(conn), 1);
         this.log.info(
-          { conn: conn.id, variant: conn.variant, identity: conn.authenticatedIdentity },
+          {
+            conn: conn.id,
+            proxy: conn.ctx?.proxy.id,
+            variant: conn.variant,
+            identity: conn.authenticatedIdentity,
+            revision: this.#snapshot?.version,
+          },
           'proxy connected',
         );
       },
@@ -221,7 +227,10 @@ export class XdsServer {
       this.#queue.enqueue(conn, change);
       queued++;
     }
-    this.log.debug({ merged, queued, full: change.full, reason: change.reason }, 'push');
+    this.log.debug(
+      { merged, queued, full: change.full, reason: change.reason, revision: this.#snapshot?.version },
+      'push',
+    );
   }
 
   #stream(variant: Variant): handleBidiStreamingCall<Buffer, Buffer> {
