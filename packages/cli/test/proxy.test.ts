@@ -94,7 +94,8 @@ beforeAll(async () => {
     etcd: etcd.endpoints,
     xdsPort: x1!,
     adminPort: a1!,
-    extraArgs: ['--debounce-ms', '20'],
+    // Membership leases that outlive a loaded machine's pauses (and, for r2, its SIGKILL).
+    extraArgs: ['--debounce-ms', '20', '--replica-lease-ttl', '30'],
   });
   // r2 holds every change for minutes before pushing it: its proxies lag behind its current snapshot.
   r2 = new ReplicaProcess({
@@ -102,7 +103,6 @@ beforeAll(async () => {
     etcd: etcd.endpoints,
     xdsPort: x2!,
     adminPort: a2!,
-    // A lease that outlives a SIGKILL for the test's remaining seconds (the unreachable-replica case).
     extraArgs: ['--debounce-ms', '600000', '--replica-lease-ttl', '30'],
   });
   r3 = new ReplicaProcess({
@@ -110,7 +110,7 @@ beforeAll(async () => {
     etcd: etcd.endpoints,
     xdsPort: x3!,
     adminPort: a3!,
-    extraArgs: ['--cluster-id', 'c2', '--debounce-ms', '20'],
+    extraArgs: ['--cluster-id', 'c2', '--debounce-ms', '20', '--replica-lease-ttl', '30'],
   });
   await Promise.all([r1.start(), r2.start(), r3.start()]);
   token = await r1.token();
