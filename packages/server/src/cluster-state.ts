@@ -28,6 +28,7 @@ import {
   visibleEntry,
 } from './config-commit.js';
 import type { LastKnownConfig } from './config-service.js';
+import type { SnapshotState } from './disk-snapshot.js';
 
 /** What a batch of changes touched. */
 export interface StateChange {
@@ -62,6 +63,8 @@ export class ClusterState implements LastKnownConfig {
   #revision = 0;
   #watch: Watch | undefined;
   #connected = false;
+  /** The revision the state was loaded at (list, or a snapshot from disk). */
+  #fromRevision = 0;
 
   constructor(
     private readonly store: Store,
@@ -75,6 +78,7 @@ export class ClusterState implements LastKnownConfig {
     const { items, revision } = await this.store.list('');
     this.#load(items);
     this.#revision = this.#currentRevision();
+    this.#fromRevision = revision;
     this.#connected = true;
     this.#watch = this.store.watchPrefix('', (batch) => this.#apply(batch), {
       fromRevision: revision + 1,
@@ -85,6 +89,53 @@ export class ClusterState implements LastKnownConfig {
       onError: (error) => this.log.error({ err: error }, 'cluster state watch handler failed'),
     });
     await this.#watch.ready;
+  }
+
+  /**
+   * Starts from a snapshot read from disk while etcd is unreachable: the state is what the snapshot
+   * holds, and the watch resumes after the revision it was taken at, so when etcd answers again the
+   * changes made meanwhile arrive as ordinary events (or one resync, if they were compacted).
+   */
+  startFrom(snapshot: SnapshotState): void {
+    this.#load([]);
+    for (const [key, version, value] of snapshot.configs) {
+      const text = JSON.stringify(value);
+      this.#folded.set(key, { value, text, carried: version, version, modRevision: version });
+      this.#refresh(key);
+    }
+    for (const [key, modRevision, value] of snapshot.registrations)
+      this.#workloads.set(key, {
+        key,
+        value,
+        modRevision,
+        createRevision: modRevision,
+        version: 1,
+        lease: undefined,
+      });
+    this.#revision = snapshot.revision;
+    this.#fromRevision = snapshot.watchedRevision;
+    this.#watch = this.store.watchPrefix('', (batch) => this.#apply(batch), {
+      fromRevision: snapshot.watchedRevision + 1,
+      onStatus: (status, cause) => {
+        this.#connected = status === 'connected';
+        this.onStatus(status, cause);
+      },
+      onError: (error) => this.log.error({ err: error }, 'cluster state watch handler failed'),
+    });
+  }
+
+  /** The state to save on disk (config objects as visible, with their resourceVersions). */
+  snapshotState(): SnapshotState {
+    return {
+      revision: this.#revision,
+      watchedRevision: this.watchedRevision,
+      configs: [...this.#configs.entries()]
+        .sort((a, b) => (a[0] < b[0] ? -1 : 1))
+        .map(([key, kv]) => [key, kv.modRevision, kv.value] as const),
+      registrations: [...this.#workloads.entries()]
+        .sort((a, b) => (a[0] < b[0] ? -1 : 1))
+        .map(([key, kv]) => [key, kv.modRevision, kv.value] as const),
+    };
   }
 
   /** The highest resourceVersion of what is visible (the revision a fresh replica starts at). */
@@ -233,9 +284,9 @@ export class ClusterState implements LastKnownConfig {
     return this.#revision;
   }
 
-  /** The revision the watch has delivered up to (any key). */
+  /** The revision the state is known up to (any key): loaded, then as the watch delivered. */
   get watchedRevision(): number {
-    return this.#watch?.lastRevision ?? 0;
+    return Math.max(this.#fromRevision, this.#watch?.lastRevision ?? 0);
   }
 
   get connected(): boolean {

@@ -16,6 +16,8 @@ export class StoreHealth {
   #watchTimer: NodeJS.Timeout | undefined;
   #probing = false;
   #stopped = false;
+  /** While serving a snapshot from disk: how to describe it, and what to do once etcd answers. */
+  #disk: { describe: () => string; onAvailable: () => void } | undefined;
   readonly #meter = metrics.getMeter('@meridian/server');
 
   constructor(
@@ -43,11 +45,26 @@ export class StoreHealth {
     return this.#since;
   }
 
-  /** `ok`, or `degraded: store unavailable since <ISO time>`. */
+  /**
+   * `ok`, `degraded: store unavailable since <ISO time>`, or while a snapshot from disk is served,
+   * what {@link servingFromDisk} was given (`degraded: store unreachable, serving revision N from disk
+   * (age ...)`).
+   */
   describe(): string {
+    if (this.#disk) return this.#disk.describe();
     return this.#since === undefined
       ? 'ok'
       : `degraded: store unavailable since ${new Date(this.#since).toISOString()}`;
+  }
+
+  /**
+   * The replica started without reaching etcd and serves a snapshot from disk: unavailable from now
+   * until the store answers (probe and watch), then `onAvailable` is called once.
+   */
+  servingFromDisk(describe: () => string, onAvailable: () => void): void {
+    this.#disk = { describe, onAvailable };
+    this.#watchDown = true;
+    this.#update();
   }
 
   #update(): void {
@@ -61,6 +78,9 @@ export class StoreHealth {
     } else if (!down && this.#since !== undefined) {
       this.log.info({ downForMs: Date.now() - this.#since }, 'store available again');
       this.#since = undefined;
+      const disk = this.#disk;
+      this.#disk = undefined;
+      disk?.onAvailable();
     }
   }
 

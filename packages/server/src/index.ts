@@ -23,6 +23,14 @@ export {
   resolveKind,
   resourceName,
 } from './config-service.js';
+export type { LoadedSnapshot, SnapshotState } from './disk-snapshot.js';
+export {
+  DiskSnapshot,
+  describeServing,
+  MAX_SNAPSHOT_BYTES,
+  SNAPSHOT_FORMAT,
+  snapshotFile,
+} from './disk-snapshot.js';
 export type { AdminErrorBody, AdminErrorCode } from './errors.js';
 export { AdminError, ServerConfigError } from './errors.js';
 export type { FederationStatus, ReplicaFederationOptions } from './federation.js';

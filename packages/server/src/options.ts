@@ -19,6 +19,7 @@
  * | `--debounce-ms` | `MERIDIAN_DEBOUNCE_MS` | `debounceMs` | `100` |
  * | `--store-timeout-ms` | `MERIDIAN_STORE_TIMEOUT_MS` | `storeTimeoutMs` | `2000` |
  * | `--store-connect-timeout-ms` (etcd never reached at start-up and no snapshot on disk: exit 2) | `MERIDIAN_STORE_CONNECT_TIMEOUT_MS` | `storeConnectTimeoutMs` | `60000` |
+ * | `--snapshot-dir` (last-known-good snapshot `<mesh>.<cluster>.lkg`, served at start while etcd is unreachable; `off`: none) | `MERIDIAN_SNAPSHOT_DIR` | `snapshotDir` | `<tmpdir>/meridian` |
  * | `--drain-timeout-ms` | `MERIDIAN_DRAIN_TIMEOUT_MS` | `drainTimeoutMs` | `5000` |
  * | `--log-level` | `MERIDIAN_LOG_LEVEL` | `logLevel` | `info` |
  * | `--ca-address` (TLS: CreateCertificate; empty = not served) | `MERIDIAN_CA_ADDRESS` | `caAddress` | `` |
@@ -31,7 +32,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { hostname } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DEFAULT_MESH_ID } from '@meridian/store';
 import { parse as parseYaml } from 'yaml';
 import { ServerConfigError } from './errors.js';
@@ -52,6 +54,7 @@ export interface ServerOptions {
   readonly debounceMs: number;
   readonly storeTimeoutMs: number;
   readonly storeConnectTimeoutMs: number;
+  readonly snapshotDir: string;
   readonly drainTimeoutMs: number;
   readonly logLevel: string;
   readonly caAddress: string;
@@ -241,6 +244,14 @@ const SETTINGS: readonly Setting[] = [
     kind: 'ms',
     help: 'bound on reaching etcd at start-up without a snapshot on disk (ms)',
     fallback: () => 60_000,
+  },
+  {
+    key: 'snapshotDir',
+    flag: '--snapshot-dir',
+    env: 'MERIDIAN_SNAPSHOT_DIR',
+    kind: 'string',
+    help: 'directory of the last-known-good snapshot (served while etcd is unreachable at start); off: none',
+    fallback: () => join(tmpdir(), 'meridian'),
   },
   {
     key: 'drainTimeoutMs',

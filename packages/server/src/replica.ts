@@ -25,7 +25,7 @@ import {
   Registry,
   type RegistrySource,
 } from '@meridian/registry';
-import { EtcdStore, Keyspace, type Store } from '@meridian/store';
+import { EtcdStore, type EtcdStoreOptions, Keyspace, type Store } from '@meridian/store';
 import {
   type ConfigSnapshot,
   createConfigSnapshot,
@@ -39,7 +39,8 @@ import { type AdminTlsSource, startAdminServer, startMonitoringServer } from './
 import { ClusterState, type StateChange } from './cluster-state.js';
 import { ConfigService } from './config-service.js';
 import { ReplicaDirectory } from './discovery.js';
-import { ServerConfigError } from './errors.js';
+import { DiskSnapshot, describeServing, type LoadedSnapshot } from './disk-snapshot.js';
+import { AdminError, ServerConfigError } from './errors.js';
 import { ReplicaFederation } from './federation.js';
 import { StoreHealth } from './health.js';
 import { Membership, type ReplicaInfo } from './membership.js';
@@ -113,6 +114,8 @@ export class Replica {
   /** Why the CA configured with `--ca-address` is not loaded (reported by `/readyz`), if it is not. */
   #caProblem: string | undefined;
   #caRetry: NodeJS.Timeout | undefined;
+  /** The last-known-good snapshot on disk (`--snapshot-dir`), unless off. */
+  #disk: DiskSnapshot | undefined;
   #federation: ReplicaFederation | undefined;
   readonly #translator = new Translator();
   readonly #encoder = new Encoder(new ResourceCache());
@@ -181,13 +184,7 @@ export class Replica {
     const until = Date.now() + timeoutMs;
     for (;;) {
       try {
-        return await EtcdStore.connect({
-          endpoints: o.etcdEndpoints,
-          keyspace: Keyspace.of(o.meshId, o.clusterId),
-          requestTimeoutMs: o.storeTimeoutMs,
-          connectTimeoutMs: Math.min(o.storeTimeoutMs * 2, 5000),
-          writeAttemptTimeoutMs: Math.min(1000, o.storeTimeoutMs),
-        });
+        return await EtcdStore.connect(this.#storeOptions());
       } catch (error) {
         if (Date.now() > until) {
           const cause = (error as Error).cause;
@@ -227,7 +224,30 @@ export class Replica {
       }
     }
     warmUpSchemas();
-    this.#store = await this.#connect(extra.connectTimeoutMs ?? o.storeConnectTimeoutMs);
+    // Issue 15, item 3: if etcd cannot be reached at start, serve the last-known-good snapshot from
+    // disk at once (xDS, admin and health ports open), and attach the parts that need etcd when it
+    // answers; without a usable snapshot, keep trying until --store-connect-timeout-ms (then exit 2).
+    const disk = isOff(o.snapshotDir)
+      ? undefined
+      : new DiskSnapshot(
+          o.snapshotDir,
+          o.meshId,
+          o.clusterId,
+          o.etcdEndpoints,
+          this.log.child({ part: 'snapshot' }),
+        );
+    this.#disk = disk;
+    let fromDisk: LoadedSnapshot | undefined;
+    let store: Store | undefined;
+    if (disk) {
+      store = await this.#connectOnce().catch((error: unknown) => {
+        this.log.warn({ err: error }, 'etcd not reachable at start; looking for a snapshot on disk');
+        return undefined;
+      });
+      if (!store) fromDisk = await disk.load();
+    }
+    if (fromDisk) store = EtcdStore.open(this.#storeOptions());
+    this.#store = store ?? (await this.#connect(extra.connectTimeoutMs ?? o.storeConnectTimeoutMs));
     this.#health = new StoreHealth(this.#store, this.log.child({ part: 'health' }));
     this.#state = new ClusterState(
       this.#store,
@@ -238,11 +258,21 @@ export class Replica {
     this.#config = new ConfigService(this.#store, this.#health, this.#state, {
       log: this.log.child({ part: 'config' }),
     });
-    await this.#state.start();
-    this.#auth = await AdminAuthority.open(this.#store);
-    if (caAddr) {
-      this.#mtls = await this.#loadCa(caAddr.host, this.log.child({ part: 'ca' }));
-      this.#mtls?.attach(this.xds);
+    if (fromDisk) {
+      const served = fromDisk;
+      this.#state.startFrom(served);
+      disk!.setServing(served);
+      this.log.warn(
+        { file: served.file, revision: served.revision, writtenAt: served.writtenAt.toISOString() },
+        'etcd unreachable: serving the last-known-good snapshot from disk',
+      );
+    } else {
+      await this.#state.start();
+      this.#auth = await AdminAuthority.open(this.#store);
+      if (caAddr) {
+        this.#mtls = await this.#loadCa(caAddr.host, this.log.child({ part: 'ca' }));
+        this.#mtls?.attach(this.xds);
+      }
     }
     this.#rebuild({ revision: this.#state.revision, kinds: new Set(), workloads: true, resync: true }, true);
 
@@ -259,13 +289,10 @@ export class Replica {
       authenticate: (call) => this.#authenticateRegistration(call),
       onRefused: (reason) => refusedRegistrations.add(1, { reason }),
     });
-    this.#directory = await ReplicaDirectory.open(this.#store, o.replicaId, () => this.xds.connectionCount);
-    const directory = this.#directory;
     if (xdsAddr) {
       const server = new grpc.Server(this.xds.grpcServerOptions());
       this.xds.register(server);
       this.#registration.register(server);
-      addReplicaDiscoveryService(server, directory);
       for (const ext of extra.extensions ?? []) ext(server, this);
       const port = await new Promise<number>((resolve, reject) =>
         server.bindAsync(
@@ -276,11 +303,106 @@ export class Replica {
       );
       this.#grpc = server;
       this.xdsAddress = `${xdsAddr.host}:${port}`;
-    } else if (!this.#mtls) {
+    } else if (!this.#mtls && !fromDisk) {
       this.log.error(
         '--xds-address is off and no CA port serves xDS: proxies cannot connect to this replica',
       );
     }
+
+    const probes = {
+      notReady: () =>
+        this.#draining
+          ? 'shutting down'
+          : !this.#snapshot
+            ? 'not ready: no config snapshot yet'
+            : this.#caProblem !== undefined && !this.#disk?.serving
+              ? `not ready: --ca-address is set but the CA is not loaded: ${this.#caProblem}`
+              : undefined,
+      readiness: () => this.#health.describe(),
+      metrics: (req: IncomingMessage, res: ServerResponse) => this.telemetry.handle(req, res),
+    };
+    const refusedAdmin = metrics
+      .getMeter('@meridian/server')
+      .createCounter('meridian_admin_requests_refused', {
+        description:
+          'Admin API requests refused (no or bad credential, role too weak, cross-origin, bad media type).',
+      });
+    const replica = this;
+    const admin = await startAdminServer(
+      {
+        ...probes,
+        log: this.log.child({ part: 'admin' }),
+        config: this.#config,
+        // Until etcd has been reached (a start from disk), every authenticated call is refused with 503.
+        get auth(): AdminAuthority {
+          return replica.#auth ?? replica.#authUnavailable();
+        },
+        trustDomain: o.trustDomain,
+        debug: this.xds.debugHandler(),
+        debugInfo: (path) => this.#debugInfo(path),
+        onRefused: (reason) => refusedAdmin.add(1, { reason }),
+      },
+      adminAddr,
+      o.adminTls === 'on' ? this.#adminTls() : undefined,
+    ).catch((error: unknown) => {
+      throw listenFailure('--admin-address', o.adminAddress, error);
+    });
+    this.#admin = admin.server;
+    this.adminAddress = `${adminAddr.host}:${admin.port}`;
+    if (monitoringAddr) {
+      const monitoring = await startMonitoringServer(probes, monitoringAddr).catch((error: unknown) => {
+        throw listenFailure('--monitoring-address', o.monitoringAddress, error);
+      });
+      this.#monitoring = monitoring.server;
+      this.monitoringAddress = `${monitoringAddr.host}:${monitoring.port}`;
+    }
+    this.#health.start();
+    const attach = () => this.#attach(caAddr);
+    if (fromDisk) {
+      const served = fromDisk;
+      this.#health.servingFromDisk(
+        () => describeServing(served),
+        () => {
+          disk!.setServing(undefined);
+          this.log.info(
+            { servedRevision: served.revision, revision: this.#state.revision },
+            'etcd reachable again: caught up from the snapshot on disk',
+          );
+          void this.#attachWhenReachable(attach);
+        },
+      );
+    } else await attach();
+    this.log.info(
+      {
+        xdsAddress: this.xdsAddress || 'off',
+        caAddress: this.caAddress || 'off',
+        adminAddress: this.adminAddress,
+        monitoringAddress: this.monitoringAddress || 'off',
+        revision: this.#state.revision,
+        ...(fromDisk ? { servedFromDisk: fromDisk.file } : {}),
+      },
+      'meridiand ready',
+    );
+  }
+
+  /**
+   * The parts that need etcd: workload discovery between replicas, the CA port, membership and
+   * election, federation. At start, or once etcd answers after a start from disk.
+   */
+  async #attach(caAddr: { host: string; port: number } | undefined): Promise<void> {
+    const o = this.options;
+    this.#auth ??= await AdminAuthority.open(this.#store);
+    if (caAddr && !this.#mtls && this.#caProblem === undefined) {
+      // Started from disk: the CA is loaded now that etcd answers.
+      this.#mtls = await this.#loadCa(caAddr.host, this.log.child({ part: 'ca' }));
+      if (this.#mtls) {
+        this.#mtls.attach(this.xds);
+        this.#rebuild({ revision: this.#state.revision, kinds: new Set(), workloads: false, resync: true });
+      }
+    }
+    this.#directory = await ReplicaDirectory.open(this.#store, o.replicaId, () => this.xds.connectionCount);
+    const directory = this.#directory;
+    if (this.#grpc) addReplicaDiscoveryService(this.#grpc, directory);
 
     // CreateCertificate and mTLS-authenticated xDS (SDS `default`) on the CA's TLS port.
     const serveCa = async (mtls: ReplicaMtls) => {
@@ -296,48 +418,6 @@ export class Replica {
     };
     if (this.#mtls) await serveCa(this.#mtls);
     else if (caAddr) this.#retryCa(caAddr.host, serveCa);
-
-    const probes = {
-      notReady: () =>
-        this.#draining
-          ? 'shutting down'
-          : !this.#snapshot
-            ? 'not ready: no config snapshot yet'
-            : this.#caProblem !== undefined
-              ? `not ready: --ca-address is set but the CA is not loaded: ${this.#caProblem}`
-              : undefined,
-      readiness: () => this.#health.describe(),
-      metrics: (req: IncomingMessage, res: ServerResponse) => this.telemetry.handle(req, res),
-    };
-    const refusedAdmin = metrics
-      .getMeter('@meridian/server')
-      .createCounter('meridian_admin_requests_refused', {
-        description:
-          'Admin API requests refused (no or bad credential, role too weak, cross-origin, bad media type).',
-      });
-    const admin = await startAdminServer(
-      {
-        ...probes,
-        log: this.log.child({ part: 'admin' }),
-        config: this.#config,
-        auth: this.#auth,
-        trustDomain: o.trustDomain,
-        debug: this.xds.debugHandler(),
-        debugInfo: (path) => this.#debugInfo(path),
-        onRefused: (reason) => refusedAdmin.add(1, { reason }),
-      },
-      adminAddr,
-      o.adminTls === 'on' ? this.#adminTls() : undefined,
-    );
-    this.#admin = admin.server;
-    this.adminAddress = `${adminAddr.host}:${admin.port}`;
-    if (monitoringAddr) {
-      const monitoring = await startMonitoringServer(probes, monitoringAddr).catch((error: unknown) => {
-        throw listenFailure('--monitoring-address', o.monitoringAddress, error);
-      });
-      this.#monitoring = monitoring.server;
-      this.monitoringAddress = `${monitoringAddr.host}:${monitoring.port}`;
-    }
 
     const info: ReplicaInfo = {
       id: o.replicaId,
@@ -368,17 +448,59 @@ export class Replica {
       });
     }
     this.#membership.start();
-    this.#health.start();
-    this.log.info(
-      {
-        xdsAddress: this.xdsAddress || 'off',
-        caAddress: this.caAddress || 'off',
-        adminAddress: this.adminAddress,
-        monitoringAddress: this.monitoringAddress || 'off',
-        revision: this.#state.revision,
+  }
+
+  /** Runs `attach` once etcd answers (after a start from disk), retrying while it fails. */
+  async #attachWhenReachable(attach: () => Promise<void>): Promise<void> {
+    for (let pause = 500; !this.#draining; pause = Math.min(pause * 2, 5000)) {
+      try {
+        await attach();
+        return;
+      } catch (error) {
+        if (error instanceof ServerConfigError) {
+          this.log.fatal({ err: error }, error.message);
+          void this.stop();
+          return;
+        }
+        this.log.warn({ err: error }, 'attaching to etcd failed; retrying');
+        await sleep(pause);
+      }
+    }
+  }
+
+  /** The admin authority's stand-in before etcd has been reached: every call is a 503. */
+  #authUnavailable(): AdminAuthority {
+    const served = this.#disk?.serving;
+    const error = () =>
+      new AdminError(
+        'STORE_UNAVAILABLE',
+        `store unreachable${served ? `: serving revision ${served.revision} from disk` : ''}; the admin API needs etcd to check credentials`,
+      );
+    return new Proxy({} as AdminAuthority, {
+      get: () => () => {
+        throw error();
       },
-      'meridiand ready',
-    );
+    });
+  }
+
+  /** Settings of the etcd client. */
+  #storeOptions(): EtcdStoreOptions {
+    const o = this.options;
+    return {
+      endpoints: o.etcdEndpoints,
+      keyspace: Keyspace.of(o.meshId, o.clusterId),
+      requestTimeoutMs: o.storeTimeoutMs,
+      connectTimeoutMs: Math.min(o.storeTimeoutMs * 2, 5000),
+      writeAttemptTimeoutMs: Math.min(1000, o.storeTimeoutMs),
+    };
+  }
+
+  /** One short attempt to reach etcd (at most 2 s), before falling back to the snapshot on disk. */
+  #connectOnce(): Promise<Store> {
+    return EtcdStore.connect({
+      ...this.#storeOptions(),
+      connectTimeoutMs: Math.min(this.options.storeTimeoutMs, 2000),
+    });
   }
 
   #adminTls(): AdminTlsSource {
@@ -563,6 +685,9 @@ export class Replica {
         : { full: false, types: ALL_TYPES, reason: reason.length ? reason : ['config'], at },
     );
     this.log.debug({ revision: change.revision, reason }, 'new snapshot');
+    // The last-known-good snapshot on disk follows every revision applied from etcd (not while the
+    // state is the one read from disk).
+    if (this.#disk && !this.#disk.serving) this.#disk.schedule(() => this.#state.snapshotState());
   }
 
   /**
@@ -646,6 +771,7 @@ export class Replica {
     this.#health?.stop();
     this.#config?.close();
     await this.#state?.close().catch(() => undefined);
+    await this.#disk?.close();
     await this.#store?.close().catch(() => undefined);
     await this.#auth?.close().catch(() => undefined);
     await this.#directory?.close().catch(() => undefined);

@@ -1,6 +1,8 @@
 // Issue 15, item 5: every bad setting, address that cannot be listened on, taken port or etcd never
 // reached ends meridiand with one line on stderr naming the setting, exit code 2, no stack trace.
 import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePorts } from '@meridian/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -126,7 +128,7 @@ describe('meridiand settings errors', () => {
     ],
     [
       'etcd never reached (and no snapshot on disk)',
-      () => base(),
+      () => [...base(), '--snapshot-dir', join(tmpdir(), `meridian-no-snapshot-${process.pid}`)],
       {},
       () =>
         new RegExp(

@@ -192,6 +192,17 @@ export class EtcdStore implements Store {
   }
 
   /**
+   * A store whose etcd may not be reachable yet: nothing is checked, calls fail with
+   * `StoreUnavailableError` until a member answers, and watches and leases keep retrying (as after a
+   * failure). For a process that must serve what it knows while etcd is down (meridiand restarted
+   * during an outage); otherwise use {@link EtcdStore.connect}.
+   */
+  static open(options: EtcdStoreOptions): EtcdStore {
+    if (options.endpoints.length === 0) throw new StoreUnavailableError('connect', [], undefined);
+    return new EtcdStore(options);
+  }
+
+  /**
    * Connects and checks that the cluster answers a linearizable read, retrying (etcd may be starting
    * alongside) for at most `connectTimeoutMs`. Otherwise throws one `StoreUnavailableError` naming
    * the endpoints and the last failure; never hangs.
