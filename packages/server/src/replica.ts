@@ -400,7 +400,9 @@ export class Replica {
         this.#rebuild({ revision: this.#state.revision, kinds: new Set(), workloads: false, resync: true });
       }
     }
-    this.#directory = await ReplicaDirectory.open(this.#store, o.replicaId, () => this.xds.connectionCount);
+    this.#directory = await ReplicaDirectory.open(this.#store, o.replicaId, this.xds, {
+      log: this.log.child({ part: 'rebalance' }),
+    });
     const directory = this.#directory;
     if (this.#grpc) addReplicaDiscoveryService(this.#grpc, directory);
 
