@@ -4,12 +4,26 @@
 // The replica calls `new Translator(options)` once and `translator.translate(config, registry,
 // proxy)` per proxy push; `translateProxy` is the uncached one-shot form. Inputs: see types.ts.
 
+export type { AuthzFilters, AuthzFinding, AuthzTarget, WorkloadPolicies } from './authz.js';
+export {
+  buildAuthzFilters,
+  DRY_RUN_ANNOTATION,
+  formatAuthzFinding,
+  GRPC_RBAC_DENY_FILTER,
+  grpcAuthzFindings,
+  HTTP_RBAC_FILTER,
+  hasPolicies,
+  isDryRun,
+  NETWORK_RBAC_FILTER,
+  rbacPolicyName,
+  selectAuthorizationPolicies,
+} from './authz.js';
 export { effectivePolicy } from './cluster.js';
 export { altHosts, virtualHostDomains } from './domains.js';
 export { buildLoadAssignment, localityMatches } from './endpoint.js';
 export type { ServiceAccounts } from './identity.js';
 export { serviceAccountsOf } from './identity.js';
-export type { InboundChains } from './listener.js';
+export type { InboundAuthz, InboundChains } from './listener.js';
 export { GRPC_SERVER_LISTENER_PREFIX } from './listener.js';
 export type { NetworkGateway } from './network.js';
 export {

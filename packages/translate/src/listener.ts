@@ -118,6 +118,7 @@ export interface InboundPort {
 export function virtualInboundListener(
   ports: readonly InboundPort[],
   secure: InboundChains = (_port, chain) => [chain],
+  authz: InboundAuthz = NO_AUTHZ,
 ): EnvoyJson {
   const chains: EnvoyJson[] = ports.flatMap((p) => {
     const cluster = `inbound|${p.port}||`;
@@ -148,7 +149,7 @@ export function virtualInboundListener(
                 },
               ],
             },
-            http_filters: [routerFilter()],
+            http_filters: [...authz.http, routerFilter()],
             use_remote_address: false,
             normalize_path: true,
           }),
@@ -157,12 +158,12 @@ export function virtualInboundListener(
     return secure(p.port, {
       name: cluster,
       filter_chain_match: { destination_port: p.port },
-      filters: [filter],
+      filters: p.http ? [filter] : [...authz.tcp, filter],
     });
   });
   chains.push({
     name: 'virtualInbound-catchall-tcp',
-    filters: [tcpProxy('InboundPassthroughCluster', 'InboundPassthroughCluster')],
+    filters: [...authz.tcp, tcpProxy('InboundPassthroughCluster', 'InboundPassthroughCluster')],
   });
   // Chains told apart by transport protocol (PERMISSIVE mTLS) need the TLS inspector.
   const inspect = chains.some(
@@ -176,6 +177,14 @@ export function virtualInboundListener(
     filter_chains: chains,
   };
 }
+
+/** The RBAC filters of a workload's inbound chains (see authz.ts): HTTP filters and network filters. */
+export interface InboundAuthz {
+  readonly http: readonly EnvoyJson[];
+  readonly tcp: readonly EnvoyJson[];
+}
+
+const NO_AUTHZ: InboundAuthz = { http: [], tcp: [] };
 
 /** Turns a workload port's plaintext filter chain into the chains its inbound TLS policy needs. */
 export type InboundChains = (port: number, chain: EnvoyJson) => readonly EnvoyJson[];
@@ -205,12 +214,14 @@ export const GRPC_SERVER_LISTENER_PREFIX = 'xds.istio.io/grpc/lds/inbound/';
 /**
  * A proxyless gRPC server listener `xds.istio.io/grpc/lds/inbound/<host>:<port>`: its address must
  * equal the address the server binds; one filter chain whose route only marks requests as
- * non-forwarding (gRPC servers accept only `non_forwarding_action` routes).
+ * non-forwarding (gRPC servers accept only `non_forwarding_action` routes), with the workload's
+ * RBAC filters (`authzFilters`, gRFC A41) before the router.
  */
 export function grpcServerListener(
   host: string,
   port: number,
   secure: InboundChains = (_port, chain) => [chain],
+  authzFilters: readonly EnvoyJson[] = [],
 ): EnvoyJson {
   const display = host.includes(':') ? `[${host}]` : host;
   const routeName = `inbound|${port}||`;
@@ -240,7 +251,7 @@ export function grpcServerListener(
                 },
               ],
             },
-            http_filters: [routerFilter()],
+            http_filters: [...authzFilters, routerFilter()],
           }),
         },
       ],

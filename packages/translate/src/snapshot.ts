@@ -2,7 +2,13 @@
  * Builders of the input snapshots: sort, freeze and share structure, so producers (the registry,
  * the replica's config watch, tests, benchmarks) all hand translation the same normal form.
  */
-import type { ConfigObject, DestinationRuleConfig, SidecarConfig, VirtualServiceConfig } from '@meridian/api';
+import type {
+  AuthorizationPolicyConfig,
+  ConfigObject,
+  DestinationRuleConfig,
+  SidecarConfig,
+  VirtualServiceConfig,
+} from '@meridian/api';
 import type { ConfigSnapshot, Endpoint, RegistrySnapshot, Service } from './types.js';
 import { compareStrings } from './util.js';
 
@@ -18,23 +24,26 @@ function byNamespaceName(
 
 /**
  * A ConfigSnapshot from validated objects (`@meridian/api`'s normalised form) at a store revision.
- * Kinds translation does not read (ServiceEntry, WorkloadEntry: the registry's input; security
- * kinds: the policy issue's) are ignored.
+ * Kinds translation does not read (ServiceEntry, WorkloadEntry: the registry's input;
+ * PeerAuthentication: the mTLS hooks' input) are ignored.
  */
 export function createConfigSnapshot(revision: number, objects: readonly ConfigObject[]): ConfigSnapshot {
   const virtualServices: VirtualServiceConfig[] = [];
   const destinationRules: DestinationRuleConfig[] = [];
   const sidecars: SidecarConfig[] = [];
+  const authorizationPolicies: AuthorizationPolicyConfig[] = [];
   for (const o of objects) {
     if (o.kind === 'VirtualService') virtualServices.push(o);
     else if (o.kind === 'DestinationRule') destinationRules.push(o);
     else if (o.kind === 'Sidecar') sidecars.push(o);
+    else if (o.kind === 'AuthorizationPolicy') authorizationPolicies.push(o);
   }
   return Object.freeze({
     revision,
     virtualServices: Object.freeze(virtualServices.sort(byNamespaceName)),
     destinationRules: Object.freeze(destinationRules.sort(byNamespaceName)),
     sidecars: Object.freeze(sidecars.sort(byNamespaceName)),
+    authorizationPolicies: Object.freeze(authorizationPolicies.sort(byNamespaceName)),
   });
 }
 

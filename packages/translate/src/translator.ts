@@ -22,6 +22,7 @@
  */
 import type { DestinationRuleConfig, VirtualServiceConfig } from '@meridian/api';
 import type { EnvoyJson, JsonValue, ProxyInfo } from '@meridian/envoy';
+import { buildAuthzFilters, formatAuthzFinding, hasPolicies, selectAuthorizationPolicies } from './authz.js';
 import {
   buildFixedClusters,
   buildInboundCluster,
@@ -35,6 +36,7 @@ import { serviceAccountsOf } from './identity.js';
 import {
   grpcClientListener,
   grpcServerListener,
+  type InboundAuthz,
   type InboundPort,
   outboundHttpListener,
   outboundTcpListener,
@@ -149,11 +151,20 @@ export class Translator {
     const inbound = this.inboundPorts(registry, proxy);
     const hook = this.options.inboundFilterChains;
     const secure = hook ? (port: number, chain: EnvoyJson) => hook({ proxy, port, chain }) : undefined;
+    const policies = selectAuthorizationPolicies(config.authorizationPolicies, proxy, this.rootNamespace);
+    const warnings = new Set<string>();
+    const authz = (target: 'http' | 'tcp' | 'grpc'): readonly EnvoyJson[] => {
+      if (!hasPolicies(policies)) return [];
+      const built = buildAuthzFilters(policies, target);
+      for (const f of built.findings) warnings.add(formatAuthzFinding(f));
+      return built.filters;
+    };
     if (grpc) {
       const hosts = [...new Set(['0.0.0.0', '::', ...proxy.ipAddresses])];
+      const grpcAuthz = inbound.length > 0 ? authz('grpc') : [];
       for (const p of inbound) {
         for (const host of hosts) {
-          const l = grpcServerListener(host, p.port, secure);
+          const l = grpcServerListener(host, p.port, secure, grpcAuthz);
           listeners.push(named(l.name as string, l));
         }
       }
@@ -163,7 +174,11 @@ export class Translator {
         const c = buildInboundCluster(p.port, p.http ? 'HTTP' : 'TCP');
         clusters.push(named(c.name as string, c));
       }
-      listeners.push(named('virtualInbound', virtualInboundListener(inbound, secure)));
+      const inboundAuthz: InboundAuthz = {
+        http: inbound.some((p) => p.http) ? authz('http') : [],
+        tcp: authz('tcp'),
+      };
+      listeners.push(named('virtualInbound', virtualInboundListener(inbound, secure, inboundAuthz)));
       listeners.push(named('virtualOutbound', virtualOutboundListener(scope.allowAny)));
     }
     return {
@@ -171,6 +186,7 @@ export class Translator {
       routes: [...outbound.routes],
       clusters: clusters.sort(byName),
       endpoints: endpoints.sort(byName),
+      ...(warnings.size > 0 ? { warnings: [...warnings].sort(compareStrings) } : {}),
     };
   }
 

@@ -7,7 +7,12 @@
  * identity (`===`) of every unchanged `Service` object and every unchanged endpoint list, so the
  * incremental {@link Translator} can reuse what it built for them (see cache.ts).
  */
-import type { DestinationRuleConfig, SidecarConfig, VirtualServiceConfig } from '@meridian/api';
+import type {
+  AuthorizationPolicyConfig,
+  DestinationRuleConfig,
+  SidecarConfig,
+  VirtualServiceConfig,
+} from '@meridian/api';
 import type { EnvoyJson, ProxyInfo } from '@meridian/envoy';
 
 /** The config objects translation reads, by kind, each list sorted by (namespace, name). */
@@ -17,6 +22,8 @@ export interface ConfigSnapshot {
   readonly virtualServices: readonly VirtualServiceConfig[];
   readonly destinationRules: readonly DestinationRuleConfig[];
   readonly sidecars: readonly SidecarConfig[];
+  /** AuthorizationPolicies, turned into RBAC filters on inbound chains (authz.ts). */
+  readonly authorizationPolicies: readonly AuthorizationPolicyConfig[];
 }
 
 /**
@@ -162,4 +169,9 @@ export interface ProxyResources {
   readonly routes: readonly NamedResource[];
   readonly clusters: readonly NamedResource[];
   readonly endpoints: readonly NamedResource[];
+  /**
+   * What the proxy's AuthorizationPolicies ask that its RBAC cannot enforce exactly (formatted
+   * findings, see authz.ts); absent when there is none. Nothing is ever allowed more widely.
+   */
+  readonly warnings?: readonly string[];
 }

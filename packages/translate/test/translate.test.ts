@@ -17,7 +17,11 @@ function names(list: readonly { name: string }[]): string[] {
   return list.map((r) => r.name);
 }
 
-function find(resources: ProxyResources, kind: keyof ProxyResources, name: string): EnvoyJson {
+function find(
+  resources: ProxyResources,
+  kind: Exclude<keyof ProxyResources, 'warnings'>,
+  name: string,
+): EnvoyJson {
   const r = resources[kind].find((x) => x.name === name);
   if (!r) throw new Error(`${kind} ${name} not generated; have ${names(resources[kind]).join(', ')}`);
   return r.resource;
