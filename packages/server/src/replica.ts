@@ -52,7 +52,13 @@ import { Telemetry } from './telemetry.js';
 /** meridiand's version, registered with the replica's membership entry. */
 export const MERIDIAN_VERSION = '0.1.0';
 
-const TRANSLATED_KINDS = new Set(['VirtualService', 'DestinationRule', 'Sidecar', 'PeerAuthentication']);
+const TRANSLATED_KINDS = new Set([
+  'VirtualService',
+  'DestinationRule',
+  'Sidecar',
+  'PeerAuthentication',
+  'AuthorizationPolicy',
+]);
 const REGISTRY_KINDS = new Set(['ServiceEntry', 'WorkloadEntry']);
 const ALL_TYPES = new Set([
   TypeUrl.Listener,
