@@ -334,27 +334,35 @@ export class Replica {
           'Admin API requests refused (no or bad credential, role too weak, cross-origin, bad media type).',
       });
     const replica = this;
-    const admin = await startAdminServer(
-      {
-        ...probes,
-        log: this.log.child({ part: 'admin' }),
-        config: this.#config,
-        // Until etcd has been reached (a start from disk), every authenticated call is refused with 503.
-        get auth(): AdminAuthority {
-          return replica.#auth ?? replica.#authUnavailable();
+    const startAdmin = async () => {
+      const admin = await startAdminServer(
+        {
+          ...probes,
+          log: this.log.child({ part: 'admin' }),
+          config: this.#config,
+          // Until etcd has been reached (a start from disk), every authenticated call is refused with 503.
+          get auth(): AdminAuthority {
+            return replica.#auth ?? replica.#authUnavailable();
+          },
+          trustDomain: o.trustDomain,
+          debug: this.xds.debugHandler(),
+          debugInfo: (path) => this.#debugInfo(path),
+          onRefused: (reason) => refusedAdmin.add(1, { reason }),
         },
-        trustDomain: o.trustDomain,
-        debug: this.xds.debugHandler(),
-        debugInfo: (path) => this.#debugInfo(path),
-        onRefused: (reason) => refusedAdmin.add(1, { reason }),
-      },
-      adminAddr,
-      o.adminTls === 'on' ? this.#adminTls() : undefined,
-    ).catch((error: unknown) => {
-      throw listenFailure('--admin-address', o.adminAddress, error);
-    });
-    this.#admin = admin.server;
-    this.adminAddress = `${adminAddr.host}:${admin.port}`;
+        adminAddr,
+        o.adminTls === 'on' ? this.#adminTls() : undefined,
+      ).catch((error: unknown) => {
+        throw listenFailure('--admin-address', o.adminAddress, error);
+      });
+      this.#admin = admin.server;
+      this.adminAddress = `${adminAddr.host}:${admin.port}`;
+    };
+    // HTTPS admin needs the CA's serving certificate, which needs etcd: after a start from disk it
+    // opens once etcd answers (the monitoring port serves health meanwhile).
+    const adminLater = fromDisk !== undefined && o.adminTls === 'on';
+    if (adminLater)
+      this.log.warn('--admin-tls on: the admin port opens once etcd answers (the CA certificate is in etcd)');
+    else await startAdmin();
     if (monitoringAddr) {
       const monitoring = await startMonitoringServer(probes, monitoringAddr).catch((error: unknown) => {
         throw listenFailure('--monitoring-address', o.monitoringAddress, error);
@@ -363,7 +371,10 @@ export class Replica {
       this.monitoringAddress = `${monitoringAddr.host}:${monitoring.port}`;
     }
     this.#health.start();
-    const attach = () => this.#attach(caAddr);
+    const attach = async () => {
+      await this.#attach(caAddr);
+      if (adminLater && !this.#admin) await startAdmin();
+    };
     if (fromDisk) {
       const served = fromDisk;
       this.#health.servingFromDisk(
