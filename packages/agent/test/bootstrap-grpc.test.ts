@@ -131,4 +131,29 @@ describe('grpcBootstrap with @grpc/grpc-js-xds', () => {
     plain.close();
     expect(code).toBe(grpc.status.UNAVAILABLE);
   });
+
+  it('certificates rotate under continuous mTLS traffic with no failed call', async () => {
+    expect(client, 'the first test started the client and server').toBeDefined();
+    const c = client!;
+    const first = certs.current()!;
+    await c.loadStart(`${HOST}:${PORT}`, { concurrency: 4, deadlineMs: 3000, pauseMs: 5 });
+    const serials = new Set([first.serial]);
+    for (let i = 0; i < 3; i++) {
+      await new Promise((r) => setTimeout(r, 1500));
+      const next = await certs.renewNow();
+      await certs.writeFiles(join(tmp, 'certs'));
+      serials.add(next.serial);
+    }
+    // file_watcher re-reads every 1 s: give it two periods, then stop.
+    await new Promise((r) => setTimeout(r, 2500));
+    const results = await c.loadStop();
+    expect(serials.size).toBe(4);
+    expect(results.length).toBeGreaterThan(100);
+    const failed = results.filter((r) => r.code !== 0);
+    expect(failed, JSON.stringify(failed.slice(0, 3))).toEqual([]);
+    // New connections after the rotations are made with the newest certificate (the server's handshake
+    // with a fresh client succeeds only if the files on disk are a valid key and chain pair).
+    const after = await c.many(`${HOST}:${PORT}`, 10, { concurrency: 2 });
+    expect(after.filter((r) => r.code !== 0)).toEqual([]);
+  });
 });
