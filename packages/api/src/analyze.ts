@@ -4,6 +4,7 @@
  */
 import { type FieldError, formatFieldError, sortFieldErrors } from './errors.js';
 import {
+  type AuthorizationPolicyConfig,
   type ConfigObject,
   configKey,
   type DestinationRuleConfig,
@@ -32,6 +33,13 @@ export const AnalysisCode = {
   ReferencedResourceNotFound: 'IST0101',
   /** IST0109: two mesh VirtualServices define the same host. */
   ConflictingMeshGatewayVirtualServiceHosts: 'IST0109',
+  /**
+   * MER0001 (Meridian): an AuthorizationPolicy field proxyless gRPC servers cannot enforce exactly
+   * (gRFC A41: a metadata matcher never matches, `requested_server_name` is empty, no LOG action, no
+   * shadow rules). Translation then skips the ALLOW rule or drops the field from the DENY rule, never
+   * allowing more than the policy (see @meridian/translate authz.ts).
+   */
+  GrpcUnenforceableAuthorization: 'MER0001',
 } as const;
 
 /** One analysis finding; `object`/`path` as in `FieldError`. */
@@ -239,5 +247,58 @@ export function analyzeConfigs(
     }
   }
 
+  for (const ap of objects.filter((o): o is AuthorizationPolicyConfig => o.kind === 'AuthorizationPolicy'))
+    grpcAuthorizationLimits(ap, (path, message) =>
+      warn(ap, AnalysisCode.GrpcUnenforceableAuthorization, path, message),
+    );
+
   return sortFieldErrors(out) as AnalysisMessage[];
+}
+
+const GRPC_LIMIT = 'cannot be enforced exactly by proxyless gRPC servers';
+
+/** The AuthorizationPolicy fields proxyless gRPC servers cannot enforce exactly (gRFC A41). */
+function grpcAuthorizationLimits(
+  ap: AuthorizationPolicyConfig,
+  warn: (path: FieldPath, m: string) => void,
+): void {
+  const spec = FieldPath.root.field('spec');
+  const action = ap.spec.action ?? 'ALLOW';
+  const effect =
+    action === 'ALLOW'
+      ? 'the rule allows nothing on them'
+      : 'the field is left out of the rule, which then matches more requests';
+  if (action === 'AUDIT') warn(spec.field('action'), `AUDIT ${GRPC_LIMIT} (no LOG action): ignored there`);
+  if (action === 'CUSTOM')
+    warn(
+      spec.field('action'),
+      'CUSTOM has no ext_authz provider in Meridian: its rules deny what they match',
+    );
+  const dry = ap.metadata.annotations?.['istio.io/dry-run'];
+  if (dry !== undefined && ['1', 't', 'T', 'true', 'TRUE', 'True'].includes(dry))
+    warn(
+      FieldPath.root.field('metadata').field('annotations'),
+      `dry-run ${GRPC_LIMIT} (no shadow rules): ignored there`,
+    );
+  (ap.spec.rules ?? []).forEach((rule, i) => {
+    const rp = spec.field('rules').index(i);
+    (rule.from ?? []).forEach((from, j) => {
+      for (const field of ['requestPrincipals', 'notRequestPrincipals'] as const) {
+        if ((from.source?.[field] ?? []).length > 0)
+          warn(
+            rp.field('from').index(j).field('source').field(field),
+            `${field} ${GRPC_LIMIT} (JWT metadata never matches): ${effect}`,
+          );
+      }
+    });
+    (rule.when ?? []).forEach((when, k) => {
+      const key = when.key ?? '';
+      const metadata = key.startsWith('request.auth.') || key.startsWith('experimental.envoy.filters.');
+      if (metadata || key === 'connection.sni')
+        warn(
+          rp.field('when').index(k).field('key'),
+          `${key} ${GRPC_LIMIT} (${metadata ? 'metadata never matches' : 'the SNI is empty'}): ${effect}`,
+        );
+    });
+  });
 }
