@@ -2,63 +2,13 @@
 // message through as bytes and only looks at top-level fields (type URL, nonce, names, versions), so
 // relaying costs little and never drops a field it does not know. Field numbers are those of
 // envoy/service/discovery/v3/discovery.proto.
+import { anyMessage, lengthDelimited, protobufFields, stringField } from '@meridian/xds';
 
-/** One top-level field: length-delimited bytes or a varint. */
-interface Field {
-  readonly field: number;
-  readonly bytes?: Uint8Array;
-  readonly value?: number;
-}
+export { anyMessage };
 
-/** Iterates a message's fields. */
-export function* fields(buf: Uint8Array): Generator<Field> {
-  let i = 0;
-  const readVarint = (): number => {
-    let result = 0;
-    let mul = 1;
-    for (;;) {
-      const b = buf[i++];
-      if (b === undefined) throw new Error('truncated varint');
-      result += (b & 0x7f) * mul;
-      if (b < 0x80) return result;
-      mul *= 128;
-    }
-  };
-  while (i < buf.length) {
-    const tag = readVarint();
-    const field = Math.floor(tag / 8);
-    const wire = tag & 7;
-    if (wire === 0) yield { field, value: readVarint() };
-    else if (wire === 2) {
-      const len = readVarint();
-      if (i + len > buf.length) throw new Error('truncated field');
-      const bytes = buf.subarray(i, i + len);
-      i += len;
-      yield { field, bytes };
-    } else if (wire === 1) i += 8;
-    else if (wire === 5) i += 4;
-    else throw new Error(`unsupported wire type ${wire}`);
-  }
-}
-
-function varint(value: number): number[] {
-  const out: number[] = [];
-  let v = value;
-  while (v > 0x7f) {
-    out.push((v & 0x7f) | 0x80);
-    v = Math.floor(v / 128);
-  }
-  out.push(v);
-  return out;
-}
-
-function ld(field: number, payload: Uint8Array): Buffer {
-  return Buffer.concat([Buffer.from(varint((field << 3) | 2)), Buffer.from(varint(payload.length)), payload]);
-}
-
-function str(field: number, value: string | undefined): Buffer {
-  return value ? ld(field, Buffer.from(value, 'utf8')) : Buffer.alloc(0);
-}
+const fields = protobufFields;
+const ld = lengthDelimited;
+const str = stringField;
 
 const text = (b: Uint8Array | undefined): string => (b ? Buffer.from(b).toString('utf8') : '');
 
@@ -248,11 +198,6 @@ export function nodeId(node: Uint8Array | undefined): string {
   if (!node) return '';
   for (const f of fields(node)) if (f.field === 1) return text(f.bytes);
   return '';
-}
-
-/** An encoded `google.protobuf.Any` { type_url = 1; value = 2 } (`typeUrl` in full: `type.googleapis.com/...`). */
-export function anyMessage(typeUrl: string, value: Uint8Array): Buffer {
-  return Buffer.concat([str(1, typeUrl), ld(2, value)]);
 }
 
 /** An encoded Delta `Resource` { version = 1; resource = 2; name = 3 }. */

@@ -63,5 +63,15 @@ export {
 } from './status.js';
 export type { ChangeEvent, EncodedResource, ProxyContext, ResourceMap, XdsSnapshot } from './types.js';
 export { mergeChanges } from './types.js';
-export type { DeltaRequest, SotwRequest } from './wire.js';
-export { decodeDeltaRequest, decodeSotwRequest, deltaResponse, frameResource, sotwResponse } from './wire.js';
+export type { DeltaRequest, ProtobufField, SotwRequest } from './wire.js';
+export {
+  anyMessage,
+  decodeDeltaRequest,
+  decodeSotwRequest,
+  deltaResponse,
+  frameResource,
+  lengthDelimited,
+  protobufFields,
+  sotwResponse,
+  stringField,
+} from './wire.js';

@@ -21,13 +21,57 @@ export function lengthDelimited(field: number, payload: Uint8Array): Buffer {
   return Buffer.concat([varint((field << 3) | 2), varint(payload.length), payload]);
 }
 
-function stringField(field: number, value: string): Buffer {
-  return value === '' ? Buffer.alloc(0) : lengthDelimited(field, Buffer.from(value, 'utf8'));
+/** A string field (omitted when empty, as proto3 does). */
+export function stringField(field: number, value: string | undefined): Buffer {
+  return value === undefined || value === ''
+    ? Buffer.alloc(0)
+    : lengthDelimited(field, Buffer.from(value, 'utf8'));
 }
 
-/** `google.protobuf.Any { type_url = 1; value = 2 }`. */
-function anyMessage(typeUrl: string, value: Uint8Array): Buffer {
+/** `google.protobuf.Any { type_url = 1; value = 2 }` (`typeUrl` in full: `type.googleapis.com/...`). */
+export function anyMessage(typeUrl: string, value: Uint8Array): Buffer {
   return Buffer.concat([stringField(1, typeUrl), lengthDelimited(2, value)]);
+}
+
+/** One top-level field of an encoded message: a varint's value or a length-delimited field's bytes. */
+export interface ProtobufField {
+  readonly field: number;
+  readonly bytes?: Uint8Array;
+  readonly value?: number;
+}
+
+/**
+ * Iterates the top-level fields of an encoded message without decoding it (fixed-width fields are
+ * skipped): for relays and simulated proxies that only read a message's envelope.
+ */
+export function* protobufFields(buf: Uint8Array): Generator<ProtobufField> {
+  let i = 0;
+  const readVarint = (): number => {
+    let result = 0;
+    let mul = 1;
+    for (;;) {
+      const b = buf[i++];
+      if (b === undefined) throw new Error('truncated varint');
+      result += (b & 0x7f) * mul;
+      if (b < 0x80) return result;
+      mul *= 128;
+    }
+  };
+  while (i < buf.length) {
+    const tag = readVarint();
+    const field = Math.floor(tag / 8);
+    const wire = tag & 7;
+    if (wire === 0) yield { field, value: readVarint() };
+    else if (wire === 2) {
+      const len = readVarint();
+      if (i + len > buf.length) throw new Error('truncated field');
+      const bytes = buf.subarray(i, i + len);
+      i += len;
+      yield { field, bytes };
+    } else if (wire === 1) i += 8;
+    else if (wire === 5) i += 4;
+    else throw new Error(`unsupported wire type ${wire}`);
+  }
 }
 
 /** The frames of one resource for both response kinds (see EncodedResource). */

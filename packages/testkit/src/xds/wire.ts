@@ -1,7 +1,10 @@
 // Minimal protobuf reading/writing of xDS requests and responses for the simulated proxies: only the
 // top-level fields a proxy needs, so thousands of simulated proxies cost little CPU next to the server.
+import { lengthDelimited, protobufFields, stringField } from '@meridian/xds';
 
-function varint(value: number): number[] {
+const ld = lengthDelimited;
+const str = stringField;
+const varint = (value: number): number[] => {
   const out: number[] = [];
   let v = value;
   while (v > 0x7f) {
@@ -10,15 +13,7 @@ function varint(value: number): number[] {
   }
   out.push(v);
   return out;
-}
-
-function ld(field: number, payload: Uint8Array): Buffer {
-  return Buffer.concat([Buffer.from(varint((field << 3) | 2)), Buffer.from(varint(payload.length)), payload]);
-}
-
-function str(field: number, value: string | undefined): Buffer {
-  return value ? ld(field, Buffer.from(value, 'utf8')) : Buffer.alloc(0);
-}
+};
 
 function status(code: number, message: string): Buffer {
   return Buffer.concat([Buffer.from([0x08, ...varint(code)]), str(2, message)]);
@@ -63,35 +58,8 @@ export function deltaRequestBytes(req: {
   return Buffer.concat(parts);
 }
 
-/** Iterates the fields of a message: (field number, wire type, value or bytes). */
-export function* fields(buf: Uint8Array): Generator<{ field: number; bytes?: Uint8Array; value?: number }> {
-  let i = 0;
-  const readVarint = (): number => {
-    let result = 0;
-    let mul = 1;
-    for (;;) {
-      const b = buf[i++];
-      if (b === undefined) throw new Error('truncated varint');
-      result += (b & 0x7f) * mul;
-      if (b < 0x80) return result;
-      mul *= 128;
-    }
-  };
-  while (i < buf.length) {
-    const tag = readVarint();
-    const field = Math.floor(tag / 8);
-    const wire = tag & 7;
-    if (wire === 0) yield { field, value: readVarint() };
-    else if (wire === 2) {
-      const len = readVarint();
-      const bytes = buf.subarray(i, i + len);
-      i += len;
-      yield { field, bytes };
-    } else if (wire === 1) i += 8;
-    else if (wire === 5) i += 4;
-    else throw new Error(`unsupported wire type ${wire}`);
-  }
-}
+/** Iterates the fields of a message (see @meridian/xds protobufFields). */
+export const fields = protobufFields;
 
 const text = (b: Uint8Array | undefined): string => (b ? Buffer.from(b).toString('utf8') : '');
 
