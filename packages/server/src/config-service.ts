@@ -15,6 +15,8 @@
  */
 import {
   ALL_KINDS,
+  type AnalysisMessage,
+  analyzeConfigs,
   type ConfigObject,
   canonicalJSON,
   configKey,
@@ -118,6 +120,11 @@ export interface ApplyItem {
 export interface ApplyResult {
   readonly revision: number;
   readonly items: readonly ApplyItem[];
+  /**
+   * `analyze` findings about the applied objects against the whole config (never a refusal), e.g.
+   * an AuthorizationPolicy a proxyless gRPC server cannot enforce exactly (MER0001).
+   */
+  readonly warnings?: readonly AnalysisMessage[];
 }
 
 /** Reads served while etcd is unreachable (the replica's watched state). */
@@ -205,7 +212,23 @@ export class ConfigService {
     const parsed = parseConfigDocuments(text, source === undefined ? {} : { source });
     if (!parsed.ok) throw this.#invalid(parsed.error);
     if (parsed.configs.length === 0) throw new AdminError('BAD_REQUEST', 'no objects passed to apply');
-    return this.apply(parsed.configs);
+    const result = await this.apply(parsed.configs);
+    const warnings = this.#analyze(parsed.configs);
+    return warnings.length > 0 ? { ...result, warnings } : result;
+  }
+
+  /** The analysis findings about `applied`, checked against the rest of the watched config. */
+  #analyze(applied: readonly ConfigObject[]): AnalysisMessage[] {
+    try {
+      const byKey = new Map<string, ConfigObject>();
+      for (const kv of this.lastKnown?.list(CONFIG_PREFIX) ?? []) byKey.set(configKey(kv.value), kv.value);
+      for (const o of applied) byKey.set(configKey(o), o);
+      const ids = new Set(applied.map((o) => configKey(o)));
+      return analyzeConfigs([...byKey.values()]).filter((m) => m.object !== undefined && ids.has(m.object));
+    } catch (error) {
+      this.#log?.warn({ err: error }, 'analysis of an apply failed; applied without warnings');
+      return [];
+    }
   }
 
   #invalid(error: ValidationError): AdminError {

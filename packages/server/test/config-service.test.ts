@@ -46,6 +46,22 @@ beforeEach(() => {
 });
 
 describe('ConfigService', () => {
+  it("returns analyze's findings about the applied objects (never a refusal): MER0001 for an AuthorizationPolicy proxyless gRPC cannot enforce", async () => {
+    const res = await config.applyText(`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: jwt, namespace: shop}
+spec:
+  rules:
+  - from:
+    - source: {requestPrincipals: ["*"]}
+`);
+    expect(res.items.map((i) => i.action)).toEqual(['created']);
+    expect(res.warnings?.map((w) => [w.code, w.object, w.path])).toEqual([
+      ['MER0001', 'AuthorizationPolicy/shop/jwt', 'spec.rules[0].from[0].source.requestPrincipals'],
+    ]);
+    expect((await config.applyText(vs('5s'))).warnings).toBeUndefined();
+  });
+
   it('creates, reports unchanged, configures, and stores the canonical v1 form', async () => {
     const created = await config.applyText(`${vs('5s')}---\n${dr}`);
     expect(created.items.map((i) => i.action)).toEqual(['created', 'created']);

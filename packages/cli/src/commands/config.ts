@@ -2,6 +2,7 @@
 // output and error shapes. Server and token: see admin-client.ts.
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
+import { type AnalysisMessage, formatAnalysisMessage } from '@meridian/api';
 import { type Command, Option } from 'commander';
 import { stringify } from 'yaml';
 import { adminCall, fail, resolveTarget, type TargetFlags, withTargetOptions } from '../admin-client.js';
@@ -94,11 +95,14 @@ export function registerConfigCommands(program: Command, ctx: CliContext): void 
           },
         )) as {
           items: { kind: string; name: string; namespace: string; action: string }[];
+          warnings?: AnalysisMessage[];
         };
         for (const item of res.items) {
           const g = groupOf(item.kind);
           ctx.out(`${objectRef(item.kind, g, item.name)} ${item.action}`);
         }
+        // kubectl prints server warnings on stderr, before or after the result: never a failure.
+        for (const w of res.warnings ?? []) ctx.err(formatAnalysisMessage(w));
       }
     });
 
