@@ -121,11 +121,12 @@ test('gateway cut: shorter than the grace period nothing happens; longer, east g
     i.onChange((c) => changes.push(c));
     return { i, changes };
   };
-  const patient = await importer(20_000);
+  // Longer than the slowest gateway reconnect seen on a busy machine, so part 1 stays a short cut.
+  const patient = await importer(60_000);
   const hasty = await importer(2_000);
   const aId = serviceId('east', 'default', 'a.default.svc.cluster.local');
 
-  // 1. A 3.5 s cut, nothing changes in east: the patient importer (grace 20 s) emits nothing; the hasty one
+  // 1. A 3.5 s cut, nothing changes in east: the patient importer (grace 60 s) emits nothing; the hasty one
   //    (grace 2 s) marks east unhealthy, then live again after the heal, with the same content.
   const cutAt = performance.now();
   await cut();
@@ -141,7 +142,7 @@ test('gateway cut: shorter than the grace period nothing happens; longer, east g
   await waitView(
     hasty.i,
     (v) => !v.staleClusters.has('east'),
-    15_000,
+    45_000,
     'east live again in the hasty importer',
   );
   await until(
@@ -151,7 +152,7 @@ test('gateway cut: shorter than the grace period nothing happens; longer, east g
   );
   const outageMs = performance.now() - cutAt;
   log.info({ staleAfterMs, outageMs, gatewaysBackMs }, 'gateway cut 1');
-  expect(outageMs).toBeLessThan(20_000); // precondition: shorter than the patient importer's grace period
+  expect(outageMs).toBeLessThan(60_000); // precondition: shorter than the patient importer's grace period
   await sleep(500);
   expect(patient.changes).toEqual([]);
   expect(hasty.changes.map((c) => c.clusters)).toEqual([
@@ -177,10 +178,12 @@ test('gateway cut: shorter than the grace period nothing happens; longer, east g
     await waitView(
       i,
       (v) => v.services.get(aId)?.endpoints.length === 5 && !v.staleClusters.has('east'),
-      15_000,
+      // nats-server's gateway reconnect after a heal is not bounded by Meridian (seen 15 s+ on a busy
+      // machine): a liveness wait, not a timing assertion.
+      45_000,
       'a with 5 endpoints',
     );
   expect(patient.changes.flatMap((c) => c.changed.map((r) => r.hostname))).toEqual([
     'a.default.svc.cluster.local',
   ]);
-});
+}, 150_000);
