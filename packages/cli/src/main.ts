@@ -3,6 +3,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
+import { registerAnalyzeCommands } from './commands/analyze.js';
 import { registerAuthCommands } from './commands/auth.js';
 import { registerCaCommands } from './commands/ca.js';
 import { registerConfigCommands } from './commands/config.js';
@@ -22,6 +23,7 @@ export const COMMAND_MODULES: readonly CommandModule[] = [
   registerConfigCommands,
   registerAuthCommands,
   registerProxyCommands,
+  registerAnalyzeCommands,
 ];
 
 /** Builds the program (without running it); errors are thrown as CommanderError, not process.exit. */
