@@ -18,6 +18,8 @@ const serialFiles = [
   'packages/federation/test/gateway-cut.test.ts',
   'packages/agent/test/relay-failover.test.ts',
   'packages/agent/test/rebalance.test.ts',
+  // grpc-js-xds server processes applying listener updates to open connections: slow under load.
+  'packages/server/test/authz-grpc.test.ts',
 ].filter((file) => existsSync(file));
 
 mkdirSync('.test-results', { recursive: true });
