@@ -235,7 +235,12 @@ describe('a replica restarted while etcd is down (issue 15, item 3)', () => {
     await Promise.all(etcd.members.map((m) => m.restart()));
     await etcd.waitHealthy({ timeoutMs: 60_000 });
     await waitUntil('a ready and current', async () => (await readyz(a)).body === 'ok', 60_000);
-    expect(a.output.some((l) => l.includes('caught up from the snapshot on disk'))).toBe(true);
+    // The log line is written when readiness flips; the child's stdout may reach us a moment later.
+    await waitUntil(
+      'the catch-up logged',
+      () => a.output.some((l) => l.includes('caught up from the snapshot on disk')),
+      10_000,
+    );
 
     const client = clients[1]!;
     await waitUntil(
