@@ -249,12 +249,19 @@ async function route(
     need('edit', 'apply config');
     checkBodyType(req);
     const body = await readBody(req);
-    const result = await host.config.applyText(body, url.searchParams.get('source') ?? undefined);
+    // kubectl's `dryRun=All`: validated and planned, nothing written.
+    const dryRun = url.searchParams.get('dryRun');
+    if (dryRun !== null && dryRun !== 'All')
+      throw new AdminError('BAD_REQUEST', `dryRun must be "All", got "${dryRun}"`);
+    const result = await host.config.applyText(body, url.searchParams.get('source') ?? undefined, {
+      dryRun: dryRun === 'All',
+    });
     json(res, 200, result);
     return {
       status: 200,
       detail: {
         revision: result.revision,
+        ...(result.dryRun ? { dryRun: true } : {}),
         items: result.items.map((i) => `${i.kind}/${i.namespace}/${i.name} ${i.action}`),
       },
     };

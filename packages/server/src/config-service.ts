@@ -125,6 +125,8 @@ export interface ApplyResult {
    * an AuthorizationPolicy a proxyless gRPC server cannot enforce exactly (MER0001).
    */
   readonly warnings?: readonly AnalysisMessage[];
+  /** True when the apply was a dry run: validated and planned against the store, nothing written. */
+  readonly dryRun?: boolean;
 }
 
 /** Reads served while etcd is unreachable (the replica's watched state). */
@@ -208,11 +210,11 @@ export class ConfigService {
   }
 
   /** Parses and applies a multi-document YAML/JSON text. */
-  async applyText(text: string, source?: string): Promise<ApplyResult> {
+  async applyText(text: string, source?: string, options: { dryRun?: boolean } = {}): Promise<ApplyResult> {
     const parsed = parseConfigDocuments(text, source === undefined ? {} : { source });
     if (!parsed.ok) throw this.#invalid(parsed.error);
     if (parsed.configs.length === 0) throw new AdminError('BAD_REQUEST', 'no objects passed to apply');
-    const result = await this.apply(parsed.configs);
+    const result = await this.apply(parsed.configs, options);
     const warnings = this.#analyze(parsed.configs);
     return warnings.length > 0 ? { ...result, warnings } : result;
   }
@@ -238,8 +240,10 @@ export class ConfigService {
   /**
    * Applies validated objects, all or nothing and atomic to watchers (see config-commit.ts): one
    * transaction when the changed objects fit etcd's limits, else staged and flipped visible at once.
+   * With `dryRun`, everything is checked and planned against the store but nothing is written (the
+   * items say what an apply would do: created, configured or unchanged).
    */
-  async apply(objects: readonly ConfigObject[]): Promise<ApplyResult> {
+  async apply(objects: readonly ConfigObject[], options: { dryRun?: boolean } = {}): Promise<ApplyResult> {
     if (objects.length > MAX_APPLY_OBJECTS) {
       throw new AdminError(
         'TOO_LARGE',
@@ -283,6 +287,18 @@ export class ConfigService {
           return { obj, key: keys[i]!, text: texts[i]!, action, existing };
         });
         const changed = plan.filter((p) => p.action !== 'unchanged');
+        if (options.dryRun)
+          return {
+            revision: commit.revision,
+            dryRun: true,
+            items: plan.map((p) => ({
+              kind: p.obj.kind,
+              namespace: p.obj.metadata.namespace,
+              name: p.obj.metadata.name,
+              resourceVersion: String(p.existing?.version ?? 0),
+              action: p.action,
+            })),
+          };
         let revision: number | undefined;
         if (changed.length === 0) revision = Math.max(...plan.map((p) => p.existing?.version ?? 0));
         else revision = await this.#write(commit, changed);
