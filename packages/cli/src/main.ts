@@ -11,6 +11,7 @@ import { registerFederationCommands } from './commands/federation.js';
 import { registerProxyCommands } from './commands/proxy.js';
 import { registerTokenCommands } from './commands/token.js';
 import { type CliContext, processContext } from './context.js';
+import { registerManifestCommands } from './manifest/command.js';
 
 /** A command module: adds its commands to the program. */
 export type CommandModule = (program: Command, ctx: CliContext) => void;
@@ -24,6 +25,7 @@ export const COMMAND_MODULES: readonly CommandModule[] = [
   registerAuthCommands,
   registerProxyCommands,
   registerAnalyzeCommands,
+  registerManifestCommands,
 ];
 
 /** Builds the program (without running it); errors are thrown as CommanderError, not process.exit. */
