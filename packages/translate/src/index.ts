@@ -40,14 +40,17 @@ export type { ProxyScope } from './scope.js';
 export { buildScope, selectSidecar } from './scope.js';
 export { createConfigSnapshot, createRegistrySnapshot, sortEndpoints, withEndpoints } from './snapshot.js';
 export type { TranslatorStats } from './translator.js';
-export { Translator, translateProxy } from './translator.js';
+export { mergeParts, Translator, translateProxy } from './translator.js';
 export type {
   ConfigSnapshot,
   Endpoint,
   EndpointHealth,
   EndpointLocality,
+  InboundResources,
   InboundTlsContext,
   NamedResource,
+  OutboundResources,
+  ProxyParts,
   ProxyResources,
   RegistrySnapshot,
   Resolution,

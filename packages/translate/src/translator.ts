@@ -48,7 +48,10 @@ import { buildScope, type ProxyScope, selectSidecar } from './scope.js';
 import type {
   ConfigSnapshot,
   Endpoint,
+  InboundResources,
   NamedResource,
+  OutboundResources,
+  ProxyParts,
   ProxyResources,
   RegistrySnapshot,
   Service,
@@ -94,7 +97,47 @@ interface ClusterRef {
   readonly dr: DestinationRuleConfig | undefined;
 }
 
+/** An outbound key's materialized parts, per place (see `materializedFor`). */
+interface MaterializedOutbound {
+  /** Some load assignment depends on the proxy's locality. */
+  readonly locality: boolean;
+  /** Some load assignment depends on the proxy's labels, network and cluster (failover priority). */
+  readonly labels: boolean;
+  readonly byPlace: Map<string, OutboundResources>;
+}
+
 const EMPTY_ENDPOINTS: readonly Endpoint[] = Object.freeze([]);
+
+/** Whether the load assignments of `refs` depend on where the proxy is (see loadAssignmentFor). */
+function localityDependence(
+  refs: readonly ClusterRef[],
+  grpc: boolean,
+): { locality: boolean; labels: boolean } {
+  let locality = false;
+  let labels = false;
+  for (const ref of refs) {
+    if (!clusterUsesEds(ref, grpc)) continue;
+    const policy = effectivePolicy(ref.dr, ref.subset, ref.port.port);
+    const lb = policy.loadBalancer?.localityLbSetting;
+    if ((lb?.distribute?.length ?? 0) > 0 || failoverEnabled(policy)) {
+      locality = true;
+      if (lb?.failoverPriority?.length) labels = true;
+    }
+  }
+  return { locality, labels };
+}
+
+/** Both parts as one {@link ProxyResources}, each list sorted by name. */
+export function mergeParts(parts: ProxyParts): ProxyResources {
+  const { outbound, inbound } = parts;
+  return {
+    listeners: [...outbound.listeners, ...inbound.listeners].sort(byName),
+    routes: [...outbound.routes],
+    clusters: [...outbound.clusters, ...inbound.clusters].sort(byName),
+    endpoints: [...outbound.endpoints],
+    ...(inbound.warnings ? { warnings: inbound.warnings } : {}),
+  };
+}
 
 function byName(a: NamedResource, b: NamedResource): number {
   return compareStrings(a.name, b.name);
@@ -112,6 +155,10 @@ export class Translator {
   private services: readonly Service[] | undefined;
   private readonly scopes = new Map<string, ProxyScope>();
   private readonly outbound = new Map<string, OutboundSet>();
+  /** Materialized outbound parts per outbound key (cleared with `outbound` and on endpoint changes). */
+  private readonly materialized = new Map<string, MaterializedOutbound>();
+  /** Inbound parts per inbound key (cleared with `outbound` and on endpoint changes). */
+  private readonly inbound = new Map<string, InboundResources>();
   private readonly clusters = new Map<string, ClusterEntry>();
   private readonly loadAssignments = new Map<string, LoadAssignmentEntry>();
   /** Prepared `lb_endpoints` entries per endpoint list and port, shared by a service's CLAs. */
@@ -134,13 +181,51 @@ export class Translator {
 
   /** Every resource `proxy` is sent, each list sorted by name. Never throws on validated input. */
   translate(config: ConfigSnapshot, registry: RegistrySnapshot, proxy: ProxyInfo): ProxyResources {
+    return mergeParts(this.translateParts(config, registry, proxy));
+  }
+
+  /**
+   * The proxy's resources in two parts: the outbound part, shared (the same object) by every proxy
+   * with the same outbound view while its inputs are the same objects, and the workload's own inbound
+   * part. {@link translate} is their merge; the replica encodes the shared part once per view.
+   */
+  translateParts(config: ConfigSnapshot, registry: RegistrySnapshot, proxy: ProxyInfo): ProxyParts {
     this.rebase(config, registry);
-    this.currentEndpoints = registry.endpoints;
     const scopeKey = this.scopeKey(config, proxy);
     const scope = this.scopeFor(scopeKey, config, registry, proxy);
     const grpc = proxy.kind === 'grpc';
-    const outbound = this.outboundFor(scopeKey, scope, proxy, grpc);
+    const outboundKey = this.outboundKey(scopeKey, proxy);
+    const outbound = this.outboundFor(outboundKey, scope, proxy, grpc);
+    return {
+      outbound: this.materializedFor(outboundKey, outbound, scope, registry, proxy, grpc),
+      inbound: this.inboundFor(config, registry, proxy, grpc),
+    };
+  }
 
+  /**
+   * The outbound part with its clusters and load assignments, cached per outbound key and, when a
+   * load assignment depends on where the proxy is (locality load balancing, failover priority), per
+   * locality (and labels, network and cluster for failover priority).
+   */
+  private materializedFor(
+    outboundKey: string,
+    outbound: OutboundSet,
+    scope: ProxyScope,
+    registry: RegistrySnapshot,
+    proxy: ProxyInfo,
+    grpc: boolean,
+  ): OutboundResources {
+    let m = this.materialized.get(outboundKey);
+    if (!m) {
+      m = { ...localityDependence(outbound.clusters, grpc), byPlace: new Map() };
+      this.materialized.set(outboundKey, m);
+    }
+    const l = proxy.locality;
+    const place = `${m.locality ? `${l.region}/${l.zone}/${l.subZone}` : ''}|${
+      m.labels ? `${JSON.stringify(proxy.labels)}|${proxy.network}|${proxy.clusterId}` : ''
+    }`;
+    let out = m.byPlace.get(place);
+    if (out) return out;
     const clusters: NamedResource[] = [];
     const endpoints: NamedResource[] = [];
     for (const ref of outbound.clusters) {
@@ -148,7 +233,39 @@ export class Translator {
       if (clusterUsesEds(ref, grpc)) endpoints.push(this.loadAssignmentFor(ref, registry, proxy, grpc));
     }
     const listeners = [...outbound.listeners];
+    if (!grpc) {
+      for (const c of buildFixedClusters()) clusters.push(named(c.name as string, c));
+      listeners.push(named('virtualOutbound', virtualOutboundListener(scope.allowAny)));
+    }
+    out = {
+      listeners: listeners.sort(byName),
+      routes: outbound.routes,
+      clusters: clusters.sort(byName),
+      endpoints: endpoints.sort(byName),
+    };
+    m.byPlace.set(place, out);
+    return out;
+  }
+
+  /**
+   * The workload's own listeners and clusters, cached per what they are built from: kind, namespace
+   * and labels (policy selection, the inbound TLS hook), inbound ports, and for proxyless gRPC its IPs
+   * (one server listener per address).
+   */
+  private inboundFor(
+    config: ConfigSnapshot,
+    registry: RegistrySnapshot,
+    proxy: ProxyInfo,
+    grpc: boolean,
+  ): InboundResources {
     const inbound = this.inboundPorts(registry, proxy);
+    const key = `${proxy.kind}|${proxy.namespace}|${JSON.stringify(proxy.labels)}|${inbound
+      .map((p) => `${p.port}${p.http ? 'h' : 't'}`)
+      .join(',')}|${grpc ? proxy.ipAddresses.join(',') : ''}`;
+    const cached = this.inbound.get(key);
+    if (cached) return cached;
+    const listeners: NamedResource[] = [];
+    const clusters: NamedResource[] = [];
     const hook = this.options.inboundFilterChains;
     const secure = hook ? (port: number, chain: EnvoyJson) => hook({ proxy, port, chain }) : undefined;
     const policies = selectAuthorizationPolicies(config.authorizationPolicies, proxy, this.rootNamespace);
@@ -169,7 +286,6 @@ export class Translator {
         }
       }
     } else {
-      for (const c of buildFixedClusters()) clusters.push(named(c.name as string, c));
       for (const p of inbound) {
         const c = buildInboundCluster(p.port, p.http ? 'HTTP' : 'TCP');
         clusters.push(named(c.name as string, c));
@@ -179,19 +295,24 @@ export class Translator {
         tcp: authz('tcp'),
       };
       listeners.push(named('virtualInbound', virtualInboundListener(inbound, secure, inboundAuthz)));
-      listeners.push(named('virtualOutbound', virtualOutboundListener(scope.allowAny)));
     }
-    return {
+    const out: InboundResources = {
       listeners: listeners.sort(byName),
-      routes: [...outbound.routes],
       clusters: clusters.sort(byName),
-      endpoints: endpoints.sort(byName),
       ...(warnings.size > 0 ? { warnings: [...warnings].sort(compareStrings) } : {}),
     };
+    this.inbound.set(key, out);
+    return out;
   }
 
   /** Drops cached state that depends on the config or the service list when either changes. */
   private rebase(config: ConfigSnapshot, registry: RegistrySnapshot): void {
+    if (this.currentEndpoints !== registry.endpoints) {
+      // Load assignments (and DNS clusters) read the endpoint lists; inbound ports read addresses.
+      this.currentEndpoints = registry.endpoints;
+      this.materialized.clear();
+      this.inbound.clear();
+    }
     if (this.config === config && this.services === registry.services) return;
     if (this.services !== registry.services) {
       const live = new Set(registry.services);
@@ -203,6 +324,8 @@ export class Translator {
     this.services = registry.services;
     this.scopes.clear();
     this.outbound.clear();
+    this.materialized.clear();
+    this.inbound.clear();
     this.usesSourceLabels = config.virtualServices.some((vs) =>
       (vs.spec.http ?? []).some((h) => (h.match ?? []).some((m) => m.sourceLabels !== undefined)),
     );
@@ -244,10 +367,14 @@ export class Translator {
     return proxy.dnsDomain !== '' ? proxy.dnsDomain : `${proxy.namespace}.svc.${this.domainSuffix}`;
   }
 
-  private outboundFor(scopeKey: string, scope: ProxyScope, proxy: ProxyInfo, grpc: boolean): OutboundSet {
-    const key = `${scopeKey}|${proxy.kind}|${this.proxyDomain(proxy)}|${
+  /** What the outbound listeners, routes and cluster set of a proxy depend on besides the snapshots. */
+  private outboundKey(scopeKey: string, proxy: ProxyInfo): string {
+    return `${scopeKey}|${proxy.kind}|${this.proxyDomain(proxy)}|${
       this.usesSourceLabels ? JSON.stringify(proxy.labels) : ''
     }`;
+  }
+
+  private outboundFor(key: string, scope: ProxyScope, proxy: ProxyInfo, grpc: boolean): OutboundSet {
     let set = this.outbound.get(key);
     if (!set) {
       set = grpc ? this.buildGrpcOutbound(scope, proxy) : this.buildSidecarOutbound(scope, proxy);
@@ -529,17 +656,14 @@ export class Translator {
     return resource;
   }
 
-  /** The workload's own ports: target ports of endpoints whose address is one of the proxy's IPs.
-   * A plain scan (about one comparison per endpoint, no allocation), cheaper than any index. */
+  /** The workload's own ports: target ports of endpoints whose address is one of the proxy's IPs. */
   private inboundPorts(registry: RegistrySnapshot, proxy: ProxyInfo): InboundPort[] {
-    const ports = new Map<number, boolean>();
     const ips = proxy.ipAddresses;
     if (ips.length === 0) return [];
-    for (const service of registry.services) {
-      const list = registry.endpoints.get(service.hostname);
-      if (!list) continue;
-      for (const endpoint of list) {
-        if (!ips.includes(endpoint.address)) continue;
+    const index = addressIndex(registry);
+    const ports = new Map<number, boolean>();
+    for (const ip of ips) {
+      for (const { service, endpoint } of index.get(ip) ?? []) {
         for (const sp of service.ports) {
           const target = endpoint.ports[sp.name] ?? sp.targetPort ?? sp.port;
           ports.set(target, (ports.get(target) ?? false) || isHttpProtocol(sp.protocol));
@@ -548,6 +672,41 @@ export class Translator {
     }
     return [...ports.entries()].sort((a, b) => a[0] - b[0]).map(([port, http]) => ({ port, http }));
   }
+}
+
+interface AddressEntry {
+  readonly service: Service;
+  readonly endpoint: Endpoint;
+}
+
+/** Endpoints by address, per registry snapshot (built once per services + endpoints pair). */
+const addressIndexes = new WeakMap<
+  RegistrySnapshot['endpoints'],
+  WeakMap<readonly Service[], Map<string, AddressEntry[]>>
+>();
+
+function addressIndex(registry: RegistrySnapshot): Map<string, AddressEntry[]> {
+  let byServices = addressIndexes.get(registry.endpoints);
+  if (!byServices) {
+    byServices = new WeakMap();
+    addressIndexes.set(registry.endpoints, byServices);
+  }
+  let index = byServices.get(registry.services);
+  if (!index) {
+    index = new Map();
+    for (const service of registry.services) {
+      for (const endpoint of registry.endpoints.get(service.hostname) ?? []) {
+        let list = index.get(endpoint.address);
+        if (!list) {
+          list = [];
+          index.set(endpoint.address, list);
+        }
+        list.push({ service, endpoint });
+      }
+    }
+    byServices.set(registry.services, index);
+  }
+  return index;
 }
 
 /** Which DestinationRule a cached cluster was built with: proxies in different namespaces may see

@@ -175,3 +175,28 @@ export interface ProxyResources {
    */
   readonly warnings?: readonly string[];
 }
+
+/**
+ * The part of a proxy's resources that depends only on its outbound view (namespace, Sidecar, kind,
+ * DNS domain, and locality where load assignments use it): the same object for every proxy with that
+ * view while the snapshots' inputs are the same objects, so it is encoded once and shared.
+ */
+export interface OutboundResources {
+  readonly listeners: readonly NamedResource[];
+  readonly routes: readonly NamedResource[];
+  readonly clusters: readonly NamedResource[];
+  readonly endpoints: readonly NamedResource[];
+}
+
+/** The workload's own part: its inbound listeners and clusters (and AuthorizationPolicy findings). */
+export interface InboundResources {
+  readonly listeners: readonly NamedResource[];
+  readonly clusters: readonly NamedResource[];
+  readonly warnings?: readonly string[];
+}
+
+/** A proxy's resources as {@link Translator.translateParts} returns them; names never collide. */
+export interface ProxyParts {
+  readonly outbound: OutboundResources;
+  readonly inbound: InboundResources;
+}
