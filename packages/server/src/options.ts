@@ -29,6 +29,9 @@
  * | `--nats-creds` (NATS `.creds` file or nkey seed file, e.g. `meridian federation nats-config`'s `<cluster>.nk`) | `MERIDIAN_NATS_CREDS` | `natsCreds` | `` |
  * | `--federation-grace` (s; silence before a remote cluster's endpoints turn UNHEALTHY) | `MERIDIAN_FEDERATION_GRACE` | `federationGraceSeconds` | `30` |
  * | `--federation-export` (`all` or `marked`: label `federation.meridian.io/export=true`) | `MERIDIAN_FEDERATION_EXPORT` | `federationExport` | `all` |
+ * | `--webhook-address` (HTTPS: Kubernetes admission webhook `POST /validate`, read-only, see admission.ts; `off`: not served) | `MERIDIAN_WEBHOOK_ADDRESS` | `webhookAddress` | `off` |
+ * | `--webhook-cert-file`, `--webhook-key-file` (PEM serving chain and key of the webhook; required with it) | `MERIDIAN_WEBHOOK_CERT_FILE`, `MERIDIAN_WEBHOOK_KEY_FILE` | `webhookCertFile`, `webhookKeyFile` | `` |
+ * | `--webhook-client-ca-file` (PEM: require a client certificate it signed, e.g. the API server's) | `MERIDIAN_WEBHOOK_CLIENT_CA_FILE` | `webhookClientCaFile` | `` |
  */
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -64,6 +67,10 @@ export interface ServerOptions {
   readonly natsCreds: string;
   readonly federationGraceSeconds: number;
   readonly federationExport: string;
+  readonly webhookAddress: string;
+  readonly webhookCertFile: string;
+  readonly webhookKeyFile: string;
+  readonly webhookClientCaFile: string;
 }
 
 type Kind = 'string' | 'list' | 'seconds' | 'ms';
@@ -334,6 +341,39 @@ const SETTINGS: readonly Setting[] = [
     fallback: () => 'all',
     check: (v) => (v === 'all' || v === 'marked' ? undefined : `expected "all" or "marked", got "${v}"`),
   },
+  {
+    key: 'webhookAddress',
+    flag: '--webhook-address',
+    env: 'MERIDIAN_WEBHOOK_ADDRESS',
+    kind: 'string',
+    help: 'HTTPS listen address of the Kubernetes admission webhook (POST /validate); off: none',
+    fallback: () => 'off',
+    check: listenAddress(true),
+  },
+  {
+    key: 'webhookCertFile',
+    flag: '--webhook-cert-file',
+    env: 'MERIDIAN_WEBHOOK_CERT_FILE',
+    kind: 'string',
+    help: 'PEM serving certificate chain of the admission webhook',
+    fallback: () => '',
+  },
+  {
+    key: 'webhookKeyFile',
+    flag: '--webhook-key-file',
+    env: 'MERIDIAN_WEBHOOK_KEY_FILE',
+    kind: 'string',
+    help: 'PEM private key of the admission webhook',
+    fallback: () => '',
+  },
+  {
+    key: 'webhookClientCaFile',
+    flag: '--webhook-client-ca-file',
+    env: 'MERIDIAN_WEBHOOK_CLIENT_CA_FILE',
+    kind: 'string',
+    help: 'PEM CA of the client certificates the admission webhook requires (empty: none required)',
+    fallback: () => '',
+  },
 ];
 
 /** The usage text of meridiand. */
@@ -425,6 +465,11 @@ export function resolveOptions(argv: readonly string[], env: NodeJS.ProcessEnv =
   if (out.xdsAddress === '') out.xdsAddress = isOff(String(out.caAddress)) ? '0.0.0.0:15010' : 'off';
   if (out.adminTls !== 'on' && out.adminTls !== 'off')
     throw new ServerConfigError('--admin-tls', `expected on or off, got "${String(out.adminTls)}"`);
+  if (!isOff(String(out.webhookAddress)) && (!out.webhookCertFile || !out.webhookKeyFile))
+    throw new ServerConfigError(
+      '--webhook-address',
+      'needs --webhook-cert-file and --webhook-key-file (Kubernetes calls admission webhooks over HTTPS only)',
+    );
   return out as unknown as ServerOptions;
 }
 

@@ -36,8 +36,9 @@ import { decodeDeltaRequest, decodeSotwRequest, ResourceCache, XdsServer } from 
 import { metrics } from '@opentelemetry/api';
 import pino, { type Logger } from 'pino';
 import { type AdminTlsSource, startAdminServer, startMonitoringServer } from './admin-http.js';
+import { startAdmissionWebhook } from './admission.js';
 import { ClusterState, type StateChange } from './cluster-state.js';
-import { ConfigService } from './config-service.js';
+import { CONFIG_PREFIX, ConfigService } from './config-service.js';
 import { ReplicaDirectory } from './discovery.js';
 import { DiskSnapshot, describeServing, type LoadedSnapshot } from './disk-snapshot.js';
 import { AdminError, ServerConfigError } from './errors.js';
@@ -113,6 +114,7 @@ export class Replica {
   #grpc: grpc.Server | undefined;
   #admin: HttpServer | undefined;
   #monitoring: HttpServer | undefined;
+  #webhook: HttpServer | undefined;
   #auth: AdminAuthority | undefined;
   #directory: ReplicaDirectory | undefined;
   /** CA runtime, SDS and mTLS translation (issue 6), when the CA is configured. */
@@ -134,6 +136,7 @@ export class Replica {
   xdsAddress = '';
   adminAddress = '';
   monitoringAddress = '';
+  webhookAddress = '';
   /** The CreateCertificate TLS address, when served. */
   caAddress = '';
   readonly startedAt = new Date();
@@ -369,6 +372,19 @@ export class Replica {
       });
       this.#monitoring = monitoring.server;
       this.monitoringAddress = `${monitoringAddr.host}:${monitoring.port}`;
+    }
+    if (!isOff(o.webhookAddress)) {
+      const at = splitAddress(o.webhookAddress, '--webhook-address');
+      const { webhookCertFile: certFile, webhookKeyFile: keyFile, webhookClientCaFile: ca } = o;
+      const hook = await startAdmissionWebhook(
+        { ...at, certFile, keyFile, ...(ca ? { clientCaFile: ca } : {}) },
+        {
+          log: this.log.child({ part: 'webhook' }),
+          currentConfig: () => this.#state.list(CONFIG_PREFIX).map((kv) => kv.value),
+        },
+      );
+      this.#webhook = hook.server;
+      this.webhookAddress = `${at.host}:${hook.port}`;
     }
     this.#health.start();
     const attach = async () => {
@@ -691,7 +707,7 @@ export class Replica {
     );
     this.#snapshot = snapshot;
     this.#snapshotsBuilt++;
-    if (this.#snapshotsBuilt % 50 === 0) this.#encoder.cache.sweep();
+    if (this.#snapshotsBuilt % 50 === 0) this.#encoder.sweep();
     const reason = [
       ...kinds,
       ...(change.workloads ? ['endpoints'] : []),
@@ -794,7 +810,7 @@ export class Replica {
     await this.#store?.close().catch(() => undefined);
     await this.#auth?.close().catch(() => undefined);
     await this.#directory?.close().catch(() => undefined);
-    for (const http of [this.#admin, this.#monitoring]) {
+    for (const http of [this.#admin, this.#monitoring, this.#webhook]) {
       if (!http) continue;
       await new Promise<void>((resolve) => {
         http.close(() => resolve());
