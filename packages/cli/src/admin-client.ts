@@ -7,9 +7,9 @@
 import { readFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { defaultCredentialsPath, readCredentials, selectContext } from '@meridian/auth';
+import { defaultCredentialsPath, readCredentials, selectContext } from '@meridian/auth/credentials';
 import { type Command, CommanderError, Option } from 'commander';
-import type { CliContext } from './context.js';
+import { type CliContext, UsageError } from './context.js';
 
 /** The default admin address of a local replica (meridiand's `--admin-address` default). */
 export const DEFAULT_SERVER = 'http://127.0.0.1:15080';
@@ -66,8 +66,25 @@ export function withTargetOptions(command: Command): Command {
     .addOption(new Option('--client-key <file>', 'PEM key of --client-certificate'));
 }
 
-function normalize(url: string): string {
-  return (/^https?:\/\//.test(url) ? url : `http://${url}`).replace(/\/+$/, '');
+/**
+ * `http://host:port` from a server address (a bare `host:port` is http). A malformed address is a
+ * UsageError naming where it came from.
+ */
+export function normalizeServer(url: string, from = '--server'): string {
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(url) ? url : `http://${url}`;
+  let parsed: URL;
+  try {
+    parsed = new URL(withScheme);
+  } catch {
+    throw new UsageError(`${from} "${url}" is not an address (expected http(s)://host:port)`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+    throw new UsageError(
+      `${from} "${url}": scheme must be http or https, got ${parsed.protocol.slice(0, -1)}`,
+    );
+  if (parsed.hostname === '' || (parsed.pathname !== '/' && parsed.pathname !== '') || parsed.search !== '')
+    throw new UsageError(`${from} "${url}" is not an address (expected http(s)://host:port)`);
+  return `${parsed.protocol}//${parsed.host}`;
 }
 
 /** Resolves server and token from flags, environment and the credentials file. */
@@ -79,10 +96,18 @@ export async function resolveTarget(
   const creds = await readCredentials(file);
   const context = selectContext(creds, flags.context);
   if (flags.context !== undefined && !context)
-    throw new Error(
+    throw new UsageError(
       `context "${flags.context}" is not in ${file} (contexts: ${creds.contexts.map((c) => c.name).join(', ') || 'none'})`,
     );
   const server = flags.server ?? env.MERIDIAN_SERVER ?? context?.server ?? DEFAULT_SERVER;
+  const serverFrom =
+    flags.server !== undefined
+      ? '--server'
+      : env.MERIDIAN_SERVER !== undefined
+        ? 'MERIDIAN_SERVER'
+        : context?.server !== undefined
+          ? `server of context "${context.name}"`
+          : 'server';
   const token = flags.token ?? (env.MERIDIAN_TOKEN || undefined) ?? context?.token;
   const read = async (flag: string, path: string | undefined): Promise<string | undefined> => {
     if (path === undefined) return undefined;
@@ -104,7 +129,7 @@ export async function resolveTarget(
     throw new Error('--client-certificate and --client-key go together');
   const tls =
     ca || cert ? { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) } : undefined;
-  return { server: normalize(server), token, ...(tls ? { tls } : {}) };
+  return { server: normalizeServer(server, serverFrom), token, ...(tls ? { tls } : {}) };
 }
 
 /** One HTTP(S) request; resolves with status and body text. */
@@ -151,9 +176,9 @@ interface ErrorBody {
 }
 
 /** Fails the command quietly after the message was printed. */
-export function fail(ctx: CliContext, line: string): never {
+export function fail(ctx: CliContext, line: string, exitCode = 1): never {
   ctx.err(line);
-  throw new CommanderError(1, 'meridian.failed', line);
+  throw new CommanderError(exitCode, 'meridian.failed', line);
 }
 
 /** Calls the admin API; prints kubectl-style errors and fails on a non-2xx answer. */
@@ -181,8 +206,9 @@ export async function adminCall(
       fail(
         ctx,
         `The connection to the server ${target.server} was refused - did you specify the right host or port? (${e.code})`,
+        2,
       );
-    fail(ctx, `Unable to connect to the server ${target.server}: ${e.message}`);
+    fail(ctx, `Unable to connect to the server ${target.server}: ${e.message}`, 2);
   }
   const text = res.text;
   const ok = res.status >= 200 && res.status < 300;

@@ -1,6 +1,11 @@
 // What every command module receives: where to write, and helpers shared by commands.
 import { InvalidArgumentError } from 'commander';
 
+/** The command line is wrong (a flag's value, an address): one line on stderr and exit 2. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
 /** Output streams of one CLI run (tests capture them). */
 export interface CliContext {
   out(line: string): void;

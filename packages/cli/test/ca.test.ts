@@ -76,11 +76,11 @@ describe('meridian ca', () => {
   });
 
   it('rejects bad flags with a clear message', async () => {
-    expect(await meridian('ca', 'init', '--out', join(dir, 'x'), '--key-type', 'rsa1024')).toBe(1);
+    expect(await meridian('ca', 'init', '--out', join(dir, 'x'), '--key-type', 'rsa1024')).toBe(2);
     expect(err.at(-1)).toBe(
       "error: option '--key-type <type>' argument 'rsa1024' is invalid. Allowed choices are rsa4096, ecdsa-p384, ecdsa-p256.",
     );
-    expect(await meridian('ca', 'init', '--out', join(dir, 'x'), '--validity', '-5h')).toBe(1);
+    expect(await meridian('ca', 'init', '--out', join(dir, 'x'), '--validity', '-5h')).toBe(2);
     expect(err.at(-1)).toBe(
       `error: option '--validity <duration>' argument '-5h' is invalid. "-5h" is not a duration (examples: 87600h, 24h, 30m, 90d)`,
     );

@@ -9,7 +9,7 @@
 // CLI must reach every replica's admin address (bind `--admin-address` to a routable address when
 // replicas run on several hosts). Across clusters (each with its own etcd and credentials):
 // `--all-contexts` asks every context of the credentials file.
-import { defaultCredentialsPath, readCredentials } from '@meridian/auth';
+import { defaultCredentialsPath, readCredentials } from '@meridian/auth/credentials';
 import { type Command, Option } from 'commander';
 import { stringify } from 'yaml';
 import {
