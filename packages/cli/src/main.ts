@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // meridian: the command-line tool. A small commander program; each command family lives in its own
 // module and is loaded only when one of its commands runs (a `get` must not pay for etcd's or the
 // CA's libraries), so families can be added independently: one line in COMMAND_FAMILIES.
