@@ -12,6 +12,7 @@ import {
   type VirtualServiceConfig,
 } from './kinds.js';
 import { FieldPath } from './path.js';
+import { requestAuthnLimits } from './request-authn.js';
 import { hostsMatch, isIPAddress } from './rules.js';
 import type { Destination } from './types.js';
 
@@ -40,6 +41,10 @@ export const AnalysisCode = {
    * allowing more than the policy (see @meridian/translate authz.ts).
    */
   GrpcUnenforceableAuthorization: 'MER0001',
+  /** MER0002 (Meridian): a RequestAuthentication proxyless gRPC servers cannot enforce (no jwt_authn). */
+  GrpcUnenforceableRequestAuthentication: 'MER0002',
+  /** MER0003 (Meridian): a RequestAuthentication `targetRef(s)`, which Meridian does not support. */
+  UnsupportedTargetRef: 'MER0003',
 } as const;
 
 /** One analysis finding; `object`/`path` as in `FieldError`. */
@@ -251,6 +256,11 @@ export function analyzeConfigs(
     grpcAuthorizationLimits(ap, (path, message) =>
       warn(ap, AnalysisCode.GrpcUnenforceableAuthorization, path, message),
     );
+
+  for (const ra of objects)
+    if (ra.kind === 'RequestAuthentication')
+      for (const l of requestAuthnLimits(ra.spec, FieldPath.root.field('spec')))
+        warn(ra, l.code, l.path, l.message);
 
   return sortFieldErrors(out) as AnalysisMessage[];
 }

@@ -23,6 +23,8 @@ export type {
   KindName,
   ObjectMeta,
   PeerAuthenticationConfig,
+  RateLimitConfig,
+  RequestAuthenticationConfig,
   ServiceEntryConfig,
   SidecarConfig,
   SpecByKind,
@@ -34,6 +36,17 @@ export { ALL_KINDS, ConfigKind, configKey, lookupKind } from './kinds.js';
 export { canonicalJSON, normalize } from './normalize.js';
 export type { DocumentResult, ParseOptions, ParseResult } from './parse.js';
 export { parseConfigDocuments } from './parse.js';
+export type {
+  GlobalLimit,
+  GlobalRateLimit,
+  LocalRateLimit,
+  RateLimit,
+  RateLimitKey,
+  RateLimitUnit,
+} from './rate-limit.js';
+export { RATE_LIMIT_STATUS_CODES, rateLimitWindowMs } from './rate-limit.js';
+export type { ClaimToHeader, JWTHeader, JWTRule, RequestAuthentication } from './request-authn.js';
+export { jwksError, jwksUriError } from './request-authn.js';
 export { hostSubsetOf, hostsMatch } from './rules.js';
 export type * from './types.js';
 export type { ValidateOptions, ValidateResult } from './validate.js';

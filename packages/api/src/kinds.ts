@@ -1,3 +1,5 @@
+import type { RateLimit } from './rate-limit.js';
+import type { RequestAuthentication } from './request-authn.js';
 import type {
   AuthorizationPolicy,
   DestinationRule,
@@ -30,7 +32,9 @@ export type KindName =
   | 'WorkloadEntry'
   | 'Sidecar'
   | 'PeerAuthentication'
-  | 'AuthorizationPolicy';
+  | 'AuthorizationPolicy'
+  | 'RequestAuthentication'
+  | 'RateLimit';
 
 const NETWORKING = 'networking.istio.io';
 const SECURITY = 'security.istio.io';
@@ -42,6 +46,9 @@ function kindInfo(kind: KindName, group: string, versions: readonly string[]): C
 
 const NETWORKING_VERSIONS = Object.freeze(['v1', 'v1beta1', 'v1alpha3']);
 const SECURITY_VERSIONS = Object.freeze(['v1', 'v1beta1']);
+/** Meridian's own policy kinds (RateLimit). */
+const POLICY = 'policy.meridian.io';
+const POLICY_VERSIONS = Object.freeze(['v1alpha1']);
 
 /**
  * The supported kinds. `networking.istio.io` kinds accept `v1`, `v1beta1` and `v1alpha3`;
@@ -55,6 +62,8 @@ export const ConfigKind: Readonly<Record<KindName, ConfigKindInfo>> = Object.fre
   Sidecar: kindInfo('Sidecar', NETWORKING, NETWORKING_VERSIONS),
   PeerAuthentication: kindInfo('PeerAuthentication', SECURITY, SECURITY_VERSIONS),
   AuthorizationPolicy: kindInfo('AuthorizationPolicy', SECURITY, SECURITY_VERSIONS),
+  RequestAuthentication: kindInfo('RequestAuthentication', SECURITY, SECURITY_VERSIONS),
+  RateLimit: kindInfo('RateLimit', POLICY, POLICY_VERSIONS),
 });
 
 /** Every supported kind, in a fixed order (the order of `ConfigKind`). */
@@ -96,6 +105,8 @@ export interface SpecByKind {
   Sidecar: Sidecar;
   PeerAuthentication: PeerAuthentication;
   AuthorizationPolicy: AuthorizationPolicy;
+  RequestAuthentication: RequestAuthentication;
+  RateLimit: RateLimit;
 }
 
 /** One config object of kind `K`, in Meridian's internal (validated, normalised) form. */
@@ -124,6 +135,10 @@ export type SidecarConfig = TypedConfigObject<'Sidecar'>;
 export type PeerAuthenticationConfig = TypedConfigObject<'PeerAuthentication'>;
 /** An AuthorizationPolicy config object. */
 export type AuthorizationPolicyConfig = TypedConfigObject<'AuthorizationPolicy'>;
+/** A RequestAuthentication config object. */
+export type RequestAuthenticationConfig = TypedConfigObject<'RequestAuthentication'>;
+/** A RateLimit config object (`policy.meridian.io/v1alpha1`). */
+export type RateLimitConfig = TypedConfigObject<'RateLimit'>;
 
 /**
  * The identity of a config object: `Kind/namespace/name`, e.g. `VirtualService/default/reviews`.

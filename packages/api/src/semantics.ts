@@ -4,6 +4,8 @@
  * present has the right JSON type. Messages follow Istio's wording unless noted.
  */
 import type { FieldPath, Reporter } from './path.js';
+import { checkRateLimit, type RateLimit } from './rate-limit.js';
+import { checkRequestAuthentication, type RequestAuthentication } from './request-authn.js';
 import {
   GRPC_STATUS_NAMES,
   HTTP_METHODS,
@@ -1516,4 +1518,16 @@ export function checkAuthorizationPolicy(ap: T.AuthorizationPolicy, p: FieldPath
       }
     });
   });
+}
+
+// ---------------------------------------------------------------- RequestAuthentication, RateLimit
+
+/** Validates a RequestAuthentication spec (request-authn.ts). */
+export function checkRequestAuthenticationSpec(ra: RequestAuthentication, p: FieldPath, r: Reporter): void {
+  checkRequestAuthentication(ra, p, r, checkSelectorLabels);
+}
+
+/** Validates a RateLimit spec (rate-limit.ts). */
+export function checkRateLimitSpec(rl: RateLimit, p: FieldPath, r: Reporter): void {
+  checkRateLimit(rl, p, r, checkSelectorLabels);
 }

@@ -1,4 +1,6 @@
 import type { KindName } from './kinds.js';
+import { RateLimitSchema } from './rate-limit.js';
+import { RequestAuthenticationSchema } from './request-authn.js';
 import {
   AuthorizationPolicySchema,
   DestinationRuleSchema,
@@ -19,4 +21,6 @@ export const SPEC_SCHEMAS: Readonly<Record<KindName, MessageSchema>> = {
   Sidecar: SidecarSchema,
   PeerAuthentication: PeerAuthenticationSchema,
   AuthorizationPolicy: AuthorizationPolicySchema,
+  RequestAuthentication: RequestAuthenticationSchema,
+  RateLimit: RateLimitSchema,
 };

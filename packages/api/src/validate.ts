@@ -8,6 +8,8 @@ import {
   checkAuthorizationPolicy,
   checkDestinationRule,
   checkPeerAuthentication,
+  checkRateLimitSpec,
+  checkRequestAuthenticationSpec,
   checkServiceEntry,
   checkSidecar,
   checkVirtualService,
@@ -217,6 +219,12 @@ function checkSpec(
       break;
     case 'AuthorizationPolicy':
       checkAuthorizationPolicy(spec as T.AuthorizationPolicy, sp, r);
+      break;
+    case 'RequestAuthentication':
+      checkRequestAuthenticationSpec(spec, sp, r);
+      break;
+    case 'RateLimit':
+      checkRateLimitSpec(spec, sp, r);
       break;
   }
 }

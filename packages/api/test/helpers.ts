@@ -8,6 +8,8 @@ const GROUP: Record<KindName, string> = {
   Sidecar: 'networking.istio.io/v1',
   PeerAuthentication: 'security.istio.io/v1',
   AuthorizationPolicy: 'security.istio.io/v1',
+  RequestAuthentication: 'security.istio.io/v1',
+  RateLimit: 'policy.meridian.io/v1alpha1',
 };
 
 /** A whole object of `kind` named `t` in namespace `default` with the given spec. */
