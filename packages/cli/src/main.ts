@@ -41,6 +41,10 @@ export const COMMAND_FAMILIES: readonly CommandFamily[] = [
     load: async () => (await import('./commands/proxy.js')).registerProxyCommands,
   },
   { names: ['analyze'], load: async () => (await import('./commands/analyze.js')).registerAnalyzeCommands },
+  {
+    names: ['manifest'],
+    load: async () => (await import('./manifest/command.js')).registerManifestCommands,
+  },
 ];
 
 /** Connection flags taken by every admin-API command, wherever they stand on the command line. */
