@@ -223,6 +223,9 @@ export function createProgram(out: (s: string) => void = (s) => process.stdout.w
           );
         }
         let certs: WorkloadCertificates | undefined;
+        // Declared before the certificates, whose CA address callback reads it (undefined until the
+        // relay starts: the first certificate comes from a seed).
+        let agent: Agent | undefined;
         if (o.rootCert) {
           const rootCertPem = readFlagFile('--root-cert', o.rootCert);
           const tokenFile = o.tokenFile;
@@ -251,7 +254,6 @@ export function createProgram(out: (s: string) => void = (s) => process.stdout.w
             });
           }
         }
-        let agent: Agent | undefined;
         const c = certs;
         agent = await Agent.start({
           seeds: o.seeds,
