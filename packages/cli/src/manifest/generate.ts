@@ -1,0 +1,874 @@
+// One Meridian cluster as Kubernetes objects: a pure function of the settings and of the public and
+// secret material the command made (generate.ts never creates keys; command.ts does, with
+// @meridian/ca). The objects are plain JSON as the API server takes them; tests validate each one
+// against the Kubernetes API schemas (kubernetes-models) and check that they fit together.
+import { ALL_KINDS } from '@meridian/api';
+// Type-only (erased at run time): object literals are checked against the Kubernetes API types at
+// compile time, which catches a misspelt field (the schema validation in the tests does not).
+import type { IValidatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration';
+import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
+import type { IStatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
+import type { IJob } from 'kubernetes-models/batch/v1/Job';
+import type { IPodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+import type { IClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
+import type { IClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
+import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import type { IContainerPort } from 'kubernetes-models/v1/ContainerPort';
+import type { IEnvVar } from 'kubernetes-models/v1/EnvVar';
+import type { INamespace } from 'kubernetes-models/v1/Namespace';
+import type { ISecret } from 'kubernetes-models/v1/Secret';
+import type { ISecurityContext } from 'kubernetes-models/v1/SecurityContext';
+import type { IService } from 'kubernetes-models/v1/Service';
+import type { IServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
+import type { IServicePort } from 'kubernetes-models/v1/ServicePort';
+import type { ITopologySpreadConstraint } from 'kubernetes-models/v1/TopologySpreadConstraint';
+import { renderNatsConf } from './nats.js';
+
+type ObjectMeta = NonNullable<IDeployment['metadata']>;
+
+/** One object, checked against its Kubernetes type `T` where it is written. */
+const obj = <T>(o: T): K8sObject => o as unknown as K8sObject;
+const add = <T>(list: K8sObject[], o: T): void => {
+  list.push(obj<T>(o));
+};
+
+/** A Kubernetes object as written to YAML. */
+export interface K8sObject {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly metadata: { readonly name: string; readonly namespace?: string; readonly [k: string]: unknown };
+  readonly [k: string]: unknown;
+}
+
+/** Ports of meridiand in the pod (the flags' defaults where they have one). */
+export const MERIDIAND_PORTS = {
+  xds: 15010,
+  ca: 15012,
+  monitoring: 15014,
+  webhook: 15017,
+  admin: 15080,
+} as const;
+
+/** Container port names (at most 15 characters, IANA_SVC_NAME). */
+export const PORT_NAMES = {
+  xds: 'grpc-xds',
+  ca: 'grpc-ca',
+  monitoring: 'http-monitoring',
+  webhook: 'https-webhook',
+  admin: 'https-admin',
+} as const;
+
+const NATS_PORTS = { client: 4222, cluster: 6222, gateway: 7222, monitor: 8222 } as const;
+const ETCD_PORTS = { client: 2379, peer: 2380 } as const;
+
+/** The settings of one cluster's manifests (`meridian manifest generate` flags). */
+export interface ManifestSettings {
+  readonly cluster: string;
+  readonly meshId: string;
+  readonly namespace: string;
+  readonly trustDomain: string;
+  readonly replicas: number;
+  /** Zones the replicas are confined to and spread over; empty: spread over whatever zones exist. */
+  readonly zones: readonly string[];
+  /** Other clusters' NATS gateway URLs (`nats://host:7222`), by cluster id. */
+  readonly peers: readonly { readonly cluster: string; readonly url: string }[];
+  /** Endpoints of an existing etcd; undefined: a 3-member etcd StatefulSet is generated. */
+  readonly etcdEndpoints?: readonly string[];
+  readonly image: string;
+  readonly etcdImage: string;
+  readonly natsImage: string;
+  readonly etcdStorage: string;
+  readonly natsStorage: string;
+  /** Also serve plaintext xDS on 15010 (default: xDS only over mTLS on the CA port). */
+  readonly plaintextXds: boolean;
+  readonly webhookFailurePolicy: 'Fail' | 'Ignore';
+  /** `host:port` this cluster's NATS gateway is reached at from the other clusters, if known. */
+  readonly natsGatewayAdvertise?: string;
+  /** The federation authorization block (`meridian federation nats-config`); none: NATS without users. */
+  readonly natsAuthConf?: string;
+}
+
+/** Public material: the mesh root certificate (the webhook's caBundle, the trust anchor). */
+export interface PublicMaterial {
+  readonly rootCertPem: string;
+}
+
+/** Secret material, written only to the secrets file. */
+export interface SecretMaterial {
+  /** Istio's plug-in CA files: ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem. */
+  readonly pluginCa: Readonly<Record<string, string>>;
+  /** The key-encryption key (base64), sealing the intermediate's key in etcd. */
+  readonly kek: string;
+  /** Serving chain and key of the webhook (DNS name of its Service). */
+  readonly webhookCertPem: string;
+  readonly webhookKeyPem: string;
+  /** The cluster's NATS nkey seed, when NATS users are on. */
+  readonly natsSeed?: string;
+}
+
+/** The generated objects: `manifests` hold no secret, `secrets` only Secrets. */
+export interface ManifestSet {
+  readonly manifests: readonly K8sObject[];
+  readonly secrets: readonly K8sObject[];
+}
+
+/** Names of the objects, shared by the generator, the command's messages and the tests. */
+export const NAMES = {
+  meridiand: 'meridiand',
+  adminService: 'meridiand-admin',
+  monitoringService: 'meridiand-monitoring',
+  webhookService: 'meridiand-webhook',
+  nodeReader: 'meridian-node-reader',
+  caInstall: 'meridian-ca-install',
+  pluginCaSecret: 'meridian-cacerts',
+  kekSecret: 'meridian-ca-kek',
+  webhookSecret: 'meridian-webhook-tls',
+  natsSecret: 'meridian-nats-creds',
+  etcd: 'meridian-etcd',
+  etcdClient: 'meridian-etcd-client',
+  nats: 'meridian-nats',
+  natsClient: 'meridian-nats-client',
+  natsGateway: 'meridian-nats-gateway',
+  natsConfig: 'meridian-nats-config',
+  webhookConfig: 'meridian-config-validation',
+} as const;
+
+/** The webhook name Kubernetes shows in a denial (`admission webhook "..." denied the request`). */
+export const WEBHOOK_NAME = 'validation.meridian.io';
+
+/** DNS name of the webhook Service, the SAN of its serving certificate. */
+export function webhookDnsName(namespace: string): string {
+  return `${NAMES.webhookService}.${namespace}.svc`;
+}
+
+/** The etcd client URLs meridiand uses (generated StatefulSet or existing etcd). */
+export function etcdEndpointsOf(s: ManifestSettings): string[] {
+  if (s.etcdEndpoints) return [...s.etcdEndpoints];
+  return [0, 1, 2].map(
+    (i) => `http://${NAMES.etcd}-${i}.${NAMES.etcd}.${s.namespace}.svc:${ETCD_PORTS.client}`,
+  );
+}
+
+const b64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
+
+/** Kubernetes' plural resource name of a kind (`AuthorizationPolicy` -> `authorizationpolicies`). */
+export function pluralOf(kind: string): string {
+  const k = kind.toLowerCase();
+  return k.endsWith('y') ? `${k.slice(0, -1)}ies` : `${k}s`;
+}
+
+/** Generates one cluster's objects. Pure: the same inputs give the same objects. */
+export function generateManifests(
+  s: ManifestSettings,
+  pub: PublicMaterial,
+  secret?: SecretMaterial,
+): ManifestSet {
+  const ns = s.namespace;
+  const part = (component: string) => ({
+    'app.kubernetes.io/name': component,
+    'app.kubernetes.io/part-of': 'meridian',
+    'meridian.io/cluster': s.cluster,
+  });
+  const meta = (name: string, component: string, extra: Partial<ObjectMeta> = {}): ObjectMeta => ({
+    name,
+    namespace: ns,
+    labels: part(component),
+    ...extra,
+  });
+  const selector = (component: string): Record<string, string> => ({
+    'app.kubernetes.io/name': component,
+    'meridian.io/cluster': s.cluster,
+  });
+  const restricted: ISecurityContext = {
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    runAsNonRoot: true,
+    capabilities: { drop: ['ALL'] },
+    seccompProfile: { type: 'RuntimeDefault' },
+  };
+  const etcdEndpoints = etcdEndpointsOf(s);
+  const natsUrl = `nats://${NAMES.natsClient}.${ns}.svc:${NATS_PORTS.client}`;
+  const out: K8sObject[] = [];
+
+  add<INamespace>(out, {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: {
+      name: ns,
+      labels: { 'app.kubernetes.io/part-of': 'meridian', 'pod-security.kubernetes.io/enforce': 'restricted' },
+    },
+  });
+
+  // --- identities and RBAC ----------------------------------------------------------------------
+  // meridiand calls no Kubernetes API; only its locality init container reads its own Node's
+  // topology labels (region, zone), with a token mounted into that container alone.
+  for (const [name, component] of [
+    [NAMES.meridiand, 'meridiand'],
+    [NAMES.caInstall, 'meridian-ca-install'],
+    [NAMES.etcd, 'etcd'],
+    [NAMES.nats, 'nats'],
+  ] as const)
+    add<IServiceAccount>(out, {
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: meta(name, component),
+      automountServiceAccountToken: false,
+    });
+  const nodeReader = `${NAMES.nodeReader}-${s.cluster}`;
+  add<IClusterRole>(out, {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRole',
+    metadata: { name: nodeReader, labels: part('meridiand') },
+    rules: [{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] }],
+  });
+  add<IClusterRoleBinding>(out, {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRoleBinding',
+    metadata: { name: nodeReader, labels: part('meridiand') },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: nodeReader },
+    subjects: [{ kind: 'ServiceAccount', name: NAMES.meridiand, namespace: ns }],
+  });
+  // --- etcd ----------------------------------------------------------------------------------------
+  if (!s.etcdEndpoints) out.push(...etcdObjects(s, meta, selector, restricted));
+
+  // --- NATS ----------------------------------------------------------------------------------------
+  out.push(...natsObjects(s, meta, selector, restricted));
+
+  // --- meridiand -----------------------------------------------------------------------------------
+  const labels = selector('meridiand');
+  const env: IEnvVar[] = [
+    { name: 'MERIDIAN_MESH_ID', value: s.meshId },
+    { name: 'MERIDIAN_CLUSTER_ID', value: s.cluster },
+    { name: 'MERIDIAN_TRUST_DOMAIN', value: s.trustDomain },
+    { name: 'MERIDIAN_REPLICA_ID', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+    { name: 'MERIDIAN_ETCD_ENDPOINTS', value: etcdEndpoints.join(',') },
+    { name: 'MERIDIAN_XDS_ADDRESS', value: s.plaintextXds ? `0.0.0.0:${MERIDIAND_PORTS.xds}` : 'off' },
+    { name: 'MERIDIAN_CA_ADDRESS', value: `0.0.0.0:${MERIDIAND_PORTS.ca}` },
+    { name: 'MERIDIAN_CA_KEK_FILE', value: '/etc/meridian/kek/kek' },
+    { name: 'MERIDIAN_ADMIN_ADDRESS', value: `0.0.0.0:${MERIDIAND_PORTS.admin}` },
+    { name: 'MERIDIAN_ADMIN_TLS', value: 'on' },
+    { name: 'MERIDIAN_MONITORING_ADDRESS', value: `0.0.0.0:${MERIDIAND_PORTS.monitoring}` },
+    { name: 'MERIDIAN_WEBHOOK_ADDRESS', value: `0.0.0.0:${MERIDIAND_PORTS.webhook}` },
+    { name: 'MERIDIAN_WEBHOOK_CERT_FILE', value: '/etc/meridian/webhook/tls.crt' },
+    { name: 'MERIDIAN_WEBHOOK_KEY_FILE', value: '/etc/meridian/webhook/tls.key' },
+    { name: 'MERIDIAN_SNAPSHOT_DIR', value: '/var/lib/meridian' },
+    { name: 'MERIDIAN_NATS_URL', value: natsUrl },
+    ...(s.natsAuthConf ? [{ name: 'MERIDIAN_NATS_CREDS', value: `/etc/meridian/nats/${s.cluster}.nk` }] : []),
+  ];
+  const ports: IContainerPort[] = (Object.keys(PORT_NAMES) as (keyof typeof PORT_NAMES)[])
+    .filter((k) => k !== 'xds' || s.plaintextXds)
+    .map((k) => ({ name: PORT_NAMES[k], containerPort: MERIDIAND_PORTS[k], protocol: 'TCP' }));
+  const zoneKey = 'topology.kubernetes.io/zone';
+  const spread: Omit<ITopologySpreadConstraint, 'topologyKey'> = {
+    labelSelector: { matchLabels: labels },
+    maxSkew: 1,
+    whenUnsatisfiable: s.zones.length > 0 ? 'DoNotSchedule' : 'ScheduleAnyway',
+  };
+  add<IDeployment>(out, {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: meta(NAMES.meridiand, 'meridiand'),
+    spec: {
+      replicas: s.replicas,
+      selector: { matchLabels: labels },
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 1 } },
+      template: {
+        metadata: { labels: { ...part('meridiand'), ...labels } },
+        spec: {
+          serviceAccountName: NAMES.meridiand,
+          automountServiceAccountToken: false,
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: 10001,
+            fsGroup: 10001,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          terminationGracePeriodSeconds: 30,
+          topologySpreadConstraints: [
+            { ...spread, topologyKey: zoneKey },
+            { ...spread, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway' },
+          ],
+          affinity: {
+            podAntiAffinity: {
+              preferredDuringSchedulingIgnoredDuringExecution: [
+                {
+                  weight: 100,
+                  podAffinityTerm: {
+                    labelSelector: { matchLabels: labels },
+                    topologyKey: 'kubernetes.io/hostname',
+                  },
+                },
+              ],
+            },
+            ...(s.zones.length > 0
+              ? {
+                  nodeAffinity: {
+                    requiredDuringSchedulingIgnoredDuringExecution: {
+                      nodeSelectorTerms: [
+                        { matchExpressions: [{ key: zoneKey, operator: 'In', values: [...s.zones] }] },
+                      ],
+                    },
+                  },
+                }
+              : {}),
+          },
+          initContainers: [
+            {
+              // Reads region and zone of the pod's Node (not offered by the downward API) into
+              // /var/run/meridian/locality, which the main container passes as MERIDIAN_LOCALITY.
+              name: 'locality',
+              image: s.image,
+              command: ['node', '-e', LOCALITY_SCRIPT],
+              env: [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }],
+              securityContext: restricted,
+              resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '64Mi' } },
+              volumeMounts: [
+                { name: 'locality', mountPath: '/var/run/meridian' },
+                {
+                  name: 'kube-api-token',
+                  mountPath: '/var/run/secrets/kubernetes.io/serviceaccount',
+                  readOnly: true,
+                },
+              ],
+            },
+          ],
+          containers: [
+            {
+              name: 'meridiand',
+              image: s.image,
+              command: ['sh', '-c', 'MERIDIAN_LOCALITY="$(cat /var/run/meridian/locality)" exec meridiand'],
+              env,
+              ports,
+              readinessProbe: {
+                httpGet: { path: '/readyz', port: PORT_NAMES.monitoring },
+                periodSeconds: 5,
+                failureThreshold: 3,
+              },
+              livenessProbe: {
+                httpGet: { path: '/healthz', port: PORT_NAMES.monitoring },
+                initialDelaySeconds: 10,
+                periodSeconds: 10,
+                failureThreshold: 6,
+              },
+              startupProbe: {
+                httpGet: { path: '/healthz', port: PORT_NAMES.monitoring },
+                periodSeconds: 2,
+                failureThreshold: 60,
+              },
+              resources: { requests: { cpu: '500m', memory: '512Mi' }, limits: { memory: '2Gi' } },
+              securityContext: restricted,
+              volumeMounts: [
+                { name: 'kek', mountPath: '/etc/meridian/kek', readOnly: true },
+                { name: 'webhook-tls', mountPath: '/etc/meridian/webhook', readOnly: true },
+                ...(s.natsAuthConf
+                  ? [{ name: 'nats-creds', mountPath: '/etc/meridian/nats', readOnly: true }]
+                  : []),
+                { name: 'snapshot', mountPath: '/var/lib/meridian' },
+                { name: 'locality', mountPath: '/var/run/meridian', readOnly: true },
+              ],
+            },
+          ],
+          volumes: [
+            { name: 'kek', secret: { secretName: NAMES.kekSecret, defaultMode: 0o400 } },
+            { name: 'webhook-tls', secret: { secretName: NAMES.webhookSecret, defaultMode: 0o400 } },
+            ...(s.natsAuthConf
+              ? [{ name: 'nats-creds', secret: { secretName: NAMES.natsSecret, defaultMode: 0o400 } }]
+              : []),
+            { name: 'snapshot', emptyDir: {} },
+            { name: 'locality', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
+            {
+              name: 'kube-api-token',
+              projected: {
+                defaultMode: 0o444,
+                sources: [
+                  { serviceAccountToken: { path: 'token', expirationSeconds: 600 } },
+                  { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+                ],
+              },
+            },
+          ],
+        },
+      },
+    },
+  });
+  add<IPodDisruptionBudget>(out, {
+    apiVersion: 'policy/v1',
+    kind: 'PodDisruptionBudget',
+    metadata: meta(NAMES.meridiand, 'meridiand'),
+    spec: { maxUnavailable: 1, selector: { matchLabels: labels } },
+  });
+
+  const service = (name: string, ports: IServicePort[], extra: Partial<ObjectMeta> = {}) =>
+    add<IService>(out, {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: meta(name, 'meridiand', extra),
+      spec: { type: 'ClusterIP', selector: labels, ports },
+    });
+  const xdsPort: IServicePort = {
+    name: PORT_NAMES.xds,
+    port: MERIDIAND_PORTS.xds,
+    targetPort: PORT_NAMES.xds,
+    protocol: 'TCP',
+    appProtocol: 'grpc',
+  };
+  // xDS (over mTLS on the CA port, plus plaintext if asked) and CreateCertificate: what workloads call.
+  service(NAMES.meridiand, [
+    ...(s.plaintextXds ? [xdsPort] : []),
+    {
+      name: PORT_NAMES.ca,
+      port: MERIDIAND_PORTS.ca,
+      targetPort: PORT_NAMES.ca,
+      protocol: 'TCP',
+      appProtocol: 'grpc',
+    },
+  ]);
+  service(NAMES.adminService, [
+    {
+      name: PORT_NAMES.admin,
+      port: MERIDIAND_PORTS.admin,
+      targetPort: PORT_NAMES.admin,
+      protocol: 'TCP',
+      appProtocol: 'https',
+    },
+  ]);
+  service(
+    NAMES.monitoringService,
+    [
+      {
+        name: PORT_NAMES.monitoring,
+        port: MERIDIAND_PORTS.monitoring,
+        targetPort: PORT_NAMES.monitoring,
+        protocol: 'TCP',
+        appProtocol: 'http',
+      },
+    ],
+    {
+      annotations: {
+        'prometheus.io/scrape': 'true',
+        'prometheus.io/port': String(MERIDIAND_PORTS.monitoring),
+        'prometheus.io/path': '/metrics',
+      },
+    },
+  );
+  service(NAMES.webhookService, [
+    {
+      name: PORT_NAMES.webhook,
+      port: 443,
+      targetPort: PORT_NAMES.webhook,
+      protocol: 'TCP',
+      appProtocol: 'https',
+    },
+  ]);
+
+  // --- the CA into etcd ------------------------------------------------------------------------------
+  // meridiand loads the intermediate from etcd (sealed with the KEK) and retries until it is there.
+  add<IJob>(out, {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: meta(NAMES.caInstall, 'meridian-ca-install'),
+    spec: {
+      backoffLimit: 20,
+      ttlSecondsAfterFinished: 86400,
+      template: {
+        metadata: { labels: selector('meridian-ca-install') },
+        spec: {
+          serviceAccountName: NAMES.caInstall,
+          automountServiceAccountToken: false,
+          restartPolicy: 'OnFailure',
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: 10001,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          containers: [
+            {
+              name: 'ca-install',
+              image: s.image,
+              command: [
+                'meridian',
+                'ca',
+                'install',
+                '--dir',
+                '/etc/meridian/cacerts',
+                '--cluster',
+                s.cluster,
+                '--trust-domain',
+                s.trustDomain,
+                '--mesh',
+                s.meshId,
+                '--etcd',
+                etcdEndpoints.join(','),
+                '--kek-file',
+                '/etc/meridian/kek/kek',
+              ],
+              securityContext: restricted,
+              resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+              volumeMounts: [
+                { name: 'cacerts', mountPath: '/etc/meridian/cacerts', readOnly: true },
+                { name: 'kek', mountPath: '/etc/meridian/kek', readOnly: true },
+              ],
+            },
+          ],
+          volumes: [
+            { name: 'cacerts', secret: { secretName: NAMES.pluginCaSecret, defaultMode: 0o400 } },
+            { name: 'kek', secret: { secretName: NAMES.kekSecret, defaultMode: 0o400 } },
+          ],
+        },
+      },
+    },
+  });
+
+  // --- the admission webhook -------------------------------------------------------------------------
+  const groups = new Map<string, { versions: Set<string>; resources: Set<string> }>();
+  for (const k of ALL_KINDS) {
+    const g = groups.get(k.group) ?? { versions: new Set<string>(), resources: new Set<string>() };
+    for (const v of k.versions) g.versions.add(v);
+    g.resources.add(pluralOf(k.kind));
+    groups.set(k.group, g);
+  }
+  add<IValidatingWebhookConfiguration>(out, {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'ValidatingWebhookConfiguration',
+    metadata: { name: `${NAMES.webhookConfig}-${s.cluster}`, labels: part('meridiand') },
+    webhooks: [
+      {
+        name: WEBHOOK_NAME,
+        admissionReviewVersions: ['v1'],
+        sideEffects: 'None',
+        failurePolicy: s.webhookFailurePolicy,
+        matchPolicy: 'Equivalent',
+        timeoutSeconds: 10,
+        clientConfig: {
+          service: { name: NAMES.webhookService, namespace: ns, path: '/validate', port: 443 },
+          caBundle: b64(pub.rootCertPem),
+        },
+        rules: [...groups].map(([group, g]) => ({
+          operations: ['CREATE', 'UPDATE'],
+          apiGroups: [group],
+          apiVersions: [...g.versions],
+          resources: [...g.resources],
+          scope: 'Namespaced',
+        })),
+      },
+    ],
+  });
+
+  return { manifests: out, secrets: secret ? secrets(s, meta, secret) : [] };
+}
+
+type Meta = (name: string, component: string, extra?: Partial<ObjectMeta>) => ObjectMeta;
+type Selector = (component: string) => Record<string, string>;
+
+function secrets(s: ManifestSettings, meta: Meta, m: SecretMaterial): K8sObject[] {
+  const secret = (name: string, data: Record<string, string>, type = 'Opaque'): K8sObject =>
+    obj<ISecret>({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: meta(name, 'meridiand'),
+      type,
+      data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])),
+    });
+  return [
+    secret(NAMES.pluginCaSecret, { ...m.pluginCa }),
+    secret(NAMES.kekSecret, { kek: `${m.kek}\n` }),
+    secret(
+      NAMES.webhookSecret,
+      { 'tls.crt': m.webhookCertPem, 'tls.key': m.webhookKeyPem },
+      'kubernetes.io/tls',
+    ),
+    ...(m.natsSeed ? [secret(NAMES.natsSecret, { [`${s.cluster}.nk`]: m.natsSeed })] : []),
+  ];
+}
+
+/** A 3-member etcd: StatefulSet with a PVC each, a headless Service for peers and a client Service. */
+function etcdObjects(
+  s: ManifestSettings,
+  meta: Meta,
+  selector: Selector,
+  restricted: ISecurityContext,
+): K8sObject[] {
+  const ns = s.namespace;
+  const labels = selector('etcd');
+  const peer = (i: number) =>
+    `${NAMES.etcd}-${i}=http://${NAMES.etcd}-${i}.${NAMES.etcd}.${ns}.svc:${ETCD_PORTS.peer}`;
+  const script = [
+    'exec etcd',
+    '--name "$POD_NAME"',
+    '--data-dir /var/lib/etcd',
+    `--listen-client-urls http://0.0.0.0:${ETCD_PORTS.client}`,
+    `--advertise-client-urls "http://$POD_NAME.${NAMES.etcd}.${ns}.svc:${ETCD_PORTS.client}"`,
+    `--listen-peer-urls http://0.0.0.0:${ETCD_PORTS.peer}`,
+    `--initial-advertise-peer-urls "http://$POD_NAME.${NAMES.etcd}.${ns}.svc:${ETCD_PORTS.peer}"`,
+    `--initial-cluster ${[0, 1, 2].map(peer).join(',')}`,
+    `--initial-cluster-token meridian-${s.meshId}-${s.cluster}`,
+    '--initial-cluster-state new',
+    '--listen-metrics-urls http://0.0.0.0:2381',
+    '--auto-compaction-retention 1',
+  ].join(' ');
+  const ports: IContainerPort[] = [
+    { name: 'client', containerPort: ETCD_PORTS.client, protocol: 'TCP' },
+    { name: 'peer', containerPort: ETCD_PORTS.peer, protocol: 'TCP' },
+    { name: 'metrics', containerPort: 2381, protocol: 'TCP' },
+  ];
+  return [
+    obj<IService>({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: meta(NAMES.etcd, 'etcd'),
+      spec: {
+        clusterIP: 'None',
+        publishNotReadyAddresses: true,
+        selector: labels,
+        ports: [
+          { name: 'client', port: ETCD_PORTS.client, targetPort: 'client', protocol: 'TCP' },
+          { name: 'peer', port: ETCD_PORTS.peer, targetPort: 'peer', protocol: 'TCP' },
+        ],
+      },
+    }),
+    obj<IService>({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: meta(NAMES.etcdClient, 'etcd'),
+      spec: {
+        type: 'ClusterIP',
+        selector: labels,
+        ports: [{ name: 'client', port: ETCD_PORTS.client, targetPort: 'client', protocol: 'TCP' }],
+      },
+    }),
+    obj<IStatefulSet>({
+      apiVersion: 'apps/v1',
+      kind: 'StatefulSet',
+      metadata: meta(NAMES.etcd, 'etcd'),
+      spec: {
+        serviceName: NAMES.etcd,
+        replicas: 3,
+        podManagementPolicy: 'Parallel',
+        selector: { matchLabels: labels },
+        template: {
+          metadata: { labels },
+          spec: {
+            serviceAccountName: NAMES.etcd,
+            automountServiceAccountToken: false,
+            securityContext: {
+              runAsNonRoot: true,
+              runAsUser: 10001,
+              fsGroup: 10001,
+              seccompProfile: { type: 'RuntimeDefault' },
+            },
+            topologySpreadConstraints: [
+              {
+                labelSelector: { matchLabels: labels },
+                maxSkew: 1,
+                topologyKey: 'topology.kubernetes.io/zone',
+                whenUnsatisfiable: 'ScheduleAnyway',
+              },
+            ],
+            affinity: {
+              podAntiAffinity: {
+                preferredDuringSchedulingIgnoredDuringExecution: [
+                  {
+                    weight: 100,
+                    podAffinityTerm: {
+                      labelSelector: { matchLabels: labels },
+                      topologyKey: 'kubernetes.io/hostname',
+                    },
+                  },
+                ],
+              },
+            },
+            containers: [
+              {
+                name: 'etcd',
+                image: s.etcdImage,
+                command: ['/bin/sh', '-c', script],
+                env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
+                ports,
+                readinessProbe: { httpGet: { path: '/readyz', port: 'metrics' }, periodSeconds: 5 },
+                livenessProbe: {
+                  httpGet: { path: '/livez', port: 'metrics' },
+                  initialDelaySeconds: 15,
+                  periodSeconds: 10,
+                },
+                resources: { requests: { cpu: '250m', memory: '512Mi' }, limits: { memory: '2Gi' } },
+                securityContext: restricted,
+                volumeMounts: [{ name: 'data', mountPath: '/var/lib/etcd' }],
+              },
+            ],
+          },
+        },
+        volumeClaimTemplates: [
+          {
+            metadata: { name: 'data' },
+            spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: s.etcdStorage } } },
+          },
+        ],
+      },
+    }),
+    obj<IPodDisruptionBudget>({
+      apiVersion: 'policy/v1',
+      kind: 'PodDisruptionBudget',
+      metadata: meta(NAMES.etcd, 'etcd'),
+      spec: { maxUnavailable: 1, selector: { matchLabels: labels } },
+    }),
+  ];
+}
+
+/** NATS: ConfigMap (nats.conf: cluster routes, gateways to the peers, JetStream), StatefulSet, Services. */
+function natsObjects(
+  s: ManifestSettings,
+  meta: Meta,
+  selector: Selector,
+  restricted: ISecurityContext,
+): K8sObject[] {
+  const ns = s.namespace;
+  const labels = selector('nats');
+  const host = (i: number) => `${NAMES.nats}-${i}.${NAMES.nats}.${ns}.svc`;
+  const conf = renderNatsConf({
+    cluster: s.cluster,
+    routes: [0, 1, 2].map((i) => `nats-route://${host(i)}:${NATS_PORTS.cluster}`),
+    ownGateways: [0, 1, 2].map((i) => `nats://${host(i)}:${NATS_PORTS.gateway}`),
+    peers: s.peers,
+    ports: NATS_PORTS,
+    ...(s.natsGatewayAdvertise ? { gatewayAdvertise: s.natsGatewayAdvertise } : {}),
+    auth: s.natsAuthConf !== undefined,
+  });
+  const ports: IContainerPort[] = [
+    { name: 'client', containerPort: NATS_PORTS.client, protocol: 'TCP' },
+    { name: 'cluster', containerPort: NATS_PORTS.cluster, protocol: 'TCP' },
+    { name: 'gateway', containerPort: NATS_PORTS.gateway, protocol: 'TCP' },
+    { name: 'monitor', containerPort: NATS_PORTS.monitor, protocol: 'TCP' },
+  ];
+  return [
+    obj<IConfigMap>({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: meta(NAMES.natsConfig, 'nats'),
+      data: {
+        'nats.conf': conf,
+        ...(s.natsAuthConf ? { 'meridian-federation-auth.conf': s.natsAuthConf } : {}),
+      },
+    }),
+    obj<IService>({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: meta(NAMES.nats, 'nats'),
+      spec: {
+        clusterIP: 'None',
+        publishNotReadyAddresses: true,
+        selector: labels,
+        ports: [
+          { name: 'cluster', port: NATS_PORTS.cluster, targetPort: 'cluster', protocol: 'TCP' },
+          { name: 'gateway', port: NATS_PORTS.gateway, targetPort: 'gateway', protocol: 'TCP' },
+        ],
+      },
+    }),
+    obj<IService>({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: meta(NAMES.natsClient, 'nats'),
+      spec: {
+        type: 'ClusterIP',
+        selector: labels,
+        ports: [{ name: 'client', port: NATS_PORTS.client, targetPort: 'client', protocol: 'TCP' }],
+      },
+    }),
+    obj<IService>({
+      // The other clusters' NATS servers connect here (their --peer <this cluster>=nats://<address>:7222).
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: meta(NAMES.natsGateway, 'nats'),
+      spec: {
+        type: 'LoadBalancer',
+        selector: labels,
+        ports: [{ name: 'gateway', port: NATS_PORTS.gateway, targetPort: 'gateway', protocol: 'TCP' }],
+      },
+    }),
+    obj<IStatefulSet>({
+      apiVersion: 'apps/v1',
+      kind: 'StatefulSet',
+      metadata: meta(NAMES.nats, 'nats'),
+      spec: {
+        serviceName: NAMES.nats,
+        replicas: 3,
+        podManagementPolicy: 'Parallel',
+        selector: { matchLabels: labels },
+        template: {
+          metadata: { labels },
+          spec: {
+            serviceAccountName: NAMES.nats,
+            automountServiceAccountToken: false,
+            securityContext: {
+              runAsNonRoot: true,
+              runAsUser: 10001,
+              fsGroup: 10001,
+              seccompProfile: { type: 'RuntimeDefault' },
+            },
+            topologySpreadConstraints: [
+              {
+                labelSelector: { matchLabels: labels },
+                maxSkew: 1,
+                topologyKey: 'topology.kubernetes.io/zone',
+                whenUnsatisfiable: 'ScheduleAnyway',
+              },
+            ],
+            containers: [
+              {
+                name: 'nats',
+                image: s.natsImage,
+                args: ['--config', '/etc/nats/nats.conf'],
+                env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
+                ports,
+                readinessProbe: {
+                  httpGet: { path: '/healthz?js-enabled-only=true', port: 'monitor' },
+                  periodSeconds: 5,
+                },
+                livenessProbe: {
+                  httpGet: { path: '/healthz?js-enabled-only=true', port: 'monitor' },
+                  initialDelaySeconds: 10,
+                  periodSeconds: 10,
+                },
+                resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '1Gi' } },
+                securityContext: restricted,
+                volumeMounts: [
+                  { name: 'config', mountPath: '/etc/nats', readOnly: true },
+                  { name: 'data', mountPath: '/data' },
+                ],
+              },
+            ],
+            volumes: [{ name: 'config', configMap: { name: NAMES.natsConfig } }],
+          },
+        },
+        volumeClaimTemplates: [
+          {
+            metadata: { name: 'data' },
+            spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: s.natsStorage } } },
+          },
+        ],
+      },
+    }),
+    obj<IPodDisruptionBudget>({
+      apiVersion: 'policy/v1',
+      kind: 'PodDisruptionBudget',
+      metadata: meta(NAMES.nats, 'nats'),
+      spec: { maxUnavailable: 1, selector: { matchLabels: labels } },
+    }),
+  ];
+}
+
+/**
+ * The locality init container's program (run with the image's node): GET the pod's Node with a
+ * short-lived projected token, write `region/zone` (or what of it is labelled) for meridiand.
+ */
+export const LOCALITY_SCRIPT = [
+  "const fs=require('fs'),https=require('https');",
+  "const dir='/var/run/secrets/kubernetes.io/serviceaccount';",
+  "const out=(l)=>{fs.writeFileSync('/var/run/meridian/locality',l);console.log('locality: '+(l||'(none)'));};",
+  'https.get({host:process.env.KUBERNETES_SERVICE_HOST,port:process.env.KUBERNETES_SERVICE_PORT,',
+  "path:'/api/v1/nodes/'+encodeURIComponent(process.env.NODE_NAME),ca:fs.readFileSync(dir+'/ca.crt'),",
+  "headers:{authorization:'Bearer '+fs.readFileSync(dir+'/token','utf8').trim()}},(res)=>{let b='';",
+  "res.on('data',(c)=>b+=c);res.on('end',()=>{if(res.statusCode!==200){console.error('node lookup: HTTP '+res.statusCode);out('');return;}",
+  "const l=JSON.parse(b).metadata.labels||{},r=l['topology.kubernetes.io/region'],z=l['topology.kubernetes.io/zone'];",
+  "out(r?(z?r+'/'+z:r):'');});})",
+  ".on('error',(e)=>{console.error('node lookup: '+e.message);out('');});",
+].join('');
