@@ -3,6 +3,18 @@
 
 export type { AdminHost } from './admin-http.js';
 export { startAdminServer } from './admin-http.js';
+export type {
+  AdmissionContext,
+  AdmissionResponse,
+  AdmissionReviewAnswer,
+  AdmissionWebhookOptions,
+} from './admission.js';
+export {
+  ADMISSION_PATH,
+  AdmissionRequestError,
+  reviewAdmission,
+  startAdmissionWebhook,
+} from './admission.js';
 export type { StateChange } from './cluster-state.js';
 export { ClusterState } from './cluster-state.js';
 export type { CommitState } from './config-commit.js';
