@@ -1,4 +1,6 @@
 import protobuf from 'protobufjs';
+import { encodeFast } from './compiled.js';
+import { checkField, fullName, rulesOf, SPECIAL_JSON, WRAPPERS } from './rules.js';
 import { envoyRoot } from './schema.js';
 
 /** A JSON value as Envoy reads its configuration (proto3 JSON mapping). */
@@ -32,29 +34,6 @@ const INT32_TYPES = new Set(['int32', 'sint32', 'sfixed32']);
 const UINT32_TYPES = new Set(['uint32', 'fixed32']);
 const INT64_TYPES = new Set(['int64', 'sint64', 'sfixed64']);
 const UINT64_TYPES = new Set(['uint64', 'fixed64']);
-const WRAPPERS = new Set([
-  'google.protobuf.DoubleValue',
-  'google.protobuf.FloatValue',
-  'google.protobuf.Int64Value',
-  'google.protobuf.UInt64Value',
-  'google.protobuf.Int32Value',
-  'google.protobuf.UInt32Value',
-  'google.protobuf.BoolValue',
-  'google.protobuf.StringValue',
-  'google.protobuf.BytesValue',
-]);
-const SPECIAL_JSON = new Set([
-  ...WRAPPERS,
-  'google.protobuf.Duration',
-  'google.protobuf.Timestamp',
-  'google.protobuf.Struct',
-  'google.protobuf.Value',
-  'google.protobuf.ListValue',
-]);
-
-function fullName(type: protobuf.ReflectionObject): string {
-  return type.fullName.startsWith('.') ? type.fullName.slice(1) : type.fullName;
-}
 
 function isPlainObject(value: unknown): value is { [key: string]: JsonValue } {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -72,30 +51,16 @@ function join(path: string, key: string | number): string {
   return path ? `${path}.${key}` : key;
 }
 
-/** protoc-gen-validate rules of a field, as protobufjs parses them. */
-type Rules = { [kind: string]: { [rule: string]: unknown } };
-
-function fieldRules(field: protobuf.Field): Rules | undefined {
-  // protobufjs types parsedOptions loosely; it holds one object per option.
-  const parsed = (field.parsedOptions ?? []) as unknown as readonly unknown[];
-  for (const option of parsed) {
-    const rules = (option as Record<string, unknown>)['(validate.rules)'];
-    if (isPlainObject(rules)) return rules as Rules;
-  }
-  return undefined;
-}
-
 function oneofRequired(oneof: protobuf.OneOf): boolean {
   return oneof.options?.['(validate.required)'] === true;
 }
 
-function durationSeconds(value: unknown): number | undefined {
-  if (!isPlainObject(value)) return undefined;
-  const seconds = Number(value.seconds ?? 0);
-  const nanos = Number(value.nanos ?? 0);
-  return seconds + nanos / 1e9;
-}
-
+/**
+ * The diagnostic walker: converts Envoy JSON into the object protobufjs encodes, collecting every
+ * problem with its path. encodeResource runs it only when the compiled encoder (compiled.ts) does not
+ * vouch for a resource, to name what is wrong; its output defines the bytes the compiled encoder
+ * must write.
+ */
 class Converter {
   readonly problems: SchemaProblem[] = [];
   constructor(private readonly root: protobuf.Root) {}
@@ -151,90 +116,15 @@ class Converter {
     }
   }
 
-  /** A subset of protoc-gen-validate, the rules Envoy enforces before accepting a resource. */
+  /** A subset of protoc-gen-validate, the rules Envoy enforces before accepting a resource
+   * (rules.ts, shared with the compiled encoder). */
   checkRules(type: protobuf.Type, out: ProtoObject, path: string): void {
     for (const field of type.fieldsArray) {
-      const rules = fieldRules(field);
+      const rules = rulesOf(field);
       if (!rules) continue;
       const at = join(path, field.name);
-      const value = out[field.name];
-      const inOneof = field.partOf !== null && field.partOf !== undefined;
-      // A oneof member that is not set is not validated (the oneof's own rule covers it).
-      if (value === undefined && inOneof) continue;
-      if (rules.message?.required === true && value === undefined) {
-        this.fail(at, 'is required');
-        continue;
-      }
-      if (field.repeated || field.map) {
-        const count = Array.isArray(value)
-          ? value.length
-          : isPlainObject(value)
-            ? Object.keys(value).length
-            : 0;
-        const bounds = rules.repeated ?? rules.map;
-        if (bounds?.min_items !== undefined && count < Number(bounds.min_items)) {
-          this.fail(at, `needs at least ${bounds.min_items} item(s), has ${count}`);
-        }
-        if (bounds?.max_items !== undefined && count > Number(bounds.max_items)) {
-          this.fail(at, `allows at most ${bounds.max_items} item(s), has ${count}`);
-        }
-        continue;
-      }
-      // Scalars outside a oneof are checked at their default value, as protoc-gen-validate does.
-      if (rules.string) {
-        const text = typeof value === 'string' ? value : value === undefined ? '' : undefined;
-        if (text !== undefined) {
-          const { min_len, max_len, min_bytes, max_bytes } = rules.string;
-          if (min_len !== undefined && [...text].length < Number(min_len)) {
-            this.fail(at, text === '' ? 'must not be empty' : `must be at least ${min_len} characters long`);
-          }
-          if (max_len !== undefined && [...text].length > Number(max_len)) {
-            this.fail(at, `must be at most ${max_len} characters long`);
-          }
-          if (min_bytes !== undefined && Buffer.byteLength(text) < Number(min_bytes)) {
-            this.fail(at, text === '' ? 'must not be empty' : `must be at least ${min_bytes} bytes long`);
-          }
-          if (max_bytes !== undefined && Buffer.byteLength(text) > Number(max_bytes)) {
-            this.fail(at, `must be at most ${max_bytes} bytes long`);
-          }
-        }
-      }
-      for (const kind of ['uint32', 'int32', 'uint64', 'int64', 'double', 'float']) {
-        const bounds = rules[kind];
-        if (!bounds) continue;
-        // A rule on a wrapper type applies to the wrapped value, and only when it is set.
-        let number: number | undefined;
-        if (isPlainObject(value) && 'value' in value) number = Number(value.value);
-        else if (value === undefined && field.resolvedType instanceof protobuf.Type) number = undefined;
-        else number = value === undefined ? 0 : Number(value);
-        if (number !== undefined) this.checkBounds(at, number, bounds);
-      }
-      if (rules.duration && value !== undefined) {
-        const seconds = durationSeconds(value);
-        if (seconds !== undefined)
-          this.checkBounds(at, seconds, rules.duration, (b) => durationSeconds(b) ?? 0, 's');
-      } else if (rules.duration?.required === true && value === undefined) {
-        this.fail(at, 'is required');
-      }
+      checkField(rules, out[field.name], (reason) => this.fail(at, reason));
     }
-  }
-
-  checkBounds(
-    at: string,
-    value: number,
-    bounds: { [rule: string]: unknown },
-    toNumber: (bound: unknown) => number = Number,
-    unit = '',
-  ): void {
-    const show = (bound: unknown) => `${toNumber(bound)}${unit}`;
-    if (bounds.gt !== undefined && !(value > toNumber(bounds.gt)))
-      this.fail(at, `must be greater than ${show(bounds.gt)}, got ${value}${unit}`);
-    if (bounds.gte !== undefined && !(value >= toNumber(bounds.gte)))
-      this.fail(at, `must be at least ${show(bounds.gte)}, got ${value}${unit}`);
-    if (bounds.lt !== undefined && !(value < toNumber(bounds.lt)))
-      this.fail(at, `must be less than ${show(bounds.lt)}, got ${value}${unit}`);
-    if (bounds.lte !== undefined && !(value <= toNumber(bounds.lte)))
-      this.fail(at, `must be at most ${show(bounds.lte)}, got ${value}${unit}`);
   }
 
   field(field: protobuf.Field, value: JsonValue, path: string): unknown {
@@ -417,23 +307,40 @@ function sortProblems(problems: SchemaProblem[]): SchemaProblem[] {
   return [...problems].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
+const resolved = new Map<string, protobuf.Type>();
+
 function resolveType(typeNameOrUrl: string): protobuf.Type {
+  const known = resolved.get(typeNameOrUrl);
+  if (known) return known;
   const name = typeNameOrUrl.startsWith(TYPE_PREFIX)
     ? typeNameOrUrl.slice(TYPE_PREFIX.length)
     : typeNameOrUrl;
+  let type: protobuf.Type;
   try {
-    return envoyRoot().lookupType(name);
+    type = envoyRoot().lookupType(name);
   } catch {
     throw new EnvoySchemaError(name, [{ path: '', reason: `unknown message type "${name}"` }]);
   }
+  // Only names that resolve are kept, so the cache is bounded by the schema.
+  resolved.set(typeNameOrUrl, type);
+  return type;
+}
+
+/** Runs the diagnostic walker over a resource: its protobufjs message and every problem. */
+function convert(
+  type: protobuf.Type,
+  json: unknown,
+): { message: ProtoObject | undefined; problems: SchemaProblem[] } {
+  const converter = new Converter(envoyRoot());
+  const message = converter.message(type, json, '');
+  return { message, problems: sortProblems(converter.problems) };
 }
 
 /** Every schema problem of a resource (empty when Envoy's schema accepts it). */
 export function checkResource(typeNameOrUrl: string, json: unknown): SchemaProblem[] {
   const type = resolveType(typeNameOrUrl);
-  const converter = new Converter(envoyRoot());
-  converter.message(type, json, '');
-  return sortProblems(converter.problems);
+  if (encodeFast(type, json) !== undefined) return [];
+  return convert(type, json).problems;
 }
 
 /**
@@ -441,15 +348,42 @@ export function checkResource(typeNameOrUrl: string, json: unknown): SchemaProbl
  * wrong types, unknown enum names, two members of one oneof and broken protoc-gen-validate rules are
  * rejected with an EnvoySchemaError naming every bad field. Map keys are sorted, so equal resources
  * always give equal bytes.
+ *
+ * The work is done by an encoder compiled once per message type (compiled.ts); a resource it does not
+ * accept goes through the diagnostic walker, which names every problem (or, for the rare shapes the
+ * compiled encoder leaves to it, encodes the resource itself).
  */
 export function encodeResource(typeNameOrUrl: string, json: unknown): Uint8Array {
   const type = resolveType(typeNameOrUrl);
-  const converter = new Converter(envoyRoot());
-  const message = converter.message(type, json, '');
-  if (converter.problems.length > 0 || message === undefined) {
-    throw new EnvoySchemaError(fullName(type), sortProblems(converter.problems));
-  }
+  const fast = encodeFast(type, json);
+  if (fast !== undefined) return fast;
+  return encodeChecked(type, json);
+}
+
+/** The diagnostic walker's encoding (what the compiled encoder's bytes must equal). */
+function encodeChecked(type: protobuf.Type, json: unknown): Uint8Array {
+  const { message, problems } = convert(type, json);
+  if (problems.length > 0 || message === undefined) throw new EnvoySchemaError(fullName(type), problems);
   return type.encode(message).finish();
+}
+
+/**
+ * For tests: the diagnostic walker's bytes and the compiled encoder's (undefined where it leaves the
+ * resource to the walker), so they can be compared on any input. Not exported from the package.
+ */
+export function encodeBothWays(
+  typeNameOrUrl: string,
+  json: unknown,
+): { readonly checked: Uint8Array | EnvoySchemaError; readonly compiled: Uint8Array | undefined } {
+  const type = resolveType(typeNameOrUrl);
+  let checked: Uint8Array | EnvoySchemaError;
+  try {
+    checked = encodeChecked(type, json);
+  } catch (error) {
+    if (!(error instanceof EnvoySchemaError)) throw error;
+    checked = error;
+  }
+  return { checked, compiled: encodeFast(type, json) };
 }
 
 /** Decodes protobuf bytes into Envoy JSON (the inverse of encodeResource, with proto3 JSON rules:

@@ -1,0 +1,729 @@
+// The strict encoder's fast path: Envoy JSON -> protobuf bytes in one pass, checked as it is written.
+//
+// Per message type, compiled once on first use: a table from JSON key (proto name and lowerCamelCase)
+// to a field plan holding its tag, a writer closure specialised for its type, its oneof bit, whether
+// its absence breaks a rule, and its compiled rules; Any type URLs resolve through a cache. Encoding
+// then walks the JSON and writes with protobufjs' Writer directly: no intermediate message objects,
+// no per-object reflection. The bytes are exactly those of protobufjs' own encoder on the message the
+// diagnostic walker (json.ts) builds (fields in field-number order, map entries in sorted key order,
+// explicitly set defaults written), which the package's tests check on generated resources.
+//
+// The fast path only answers "valid, here are the bytes" or "not sure": on any problem it gives up
+// (throws BAIL) and the caller runs the diagnostic walker, which names every problem with its path.
+// So it never has to build paths or messages, and anything it does not handle exactly (a proto2
+// required field, a map key order it cannot prove, a value of a kind JSON never holds) goes the slow
+// way instead of risking a different answer.
+import protobuf from 'protobufjs';
+import {
+  checkCount,
+  checkField,
+  type Fail,
+  type FieldRules,
+  fullName,
+  isPlainObject,
+  rulesOf,
+  SPECIAL_JSON,
+  WRAPPERS,
+} from './rules.js';
+
+/** Thrown (never escapes this module's callers) when the fast path cannot vouch for the input. */
+class Bail {}
+const BAIL = new Bail();
+function bail(): never {
+  throw BAIL;
+}
+const failFast: Fail = () => bail();
+
+type Writer = protobuf.Writer;
+type Json = { readonly [key: string]: unknown };
+
+/** Writes one present (non-null) field value, tag included. `depth` is the containing message's. */
+type FieldWriter = (value: unknown, w: Writer, depth: number) => void;
+/** Writes a message's fields (no tag or length); `fromAny` lets an "@type" key through. */
+type BodyWriter = (json: unknown, w: Writer, depth: number, fromAny: boolean) => void;
+
+interface FieldPlan {
+  readonly id: number;
+  readonly write: FieldWriter;
+  /** This field's oneof as one bit (0: not in a oneof). */
+  readonly oneofBit: number;
+  /** Whether leaving this field out breaks one of its rules. */
+  readonly mustBePresent: boolean;
+}
+
+interface MessagePlan {
+  readonly body: BodyWriter;
+}
+
+// protobufjs' encoder refuses messages nested deeper than this (counted from the message it is
+// asked to encode; an Any's value is encoded on its own).
+const DEPTH_LIMIT = protobuf.util.recursionLimit;
+
+const WIRE: { readonly [kind: string]: number } = {
+  double: 1,
+  float: 5,
+  int32: 0,
+  uint32: 0,
+  sint32: 0,
+  fixed32: 5,
+  sfixed32: 5,
+  int64: 0,
+  uint64: 0,
+  sint64: 0,
+  fixed64: 1,
+  sfixed64: 1,
+  bool: 0,
+  string: 2,
+  bytes: 2,
+};
+const PACKABLE = new Set(Object.keys(WIRE).filter((k) => k !== 'string' && k !== 'bytes'));
+
+// Per-call scratch of the field walk: the present fields of every message being written, as a stack
+// (a message's entries sit between its base and the top while its fields are written).
+const fieldStack: FieldPlan[] = [];
+const valueStack: unknown[] = [];
+let top = 0;
+
+const plans = new WeakMap<protobuf.Type, MessagePlan>();
+
+/** The compiled plan of a message type (compiled on first use, then shared). */
+export function planOf(type: protobuf.Type): MessagePlan {
+  let plan = plans.get(type);
+  if (!plan) {
+    // Registered before compiling its fields, so recursive types find it; fields compile lazily.
+    const holder: { body: BodyWriter } = { body: () => bail() };
+    plans.set(type, holder);
+    holder.body = compileBody(type);
+    plan = holder;
+  }
+  return plan;
+}
+
+/**
+ * Encodes `json` as `type`, or returns undefined when it is not certainly valid (the caller then
+ * runs the diagnostic walker). Bytes equal `type.encode(<the walker's message>).finish()`.
+ */
+export function encodeFast(type: protobuf.Type, json: unknown): Uint8Array | undefined {
+  const saved = top;
+  try {
+    const w = protobuf.Writer.create();
+    planOf(type).body(json, w, 0, false);
+    return w.finish();
+  } catch {
+    // BAIL, or anything unexpected (a getter that throws, a stack overflow): let the walker decide.
+    return undefined;
+  } finally {
+    top = saved;
+  }
+}
+
+function compileBody(type: protobuf.Type): BodyWriter {
+  const name = fullName(type);
+  if (name === 'google.protobuf.Any') return anyBody(type);
+  if (WRAPPERS.has(name)) return wrapperBody(type);
+  switch (name) {
+    case 'google.protobuf.Duration':
+      return durationBody(type);
+    case 'google.protobuf.Timestamp':
+      return timestampBody(type);
+    case 'google.protobuf.Struct':
+      return structBody(type);
+    case 'google.protobuf.Value':
+      return valueBody(type);
+    case 'google.protobuf.ListValue':
+      return listBody(type);
+  }
+  return fieldsBody(type);
+}
+
+// ---- ordinary messages ----
+
+function fieldsBody(type: protobuf.Type): BodyWriter {
+  const oneofs = type.oneofsArray;
+  // Shapes this encoder does not write exactly like protobufjs go the slow way.
+  const unsupported =
+    oneofs.length > 30 || type.fieldsArray.some((f) => f.delimited || (!f.optional && !f.repeated && !f.map));
+  if (unsupported) return () => bail();
+
+  let byKey: Map<string, FieldPlan> | undefined;
+  let requiredCount = 0;
+  let requiredOneofs = 0;
+  const compileFields = (): Map<string, FieldPlan> => {
+    const table = new Map<string, FieldPlan>();
+    const planOfField = new Map<protobuf.Field, FieldPlan>();
+    for (const field of type.fieldsArray) {
+      field.resolve();
+      const rules = rulesOf(field);
+      let mustBePresent = false;
+      if (rules) checkField(rules, undefined, () => (mustBePresent = true));
+      if (mustBePresent) requiredCount++;
+      const oneofIndex = field.partOf ? oneofs.indexOf(field.partOf) : -1;
+      planOfField.set(field, {
+        id: field.id,
+        write: fieldWriter(field, rules),
+        oneofBit: oneofIndex < 0 ? 0 : 1 << oneofIndex,
+        mustBePresent,
+      });
+    }
+    // Keys as the walker resolves them: a proto field name first, else a lowerCamelCase name (the
+    // last field wins a clash, as a Map built from the list would).
+    const camel = new Map<string, FieldPlan>();
+    for (const field of type.fieldsArray)
+      camel.set(protobuf.util.camelCase(field.name), planOfField.get(field)!);
+    for (const [key, plan] of camel) table.set(key, plan);
+    for (const field of type.fieldsArray) table.set(field.name, planOfField.get(field)!);
+    oneofs.forEach((oneof, index) => {
+      if (oneof.options?.['(validate.required)'] === true) requiredOneofs |= 1 << index;
+    });
+    return table;
+  };
+
+  return (json, w, depth, fromAny) => {
+    if (!isPlainObject(json)) bail();
+    byKey ??= compileFields();
+    const table = byKey;
+    const base = top;
+    let seenOneofs = 0;
+    let required = 0;
+    let lastId = -1;
+    let ordered = true;
+    for (const key in json) {
+      const field = table.get(key);
+      if (field === undefined) {
+        if (fromAny && key === '@type') continue;
+        bail();
+      }
+      const value = (json as Json)[key];
+      if (value === null || value === undefined) continue;
+      if (field.oneofBit !== 0) {
+        if ((seenOneofs & field.oneofBit) !== 0) bail();
+        seenOneofs |= field.oneofBit;
+      }
+      if (field.mustBePresent) required++;
+      if (field.id <= lastId) ordered = false;
+      lastId = field.id;
+      fieldStack[top] = field;
+      valueStack[top] = value;
+      top++;
+    }
+    if (required !== requiredCount || (requiredOneofs & ~seenOneofs) !== 0) bail();
+    const end = top;
+    if (!ordered) sortById(base, end);
+    for (let i = base; i < end; i++) {
+      fieldStack[i]!.write(valueStack[i], w, depth);
+      valueStack[i] = undefined;
+    }
+    top = base;
+  };
+}
+
+/** Insertion sort of the stack segment by field number; the same field twice (by two names) bails. */
+function sortById(from: number, to: number): void {
+  for (let i = from + 1; i < to; i++) {
+    const field = fieldStack[i]!;
+    const value = valueStack[i];
+    let j = i - 1;
+    while (j >= from && fieldStack[j]!.id > field.id) {
+      fieldStack[j + 1] = fieldStack[j]!;
+      valueStack[j + 1] = valueStack[j];
+      j--;
+    }
+    if (j >= from && fieldStack[j]!.id === field.id) bail();
+    fieldStack[j + 1] = field;
+    valueStack[j + 1] = value;
+  }
+}
+
+// ---- fields ----
+
+function tagOf(id: number, wireType: number): number {
+  return ((id << 3) | wireType) >>> 0;
+}
+
+function fieldWriter(field: protobuf.Field, rules: FieldRules | undefined): FieldWriter {
+  if (field.map) return mapWriter(field, (field as unknown as protobuf.MapField).keyType, rules);
+  if (field.repeated) return repeatedWriter(field, rules);
+  return singularWriter(field, rules);
+}
+
+/** A converter from JSON to what protobufjs writes for one scalar kind, or to an enum's number. */
+type Convert = (value: unknown) => unknown;
+/** Writes one converted value (no tag). */
+type Put = (w: Writer, value: unknown) => void;
+
+function converterOf(field: protobuf.Field): Convert {
+  const resolved = field.resolvedType;
+  if (resolved instanceof protobuf.Enum) return enumConverter(resolved);
+  return scalarConverter(field.type);
+}
+
+function putOf(field: protobuf.Field): Put {
+  return putScalar(field.resolvedType instanceof protobuf.Enum ? 'int32' : field.type);
+}
+
+function singularWriter(field: protobuf.Field, rules: FieldRules | undefined): FieldWriter {
+  const resolved = field.resolvedType;
+  if (resolved instanceof protobuf.Type) return messageFieldWriter(field, resolved, rules);
+  const kind = resolved instanceof protobuf.Enum ? 'int32' : field.type;
+  const tag = tagOf(field.id, WIRE[kind]!);
+  const convert = converterOf(field);
+  const put = putOf(field);
+  // Rules see the converted value; for bytes that is a Buffer, which this path does not model.
+  if (rules && kind === 'bytes') return () => bail();
+  if (rules) {
+    return (value, w) => {
+      const converted = convert(value);
+      checkField(rules, converted, failFast);
+      put(w.uint32(tag), converted);
+    };
+  }
+  return (value, w) => put(w.uint32(tag), convert(value));
+}
+
+function messageFieldWriter(
+  field: protobuf.Field,
+  type: protobuf.Type,
+  rules: FieldRules | undefined,
+): FieldWriter {
+  const tag = tagOf(field.id, 2);
+  const name = fullName(type);
+  if (rules && (rules.numeric.length > 0 || rules.duration !== undefined)) {
+    // Rules on the value of a wrapper or a Duration: checked on the walker's converted form.
+    if (WRAPPERS.has(name) && rules.duration === undefined) {
+      const inner = type.fields.value!;
+      const convert = scalarConverter(inner.type);
+      const put = putScalar(inner.type);
+      const innerTag = tagOf(inner.id, WIRE[inner.type]!);
+      return (value, w, depth) => {
+        if (depth >= DEPTH_LIMIT) bail();
+        const converted = convert(value);
+        checkField(rules, { value: converted }, failFast);
+        put(w.uint32(tag).fork().uint32(innerTag), converted);
+        w.ldelim();
+      };
+    }
+    if (name === 'google.protobuf.Duration' && rules.numeric.length === 0) {
+      const write = durationWriter(type);
+      return (value, w, depth) => {
+        if (depth >= DEPTH_LIMIT) bail();
+        parseDuration(value);
+        checkField(
+          rules,
+          { seconds: durationSign * durationSecs, nanos: durationSign * durationNanos },
+          failFast,
+        );
+        write(w.uint32(tag).fork());
+        w.ldelim();
+      };
+    }
+    return () => bail();
+  }
+  let plan: MessagePlan | undefined;
+  return (value, w, depth) => {
+    if (depth >= DEPTH_LIMIT) bail();
+    plan ??= planOf(type);
+    w.uint32(tag).fork();
+    plan.body(value, w, depth + 1, false);
+    w.ldelim();
+  };
+}
+
+function repeatedWriter(field: protobuf.Field, rules: FieldRules | undefined): FieldWriter {
+  const resolved = field.resolvedType;
+  const count = rules ? (n: number) => checkCount(rules, n, failFast) : undefined;
+  if (resolved instanceof protobuf.Type) {
+    const tag = tagOf(field.id, 2);
+    let plan: MessagePlan | undefined;
+    return (value, w, depth) => {
+      if (!Array.isArray(value)) bail();
+      count?.(value.length);
+      if (value.length === 0) return;
+      if (depth >= DEPTH_LIMIT) bail();
+      plan ??= planOf(resolved);
+      const body = plan.body;
+      for (let i = 0; i < value.length; i++) {
+        w.uint32(tag).fork();
+        body(value[i], w, depth + 1, false);
+        w.ldelim();
+      }
+    };
+  }
+  const kind = resolved instanceof protobuf.Enum ? 'int32' : field.type;
+  const convert = converterOf(field);
+  const put = putOf(field);
+  if (field.packed && PACKABLE.has(kind)) {
+    const tag = tagOf(field.id, 2);
+    return (value, w) => {
+      if (!Array.isArray(value)) bail();
+      count?.(value.length);
+      if (value.length === 0) return;
+      w.uint32(tag).fork();
+      for (let i = 0; i < value.length; i++) put(w, convert(value[i]));
+      w.ldelim();
+    };
+  }
+  const tag = tagOf(field.id, WIRE[kind]!);
+  return (value, w) => {
+    if (!Array.isArray(value)) bail();
+    count?.(value.length);
+    for (let i = 0; i < value.length; i++) put(w.uint32(tag), convert(value[i]));
+  };
+}
+
+function mapWriter(field: protobuf.Field, keyType: string, rules: FieldRules | undefined): FieldWriter {
+  const tag = tagOf(field.id, 2);
+  const keyTag = tagOf(1, WIRE[keyType]!);
+  const putKey = putScalar(keyType);
+  const resolved = field.resolvedType;
+  let writeValue: (item: unknown, w: Writer, depth: number) => void;
+  if (resolved instanceof protobuf.Type) {
+    let plan: MessagePlan | undefined;
+    writeValue = (item, w, depth) => {
+      if (depth >= DEPTH_LIMIT) bail();
+      plan ??= planOf(resolved);
+      w.uint32(18).fork();
+      plan.body(item, w, depth + 1, false);
+      w.ldelim();
+    };
+  } else {
+    const kind = resolved instanceof protobuf.Enum ? 'int32' : field.type;
+    const valueTag = tagOf(2, WIRE[kind]!);
+    const convert = converterOf(field);
+    const put = putOf(field);
+    writeValue = (item, w) => put(w.uint32(valueTag), convert(item));
+  }
+  return (value, w, depth) => {
+    if (!isPlainObject(value)) bail();
+    const keys = orderedKeys(value);
+    let present = 0;
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!;
+      const item = value[key];
+      if (item === null || item === undefined) continue;
+      present++;
+      putKey(w.uint32(tag).fork().uint32(keyTag), key);
+      writeValue(item, w, depth);
+      w.ldelim();
+    }
+    if (rules) checkCount(rules, present, failFast);
+  };
+}
+
+/**
+ * An object's keys in the order the walker's output holds them: sorted, then as a JS object orders
+ * keys inserted in that order (array-index keys first, ascending).
+ */
+function orderedKeys(value: { [key: string]: unknown }): string[] {
+  const keys = Object.keys(value);
+  if (keys.length < 2) {
+    if (keys[0] === '__proto__') bail();
+    return keys;
+  }
+  keys.sort();
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    // The walker stores map entries by assignment, where "__proto__" is no entry: its way.
+    if (key === '__proto__') bail();
+    const c = key.charCodeAt(0);
+    if (c >= 48 && c <= 57) {
+      // A key starting with a digit may be an array index: let an object order them.
+      const order: { [key: string]: true } = {};
+      for (const key of keys) order[key] = true;
+      return Object.keys(order);
+    }
+  }
+  return keys;
+}
+
+// ---- scalars ----
+
+const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
+const INTEGER = /^-?\d+$/;
+
+function scalarConverter(kind: string): Convert {
+  switch (kind) {
+    case 'string':
+      return (v) => (typeof v === 'string' ? v : bail());
+    case 'bool':
+      return (v) => (typeof v === 'boolean' ? v : bail());
+    case 'bytes':
+      return (v) => (typeof v === 'string' && BASE64.test(v) ? Buffer.from(v, 'base64') : bail());
+    case 'double':
+    case 'float':
+      return (v) =>
+        typeof v === 'number' ? v : v === 'NaN' || v === 'Infinity' || v === '-Infinity' ? Number(v) : bail();
+    case 'int32':
+    case 'sint32':
+    case 'sfixed32':
+      return (v) => {
+        const n = integer(v);
+        return n >= -(2 ** 31) && n < 2 ** 31 ? n : bail();
+      };
+    case 'uint32':
+    case 'fixed32':
+      return (v) => {
+        const n = integer(v);
+        return n >= 0 && n < 2 ** 32 ? n : bail();
+      };
+    case 'int64':
+    case 'sint64':
+    case 'sfixed64':
+      return (v) => {
+        const n = integer(v);
+        return Number.isSafeInteger(n) ? n : bail();
+      };
+    case 'uint64':
+    case 'fixed64':
+      return (v) => {
+        const n = integer(v);
+        return Number.isSafeInteger(n) && n >= 0 ? n : bail();
+      };
+  }
+  return () => bail();
+}
+
+/** proto3 JSON integers: a number, or a string of decimal digits (64-bit values are strings). */
+function integer(value: unknown): number {
+  const n = typeof value === 'string' && INTEGER.test(value) ? Number(value) : value;
+  return typeof n === 'number' && Number.isInteger(n) ? n : bail();
+}
+
+function enumConverter(type: protobuf.Enum): Convert {
+  // Only the enum's own names (a name inherited from Object.prototype is left to the walker).
+  const numbers = new Map<string, number>();
+  for (const name of Object.keys(type.values)) numbers.set(name, type.values[name]!);
+  return (v) => {
+    if (typeof v === 'string') {
+      const number = numbers.get(v);
+      return number === undefined ? bail() : number;
+    }
+    return typeof v === 'number' && Number.isInteger(v) ? v : bail();
+  };
+}
+
+function putScalar(kind: string): Put {
+  switch (kind) {
+    case 'double':
+      return (w, v) => w.double(v as number);
+    case 'float':
+      return (w, v) => w.float(v as number);
+    case 'int32':
+      return (w, v) => w.int32(v as number);
+    case 'uint32':
+      return (w, v) => w.uint32(v as number);
+    case 'sint32':
+      return (w, v) => w.sint32(v as number);
+    case 'fixed32':
+      return (w, v) => w.fixed32(v as number);
+    case 'sfixed32':
+      return (w, v) => w.sfixed32(v as number);
+    case 'int64':
+      return (w, v) => w.int64(v as number);
+    case 'uint64':
+      return (w, v) => w.uint64(v as number);
+    case 'sint64':
+      return (w, v) => w.sint64(v as number);
+    case 'fixed64':
+      return (w, v) => w.fixed64(v as number);
+    case 'sfixed64':
+      return (w, v) => w.sfixed64(v as number);
+    case 'bool':
+      return (w, v) => w.bool(v as boolean);
+    case 'string':
+      return (w, v) => w.string(v as string);
+    case 'bytes':
+      return (w, v) => w.bytes(v as Uint8Array);
+  }
+  return () => bail();
+}
+
+// ---- well-known types ----
+
+/** Tag of a well-known type's field, read from the schema rather than assumed. */
+function wellKnownTag(type: protobuf.Type, name: string): number {
+  const field = type.fields[name];
+  if (!field) throw new Error(`${fullName(type)} has no field ${name}`);
+  field.resolve();
+  const kind = field.resolvedType instanceof protobuf.Enum ? 'int32' : field.type;
+  return tagOf(field.id, field.resolvedType instanceof protobuf.Type || field.map ? 2 : WIRE[kind]!);
+}
+
+function wrapperBody(type: protobuf.Type): BodyWriter {
+  const inner = type.fields.value!;
+  const convert = scalarConverter(inner.type);
+  const put = putScalar(inner.type);
+  const tag = tagOf(inner.id, WIRE[inner.type]!);
+  return (json, w) => put(w.uint32(tag), convert(json));
+}
+
+// The last Duration parsed (scratch, read right after parseDuration).
+let durationSign = 1;
+let durationSecs = 0;
+let durationNanos = 0;
+const DURATION = /^(-)?(\d+)(?:\.(\d{1,9}))?s$/;
+
+function parseDuration(json: unknown): void {
+  const match = typeof json === 'string' ? DURATION.exec(json) : null;
+  if (!match) bail();
+  durationSign = match[1] ? -1 : 1;
+  durationSecs = Number(match[2]);
+  durationNanos = Number((match[3] ?? '').padEnd(9, '0'));
+  if (durationSecs > 315_576_000_000) bail();
+}
+
+/** Writes the last parsed Duration's fields (seconds and nanos are always both written). */
+function durationWriter(type: protobuf.Type): (w: Writer) => void {
+  const secondsTag = wellKnownTag(type, 'seconds');
+  const nanosTag = wellKnownTag(type, 'nanos');
+  return (w) => {
+    w.uint32(secondsTag).int64(durationSign * durationSecs);
+    w.uint32(nanosTag).int32(durationSign * durationNanos);
+  };
+}
+
+function durationBody(type: protobuf.Type): BodyWriter {
+  const write = durationWriter(type);
+  return (json, w) => {
+    parseDuration(json);
+    write(w);
+  };
+}
+
+function timestampBody(type: protobuf.Type): BodyWriter {
+  const secondsTag = wellKnownTag(type, 'seconds');
+  const nanosTag = wellKnownTag(type, 'nanos');
+  return (json, w) => {
+    const millis = typeof json === 'string' ? Date.parse(json) : Number.NaN;
+    if (Number.isNaN(millis)) bail();
+    w.uint32(secondsTag).int64(Math.floor(millis / 1000));
+    w.uint32(nanosTag).int32((millis % 1000) * 1e6);
+  };
+}
+
+// Struct, Value and ListValue refer to each other; protobufjs defines them (camelCase field names).
+interface StructTags {
+  fields: number;
+  nullValue: number;
+  numberValue: number;
+  stringValue: number;
+  boolValue: number;
+  structValue: number;
+  listValue: number;
+  values: number;
+}
+let structTagsCache: StructTags | undefined;
+function structTags(any: protobuf.Type): StructTags {
+  if (structTagsCache) return structTagsCache;
+  const struct = any.lookupType('google.protobuf.Struct');
+  const value = any.lookupType('google.protobuf.Value');
+  const list = any.lookupType('google.protobuf.ListValue');
+  structTagsCache = {
+    fields: wellKnownTag(struct, 'fields'),
+    nullValue: wellKnownTag(value, 'nullValue'),
+    numberValue: wellKnownTag(value, 'numberValue'),
+    stringValue: wellKnownTag(value, 'stringValue'),
+    boolValue: wellKnownTag(value, 'boolValue'),
+    structValue: wellKnownTag(value, 'structValue'),
+    listValue: wellKnownTag(value, 'listValue'),
+    values: wellKnownTag(list, 'values'),
+  };
+  return structTagsCache;
+}
+
+function writeStructFields(t: StructTags, json: { [key: string]: unknown }, w: Writer, depth: number): void {
+  if (depth >= DEPTH_LIMIT) bail();
+  const keys = orderedKeys(json);
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    w.uint32(t.fields).fork().uint32(10).string(key).uint32(18).fork();
+    writeValue(t, json[key] ?? null, w, depth + 1);
+    w.ldelim().ldelim();
+  }
+}
+
+function writeValue(t: StructTags, value: unknown, w: Writer, depth: number): void {
+  if (value === null) w.uint32(t.nullValue).int32(0);
+  else if (typeof value === 'number') w.uint32(t.numberValue).double(value);
+  else if (typeof value === 'string') w.uint32(t.stringValue).string(value);
+  else if (typeof value === 'boolean') w.uint32(t.boolValue).bool(value);
+  else if (Array.isArray(value)) {
+    if (depth >= DEPTH_LIMIT) bail();
+    w.uint32(t.listValue).fork();
+    writeListValues(t, value, w, depth + 1);
+    w.ldelim();
+  } else if (typeof value === 'object') {
+    if (depth >= DEPTH_LIMIT) bail();
+    w.uint32(t.structValue).fork();
+    writeStructFields(t, value as { [key: string]: unknown }, w, depth + 1);
+    w.ldelim();
+  } else bail();
+}
+
+function writeListValues(t: StructTags, values: readonly unknown[], w: Writer, depth: number): void {
+  if (values.length > 0 && depth >= DEPTH_LIMIT) bail();
+  for (let i = 0; i < values.length; i++) {
+    // A hole is not null: the walker fails on it.
+    if (!(i in values)) bail();
+    w.uint32(t.values).fork();
+    writeValue(t, values[i], w, depth + 1);
+    w.ldelim();
+  }
+}
+
+function structBody(type: protobuf.Type): BodyWriter {
+  const t = structTags(type);
+  return (json, w, depth) => {
+    if (!isPlainObject(json)) bail();
+    writeStructFields(t, json, w, depth);
+  };
+}
+
+function valueBody(type: protobuf.Type): BodyWriter {
+  const t = structTags(type);
+  return (json, w, depth) => writeValue(t, json, w, depth);
+}
+
+function listBody(type: protobuf.Type): BodyWriter {
+  const t = structTags(type);
+  return (json, w, depth) => {
+    if (!Array.isArray(json)) bail();
+    writeListValues(t, json, w, depth);
+  };
+}
+
+// ---- Any ----
+
+function anyBody(type: protobuf.Type): BodyWriter {
+  const urlTag = wellKnownTag(type, 'type_url');
+  const valueTag = wellKnownTag(type, 'value');
+  let root: protobuf.Namespace = type;
+  while (root.parent) root = root.parent;
+  // The message a type URL names (the part after the last "/"), cached once found (names that
+  // resolve only, so the cache is bounded by the schema).
+  const targets = new Map<string, protobuf.Type>();
+  const target = (url: string): protobuf.Type => {
+    const name = url.slice(url.lastIndexOf('/') + 1);
+    let found = targets.get(name);
+    if (found === undefined) {
+      try {
+        found = root.lookupType(name);
+      } catch {
+        bail();
+      }
+      targets.set(name, found);
+    }
+    return found;
+  };
+  return (json, w) => {
+    if (!isPlainObject(json)) bail();
+    const url = json['@type'];
+    if (typeof url !== 'string' || !url.includes('/')) bail();
+    const inner = target(url);
+    const special = SPECIAL_JSON.has(fullName(inner));
+    if (inner === type) bail();
+    w.uint32(urlTag).string(url).uint32(valueTag).fork();
+    // The value is encoded as a message of its own: depth counts from 0 again.
+    planOf(inner).body(special ? json.value : json, w, 0, !special);
+    w.ldelim();
+  };
+}
