@@ -36,6 +36,9 @@ export interface StateChange {
   readonly revision: number;
   /** Config kinds that changed. */
   readonly kinds: ReadonlySet<string>;
+  /** Config objects that changed (added, updated or deleted), as `kind/namespace/name`; every
+   * visible object after a resync. */
+  readonly configs: ReadonlySet<string>;
   /** Whether agent registrations changed. */
   readonly workloads: boolean;
   /** A resync (compaction) replaced the whole state. */
@@ -225,6 +228,7 @@ export class ClusterState implements LastKnownConfig {
       this.onChange({
         revision: this.#revision,
         kinds: new Set([...this.#configs.values()].map((kv) => kv.value.kind)),
+        configs: new Set([...this.#configs.keys()].map((k) => k.slice(CONFIG_PREFIX.length))),
         workloads: true,
         resync: true,
       });
@@ -262,14 +266,16 @@ export class ClusterState implements LastKnownConfig {
         revision = Math.max(revision, rev);
       }
     }
+    const configs = new Set<string>();
     for (const [key, rev] of touched) {
       if (!this.#refresh(key)) continue;
+      configs.add(key.slice(CONFIG_PREFIX.length));
       kinds.add(key.slice(CONFIG_PREFIX.length).split('/')[0] ?? '');
       revision = Math.max(revision, this.#configs.get(key)?.modRevision ?? rev);
     }
     if (kinds.size === 0 && !workloads) return;
     this.#revision = revision;
-    this.onChange({ revision, kinds, workloads, resync: false });
+    this.onChange({ revision, kinds, configs, workloads, resync: false });
   }
 
   #fingerprint(): string {

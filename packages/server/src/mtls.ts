@@ -10,7 +10,9 @@
  *   chains (Envoy) or DownstreamTlsContext (proxyless gRPC servers); DestinationRule ISTIO_MUTUAL and
  *   automatic mTLS -> UpstreamTlsContext, checking the peer's SPIFFE id against the destination
  *   service's accounts (or the rule's `subjectAltNames`).
- * Without a CA the replica keeps one plain Translator and plaintext output.
+ * Without a CA the replica keeps one plain Translator and plaintext output. The replica owns the
+ * snapshot and the push: this module supplies the translator options, the SDS wrapper and the
+ * secret-change events.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { ConfigObject, PeerAuthenticationConfig } from '@meridian/api';
@@ -127,7 +129,6 @@ export interface ReplicaMtlsOptions {
 export class ReplicaMtls {
   readonly translators: MtlsTranslators;
   #server: grpc.Server | undefined;
-  #base: XdsSnapshot | undefined;
   address = '';
 
   private constructor(
@@ -169,15 +170,12 @@ export class ReplicaMtls {
 
   /** The snapshot xDS serves: `base`, plus Secret resources (SDS). */
   wrap(base: XdsSnapshot): XdsSnapshot {
-    this.#base = base;
     return withSecrets(base, this.runtime.sds);
   }
 
-  /** Pushes secret rotations and CA changes through `xds`. */
-  attach(xds: XdsServer): void {
-    this.runtime.onSecretChange((change: ChangeEvent) => {
-      if (this.#base) xds.update(withSecrets(this.#base, this.runtime.sds), change);
-    });
+  /** Tells `listener` of secret rotations and CA changes (the replica pushes them). */
+  onSecretChange(listener: (change: ChangeEvent) => void): void {
+    this.runtime.onSecretChange(listener);
   }
 
   /** Serves CreateCertificate and xDS (mTLS-authenticated streams) on `host:port` over TLS. */

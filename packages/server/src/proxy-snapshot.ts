@@ -1,32 +1,66 @@
 /**
  * The replica's implementation of xds' XdsSnapshot seam over translate: one immutable (config,
- * registry) pair; each proxy's resources are translated on first request and encoded once. Equal
- * resources share one EncodedResource (content-hashed version, so the same bytes and versions on
- * every replica), and proxies with equal resource sets share one ResourceMap (so SotW response
- * bodies are shared too).
+ * registry) pair, the push context of one debounced change. Each proxy's resources are translated on
+ * first request from the two parts translate returns (translate's `translateParts`):
+ * - the outbound part, one object per outbound view, encoded once into one ResourceMap per type and
+ *   kept by the long-lived {@link Encoder} for as long as translate hands out the same object (so an
+ *   unchanged view keeps the same maps across snapshots, and streams skip it by identity);
+ * - the workload's inbound part (a few listeners and clusters), merged into the outbound maps; the
+ *   merged map is interned by content, so proxies with equal inbound resources share it too.
+ * Equal resources share one EncodedResource (content-hashed version, the same bytes and versions on
+ * every replica); equal maps are the same object, so SotW response bodies are built once.
+ *
+ * A translation or encoding failure is never a result: `resources` throws a
+ * {@link ProxyTranslationError}, the stream sends nothing for that push and the proxy keeps its last
+ * good config (xds' Connection); the next snapshot tries again.
  */
-import type { EnvoyJson, ResourceTypeUrl } from '@meridian/envoy';
+import type { ResourceTypeUrl } from '@meridian/envoy';
 import { TypeUrl } from '@meridian/envoy';
 import {
   type ConfigSnapshot,
   type NamedResource,
+  type OutboundResources,
   type RegistrySnapshot,
   registryForNetwork,
   type Translator,
 } from '@meridian/translate';
 import type { EncodedResource, ProxyContext, ResourceCache, ResourceMap, XdsSnapshot } from '@meridian/xds';
+import { ProxyTranslationError } from '@meridian/xds';
 import type { Logger } from 'pino';
 
-const TYPES: readonly [ResourceTypeUrl, 'listeners' | 'routes' | 'clusters' | 'endpoints'][] = [
+type PartField = 'listeners' | 'routes' | 'clusters' | 'endpoints';
+
+const TYPES: readonly [ResourceTypeUrl, PartField][] = [
   [TypeUrl.Listener, 'listeners'],
   [TypeUrl.RouteConfiguration, 'routes'],
   [TypeUrl.Cluster, 'clusters'],
   [TypeUrl.ClusterLoadAssignment, 'endpoints'],
 ];
 
-/** Encoding shared by every snapshot of one replica: resource JSON object -> encoded resource. */
+const EMPTY: readonly NamedResource[] = Object.freeze([]);
+
+/** A map interned by content, with the generation it was last used in (for sweeping). */
+interface InternedMap {
+  readonly map: ResourceMap;
+  readonly id: number;
+  used: number;
+}
+
+/**
+ * Encoding shared by every snapshot of one replica: resource JSON object -> encoded resource, and
+ * resource lists -> one interned ResourceMap per distinct content.
+ */
 export class Encoder {
-  readonly #byObject = new WeakMap<EnvoyJson, EncodedResource>();
+  readonly #byObject = new WeakMap<object, EncodedResource>();
+  /** Outbound parts -> their maps per type (alive as long as translate keeps the part). */
+  readonly #outbound = new WeakMap<OutboundResources, Map<ResourceTypeUrl, InternedMap>>();
+  /** Maps by content signature (`type`, then `name\0version` lines). */
+  readonly #maps = new Map<string, InternedMap>();
+  /** Outbound map + inbound additions -> merged map. */
+  readonly #merged = new Map<string, InternedMap>();
+  #generation = 0;
+  #nextId = 0;
+
   constructor(readonly cache: ResourceCache) {}
 
   encode(typeUrl: ResourceTypeUrl, r: NamedResource): EncodedResource {
@@ -37,14 +71,70 @@ export class Encoder {
     }
     return e;
   }
+
+  /** The outbound part's map of one type (encoded and interned on first use). */
+  outboundMap(part: OutboundResources, typeUrl: ResourceTypeUrl, field: PartField): InternedMap {
+    let perType = this.#outbound.get(part);
+    if (!perType) {
+      perType = new Map();
+      this.#outbound.set(part, perType);
+    }
+    let m = perType.get(typeUrl);
+    if (!m) {
+      const entries = part[field].map((r) => this.encode(typeUrl, r));
+      m = this.#intern(typeUrl, entries);
+      perType.set(typeUrl, m);
+    }
+    m.used = this.#generation;
+    return m;
+  }
+
+  /** `base` plus the inbound `extra` resources (names never collide), interned. */
+  merged(typeUrl: ResourceTypeUrl, base: InternedMap, extra: readonly NamedResource[]): ResourceMap {
+    if (extra.length === 0) return base.map;
+    const added = extra.map((r) => this.encode(typeUrl, r));
+    const key = `${base.id}\n${added.map((e) => `${e.name}\0${e.version}`).join('\n')}`;
+    let m = this.#merged.get(key);
+    if (!m) {
+      const all = [...base.map.values(), ...added].sort((a, b) =>
+        a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+      );
+      m = { map: new Map(all.map((e) => [e.name, e])), id: ++this.#nextId, used: this.#generation };
+      this.#merged.set(key, m);
+    }
+    m.used = this.#generation;
+    return m.map;
+  }
+
+  /**
+   * Ends a generation: drops maps and encoded resources not used in the last two generations (the
+   * current snapshot and the one before still serve streams that have not been pushed yet).
+   */
+  sweep(): void {
+    this.#generation++;
+    const keepFrom = this.#generation - 2;
+    for (const [k, m] of this.#maps) if (m.used < keepFrom) this.#maps.delete(k);
+    for (const [k, m] of this.#merged) if (m.used < keepFrom) this.#merged.delete(k);
+    this.cache.sweep();
+  }
+
+  #intern(typeUrl: ResourceTypeUrl, entries: readonly EncodedResource[]): InternedMap {
+    const signature = `${typeUrl}\n${entries.map((e) => `${e.name}\0${e.version}`).join('\n')}`;
+    let m = this.#maps.get(signature);
+    if (!m) {
+      m = { map: new Map(entries.map((e) => [e.name, e])), id: ++this.#nextId, used: this.#generation };
+      this.#maps.set(signature, m);
+    }
+    m.used = this.#generation;
+    return m;
+  }
 }
 
 /** One immutable snapshot of what every proxy is sent. */
 export class ProxySnapshot implements XdsSnapshot {
   readonly #perProxy = new WeakMap<ProxyContext, Map<ResourceTypeUrl, ResourceMap>>();
-  readonly #shared = new Map<string, ResourceMap>();
-  readonly #byKey = new Map<string, Map<ResourceTypeUrl, ResourceMap>>();
-  #addresses: Set<string> | undefined;
+  /** Failures of this snapshot per proxy, so a stream's retries in one push do not re-translate. */
+  readonly #failed = new WeakMap<ProxyContext, ProxyTranslationError>();
   readonly version: string;
 
   constructor(
@@ -61,61 +151,33 @@ export class ProxySnapshot implements XdsSnapshot {
   resources(proxy: ProxyContext, typeUrl: ResourceTypeUrl): ResourceMap | undefined {
     let maps = this.#perProxy.get(proxy);
     if (!maps) {
-      const key = this.#translationKey(proxy);
-      maps = this.#byKey.get(key);
-      if (!maps) {
+      const failed = this.#failed.get(proxy);
+      if (failed) throw failed;
+      try {
         maps = this.#build(proxy);
-        this.#byKey.set(key, maps);
+      } catch (error) {
+        const failure = new ProxyTranslationError(proxy.proxy.id, this.version, error);
+        this.#failed.set(proxy, failure);
+        this.log.error(
+          { proxy: proxy.proxy.id, revision: this.revision, err: error },
+          'translation failed: the proxy keeps its last config',
+        );
+        throw failure;
       }
       this.#perProxy.set(proxy, maps);
     }
     return maps.get(typeUrl);
   }
 
-  /**
-   * What translation reads of a proxy (translate's translator.ts: kind, namespace, DNS domain,
-   * cluster, network, labels, locality, and its IPs only where a registry endpoint has that
-   * address, i.e. inbound ports). Proxies with equal keys get the same resources, so a snapshot
-   * translates once per key, not once per proxy.
-   */
-  #translationKey(ctx: ProxyContext): string {
-    const p = ctx.proxy;
-    if (!this.#addresses) {
-      this.#addresses = new Set();
-      for (const list of this.registry.endpoints.values())
-        for (const e of list) this.#addresses.add(e.address);
-    }
-    const ips = p.ipAddresses.filter((ip) => this.#addresses!.has(ip));
-    return JSON.stringify([
-      p.kind,
-      p.namespace,
-      p.dnsDomain,
-      p.clusterId,
-      p.network,
-      p.labels,
-      p.locality,
-      ips,
-    ]);
-  }
-
   #build(proxy: ProxyContext): Map<ResourceTypeUrl, ResourceMap> {
+    // Endpoints of other networks through their east-west gateway (the outbound key has the network).
+    const registry = registryForNetwork(this.registry, proxy.proxy.network);
+    const { outbound, inbound } = this.translator.translateParts(this.config, registry, proxy.proxy);
     const out = new Map<ResourceTypeUrl, ResourceMap>();
-    try {
-      // Endpoints of other networks through their east-west gateway (issue 7; the key has the network).
-      const registry = registryForNetwork(this.registry, proxy.proxy.network);
-      const resources = this.translator.translate(this.config, registry, proxy.proxy);
-      for (const [typeUrl, field] of TYPES) {
-        const entries: EncodedResource[] = resources[field].map((r) => this.encoder.encode(typeUrl, r));
-        const signature = `${typeUrl}\n${entries.map((e) => `${e.name}\0${e.version}`).join('\n')}`;
-        let map = this.#shared.get(signature);
-        if (!map) {
-          map = new Map(entries.map((e) => [e.name, e]));
-          this.#shared.set(signature, map);
-        }
-        out.set(typeUrl, map);
-      }
-    } catch (error) {
-      this.log.error({ proxy: proxy.proxy.id, revision: this.revision, err: error }, 'translation failed');
+    for (const [typeUrl, field] of TYPES) {
+      const base = this.encoder.outboundMap(outbound, typeUrl, field);
+      const extra = field === 'listeners' || field === 'clusters' ? inbound[field] : EMPTY;
+      out.set(typeUrl, this.encoder.merged(typeUrl, base, extra));
     }
     return out;
   }

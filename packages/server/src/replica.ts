@@ -15,7 +15,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { ConfigObject, ServiceEntryConfig, WorkloadEntryConfig } from '@meridian/api';
 import { AdminAuthority, grants, isAdminToken } from '@meridian/auth';
 import { identityFromPeerCertificate } from '@meridian/ca';
-import { encodeResource, TypeUrl } from '@meridian/envoy';
+import { encodeResource, type ResourceTypeUrl, TypeUrl } from '@meridian/envoy';
 import {
   addReplicaDiscoveryService,
   LocalSource,
@@ -32,7 +32,15 @@ import {
   type RegistrySnapshot,
   Translator,
 } from '@meridian/translate';
-import { decodeDeltaRequest, decodeSotwRequest, ResourceCache, XdsServer } from '@meridian/xds';
+import {
+  type ChangeEvent,
+  Debouncer,
+  decodeDeltaRequest,
+  decodeSotwRequest,
+  mergeChanges,
+  ResourceCache,
+  XdsServer,
+} from '@meridian/xds';
 import { metrics } from '@opentelemetry/api';
 import pino, { type Logger } from 'pino';
 import { type AdminTlsSource, startAdminServer, startMonitoringServer } from './admin-http.js';
@@ -67,6 +75,35 @@ const ALL_TYPES = new Set([
   TypeUrl.Cluster,
   TypeUrl.ClusterLoadAssignment,
 ]);
+
+const ROUTING_TYPES = new Set([TypeUrl.Listener, TypeUrl.RouteConfiguration]);
+const ENDPOINT_TYPES = new Set([TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.Listener]);
+
+/**
+ * The types a change can alter (Istio's per-kind push scoping): VirtualServices only listeners and
+ * routes; endpoints alone (same services) load assignments, DNS clusters and upstream SAN checks in
+ * clusters, and the workload's own inbound listener; anything else every type. Streams whose
+ * resources did not change are skipped by the server whatever the types (immutable maps).
+ */
+function affectedTypes(
+  everything: boolean,
+  configKinds: readonly string[],
+  servicesChanged: boolean,
+): ReadonlySet<ResourceTypeUrl> {
+  if (everything || servicesChanged) return ALL_TYPES;
+  if (configKinds.length === 0) return ENDPOINT_TYPES;
+  if (configKinds.every((k) => k === 'VirtualService')) return ROUTING_TYPES;
+  return ALL_TYPES;
+}
+
+/** Hostnames whose endpoint lists are not the same objects in `after` as in `before`. */
+function endpointChanges(before: RegistrySnapshot | undefined, after: RegistrySnapshot): ReadonlySet<string> {
+  const out = new Set<string>();
+  if (!before) return out;
+  for (const [host, list] of after.endpoints) if (before.endpoints.get(host) !== list) out.add(host);
+  for (const host of before.endpoints.keys()) if (!after.endpoints.has(host)) out.add(host);
+  return out;
+}
 
 /**
  * Loads Envoy's protobuf schemas (seconds on a loaded machine) before the replica says it is ready,
@@ -141,6 +178,10 @@ export class Replica {
   caAddress = '';
   readonly startedAt = new Date();
   #snapshotsBuilt = 0;
+  /** Debounces state and secret changes before a push context is built. */
+  readonly #debouncer: Debouncer;
+  #pendingState: StateChange | undefined;
+  #pendingSecrets: ChangeEvent | undefined;
 
   private constructor(
     readonly options: ServerOptions,
@@ -168,10 +209,13 @@ export class Replica {
           censor: '[redacted]',
         },
       });
-    this.xds = new XdsServer({
-      logger: this.log.child({ part: 'xds' }),
-      debounce: { quietMs: options.debounceMs, maxDelayMs: Math.max(options.debounceMs * 10, 100) },
-    });
+    // Changes are debounced here, before the push context is built; the xDS server pushes each
+    // debounced change at once (its own debouncer off).
+    this.xds = new XdsServer({ logger: this.log.child({ part: 'xds' }), debounce: { quietMs: 0 } });
+    this.#debouncer = new Debouncer(
+      { quietMs: options.debounceMs, maxDelayMs: Math.max(options.debounceMs * 10, 100) },
+      (change) => this.#fire(change.at),
+    );
     this.local = new LocalSource(options.clusterId);
     this.registry = new Registry([this.local]);
   }
@@ -261,7 +305,7 @@ export class Replica {
     this.#state = new ClusterState(
       this.#store,
       this.log.child({ part: 'state' }),
-      (change) => this.#rebuild(change),
+      (change) => this.#changed(change),
       (status) => this.#health.watchStatus(status === 'connected'),
     );
     this.#config = new ConfigService(this.#store, this.#health, this.#state, {
@@ -280,10 +324,15 @@ export class Replica {
       this.#auth = await AdminAuthority.open(this.#store);
       if (caAddr) {
         this.#mtls = await this.#loadCa(caAddr.host, this.log.child({ part: 'ca' }));
-        this.#mtls?.attach(this.xds);
+        this.#mtls?.onSecretChange((change) => this.#secretChanged(change));
       }
     }
-    this.#rebuild({ revision: this.#state.revision, kinds: new Set(), workloads: true, resync: true }, true);
+    this.#rebuild(
+      { revision: this.#state.revision, kinds: new Set(), configs: new Set(), workloads: true, resync: true },
+      performance.now(),
+      true,
+    );
+    this.#serve(undefined);
 
     const refusedRegistrations = metrics
       .getMeter('@meridian/server')
@@ -429,8 +478,14 @@ export class Replica {
       // Started from disk: the CA is loaded now that etcd answers.
       this.#mtls = await this.#loadCa(caAddr.host, this.log.child({ part: 'ca' }));
       if (this.#mtls) {
-        this.#mtls.attach(this.xds);
-        this.#rebuild({ revision: this.#state.revision, kinds: new Set(), workloads: false, resync: true });
+        this.#mtls.onSecretChange((change) => this.#secretChanged(change));
+        this.#changed({
+          revision: this.#state.revision,
+          kinds: new Set(),
+          configs: new Set(),
+          workloads: false,
+          resync: true,
+        });
       }
     }
     this.#directory = await ReplicaDirectory.open(this.#store, o.replicaId, this.xds, {
@@ -584,9 +639,15 @@ export class Replica {
         return;
       }
       this.#mtls = mtls;
-      mtls.attach(this.xds);
+      mtls.onSecretChange((change) => this.#secretChanged(change));
       this.log.info('cluster CA loaded');
-      this.#rebuild({ revision: this.#state.revision, kinds: new Set(), workloads: false, resync: true });
+      this.#changed({
+        revision: this.#state.revision,
+        kinds: new Set(),
+        configs: new Set(),
+        workloads: false,
+        resync: true,
+      });
       try {
         await serve(mtls);
         this.#caProblem = undefined;
@@ -674,13 +735,56 @@ export class Replica {
     return this.#membership?.isLeader ?? false;
   }
 
-  #rebuild(change: StateChange, initial = false): void {
-    const at = performance.now();
+  /** A state change (etcd watch batch, imported services, the CA loaded): debounced, then built. */
+  #changed(change: StateChange): void {
+    const p = this.#pendingState;
+    this.#pendingState = p
+      ? {
+          revision: Math.max(p.revision, change.revision),
+          kinds: new Set([...p.kinds, ...change.kinds]),
+          configs: new Set([...p.configs, ...change.configs]),
+          workloads: p.workloads || change.workloads,
+          resync: p.resync || change.resync,
+        }
+      : change;
+    this.#debouncer.enqueue({ full: true, reason: [], at: performance.now() });
+  }
+
+  /** Secret rotations and CA changes (SDS): pushed with the next debounced change. */
+  #secretChanged(change: ChangeEvent): void {
+    this.#pendingSecrets = this.#pendingSecrets ? mergeChanges(this.#pendingSecrets, change) : change;
+    this.#debouncer.enqueue({ full: true, reason: [], at: change.at });
+  }
+
+  /** The debounced change: one push context (snapshot) built, then one push. */
+  #fire(at: number): void {
+    const state = this.#pendingState;
+    const secrets = this.#pendingSecrets;
+    this.#pendingState = undefined;
+    this.#pendingSecrets = undefined;
+    if (this.#draining || !this.#state) return;
+    const built = state ? this.#rebuild(state, at) : undefined;
+    const change = built && secrets ? mergeChanges(built, secrets) : (built ?? secrets);
+    if (change) this.#serve(change);
+  }
+
+  /** The one place that hands xDS a snapshot: the current push context plus secrets (SDS). */
+  #serve(change: ChangeEvent | undefined): void {
+    const snapshot = this.#snapshot;
+    if (!snapshot) return;
+    this.xds.update(this.#mtls ? this.#mtls.wrap(snapshot) : snapshot, change);
+  }
+
+  /**
+   * Builds the push context of `change` (a new ProxySnapshot over new config and registry
+   * snapshots) and says what changed, or undefined when nothing translation reads did.
+   */
+  #rebuild(change: StateChange, at: number, initial = false): ChangeEvent | undefined {
     const kinds = [...change.kinds];
     const configDirty = initial || change.resync || kinds.some((k) => TRANSLATED_KINDS.has(k));
     const registryDirty =
       initial || change.resync || change.workloads || kinds.some((k) => REGISTRY_KINDS.has(k));
-    if (!configDirty && !registryDirty) return;
+    if (!configDirty && !registryDirty) return undefined;
     const objects: ConfigObject[] = this.#state.configs();
     let config = this.#configSnapshot;
     if (configDirty || !config) config = createConfigSnapshot(change.revision, objects);
@@ -693,8 +797,9 @@ export class Replica {
       });
       registry = this.registry.snapshot(change.revision);
     }
-    if (!initial && this.#snapshot && config === this.#configSnapshot && registry === this.#registrySnapshot)
-      return;
+    const before = this.#registrySnapshot;
+    const configChanged = config !== this.#configSnapshot;
+    if (!initial && this.#snapshot && !configChanged && registry === before) return undefined;
     this.#configSnapshot = config;
     this.#registrySnapshot = registry;
     const snapshot = new ProxySnapshot(
@@ -708,21 +813,31 @@ export class Replica {
     this.#snapshot = snapshot;
     this.#snapshotsBuilt++;
     if (this.#snapshotsBuilt % 50 === 0) this.#encoder.sweep();
+    const services = endpointChanges(before, registry);
     const reason = [
       ...kinds,
-      ...(change.workloads ? ['endpoints'] : []),
+      ...(change.workloads || services.size > 0 ? ['endpoints'] : []),
       ...(change.resync ? ['resync'] : []),
     ];
-    this.xds.update(
-      this.#mtls ? this.#mtls.wrap(snapshot) : snapshot,
-      initial
-        ? undefined
-        : { full: false, types: ALL_TYPES, reason: reason.length ? reason : ['config'], at },
+    this.log.debug(
+      { revision: change.revision, reason, configs: change.configs.size, services: services.size },
+      'new push context',
     );
-    this.log.debug({ revision: change.revision, reason }, 'new snapshot');
     // The last-known-good snapshot on disk follows every revision applied from etcd (not while the
     // state is the one read from disk).
     if (this.#disk && !this.#disk.serving) this.#disk.schedule(() => this.#state.snapshotState());
+    return {
+      full: false,
+      types: affectedTypes(
+        change.resync || initial,
+        configChanged ? kinds.filter((k) => TRANSLATED_KINDS.has(k)) : [],
+        before?.services !== registry.services,
+      ),
+      reason: reason.length ? reason : ['config'],
+      at,
+      configs: change.configs,
+      services,
+    };
   }
 
   /**
@@ -734,10 +849,22 @@ export class Replica {
     this.registry.addSource(source);
     const off = source.onChange(() => {
       if (!this.#state || this.#draining) return;
-      this.#rebuild({ revision: this.#state.revision, kinds: new Set(), workloads: true, resync: false });
+      this.#changed({
+        revision: this.#state.revision,
+        kinds: new Set(),
+        configs: new Set(),
+        workloads: true,
+        resync: false,
+      });
     });
     if (this.#state)
-      this.#rebuild({ revision: this.#state.revision, kinds: new Set(), workloads: true, resync: false });
+      this.#changed({
+        revision: this.#state.revision,
+        kinds: new Set(),
+        configs: new Set(),
+        workloads: true,
+        resync: false,
+      });
     return off;
   }
 

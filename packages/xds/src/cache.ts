@@ -31,9 +31,11 @@ export function encodedResource(typeUrl: ResourceTypeUrl, name: string, bytes: U
 }
 
 /**
- * Encoded resources keyed by content. `intern` encodes a resource given in Envoy JSON once; the same
+ * Encoded resources keyed by content. `intern` encodes a resource given in Envoy JSON; the same
  * content interned again (by any caller, for any proxy) returns the same object, so its bytes are
- * shared by every stream. Entries not used by the last `retain` generations are dropped.
+ * shared by every stream. Content is identified by the encoded bytes' hash (the version), so finding
+ * a duplicate costs one encoding and no second pass over the JSON. Entries not interned since the
+ * previous `sweep` are dropped by it.
  */
 export class ResourceCache {
   #byContent = new Map<string, EncodedResource>();
@@ -43,21 +45,27 @@ export class ResourceCache {
 
   /** Encodes (or finds) a resource. Throws EnvoySchemaError for a resource Envoy would reject. */
   intern(typeUrl: ResourceTypeUrl, json: EnvoyJson): EncodedResource {
-    // Equal JSON (keys in any order) gives an equal key: hash a canonical form.
-    const key = `${typeUrl}\n${canonicalJson(json)}`;
-    const digest = createHash('sha256').update(key).digest('base64');
-    this.#usedThisGeneration.add(digest);
-    const found = this.#byContent.get(digest);
+    const nameField = resourceNameField(typeUrl);
+    const name = typeof json[nameField] === 'string' ? (json[nameField] as string) : '';
+    if (name === '') throw new ResourceNameError(typeUrl, nameField);
+    const bytes = encodeResource(typeUrl, json);
+    this.#encodes++;
+    const version = versionOf(bytes);
+    const key = `${typeUrl}\n${name}\n${version}`;
+    this.#usedThisGeneration.add(key);
+    const found = this.#byContent.get(key);
     if (found) {
       this.#hits++;
       return found;
     }
-    const nameField = resourceNameField(typeUrl);
-    const name = typeof json[nameField] === 'string' ? (json[nameField] as string) : '';
-    if (name === '') throw new ResourceNameError(typeUrl, nameField);
-    const resource = encodedResource(typeUrl, name, encodeResource(typeUrl, json));
-    this.#encodes++;
-    this.#byContent.set(digest, resource);
+    const resource: EncodedResource = {
+      typeUrl,
+      name,
+      version,
+      bytes,
+      ...frameResource(typeUrl, name, version, bytes),
+    };
+    this.#byContent.set(key, resource);
     return resource;
   }
 

@@ -25,7 +25,14 @@ import {
   type WatchState,
 } from './protocol.js';
 import type { Pushable } from './push-queue.js';
-import type { ChangeEvent, EncodedResource, ProxyContext, ResourceMap, XdsSnapshot } from './types.js';
+import {
+  type ChangeEvent,
+  type EncodedResource,
+  type ProxyContext,
+  ProxyTranslationError,
+  type ResourceMap,
+  type XdsSnapshot,
+} from './types.js';
 import {
   type DeltaRequest,
   decodeDeltaRequest,
@@ -164,6 +171,21 @@ interface TypeBook {
   sentAt: number | undefined;
   /** The highest shared-response seq this stream has received for this type (see SharedResponse). */
   sharedSeq: number;
+  /**
+   * The snapshot map this type was last brought up to date from, and the subscription it was for:
+   * while both are the same objects, a change cannot alter what the stream should hold (maps are
+   * immutable), so the push skips the type without comparing resources.
+   */
+  servedFrom: ResourceMap | undefined;
+  servedNames: ReadonlySet<string> | undefined;
+}
+
+/** Why the last push could not be built for this stream (shown in /debug/syncz). */
+export interface PushFailure {
+  readonly message: string;
+  readonly snapshotVersion: string;
+  /** `Date.now()` of the failure. */
+  readonly at: number;
 }
 
 /** One ADS stream (SotW or Delta). */
@@ -186,6 +208,10 @@ export class Connection implements Pushable {
   #stuckTimer: NodeJS.Timeout | undefined;
   #deferredChange: ChangeEvent | undefined;
   #deferredForced = new Set<string>();
+  /** The last push that failed to build, until one succeeds. */
+  pushFailure: PushFailure | undefined;
+  /** Types whose last push failed to build: reconsidered on every later push. */
+  readonly #retry = new Set<string>();
   #releaseWaiters: (() => void)[] = [];
 
   constructor(
@@ -245,6 +271,8 @@ export class Connection implements Pushable {
         changeAt: undefined,
         sentAt: undefined,
         sharedSeq: 0,
+        servedFrom: undefined,
+        servedNames: undefined,
       };
       this.books.set(type, b);
     }
@@ -396,15 +424,45 @@ export class Connection implements Pushable {
     if (!snapshot || !ctx) return;
     const started = performance.now();
     const types = [...this.watches.keys()]
-      .filter((t) => forced.has(t) || (change !== undefined && changeAffects(change, this.watches.get(t)!)))
+      .filter(
+        (t) =>
+          forced.has(t) ||
+          this.#retry.has(t) ||
+          (change !== undefined && changeAffects(change, this.watches.get(t)!)),
+      )
       .sort((a, b) => pushRank(a) - pushRank(b));
+    // Everything this push sends comes from one snapshot, resolved before anything is written: if the
+    // proxy's resources cannot be built, nothing is sent and it keeps its last good config.
+    const availableByType = new Map<string, ResourceMap | undefined>();
+    try {
+      for (const type of types) availableByType.set(type, snapshot.resources(ctx, type as ResourceTypeUrl));
+    } catch (error) {
+      if (!(error instanceof ProxyTranslationError)) throw error;
+      for (const type of types) this.#retry.add(type);
+      if (this.pushFailure?.snapshotVersion !== snapshot.version) this.host.metrics.internalErrors.add(1);
+      this.pushFailure = { message: error.message, snapshotVersion: snapshot.version, at: Date.now() };
+      return;
+    }
+    this.pushFailure = undefined;
+    this.#retry.clear();
     const removals: (() => void)[] = [];
     const writesBefore = this.#writes;
     for (const type of types) {
       const typeStarted = performance.now();
       const watch = this.watches.get(type)!;
-      const available = snapshot.resources(ctx, type as ResourceTypeUrl);
+      const available = availableByType.get(type);
       const isForced = forced.has(type);
+      const book = this.#book(type);
+      if (
+        !isForced &&
+        available !== undefined &&
+        book.servedFrom === available &&
+        book.servedNames === watch.names &&
+        (this.variant === 'sotw' || (watch as DeltaWatch).pending.size === 0)
+      )
+        continue;
+      book.servedFrom = available;
+      book.servedNames = watch.names;
       if (this.variant === 'sotw') {
         const w = watch as SotwWatch;
         const target = sotwTarget(w, available);

@@ -62,7 +62,7 @@ export {
   redactSecrets,
 } from './status.js';
 export type { ChangeEvent, EncodedResource, ProxyContext, ResourceMap, XdsSnapshot } from './types.js';
-export { mergeChanges } from './types.js';
+export { mergeChanges, ProxyTranslationError } from './types.js';
 export type { DeltaRequest, ProtobufField, SotwRequest } from './wire.js';
 export {
   anyMessage,

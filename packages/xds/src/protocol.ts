@@ -142,8 +142,11 @@ export function applySotwRequest(
   const explicit = req.resourceNames.filter((n) => n !== WILDCARD);
   const namedEver = base.namedEver || explicit.length > 0;
   const wildcard = req.resourceNames.includes(WILDCARD) || (req.resourceNames.length === 0 && !namedEver);
-  const names = new Set(explicit);
-  const subscriptionChanged = wildcard !== base.wildcard || !sameSet(names, base.names);
+  const requested = new Set(explicit);
+  const sameNames = sameSet(requested, base.names);
+  // The same set keeps its identity, so the push path can tell "nothing changed" by identity.
+  const names = sameNames ? base.names : requested;
+  const subscriptionChanged = wildcard !== base.wildcard || !sameNames;
   const subscribed: SotwWatch = { ...base, wildcard, names, namedEver };
 
   if (prev === undefined || prev.nonceSent === undefined) {
@@ -316,7 +319,20 @@ export function applyDeltaRequest(
     };
   }
   let wildcard = prev.wildcard;
-  const names = new Set(prev.names);
+  // Copied on first change only (a bare ACK keeps the set's identity, see Connection's push path).
+  let changedNames: Set<string> | undefined;
+  const names = {
+    add: (n: string) => {
+      if (prev.names.has(n) && changedNames === undefined) return;
+      changedNames ??= new Set(prev.names);
+      changedNames.add(n);
+    },
+    delete: (n: string): boolean => {
+      if (!(changedNames ?? prev.names).has(n)) return false;
+      changedNames ??= new Set(prev.names);
+      return changedNames.delete(n);
+    },
+  };
   // Copied on first change only: most requests are bare ACKs.
   let pending: Set<string> | undefined;
   const owed = () => {
@@ -353,11 +369,12 @@ export function applyDeltaRequest(
     if ((pending ?? prev.pending).has(n)) owed().delete(n);
   }
   const answer = req.subscribe.length > 0 || (wildcard && unsubscribed.length > 0);
+  const finalNames: ReadonlySet<string> = changedNames ?? prev.names;
   let state: DeltaWatch = {
     ...prev,
     wildcard,
-    names,
-    namedEver: prev.namedEver || names.size > 0,
+    names: finalNames,
+    namedEver: prev.namedEver || finalNames.size > 0,
     known: known ?? prev.known,
     pending: pending ?? prev.pending,
   };

@@ -27,7 +27,13 @@ import {
   type ProxySyncStatus,
   proxyName,
 } from './status.js';
-import type { ChangeEvent, XdsSnapshot } from './types.js';
+import {
+  type ChangeEvent,
+  type ProxyContext,
+  ProxyTranslationError,
+  type ResourceMap,
+  type XdsSnapshot,
+} from './types.js';
 
 const ADS = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
 
@@ -216,8 +222,10 @@ export class XdsServer {
     let queued = 0;
     for (const conn of this.#connections) {
       if (!conn.ctx) continue;
-      let affected = false;
+      // A stream whose last push failed to build is retried on every new change.
+      let affected = conn.pushFailure !== undefined;
       for (const w of conn.watches.values()) {
+        if (affected) break;
         if (changeAffects(change, w)) {
           affected = true;
           break;
@@ -358,9 +366,7 @@ export class XdsServer {
     for (const conn of this.#connectionsOf(proxyId)) {
       const ctx = conn.ctx!;
       out ??= {};
-      out[conn.id] = connectionConfigDump(conn, (type: ResourceTypeUrl) =>
-        this.#snapshot?.resources(ctx, type),
-      );
+      out[conn.id] = connectionConfigDump(conn, (type: ResourceTypeUrl) => this.#resourcesOrNone(ctx, type));
     }
     return out;
   }
@@ -375,10 +381,21 @@ export class XdsServer {
       const ctx = conn.ctx!;
       out ??= {};
       out[conn.id] = connectionCurrentConfig(conn, (type: ResourceTypeUrl) =>
-        this.#snapshot?.resources(ctx, type),
+        this.#resourcesOrNone(ctx, type),
       );
     }
     return out;
+  }
+
+  /** The current snapshot's resources for a debug view; none when they cannot be built (the
+   * failure is in /debug/syncz). */
+  #resourcesOrNone(ctx: ProxyContext, type: ResourceTypeUrl): ResourceMap | undefined {
+    try {
+      return this.#snapshot?.resources(ctx, type);
+    } catch (error) {
+      if (error instanceof ProxyTranslationError) return undefined;
+      throw error;
+    }
   }
 
   /** Identified connections of the proxy with this node id or istioctl name. */

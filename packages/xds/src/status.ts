@@ -45,6 +45,11 @@ export interface ProxySyncStatus {
   readonly bufferedBytes: number;
   /** By istiod's short type name: `cds`, `eds`, `lds`, `rds`, `sds`. */
   readonly types: Readonly<Record<string, TypeSyncStatus>>;
+  /**
+   * Why the proxy's resources could not be built from the current snapshot (nothing was sent: it
+   * keeps its last good config); absent once a push succeeds.
+   */
+  readonly pushError?: { readonly message: string; readonly snapshotVersion: string; readonly ageMs: number };
 }
 
 /**
@@ -93,6 +98,15 @@ export function connectionStatus(conn: Connection, now = Date.now()): ProxySyncS
     blocked: conn.blocked,
     bufferedBytes: conn.bufferedBytes,
     types,
+    ...(conn.pushFailure
+      ? {
+          pushError: {
+            message: conn.pushFailure.message,
+            snapshotVersion: conn.pushFailure.snapshotVersion,
+            ageMs: now - conn.pushFailure.at,
+          },
+        }
+      : {}),
   };
 }
 

@@ -35,6 +35,29 @@ export interface ProxyContext {
 }
 
 /**
+ * Thrown by {@link XdsSnapshot.resources} when the proxy's resources could not be built (a translation
+ * or encoding error). The stream then sends nothing for that push, so the proxy keeps its last good
+ * config; the failure is counted, logged and shown in `/debug/syncz`, and the next snapshot is tried.
+ */
+export class ProxyTranslationError extends Error {
+  override readonly name = 'ProxyTranslationError';
+  readonly code = 'translation_failed';
+  constructor(
+    readonly proxyId: string,
+    /** The snapshot version that failed. */
+    readonly snapshotVersion: string,
+    cause: unknown,
+  ) {
+    super(
+      `resources for proxy ${proxyId} could not be built from snapshot ${snapshotVersion}: ${
+        cause instanceof Error ? cause.message : String(cause)
+      }`,
+      { cause },
+    );
+  }
+}
+
+/**
  * The seam between translation and transport: "these are the resources for this proxy". The replica
  * implements it over translate's output; the server asks it on every push and never mutates what it
  * returns. `undefined` means "this snapshot serves no resources of this type to this proxy".
@@ -42,6 +65,7 @@ export interface ProxyContext {
 export interface XdsSnapshot {
   /** A label for logs and debug output (for example the etcd revision the snapshot was built from). */
   readonly version: string;
+  /** Throws {@link ProxyTranslationError} when the proxy's resources cannot be built. */
   resources(proxy: ProxyContext, typeUrl: ResourceTypeUrl): ResourceMap | undefined;
 }
 
@@ -60,6 +84,10 @@ export interface ChangeEvent {
   readonly names?: ReadonlyMap<ResourceTypeUrl, ReadonlySet<string>>;
   /** Why: config kinds or services, for logs and the push-trigger metric. */
   readonly reason: readonly string[];
+  /** The config objects that changed, `kind/namespace/name` (Istio's ConfigsUpdated). */
+  readonly configs?: ReadonlySet<string>;
+  /** Hostnames of services whose endpoints changed. */
+  readonly services?: ReadonlySet<string>;
   /** When the first change merged into this event happened (`performance.now()` milliseconds). */
   readonly at: number;
 }
@@ -68,7 +96,13 @@ export interface ChangeEvent {
 export function mergeChanges(a: ChangeEvent, b: ChangeEvent): ChangeEvent {
   const at = Math.min(a.at, b.at);
   const reason = [...new Set([...a.reason, ...b.reason])];
-  if (a.full || b.full) return { full: true, reason, at };
+  const what = {
+    ...(a.configs || b.configs ? { configs: new Set([...(a.configs ?? []), ...(b.configs ?? [])]) } : {}),
+    ...(a.services || b.services
+      ? { services: new Set([...(a.services ?? []), ...(b.services ?? [])]) }
+      : {}),
+  };
+  if (a.full || b.full) return { full: true, reason, at, ...what };
   const types = new Set<ResourceTypeUrl>([...(a.types ?? []), ...(b.types ?? [])]);
   let names: Map<ResourceTypeUrl, Set<string>> | undefined;
   for (const type of types) {
@@ -79,5 +113,7 @@ export function mergeChanges(a: ChangeEvent, b: ChangeEvent): ChangeEvent {
     names ??= new Map();
     names.set(type, new Set([...an, ...bn]));
   }
-  return names ? { full: false, types, names, reason, at } : { full: false, types, reason, at };
+  return names
+    ? { full: false, types, names, reason, at, ...what }
+    : { full: false, types, reason, at, ...what };
 }
