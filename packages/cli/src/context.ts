@@ -3,7 +3,7 @@ import { InvalidArgumentError } from 'commander';
 
 /** The command line is wrong (a flag's value, an address): one line on stderr and exit 2. */
 export class UsageError extends Error {
-  override readonly name = 'UsageError';
+  override readonly name: string = 'UsageError';
 }
 
 /** Output streams of one CLI run (tests capture them). */
