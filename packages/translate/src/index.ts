@@ -23,8 +23,18 @@ export { altHosts, virtualHostDomains } from './domains.js';
 export { buildLoadAssignment, localityMatches } from './endpoint.js';
 export type { ServiceAccounts } from './identity.js';
 export { serviceAccountsOf } from './identity.js';
-export type { InboundAuthz, InboundChains } from './listener.js';
-export { GRPC_SERVER_LISTENER_PREFIX } from './listener.js';
+export type { JwksSource, JwtFilter } from './jwt.js';
+export {
+  buildJwtFilter,
+  JWT_AUTHN_FILTER,
+  JWT_PAYLOAD_METADATA_KEY,
+  jwksSourceKey,
+  jwksSources,
+  selectRequestAuthentications,
+  UNVERIFIABLE_JWKS,
+} from './jwt.js';
+export type { InboundAuthz, InboundChains, InboundHttpPolicy } from './listener.js';
+export { GRPC_SERVER_LISTENER_PREFIX, inboundHttpPolicy } from './listener.js';
 export type { NetworkGateway } from './network.js';
 export {
   DEFAULT_GATEWAY_PORT,
@@ -34,6 +44,16 @@ export {
   networkGateways,
   registryForNetwork,
 } from './network.js';
+export type { RateLimitFilters, RateLimitRoutes, RouteDecoration } from './ratelimit.js';
+export {
+  buildRateLimitFilters,
+  LIMIT_DESCRIPTOR_KEY,
+  LOCAL_RATE_LIMIT_FILTER,
+  RATE_LIMIT_CLUSTER,
+  RATE_LIMIT_DOMAIN,
+  RATE_LIMIT_FILTER,
+  selectRateLimits,
+} from './ratelimit.js';
 export { encodeProxyResources, resourcesByTypeUrl } from './resources.js';
 export { FAULT_FILTER, ROUTER_FILTER } from './route.js';
 export type { ProxyScope } from './scope.js';
@@ -50,6 +70,7 @@ export type {
   InboundTlsContext,
   NamedResource,
   OutboundResources,
+  PolicyInputs,
   ProxyParts,
   ProxyResources,
   RegistrySnapshot,

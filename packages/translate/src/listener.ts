@@ -2,8 +2,17 @@
  * Listeners, after Istio's `pilot/pkg/networking/core/listener*.go` (Envoy sidecars) and
  * `pilot/pkg/networking/grpcgen/lds.go` (proxyless gRPC).
  */
-import type { EnvoyJson, JsonValue } from '@meridian/envoy';
+import type { EnvoyJson, JsonValue, ProxyInfo } from '@meridian/envoy';
+import { buildJwtFilter, grpcJwtWarnings, selectRequestAuthentications } from './jwt.js';
+import {
+  buildRateLimitFilters,
+  grpcRateLimitWarnings,
+  type RateLimitRoutes,
+  type RouteDecoration,
+  selectRateLimits,
+} from './ratelimit.js';
 import { CORS_FILTER, FAULT_FILTER, ROUTER_FILTER } from './route.js';
+import type { ConfigSnapshot } from './types.js';
 import { any } from './util.js';
 
 const HCM = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
@@ -134,18 +143,7 @@ export function virtualInboundListener(
                 {
                   name: `inbound|http|${p.port}`,
                   domains: ['*'],
-                  routes: [
-                    {
-                      name: 'default',
-                      match: { prefix: '/' },
-                      route: {
-                        cluster,
-                        timeout: '0s',
-                        max_stream_duration: { max_stream_duration: '0s', grpc_timeout_header_max: '0s' },
-                      },
-                      decorator: { operation: `:${p.port}/*` },
-                    },
-                  ],
+                  routes: inboundRoutes(p.port, cluster, authz.routes),
                 },
               ],
             },
@@ -178,10 +176,84 @@ export function virtualInboundListener(
   };
 }
 
-/** The RBAC filters of a workload's inbound chains (see authz.ts): HTTP filters and network filters. */
+/**
+ * The policy filters of a workload's inbound chains: HTTP filters (jwt_authn, RBAC, rate limits, in
+ * that order, before the router) and network filters (RBAC), and the routes rate limits on paths add.
+ */
 export interface InboundAuthz {
   readonly http: readonly EnvoyJson[];
   readonly tcp: readonly EnvoyJson[];
+  /** Routes before `default` and fields of `default` (rate limits, ratelimit.ts); none when absent. */
+  readonly routes?: RateLimitRoutes;
+}
+
+function forward(cluster: string, decoration: RouteDecoration | undefined): EnvoyJson {
+  return {
+    cluster,
+    timeout: '0s',
+    max_stream_duration: { max_stream_duration: '0s', grpc_timeout_header_max: '0s' },
+    ...(decoration && decoration.rateLimits.length > 0 ? { rate_limits: [...decoration.rateLimits] } : {}),
+  };
+}
+
+/** The inbound routes of a port: rate-limited paths first, then Istio's `default` route. */
+function inboundRoutes(port: number, cluster: string, routes: RateLimitRoutes | undefined): EnvoyJson[] {
+  const decorator = { operation: `:${port}/*` };
+  return [
+    ...(routes?.routes ?? []).map((r) => ({
+      name: r.name,
+      match: r.match,
+      route: forward(cluster, r),
+      decorator,
+      ...(r.perFilterConfig ? { typed_per_filter_config: r.perFilterConfig } : {}),
+    })),
+    { name: 'default', match: { prefix: '/' }, route: forward(cluster, routes?.defaultRoute), decorator },
+  ];
+}
+
+/** What RequestAuthentication and RateLimit add to one workload's inbound HTTP chains. */
+export interface InboundHttpPolicy {
+  /** Filters before RBAC (jwt_authn: RBAC reads its payload metadata). */
+  readonly beforeAuthz: readonly EnvoyJson[];
+  /** Filters after RBAC (rate limits: a denied request uses no token). */
+  readonly afterAuthz: readonly EnvoyJson[];
+  readonly routes: RateLimitRoutes | undefined;
+  /** Clusters the filters need (the rate-limit service). */
+  readonly clusters: readonly EnvoyJson[];
+  /** What the workload's policies ask that is not enforced (gRPC servers, unfetched JWKS...). */
+  readonly warnings: readonly string[];
+}
+
+/**
+ * The RequestAuthentication and RateLimit filters of one workload (jwt.ts, ratelimit.ts), from the
+ * config snapshot and what the replica resolved for it (`config.policyInputs`). Proxyless gRPC
+ * servers support neither: they get warnings only.
+ */
+export function inboundHttpPolicy(
+  config: ConfigSnapshot,
+  proxy: Pick<ProxyInfo, 'namespace' | 'labels'>,
+  rootNamespace: string,
+  grpc: boolean,
+): InboundHttpPolicy {
+  const authn = selectRequestAuthentications(config.requestAuthentications ?? [], proxy, rootNamespace);
+  const limits = selectRateLimits(config.rateLimits ?? [], proxy, rootNamespace);
+  if (grpc)
+    return {
+      beforeAuthz: [],
+      afterAuthz: [],
+      routes: undefined,
+      clusters: [],
+      warnings: [...grpcJwtWarnings(authn), ...grpcRateLimitWarnings(limits)],
+    };
+  const jwt = buildJwtFilter(authn, config.policyInputs?.jwks);
+  const rl = buildRateLimitFilters(limits, config.policyInputs?.rateLimitService);
+  return {
+    beforeAuthz: jwt.filter ? [jwt.filter] : [],
+    afterAuthz: rl.filters,
+    routes: rl.routes.routes.length > 0 || rl.routes.defaultRoute ? rl.routes : undefined,
+    clusters: rl.cluster ? [rl.cluster] : [],
+    warnings: [...jwt.warnings, ...rl.warnings],
+  };
 }
 
 const NO_AUTHZ: InboundAuthz = { http: [], tcp: [] };

@@ -6,10 +6,12 @@ import type {
   AuthorizationPolicyConfig,
   ConfigObject,
   DestinationRuleConfig,
+  RateLimitConfig,
+  RequestAuthenticationConfig,
   SidecarConfig,
   VirtualServiceConfig,
 } from '@meridian/api';
-import type { ConfigSnapshot, Endpoint, RegistrySnapshot, Service } from './types.js';
+import type { ConfigSnapshot, Endpoint, PolicyInputs, RegistrySnapshot, Service } from './types.js';
 import { compareStrings } from './util.js';
 
 function byNamespaceName(
@@ -25,18 +27,27 @@ function byNamespaceName(
 /**
  * A ConfigSnapshot from validated objects (`@meridian/api`'s normalised form) at a store revision.
  * Kinds translation does not read (ServiceEntry, WorkloadEntry: the registry's input;
- * PeerAuthentication: the mTLS hooks' input) are ignored.
+ * PeerAuthentication: the mTLS hooks' input) are ignored. `policyInputs` carries what the replica
+ * resolved for RequestAuthentication and RateLimit (JWKS, the rate-limit service's address).
  */
-export function createConfigSnapshot(revision: number, objects: readonly ConfigObject[]): ConfigSnapshot {
+export function createConfigSnapshot(
+  revision: number,
+  objects: readonly ConfigObject[],
+  policyInputs?: PolicyInputs,
+): ConfigSnapshot {
   const virtualServices: VirtualServiceConfig[] = [];
   const destinationRules: DestinationRuleConfig[] = [];
   const sidecars: SidecarConfig[] = [];
   const authorizationPolicies: AuthorizationPolicyConfig[] = [];
+  const requestAuthentications: RequestAuthenticationConfig[] = [];
+  const rateLimits: RateLimitConfig[] = [];
   for (const o of objects) {
     if (o.kind === 'VirtualService') virtualServices.push(o);
     else if (o.kind === 'DestinationRule') destinationRules.push(o);
     else if (o.kind === 'Sidecar') sidecars.push(o);
     else if (o.kind === 'AuthorizationPolicy') authorizationPolicies.push(o);
+    else if (o.kind === 'RequestAuthentication') requestAuthentications.push(o);
+    else if (o.kind === 'RateLimit') rateLimits.push(o);
   }
   return Object.freeze({
     revision,
@@ -44,6 +55,9 @@ export function createConfigSnapshot(revision: number, objects: readonly ConfigO
     destinationRules: Object.freeze(destinationRules.sort(byNamespaceName)),
     sidecars: Object.freeze(sidecars.sort(byNamespaceName)),
     authorizationPolicies: Object.freeze(authorizationPolicies.sort(byNamespaceName)),
+    requestAuthentications: Object.freeze(requestAuthentications.sort(byNamespaceName)),
+    rateLimits: Object.freeze(rateLimits.sort(byNamespaceName)),
+    ...(policyInputs !== undefined ? { policyInputs } : {}),
   });
 }
 

@@ -38,6 +38,7 @@ import {
   grpcServerListener,
   type InboundAuthz,
   type InboundPort,
+  inboundHttpPolicy,
   outboundHttpListener,
   outboundTcpListener,
   virtualInboundListener,
@@ -95,6 +96,36 @@ interface ClusterRef {
   readonly port: ServicePort;
   readonly subset: string;
   readonly dr: DestinationRuleConfig | undefined;
+}
+
+/** Cached routes of one virtual host and what they were built from (see `routesFor`). */
+interface RouteEntry {
+  readonly service: Service;
+  readonly port: ServicePort;
+  readonly vs: VirtualServiceConfig | undefined;
+  /** Services the build looked up by host, and what it found. */
+  readonly services: readonly (readonly [string, Service | undefined])[];
+  /** DestinationRules the build looked up by host, and what it found. */
+  readonly rules: readonly (readonly [string, DestinationRuleConfig | undefined])[];
+  readonly routes: EnvoyJson[];
+}
+
+/** Virtual host objects per routes array and domains: unchanged hosts keep their identity. */
+const virtualHosts = new WeakMap<EnvoyJson[], Map<string, EnvoyJson>>();
+
+function virtualHost(name: string, domains: string[], routes: EnvoyJson[]): EnvoyJson {
+  let byDomains = virtualHosts.get(routes);
+  if (!byDomains) {
+    byDomains = new Map();
+    virtualHosts.set(routes, byDomains);
+  }
+  const key = `${name}\n${domains.join('\n')}`;
+  let vh = byDomains.get(key);
+  if (!vh) {
+    vh = { name, domains, routes, include_request_attempt_count: true };
+    byDomains.set(key, vh);
+  }
+  return vh;
 }
 
 /** An outbound key's materialized parts, per place (see `materializedFor`). */
@@ -155,6 +186,8 @@ export class Translator {
   private services: readonly Service[] | undefined;
   private readonly scopes = new Map<string, ProxyScope>();
   private readonly outbound = new Map<string, OutboundSet>();
+  /** Routes per (proxy namespace, domain, service port), see routesFor; kept across config changes. */
+  private readonly routeCache = new Map<string, RouteEntry>();
   /** Materialized outbound parts per outbound key (cleared with `outbound` and on endpoint changes). */
   private readonly materialized = new Map<string, MaterializedOutbound>();
   /** Inbound parts per inbound key (cleared with `outbound` and on endpoint changes). */
@@ -276,6 +309,9 @@ export class Translator {
       for (const f of built.findings) warnings.add(formatAuthzFinding(f));
       return built.filters;
     };
+    // RequestAuthentication (jwt_authn before RBAC) and RateLimit (after RBAC), listener.ts.
+    const policy = inboundHttpPolicy(config, proxy, this.rootNamespace, grpc);
+    if (inbound.length > 0) for (const w of policy.warnings) warnings.add(w);
     if (grpc) {
       const hosts = [...new Set(['0.0.0.0', '::', ...proxy.ipAddresses])];
       const grpcAuthz = inbound.length > 0 ? authz('grpc') : [];
@@ -290,9 +326,12 @@ export class Translator {
         const c = buildInboundCluster(p.port, p.http ? 'HTTP' : 'TCP');
         clusters.push(named(c.name as string, c));
       }
+      for (const c of policy.clusters) clusters.push(named(c.name as string, c));
+      const http = inbound.some((p) => p.http);
       const inboundAuthz: InboundAuthz = {
-        http: inbound.some((p) => p.http) ? authz('http') : [],
+        http: http ? [...policy.beforeAuthz, ...authz('http'), ...policy.afterAuthz] : [],
         tcp: authz('tcp'),
+        ...(http && policy.routes ? { routes: policy.routes } : {}),
       };
       listeners.push(named('virtualInbound', virtualInboundListener(inbound, secure, inboundAuthz)));
     }
@@ -319,6 +358,7 @@ export class Translator {
       for (const [key, entry] of this.clusters) if (!live.has(entry.service)) this.clusters.delete(key);
       for (const [key, entry] of this.loadAssignments)
         if (!live.has(entry.service)) this.loadAssignments.delete(key);
+      for (const [key, entry] of this.routeCache) if (!live.has(entry.service)) this.routeCache.delete(key);
     }
     this.config = config;
     this.services = registry.services;
@@ -439,6 +479,53 @@ export class Translator {
     return this.serviceIndex.get(host);
   }
 
+  /**
+   * The routes of one service port's virtual host, reused while what they were built from is the
+   * same: the service, the VirtualService, and every service and DestinationRule the build looked up
+   * (recorded as it ran). So a VirtualService or DestinationRule edit rebuilds only the virtual
+   * hosts that read it, and unchanged ones keep their identity (encoded once).
+   */
+  private routesFor(
+    scope: ProxyScope,
+    proxy: ProxyInfo,
+    svc: Service,
+    port: ServicePort,
+    vs: VirtualServiceConfig | undefined,
+    grpc: boolean,
+  ): EnvoyJson[] {
+    const key = `${grpc ? 'g' : 'e'}|${proxy.namespace}|${this.proxyDomain(proxy)}|${
+      this.usesSourceLabels ? JSON.stringify(proxy.labels) : ''
+    }|${svc.hostname}|${port.port}`;
+    const cached = this.routeCache.get(key);
+    if (
+      cached &&
+      cached.service === svc &&
+      cached.port === port &&
+      cached.vs === vs &&
+      cached.services.every(([host, s]) => this.serviceByHost(host) === s) &&
+      cached.rules.every(([host, dr]) => scope.destinationRuleFor(host) === dr)
+    )
+      return cached.routes;
+    const services: [string, Service | undefined][] = [];
+    const rules: [string, DestinationRuleConfig | undefined][] = [];
+    const ctx: RouteContext = {
+      ...this.routeContext(scope, proxy, svc, port, grpc),
+      serviceFor: (host) => {
+        const found = this.serviceByHost(host);
+        services.push([host, found]);
+        return found;
+      },
+      destinationRuleFor: (host) => {
+        const found = scope.destinationRuleFor(host);
+        rules.push([host, found]);
+        return found;
+      },
+    };
+    const routes = buildRoutes(vs?.spec.http?.length ? vs : undefined, ctx);
+    this.routeCache.set(key, { service: svc, port, vs, services, rules, routes });
+    return routes;
+  }
+
   private buildSidecarOutbound(scope: ProxyScope, proxy: ProxyInfo): OutboundSet {
     const proxyDomain = this.proxyDomain(proxy);
     const clusters: ClusterRef[] = [];
@@ -455,7 +542,7 @@ export class Translator {
           list.push({
             name: `${svc.hostname}:${port.port}`,
             domains: virtualHostDomains(svc, undefined, proxyDomain),
-            routes: buildRoutes(vs?.spec.http?.length ? vs : undefined, ctx),
+            routes: this.routesFor(scope, proxy, svc, port, vs, false),
           });
         } else {
           const address = svc.addresses?.find((a) => a !== '' && !a.includes('/')) ?? '0.0.0.0';
@@ -489,7 +576,7 @@ export class Translator {
         const domains = vh.domains.filter((d) => !seen.has(d));
         for (const d of domains) seen.add(d);
         if (domains.length === 0) continue;
-        vhosts.push({ name: vh.name, domains, routes: vh.routes, include_request_attempt_count: true });
+        vhosts.push(virtualHost(vh.name, domains, vh.routes));
       }
       vhosts.push(catchAllVirtualHost(scope.allowAny));
       routes.push(
@@ -553,7 +640,7 @@ export class Translator {
               {
                 name,
                 domains: virtualHostDomains(svc, port.port, proxyDomain),
-                routes: buildRoutes(vs?.spec.http?.length ? vs : undefined, ctx),
+                routes: this.routesFor(scope, proxy, svc, port, vs, true),
               },
             ],
           }),

@@ -10,6 +10,8 @@
 import type {
   AuthorizationPolicyConfig,
   DestinationRuleConfig,
+  RateLimitConfig,
+  RequestAuthenticationConfig,
   SidecarConfig,
   VirtualServiceConfig,
 } from '@meridian/api';
@@ -24,6 +26,31 @@ export interface ConfigSnapshot {
   readonly sidecars: readonly SidecarConfig[];
   /** AuthorizationPolicies, turned into RBAC filters on inbound chains (authz.ts). */
   readonly authorizationPolicies: readonly AuthorizationPolicyConfig[];
+  /** RequestAuthentications, turned into `envoy.filters.http.jwt_authn` on inbound HTTP chains (jwt.ts). */
+  readonly requestAuthentications: readonly RequestAuthenticationConfig[];
+  /** RateLimits (`policy.meridian.io`), turned into local and global rate-limit filters (ratelimit.ts). */
+  readonly rateLimits: readonly RateLimitConfig[];
+  /** What the replica resolved for these objects (fetched JWKS, the rate-limit service's address). */
+  readonly policyInputs?: PolicyInputs;
+}
+
+/**
+ * Inputs of policy translation that need I/O, resolved by the replica and handed in, so translation
+ * stays pure: a fetched key set or a changed address is a new ConfigSnapshot.
+ */
+export interface PolicyInputs {
+  /**
+   * JWKS documents (JSON text) by source key (`jwksSourceKey` in jwt.ts: the rule's `jwksUri`, or
+   * `issuer:<issuer>` when keys are discovered from the issuer). A source without an entry has not been fetched yet: its
+   * issuer's tokens are refused (fail closed), as istiod does.
+   */
+  readonly jwks?: ReadonlyMap<string, string>;
+  /**
+   * Where proxies reach the global rate-limit service (`envoy.service.ratelimit.v3`): the cluster's
+   * replicas, `host:port` of their gRPC servers. Empty or absent: global limits are not enforced
+   * (and a warning says so).
+   */
+  readonly rateLimitService?: readonly { readonly host: string; readonly port: number }[];
 }
 
 /**
