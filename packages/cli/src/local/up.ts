@@ -269,9 +269,11 @@ export async function up(ctx: CliContext, o: UpOptions): Promise<void> {
   } catch (error) {
     if (error instanceof StartError) {
       const last = tail(error.log);
-      throw new Error(`${error.message}; log: ${error.log}${last ? `\n${last}` : ''}`);
+      if (last) ctx.err(`last lines of ${error.log}:\n${last}`);
+      throw new Error(`${error.message}; log: ${error.log}`);
     }
-    throw error;
+    if (error instanceof UsageError) throw error;
+    throw new Error(`${(error as Error).message} (logs in ${paths.logs})`, { cause: error });
   }
 }
 
