@@ -187,7 +187,10 @@ function fieldsBody(type: protobuf.Type): BodyWriter {
     let required = 0;
     let lastId = -1;
     let ordered = true;
-    for (const key in json) {
+    // Own keys only, as the walker reads them (Object.keys).
+    const keys = Object.keys(json);
+    for (let k = 0; k < keys.length; k++) {
+      const key = keys[k]!;
       const field = table.get(key);
       if (field === undefined) {
         if (fromAny && key === '@type') continue;
