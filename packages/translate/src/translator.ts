@@ -10,6 +10,9 @@
  * |---|---|---|
  * | proxy scope (visible services, VS/DR lookup) | (namespace, Sidecar, DR-selector match) | same ConfigSnapshot and `registry.services` |
  * | outbound listeners + route configurations | (scope key, proxy kind, DNS domain, labels if any VS matches on sourceLabels) | same ConfigSnapshot and `registry.services` |
+ * | one virtual host's routes (`routesFor`) | (proxy kind, namespace, DNS domain, labels if sourceLabels, service, port) | same Service, port, VirtualService, and the same services and DestinationRules the build looked up (recorded while it ran) |
+ * | materialized outbound part (`translateParts`' shared half) | (outbound key, locality if a load assignment uses it) | same ConfigSnapshot, `registry.services` and `registry.endpoints` |
+ * | inbound part | (kind, namespace, labels, inbound ports, IPs for gRPC) | same ConfigSnapshot, `registry.services` and `registry.endpoints` |
  * | cluster | (cluster name, proxy kind, DestinationRule name, proxy namespace with a TLS hook) | same `Service` object, same DestinationRule object and, with a TLS hook, the same service accounts of the service's endpoints |
  * | ClusterLoadAssignment | (cluster name, proxy kind, DestinationRule name, proxy locality when locality LB applies) | same `Service`, same DestinationRule, same endpoint list |
  * | prepared `lb_endpoints` entries | endpoint list, service port | forever (WeakMap on the immutable list) |
@@ -18,7 +21,8 @@
  * service's ClusterLoadAssignments (and, with an `upstreamTls` hook, its clusters when the set of
  * its endpoints' service accounts changed: the upstream SAN check names them); a DestinationRule change rebuilds that host's clusters and
  * CLAs plus the listener/route set (whose hash policies may change); any config change rebuilds
- * scopes and listener/route sets, and clusters/CLAs whose DestinationRule object changed.
+ * scopes and listener/route sets, and clusters/CLAs whose DestinationRule object changed; within a
+ * route set, only the virtual hosts whose inputs changed are rebuilt (the others keep their objects).
  */
 import type { DestinationRuleConfig, VirtualServiceConfig } from '@meridian/api';
 import type { EnvoyJson, JsonValue, ProxyInfo } from '@meridian/envoy';
