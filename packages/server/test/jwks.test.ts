@@ -109,14 +109,12 @@ beforeAll(() => {
         return;
       }
       if (req.url === '/.well-known/openid-configuration') {
-        res
-          .writeHead(200, { 'content-type': 'application/json' })
-          .end(
-            JSON.stringify({
-              issuer: `https://localhost:${port}`,
-              jwks_uri: `https://localhost:${port}/keys`,
-            }),
-          );
+        res.writeHead(200, { 'content-type': 'application/json' }).end(
+          JSON.stringify({
+            issuer: `https://localhost:${port}`,
+            jwks_uri: `https://localhost:${port}/keys`,
+          }),
+        );
         return;
       }
       res.writeHead(200, { 'content-type': 'application/json' }).end(behaviour.body);
