@@ -27,6 +27,7 @@
 // mesh-wide change under 2 s p99 at 5,000 sidecars; churn p99 under 250 ms with each replica under
 // half a core; RSS under 100 KB per proxy.
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
+import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { freePorts, startEtcdCluster } from '@meridian/testkit';
 import { REPO_ROOT, type ReplicaProcess, startReplicas } from '../packages/server/test/harness.js';
@@ -54,6 +55,11 @@ const FLAGS = {
   rounds: { type: 'integer', default: 10, help: 'measured edits per edit phase' },
   churnSeconds: { type: 'integer', default: 30, help: 'endpoint churn duration in seconds (0: skip)' },
   churnRate: { type: 'integer', default: 50, help: 'endpoint changes per second during churn' },
+  churnConcurrency: {
+    type: 'integer',
+    default: 4,
+    help: 'churn applies in flight at most (every config write compares one key, so concurrent writers retry)',
+  },
   clients: { type: 'integer', default: 3, help: 'client processes running the sidecars' },
   streamsPerConnection: { type: 'integer', default: 20, help: 'ADS streams per HTTP/2 connection' },
   replicaNodeOptions: {
@@ -142,6 +148,10 @@ export async function main(args: string[]): Promise<void> {
 
   const t0 = performance.now();
   log(`code: ${codeState()}`);
+  const loads: Record<string, number> = { start: round3(loadavg()[0]!) };
+  const noteLoad = (phase: string) => {
+    loads[phase] = round3(loadavg()[0]!);
+  };
   const mesh = meshObjects(1000, 5000, 500);
   if (flags.proxies < 3 || flags.proxies > mesh.workloads.length)
     throw new Error(`--proxies must be between 3 and ${mesh.workloads.length} (one per WorkloadEntry)`);
@@ -226,6 +236,7 @@ export async function main(args: string[]): Promise<void> {
     await all({ cmd: 'connect' });
     const sync = await waitSynced(all, flags.proxies, flags.syncTimeout, replicas);
     const cpu1 = pids.map(cpuSeconds);
+    noteLoad('first_sync');
     const rss1 = pids.map(rssBytes);
     const perReplica = [0, 1, 2].map((i) => specs.filter((s) => s.replicaIndex === i).length);
     const rssPerProxy = rss1.map((r, i) => (r - rss0[i]!) / Math.max(1, perReplica[i]!));
@@ -325,6 +336,7 @@ export async function main(args: string[]): Promise<void> {
       },
       1,
     );
+    noteLoad('vs_edit');
     // --- one DestinationRule edit (connection pool: clusters)
     const dr = mesh.destinationRules[1]!;
     await editPhase(
@@ -337,6 +349,7 @@ export async function main(args: string[]): Promise<void> {
       },
       1,
     );
+    noteLoad('dr_edit');
     // --- a change every sidecar sees: a VirtualService exported to every namespace
     const meshWideHost = mesh.hosts[1]!; // svc1: no VirtualService of its own
     await editPhase(
@@ -350,6 +363,7 @@ export async function main(args: string[]): Promise<void> {
       1,
     );
 
+    noteLoad('mesh_wide');
     // --- endpoint churn
     const churn = await churnPhase({
       skip: syncStatus !== 'ok' || flags.churnSeconds <= 0,
@@ -360,9 +374,11 @@ export async function main(args: string[]): Promise<void> {
       mesh,
       seconds: flags.churnSeconds,
       rate: flags.churnRate,
+      concurrency: flags.churnConcurrency,
       settle: flags.settle,
       timeout: flags.roundTimeout,
     });
+    noteLoad('churn');
     let churnFloor: { fanout: LatencyRecorder; etcd: LatencyRecorder } | undefined;
     if (churn.status === 'ok') {
       const fanout = new LatencyRecorder();
@@ -514,6 +530,11 @@ export async function main(args: string[]): Promise<void> {
         result: syncStatus === 'ok' ? '-' : 'NOT met',
       },
     ]);
+    log(
+      `1-minute load average (2 cores, shared with other work): ${Object.entries(loads)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
     for (const n of notes) log(`note: ${n}`);
 
     const vsF = floorOf(phases.vs);
@@ -561,6 +582,7 @@ export async function main(args: string[]): Promise<void> {
       churn_replica_cores: churn.status === 'ok' ? churn.cores.map(num) : null,
       churn_floor_p99_ms: churnFloor ? num(p99(churnFloor.etcd) + p99(churnFloor.fanout)) : null,
       replicas_alive: alive.filter(Boolean).length,
+      load_avg: loads,
     });
   } finally {
     for (const w of workers) await w.request({ cmd: 'close' }, 5_000).catch(() => undefined);
@@ -831,6 +853,7 @@ async function churnPhase(o: {
   mesh: MeshObjects;
   seconds: number;
   rate: number;
+  concurrency: number;
   settle: number;
   timeout: number;
 }): Promise<ChurnResult> {
@@ -869,7 +892,7 @@ async function churnPhase(o: {
     const due = start + k * interval;
     const wait = due - performance.now();
     if (wait > 0) await sleep(wait);
-    if (inFlight >= 16) {
+    if (inFlight >= o.concurrency) {
       skipped++;
       continue;
     }
@@ -902,26 +925,32 @@ async function churnPhase(o: {
   result.failed = failed;
   const details: string[] = [];
   if (failed) details.push(`${failed} applies failed, e.g. ${firstFailure}`);
-  if (skipped) details.push(`${skipped} edits skipped: 16 applies already in flight`);
+  if (skipped)
+    details.push(
+      `${skipped} edits skipped: ${o.concurrency} applies already in flight (--churn-concurrency)`,
+    );
   if (details.length) result.detail = details.join('; ');
   if (changes.length === 0) {
     result.status = 'error';
     await o.all({ cmd: 'churn-track', on: false });
     return result;
   }
-  // Let the last pushes land: until nothing new for `settle` (bounded by the timeout).
+  // Let the last pushes land: until every sidecar saw every edit, or nothing new arrived for 3 x
+  // `settle` (an edit some sidecars never get is then reported as never seen), bounded by the timeout.
   const settleStart = performance.now();
   let lastSeen = 0;
   let quietSince = performance.now();
   for (;;) {
-    await sleep(250);
+    await sleep(1000);
     const pr = await o.all<{ changed: number; last: number }>({ cmd: 'progress', types: [EDS] });
     const last = Math.max(...pr.map((p) => p.last));
     if (last !== lastSeen) {
       lastSeen = last;
       quietSince = performance.now();
     }
-    if (performance.now() - quietSince > o.settle) break;
+    const miss = await o.all<{ missing: number }>({ cmd: 'churn-report', changes }, 120_000);
+    if (miss.every((m) => m.missing === 0)) break;
+    if (performance.now() - quietSince > 3 * o.settle) break;
     if (performance.now() - settleStart > o.timeout) {
       result.status = 'timed out';
       result.detail = `EDS still arriving ${formatMs(o.timeout)} after the last edit`;
