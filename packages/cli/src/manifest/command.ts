@@ -94,9 +94,22 @@ interface GenerateFlags {
   force?: boolean;
 }
 
-/** A multi-document YAML text of `objects`. */
+function isClusterId(id: string): boolean {
+  try {
+    validateClusterId(id);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A multi-document YAML text of `objects`, written as YAML 1.1 (what kubectl reads): strings such
+ * as `off`, `on`, `yes` or `0755` are quoted so they stay strings; no anchors, no folded lines.
+ */
 export function toYaml(objects: readonly K8sObject[]): string {
-  return objects.map((o) => `---\n${stringify(o, { lineWidth: 0 })}`).join('');
+  const options = { lineWidth: 0, aliasDuplicateObjects: false, version: '1.1' } as const;
+  return objects.map((o) => `---\n${stringify(o, options)}`).join('');
 }
 
 /** The file name of one object in the `files` layout: `NN-kind-name.yaml` (kubectl applies in order). */
@@ -260,11 +273,11 @@ export function registerManifestCommands(program: Command, ctx: CliContext): voi
     .option('--force', 'overwrite an existing secrets.yaml')
     .action(async (raw: GenerateFlags & { webhookValidity: number }) => {
       const o: GenerateFlags = { ...raw, webhookValidity: raw.webhookValidity * 86_400_000 };
-      try {
-        validateClusterId(o.cluster);
-      } catch {
-        throw new UsageError(`--cluster: invalid cluster id "${o.cluster}"`);
-      }
+      // The id goes into object names and labels too: a DNS-1123 label, and a valid Meridian cluster id.
+      if (!DNS_LABEL.test(o.cluster) || !isClusterId(o.cluster))
+        throw new UsageError(
+          `--cluster: invalid cluster id "${o.cluster}" (lower-case letters, digits and "-", as a Kubernetes name)`,
+        );
       if (!DNS_LABEL.test(o.namespace))
         throw new UsageError(`--namespace: "${o.namespace}" is not a DNS-1123 label`);
       if (o.rootDir && o.caDir) throw new UsageError('give --root-dir or --ca-dir, not both');

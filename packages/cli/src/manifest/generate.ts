@@ -202,12 +202,13 @@ export function generateManifests(
   // --- identities and RBAC ----------------------------------------------------------------------
   // meridiand calls no Kubernetes API; only its locality init container reads its own Node's
   // topology labels (region, zone), with a token mounted into that container alone.
-  for (const [name, component] of [
+  const accounts: [string, string][] = [
     [NAMES.meridiand, 'meridiand'],
     [NAMES.caInstall, 'meridian-ca-install'],
-    [NAMES.etcd, 'etcd'],
+    ...(s.etcdEndpoints ? [] : [[NAMES.etcd, 'etcd'] as [string, string]]),
     [NAMES.nats, 'nats'],
-  ] as const)
+  ];
+  for (const [name, component] of accounts)
     add<IServiceAccount>(out, {
       apiVersion: 'v1',
       kind: 'ServiceAccount',
