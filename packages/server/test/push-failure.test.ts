@@ -1,0 +1,225 @@
+// Issue 12, item 4: a failed translation means no update. A real @grpc/grpc-js-xds client (its own
+// process) follows Meridian's ADS server fed by the replica's push path (ProxySnapshot over a
+// Translator, one Encoder). A snapshot whose translation fails for the client sends it nothing: it
+// keeps its listeners, routes, clusters and endpoints and keeps calling; the failure is counted and
+// shown in /debug/syncz (and counted in pilot_total_xds_internal_errors); the next good snapshot is pushed and the error clears.
+import {
+  Server as GrpcServer,
+  ServerCredentials,
+  type ServerUnaryCall,
+  type sendUnaryData,
+  status,
+} from '@grpc/grpc-js';
+import { type ConfigObject, validateConfig } from '@meridian/api';
+import type { ProxyInfo } from '@meridian/envoy';
+import { freePort, GrpcClientProcess } from '@meridian/testkit';
+import {
+  type ConfigSnapshot,
+  createConfigSnapshot,
+  createRegistrySnapshot,
+  type Endpoint,
+  type ProxyParts,
+  type RegistrySnapshot,
+  Translator,
+} from '@meridian/translate';
+import { type ProxySyncStatus, ResourceCache, XdsServer, xdsLogger } from '@meridian/xds';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Encoder, ProxySnapshot } from '../src/proxy-snapshot.js';
+
+const HOST = 'echo.default.svc.cluster.local';
+const PORT = 7070;
+const TARGET = `${HOST}:${PORT}`;
+const pass = (b: Buffer): Buffer => b;
+
+/** A translator that fails, as a bug would, for any config holding a VirtualService named `poison`. */
+class FailingTranslator extends Translator {
+  override translateParts(config: ConfigSnapshot, registry: RegistrySnapshot, proxy: ProxyInfo): ProxyParts {
+    if (config.virtualServices.some((vs) => vs.metadata.name === 'poison'))
+      throw new Error('forced translation failure (test)');
+    return super.translateParts(config, registry, proxy);
+  }
+}
+
+async function startBackend(name: string): Promise<{ server: GrpcServer; port: number }> {
+  const server = new GrpcServer();
+  server.addService(
+    {
+      Call: {
+        path: '/meridian.test.Echo/Call',
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: pass,
+        requestDeserialize: pass,
+        responseSerialize: pass,
+        responseDeserialize: pass,
+      },
+    },
+    { Call: (_c: ServerUnaryCall<Buffer, Buffer>, cb: sendUnaryData<Buffer>) => cb(null, Buffer.from(name)) },
+  );
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) =>
+      e ? reject(e) : resolve(p),
+    ),
+  );
+  return { server, port };
+}
+
+function config(revision: number, poisoned: boolean): ConfigSnapshot {
+  const objects: ConfigObject[] = [];
+  if (poisoned) {
+    const v = validateConfig({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'VirtualService',
+      metadata: { name: 'poison', namespace: 'default' },
+      spec: { hosts: [HOST], http: [{ route: [{ destination: { host: HOST } }] }] },
+    });
+    if (!v.ok) throw new Error(JSON.stringify(v));
+    objects.push(v.config);
+  }
+  return createConfigSnapshot(revision, objects);
+}
+
+function registry(revision: number, ports: number[]): RegistrySnapshot {
+  const endpoints: Endpoint[] = ports.map((port) => ({
+    address: '127.0.0.1',
+    ports: { grpc: port },
+    labels: { app: 'echo' },
+    locality: { region: 'r1', zone: 'z1', subZone: '' },
+    network: '',
+    clusterId: 'c1',
+    health: 'HEALTHY',
+    serviceAccount: '',
+    weight: 1,
+  }));
+  return createRegistrySnapshot(
+    revision,
+    [
+      {
+        hostname: HOST,
+        namespace: 'default',
+        ports: [{ name: 'grpc', port: PORT, protocol: 'GRPC' }],
+        labels: { app: 'echo' },
+        exportTo: [],
+        resolution: 'EDS',
+      },
+    ],
+    new Map([[HOST, endpoints]]),
+  );
+}
+
+async function until<T>(
+  what: string,
+  fn: () => Promise<T | undefined> | T | undefined,
+  ms = 30_000,
+): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('a failed translation', () => {
+  const backends: { server: GrpcServer; port: number }[] = [];
+  const translator = new FailingTranslator();
+  const encoder = new Encoder(new ResourceCache());
+  const log = pino({ level: 'silent' });
+  let xds: XdsServer;
+  let client: GrpcClientProcess;
+
+  const publish = (revision: number, poisoned: boolean, ports: number[]) =>
+    xds.update(
+      new ProxySnapshot(
+        revision,
+        config(revision, poisoned),
+        registry(revision, ports),
+        translator,
+        encoder,
+        log,
+      ),
+      {
+        full: true,
+        reason: ['test'],
+        at: performance.now(),
+      },
+    );
+  const clientStatus = (): ProxySyncStatus | undefined => xds.syncStatus().find((s) => s.kind === 'grpc');
+
+  beforeAll(async () => {
+    backends.push(await startBackend('A'), await startBackend('B'));
+    xds = new XdsServer({
+      logger: xdsLogger({ level: 'silent' }),
+      debounce: { quietMs: 10, maxDelayMs: 100 },
+    });
+    xds.update(
+      new ProxySnapshot(1, config(1, false), registry(1, [backends[0]!.port]), translator, encoder, log),
+    );
+    const port = await freePort();
+    await xds.listen('127.0.0.1', port);
+    client = await GrpcClientProcess.start({
+      xds_servers: [
+        {
+          server_uri: `127.0.0.1:${port}`,
+          channel_creds: [{ type: 'insecure' }],
+          server_features: ['xds_v3'],
+        },
+      ],
+      node: {
+        id: 'sidecar~127.0.0.1~client-0.default~default.svc.cluster.local',
+        metadata: { GENERATOR: 'grpc', NAMESPACE: 'default' },
+        locality: { region: 'r1', zone: 'z1' },
+      },
+    });
+    await client.ready(TARGET);
+  });
+
+  afterAll(async () => {
+    await client?.stop();
+    xds?.close();
+    for (const b of backends) b.server.forceShutdown();
+  });
+
+  it('sends nothing: the client keeps its config and keeps calling; the error is shown in syncz until a good snapshot', async () => {
+    const synced = await until('the client synced', () => {
+      const s = clientStatus();
+      return s &&
+        Object.values(s.types).length >= 4 &&
+        Object.values(s.types).every((t) => t.state === 'SYNCED')
+        ? s
+        : undefined;
+    });
+    const pushesBefore = Object.fromEntries(Object.entries(synced.types).map(([k, t]) => [k, t.nonceSent]));
+
+    // The poisoned snapshot also moves the endpoints to B: if anything were sent, calls would move.
+    publish(2, true, [backends[1]!.port]);
+    const failed = await until('the push failure in syncz', () => clientStatus()?.pushError);
+    expect(failed.message).toContain('forced translation failure (test)');
+    expect(failed.snapshotVersion).toBe('2');
+    const results = await client.many(TARGET, 40, { deadlineMs: 3000, concurrency: 4 });
+    expect(results.map((r) => `${r.code} ${r.backend ?? r.message}`)).toEqual(
+      results.map(() => `${status.OK} A`),
+    );
+    const after = clientStatus()!;
+    // Nothing was sent: every type's last nonce is the one from before, and still ACKed.
+    for (const [type, t] of Object.entries(after.types)) {
+      expect(t.nonceSent, type).toBe(pushesBefore[type]);
+      expect(t.state, type).toBe('SYNCED');
+    }
+    // What was sent (config_dump) still holds the listener, route, cluster and endpoints.
+    const dump = xds.configDump(after.proxyId)!;
+    const perType = Object.values(dump)[0]!;
+    expect(Object.values(perType).every((list) => list.length > 0)).toBe(true);
+
+    // The next good snapshot is pushed: calls move to B and the error clears.
+    publish(3, false, [backends[1]!.port]);
+    await until('calls answered by B', async () =>
+      (await client.call(TARGET, { deadlineMs: 2000 })).backend === 'B' ? true : undefined,
+    );
+    await until('the error cleared', () =>
+      clientStatus() && clientStatus()!.pushError === undefined ? true : undefined,
+    );
+  });
+});
