@@ -32,6 +32,7 @@
  * | `--webhook-address` (HTTPS: Kubernetes admission webhook `POST /validate`, read-only, see admission.ts; `off`: not served) | `MERIDIAN_WEBHOOK_ADDRESS` | `webhookAddress` | `off` |
  * | `--webhook-cert-file`, `--webhook-key-file` (PEM serving chain and key of the webhook; required with it) | `MERIDIAN_WEBHOOK_CERT_FILE`, `MERIDIAN_WEBHOOK_KEY_FILE` | `webhookCertFile`, `webhookKeyFile` | `` |
  * | `--webhook-client-ca-file` (PEM: require a client certificate it signed, e.g. the API server's) | `MERIDIAN_WEBHOOK_CLIENT_CA_FILE` | `webhookClientCaFile` | `` |
+ * | `--rate-limit-address` (`host:port`, comma-separated: where proxies reach the replicas' global rate-limit service; empty: the replicas' xDS addresses from membership) | `MERIDIAN_RATE_LIMIT_ADDRESS` | `rateLimitAddress` | `` |
  */
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -71,6 +72,8 @@ export interface ServerOptions {
   readonly webhookCertFile: string;
   readonly webhookKeyFile: string;
   readonly webhookClientCaFile: string;
+  /** Where proxies reach the global rate-limit service (`host:port`, comma-separated); '' = membership. */
+  readonly rateLimitAddress: string;
 }
 
 type Kind = 'string' | 'list' | 'seconds' | 'ms';
@@ -372,6 +375,14 @@ const SETTINGS: readonly Setting[] = [
     env: 'MERIDIAN_WEBHOOK_CLIENT_CA_FILE',
     kind: 'string',
     help: 'PEM CA of the client certificates the admission webhook requires (empty: none required)',
+    fallback: () => '',
+  },
+  {
+    key: 'rateLimitAddress',
+    flag: '--rate-limit-address',
+    env: 'MERIDIAN_RATE_LIMIT_ADDRESS',
+    kind: 'string',
+    help: "where proxies reach the global rate-limit service, host:port[,...] (empty: the replicas' xDS addresses)",
     fallback: () => '',
   },
 ];

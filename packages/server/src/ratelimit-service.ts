@@ -1,0 +1,404 @@
+/**
+ * The global rate-limit service (issue 16, item 4): every replica serves Envoy's
+ * `envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit` on its gRPC server, and the
+ * replicas of a cluster share the counters through etcd, so a limit holds whichever replica a proxy
+ * asks.
+ *
+ * ## Counting: fixed windows, shares claimed in batches
+ * A limit (`meridian_limit=<ns>/<name>/<i>` plus the value of its key: principal, header or path)
+ * has one counter per fixed window (`unit`), the etcd key
+ * `ratelimit/<ns>/<name>/<i>/<hash of the value>/<window start ms>`, holding how many requests the
+ * replicas have *claimed* in that window. A replica does not go to etcd per request: it claims a
+ * batch (a compare-and-swap raising the counter, never above the limit), then answers from its
+ * batch locally until it is used up, then claims again. The batch is a tenth of what is left of the
+ * limit (at least 1, at most 1000), so it shrinks as the window fills and the last requests are
+ * claimed one by one.
+ *
+ * - **Never over the limit**: every allowed request was claimed by a compare-and-swap, and claims
+ *   never sum above `requestsPerUnit`.
+ * - **Under the limit only by unused claims**: a replica that holds claimed but unused tokens when
+ *   the window ends (traffic stopped reaching it), or that dies, loses those tokens: at most its
+ *   current batch, i.e. at most a tenth of what was left when it claimed. With traffic spread over
+ *   replicas until the limit is reached, every claim is used and exactly `requestsPerUnit` requests
+ *   are allowed.
+ * - **Cost**: one etcd read and one compare-and-swap per claim; with a limit of N per window about
+ *   `10 * ln(N)` claims per replica and window instead of N round trips. Concurrent requests for
+ *   one counter on one replica wait for the same claim.
+ * - Counter keys are bound to a lease that expires one minute after the window ends. The lease is
+ *   not kept alive, so the keys expire even if the replica that wrote them dies (a key outliving
+ *   its writer must keep its count until the window ends).
+ * - If etcd cannot be reached, the call fails (UNAVAILABLE) and the proxy applies the RateLimit's
+ *   `failureModeDeny` (default: allow).
+ */
+import { createHash } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { type RateLimitConfig, type RateLimitUnit, rateLimitWindowMs } from '@meridian/api';
+import { envoyProtoIncludeDirs } from '@meridian/envoy';
+import { ConflictError, type Lease, type Store } from '@meridian/store';
+import { LIMIT_DESCRIPTOR_KEY, RATE_LIMIT_DOMAIN } from '@meridian/translate';
+import { type Meter, metrics } from '@opentelemetry/api';
+import type { Logger } from 'pino';
+
+/** The keyspace prefix of the counters. */
+export const RATE_LIMIT_PREFIX = 'ratelimit/';
+const RLS_PROTO = 'envoy/service/ratelimit/v3/rls.proto';
+const MAX_BATCH = 1000;
+const CAS_ATTEMPTS = 20;
+
+/** One descriptor entry as Envoy sends it. */
+export interface DescriptorEntry {
+  readonly key: string;
+  readonly value: string;
+}
+
+/** The decision for one descriptor. */
+export interface DescriptorStatus {
+  readonly code: 'OK' | 'OVER_LIMIT';
+  /** The limit that applied (absent: no Meridian limit matched the descriptor). */
+  readonly limit?: { readonly requestsPerUnit: number; readonly unit: RateLimitUnit };
+  /** What is left in the window, as far as this replica knows. */
+  readonly remaining?: number;
+  /** Milliseconds until the window ends. */
+  readonly resetMs?: number;
+}
+
+/** A decision: OVER_LIMIT if any descriptor is over its limit. */
+export interface RateLimitDecision {
+  readonly overall: 'OK' | 'OVER_LIMIT';
+  readonly statuses: readonly DescriptorStatus[];
+}
+
+/** Settings of a {@link GlobalRateLimiter}. */
+export interface GlobalRateLimiterOptions {
+  readonly store: Store;
+  /** The RateLimits of the current config (the replica's config snapshot). */
+  readonly limits: () => readonly RateLimitConfig[];
+  readonly log: Logger;
+  /** Clock (ms since the epoch); tests move windows with it. */
+  readonly now?: () => number;
+  /** Largest batch claimed at once (default 1000). */
+  readonly maxBatch?: number;
+  readonly meter?: Meter;
+}
+
+/** One counter's state on this replica. */
+interface Counter {
+  readonly key: string;
+  readonly windowEnd: number;
+  readonly limit: number;
+  /** Claimed by this replica and not used yet. */
+  available: number;
+  /** Claimed by this replica in this window (used + available). */
+  claimed: number;
+  /** The cluster-wide claimed count when last read (for `remaining`). */
+  clusterClaimed: number;
+  /** True once the cluster-wide count reached the limit. */
+  exhausted: boolean;
+  claiming?: Promise<void>;
+}
+
+/** What this replica holds for one counter (tests and `/debug`). */
+export interface CounterShare {
+  readonly key: string;
+  readonly claimed: number;
+  readonly available: number;
+  readonly limit: number;
+}
+
+/**
+ * Decides `ShouldRateLimit` requests against the RateLimits of the config, with counters shared by
+ * the cluster's replicas through etcd (see the module comment for the algorithm and its accuracy).
+ */
+export class GlobalRateLimiter {
+  readonly #o: GlobalRateLimiterOptions;
+  readonly #counters = new Map<string, Counter>();
+  readonly #leases = new Map<number, Promise<Lease>>();
+  readonly #decisions;
+  readonly #claims;
+  #index: { source: readonly RateLimitConfig[]; byName: Map<string, RateLimitConfig> } | undefined;
+
+  constructor(options: GlobalRateLimiterOptions) {
+    this.#o = options;
+    const meter = options.meter ?? metrics.getMeter('@meridian/server');
+    this.#decisions = meter.createCounter('meridian_ratelimit_decisions', {
+      description: 'Global rate-limit descriptors decided, by result (ok, over_limit, unknown limit).',
+    });
+    this.#claims = meter.createCounter('meridian_ratelimit_claims', {
+      description: 'Batches of a global limit claimed from etcd, by result (claimed, exhausted, conflict).',
+    });
+  }
+
+  /** The limit a `meridian_limit` descriptor value names, if the config has it. */
+  #limitOf(id: string): { requestsPerUnit: number; unit: RateLimitUnit } | undefined {
+    const m = /^([^/]+)\/([^/]+)\/(\d+)$/.exec(id);
+    if (!m) return undefined;
+    const source = this.#o.limits();
+    if (this.#index?.source !== source) {
+      const byName = new Map<string, RateLimitConfig>();
+      for (const l of source) byName.set(`${l.metadata.namespace}/${l.metadata.name}`, l);
+      this.#index = { source, byName };
+    }
+    const limit = this.#index.byName.get(`${m[1]}/${m[2]}`)?.spec.global?.limits?.[Number(m[3])];
+    if (!limit?.requestsPerUnit || !limit.unit || limit.unit === 'UNSPECIFIED') return undefined;
+    return { requestsPerUnit: limit.requestsPerUnit, unit: limit.unit };
+  }
+
+  /** Decides one request: each descriptor is counted (`hits` each, default 1). */
+  async decide(
+    domain: string,
+    descriptors: readonly (readonly DescriptorEntry[])[],
+    hits = 1,
+  ): Promise<RateLimitDecision> {
+    const statuses: DescriptorStatus[] = [];
+    for (const entries of descriptors) {
+      const id = entries.find((e) => e.key === LIMIT_DESCRIPTOR_KEY)?.value;
+      const limit = domain === RATE_LIMIT_DOMAIN && id !== undefined ? this.#limitOf(id) : undefined;
+      if (id === undefined || limit === undefined) {
+        this.#decisions.add(1, { result: 'unknown' });
+        statuses.push({ code: 'OK' });
+        continue;
+      }
+      const value = entries
+        .filter((e) => e.key !== LIMIT_DESCRIPTOR_KEY)
+        .map((e) => `${e.key}=${e.value}`)
+        .join('\u0000');
+      statuses.push(await this.#take(id, value, limit, Math.max(1, hits)));
+    }
+    const over = statuses.some((s) => s.code === 'OVER_LIMIT');
+    return { overall: over ? 'OVER_LIMIT' : 'OK', statuses };
+  }
+
+  async #take(
+    id: string,
+    value: string,
+    limit: { requestsPerUnit: number; unit: RateLimitUnit },
+    hits: number,
+  ): Promise<DescriptorStatus> {
+    const now = this.#now();
+    const windowMs = rateLimitWindowMs(limit.unit);
+    const start = Math.floor(now / windowMs) * windowMs;
+    const hash = createHash('sha256').update(value).digest('hex').slice(0, 32);
+    const key = `${RATE_LIMIT_PREFIX}${id}/${hash}/${start}`;
+    let c = this.#counters.get(key);
+    if (!c || c.limit !== limit.requestsPerUnit) {
+      this.#sweep(now);
+      c = {
+        key,
+        windowEnd: start + windowMs,
+        limit: limit.requestsPerUnit,
+        available: 0,
+        claimed: 0,
+        clusterClaimed: 0,
+        exhausted: false,
+      };
+      this.#counters.set(key, c);
+    }
+    for (;;) {
+      if (c.available >= hits) {
+        c.available -= hits;
+        this.#decisions.add(1, { result: 'ok' });
+        return this.#status('OK', c, limit);
+      }
+      if (c.exhausted || hits > c.limit) {
+        this.#decisions.add(1, { result: 'over_limit' });
+        return this.#status('OVER_LIMIT', c, limit);
+      }
+      c.claiming ??= this.#claim(c, hits).finally(() => {
+        c.claiming = undefined;
+      });
+      await c.claiming;
+    }
+  }
+
+  #status(
+    code: 'OK' | 'OVER_LIMIT',
+    c: Counter,
+    limit: { requestsPerUnit: number; unit: RateLimitUnit },
+  ): DescriptorStatus {
+    return {
+      code,
+      limit,
+      remaining: Math.max(0, c.limit - c.clusterClaimed) + c.available,
+      resetMs: Math.max(0, c.windowEnd - this.#now()),
+    };
+  }
+
+  /** Claims a batch for `c` (at least `want`) with a compare-and-swap on its etcd key. */
+  async #claim(c: Counter, want: number): Promise<void> {
+    const store = this.#o.store;
+    for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+      const kv = await store.get(c.key);
+      const count = kv ? Number(Buffer.from(kv.value).toString('utf8')) || 0 : 0;
+      const left = c.limit - count;
+      c.clusterClaimed = count;
+      if (left <= 0 || left < want) {
+        // Not enough left for this request: the window is used up (for a request of this size).
+        if (left <= 0) c.exhausted = true;
+        this.#claims.add(1, { result: 'exhausted' });
+        if (left > 0 && left < want) c.exhausted = true;
+        return;
+      }
+      const batch = Math.min(
+        left,
+        Math.max(want, Math.ceil(left / 10), 1),
+        Math.max(want, this.#o.maxBatch ?? MAX_BATCH),
+      );
+      const lease = await this.#leaseFor(c.windowEnd);
+      try {
+        await store.put(c.key, Buffer.from(String(count + batch)), {
+          lease: lease.id,
+          expectModRevision: kv?.modRevision ?? 0,
+        });
+      } catch (error) {
+        if (error instanceof ConflictError) {
+          this.#claims.add(1, { result: 'conflict' });
+          continue;
+        }
+        throw error;
+      }
+      c.available += batch;
+      c.claimed += batch;
+      c.clusterClaimed = count + batch;
+      this.#claims.add(1, { result: 'claimed' });
+      return;
+    }
+    throw new Error(`rate-limit counter ${c.key}: ${CAS_ATTEMPTS} conflicting claims in a row`);
+  }
+
+  /** A lease expiring a minute after `windowEnd`, not kept alive (shared by this window's keys). */
+  #leaseFor(windowEnd: number): Promise<Lease> {
+    let lease = this.#leases.get(windowEnd);
+    if (!lease) {
+      const ttl = Math.max(1, Math.ceil((windowEnd - this.#now()) / 1000) + 60);
+      lease = this.#o.store.grantLease(ttl).then((l) => {
+        l.release();
+        return l;
+      });
+      lease.catch(() => this.#leases.delete(windowEnd));
+      this.#leases.set(windowEnd, lease);
+    }
+    return lease;
+  }
+
+  /** Forgets counters and leases of windows that ended. */
+  #sweep(now: number): void {
+    for (const [k, c] of this.#counters) if (c.windowEnd <= now && !c.claiming) this.#counters.delete(k);
+    for (const end of this.#leases.keys()) if (end <= now) this.#leases.delete(end);
+  }
+
+  #now(): number {
+    return (this.#o.now ?? Date.now)();
+  }
+
+  /** What this replica holds per counter (claimed and unused), for tests and `/debug`. */
+  shares(): CounterShare[] {
+    return [...this.#counters.values()].map((c) => ({
+      key: c.key,
+      claimed: c.claimed,
+      available: c.available,
+      limit: c.limit,
+    }));
+  }
+}
+
+let loaded: grpc.GrpcObject | undefined;
+
+/** The `envoy.service.ratelimit.v3.RateLimitService` definition, from Envoy's own proto. */
+export function rateLimitServiceDefinition(): grpc.ServiceDefinition {
+  return rateLimitServiceClient().service;
+}
+
+/** A client constructor of Envoy's rate-limit service (tests, benchmarks). */
+export function rateLimitServiceClient(): grpc.ServiceClientConstructor {
+  if (!loaded) {
+    const def = protoLoader.loadSync(RLS_PROTO, {
+      keepCase: true,
+      longs: Number,
+      enums: String,
+      defaults: false,
+      oneofs: true,
+      includeDirs: envoyProtoIncludeDirs(),
+    });
+    loaded = grpc.loadPackageDefinition(def);
+  }
+  const g = (path: string[]) =>
+    path.reduce<grpc.GrpcObject>((o, k) => o[k] as grpc.GrpcObject, loaded as grpc.GrpcObject);
+  return g(['envoy', 'service', 'ratelimit', 'v3']).RateLimitService as grpc.ServiceClientConstructor;
+}
+
+interface WireRequest {
+  domain?: string;
+  descriptors?: Array<{ entries?: Array<{ key?: string; value?: string }> }>;
+  hits_addend?: number;
+}
+
+/**
+ * Registers `ShouldRateLimit` on a gRPC server (the replica's xDS server). A failure to reach etcd
+ * is answered UNAVAILABLE (the proxy then applies `failure_mode_deny`).
+ */
+export function addRateLimitService(server: grpc.Server, limiter: GlobalRateLimiter, log: Logger): void {
+  server.addService(rateLimitServiceDefinition(), {
+    ShouldRateLimit: (
+      call: grpc.ServerUnaryCall<WireRequest, unknown>,
+      callback: grpc.sendUnaryData<unknown>,
+    ) => {
+      const req = call.request;
+      const descriptors = (req.descriptors ?? []).map((d) =>
+        (d.entries ?? []).map((e) => ({ key: e.key ?? '', value: e.value ?? '' })),
+      );
+      limiter.decide(req.domain ?? '', descriptors, req.hits_addend || 1).then(
+        (d) =>
+          callback(null, {
+            overall_code: d.overall,
+            statuses: d.statuses.map((s) => ({
+              code: s.code,
+              ...(s.limit
+                ? { current_limit: { requests_per_unit: s.limit.requestsPerUnit, unit: s.limit.unit } }
+                : {}),
+              ...(s.remaining !== undefined ? { limit_remaining: s.remaining } : {}),
+              ...(s.resetMs !== undefined
+                ? {
+                    duration_until_reset: {
+                      seconds: Math.floor(s.resetMs / 1000),
+                      nanos: (s.resetMs % 1000) * 1e6,
+                    },
+                  }
+                : {}),
+            })),
+          }),
+        (error: unknown) => {
+          log.warn({ err: error }, 'rate-limit decision failed');
+          callback({
+            code: grpc.status.UNAVAILABLE,
+            details: `rate-limit counters unavailable: ${(error as Error).message}`,
+          });
+        },
+      );
+    },
+  });
+}
+
+/**
+ * Where proxies reach the rate-limit service: the `--rate-limit-address` setting (`host:port`,
+ * comma-separated), else the xDS addresses of the cluster's replicas (sorted by replica id, so every
+ * replica translates the same cluster; unspecified bind addresses such as `0.0.0.0` are left out).
+ */
+export function rateLimitServiceAddresses(
+  setting: string,
+  replicas: readonly { readonly id: string; readonly xdsAddress: string }[] | undefined,
+): { host: string; port: number }[] {
+  const parse = (a: string): { host: string; port: number } | undefined => {
+    const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(a.trim());
+    if (!m || m[1] === '') return undefined;
+    return { host: m[1] as string, port: Number(m[2]) };
+  };
+  const list =
+    setting.trim() !== ''
+      ? setting.split(',').map(parse)
+      : [...(replicas ?? [])]
+          .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+          .map((r) => parse(r.xdsAddress))
+          .filter((a) => a !== undefined && a.host !== '0.0.0.0' && a.host !== '::');
+  return list.filter((a): a is { host: string; port: number } => a !== undefined);
+}
