@@ -52,10 +52,12 @@ import { DiskSnapshot, describeServing, type LoadedSnapshot } from './disk-snaps
 import { AdminError, ServerConfigError } from './errors.js';
 import { ReplicaFederation } from './federation.js';
 import { StoreHealth } from './health.js';
+import { JwksResolver } from './jwks.js';
 import { Membership, type ReplicaInfo } from './membership.js';
 import { ReplicaMtls } from './mtls.js';
 import { checkListenAddresses, isOff, listenFailure, type ServerOptions, splitAddress } from './options.js';
 import { Encoder, ProxySnapshot } from './proxy-snapshot.js';
+import { addRateLimitService, GlobalRateLimiter, rateLimitServiceAddresses } from './ratelimit-service.js';
 import { Telemetry } from './telemetry.js';
 
 /** meridiand's version, registered with the replica's membership entry. */
@@ -67,6 +69,8 @@ const TRANSLATED_KINDS = new Set([
   'Sidecar',
   'PeerAuthentication',
   'AuthorizationPolicy',
+  'RequestAuthentication',
+  'RateLimit',
 ]);
 const REGISTRY_KINDS = new Set(['ServiceEntry', 'WorkloadEntry']);
 const ALL_TYPES = new Set([
@@ -166,6 +170,9 @@ export class Replica {
   readonly #encoder = new Encoder(new ResourceCache());
   #snapshot: ProxySnapshot | undefined;
   #configSnapshot: ConfigSnapshot | undefined;
+  /** Issue 16: the JWKS of RequestAuthentications (jwks.ts) and the global rate limits' counters. */
+  #jwks: JwksResolver | undefined;
+  #rateLimiter: GlobalRateLimiter | undefined;
   #registrySnapshot: RegistrySnapshot | undefined;
   #draining = false;
   #stopped: Promise<void> | undefined;
@@ -311,6 +318,23 @@ export class Replica {
     this.#config = new ConfigService(this.#store, this.#health, this.#state, {
       log: this.log.child({ part: 'config' }),
     });
+    const jwksChanged = new Set(['RequestAuthentication']);
+    this.#jwks = new JwksResolver({
+      log: this.log.child({ part: 'jwks' }),
+      onChange: () =>
+        this.#changed({
+          revision: this.#state.revision,
+          kinds: jwksChanged,
+          configs: new Set(),
+          workloads: false,
+          resync: false,
+        }),
+    });
+    this.#rateLimiter = new GlobalRateLimiter({
+      store: this.#store,
+      limits: () => this.#configSnapshot?.rateLimits ?? [],
+      log: this.log.child({ part: 'ratelimit' }),
+    });
     if (fromDisk) {
       const served = fromDisk;
       this.#state.startFrom(served);
@@ -351,6 +375,7 @@ export class Replica {
       const server = new grpc.Server(this.xds.grpcServerOptions());
       this.xds.register(server);
       this.#registration.register(server);
+      addRateLimitService(server, this.#rateLimiter!, this.log.child({ part: 'ratelimit' }));
       for (const ext of extra.extensions ?? []) ext(server, this);
       const port = await new Promise<number>((resolve, reject) =>
         server.bindAsync(
@@ -787,7 +812,14 @@ export class Replica {
     if (!configDirty && !registryDirty) return undefined;
     const objects: ConfigObject[] = this.#state.configs();
     let config = this.#configSnapshot;
-    if (configDirty || !config) config = createConfigSnapshot(change.revision, objects);
+    if (configDirty || !config)
+      config = createConfigSnapshot(change.revision, objects, {
+        jwks: this.#jwks?.resolve(objects) ?? new Map(),
+        rateLimitService: rateLimitServiceAddresses(
+          this.options.rateLimitAddress,
+          this.#directory?.replicas(),
+        ),
+      });
     let registry = this.#registrySnapshot;
     if (registryDirty || !registry) {
       this.local.update({
@@ -872,6 +904,7 @@ export class Replica {
     if (path === '/debug/leader') return this.#membership?.status();
     if (path === '/debug/federation') return this.#federation?.status();
     if (path === '/debug/replicas') return Membership.list(this.#store);
+    if (path === '/debug/jwks') return this.#jwks?.status() ?? [];
     if (path === '/debug/replica') {
       return {
         id: this.options.replicaId,
@@ -909,6 +942,7 @@ export class Replica {
   async #stop(): Promise<void> {
     this.#draining = true;
     clearTimeout(this.#caRetry);
+    this.#jwks?.stop();
     const timeout = this.options.drainTimeoutMs;
     // Nothing to drain when start-up failed before reaching the store (a settings error).
     const started = this.#store !== undefined;
