@@ -67,6 +67,8 @@ export interface ConnectionHost {
   identified(conn: Connection): void;
   /** Called once when the stream ends, for whatever reason. */
   closed(conn: Connection): void;
+  /** Queues a push (a change that waited for this stream's writes): pushes run under one cap. */
+  requeue(conn: Connection, change: ChangeEvent): void;
 }
 
 const SERVED_TYPES = new Set<string>(PUSH_ORDER);
@@ -677,7 +679,10 @@ export class Connection implements Pushable {
     const forced = this.#deferredForced;
     this.#deferredChange = undefined;
     this.#deferredForced = new Set();
-    if (change || forced.size > 0) this.#send(change, forced);
+    // Answers to requests go out at once (as istiod answers requests); a deferred push goes back
+    // through the push queue, so it counts against the concurrency cap like any other.
+    if (forced.size > 0) this.#send(undefined, forced);
+    if (change) this.host.requeue(this, change);
   }
 
   /**

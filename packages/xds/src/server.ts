@@ -167,6 +167,9 @@ export class XdsServer {
           'proxy connected',
         );
       },
+      requeue: (conn, change) => {
+        if (!conn.closed) this.#queue.enqueue(conn, change);
+      },
       closed: (conn) => {
         this.#connections.delete(conn);
         this.#queue.remove(conn);
