@@ -399,6 +399,7 @@ async function prepareDemo(paths: StatePaths, plan: MeshPlan): Promise<void> {
       await writeFile(join(dir, `${sa}.token`), token, { mode: 0o600 });
     }
     const bootstrap = join(dir, 'client-grpc-bootstrap.json');
+    if (existsSync(bootstrap)) continue;
     const [node, ...args] = [process.execPath, ...program('agent', 'main')];
     const r = spawnSync(
       node!,
