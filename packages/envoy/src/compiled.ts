@@ -271,8 +271,6 @@ function singularWriter(field: protobuf.Field, rules: FieldRules | undefined): F
   const tag = tagOf(field.id, WIRE[kind]!);
   const convert = converterOf(field);
   const put = putOf(field);
-  // Rules see the converted value; for bytes that is a Buffer, which this path does not model.
-  if (rules && kind === 'bytes') return () => bail();
   if (rules) {
     return (value, w) => {
       const converted = convert(value);
