@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ConfigObject, formatFieldError } from '@meridian/api';
 import {
+  CaAudit,
   createIntermediateCa,
   createRootCa,
   type RootCa,
@@ -295,7 +296,7 @@ beforeAll(async () => {
     trustDomain: 'cluster.local',
     keyType: 'ecdsa-p256',
   });
-  issuer = new WorkloadCertificateIssuer(SigningCa.fromMaterial(material));
+  issuer = new WorkloadCertificateIssuer(SigningCa.fromMaterial(material), { audit: CaAudit.silent() });
   etcd = await startEtcd();
 }, 60_000);
 
