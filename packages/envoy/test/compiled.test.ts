@@ -251,6 +251,13 @@ describe('compiled encoder: proto3 JSON edges, same as the reference encoder', (
       cluster({ typed_extension_protocol_options: { a: any(2), b: any(1) } }),
     );
     expect(Buffer.from(a)).toEqual(Buffer.from(b));
+    // Integer map keys (written as the key type, from the JSON key string).
+    accepted('google.api.expr.v1alpha1.SourceInfo', { positions: { '10': 2, '5': 1, '-3': 4 } });
+    same('google.api.expr.v1alpha1.SourceInfo', { positions: { x: 1 } });
+    same('envoy.extensions.filters.network.dubbo_proxy.v3.MethodMatch', {
+      name: { exact: 'm' },
+      params_match: { '2': { exact_match: 'a' }, '10': { range_match: { start: '1', end: 5 } } },
+    });
     same(TypeUrl.Cluster, cluster({ typed_extension_protocol_options: [] }));
     same(TypeUrl.Cluster, cluster({ typed_extension_protocol_options: { a: 5 } }));
   });
