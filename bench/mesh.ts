@@ -99,7 +99,10 @@ interface RoundResult {
   each: number[];
   pushed: number;
   bytes: number;
+  /** Sidecars that got any response since the change. */
   responded: number;
+  /** Indices of the sidecars that got no new version of the measured types. */
+  notPushed: number[];
 }
 
 /** An edit phase's figures over its rounds. */
@@ -312,6 +315,7 @@ export async function main(args: string[]): Promise<void> {
         );
         etcdFloor!.rec.reset();
         await etcdFloor!.sample(flags.puts);
+        if (res.notPushed.length > 0) log(`${label} round ${r}: ${notPushedBreakdown(res, specs)}`);
         if (r < 1) continue;
         phase.rounds.push(res);
         phase.last.record(res.last);
@@ -621,6 +625,30 @@ function codeState(): string {
   }
 }
 
+/** Which sidecars got no new version: by replica, namespace and zone (for diagnosis). */
+function notPushedBreakdown(
+  res: RoundResult,
+  specs: readonly (ProxySpec & { replicaIndex: number })[],
+): string {
+  const count = (key: (s: ProxySpec & { replicaIndex: number }) => string) => {
+    const m = new Map<string, number>();
+    for (const i of res.notPushed) {
+      const k = key(specs[i]!);
+      m.set(k, (m.get(k) ?? 0) + 1);
+    }
+    return [...m.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 8)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ');
+  };
+  return (
+    `${res.notPushed.length} sidecars got no new version (${res.responded} got some response): ` +
+    `by replica ${count((s) => `r${s.replicaIndex}`)}; by namespace ${count((s) => String(s.node.metadata.NAMESPACE))}; ` +
+    `by zone ${count((s) => s.node.locality.zone ?? '')}; e.g. ${specs[res.notPushed[0]!]!.node.id}`
+  );
+}
+
 /** Proxy k is the workload of WorkloadEntry floor(k * W / N) (spread over every service and
  * namespace), on replica k % 3. */
 function proxySpecs(
@@ -770,7 +798,13 @@ async function measureRound(
       break;
     }
   }
-  const since = await all<{ lasts: number[]; bytes: number; responses: number; anyResponse: number }>({
+  const since = await all<{
+    lasts: number[];
+    bytes: number;
+    responses: number;
+    anyResponse: number;
+    notPushed: number[];
+  }>({
     cmd: 'since',
     types,
   });
@@ -783,6 +817,7 @@ async function measureRound(
     pushed: each.length,
     bytes: since.reduce((a, s) => a + s.bytes, 0),
     responded: since.reduce((a, s) => a + s.anyResponse, 0),
+    notPushed: since.flatMap((s) => s.notPushed),
   };
 }
 

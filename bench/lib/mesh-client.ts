@@ -341,6 +341,7 @@ function handle(m: ClientCommand): unknown {
     case 'since': {
       // Per proxy that got a new version of `types`: its last arrival of them; bytes of every type.
       const lasts: number[] = [];
+      const notPushed: number[] = [];
       let bytes = 0;
       let responses = 0;
       let anyResponse = 0;
@@ -355,8 +356,9 @@ function handle(m: ClientCommand): unknown {
         }
         if (got) anyResponse++;
         if (last) lasts.push(last);
+        else notPushed.push(p.spec.index);
       }
-      return { lasts, bytes, responses, anyResponse };
+      return { lasts, bytes, responses, anyResponse, notPushed };
     }
     case 'capture': {
       const out: string[] = [];
