@@ -52,8 +52,9 @@ interface InternedMap {
  */
 export class Encoder {
   readonly #byObject = new WeakMap<object, EncodedResource>();
-  /** Outbound parts -> their maps per type (alive as long as translate keeps the part). */
-  readonly #outbound = new WeakMap<OutboundResources, Map<ResourceTypeUrl, InternedMap>>();
+  /** Resource lists of outbound parts -> their maps (alive as long as translate keeps the list; an
+   * endpoint change gives a part a new load-assignment list and keeps the others). */
+  readonly #outbound = new WeakMap<readonly NamedResource[], InternedMap>();
   /** Maps by content signature (`type`, then `name\0version` lines). */
   readonly #maps = new Map<string, InternedMap>();
   /** Outbound map + inbound additions -> merged map. */
@@ -74,16 +75,14 @@ export class Encoder {
 
   /** The outbound part's map of one type (encoded and interned on first use). */
   outboundMap(part: OutboundResources, typeUrl: ResourceTypeUrl, field: PartField): InternedMap {
-    let perType = this.#outbound.get(part);
-    if (!perType) {
-      perType = new Map();
-      this.#outbound.set(part, perType);
-    }
-    let m = perType.get(typeUrl);
+    const list = part[field];
+    let m = this.#outbound.get(list);
     if (!m) {
-      const entries = part[field].map((r) => this.encode(typeUrl, r));
-      m = this.#intern(typeUrl, entries);
-      perType.set(typeUrl, m);
+      m = this.#intern(
+        typeUrl,
+        list.map((r) => this.encode(typeUrl, r)),
+      );
+      this.#outbound.set(list, m);
     }
     m.used = this.#generation;
     return m;

@@ -132,13 +132,57 @@ function virtualHost(name: string, domains: string[], routes: EnvoyJson[]): Envo
   return vh;
 }
 
-/** An outbound key's materialized parts, per place (see `materializedFor`). */
+type EndpointsMap = RegistrySnapshot['endpoints'];
+
+/** An outbound key's materialized parts (see `materializedFor`). */
 interface MaterializedOutbound {
   /** Some load assignment depends on the proxy's locality. */
   readonly locality: boolean;
   /** Some load assignment depends on the proxy's labels, network and cluster (failover priority). */
   readonly labels: boolean;
-  readonly byPlace: Map<string, OutboundResources>;
+  /** The cluster references of the outbound set, and their indexes by service hostname. */
+  readonly refs: readonly ClusterRef[];
+  readonly refsByHost: ReadonlyMap<string, readonly number[]>;
+  /** Listeners and clusters: the same for every place. */
+  shared:
+    | {
+        readonly listeners: readonly NamedResource[];
+        readonly clusters: readonly NamedResource[];
+        /** refs index -> position in `clusters`. */
+        readonly positions: readonly number[];
+        readonly builtWith: EndpointsMap;
+      }
+    | undefined;
+  readonly byPlace: Map<string, MaterializedPlace>;
+}
+
+/** Load assignments of one place, and the part handed out last. */
+interface MaterializedPlace {
+  endpoints: readonly NamedResource[];
+  /** refs index -> position in `endpoints` (EDS clusters only). */
+  readonly positions: ReadonlyMap<number, number>;
+  builtWith: EndpointsMap;
+  out: OutboundResources | undefined;
+}
+
+/** Indexes of the refs whose service's endpoint list is not the same object in `after`. */
+function changedRefs(m: MaterializedOutbound, before: EndpointsMap, after: EndpointsMap): number[] {
+  const out: number[] = [];
+  for (const [host, indexes] of m.refsByHost) if (before.get(host) !== after.get(host)) out.push(...indexes);
+  return out;
+}
+
+/** `items` sorted by name, and where each item went. */
+function sortWithPositions(items: readonly NamedResource[]): {
+  sorted: NamedResource[];
+  positions: number[];
+} {
+  const order = items.map((_, i) => i).sort((a, b) => compareStrings(items[a]!.name, items[b]!.name));
+  const positions = new Array<number>(items.length);
+  order.forEach((from, to) => {
+    positions[from] = to;
+  });
+  return { sorted: order.map((i) => items[i]!), positions };
 }
 
 const EMPTY_ENDPOINTS: readonly Endpoint[] = Object.freeze([]);
@@ -240,9 +284,11 @@ export class Translator {
   }
 
   /**
-   * The outbound part with its clusters and load assignments, cached per outbound key and, when a
-   * load assignment depends on where the proxy is (locality load balancing, failover priority), per
-   * locality (and labels, network and cluster for failover priority).
+   * The outbound part with its clusters and load assignments, cached per outbound key (listeners,
+   * routes and clusters) and, for load assignments that depend on where the proxy is (locality load
+   * balancing, failover priority), per place. An endpoint change patches only the clusters and load
+   * assignments of the services whose endpoint lists changed (copy on write); the rest keeps its
+   * objects, so unchanged types keep their arrays and the replica their encoded maps.
    */
   private materializedFor(
     outboundKey: string,
@@ -254,34 +300,85 @@ export class Translator {
   ): OutboundResources {
     let m = this.materialized.get(outboundKey);
     if (!m) {
-      m = { ...localityDependence(outbound.clusters, grpc), byPlace: new Map() };
+      const refsByHost = new Map<string, number[]>();
+      outbound.clusters.forEach((ref, i) => {
+        const list = refsByHost.get(ref.service.hostname);
+        if (list) list.push(i);
+        else refsByHost.set(ref.service.hostname, [i]);
+      });
+      m = {
+        ...localityDependence(outbound.clusters, grpc),
+        refs: outbound.clusters,
+        refsByHost,
+        shared: undefined,
+        byPlace: new Map(),
+      };
       this.materialized.set(outboundKey, m);
     }
+    const current = registry.endpoints;
+    let shared = m.shared;
+    if (!shared) {
+      const built = m.refs.map((ref) => this.clusterFor(ref, proxy, grpc));
+      const fixed = grpc ? [] : buildFixedClusters().map((c) => named(c.name as string, c));
+      const { sorted, positions } = sortWithPositions([...built, ...fixed]);
+      const listeners = [...outbound.listeners];
+      if (!grpc) listeners.push(named('virtualOutbound', virtualOutboundListener(scope.allowAny)));
+      shared = { listeners: listeners.sort(byName), clusters: sorted, positions, builtWith: current };
+      m.shared = shared;
+    } else if (shared.builtWith !== current) {
+      let clusters: NamedResource[] | undefined;
+      for (const i of changedRefs(m, shared.builtWith, current)) {
+        const c = this.clusterFor(m.refs[i]!, proxy, grpc);
+        const at = shared.positions[i]!;
+        if (shared.clusters[at] === c) continue;
+        clusters ??= [...shared.clusters];
+        clusters[at] = c;
+      }
+      shared = { ...shared, clusters: clusters ?? shared.clusters, builtWith: current };
+      m.shared = shared;
+    }
     const l = proxy.locality;
-    const place = `${m.locality ? `${l.region}/${l.zone}/${l.subZone}` : ''}|${
-      m.labels ? `${JSON.stringify(proxy.labels)}|${proxy.network}|${proxy.clusterId}` : ''
+    const place = `${proxy.network}|${m.locality ? `${l.region}/${l.zone}/${l.subZone}` : ''}|${
+      m.labels ? `${JSON.stringify(proxy.labels)}|${proxy.clusterId}` : ''
     }`;
-    let out = m.byPlace.get(place);
-    if (out) return out;
-    const clusters: NamedResource[] = [];
-    const endpoints: NamedResource[] = [];
-    for (const ref of outbound.clusters) {
-      clusters.push(this.clusterFor(ref, proxy, grpc));
-      if (clusterUsesEds(ref, grpc)) endpoints.push(this.loadAssignmentFor(ref, registry, proxy, grpc));
+    let p = m.byPlace.get(place);
+    if (!p) {
+      const eds: number[] = [];
+      const built: NamedResource[] = [];
+      m.refs.forEach((ref, i) => {
+        if (!clusterUsesEds(ref, grpc)) return;
+        eds.push(i);
+        built.push(this.loadAssignmentFor(ref, registry, proxy, grpc));
+      });
+      const { sorted, positions } = sortWithPositions(built);
+      const claPositions = new Map<number, number>(eds.map((refIndex, k) => [refIndex, positions[k]!]));
+      p = { endpoints: sorted, positions: claPositions, builtWith: current, out: undefined };
+      m.byPlace.set(place, p);
+    } else if (p.builtWith !== current) {
+      let endpoints: NamedResource[] | undefined;
+      for (const i of changedRefs(m, p.builtWith, current)) {
+        const at = p.positions.get(i);
+        if (at === undefined) continue;
+        const cla = this.loadAssignmentFor(m.refs[i]!, registry, proxy, grpc);
+        if (p.endpoints[at] === cla) continue;
+        endpoints ??= [...p.endpoints];
+        endpoints[at] = cla;
+      }
+      p.builtWith = current;
+      if (endpoints) {
+        p.endpoints = endpoints;
+        p.out = undefined;
+      }
     }
-    const listeners = [...outbound.listeners];
-    if (!grpc) {
-      for (const c of buildFixedClusters()) clusters.push(named(c.name as string, c));
-      listeners.push(named('virtualOutbound', virtualOutboundListener(scope.allowAny)));
+    if (!p.out || p.out.clusters !== shared.clusters || p.out.listeners !== shared.listeners) {
+      p.out = {
+        listeners: shared.listeners,
+        routes: outbound.routes,
+        clusters: shared.clusters,
+        endpoints: p.endpoints,
+      };
     }
-    out = {
-      listeners: listeners.sort(byName),
-      routes: outbound.routes,
-      clusters: clusters.sort(byName),
-      endpoints: endpoints.sort(byName),
-    };
-    m.byPlace.set(place, out);
-    return out;
+    return p.out;
   }
 
   /**
@@ -350,12 +447,9 @@ export class Translator {
 
   /** Drops cached state that depends on the config or the service list when either changes. */
   private rebase(config: ConfigSnapshot, registry: RegistrySnapshot): void {
-    if (this.currentEndpoints !== registry.endpoints) {
-      // Load assignments (and DNS clusters) read the endpoint lists; inbound ports read addresses.
-      this.currentEndpoints = registry.endpoints;
-      this.materialized.clear();
-      this.inbound.clear();
-    }
+    // Materialized parts follow endpoint changes by patching (materializedFor); the inbound part's
+    // key holds the ports it was built from.
+    this.currentEndpoints = registry.endpoints;
     if (this.config === config && this.services === registry.services) return;
     if (this.services !== registry.services) {
       const live = new Set(registry.services);
@@ -735,7 +829,7 @@ export class Translator {
     const localityKey = localityDependent
       ? `|${l.region}/${l.zone}/${l.subZone}|${lb?.failoverPriority?.length ? `${JSON.stringify(proxy.labels)}|${proxy.network}|${proxy.clusterId}` : ''}`
       : '';
-    const key = `${ref.name}|${grpc ? 'grpc' : 'envoy'}|${drKey(ref.dr)}${localityKey}`;
+    const key = `${ref.name}|${grpc ? 'grpc' : 'envoy'}|${drKey(ref.dr)}|${proxy.network}${localityKey}`;
     const cached = this.loadAssignments.get(key);
     if (cached && cached.service === ref.service && cached.dr === ref.dr && cached.endpoints === endpoints) {
       this.stats.loadAssignmentsReused++;
