@@ -3,14 +3,21 @@
 // are checked to fit together (manifest-fit.ts), meridiand's environment is read by meridiand's own
 // settings table, nats.conf by nats-server, and the webhook's Secret and caBundle by a real TLS
 // handshake with the admission webhook. The committed two-cluster example is checked the same way.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { request } from 'node:https';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer as createHttpsServer, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ALL_KINDS } from '@meridian/api';
+import {
+  CaAudit,
+  createIntermediateCa,
+  createRootCa,
+  SigningCa,
+  WorkloadCertificateIssuer,
+} from '@meridian/ca';
 import { run } from '@meridian/cli';
 import { resolveOptions, reviewAdmission, startAdmissionWebhook, usage } from '@meridian/server';
 import { ValidatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration';
@@ -30,6 +37,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import {
   type K8sObject,
+  LOCALITY_FILE,
   MERIDIAND_PORTS,
   pluralOf,
   WEBHOOK_NAME,
@@ -183,7 +191,8 @@ describe('meridian manifest generate', () => {
     const env: Record<string, string> = {};
     for (const e of container.env as { name: string; value?: string }[]) {
       expect(known, e.name).toContain(e.name);
-      if (e.value !== undefined) env[e.name] = e.value;
+      // MERIDIAN_CONFIG names the file the locality init container writes (tested below).
+      if (e.value !== undefined && e.name !== 'MERIDIAN_CONFIG') env[e.name] = e.value;
     }
     const o = resolveOptions([], env);
     expect([o.meshId, o.clusterId, o.adminTls, o.xdsAddress]).toEqual(['prod', 'east', 'on', 'off']);
@@ -223,6 +232,102 @@ describe('meridian manifest generate', () => {
     ).toEqual(['eu-1a', 'eu-1b', 'eu-1c']);
     expect(container.readinessProbe.httpGet.path).toBe('/readyz');
     expect(container.livenessProbe.httpGet.path).toBe('/healthz');
+  });
+
+  it("the locality init container reads its Node's region and zone from the API into meridiand's settings file", async () => {
+    const dep = find(east.manifests, 'Deployment', 'meridiand');
+    const init = dep.spec.template.spec.initContainers[0];
+    const script = init.command[2] as string;
+    expect(init.command.slice(0, 2)).toEqual(['node', '-e']);
+    const configEnv = (dep.spec.template.spec.containers[0].env as Any[]).find(
+      (e) => e.name === 'MERIDIAN_CONFIG',
+    );
+    expect(configEnv?.value).toBe(LOCALITY_FILE);
+    // A stand-in for the API server: HTTPS, bearer token, GET /api/v1/nodes/<name>.
+    const root = createRootCa({ trustDomain: 'cluster.local', keyType: 'ecdsa-p256' });
+    const ca = createIntermediateCa({
+      root,
+      clusterId: 'k8s',
+      trustDomain: 'cluster.local',
+      keyType: 'ecdsa-p256',
+    });
+    const serving = new WorkloadCertificateIssuer(SigningCa.fromMaterial(ca), {
+      audit: CaAudit.silent(),
+    }).issueServingCertificate(['127.0.0.1'], 600);
+    const tokenDir = join(dir, 'sa');
+    await mkdir(tokenDir, { recursive: true });
+    await writeFile(join(tokenDir, 'ca.crt'), root.certPem);
+    await writeFile(join(tokenDir, 'token'), 'sa-token-1\n');
+    const asked: string[] = [];
+    let labels: Record<string, string> = {
+      'topology.kubernetes.io/region': 'eu-west',
+      'topology.kubernetes.io/zone': 'eu-west-1b',
+    };
+    const api = createHttpsServer(
+      { cert: serving.certChain.slice(0, -1).join(''), key: serving.keyPem },
+      (req, res) => {
+        asked.push(`${req.method} ${req.url} ${req.headers.authorization}`);
+        if (req.headers.authorization !== 'Bearer sa-token-1') {
+          res.writeHead(401).end();
+          return;
+        }
+        res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ kind: 'Node', metadata: { name: 'node-1', labels } }));
+      },
+    );
+    await new Promise<void>((r) => api.listen(0, '127.0.0.1', () => r()));
+    try {
+      const port = (api.address() as { port: number }).port;
+      const file = join(dir, 'locality.yaml');
+      const runInit = () =>
+        new Promise<string>((resolve, reject) =>
+          execFile(
+            process.execPath,
+            ['-e', script],
+            {
+              env: {
+                KUBERNETES_SERVICE_HOST: '127.0.0.1',
+                KUBERNETES_SERVICE_PORT: String(port),
+                NODE_NAME: 'node-1',
+                TOKEN_DIR: tokenDir,
+                LOCALITY_FILE: file,
+              },
+            },
+            (error, stdout) => (error ? reject(error) : resolve(stdout)),
+          ),
+        );
+      expect(await runInit()).toBe('locality: eu-west/eu-west-1b\n');
+      expect(asked).toEqual(['GET /api/v1/nodes/node-1 Bearer sa-token-1']);
+      expect(resolveOptions([], { MERIDIAN_CONFIG: file }).locality).toBe('eu-west/eu-west-1b');
+      // A Node without topology labels: no locality, and meridiand still starts with the file.
+      labels = {};
+      expect(await runInit()).toBe('locality: (none)\n');
+      expect(resolveOptions([], { MERIDIAN_CONFIG: file }).locality).toBe('');
+    } finally {
+      await new Promise<void>((r) => api.close(() => r()));
+    }
+  });
+
+  it('etcd is started with flags the etcd binary knows, one member per pod, all three in the initial cluster', () => {
+    const sts = find(east.manifests, 'StatefulSet', 'meridian-etcd');
+    const c = sts.spec.template.spec.containers[0];
+    expect(c.command).toEqual(['etcd']);
+    const help = execFileSync(process.env.MERIDIAN_ETCD_BIN ?? 'etcd', ['--help'], { encoding: 'utf8' });
+    for (const a of c.args as string[]) expect(help, a).toContain(`${a.split('=')[0]} `);
+    const flag = (name: string) =>
+      (c.args as string[])
+        .find((a) => a.startsWith(`${name}=`))
+        ?.split('=')
+        .slice(1)
+        .join('=');
+    expect(flag('--initial-cluster')?.split(',')).toEqual(
+      [0, 1, 2].map(
+        (i) => `meridian-etcd-${i}=http://meridian-etcd-${i}.meridian-etcd.meridian-system.svc:2380`,
+      ),
+    );
+    expect(flag('--name')).toBe('$(POD_NAME)');
+    expect(c.env).toEqual([{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }]);
   });
 
   it('nats.conf is accepted by nats-server and has the cluster routes and the gateways to every cluster', async () => {
@@ -418,7 +523,7 @@ describe('meridian manifest generate', () => {
     const cm = find(manifests, 'ConfigMap', 'meridian-nats-config').data as Record<string, string>;
     const confDir = join(dir, 'nats-conf');
     await rm(confDir, { recursive: true, force: true });
-    await import('node:fs/promises').then((fs) => fs.mkdir(confDir));
+    await mkdir(confDir);
     for (const [k, v] of Object.entries(cm)) await writeFile(join(confDir, k), v);
     execFileSync(process.env.MERIDIAN_NATS_BIN ?? 'nats-server', ['-c', join(confDir, 'nats.conf'), '-t'], {
       env: { ...process.env, POD_NAME: 'meridian-nats-1' },

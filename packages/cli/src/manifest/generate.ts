@@ -238,6 +238,7 @@ export function generateManifests(
   // --- meridiand -----------------------------------------------------------------------------------
   const labels = selector('meridiand');
   const env: IEnvVar[] = [
+    { name: 'MERIDIAN_CONFIG', value: LOCALITY_FILE },
     { name: 'MERIDIAN_MESH_ID', value: s.meshId },
     { name: 'MERIDIAN_CLUSTER_ID', value: s.cluster },
     { name: 'MERIDIAN_TRUST_DOMAIN', value: s.trustDomain },
@@ -316,7 +317,7 @@ export function generateManifests(
           initContainers: [
             {
               // Reads region and zone of the pod's Node (not offered by the downward API) into
-              // /var/run/meridian/locality, which the main container passes as MERIDIAN_LOCALITY.
+              // meridiand's settings file (MERIDIAN_CONFIG, below the environment in precedence).
               name: 'locality',
               image: s.image,
               command: ['node', '-e', LOCALITY_SCRIPT],
@@ -337,7 +338,7 @@ export function generateManifests(
             {
               name: 'meridiand',
               image: s.image,
-              command: ['sh', '-c', 'MERIDIAN_LOCALITY="$(cat /var/run/meridian/locality)" exec meridiand'],
+              command: ['meridiand'],
               env,
               ports,
               readinessProbe: {
@@ -480,6 +481,8 @@ export function generateManifests(
           securityContext: {
             runAsNonRoot: true,
             runAsUser: 10001,
+            // Secret files are 0400: readable through the fsGroup the kubelet gives read-only volumes.
+            fsGroup: 10001,
             seccompProfile: { type: 'RuntimeDefault' },
           },
           containers: [
@@ -593,20 +596,21 @@ function etcdObjects(
   const labels = selector('etcd');
   const peer = (i: number) =>
     `${NAMES.etcd}-${i}=http://${NAMES.etcd}-${i}.${NAMES.etcd}.${ns}.svc:${ETCD_PORTS.peer}`;
-  const script = [
-    'exec etcd',
-    '--name "$POD_NAME"',
-    '--data-dir /var/lib/etcd',
-    `--listen-client-urls http://0.0.0.0:${ETCD_PORTS.client}`,
-    `--advertise-client-urls "http://$POD_NAME.${NAMES.etcd}.${ns}.svc:${ETCD_PORTS.client}"`,
-    `--listen-peer-urls http://0.0.0.0:${ETCD_PORTS.peer}`,
-    `--initial-advertise-peer-urls "http://$POD_NAME.${NAMES.etcd}.${ns}.svc:${ETCD_PORTS.peer}"`,
-    `--initial-cluster ${[0, 1, 2].map(peer).join(',')}`,
-    `--initial-cluster-token meridian-${s.meshId}-${s.cluster}`,
-    '--initial-cluster-state new',
-    '--listen-metrics-urls http://0.0.0.0:2381',
-    '--auto-compaction-retention 1',
-  ].join(' ');
+  // etcd's images have no shell: the kubelet expands $(POD_NAME) in args.
+  const self = `$(POD_NAME).${NAMES.etcd}.${ns}.svc`;
+  const args = [
+    '--name=$(POD_NAME)',
+    '--data-dir=/var/lib/etcd',
+    `--listen-client-urls=http://0.0.0.0:${ETCD_PORTS.client}`,
+    `--advertise-client-urls=http://${self}:${ETCD_PORTS.client}`,
+    `--listen-peer-urls=http://0.0.0.0:${ETCD_PORTS.peer}`,
+    `--initial-advertise-peer-urls=http://${self}:${ETCD_PORTS.peer}`,
+    `--initial-cluster=${[0, 1, 2].map(peer).join(',')}`,
+    `--initial-cluster-token=meridian-${s.meshId}-${s.cluster}`,
+    '--initial-cluster-state=new',
+    '--listen-metrics-urls=http://0.0.0.0:2381',
+    '--auto-compaction-retention=1',
+  ];
   const ports: IContainerPort[] = [
     { name: 'client', containerPort: ETCD_PORTS.client, protocol: 'TCP' },
     { name: 'peer', containerPort: ETCD_PORTS.peer, protocol: 'TCP' },
@@ -682,7 +686,8 @@ function etcdObjects(
               {
                 name: 'etcd',
                 image: s.etcdImage,
-                command: ['/bin/sh', '-c', script],
+                command: ['etcd'],
+                args,
                 env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
                 ports,
                 readinessProbe: { httpGet: { path: '/readyz', port: 'metrics' }, periodSeconds: 5 },
@@ -817,7 +822,7 @@ function natsObjects(
               {
                 name: 'nats',
                 image: s.natsImage,
-                args: ['--config', '/etc/nats/nats.conf'],
+                command: ['nats-server', '--config', '/etc/nats/nats.conf'],
                 env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
                 ports,
                 readinessProbe: {
@@ -857,19 +862,22 @@ function natsObjects(
   ];
 }
 
+/** Where the locality init container writes `{"locality": "region/zone"}` for meridiand. */
+export const LOCALITY_FILE = '/var/run/meridian/locality.yaml';
+
 /**
  * The locality init container's program (run with the image's node): GET the pod's Node with a
  * short-lived projected token, write `region/zone` (or what of it is labelled) for meridiand.
  */
 export const LOCALITY_SCRIPT = [
-  "const fs=require('fs'),https=require('https');",
-  "const dir='/var/run/secrets/kubernetes.io/serviceaccount';",
-  "const out=(l)=>{fs.writeFileSync('/var/run/meridian/locality',l);console.log('locality: '+(l||'(none)'));};",
-  'https.get({host:process.env.KUBERNETES_SERVICE_HOST,port:process.env.KUBERNETES_SERVICE_PORT,',
-  "path:'/api/v1/nodes/'+encodeURIComponent(process.env.NODE_NAME),ca:fs.readFileSync(dir+'/ca.crt'),",
+  "const fs=require('fs'),https=require('https'),e=process.env;",
+  "const dir=e.TOKEN_DIR||'/var/run/secrets/kubernetes.io/serviceaccount';",
+  `const out=(l)=>{fs.writeFileSync(e.LOCALITY_FILE||'${LOCALITY_FILE}',JSON.stringify({locality:l})+'\\n');console.log('locality: '+(l||'(none)'));};`,
+  'https.get({host:e.KUBERNETES_SERVICE_HOST,port:e.KUBERNETES_SERVICE_PORT,',
+  "path:'/api/v1/nodes/'+encodeURIComponent(e.NODE_NAME),ca:fs.readFileSync(dir+'/ca.crt'),",
   "headers:{authorization:'Bearer '+fs.readFileSync(dir+'/token','utf8').trim()}},(res)=>{let b='';",
   "res.on('data',(c)=>b+=c);res.on('end',()=>{if(res.statusCode!==200){console.error('node lookup: HTTP '+res.statusCode);out('');return;}",
   "const l=JSON.parse(b).metadata.labels||{},r=l['topology.kubernetes.io/region'],z=l['topology.kubernetes.io/zone'];",
   "out(r?(z?r+'/'+z:r):'');});})",
-  ".on('error',(e)=>{console.error('node lookup: '+e.message);out('');});",
+  ".on('error',(err)=>{console.error('node lookup: '+err.message);out('');});",
 ].join('');
