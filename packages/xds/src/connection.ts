@@ -117,7 +117,7 @@ interface SotwEntry {
   readonly body: Buffer;
   shared: SharedResponse | undefined;
 }
-const sotwBodies = new WeakMap<ResourceMap, Map<string, SotwEntry>>();
+const sotwBodies = new WeakMap<readonly EncodedResource[], SotwEntry>();
 /** Delta responses shared by streams that get the same diff from the same snapshot map. */
 const deltaShared = new WeakMap<ResourceMap, Map<string, SharedResponse>>();
 
@@ -515,17 +515,12 @@ export class Connection implements Pushable {
     const w = this.watches.get(type) as SotwWatch;
     let entry: SotwEntry | undefined;
     if (available) {
-      let perMap = sotwBodies.get(available);
-      if (!perMap) {
-        perMap = new Map();
-        sotwBodies.set(available, perMap);
-      }
-      // The type is part of the key (the bytes carry it), so entries are never shared across types.
-      const key = w.wildcard ? type : `${type}\n${resources.map((r) => r.name).join('\n')}`;
-      entry = perMap.get(key);
+      // `resources` is sotwTarget's list, shared by streams with the same map and subscription;
+      // the list belongs to one map of one type, so an entry never crosses types.
+      entry = sotwBodies.get(resources);
       if (!entry) {
         entry = sotwBody(resources);
-        perMap.set(key, entry);
+        sotwBodies.set(resources, entry);
       }
     } else {
       entry = sotwBody(resources);

@@ -115,6 +115,8 @@ export interface SotwRequestFields {
 export interface SotwWatch extends WatchState {
   /** The resources of the last response sent (SotW responses carry the full subscribed set). */
   readonly sent: ReadonlyMap<string, EncodedResource>;
+  /** The list that response carried (so an unchanged target is recognised by identity). */
+  readonly sentList?: readonly EncodedResource[];
 }
 
 /**
@@ -145,7 +147,7 @@ export function applySotwRequest(
   const requested = new Set(explicit);
   const sameNames = sameSet(requested, base.names);
   // The same set keeps its identity, so the push path can tell "nothing changed" by identity.
-  const names = sameNames ? base.names : requested;
+  const names = sameNames ? base.names : internNames(requested);
   const subscriptionChanged = wildcard !== base.wildcard || !sameNames;
   const subscribed: SotwWatch = { ...base, wildcard, names, namedEver };
 
@@ -201,17 +203,46 @@ export function sotwTarget(watch: WatchState, available: ResourceMap | undefined
     }
     return sorted;
   }
-  const out: EncodedResource[] = [];
-  for (const name of watch.names) {
-    const r = available.get(name);
-    if (r) out.push(r);
+  // Streams with the same subscription share the names set (internNames) and so this list.
+  let byNames = namedTargets.get(available);
+  if (!byNames) {
+    byNames = new WeakMap();
+    namedTargets.set(available, byNames);
   }
-  return out.sort(byName);
+  let out = byNames.get(watch.names);
+  if (!out) {
+    out = [];
+    for (const name of watch.names) {
+      const r = available.get(name);
+      if (r) out.push(r);
+    }
+    out.sort(byName);
+    byNames.set(watch.names, out);
+  }
+  return out;
+}
+
+/** Named SotW targets per map and subscription (both immutable; see sotwTarget). */
+const namedTargets = new WeakMap<ResourceMap, WeakMap<ReadonlySet<string>, EncodedResource[]>>();
+
+/** Subscribed-name sets by content, so streams that subscribe to the same names share one set. */
+const internedNames = new Map<string, ReadonlySet<string>>();
+const MAX_INTERNED_NAME_SETS = 4096;
+
+/** The shared set equal to `names` (O(n log n), paid only when a subscription changes). */
+function internNames(names: Set<string>): ReadonlySet<string> {
+  if (names.size === 0) return names;
+  const key = [...names].sort().join('\n');
+  const found = internedNames.get(key);
+  if (found) return found;
+  if (internedNames.size >= MAX_INTERNED_NAME_SETS) internedNames.clear();
+  internedNames.set(key, names);
+  return names;
 }
 
 /** True when `target` differs from what the watch last sent (names or versions). */
 export function sotwChanged(watch: SotwWatch, target: readonly EncodedResource[]): boolean {
-  if (target === sortedMaps.get(watch.sent)) return false;
+  if (target === watch.sentList || target === sortedMaps.get(watch.sent)) return false;
   if (target.length !== watch.sent.size) return true;
   for (const r of target) if (watch.sent.get(r.name)?.version !== r.version) return true;
   return false;
@@ -232,7 +263,7 @@ export function sotwSent(
   from?: ResourceMap,
 ): SotwWatch {
   const map = from && from.size === sent.length ? from : new Map(sent.map((r) => [r.name, r]));
-  return { ...watch, nonceSent: nonce, sent: map };
+  return { ...watch, nonceSent: nonce, sent: map, sentList: sent };
 }
 
 /** The fields of a DeltaDiscoveryRequest these rules read. */
