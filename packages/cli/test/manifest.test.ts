@@ -599,7 +599,10 @@ describe('deploy/kubernetes: the committed two-cluster example', () => {
               }
             : o,
         );
-      expect(withoutCaBundle(committed.manifests)).toEqual(withoutCaBundle(fresh.manifests));
+      expect(
+        withoutCaBundle(committed.manifests),
+        'deploy/kubernetes is stale: regenerate it with deploy/kubernetes/generate.sh <a throwaway root> (then delete the secrets.yaml files)',
+      ).toEqual(withoutCaBundle(fresh.manifests));
       expect(fitProblems([...committed.manifests, ...fresh.secrets])).toEqual([]);
     });
   }
