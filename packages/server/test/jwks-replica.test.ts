@@ -30,7 +30,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => jwksServer.listen(0, '127.0.0.1', () => r()));
   jwksPort = (jwksServer.address() as AddressInfo).port;
-  etcd = await startEtcd({ size: 1 });
+  etcd = await startEtcd();
   replica = await Replica.start(
     resolveOptions(
       [

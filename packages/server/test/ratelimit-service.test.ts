@@ -5,7 +5,7 @@
 // refused naming each field and write nothing.
 import * as grpc from '@grpc/grpc-js';
 import { EtcdStore, Keyspace } from '@meridian/store';
-import { type EtcdCluster, startEtcd } from '@meridian/testkit';
+import { type EtcdCluster, startEtcdCluster } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Replica, resolveOptions } from '../src/index.js';
@@ -86,7 +86,7 @@ async function counterValue(limit: string): Promise<number> {
 }
 
 beforeAll(async () => {
-  etcd = await startEtcd();
+  etcd = await startEtcdCluster({ size: 3, fastElection: true });
   for (const id of ['rls-a', 'rls-b', 'rls-c'])
     replicas.push(
       await Replica.start(
