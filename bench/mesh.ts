@@ -832,9 +832,10 @@ async function waitFloorStreams(server: IpcChild, n: number): Promise<void> {
   }
 }
 
-/** The fan-out floor: the response bytes sidecar 0 (of client 0) last received of `types` (only the
- * types it got a new version of since the mark, when `changedOnly`), written by the bare server to
- * every floor stream; ms from the first write to the last stream's receipt of all of them. */
+/** The fan-out floor: the response bytes a sidecar of client 0 last received of `types` (when
+ * `changedOnly`: one of its first 16 that got a new version since the mark, those types only),
+ * written by the bare server to every floor stream; ms from the first write to the last stream's
+ * receipt of all of them. */
 async function floorFanout(
   workers: readonly IpcChild[],
   server: IpcChild,

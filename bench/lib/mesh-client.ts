@@ -88,7 +88,7 @@ class Sidecar {
   /** Per type, what arrived since the last mark. */
   since = new Map<string, Since>();
   versionsAtMark = new Map<string, string>();
-  /** Local proxy 0 keeps its last raw response of each type (the floor writes the same bytes). */
+  /** The first few local sidecars keep their last raw response of each type (for the floor). */
   last: Map<string, Buffer> | undefined;
   /** Churn tracking: host -> flat [maxWeight, at, maxWeight, at, ...] in arrival order. */
   deliveries: Map<string, number[]> | undefined;
@@ -279,7 +279,8 @@ function handle(m: ClientCommand): unknown {
     case 'init':
       streamsPerConnection = m.streamsPerConnection;
       for (const spec of m.proxies) proxies.push(new Sidecar(spec));
-      if (proxies[0]) proxies[0].last = new Map();
+      // A few sidecars keep their last raw responses (the floor writes the same bytes).
+      for (const p of proxies.slice(0, 16)) p.last = new Map();
       return { ok: true };
     case 'connect': {
       const byAddress = new Map<string, Sidecar[]>();
@@ -361,10 +362,15 @@ function handle(m: ClientCommand): unknown {
       return { lasts, bytes, responses, anyResponse, notPushed };
     }
     case 'capture': {
+      // From the first keeping sidecar that got a new version of one of `types` (when
+      // `changedOnly`): its last response of each type it got a new version of.
+      const from = m.changedOnly
+        ? proxies.find((p) => p.last && m.types.some((t) => p.since.get(t)?.changed))
+        : proxies[0];
       const out: string[] = [];
       for (const t of m.types) {
-        if (m.changedOnly && !proxies[0]?.since.get(t)?.changed) continue;
-        const b = proxies[0]?.last?.get(t);
+        if (m.changedOnly && !from?.since.get(t)?.changed) continue;
+        const b = from?.last?.get(t);
         if (b) out.push(b.toString('base64'));
       }
       return { buffers: out };
