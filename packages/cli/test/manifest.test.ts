@@ -533,6 +533,57 @@ describe('meridian manifest generate', () => {
     expect(env.find((e) => e.name === 'MERIDIAN_NATS_CREDS')?.value).toBe('/etc/meridian/nats/east.nk');
   });
 
+  it('with --ca-dir and --kek-file, uses the cluster CA and key-encryption key as they are', async () => {
+    const caDir = join(dir, 'ca-west');
+    expect(
+      await meridian(
+        'ca',
+        'intermediate',
+        '--root-dir',
+        join(dir, 'root'),
+        '--cluster',
+        'west',
+        '--out',
+        caDir,
+        '--key-type',
+        'ecdsa-p256',
+      ),
+    ).toBe(0);
+    expect(await meridian('ca', 'kek', '--out', join(dir, 'west.kek'))).toBe(0);
+    const d = join(dir, 'west-ca-dir');
+    expect(
+      await meridian(
+        'manifest',
+        'generate',
+        '--cluster',
+        'west',
+        '--ca-dir',
+        caDir,
+        '--kek-file',
+        join(dir, 'west.kek'),
+        '-o',
+        d,
+      ),
+    ).toBe(0);
+    const { manifests, secrets } = await readDir(d);
+    for (const f of ['ca-cert.pem', 'ca-key.pem', 'root-cert.pem', 'cert-chain.pem'])
+      expect(secretData(secrets, 'meridian-cacerts', f), f).toBe(await readFile(join(caDir, f), 'utf8'));
+    expect(secretData(secrets, 'meridian-ca-kek', 'kek').trim()).toBe(
+      (await readFile(join(dir, 'west.kek'), 'utf8')).trim(),
+    );
+    // The webhook certificate chains to the root through this intermediate.
+    const leaf = new X509Certificate(secretData(secrets, 'meridian-webhook-tls', 'tls.crt'));
+    expect(leaf.verify(new X509Certificate(await readFile(join(caDir, 'ca-cert.pem'))).publicKey)).toBe(true);
+    expect(leaf.checkHost('meridiand-webhook.meridian-system.svc')).toBe(
+      'meridiand-webhook.meridian-system.svc',
+    );
+    expect(fitProblems([...manifests, ...secrets])).toEqual([]);
+    // A CA directory of another cluster is refused, naming it.
+    err.length = 0;
+    expect(await meridian('manifest', 'generate', '--cluster', 'east', '--ca-dir', caDir)).toBe(2);
+    expect(err).toEqual([`error: --ca-dir ${caDir}: holds the CA of cluster "west", not "east"`]);
+  });
+
   it('refuses bad flags with one line naming the flag (exit 2)', async () => {
     const root = ['--root-dir', join(dir, 'root')];
     const cases: [string[], RegExp][] = [

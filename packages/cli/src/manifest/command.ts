@@ -130,9 +130,13 @@ async function material(o: GenerateFlags, trustDomainFlag: string | undefined) {
   let ca: ClusterCaMaterial;
   if (o.caDir) {
     const ids = await readFile(join(o.caDir, 'meridian.json'), 'utf8').then(
-      (t) => JSON.parse(t) as { trustDomain?: string },
-      () => ({}) as { trustDomain?: string },
+      (t) => JSON.parse(t) as { clusterId?: string; trustDomain?: string },
+      () => ({}) as { clusterId?: string; trustDomain?: string },
     );
+    if (ids.clusterId !== undefined && ids.clusterId !== o.cluster)
+      throw new UsageError(
+        `--ca-dir ${o.caDir}: holds the CA of cluster "${ids.clusterId}", not "${o.cluster}"`,
+      );
     const trustDomain = trustDomainFlag ?? ids.trustDomain;
     if (!trustDomain) throw new Error(`--ca-dir ${o.caDir}: no meridian.json; give --trust-domain`);
     ca = await readPluginCa(o.caDir, { clusterId: o.cluster, trustDomain });
@@ -206,17 +210,18 @@ export function registerManifestCommands(program: Command, ctx: CliContext): voi
     .option('--namespace <ns>', 'namespace of the control plane', 'meridian-system')
     .option('--trust-domain <domain>', "trust domain (default: the root's)")
     .option('--replicas <n>', 'meridiand replicas', positiveInt('--replicas'), 3)
-    .option(
-      '--zones <a,b,c>',
-      'zones the replicas are confined to and spread over (default: any, spread)',
-      parseList,
-      [],
+    .addOption(
+      new Option('--zones <a,b,c>', 'zones the replicas are confined to and spread over')
+        .argParser(parseList)
+        .default([], 'any zone, spread'),
     )
-    .option(
-      '--peer <cluster=url>',
-      "another cluster's NATS gateway (nats://host:7222); repeat per cluster",
-      collectPeer,
-      [],
+    .addOption(
+      new Option(
+        '--peer <cluster=url>',
+        "another cluster's NATS gateway (nats://host:7222); repeat per cluster",
+      )
+        .argParser(collectPeer)
+        .default([], 'none'),
     )
     .addOption(
       new Option(
@@ -227,7 +232,7 @@ export function registerManifestCommands(program: Command, ctx: CliContext): voi
         .conflicts('etcdStatefulset'),
     )
     .option('--etcd-statefulset', 'generate a 3-member etcd StatefulSet (the default)')
-    .option('--image <ref>', 'meridian image (node 20, sh, meridiand and meridian on PATH)', 'meridian:0.1.0')
+    .option('--image <ref>', 'meridian image (node 20, meridiand and meridian on PATH)', 'meridian:0.1.0')
     .option('--etcd-image <ref>', 'etcd image', 'quay.io/coreos/etcd:v3.5.17')
     .option('--nats-image <ref>', 'NATS server image', 'nats:2.10-alpine')
     .option('--etcd-storage <size>', 'volume size per etcd member', '10Gi')
