@@ -2,7 +2,7 @@
 // output and error shapes. Server and token: see admin-client.ts.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
-import type { AnalysisMessage } from '@meridian/api';
+import { ALL_KINDS, type AnalysisMessage } from '@meridian/api';
 import { type Command, Option } from 'commander';
 import { parseAllDocuments, stringify } from 'yaml';
 import { adminCall, resolveTarget, type TargetFlags, withTargetOptions } from '../admin-client.js';
@@ -24,9 +24,7 @@ interface ConfigObjectJson {
 
 /** The API group of a kind. */
 function groupOf(kind: string): string {
-  return kind === 'PeerAuthentication' || kind === 'AuthorizationPolicy'
-    ? 'security.istio.io'
-    : 'networking.istio.io';
+  return ALL_KINDS.find((k) => k.kind === kind)?.group ?? 'networking.istio.io';
 }
 
 /** kubectl's `virtualservice.networking.istio.io/reviews`. */
