@@ -394,7 +394,7 @@ export function rateLimitServiceAddresses(
     return { host: m[1] as string, port: Number(m[2]) };
   };
   const list =
-    setting.trim() !== ''
+    (setting ?? '').trim() !== ''
       ? setting.split(',').map(parse)
       : [...(replicas ?? [])]
           .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
