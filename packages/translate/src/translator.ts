@@ -147,6 +147,9 @@ interface MaterializedOutbound {
   shared:
     | {
         readonly listeners: readonly NamedResource[];
+        /** The outbound set's listeners and the scope's allowAny they were built from. */
+        readonly listenersFrom: readonly NamedResource[];
+        readonly allowAny: boolean;
         readonly clusters: readonly NamedResource[];
         /** refs index -> position in `clusters`. */
         readonly positions: readonly number[];
@@ -163,6 +166,25 @@ interface MaterializedPlace {
   readonly positions: ReadonlyMap<number, number>;
   builtWith: EndpointsMap;
   out: OutboundResources | undefined;
+}
+
+/** Whether two cluster reference lists name the same clusters built from the same objects. */
+function sameRefs(a: readonly ClusterRef[], b: readonly ClusterRef[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (
+      x.name !== y.name ||
+      x.service !== y.service ||
+      x.port !== y.port ||
+      x.subset !== y.subset ||
+      x.dr !== y.dr
+    )
+      return false;
+  }
+  return true;
 }
 
 /** Indexes of the refs whose service's endpoint list is not the same object in `after`. */
@@ -237,7 +259,10 @@ export class Translator {
   /** Routes per (proxy namespace, domain, service port), see routesFor; kept across config changes. */
   private readonly routeCache = new Map<string, RouteEntry>();
   /** Materialized outbound parts per outbound key (cleared with `outbound` and on endpoint changes). */
-  private readonly materialized = new Map<string, MaterializedOutbound>();
+  private materialized = new Map<string, MaterializedOutbound>();
+  /** The previous config's materialized parts: adopted when an outbound key's cluster references
+   * are the same (a VirtualService edit changes routes, not clusters or load assignments). */
+  private previousMaterialized = new Map<string, MaterializedOutbound>();
   /** Inbound parts per inbound key (cleared with `outbound` and on endpoint changes). */
   private readonly inbound = new Map<string, InboundResources>();
   private readonly clusters = new Map<string, ClusterEntry>();
@@ -300,6 +325,13 @@ export class Translator {
   ): OutboundResources {
     let m = this.materialized.get(outboundKey);
     if (!m) {
+      const previous = this.previousMaterialized.get(outboundKey);
+      if (previous && sameRefs(previous.refs, outbound.clusters)) {
+        m = previous;
+        this.materialized.set(outboundKey, m);
+      }
+    }
+    if (!m) {
       const refsByHost = new Map<string, number[]>();
       outbound.clusters.forEach((ref, i) => {
         const list = refsByHost.get(ref.service.hostname);
@@ -321,11 +353,20 @@ export class Translator {
       const built = m.refs.map((ref) => this.clusterFor(ref, proxy, grpc));
       const fixed = grpc ? [] : buildFixedClusters().map((c) => named(c.name as string, c));
       const { sorted, positions } = sortWithPositions([...built, ...fixed]);
-      const listeners = [...outbound.listeners];
-      if (!grpc) listeners.push(named('virtualOutbound', virtualOutboundListener(scope.allowAny)));
-      shared = { listeners: listeners.sort(byName), clusters: sorted, positions, builtWith: current };
+      shared = {
+        ...this.outboundListeners(outbound, scope, grpc),
+        clusters: sorted,
+        positions,
+        builtWith: current,
+      };
       m.shared = shared;
-    } else if (shared.builtWith !== current) {
+    }
+    if (shared.listenersFrom !== outbound.listeners || shared.allowAny !== scope.allowAny) {
+      // Adopted from the previous config: the clusters hold, the listeners are this config's.
+      shared = { ...shared, ...this.outboundListeners(outbound, scope, grpc) };
+      m.shared = shared;
+    }
+    if (shared.builtWith !== current) {
       let clusters: NamedResource[] | undefined;
       for (const i of changedRefs(m, shared.builtWith, current)) {
         const c = this.clusterFor(m.refs[i]!, proxy, grpc);
@@ -379,6 +420,16 @@ export class Translator {
       };
     }
     return p.out;
+  }
+
+  private outboundListeners(
+    outbound: OutboundSet,
+    scope: ProxyScope,
+    grpc: boolean,
+  ): { listeners: readonly NamedResource[]; listenersFrom: readonly NamedResource[]; allowAny: boolean } {
+    const listeners = [...outbound.listeners];
+    if (!grpc) listeners.push(named('virtualOutbound', virtualOutboundListener(scope.allowAny)));
+    return { listeners: listeners.sort(byName), listenersFrom: outbound.listeners, allowAny: scope.allowAny };
   }
 
   /**
@@ -462,7 +513,8 @@ export class Translator {
     this.services = registry.services;
     this.scopes.clear();
     this.outbound.clear();
-    this.materialized.clear();
+    this.previousMaterialized = this.materialized;
+    this.materialized = new Map();
     this.inbound.clear();
     this.usesSourceLabels = config.virtualServices.some((vs) =>
       (vs.spec.http ?? []).some((h) => (h.match ?? []).some((m) => m.sourceLabels !== undefined)),
