@@ -109,6 +109,25 @@ export function fitProblems(objects: readonly K8sObject[]): string[] {
       problems.push(`${id(pdb)}: allows every pod of ${id(selected[0]!.obj)} down at once`);
   }
 
+  for (const np of of('NetworkPolicy')) {
+    const selected = workloads.filter(
+      (w) => w.obj.kind !== 'Job' && selects(np.spec.podSelector?.matchLabels, w.labels),
+    );
+    if (selected.length !== 1) {
+      problems.push(`${id(np)}: applies to ${selected.length} workloads (expected 1)`);
+      continue;
+    }
+    const ports: Any[] = selected[0]!.pod.containers.flatMap((c: Any) => c.ports ?? []);
+    for (const rule of np.spec.ingress ?? []) {
+      for (const p of rule.ports ?? [])
+        if (!ports.some((c) => c.name === p.port || c.containerPort === p.port))
+          problems.push(`${id(np)}: port ${p.port} is not a port of ${id(selected[0]!.obj)}`);
+      for (const peer of rule.from ?? [])
+        if (peer.podSelector && !workloads.some((w) => selects(peer.podSelector.matchLabels, w.labels)))
+          problems.push(`${id(np)}: a rule admits pods of no generated workload`);
+    }
+  }
+
   for (const b of [...of('ClusterRoleBinding'), ...of('RoleBinding')]) {
     const roles = of(b.roleRef.kind).map((r) => r.metadata.name);
     if (!roles.includes(b.roleRef.name))

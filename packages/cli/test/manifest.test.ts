@@ -24,6 +24,7 @@ import { ValidatingWebhookConfiguration } from 'kubernetes-models/admissionregis
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { Job } from 'kubernetes-models/batch/v1/Job';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
 import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
@@ -82,6 +83,7 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'apps/v1/Deployment': Deployment,
   'apps/v1/StatefulSet': StatefulSet,
   'batch/v1/Job': Job,
+  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
   'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole,
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding,
@@ -143,6 +145,7 @@ describe('meridian manifest generate', () => {
       'ConfigMap',
       'Job',
       'ValidatingWebhookConfiguration',
+      'NetworkPolicy',
     ])
       expect(kinds, k).toContain(k);
     for (const o of [...east.manifests, ...east.secrets]) await validate(o);
@@ -177,10 +180,13 @@ describe('meridian manifest generate', () => {
     pdb.spec.selector.matchLabels['app.kubernetes.io/name'] = 'meridian';
     const dep = broken.find((o) => o.kind === 'Deployment')!;
     dep.spec.template.spec.containers[0].readinessProbe.httpGet.port = 'monitoring';
+    const np = broken.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'meridian-etcd')!;
+    np.spec.ingress[0].ports[0].port = 2390;
     expect(fitProblems(broken as K8sObject[])).toEqual([
       'Deployment/meridiand: container meridiand readinessProbe port monitoring is not a container port',
       'Service/meridiand-admin: port https-admin targets http-admin, not a port of Deployment/meridiand',
       'PodDisruptionBudget/meridiand: selects 0 workloads (expected 1)',
+      'NetworkPolicy/meridian-etcd: port 2390 is not a port of StatefulSet/meridian-etcd',
     ]);
   });
 

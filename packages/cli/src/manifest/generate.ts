@@ -9,6 +9,7 @@ import type { IValidatingWebhookConfiguration } from 'kubernetes-models/admissio
 import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
 import type { IStatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import type { IJob } from 'kubernetes-models/batch/v1/Job';
+import type { INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import type { IPodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import type { IClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
 import type { IClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
@@ -231,9 +232,64 @@ export function generateManifests(
   });
   // --- etcd ----------------------------------------------------------------------------------------
   if (!s.etcdEndpoints) out.push(...etcdObjects(s, meta, selector, restricted));
+  // etcd speaks plain HTTP without users (SECURITY.md): only meridiand, the CA Job and the members
+  // themselves may reach it (kubectl port-forward, used for `meridian auth bootstrap`, is not subject
+  // to network policies).
+  if (!s.etcdEndpoints)
+    add<INetworkPolicy>(out, {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: meta(NAMES.etcd, 'etcd'),
+      spec: {
+        podSelector: { matchLabels: selector('etcd') },
+        policyTypes: ['Ingress'],
+        ingress: [
+          {
+            from: [
+              { podSelector: { matchLabels: selector('meridiand') } },
+              { podSelector: { matchLabels: selector('meridian-ca-install') } },
+              { podSelector: { matchLabels: selector('etcd') } },
+            ],
+            ports: [{ port: 'client', protocol: 'TCP' }],
+          },
+          {
+            from: [{ podSelector: { matchLabels: selector('etcd') } }],
+            ports: [{ port: 'peer', protocol: 'TCP' }],
+          },
+          { ports: [{ port: 'metrics', protocol: 'TCP' }] },
+        ],
+      },
+    });
 
   // --- NATS ----------------------------------------------------------------------------------------
   out.push(...natsObjects(s, meta, selector, restricted));
+  // NATS clients are this cluster's replicas; routes come from its own servers; the gateway port
+  // takes the other clusters' servers (through the load balancer) and monitoring is open.
+  add<INetworkPolicy>(out, {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: meta(NAMES.nats, 'nats'),
+    spec: {
+      podSelector: { matchLabels: selector('nats') },
+      policyTypes: ['Ingress'],
+      ingress: [
+        {
+          from: [{ podSelector: { matchLabels: selector('meridiand') } }],
+          ports: [{ port: 'client', protocol: 'TCP' }],
+        },
+        {
+          from: [{ podSelector: { matchLabels: selector('nats') } }],
+          ports: [{ port: 'cluster', protocol: 'TCP' }],
+        },
+        {
+          ports: [
+            { port: 'gateway', protocol: 'TCP' },
+            { port: 'monitor', protocol: 'TCP' },
+          ],
+        },
+      ],
+    },
+  });
 
   // --- meridiand -----------------------------------------------------------------------------------
   const labels = selector('meridiand');
