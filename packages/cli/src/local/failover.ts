@@ -92,13 +92,14 @@ export async function demoFailover(ctx: CliContext, o: FailoverOptions): Promise
   ctx.out('');
   ctx.out('Requests per second answered, by the cluster that answered:');
   // Each line shows the second that just ended (the client writes its file every half second).
-  const second = async (label: string) => {
-    const end = Math.floor(Date.now() / 1000) * 1000;
-    await sleep(end + 1000 + 600 - Date.now());
+  // Seconds counted from `base` (the kill, the restore); each line is drawn once its second ended.
+  const second = async (label: string, from: number) => {
+    await sleep(from + 1000 + 600 - Date.now());
     const t = await read();
-    ctx.out(chartLine(label, plan, bucket(t.recent, end, end + 1000)));
+    ctx.out(chartLine(label, plan, bucket(t.recent, from, from + 1000)));
   };
-  for (let i = 3; i >= 1; i--) await second(`-${i}s`);
+  const baseline = Date.now() - 3000;
+  for (let i = 0; i < 3; i++) await second(`-${3 - i}s`, baseline + i * 1000);
 
   ctx.out('');
   ctx.out(`Killing the echo backends of ${victim.name} (v1 and v2, pid ${pid}, SIGKILL)...`);
@@ -106,7 +107,7 @@ export async function demoFailover(ctx: CliContext, o: FailoverOptions): Promise
   process.kill(pid, 'SIGKILL');
   let switched: number | undefined;
   for (let s = 1; Date.now() - killedAt < timeout; s++) {
-    await second(`+${s}s`);
+    await second(`+${s}s`, killedAt + (s - 1) * 1000);
     const t = await read();
     // Steady: the last 3 s after the kill without a failure and answered by other clusters only.
     const from = Math.max(killedAt, Date.now() - 3600);
@@ -138,7 +139,7 @@ export async function demoFailover(ctx: CliContext, o: FailoverOptions): Promise
   const restoredAt = Date.now();
   let backAt: number | undefined;
   for (let s = 1; Date.now() - restoredAt < timeout; s++) {
-    await second(`+${s}s`);
+    await second(`+${s}s`, restoredAt + (s - 1) * 1000);
     const r = await read();
     const back = r.recent.find(([at, c]) => at >= restoredAt && c === victim.name);
     const window = r.recent.filter(([at]) => at >= Date.now() - 2600);

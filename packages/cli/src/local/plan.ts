@@ -300,23 +300,29 @@ export function natsConfig(paths: StatePaths, plan: MeshPlan, c: ClusterPlan, i:
         `    { name: ${q(o.name)}, urls: [${o.nats.map((s) => q(`nats://127.0.0.1:${s.gateway}`)).join(', ')}] }`,
     )
     .join('\n');
-  return [
+  const lines = [
     `# NATS server ${i} of cluster ${c.name} (meridian up). Routes join the cluster's servers; the`,
     '# gateway joins it to the other clusters of the mesh.',
     `server_name: ${q(`${c.name}-${i}`)}`,
     `listen: ${q(`127.0.0.1:${n.client}`)}`,
     `http: ${q(`127.0.0.1:${n.monitor}`)}`,
     `jetstream { store_dir: ${q(join(paths.cluster(c.name), `nats-${i}`, 'js'))}, max_memory_store: 64MB, max_file_store: 256MB }`,
-    `cluster { name: ${q(c.name)}, listen: ${q(`127.0.0.1:${n.route}`)}, routes: [${routes}] }`,
-    'gateway {',
-    `  name: ${q(c.name)}`,
-    `  listen: ${q(`127.0.0.1:${n.gateway}`)}`,
-    '  gateways: [',
-    gateways,
-    '  ]',
-    '}',
-    '',
-  ].join('\n');
+  ];
+  // A lone server of a lone cluster runs standalone: with a cluster block, JetStream would wait for
+  // a meta leader among peers that do not exist.
+  if (plan.clusters.length === 1 && c.nats.length === 1) return `${lines.join('\n')}\n`;
+  lines.push(`cluster { name: ${q(c.name)}, listen: ${q(`127.0.0.1:${n.route}`)}, routes: [${routes}] }`);
+  if (plan.clusters.length > 1)
+    lines.push(
+      'gateway {',
+      `  name: ${q(c.name)}`,
+      `  listen: ${q(`127.0.0.1:${n.gateway}`)}`,
+      '  gateways: [',
+      gateways,
+      '  ]',
+      '}',
+    );
+  return `${lines.join('\n')}\n`;
 }
 
 /** Replica `i` of cluster `c`. */

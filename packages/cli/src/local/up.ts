@@ -186,7 +186,7 @@ export async function up(ctx: CliContext, o: UpOptions): Promise<void> {
       );
       note('waiting for the gateways');
       await until('NATS gateways between every pair of clusters', () => gatewaysUp(plan), timeout);
-      return `${r}; gateways linked`;
+      return plan.clusters.length > 1 ? `${r}; gateways linked` : r;
     });
     await progress.step('mesh CA', (note) => ensureCa(paths, plan, note));
     await progress.step('replicas', (note) =>
@@ -270,10 +270,17 @@ export async function up(ctx: CliContext, o: UpOptions): Promise<void> {
     if (error instanceof StartError) {
       const last = tail(error.log);
       if (last) ctx.err(`last lines of ${error.log}:\n${last}`);
-      throw new Error(`${error.message}; log: ${error.log}`);
+      throw new Error(
+        `${error.message}; log: ${error.log} (what started keeps running: meridian down${stateFlag(paths)} stops it)`,
+      );
     }
     if (error instanceof UsageError) throw error;
-    throw new Error(`${(error as Error).message} (logs in ${paths.logs})`, { cause: error });
+    throw new Error(
+      `${(error as Error).message} (logs in ${paths.logs}; meridian down${stateFlag(paths)} stops what started)`,
+      {
+        cause: error,
+      },
+    );
   }
 }
 
