@@ -203,6 +203,9 @@ describe('a failed translation', () => {
       results.map(() => `${status.OK} A`),
     );
     const after = clientStatus()!;
+    // It never reached the failed revision: convergence still says revision 1.
+    expect(after.syncedVersion).toBe('1');
+    expect(xds.convergence()).toEqual({ version: '2', proxies: 1, synced: 0 });
     // Nothing was sent: every type's last nonce is the one from before, and still ACKed.
     for (const [type, t] of Object.entries(after.types)) {
       expect(t.nonceSent, type).toBe(pushesBefore[type]);
@@ -218,6 +221,7 @@ describe('a failed translation', () => {
     await until('calls answered by B', async () =>
       (await client.call(TARGET, { deadlineMs: 2000 })).backend === 'B' ? true : undefined,
     );
+    await until('synced to revision 3', () => (clientStatus()?.syncedVersion === '3' ? true : undefined));
     await until('the error cleared', () =>
       clientStatus() && clientStatus()!.pushError === undefined ? true : undefined,
     );

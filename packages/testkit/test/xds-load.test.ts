@@ -96,6 +96,11 @@ describe.each(['sotw', 'delta'] as const)('load generator, 200 %s proxies', (var
     const status = server.syncStatus();
     expect(status).toHaveLength(200);
     expect(status.filter((s) => s.types.eds?.state !== 'SYNCED')).toEqual([]);
+    // Convergence to the ACK: every proxy holds all of the current snapshot.
+    const version = server.snapshot?.version;
+    await gen.waitFor(() => server.convergence().synced === 200, 10_000);
+    expect(server.convergence()).toEqual({ version, proxies: 200, synced: 200 });
+    expect(server.syncStatus().filter((s) => s.syncedVersion !== version)).toEqual([]);
   });
 
   it('a proxy that stops reading does not hold the others back and is closed as stuck', async () => {

@@ -69,6 +69,9 @@ export interface ConnectionHost {
   closed(conn: Connection): void;
   /** Queues a push (a change that waited for this stream's writes): pushes run under one cap. */
   requeue(conn: Connection, change: ChangeEvent): void;
+  /** The proxy holds (has ACKed) everything the snapshot `version` gives it; `changeAt` is when the
+   * change that produced it happened (performance.now() ms), when known. */
+  synced(conn: Connection, version: string, changeAt: number | undefined): void;
 }
 
 const SERVED_TYPES = new Set<string>(PUSH_ORDER);
@@ -212,6 +215,11 @@ export class Connection implements Pushable {
   #deferredForced = new Set<string>();
   /** The last push that failed to build, until one succeeds. */
   pushFailure: PushFailure | undefined;
+  /** The newest snapshot version whose resources this proxy has ACKed in full, and when. */
+  syncedVersion: string | undefined;
+  syncedAt: number | undefined;
+  /** The snapshot version of the last push that wrote something, until all of it is ACKed. */
+  #awaiting: { version: string; changeAt: number | undefined } | undefined;
   /** Types whose last push failed to build: reconsidered on every later push. */
   readonly #retry = new Set<string>();
   #releaseWaiters: (() => void)[] = [];
@@ -352,6 +360,11 @@ export class Connection implements Pushable {
           metrics.ackTime.record((performance.now() - book.changeAt) / 1000, { type: shortType(type) });
           book.changeAt = undefined;
         }
+        if (this.#awaiting && this.#allAcked()) {
+          const { version, changeAt } = this.#awaiting;
+          this.#awaiting = undefined;
+          this.#markSynced(version, changeAt);
+        }
         break;
       }
       case 'nack':
@@ -490,6 +503,9 @@ export class Connection implements Pushable {
       this.host.metrics.pushTime.record((performance.now() - typeStarted) / 1000, { type: shortType(type) });
     }
     for (const remove of removals.reverse()) remove();
+    // Synced to this snapshot: at once when nothing had to be sent, else once all of it is ACKed.
+    if (this.#writes > writesBefore) this.#awaiting = { version: snapshot.version, changeAt: change?.at };
+    else if (change !== undefined) this.unaffectedBy(snapshot.version, change.at);
     // istiod's pilot_proxy_convergence_time: from the push's first change until all of it was sent.
     if (change && this.#writes > writesBefore)
       this.host.metrics.convergence.record((performance.now() - Math.min(change.at, started)) / 1000);
@@ -709,6 +725,28 @@ export class Connection implements Pushable {
   /** Whether the stream comes through a node agent (`x-meridian-agent` metadata), which moves on a shed. */
   get relayed(): boolean {
     return this.call.metadata.get('x-meridian-agent').length > 0;
+  }
+
+  /** Every watched type's last response ACKed (nothing sent and unanswered, no NACK outstanding). */
+  #allAcked(): boolean {
+    if (this.watches.size === 0) return false;
+    for (const w of this.watches.values()) if (syncState(w) !== 'SYNCED') return false;
+    return true;
+  }
+
+  #markSynced(version: string, changeAt: number | undefined): void {
+    this.syncedVersion = version;
+    this.syncedAt = Date.now();
+    this.host.synced(this, version, changeAt);
+  }
+
+  /**
+   * A new snapshot that does not change what this stream holds (the server did not push it): the
+   * proxy is synced to it as soon as it is synced at all.
+   */
+  unaffectedBy(version: string, changeAt: number): void {
+    if (this.#awaiting) this.#awaiting = { ...this.#awaiting, version };
+    else if (this.#allAcked()) this.#markSynced(version, changeAt);
   }
 
   /** Whether every type this stream watches has its last response ACKed (nothing in flight). */

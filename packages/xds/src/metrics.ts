@@ -237,6 +237,23 @@ export class XdsMetrics {
    * meridian_xds_push_ack_time{type}: seconds from a change to the proxy's ACK of the response that
    * carried it (what istiod does not measure; pilot_proxy_convergence_time stops at send).
    */
+  /** meridian_config_convergence_time: change -> the proxy has ACKed all of the config it produced. */
+  readonly convergedTime = this.#meter.createHistogram('meridian_config_convergence_time', {
+    description:
+      'Delay in seconds between a config change and a proxy holding (having ACKed) every resource it produced.',
+    advice: { explicitBucketBoundaries: [...ISTIOD_BUCKETS.pilot_proxy_convergence_time] },
+  });
+  /** meridian_config_acked_proxies{revision}: proxies synced to the current snapshot revision. */
+  readonly ackedProxies = this.#meter
+    .createObservableGauge('meridian_config_acked_proxies', {
+      description: 'Connected proxies that have ACKed everything the current config revision gives them.',
+    })
+    .addCallback((result) => {
+      const r = this.ackedSource?.();
+      if (r) result.observe(r.acked, { revision: r.revision });
+    });
+  /** Set by the server: the current revision and how many proxies are synced to it. */
+  ackedSource: (() => { revision: string; acked: number } | undefined) | undefined;
   readonly ackTime = this.#meter.createHistogram('meridian_xds_push_ack_time', {
     description: 'Delay in seconds between config change and the proxy ACKing the response carrying it.',
     advice: { explicitBucketBoundaries: [...ISTIOD_BUCKETS.pilot_proxy_convergence_time] },

@@ -123,6 +123,7 @@ export class XdsServer {
   readonly #limits: StreamLimits;
   readonly #options: XdsServerOptions;
   #snapshot: XdsSnapshot | undefined;
+  readonly #syncedListeners = new Set<(conn: Connection, version: string) => void>();
   #grpc: Server | undefined;
   #draining = false;
   readonly #host: ConnectionHost;
@@ -149,6 +150,10 @@ export class XdsServer {
       },
     );
     this.#debouncer = new Debouncer(options.debounce ?? {}, (change, merged) => this.#fire(change, merged));
+    this.metrics.ackedSource = () => {
+      const c = this.convergence();
+      return c.version === undefined ? undefined : { revision: c.version, acked: c.synced };
+    };
     this.#host = {
       log: this.log,
       metrics: this.metrics,
@@ -167,6 +172,11 @@ export class XdsServer {
           'proxy connected',
         );
       },
+      synced: (conn, version, changeAt) => {
+        if (changeAt !== undefined)
+          this.metrics.convergedTime.record(Math.max(0, performance.now() - changeAt) / 1000);
+        for (const listener of this.#syncedListeners) listener(conn, version);
+      },
       requeue: (conn, change) => {
         if (!conn.closed) this.#queue.enqueue(conn, change);
       },
@@ -176,6 +186,28 @@ export class XdsServer {
         if (conn.ctx) this.metrics.recordClient(istioVersionOf(conn), -1);
       },
     };
+  }
+
+  /**
+   * Calls `listener` each time a proxy has ACKed everything a snapshot version gives it (or was not
+   * affected by it). Returns a function that removes the listener.
+   */
+  onProxySynced(listener: (conn: Connection, version: string) => void): () => void {
+    this.#syncedListeners.add(listener);
+    return () => this.#syncedListeners.delete(listener);
+  }
+
+  /** Identified proxies, and how many of them hold everything the current snapshot gives them. */
+  convergence(): { version: string | undefined; proxies: number; synced: number } {
+    const version = this.#snapshot?.version;
+    let proxies = 0;
+    let synced = 0;
+    for (const c of this.#connections) {
+      if (!c.ctx) continue;
+      proxies++;
+      if (version !== undefined && c.syncedVersion === version) synced++;
+    }
+    return { version, proxies, synced };
   }
 
   /** The current snapshot. */
@@ -234,7 +266,10 @@ export class XdsServer {
           break;
         }
       }
-      if (!affected) continue;
+      if (!affected) {
+        if (this.#snapshot) conn.unaffectedBy(this.#snapshot.version, change.at);
+        continue;
+      }
       this.#queue.enqueue(conn, change);
       queued++;
     }

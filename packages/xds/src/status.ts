@@ -50,6 +50,10 @@ export interface ProxySyncStatus {
    * keeps its last good config); absent once a push succeeds.
    */
   readonly pushError?: { readonly message: string; readonly snapshotVersion: string; readonly ageMs: number };
+  /** The newest snapshot version (config revision) whose resources the proxy has ACKed in full. */
+  readonly syncedVersion?: string;
+  /** Milliseconds since it reached `syncedVersion`. */
+  readonly syncedAgeMs?: number;
 }
 
 /**
@@ -98,6 +102,9 @@ export function connectionStatus(conn: Connection, now = Date.now()): ProxySyncS
     blocked: conn.blocked,
     bufferedBytes: conn.bufferedBytes,
     types,
+    ...(conn.syncedVersion !== undefined
+      ? { syncedVersion: conn.syncedVersion, syncedAgeMs: now - (conn.syncedAt ?? now) }
+      : {}),
     ...(conn.pushFailure
       ? {
           pushError: {
