@@ -77,6 +77,7 @@ const SHORT_NAMES: Record<string, KindName> = {
   we: 'WorkloadEntry',
   pa: 'PeerAuthentication',
   ap: 'AuthorizationPolicy',
+  ra: 'RequestAuthentication',
 };
 
 /**
