@@ -21,9 +21,14 @@
  *   current batch, i.e. at most a tenth of what was left when it claimed. With traffic spread over
  *   replicas until the limit is reached, every claim is used and exactly `requestsPerUnit` requests
  *   are allowed.
- * - **Cost**: one etcd read and one compare-and-swap per claim; with a limit of N per window about
- *   `10 * ln(N)` claims per replica and window instead of N round trips. Concurrent requests for
- *   one counter on one replica wait for the same claim.
+ * - **Cost**: one etcd read and one compare-and-swap per claim. Each claim takes a tenth of what is
+ *   left (batches capped at 1000), so a window of N needs about `N / 1000 + 10 * ln(min(N, 10000))`
+ *   claims across the cluster (N = 300: about 60; N = 1,000,000: about 1,090) instead of N round
+ *   trips. Concurrent requests for one counter on one replica wait for the same claim.
+ * - A request asking more hits than are left uses the window up (hits are 1 unless Envoy's
+ *   `hits_addend` says otherwise).
+ * - Windows follow each replica's clock: replicas whose clocks differ may count the requests near a
+ *   window's edge in different windows (keep clocks synchronised, as etcd leases already need).
  * - Counter keys are bound to a lease that expires one minute after the window ends. The lease is
  *   not kept alive, so the keys expire even if the replica that wrote them dies (a key outliving
  *   its writer must keep its count until the window ends).
