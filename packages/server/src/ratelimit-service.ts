@@ -22,8 +22,8 @@
  *   replicas until the limit is reached, every claim is used and exactly `requestsPerUnit` requests
  *   are allowed.
  * - **Cost**: one etcd read and one compare-and-swap per claim. Each claim takes a tenth of what is
- *   left (batches capped at 1000), so a window of N needs about `N / 1000 + 10 * ln(min(N, 10000))`
- *   claims across the cluster (N = 300: about 60; N = 1,000,000: about 1,090) instead of N round
+ *   left (batches capped at 1000, the last ten one by one), so a window of N needs a few dozen
+ *   claims plus N / 1000 across the cluster (N = 300: about 40; N = 1,000,000: about 1,070), not N round
  *   trips. Concurrent requests for one counter on one replica wait for the same claim.
  * - A request asking more hits than are left uses the window up (hits are 1 unless Envoy's
  *   `hits_addend` says otherwise).
