@@ -114,6 +114,8 @@ interface EditPhase {
   each: LatencyRecorder;
   fanout: LatencyRecorder;
   etcd: LatencyRecorder;
+  /** CPU seconds each replica used over the measured rounds (change to last ACK). */
+  cpu: number[];
 }
 
 const newPhase = (): EditPhase => ({
@@ -123,6 +125,7 @@ const newPhase = (): EditPhase => ({
   each: new LatencyRecorder(),
   fanout: new LatencyRecorder(),
   etcd: new LatencyRecorder(),
+  cpu: [0, 0, 0],
 });
 
 const p99 = (r: LatencyRecorder) => (r.count ? r.percentile(99) : Number.NaN);
@@ -291,6 +294,7 @@ export async function main(args: string[]): Promise<void> {
       phase.status = 'ok';
       for (let r = 1 - warmup; r <= flags.rounds; r++) {
         let res: RoundResult;
+        const cpuBefore = pids.map(cpuSeconds);
         try {
           res = await measure(types, () => change(r));
         } catch (error) {
@@ -317,6 +321,8 @@ export async function main(args: string[]): Promise<void> {
         await etcdFloor!.sample(flags.puts);
         if (res.notPushed.length > 0) log(`${label} round ${r}: ${notPushedBreakdown(res, specs)}`);
         if (r < 1) continue;
+        const cpuAfter = pids.map(cpuSeconds);
+        phase.cpu = phase.cpu.map((c, i) => c + cpuAfter[i]! - cpuBefore[i]!);
         phase.rounds.push(res);
         phase.last.record(res.last);
         for (const x of res.each) phase.each.record(Math.max(0, x));
@@ -448,6 +454,9 @@ export async function main(args: string[]): Promise<void> {
         'p99/floor': Number.isFinite(p99(ph.last) / f.p99) ? (p99(ph.last) / f.p99).toFixed(2) : 'n/a',
         pushed: pushed.length ? `${Math.min(...pushed)}-${Math.max(...pushed)}` : 'n/a',
         'sent/round': bytes.length ? mb(bytes.reduce((a, b) => a + b, 0) / bytes.length) : 'n/a',
+        'replica cpu s/round': ph.rounds.length
+          ? ph.cpu.map((c) => (c / ph.rounds.length).toFixed(1)).join(' ')
+          : 'n/a',
       };
     };
     log(
@@ -565,6 +574,9 @@ export async function main(args: string[]): Promise<void> {
       vs_edit_p99_over_floor: num(vsRatio),
       vs_edit_pushed: sum(phases.vs, (r) => r.pushed),
       vs_edit_bytes: sum(phases.vs, (r) => r.bytes),
+      vs_edit_replica_cpu_s_per_round: phases.vs.cpu.map((c) =>
+        num(c / Math.max(1, phases.vs.rounds.length)),
+      ),
       dr_edit_status: phases.dr.status,
       dr_edit_p50_ms: num(p50(phases.dr.last)),
       dr_edit_p99_ms: num(p99(phases.dr.last)),
@@ -572,6 +584,9 @@ export async function main(args: string[]): Promise<void> {
       dr_edit_p99_over_floor: num(drRatio),
       dr_edit_pushed: sum(phases.dr, (r) => r.pushed),
       dr_edit_bytes: sum(phases.dr, (r) => r.bytes),
+      dr_edit_replica_cpu_s_per_round: phases.dr.cpu.map((c) =>
+        num(c / Math.max(1, phases.dr.rounds.length)),
+      ),
       mesh_wide_status: phases.meshWide.status,
       mesh_wide_p50_ms: num(p50(phases.meshWide.last)),
       mesh_wide_p99_ms: num(meshWideP99),
