@@ -143,8 +143,11 @@ export class ProxySnapshot implements XdsSnapshot {
     private readonly translator: Translator,
     private readonly encoder: Encoder,
     private readonly log: Logger,
+    /** Builds at the same revision before this one (imported services, the CA loaded): the version
+     * is then `<revision>.<n>`, so "synced to this version" always names one content. */
+    rebuild = 0,
   ) {
-    this.version = String(revision);
+    this.version = rebuild > 0 ? `${revision}.${rebuild}` : String(revision);
   }
 
   resources(proxy: ProxyContext, typeUrl: ResourceTypeUrl): ResourceMap | undefined {

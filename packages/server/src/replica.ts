@@ -47,6 +47,7 @@ import { type AdminTlsSource, startAdminServer, startMonitoringServer } from './
 import { startAdmissionWebhook } from './admission.js';
 import { ClusterState, type StateChange } from './cluster-state.js';
 import { CONFIG_PREFIX, ConfigService } from './config-service.js';
+import { ConvergenceTracker, mergeConvergence } from './convergence.js';
 import { ReplicaDirectory } from './discovery.js';
 import { DiskSnapshot, describeServing, type LoadedSnapshot } from './disk-snapshot.js';
 import { AdminError, ServerConfigError } from './errors.js';
@@ -158,6 +159,7 @@ export class Replica {
   #webhook: HttpServer | undefined;
   #auth: AdminAuthority | undefined;
   #directory: ReplicaDirectory | undefined;
+  #convergence: ConvergenceTracker | undefined;
   /** CA runtime, SDS and mTLS translation (issue 6), when the CA is configured. */
   #mtls: ReplicaMtls | undefined;
   /** Why the CA configured with `--ca-address` is not loaded (reported by `/readyz`), if it is not. */
@@ -189,6 +191,8 @@ export class Replica {
   readonly #debouncer: Debouncer;
   #pendingState: StateChange | undefined;
   #pendingSecrets: ChangeEvent | undefined;
+  /** How many push contexts were built at the current snapshot's revision after the first. */
+  #rebuildsAtRevision = 0;
 
   private constructor(
     readonly options: ServerOptions,
@@ -518,6 +522,13 @@ export class Replica {
     });
     const directory = this.#directory;
     if (this.#grpc) addReplicaDiscoveryService(this.#grpc, directory);
+    this.#convergence = await ConvergenceTracker.open(
+      this.#store,
+      this.xds,
+      { replicaId: o.replicaId, clusterId: o.clusterId },
+      this.log.child({ part: 'convergence' }),
+    );
+    if (this.#snapshot) this.#convergence.pushed(this.#snapshot.revision, this.#snapshot.version, Date.now());
 
     // CreateCertificate and mTLS-authenticated xDS (SDS `default`) on the CA's TLS port.
     const serveCa = async (mtls: ReplicaMtls) => {
@@ -798,6 +809,11 @@ export class Replica {
     const snapshot = this.#snapshot;
     if (!snapshot) return;
     this.xds.update(this.#mtls ? this.#mtls.wrap(snapshot) : snapshot, change);
+    this.#convergence?.pushed(
+      snapshot.revision,
+      snapshot.version,
+      change ? Date.now() - Math.max(0, performance.now() - change.at) : Date.now(),
+    );
   }
 
   /**
@@ -834,13 +850,16 @@ export class Replica {
     if (!initial && this.#snapshot && !configChanged && registry === before) return undefined;
     this.#configSnapshot = config;
     this.#registrySnapshot = registry;
+    const rebuild = this.#snapshot?.revision === change.revision ? this.#rebuildsAtRevision + 1 : 0;
+    this.#rebuildsAtRevision = rebuild;
     const snapshot = new ProxySnapshot(
       change.revision,
       config,
       registry,
-      this.#mtls?.translators.translatorFor(objects) ?? this.#translator,
+      this.#mtls?.translator ?? this.#translator,
       this.#encoder,
       this.log,
+      rebuild,
     );
     this.#snapshot = snapshot;
     this.#snapshotsBuilt++;
@@ -904,6 +923,10 @@ export class Replica {
     if (path === '/debug/leader') return this.#membership?.status();
     if (path === '/debug/federation') return this.#federation?.status();
     if (path === '/debug/replicas') return Membership.list(this.#store);
+    if (path === '/debug/convergence')
+      return this.#convergence
+        ? { cluster: this.#convergence.report(), replica: this.#convergence.summary() }
+        : { cluster: mergeConvergence([]) };
     if (path === '/debug/jwks') return this.#jwks?.status() ?? [];
     if (path === '/debug/replica') {
       return {
@@ -971,6 +994,7 @@ export class Replica {
     await this.#store?.close().catch(() => undefined);
     await this.#auth?.close().catch(() => undefined);
     await this.#directory?.close().catch(() => undefined);
+    await this.#convergence?.close().catch(() => undefined);
     for (const http of [this.#admin, this.#monitoring, this.#webhook]) {
       if (!http) continue;
       await new Promise<void>((resolve) => {

@@ -182,6 +182,39 @@ describe('meridiand replicas sharing one etcd', () => {
     );
   }, 120_000);
 
+  it('/debug/convergence on any replica: the newest revision held by the proxies of every replica', async () => {
+    const [a, b, c] = replicas as [ReplicaProcess, ReplicaProcess, ReplicaProcess];
+    const onB = connect(sidecar(3, 'delta'), b);
+    const onC = connect(sidecar(4, 'sotw'), c);
+    await waitUntil('initial responses', () => onB.state.size === 4 && onC.state.size === 4);
+    const file = join(tmp, 'reviews-convergence.yaml');
+    writeFileSync(file, routeTo('6s'));
+    const token = await a.token();
+    const convergence = async () => {
+      const res = await fetch(`${a.admin}/debug/convergence`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(res.status).toBe(200);
+      return (await res.json()) as {
+        cluster: { revision: number; proxies: number; synced: number; p99Ms?: number; summary: string };
+      };
+    };
+    const before = (await convergence()).cluster.revision;
+    expect((await cli(['apply', '-f', file], { MERIDIAN_SERVER: a.admin })).code).toBe(0);
+    // A's view counts B's and C's proxies once every replica published the new revision.
+    let last = '';
+    await waitUntil('A reports every proxy synced to the new revision', async () => {
+      const r = (await convergence()).cluster;
+      last = r.summary;
+      return r.revision > before && r.proxies >= 2 && r.synced === r.proxies && r.p99Ms !== undefined;
+    }).catch((error: Error) => {
+      throw new Error(`${error.message}; last report: ${last}`);
+    });
+    console.log(`convergence: ${last}`);
+    const unauthenticated = await fetch(`${a.admin}/debug/convergence`);
+    expect(unauthenticated.status).toBe(401);
+  }, 120_000);
+
   it('replicas at the same revision give byte-identical resources and versions', async () => {
     const [, b, c] = replicas as [ReplicaProcess, ReplicaProcess, ReplicaProcess];
     const deltaB = connect(sidecar(7, 'delta'), b);

@@ -1,0 +1,236 @@
+/**
+ * Convergence to the ACK, cluster-wide: how long a config revision takes to be *held* by every
+ * proxy (istiod stops its clock when it has sent; Meridian stops it at the proxy's ACK).
+ *
+ * Each replica follows its own proxies (xds' `onProxySynced`: a proxy has ACKed everything the
+ * current push context gives it, or was not affected by the change) and publishes a summary of the
+ * current revision under `convergence/<replica id>` (its own lease, at most once a second): how many
+ * proxies it serves, how many hold the revision, each synced proxy's time from the change, and the
+ * proxies that do not hold it yet. Any replica answers `/debug/convergence` by merging its cluster's
+ * summaries (pure: {@link mergeConvergence}).
+ */
+import { Collection, type Lease, type Mirror, type Store } from '@meridian/store';
+import type { XdsServer } from '@meridian/xds';
+import type { Logger } from 'pino';
+
+/** Keyspace-relative prefix of the replicas' convergence summaries. */
+export const CONVERGENCE_PREFIX = 'convergence/';
+
+/** The most proxies named as behind in a summary and in a report. */
+const MAX_BEHIND = 20;
+
+/** One replica's proxies against its current config revision. */
+export interface ReplicaConvergence {
+  readonly replicaId: string;
+  readonly clusterId: string;
+  /** The etcd revision of the current push context. */
+  readonly revision: number;
+  /** The push context's version (`<revision>` or `<revision>.<n>` for rebuilds at one revision). */
+  readonly version: string;
+  /** When the replica first saw the change (ISO time). */
+  readonly changedAt: string;
+  readonly proxies: number;
+  readonly synced: number;
+  /** Per synced proxy, milliseconds from the change to its sync, ascending. */
+  readonly syncMs: readonly number[];
+  /** Proxies that do not hold the revision yet (at most 20): name, and the version they hold. */
+  readonly behind: readonly { readonly proxy: string; readonly holds: string | undefined }[];
+  /** When the summary was written (ISO time). */
+  readonly at: string;
+}
+
+/** The cluster's view of its newest revision (the answer of `/debug/convergence`). */
+export interface ConvergenceReport {
+  readonly revision: number | undefined;
+  readonly proxies: number;
+  readonly synced: number;
+  /** synced / proxies, 0..1 (1 with no proxy). */
+  readonly fraction: number;
+  /** Milliseconds from the change until 50% / 99% / all proxies held it; absent until reached. */
+  readonly p50Ms?: number;
+  readonly p99Ms?: number;
+  readonly allMs?: number;
+  /** Replicas not yet on that revision (their summaries count toward the previous one). */
+  readonly replicasBehind: readonly { readonly replicaId: string; readonly revision: number }[];
+  readonly behind: readonly { readonly proxy: string; readonly replicaId: string; readonly holds?: string }[];
+  /** One line for a person. */
+  readonly summary: string;
+}
+
+/** Merges replica summaries into the cluster's view of its newest revision. Pure. */
+export function mergeConvergence(entries: readonly ReplicaConvergence[]): ConvergenceReport {
+  if (entries.length === 0)
+    return {
+      revision: undefined,
+      proxies: 0,
+      synced: 0,
+      fraction: 1,
+      replicasBehind: [],
+      behind: [],
+      summary: 'no replica has published convergence yet',
+    };
+  const revision = Math.max(...entries.map((e) => e.revision));
+  const current = entries.filter((e) => e.revision === revision);
+  const replicasBehind = entries
+    .filter((e) => e.revision !== revision)
+    .map((e) => ({ replicaId: e.replicaId, revision: e.revision }));
+  let proxies = 0;
+  let synced = 0;
+  const times: number[] = [];
+  const behind: { proxy: string; replicaId: string; holds?: string }[] = [];
+  for (const e of current) {
+    proxies += e.proxies;
+    synced += e.synced;
+    times.push(...e.syncMs);
+    for (const b of e.behind)
+      if (behind.length < MAX_BEHIND)
+        behind.push({ proxy: b.proxy, replicaId: e.replicaId, ...(b.holds ? { holds: b.holds } : {}) });
+  }
+  // Proxies of replicas still on an older revision have not reached this one either.
+  for (const e of entries) if (e.revision !== revision) proxies += e.proxies;
+  times.sort((a, b) => a - b);
+  const at = (q: number): number | undefined => {
+    const need = Math.max(1, Math.ceil(q * proxies));
+    return times.length >= need ? times[need - 1] : undefined;
+  };
+  const fraction = proxies === 0 ? 1 : synced / proxies;
+  const p50Ms = at(0.5);
+  const p99Ms = at(0.99);
+  const allMs = proxies > 0 && synced >= proxies ? times[times.length - 1] : undefined;
+  const pct = (fraction * 100).toFixed(fraction === 1 ? 0 : 1);
+  const summary =
+    proxies === 0
+      ? `revision ${revision}: no proxies connected`
+      : `revision ${revision} reached ${pct}% of ${proxies} proxies${
+          p99Ms !== undefined ? `; 99% after ${(p99Ms / 1000).toFixed(2)} s` : ''
+        }${synced < proxies ? `; ${proxies - synced} have not` : ''}`;
+  return {
+    revision,
+    proxies,
+    synced,
+    fraction,
+    ...(p50Ms !== undefined ? { p50Ms } : {}),
+    ...(p99Ms !== undefined ? { p99Ms } : {}),
+    ...(allMs !== undefined ? { allMs } : {}),
+    replicasBehind,
+    behind,
+    summary,
+  };
+}
+
+/** Follows this replica's proxies and publishes its summary; reads the cluster's. */
+export class ConvergenceTracker {
+  #revision = 0;
+  #version = '';
+  #changedAt = Date.now();
+  /** Milliseconds from the change to each proxy's sync, for the current version. */
+  #syncMs: number[] = [];
+  #dirty = true;
+  #lease: Lease | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  readonly #off: () => void;
+
+  private constructor(
+    private readonly store: Store,
+    private readonly xds: XdsServer,
+    private readonly replicaId: string,
+    private readonly clusterId: string,
+    private readonly entries: Mirror<ReplicaConvergence>,
+    private readonly log: Logger,
+  ) {
+    this.#off = xds.onProxySynced((_conn, version) => {
+      if (version !== this.#version) return;
+      this.#syncMs.push(Math.max(0, Date.now() - this.#changedAt));
+      this.#dirty = true;
+    });
+  }
+
+  static async open(
+    store: Store,
+    xds: XdsServer,
+    ids: { replicaId: string; clusterId: string },
+    log: Logger,
+  ): Promise<ConvergenceTracker> {
+    const entries = await new Collection<ReplicaConvergence>(store, CONVERGENCE_PREFIX).mirror();
+    const t = new ConvergenceTracker(store, xds, ids.replicaId, ids.clusterId, entries, log);
+    t.#schedule();
+    return t;
+  }
+
+  /** A new push context: `changedAt` is when its change was first seen (wall clock ms). */
+  pushed(revision: number, version: string, changedAt: number): void {
+    if (version === this.#version) return;
+    this.#revision = revision;
+    this.#version = version;
+    this.#changedAt = changedAt;
+    this.#syncMs = [];
+    this.#dirty = true;
+  }
+
+  /** This replica's summary now. */
+  summary(): ReplicaConvergence {
+    const status = this.xds.syncStatus();
+    const behind = status
+      .filter((s) => s.syncedVersion !== this.#version)
+      .slice(0, MAX_BEHIND)
+      .map((s) => ({ proxy: s.name, holds: s.syncedVersion }));
+    const synced = status.length - status.filter((s) => s.syncedVersion !== this.#version).length;
+    return {
+      replicaId: this.replicaId,
+      clusterId: this.clusterId,
+      revision: this.#revision,
+      version: this.#version,
+      changedAt: new Date(this.#changedAt).toISOString(),
+      proxies: status.length,
+      synced,
+      syncMs: [...this.#syncMs].sort((a, b) => a - b).slice(0, synced),
+      behind,
+      at: new Date().toISOString(),
+    };
+  }
+
+  /** The cluster's view: every replica's published summary, this one's current. */
+  report(): ConvergenceReport {
+    const others = this.entries
+      .list()
+      .map((kv) => kv.value)
+      .filter((e) => e.replicaId !== this.replicaId);
+    return mergeConvergence([...others, this.summary()]);
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => void this.#publish().finally(() => this.#schedule()), 1000);
+    this.#timer.unref();
+  }
+
+  #publishedAt = 0;
+
+  async #publish(): Promise<void> {
+    // When something changed, and at least every 10 s (the entry's lease is 15 s).
+    if (this.#version === '' || (!this.#dirty && Date.now() - this.#publishedAt < 10_000)) return;
+    this.#dirty = false;
+    try {
+      this.#lease ??= await this.store.grantLease(15);
+      await this.store.put(
+        `${CONVERGENCE_PREFIX}${this.replicaId}`,
+        new TextEncoder().encode(JSON.stringify(this.summary())),
+        { lease: this.#lease.id },
+      );
+      this.#publishedAt = Date.now();
+    } catch (error) {
+      this.#dirty = true;
+      this.#lease = undefined;
+      this.log.debug({ err: error }, 'could not publish convergence');
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#off();
+    await this.entries.close();
+    await this.#lease?.revoke().catch(() => this.#lease?.release());
+  }
+}
