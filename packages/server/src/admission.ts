@@ -177,13 +177,20 @@ export function reviewAdmission(review: unknown, context: AdmissionContext = {})
   return answer({ allowed: true, ...(warnings.length > 0 ? { warnings } : {}) });
 }
 
-/** analyze's findings about `config` over the current config (as apply reports them). */
+/**
+ * analyze's findings about `config` over the current config (as apply reports them). Warnings never
+ * decide: if the analysis fails, the object is answered without them (as apply does).
+ */
 function findings(config: ConfigObject, context: AdmissionContext): AnalysisMessage[] {
-  const id = configKey(config);
-  const byKey = new Map<string, ConfigObject>();
-  for (const o of context.currentConfig?.() ?? []) byKey.set(configKey(o), o);
-  byKey.set(id, config);
-  return analyzeConfigs([...byKey.values()]).filter((m) => m.object === id);
+  try {
+    const id = configKey(config);
+    const byKey = new Map<string, ConfigObject>();
+    for (const o of context.currentConfig?.() ?? []) byKey.set(configKey(o), o);
+    byKey.set(id, config);
+    return analyzeConfigs([...byKey.values()]).filter((m) => m.object === id);
+  } catch {
+    return [];
+  }
 }
 
 /** Largest AdmissionReview body read (the API server's own request limit is 3 MiB). */
