@@ -328,8 +328,10 @@ export async function main(args: string[]): Promise<void> {
         for (const x of res.each) phase.each.record(Math.max(0, x));
         if (fl) phase.fanout.record(fl.ms);
         phase.etcd.add(etcdFloor!.rec);
+        const ends = await streamEnds(all);
         log(
-          `${label} round ${r}: last ACK ${formatMs(res.last)}, pushed ${res.pushed}/${flags.proxies}, ${mb(res.bytes)} sent; floor: fan-out ${fl ? formatMs(fl.ms) : 'n/a'}, etcd p50 ${formatMs(etcdFloor!.rec.percentile(50))}`,
+          `${ends.ended ? `  (streams ended so far: ${ends.ended} sidecars, ${ends.reconnects} reconnects; e.g. ${ends.firstEnded})\n` : ''}` +
+            `${label} round ${r}: last ACK ${formatMs(res.last)}, pushed ${res.pushed}/${flags.proxies}, ${mb(res.bytes)} sent; floor: fan-out ${fl ? formatMs(fl.ms) : 'n/a'}, etcd p50 ${formatMs(etcdFloor!.rec.percentile(50))}`,
         );
       }
     };
@@ -404,6 +406,7 @@ export async function main(args: string[]): Promise<void> {
     }
 
     const clientCpu = workers.map((w) => cpuSeconds(w.child.pid));
+    const ends = await streamEnds(all);
     // --- the replicas' health
     const alive = replicas.map((r) => r.running);
     const logReport = replicas.map((r) => replicaLogSummary(r));
@@ -485,6 +488,9 @@ export async function main(args: string[]): Promise<void> {
           `  floor: etcd put->watch p99 ${formatMs(p99(churnFloor.etcd))} + EDS fan-out p99 ${formatMs(p99(churnFloor.fanout))}`,
         );
     }
+    log(
+      `sidecar streams ended by the server during the run: ${ends.ended} sidecars (${ends.reconnects} reconnects)${ends.firstEnded ? `, e.g. ${ends.firstEnded}` : ''}`,
+    );
     log(
       `client processes: ${clientCpu.map((c) => c.toFixed(1)).join(', ')} CPU s over the run (they share the 2 cores with the replicas and etcd)`,
     );
@@ -601,6 +607,7 @@ export async function main(args: string[]): Promise<void> {
       churn_replica_cores: churn.status === 'ok' ? churn.cores.map(num) : null,
       churn_floor_p99_ms: churnFloor ? num(p99(churnFloor.etcd) + p99(churnFloor.fanout)) : null,
       replicas_alive: alive.filter(Boolean).length,
+      sidecars_whose_stream_ended: ends.ended,
       load_avg: loads,
     });
   } finally {
@@ -726,11 +733,23 @@ async function waitRevision(
 
 type All = <T>(cmd: Record<string, unknown>, timeoutMs?: number) => Promise<T[]>;
 
+/** How many sidecars' streams ended (the server closed them; they reconnect as Envoy does). */
+async function streamEnds(all: All): Promise<{ ended: number; reconnects: number; firstEnded?: string }> {
+  const st = await all<Status>({ cmd: 'status' });
+  const first = st.find((s) => s.firstEnded)?.firstEnded;
+  return {
+    ended: st.reduce((a, s) => a + s.ended, 0),
+    reconnects: st.reduce((a, s) => a + s.reconnects, 0),
+    ...(first ? { firstEnded: first } : {}),
+  };
+}
+
 interface Status {
   total: number;
   synced: number;
   lastSynced: number;
   ended: number;
+  reconnects: number;
   firstEnded?: string;
   acked: { cds: number; eds: number; lds: number; rds: number };
 }

@@ -98,6 +98,10 @@ class Sidecar {
     this.node = encodeResource('envoy.config.core.v3.Node', spec.node);
   }
 
+  /** Times the stream ended (by the server or a bad response) and was opened again. */
+  reconnects = 0;
+  closing = false;
+
   connect(client: Client): void {
     const call = client.makeBidiStreamRequest<Buffer, Buffer>(ADS, pass, pass);
     this.call = call;
@@ -109,10 +113,26 @@ class Sidecar {
       }
     });
     call.on('status', (s: { code: number; details: string }) => {
+      if (this.call !== call || this.closing) return;
       this.ended = `stream ended: code ${s.code} ${s.details}`;
+      // As Envoy does: open a new stream after a back-off, asking again for what it holds (the
+      // versions it accepted, its names re-subscribed as the responses come).
+      setTimeout(() => {
+        if (this.closing) return;
+        this.reconnects++;
+        this.nodeSent = false;
+        this.ldsRequested = false;
+        for (const st of this.types.values()) {
+          st.nonce = '';
+          st.names = undefined;
+          st.namesKey = '';
+          st.pending = false;
+        }
+        this.connect(client);
+      }, 1000).unref();
     });
     call.on('error', () => {});
-    this.request(CDS, [], '', '');
+    this.request(CDS, [], this.types.get(CDS)!.version, '');
   }
 
   request(typeUrl: string, names: readonly string[], version: string, nonce: string): void {
@@ -189,7 +209,7 @@ class Sidecar {
 
   requestLds(): void {
     this.ldsRequested = true;
-    this.request(LDS, [], '', '');
+    this.request(LDS, [], this.types.get(LDS)!.version, '');
   }
 
   /** Requests `names` of `type` when they differ from what is subscribed (Envoy's behaviour). */
@@ -231,6 +251,7 @@ class Sidecar {
   }
 
   close(): void {
+    this.closing = true;
     const call = this.call;
     this.call = undefined;
     if (call) {
@@ -301,6 +322,7 @@ function handle(m: ClientCommand): unknown {
       let synced = 0;
       let lastSynced = 0;
       let ended = 0;
+      let reconnects = 0;
       let firstEnded: string | undefined;
       const acked = { cds: 0, eds: 0, lds: 0, rds: 0 };
       for (const p of proxies) {
@@ -308,6 +330,7 @@ function handle(m: ClientCommand): unknown {
           synced++;
           lastSynced = Math.max(lastSynced, p.syncedAt);
         }
+        reconnects += p.reconnects;
         if (p.ended) {
           ended++;
           firstEnded ??= `${p.spec.node.id}: ${p.ended}`;
@@ -317,7 +340,7 @@ function handle(m: ClientCommand): unknown {
         if (p.types.get(LDS)!.acks) acked.lds++;
         if (p.types.get(RDS)!.acks) acked.rds++;
       }
-      return { total: proxies.length, synced, lastSynced, ended, firstEnded, acked };
+      return { total: proxies.length, synced, lastSynced, ended, reconnects, firstEnded, acked };
     }
     case 'mark':
       for (const p of proxies) p.mark();
