@@ -60,6 +60,7 @@ import { checkListenAddresses, isOff, listenFailure, type ServerOptions, splitAd
 import { Encoder, ProxySnapshot } from './proxy-snapshot.js';
 import { addRateLimitService, GlobalRateLimiter, rateLimitServiceAddresses } from './ratelimit-service.js';
 import { Telemetry } from './telemetry.js';
+import { PushTrace, type PushTracing, startPushTracing } from './tracing.js';
 
 /** meridiand's version, registered with the replica's membership entry. */
 export const MERIDIAN_VERSION = '0.1.0';
@@ -160,6 +161,9 @@ export class Replica {
   #auth: AdminAuthority | undefined;
   #directory: ReplicaDirectory | undefined;
   #convergence: ConvergenceTracker | undefined;
+  readonly #tracing: PushTracing;
+  #trace: PushTrace | undefined;
+  #traceSyncs: (() => void) | undefined;
   /** CA runtime, SDS and mTLS translation (issue 6), when the CA is configured. */
   #mtls: ReplicaMtls | undefined;
   /** Why the CA configured with `--ca-address` is not loaded (reported by `/readyz`), if it is not. */
@@ -223,6 +227,11 @@ export class Replica {
     // Changes are debounced here, before the push context is built; the xDS server pushes each
     // debounced change at once (its own debouncer off).
     this.xds = new XdsServer({ logger: this.log.child({ part: 'xds' }), debounce: { quietMs: 0 } });
+    this.#tracing = startPushTracing({
+      replicaId: options.replicaId,
+      clusterId: options.clusterId,
+      meshId: options.meshId,
+    });
     this.#debouncer = new Debouncer(
       { quietMs: options.debounceMs, maxDelayMs: Math.max(options.debounceMs * 10, 100) },
       (change) => this.#fire(change.at),
@@ -799,9 +808,50 @@ export class Replica {
     this.#pendingState = undefined;
     this.#pendingSecrets = undefined;
     if (this.#draining || !this.#state) return;
+    const firedAt = Date.now();
+    const trace = this.#tracing.exporting
+      ? new PushTrace(this.#tracing.tracer, firedAt - Math.max(0, performance.now() - at), firedAt)
+      : undefined;
     const built = state ? this.#rebuild(state, at) : undefined;
     const change = built && secrets ? mergeChanges(built, secrets) : (built ?? secrets);
-    if (change) this.#serve(change);
+    trace?.built(firedAt, {
+      'meridian.revision': this.#snapshot?.revision ?? 0,
+      'meridian.version': this.#snapshot?.version ?? '',
+      'meridian.configs_changed': state?.configs.size ?? 0,
+      'meridian.services_changed': built?.services?.size ?? 0,
+      'meridian.reason': change?.reason.join(',') ?? 'none',
+    });
+    if (!change) {
+      trace?.converged(0, 0, true);
+      return;
+    }
+    const sendStart = Date.now();
+    this.#serve(change);
+    if (trace) this.#traceConvergence(trace, sendStart);
+  }
+
+  /** Ends the push trace's send and converge spans as the pushes are written and ACKed. */
+  #traceConvergence(trace: PushTrace, sendStart: number): void {
+    this.#trace?.converged(0, 0, true); // superseded by a newer context
+    this.#trace = trace;
+    const version = this.#snapshot?.version;
+    const check = (final: boolean) => {
+      const c = this.xds.convergence();
+      if (c.version !== version) final = true;
+      trace.converged(c.synced, c.proxies, final);
+    };
+    void this.xds.idle().then(() => {
+      const c = this.xds.convergence();
+      trace.sent(sendStart, { 'meridian.proxies': c.proxies });
+      check(false);
+    });
+    this.#traceSyncs ??= this.xds.onProxySynced(() => {
+      if (this.#trace && !this.#trace.ended) {
+        const c = this.xds.convergence();
+        this.#trace.converged(c.synced, c.proxies, false);
+      }
+    });
+    setTimeout(() => check(true), 60_000).unref();
   }
 
   /** The one place that hands xDS a snapshot: the current push context plus secrets (SDS). */
@@ -995,6 +1045,8 @@ export class Replica {
     await this.#auth?.close().catch(() => undefined);
     await this.#directory?.close().catch(() => undefined);
     await this.#convergence?.close().catch(() => undefined);
+    this.#traceSyncs?.();
+    await this.#tracing.shutdown().catch(() => undefined);
     for (const http of [this.#admin, this.#monitoring, this.#webhook]) {
       if (!http) continue;
       await new Promise<void>((resolve) => {
