@@ -20,6 +20,8 @@ const serialFiles = [
   'packages/agent/test/rebalance.test.ts',
   // grpc-js-xds server processes applying listener updates to open connections: slow under load.
   'packages/server/test/authz-grpc.test.ts',
+  // Three in-process replicas on a 3-member etcd counting rate-limit windows.
+  'packages/server/test/ratelimit-service.test.ts',
 ].filter((file) => existsSync(file));
 
 mkdirSync('.test-results', { recursive: true });
