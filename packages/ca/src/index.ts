@@ -66,36 +66,10 @@ export {
 } from './issuer.js';
 export type { SealedKey } from './keywrap.js';
 export { generateKek, KEK_ENV, loadKek, openPrivateKey, parseKek, sealPrivateKey } from './keywrap.js';
-export type {
-  CertificateSource,
-  DestinationServiceAccount,
-  EffectiveMtlsMode,
-  EffectivePeerAuthentication,
-  UpstreamClusterFacts,
-  UpstreamTlsOptions,
-  WorkloadFacts,
-} from './mtls.js';
-export {
-  certificateSourceOf,
-  grpcServerTransportSocket,
-  inboundFilterChains,
-  inboundMtlsTransportSocket,
-  modeForPort,
-  resolvePeerAuthentication,
-  sdsSecret,
-  TLS_INSPECTOR,
-  upstreamSubjectAltNames,
-  upstreamTransportSocket,
-} from './mtls.js';
 export { addRootToBundle, reissueIntermediate, removeRootFromBundle } from './rotation.js';
-export type { ClusterCaRuntimeOptions } from './runtime.js';
+export type { ClusterCaRuntimeOptions, SecretChange } from './runtime.js';
 export { ClusterCaRuntime } from './runtime.js';
-export {
-  SdsSecretSource,
-  tlsCertificateSecretJson,
-  validationContextSecretJson,
-  withSecrets,
-} from './sds.js';
+export { tlsCertificateSecretJson, validationContextSecretJson } from './sds.js';
 export type { Timers, WorkloadSecret, WorkloadSecretsOptions } from './secrets.js';
 export { SDS_DEFAULT_SECRET, SDS_ROOT_SECRET, WorkloadSecrets } from './secrets.js';
 export type { WorkloadIdentity } from './spiffe.js';

@@ -2,10 +2,11 @@
 // (and reloaded when a rotation step or re-install changes it), the issuer, bootstrap-token
 // verification keys (reloaded when published) and the spent single-use tokens (recorded in the same
 // store), the CA endpoint's own serving certificate (renewed at half its lifetime) and trust bundle,
-// and the SDS secret source. The server package mounts it.
+// and the workload secrets (issued and rotated per identity) with a notice when the signing CA changes.
+// The server package mounts it and serves the secrets over SDS; this package knows nothing of xDS.
+import { performance } from 'node:perf_hooks';
 import type * as grpc from '@grpc/grpc-js';
 import type { Store, Watch } from '@meridian/store';
-import type { ChangeEvent } from '@meridian/xds';
 import type { JWK } from 'jose';
 import type { Logger } from 'pino';
 import { CaAudit, istioCaMetrics } from './audit.js';
@@ -13,8 +14,12 @@ import { SigningCa } from './authority.js';
 import { AuthenticationError } from './errors.js';
 import { addCertificateService, MemoryCertificateProvider } from './grpc.js';
 import { WorkloadCertificateIssuer } from './issuer.js';
-import { SdsSecretSource } from './sds.js';
-import { WorkloadSecrets, type WorkloadSecretsOptions } from './secrets.js';
+import {
+  SDS_DEFAULT_SECRET,
+  SDS_ROOT_SECRET,
+  WorkloadSecrets,
+  type WorkloadSecretsOptions,
+} from './secrets.js';
 import { CA_KEYS, type CaStore, caStoreFrom, loadClusterCa, parseStoredClusterCa } from './storage.js';
 import {
   authenticateBootstrapToken,
@@ -39,6 +44,19 @@ export interface ClusterCaRuntimeOptions {
   readonly tokenReplay?: ConsumeTokenOptions;
 }
 
+/**
+ * The secrets that changed for every identity at once, in the CA's own terms: the signing CA (a new
+ * intermediate or trust bundle) was switched and every watched identity of `secrets` was re-issued.
+ * Rotations of one identity are told to its `WorkloadSecrets.watch` listener instead.
+ */
+export interface SecretChange {
+  /** The SDS secret names whose content changed (`default`, `ROOTCA`). */
+  readonly names: ReadonlySet<string>;
+  readonly reason: 'ca-changed';
+  /** `performance.now()` when it happened. */
+  readonly at: number;
+}
+
 /** A replica's CA: start with `ClusterCaRuntime.start`, stop with `close`. */
 export class ClusterCaRuntime {
   /** TLS identity and trust bundle of the CA endpoint: `createCaServerCredentials(runtime.serving)`. */
@@ -48,14 +66,14 @@ export class ClusterCaRuntime {
   private tokens: TokenVerifier | undefined;
   private watch: Watch | undefined;
   private servingTimer: NodeJS.Timeout | undefined;
-  private secretListener: (change: ChangeEvent) => void = () => {};
+  private readonly secretListeners = new Set<(change: SecretChange) => void>();
   private closed = false;
 
   private constructor(
     private readonly opts: ClusterCaRuntimeOptions,
     readonly issuer: WorkloadCertificateIssuer,
+    /** Keys and chains per watched identity, rotated at half the lifetime (serve them over SDS). */
     readonly secrets: WorkloadSecrets,
-    readonly sds: SdsSecretSource,
   ) {
     this.caStore = caStoreFrom(opts.store);
   }
@@ -65,9 +83,7 @@ export class ClusterCaRuntime {
     const ca = await loadClusterCa(caStoreFrom(opts.store), { clusterId: opts.clusterId, kek: opts.kek });
     const issuer = new WorkloadCertificateIssuer(ca, { audit: new CaAudit(opts.logger) });
     const secrets = new WorkloadSecrets(issuer, opts.secrets);
-    let runtime: ClusterCaRuntime | undefined;
-    const sds = new SdsSecretSource(secrets, (change) => runtime?.secretListener(change));
-    runtime = new ClusterCaRuntime(opts, issuer, secrets, sds);
+    const runtime = new ClusterCaRuntime(opts, issuer, secrets);
     await runtime.loadTokens();
     runtime.renewServing();
     runtime.watch = opts.store.watchPrefix('ca/', (batch) => runtime.onBatch(batch), {
@@ -107,9 +123,15 @@ export class ClusterCaRuntime {
     });
   }
 
-  /** Where Secret change events go (wire to `xds.update(withSecrets(snapshot, runtime.sds), change)`). */
-  onSecretChange(listener: (change: ChangeEvent) => void): void {
-    this.secretListener = listener;
+  /**
+   * Tells `listener` when the signing CA is switched (reloaded from the store), after `secrets` has
+   * re-issued every watched identity. Returns a function that stops telling it (safe to call twice).
+   */
+  onSecretChange(listener: (change: SecretChange) => void): () => void {
+    this.secretListeners.add(listener);
+    return () => {
+      this.secretListeners.delete(listener);
+    };
   }
 
   /** Adds IstioCertificateService to a grpc-js server (bind it with createCaServerCredentials(serving)). */
@@ -122,12 +144,12 @@ export class ClusterCaRuntime {
     });
   }
 
-  /** Stops the watch, the serving-certificate renewal and every SDS rotation timer. */
+  /** Stops the watch, the serving-certificate renewal and every secret rotation timer. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     if (this.servingTimer) clearTimeout(this.servingTimer);
-    this.sds.close();
+    this.secretListeners.clear();
     this.secrets.close();
     await this.watch?.close();
   }
@@ -164,7 +186,13 @@ export class ClusterCaRuntime {
         const next = SigningCa.fromMaterial(
           parseStoredClusterCa(new TextDecoder().decode(ca), this.opts.kek, this.opts.clusterId),
         );
-        this.sds.setSigningCa(next);
+        this.secrets.setSigningCa(next);
+        const change: SecretChange = {
+          names: new Set([SDS_DEFAULT_SECRET, SDS_ROOT_SECRET]),
+          reason: 'ca-changed',
+          at: performance.now(),
+        };
+        for (const listener of [...this.secretListeners]) listener(change);
         this.renewServing();
         log.info(
           { cluster: this.opts.clusterId, roots: next.trustBundle.roots.length },

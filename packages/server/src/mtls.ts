@@ -6,111 +6,23 @@
  *   service as the plaintext port: there a proxy presenting its workload certificate is authenticated
  *   and gets SDS `default` (its own key and chain) besides `ROOTCA`; without a client certificate only
  *   `ROOTCA`;
- * - translates with the mTLS hooks: PeerAuthentication (mesh/namespace/workload/port) -> inbound filter
- *   chains (Envoy) or DownstreamTlsContext (proxyless gRPC servers); DestinationRule ISTIO_MUTUAL and
- *   automatic mTLS -> UpstreamTlsContext, checking the peer's SPIFFE id against the destination
- *   service's accounts (or the rule's `subjectAltNames`).
+ * - translates with `@meridian/translate`'s mTLS (`new Translator({ mtls })`, which reads the config
+ *   snapshot's PeerAuthentications): PeerAuthentication (mesh/namespace/workload/port) -> inbound
+ *   filter chains (Envoy) or DownstreamTlsContext (proxyless gRPC servers); DestinationRule
+ *   ISTIO_MUTUAL and automatic mTLS -> UpstreamTlsContext, checking the peer's SPIFFE id against the
+ *   destination service's accounts (or the rule's `subjectAltNames`).
  * Without a CA the replica keeps one plain Translator and plaintext output. The replica owns the
- * snapshot and the push: this module supplies the translator options, the SDS wrapper and the
- * secret-change events.
+ * snapshot and the push: this module supplies the translator, the SDS wrapper (sds.ts) and the
+ * secret-change events (the CA runtime's changes and the rotations, as xDS ChangeEvents).
  */
 import * as grpc from '@grpc/grpc-js';
-import type { ConfigObject, PeerAuthenticationConfig } from '@meridian/api';
-import {
-  ClusterCaRuntime,
-  createCaServerCredentials,
-  grpcServerTransportSocket,
-  inboundFilterChains,
-  KEK_ENV,
-  loadKek,
-  modeForPort,
-  resolvePeerAuthentication,
-  upstreamTransportSocket,
-  withSecrets,
-} from '@meridian/ca';
+import { ClusterCaRuntime, createCaServerCredentials, KEK_ENV, loadKek } from '@meridian/ca';
 import type { Store } from '@meridian/store';
-import { type TranslateOptions, Translator } from '@meridian/translate';
+import { Translator } from '@meridian/translate';
 import type { ChangeEvent, XdsServer, XdsSnapshot } from '@meridian/xds';
 import type { Logger } from 'pino';
 import type { AdminTlsSource } from './admin-http.js';
-
-const ROOT_NAMESPACE = 'istio-system';
-
-/** The translator options that apply `peerAuthentications` (pure: a new set needs a new Translator). */
-export function mtlsTranslateOptions(
-  peerAuthentications: readonly PeerAuthenticationConfig[],
-  trustDomain: string,
-  rootNamespace = ROOT_NAMESPACE,
-): TranslateOptions {
-  return {
-    rootNamespace,
-    upstreamTls: (c) =>
-      upstreamTransportSocket(
-        {
-          service: {
-            hostname: c.service.hostname,
-            namespace: c.service.namespace,
-            meshExternal: c.service.meshExternal,
-            subjectAltNames: c.service.subjectAltNames,
-          },
-          port: c.port,
-          subset: c.subset,
-          // The destination's identities: the upstream peer must prove one of them (exact SANs).
-          serviceAccounts: c.serviceAccounts,
-          tls: c.tls,
-          proxy: c.proxy,
-        },
-        {
-          trustDomain,
-          peerAuthentications,
-          rootNamespace,
-          // Istio's grpcgen leaves automatic mTLS off for proxyless clients: a gRPC server cannot
-          // sniff TLS, so a PERMISSIVE server is plaintext-only; only ISTIO_MUTUAL turns TLS on.
-          autoMtls: String(c.proxy.kind) !== 'grpc',
-        },
-      ),
-    inboundFilterChains: ({ proxy, port, chain }) => {
-      const mode = modeForPort(
-        resolvePeerAuthentication(
-          peerAuthentications,
-          { namespace: proxy.namespace, labels: proxy.labels },
-          rootNamespace,
-        ),
-        port,
-      );
-      if (String(proxy.kind) !== 'grpc') return inboundFilterChains(mode, chain);
-      const socket = grpcServerTransportSocket(mode);
-      return [socket ? { ...chain, transport_socket: socket } : chain];
-    },
-  };
-}
-
-/**
- * Keeps one Translator per PeerAuthentication set: the translator's cluster cache outlives config
- * snapshots (it is keyed on Service and DestinationRule objects), so a PeerAuthentication change
- * (automatic mTLS) needs a fresh one.
- */
-export class MtlsTranslators {
-  #key = '';
-  #translator: Translator | undefined;
-
-  constructor(readonly trustDomain: string) {}
-
-  /** The translator for the PeerAuthentications among `objects`. */
-  translatorFor(objects: readonly ConfigObject[]): Translator {
-    const pas = objects
-      .filter((o): o is PeerAuthenticationConfig => o.kind === 'PeerAuthentication')
-      .sort((a, b) =>
-        `${a.metadata.namespace}/${a.metadata.name}` < `${b.metadata.namespace}/${b.metadata.name}` ? -1 : 1,
-      );
-    const key = JSON.stringify(pas.map((p) => [p.metadata, p.spec]));
-    if (!this.#translator || key !== this.#key) {
-      this.#key = key;
-      this.#translator = new Translator(mtlsTranslateOptions(pas, this.trustDomain));
-    }
-    return this.#translator;
-  }
-}
+import { SdsSecretSource, withSecrets } from './sds.js';
 
 /** What {@link ReplicaMtls.start} needs. */
 export interface ReplicaMtlsOptions {
@@ -127,7 +39,11 @@ export interface ReplicaMtlsOptions {
 
 /** The replica's CA runtime, mTLS translation and SDS. */
 export class ReplicaMtls {
-  readonly translators: MtlsTranslators;
+  /** The replica's translator: mTLS on, in the CA's trust domain. */
+  readonly translator: Translator;
+  /** The Secret resources per proxy (SDS), following rotations and CA changes. */
+  readonly sds: SdsSecretSource;
+  #secretListener: (change: ChangeEvent) => void = () => {};
   #server: grpc.Server | undefined;
   address = '';
 
@@ -135,7 +51,9 @@ export class ReplicaMtls {
     readonly runtime: ClusterCaRuntime,
     trustDomain: string,
   ) {
-    this.translators = new MtlsTranslators(trustDomain);
+    this.translator = new Translator({ mtls: { trustDomain } });
+    this.sds = new SdsSecretSource(runtime.secrets, (change) => this.#secretListener(change));
+    runtime.onSecretChange((change) => this.sds.caChanged(change.at));
   }
 
   /** Starts the CA runtime, or resolves undefined (logged) when the CA cannot be loaded. */
@@ -170,12 +88,12 @@ export class ReplicaMtls {
 
   /** The snapshot xDS serves: `base`, plus Secret resources (SDS). */
   wrap(base: XdsSnapshot): XdsSnapshot {
-    return withSecrets(base, this.runtime.sds);
+    return withSecrets(base, this.sds);
   }
 
-  /** Tells `listener` of secret rotations and CA changes (the replica pushes them). */
+  /** Tells `listener` of secret rotations and CA changes, as xDS ChangeEvents (the replica pushes them). */
   onSecretChange(listener: (change: ChangeEvent) => void): void {
-    this.runtime.onSecretChange(listener);
+    this.#secretListener = listener;
   }
 
   /** Serves CreateCertificate and xDS (mTLS-authenticated streams) on `host:port` over TLS. */
@@ -231,6 +149,7 @@ export class ReplicaMtls {
         });
       });
     }
+    this.sds.close();
     await this.runtime.close();
   }
 }

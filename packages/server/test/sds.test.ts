@@ -3,19 +3,18 @@ import * as grpc from '@grpc/grpc-js';
 import {
   createCaServerCredentials,
   MemoryCertificateProvider,
-  SdsSecretSource,
   SigningCa,
   type Timers,
   WorkloadCertificateIssuer,
   WorkloadSecrets,
-  withSecrets,
 } from '@meridian/ca';
 import { decodeResource, TypeUrl } from '@meridian/envoy';
 import { SimulatedProxy, type SotwResponseView } from '@meridian/testkit';
 import { XdsServer, type XdsSnapshot } from '@meridian/xds';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { id, makeMesh, opensslVerify, quietAudit, uri, type Workload, workload } from './helpers.js';
+import { SdsSecretSource, withSecrets } from '../src/sds.js';
+import { id, makeMesh, opensslVerify, quietAudit, uri, type Workload, workload } from './ca-mesh.js';
 
 class FakeTimers implements Timers {
   pending = new Map<number, () => void>();

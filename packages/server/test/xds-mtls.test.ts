@@ -14,7 +14,6 @@ import {
   status,
 } from '@grpc/grpc-js';
 import * as grpcXds from '@grpc/grpc-js-xds';
-import { grpcServerTransportSocket, upstreamTransportSocket } from '@meridian/ca';
 import { type EnvoyJson, TypeUrl } from '@meridian/envoy';
 import {
   clusterName,
@@ -24,10 +23,11 @@ import {
   type TestService,
   translateServices,
 } from '@meridian/testkit';
+import { grpcServerTransportSocket, upstreamTransportSocket } from '@meridian/translate';
 import { ResourceCache, type StaticSnapshot, XdsServer } from '@meridian/xds';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { id, makeMesh, uri, workload } from './helpers.js';
+import { id, makeMesh, uri, workload } from './ca-mesh.js';
 
 const pass = (b: Buffer): Buffer => b;
 const HOST = 'echo.shop.svc.cluster.local';

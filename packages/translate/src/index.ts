@@ -1,7 +1,7 @@
 // @meridian/translate: pure translation of config and registry snapshots to Envoy and
 // proxyless-gRPC xDS resources (Istio's pilot/pkg/networking/core and grpcgen, in TypeScript).
 //
-// The replica calls `new Translator(options)` once and `translator.translate(config, registry,
+// The replica calls `new Translator(options)` (with `{ mtls }` when it runs a CA) once and `translator.translate(config, registry,
 // proxy)` per proxy push; `translateProxy` is the uncached one-shot form. Inputs: see types.ts.
 
 export type { AuthzFilters, AuthzFinding, AuthzTarget, WorkloadPolicies } from './authz.js';
@@ -35,6 +35,32 @@ export {
 } from './jwt.js';
 export type { InboundAuthz, InboundChains, InboundHttpPolicy } from './listener.js';
 export { GRPC_SERVER_LISTENER_PREFIX, inboundHttpPolicy } from './listener.js';
+export type {
+  CertificateSource,
+  DestinationServiceAccount,
+  EffectiveMtlsMode,
+  EffectivePeerAuthentication,
+  UpstreamClusterFacts,
+  UpstreamTlsOptions,
+  WorkloadFacts,
+} from './mtls.js';
+export {
+  certificateSourceOf,
+  grpcServerTransportSocket,
+  inboundFilterChains,
+  inboundMtlsTransportSocket,
+  modeForPort,
+  mtlsInboundFilterChains,
+  mtlsUpstreamTls,
+  peerAuthenticationsKey,
+  resolvePeerAuthentication,
+  SDS_DEFAULT_SECRET,
+  SDS_ROOT_SECRET,
+  sdsSecret,
+  TLS_INSPECTOR,
+  upstreamSubjectAltNames,
+  upstreamTransportSocket,
+} from './mtls.js';
 export type { NetworkGateway } from './network.js';
 export {
   DEFAULT_GATEWAY_PORT,
@@ -68,6 +94,7 @@ export type {
   EndpointLocality,
   InboundResources,
   InboundTlsContext,
+  MtlsOptions,
   NamedResource,
   OutboundResources,
   PolicyInputs,

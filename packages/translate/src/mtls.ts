@@ -1,13 +1,23 @@
-// Mutual TLS policy for the translator: Istio PeerAuthentication resolved per workload and port, and the
-// Envoy JSON pieces that enforce it (DownstreamTlsContext for inbound, UpstreamTlsContext for
-// DestinationRule ISTIO_MUTUAL and automatic mTLS). Pure functions; @meridian/translate plugs them in
-// (TranslateOptions.upstreamTls; inbound filter chains). Secrets are named as SDS serves them
-// (`default`, `ROOTCA`, sds.ts) and, for proxyless gRPC, as certificate provider instances of the gRPC
-// bootstrap (`default` instance: cert-chain.pem, key.pem, root-cert.pem).
+// Mutual TLS policy (issue 6; moved here from @meridian/ca by issue 12, item 5): Istio PeerAuthentication
+// resolved per workload and port, and the Envoy JSON pieces that enforce it (DownstreamTlsContext for
+// inbound, UpstreamTlsContext for DestinationRule ISTIO_MUTUAL and automatic mTLS). Pure functions over
+// the config snapshot; the Translator applies them when constructed with `TranslateOptions.mtls`
+// (`mtlsUpstreamTls`, `mtlsInboundFilterChains`). Secrets are named as SDS serves them (`default`,
+// `ROOTCA`) and, for proxyless gRPC, as certificate provider instances of the gRPC bootstrap (`default`
+// instance: cert-chain.pem, key.pem, root-cert.pem). Nothing here issues or holds a key: that is
+// @meridian/ca's job, which this package does not import.
 import type { ClientTLSSettings, MutualTLSMode, PeerAuthenticationConfig } from '@meridian/api';
 import type { EnvoyJson, JsonValue, ProxyInfo } from '@meridian/envoy';
-import { SDS_DEFAULT_SECRET, SDS_ROOT_SECRET } from './secrets.js';
-import { spiffeId } from './spiffe.js';
+import type { InboundTlsContext, MtlsOptions, UpstreamTlsContext } from './types.js';
+
+/** Name of the SDS secret holding the proxy's own key and chain (Istio/Envoy convention). */
+export const SDS_DEFAULT_SECRET = 'default';
+/** Name of the SDS secret holding the trust bundle (Istio/Envoy convention). */
+export const SDS_ROOT_SECRET = 'ROOTCA';
+
+/** `spiffe://<td>/ns/<namespace>/sa/<serviceAccount>`: an Istio workload identity. */
+const spiffeId = (trustDomain: string, namespace: string, serviceAccount: string): string =>
+  `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
 
 /** A resolved mode: UNSET never survives resolution (Istio's default is PERMISSIVE). */
 export type EffectiveMtlsMode = Exclude<MutualTLSMode, 'UNSET'>;
@@ -210,7 +220,7 @@ export interface DestinationServiceAccount {
   readonly serviceAccount: string;
 }
 
-/** What the upstream TLS decision needs to know about a cluster (TranslateOptions.upstreamTls input). */
+/** What the upstream TLS decision needs to know about a cluster (a subset of {@link UpstreamTlsContext}). */
 export interface UpstreamClusterFacts {
   readonly service: {
     readonly hostname: string;
@@ -221,14 +231,14 @@ export interface UpstreamClusterFacts {
   };
   readonly port: { readonly port: number };
   readonly subset: string;
-  /** The service accounts of the service's endpoints (all clusters; @meridian/translate's
-   * UpstreamTlsContext.serviceAccounts). */
+  /** The service accounts of the service's endpoints (all clusters; UpstreamTlsContext.serviceAccounts). */
   readonly serviceAccounts?: readonly DestinationServiceAccount[];
   /** The effective DestinationRule `tls` settings, if any. */
   readonly tls: Readonly<Record<string, unknown>> | undefined;
   readonly proxy: Pick<ProxyInfo, 'kind'>;
 }
 
+/** How {@link upstreamTransportSocket} decides. */
 export interface UpstreamTlsOptions {
   readonly trustDomain: string;
   /** Every PeerAuthentication of the mesh (for automatic mTLS). */
@@ -262,7 +272,7 @@ export function upstreamSubjectAltNames(
     ...(c.serviceAccounts ?? []).map((a) =>
       a.serviceAccount.startsWith('spiffe://')
         ? a.serviceAccount
-        : spiffeId({ trustDomain, namespace: a.namespace, serviceAccount: a.serviceAccount }),
+        : spiffeId(trustDomain, a.namespace, a.serviceAccount),
     ),
     ...(c.service.subjectAltNames ?? []),
   ]);
@@ -316,4 +326,85 @@ export function upstreamTransportSocket(
       ),
     },
   };
+}
+
+/**
+ * A string equal exactly when two PeerAuthentication lists resolve alike: each policy's namespace,
+ * name, creation time (the oldest wins a tie) and spec, in (namespace, name) order. The Translator
+ * compares it on every config change and drops what mTLS shaped when it differs.
+ */
+export function peerAuthenticationsKey(policies: readonly PeerAuthenticationConfig[]): string {
+  const sorted = [...policies].sort((a, b) => {
+    const ka = `${a.metadata.namespace}/${a.metadata.name}`;
+    const kb = `${b.metadata.namespace}/${b.metadata.name}`;
+    return ka < kb ? -1 : ka > kb ? 1 : 0;
+  });
+  return JSON.stringify(
+    sorted.map((p) => [p.metadata.namespace, p.metadata.name, p.metadata.creationTimestamp ?? '', p.spec]),
+  );
+}
+
+/**
+ * The upstream `transport_socket` of a cluster under `TranslateOptions.mtls` ({@link
+ * upstreamTransportSocket} with the mesh's PeerAuthentications). Automatic mTLS applies to Envoy
+ * sidecars only (`autoMtls`, default on): as Istio's grpcgen, a proxyless gRPC client gets TLS only
+ * from ISTIO_MUTUAL, because a gRPC server cannot sniff TLS and a PERMISSIVE one is plaintext-only.
+ */
+export function mtlsUpstreamTls(
+  c: UpstreamTlsContext,
+  peerAuthentications: readonly PeerAuthenticationConfig[],
+  o: MtlsOptions,
+  rootNamespace: string,
+): EnvoyJson | undefined {
+  return upstreamTransportSocket(
+    {
+      service: {
+        hostname: c.service.hostname,
+        namespace: c.service.namespace,
+        meshExternal: c.service.meshExternal,
+        subjectAltNames: c.service.subjectAltNames,
+      },
+      port: c.port,
+      subset: c.subset,
+      // The destination's identities: the upstream peer must prove one of them (exact SANs).
+      serviceAccounts: c.serviceAccounts,
+      tls: c.tls,
+      proxy: c.proxy,
+    },
+    {
+      trustDomain: o.trustDomain,
+      peerAuthentications,
+      rootNamespace,
+      autoMtls: String(c.proxy.kind) !== 'grpc' && (o.autoMtls ?? true),
+      ...(o.grpcCertificateInstance !== undefined
+        ? { grpcCertificateInstance: o.grpcCertificateInstance }
+        : {}),
+    },
+  );
+}
+
+/**
+ * The filter chains of one inbound port under `TranslateOptions.mtls`: the workload's
+ * PeerAuthentication mode for the port ({@link resolvePeerAuthentication}, {@link modeForPort}), then
+ * {@link inboundFilterChains} for Envoy sidecars or the chain with {@link grpcServerTransportSocket}
+ * for proxyless gRPC servers.
+ */
+export function mtlsInboundFilterChains(
+  c: InboundTlsContext,
+  peerAuthentications: readonly PeerAuthenticationConfig[],
+  o: MtlsOptions,
+  rootNamespace: string,
+): EnvoyJson[] {
+  const { proxy, port, chain } = c;
+  const mode = modeForPort(
+    resolvePeerAuthentication(
+      peerAuthentications,
+      { namespace: proxy.namespace, labels: proxy.labels },
+      rootNamespace,
+    ),
+    port,
+  );
+  if (String(proxy.kind) !== 'grpc') return inboundFilterChains(mode, chain);
+  const socket = grpcServerTransportSocket(mode, o.grpcCertificateInstance);
+  return [socket ? { ...chain, transport_socket: socket } : chain];
 }

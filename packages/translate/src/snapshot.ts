@@ -6,6 +6,7 @@ import type {
   AuthorizationPolicyConfig,
   ConfigObject,
   DestinationRuleConfig,
+  PeerAuthenticationConfig,
   RateLimitConfig,
   RequestAuthenticationConfig,
   SidecarConfig,
@@ -26,8 +27,8 @@ function byNamespaceName(
 
 /**
  * A ConfigSnapshot from validated objects (`@meridian/api`'s normalised form) at a store revision.
- * Kinds translation does not read (ServiceEntry, WorkloadEntry: the registry's input;
- * PeerAuthentication: the mTLS hooks' input) are ignored. `policyInputs` carries what the replica
+ * Kinds translation does not read (ServiceEntry, WorkloadEntry: the registry's input) are ignored;
+ * PeerAuthentications are kept for a Translator with `mtls` (others ignore them). `policyInputs` carries what the replica
  * resolved for RequestAuthentication and RateLimit (JWKS, the rate-limit service's address).
  */
 export function createConfigSnapshot(
@@ -41,6 +42,7 @@ export function createConfigSnapshot(
   const authorizationPolicies: AuthorizationPolicyConfig[] = [];
   const requestAuthentications: RequestAuthenticationConfig[] = [];
   const rateLimits: RateLimitConfig[] = [];
+  const peerAuthentications: PeerAuthenticationConfig[] = [];
   for (const o of objects) {
     if (o.kind === 'VirtualService') virtualServices.push(o);
     else if (o.kind === 'DestinationRule') destinationRules.push(o);
@@ -48,6 +50,7 @@ export function createConfigSnapshot(
     else if (o.kind === 'AuthorizationPolicy') authorizationPolicies.push(o);
     else if (o.kind === 'RequestAuthentication') requestAuthentications.push(o);
     else if (o.kind === 'RateLimit') rateLimits.push(o);
+    else if (o.kind === 'PeerAuthentication') peerAuthentications.push(o);
   }
   return Object.freeze({
     revision,
@@ -57,6 +60,7 @@ export function createConfigSnapshot(
     authorizationPolicies: Object.freeze(authorizationPolicies.sort(byNamespaceName)),
     requestAuthentications: Object.freeze(requestAuthentications.sort(byNamespaceName)),
     rateLimits: Object.freeze(rateLimits.sort(byNamespaceName)),
+    peerAuthentications: Object.freeze(peerAuthentications.sort(byNamespaceName)),
     ...(policyInputs !== undefined ? { policyInputs } : {}),
   });
 }

@@ -24,7 +24,7 @@
  * scopes and listener/route sets, and clusters/CLAs whose DestinationRule object changed; within a
  * route set, only the virtual hosts whose inputs changed are rebuilt (the others keep their objects).
  */
-import type { DestinationRuleConfig, VirtualServiceConfig } from '@meridian/api';
+import type { DestinationRuleConfig, PeerAuthenticationConfig, VirtualServiceConfig } from '@meridian/api';
 import type { EnvoyJson, JsonValue, ProxyInfo } from '@meridian/envoy';
 import { buildAuthzFilters, formatAuthzFinding, hasPolicies, selectAuthorizationPolicies } from './authz.js';
 import {
@@ -48,6 +48,7 @@ import {
   virtualInboundListener,
   virtualOutboundListener,
 } from './listener.js';
+import { mtlsInboundFilterChains, mtlsUpstreamTls, peerAuthenticationsKey } from './mtls.js';
 import { buildRoutes, destinationCluster, type RouteContext } from './route.js';
 import { buildScope, type ProxyScope, selectSidecar } from './scope.js';
 import type {
@@ -280,9 +281,29 @@ export class Translator {
     loadAssignmentsReused: 0,
   };
 
-  constructor(private readonly options: TranslateOptions = {}) {
+  /** The options clusters are built with: `upstreamTls` is the `mtls` one when `mtls` is set. */
+  private readonly options: TranslateOptions;
+  /** The config snapshot's PeerAuthentications (read by the `mtls` hooks) and their key (rebase). */
+  private peerAuthentications: readonly PeerAuthenticationConfig[] = [];
+  private peerAuthenticationsKey = '';
+
+  constructor(options: TranslateOptions = {}) {
     this.rootNamespace = options.rootNamespace ?? 'istio-system';
     this.domainSuffix = options.domainSuffix ?? 'cluster.local';
+    const mtls = options.mtls;
+    if (mtls && (options.upstreamTls || options.inboundFilterChains))
+      throw new TypeError(
+        'TranslateOptions.mtls cannot be combined with TranslateOptions.upstreamTls or inboundFilterChains',
+      );
+    if (mtls && !mtls.trustDomain) throw new TypeError('TranslateOptions.mtls.trustDomain is empty');
+    this.options = mtls
+      ? {
+          ...options,
+          upstreamTls: (c) => mtlsUpstreamTls(c, this.peerAuthentications, mtls, this.rootNamespace),
+          inboundFilterChains: (c) =>
+            mtlsInboundFilterChains(c, this.peerAuthentications, mtls, this.rootNamespace),
+        }
+      : options;
   }
 
   /** Every resource `proxy` is sent, each list sorted by name. Never throws on validated input. */
@@ -508,6 +529,17 @@ export class Translator {
       for (const [key, entry] of this.loadAssignments)
         if (!live.has(entry.service)) this.loadAssignments.delete(key);
       for (const [key, entry] of this.routeCache) if (!live.has(entry.service)) this.routeCache.delete(key);
+    }
+    if (this.options.mtls && this.config !== config) {
+      // What mTLS shaped (clusters' UpstreamTlsContext by automatic mTLS, inbound chains) follows the
+      // PeerAuthentications; their caches outlive a config snapshot, so a change of the set drops them.
+      const key = peerAuthenticationsKey(config.peerAuthentications);
+      if (key !== this.peerAuthenticationsKey) {
+        this.peerAuthenticationsKey = key;
+        this.clusters.clear();
+        this.materialized.clear();
+      }
+      this.peerAuthentications = config.peerAuthentications;
     }
     this.config = config;
     this.services = registry.services;

@@ -10,6 +10,7 @@
 import type {
   AuthorizationPolicyConfig,
   DestinationRuleConfig,
+  PeerAuthenticationConfig,
   RateLimitConfig,
   RequestAuthenticationConfig,
   SidecarConfig,
@@ -30,6 +31,11 @@ export interface ConfigSnapshot {
   readonly requestAuthentications: readonly RequestAuthenticationConfig[];
   /** RateLimits (`policy.meridian.io`), turned into local and global rate-limit filters (ratelimit.ts). */
   readonly rateLimits: readonly RateLimitConfig[];
+  /**
+   * PeerAuthentications: inbound mTLS modes and automatic mTLS upstream, applied only by a Translator
+   * constructed with `TranslateOptions.mtls` (mtls.ts).
+   */
+  readonly peerAuthentications: readonly PeerAuthenticationConfig[];
   /** What the replica resolved for these objects (fetched JWKS, the rate-limit service's address). */
   readonly policyInputs?: PolicyInputs;
 }
@@ -163,6 +169,21 @@ export interface InboundTlsContext {
   readonly chain: EnvoyJson;
 }
 
+/**
+ * Mesh mTLS (`TranslateOptions.mtls`, mtls.ts): the config snapshot's PeerAuthentications decide the
+ * inbound filter chains (STRICT, PERMISSIVE, DISABLE, per port), and DestinationRule `ISTIO_MUTUAL` or
+ * automatic mTLS give clusters an UpstreamTlsContext that checks the peer's SPIFFE id. Certificates
+ * come over SDS (`default`, `ROOTCA`) for Envoy and from the gRPC bootstrap's provider for proxyless.
+ */
+export interface MtlsOptions {
+  /** The mesh trust domain of SPIFFE ids (`spiffe://<td>/ns/<namespace>/sa/<account>`). */
+  readonly trustDomain: string;
+  /** Istio's `enableAutoMtls` for Envoy sidecars (default true; proxyless gRPC clients never). */
+  readonly autoMtls?: boolean;
+  /** Certificate provider instance of the gRPC bootstrap for proxyless gRPC (default `default`). */
+  readonly grpcCertificateInstance?: string;
+}
+
 /** Options of translation; every field has Istio's default. */
 export interface TranslateOptions {
   /** Istio's root namespace (mesh-wide Sidecar, DestinationRule fallbacks). Default `istio-system`. */
@@ -170,16 +191,23 @@ export interface TranslateOptions {
   /** DNS suffix short hosts are completed with. Default `cluster.local`. */
   readonly domainSuffix?: string;
   /**
-   * Extension point for the identity issue: returns the cluster's `transport_socket` (Envoy JSON,
-   * e.g. an UpstreamTlsContext using SDS or the gRPC `file_watcher` provider) or undefined for
-   * plaintext. Must be pure. Without it every cluster is plaintext.
+   * Mesh mTLS from the config snapshot's PeerAuthentications and DestinationRules (see
+   * {@link MtlsOptions}). Without it (and without the hooks below) every chain and cluster is
+   * plaintext. Exclusive with `upstreamTls` and `inboundFilterChains`.
+   */
+  readonly mtls?: MtlsOptions;
+  /**
+   * Lower-level extension point (tests, other TLS schemes): returns the cluster's `transport_socket`
+   * (Envoy JSON, e.g. an UpstreamTlsContext using SDS or the gRPC `file_watcher` provider) or
+   * undefined for plaintext. Must be pure and read nothing but its context: the Translator's caches
+   * do not know what else it reads.
    */
   readonly upstreamTls?: (context: UpstreamTlsContext) => EnvoyJson | undefined;
   /**
-   * Extension point for inbound mTLS (PeerAuthentication): the filter chains that replace a port's
-   * plaintext chain, e.g. `@meridian/ca`'s `inboundFilterChains(mode, chain)` for Envoy (STRICT: one
-   * TLS chain; PERMISSIVE: TLS + plaintext by transport protocol, the TLS inspector is then added)
-   * or the chain with `grpcServerTransportSocket(mode)` for proxyless servers. Must be pure.
+   * Lower-level extension point for inbound TLS: the filter chains that replace a port's plaintext
+   * chain, e.g. `inboundFilterChains(mode, chain)` of mtls.ts for Envoy (STRICT: one TLS chain;
+   * PERMISSIVE: TLS + plaintext by transport protocol, the TLS inspector is then added) or the chain
+   * with `grpcServerTransportSocket(mode)` for proxyless servers. Must be pure, as `upstreamTls`.
    */
   readonly inboundFilterChains?: (context: InboundTlsContext) => readonly EnvoyJson[];
 }

@@ -1,15 +1,20 @@
 import type { PeerAuthenticationConfig } from '@meridian/api';
+import { checkResource, type EnvoyJson, TypeUrl } from '@meridian/envoy';
+import { describe, expect, it } from 'vitest';
 import {
+  type ConfigSnapshot,
+  createRegistrySnapshot,
   grpcServerTransportSocket,
   inboundFilterChains,
   modeForPort,
+  type ProxyResources,
   resolvePeerAuthentication,
   TLS_INSPECTOR,
+  Translator,
   upstreamSubjectAltNames,
   upstreamTransportSocket,
-} from '@meridian/ca';
-import { checkResource, type EnvoyJson, TypeUrl } from '@meridian/envoy';
-import { describe, expect, it } from 'vitest';
+} from '../src/index.js';
+import { configFromYaml, endpoint, proxy, service } from './fixtures.js';
 
 function pa(
   namespace: string,
@@ -311,5 +316,146 @@ describe('upstream peer identity: exact SPIFFE ids of the destination (Istio bui
         'cluster.local',
       ),
     ).toEqual(['spiffe://cluster.local/ns/shop/sa/cart']);
+  });
+});
+
+// The Translator with `mtls` reads the PeerAuthentications of the config snapshot (issue 12, item 5):
+// a warm translator must give the bytes a fresh one gives after every change of them, although its
+// cluster and inbound caches outlive config snapshots.
+describe('Translator({ mtls }): PeerAuthentication from the config snapshot', () => {
+  const HTTP = [{ name: 'http', port: 8080, protocol: 'HTTP' }];
+  const cart = service('cart', 'shop', HTTP);
+  const web = service('web', 'shop', [{ name: 'http', port: 9080, protocol: 'HTTP' }]);
+  const registry = createRegistrySnapshot(1, [cart, web], {
+    [cart.hostname]: [
+      endpoint('10.0.0.1', { http: 8080 }, { app: 'cart' }, 'r1/z1/', { serviceAccount: 'cart' }),
+    ],
+    // The proxy's own workload: an inbound port 9080.
+    [web.hostname]: [
+      endpoint('10.1.0.1', { http: 9080 }, { app: 'web' }, 'r1/z1/', { serviceAccount: 'web' }),
+    ],
+  });
+  const sidecar = proxy({ namespace: 'shop', labels: { app: 'web' }, ip: '10.1.0.1' });
+  const grpcClient = proxy({ namespace: 'shop', labels: { app: 'web' }, ip: '10.1.0.1', grpc: true });
+  const CART = `outbound|8080||${cart.hostname}`;
+  const mtls = { trustDomain: 'cluster.local' };
+  const peer = (mode: string) => `
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: shop}
+spec: {mtls: {mode: ${mode}}}
+`;
+  const vs = `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: cart, namespace: shop}
+spec:
+  hosts: [cart.shop.svc.cluster.local]
+  http: [{route: [{destination: {host: cart.shop.svc.cluster.local}}], timeout: 3s}]
+`;
+  const clusterOf = (r: ProxyResources, name = CART) => r.clusters.find((c) => c.name === name)?.resource;
+  const chainNames = (r: ProxyResources) =>
+    ((r.listeners.find((l) => l.name === 'virtualInbound')?.resource.filter_chains ?? []) as EnvoyJson[]).map(
+      (c) => c.name,
+    );
+  const fresh = (config: ConfigSnapshot, p = sidecar) =>
+    new Translator({ mtls }).translate(config, registry, p);
+
+  it('follows every PeerAuthentication change on a warm translator, byte for byte as a fresh one', () => {
+    const t = new Translator({ mtls });
+    const none = configFromYaml(vs, 1);
+    const disable = configFromYaml(`${vs}---${peer('DISABLE')}`, 2);
+    const strict = configFromYaml(`${vs}---${peer('STRICT')}`, 3);
+    const back = configFromYaml(vs, 4);
+
+    // No policy: PERMISSIVE, so automatic mTLS upstream and TLS + plaintext inbound.
+    const r1 = t.translate(none, registry, sidecar);
+    expect(clusterOf(r1)?.transport_socket).toMatchObject({
+      typed_config: {
+        sni: `outbound_.8080_._.${cart.hostname}`,
+        common_tls_context: {
+          combined_validation_context: {
+            default_validation_context: {
+              match_subject_alt_names: [{ exact: 'spiffe://cluster.local/ns/shop/sa/cart' }],
+            },
+          },
+        },
+      },
+    });
+    expect(chainNames(r1)).toContain('inbound|9080||-mtls');
+    expect(chainNames(r1)).toContain('inbound|9080||');
+
+    // DISABLE in the destination's (and the proxy's) namespace: plaintext both ways.
+    const r2 = t.translate(disable, registry, sidecar);
+    expect(clusterOf(r2)?.transport_socket).toBeUndefined();
+    expect(chainNames(r2)).not.toContain('inbound|9080||-mtls');
+    expect(chainNames(r2)).toContain('inbound|9080||');
+
+    // STRICT: mTLS upstream, and no plaintext chain for the port.
+    const r3 = t.translate(strict, registry, sidecar);
+    expect(clusterOf(r3)?.transport_socket).toBeDefined();
+    expect(chainNames(r3)).toContain('inbound|9080||-mtls');
+    expect(chainNames(r3)).not.toContain('inbound|9080||');
+
+    const r4 = t.translate(back, registry, sidecar);
+    for (const [got, config] of [
+      [r1, none],
+      [r2, disable],
+      [r3, strict],
+      [r4, back],
+    ] as const) {
+      expect(JSON.stringify(got)).toBe(JSON.stringify(fresh(config)));
+      for (const l of got.listeners) expect(checkResource(TypeUrl.Listener, l.resource)).toEqual([]);
+      for (const c of got.clusters) expect(checkResource(TypeUrl.Cluster, c.resource)).toEqual([]);
+    }
+  });
+
+  it('a config change that keeps the PeerAuthentications keeps the clusters', () => {
+    const t = new Translator({ mtls });
+    const first = clusterOf(t.translate(configFromYaml(`${vs}---${peer('STRICT')}`, 1), registry, sidecar));
+    const edited = configFromYaml(`${vs.replace('3s', '5s')}---${peer('STRICT')}`, 2);
+    const built = t.stats.clustersBuilt;
+    expect(clusterOf(t.translate(edited, registry, sidecar))).toBe(first);
+    expect(t.stats.clustersBuilt).toBe(built);
+  });
+
+  it('proxyless gRPC clients get TLS from ISTIO_MUTUAL only (no automatic mTLS); gRPC servers from STRICT', () => {
+    expect(clusterOf(fresh(configFromYaml(vs), grpcClient))?.transport_socket).toBeUndefined();
+    const dr = `
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: cart, namespace: shop}
+spec: {host: cart.shop.svc.cluster.local, trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}}
+`;
+    const r = fresh(configFromYaml(`${dr}---${peer('STRICT')}`), grpcClient);
+    expect(clusterOf(r)?.transport_socket).toMatchObject({
+      typed_config: {
+        common_tls_context: {
+          tls_certificate_provider_instance: { instance_name: 'default', certificate_name: 'default' },
+        },
+      },
+    });
+    const server = r.listeners.find((l) => l.name === 'xds.istio.io/grpc/lds/inbound/10.1.0.1:9080');
+    if (!server) throw new Error('no gRPC server listener for 10.1.0.1:9080');
+    expect((server.resource.filter_chains as EnvoyJson[])[0]?.transport_socket).toEqual(
+      grpcServerTransportSocket('STRICT'),
+    );
+  });
+
+  it('without `mtls` PeerAuthentications change nothing', () => {
+    const r = new Translator().translate(configFromYaml(`${vs}---${peer('STRICT')}`), registry, sidecar);
+    expect(clusterOf(r)?.transport_socket).toBeUndefined();
+    expect(chainNames(r)).not.toContain('inbound|9080||-mtls');
+  });
+
+  it('`mtls` and the lower-level TLS hooks are exclusive', () => {
+    expect(() => new Translator({ mtls, upstreamTls: () => undefined })).toThrow(
+      new TypeError(
+        'TranslateOptions.mtls cannot be combined with TranslateOptions.upstreamTls or inboundFilterChains',
+      ),
+    );
+    expect(() => new Translator({ mtls: { trustDomain: '' } })).toThrow(
+      new TypeError('TranslateOptions.mtls.trustDomain is empty'),
+    );
   });
 });
