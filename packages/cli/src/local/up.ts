@@ -76,6 +76,7 @@ spec:
 `;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 /** Polls `check` every `everyMs` until it returns a value; fails with `what` after `timeoutMs`. */
 export async function until<T>(
@@ -163,7 +164,7 @@ export async function up(ctx: CliContext, o: UpOptions): Promise<void> {
       'topology',
       () => resolvePlan(paths, o),
       ({ plan, fresh }) =>
-        `${plan.clusters.map((c) => `${c.name} (${c.region}, ${c.replicas} replicas)`).join(', ')}${fresh ? '; ports chosen and saved in state.json' : '; from state.json'}`,
+        `${plan.clusters.map((c) => `${c.name} (${c.region}, ${plural(c.replicas, 'replica')})`).join(', ')}${fresh ? '; ports chosen and saved in state.json' : '; from state.json'}`,
     );
     await progress.step('etcd', (note) =>
       startAll(
@@ -201,7 +202,7 @@ export async function up(ctx: CliContext, o: UpOptions): Promise<void> {
       await progress.step('demo config', async () => {
         for (const c of plan.clusters)
           await adminApply(c, 0, (await clusterToken(paths, plan, c))!, DEMO_CONFIG);
-        return `ServiceEntry and DestinationRule echo.demo in ${plan.clusters.length} clusters`;
+        return `ServiceEntry and DestinationRule echo.demo in ${plural(plan.clusters.length, 'cluster')}`;
       });
       await progress.step('demo backends', async (note) => {
         const specs = plan.clusters.flatMap((c) => demoBackendSpecs(paths, plan, c));
