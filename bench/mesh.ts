@@ -23,9 +23,16 @@
 //   (cores used over the churn).
 // A round ends when every sidecar got a new version, or when nothing new arrived for --settle
 // after the first arrival (so a pipeline that pushes only affected sidecars is measured as well),
-// or after --round-timeout ("timed out"). Targets (issue 12): edits p99 within 2x their floor; the
-// mesh-wide change under 2 s p99 at 5,000 sidecars; churn p99 under 250 ms with each replica under
-// half a core; RSS under 100 KB per proxy.
+// or after --round-timeout ("timed out"); one warm-up round per phase is not counted. Each edit
+// goes through another replica's admin API in turn. A sidecar whose stream the server ends
+// reconnects after 1 s, as Envoy does; ended streams are counted and printed. Also printed: replica
+// CPU seconds per round, client processes' CPU, the 1-minute load average per phase (the machine
+// has 2 cores and is shared), warnings and errors in the replicas' logs, and the commit measured
+// (the benchmark runs the working tree's sources). Targets (issue 12): edits p99 within 2x their
+// floor; the mesh-wide change under 2 s p99 at 5,000 sidecars; churn p99 under 250 ms with each
+// replica under half a core; RSS under 100 KB per proxy (the median replica: r0 served the mesh's
+// apply). Replicas run on V8's default heap unless --replica-node-options says otherwise (e.g.
+// "--max-old-space-size=8192" when 5,000 sidecars run a replica out of heap).
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
