@@ -150,5 +150,11 @@ const invokedDirectly = (() => {
   }
 })();
 if (invokedDirectly) {
+  // `meridian get ... | head`: a reader that goes away ends the output quietly, as for other tools.
+  for (const stream of [process.stdout, process.stderr])
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw error;
+    });
   process.exitCode = await run(process.argv.slice(2));
 }
