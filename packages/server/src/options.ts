@@ -33,6 +33,7 @@
  * | `--webhook-cert-file`, `--webhook-key-file` (PEM serving chain and key of the webhook; required with it) | `MERIDIAN_WEBHOOK_CERT_FILE`, `MERIDIAN_WEBHOOK_KEY_FILE` | `webhookCertFile`, `webhookKeyFile` | `` |
  * | `--webhook-client-ca-file` (PEM: require a client certificate it signed, e.g. the API server's) | `MERIDIAN_WEBHOOK_CLIENT_CA_FILE` | `webhookClientCaFile` | `` |
  * | `--rate-limit-address` (`host:port`, comma-separated: where proxies reach the replicas' global rate-limit service; empty: the replicas' xDS addresses from membership) | `MERIDIAN_RATE_LIMIT_ADDRESS` | `rateLimitAddress` | `` |
+ * | `--telemetry-plaintext` (`on`: accept access logs and stats from unauthenticated reporters, on the plaintext xDS port; their entries never carry mTLS or a principal) | `MERIDIAN_TELEMETRY_PLAINTEXT` | `telemetryPlaintext` | `off` |
  */
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -74,6 +75,8 @@ export interface ServerOptions {
   readonly webhookClientCaFile: string;
   /** Where proxies reach the global rate-limit service (`host:port`, comma-separated); '' = membership. */
   readonly rateLimitAddress: string;
+  /** `on`: accept telemetry from unauthenticated reporters (telemetry-ingest.ts). */
+  readonly telemetryPlaintext: string;
 }
 
 type Kind = 'string' | 'list' | 'seconds' | 'ms';
@@ -384,6 +387,15 @@ const SETTINGS: readonly Setting[] = [
     kind: 'string',
     help: "where proxies reach the global rate-limit service, host:port[,...] (empty: the replicas' xDS addresses)",
     fallback: () => '',
+  },
+  {
+    key: 'telemetryPlaintext',
+    flag: '--telemetry-plaintext',
+    env: 'MERIDIAN_TELEMETRY_PLAINTEXT',
+    kind: 'string',
+    help: 'on: accept access logs and stats from unauthenticated reporters (never as mTLS); off: mTLS port only',
+    fallback: () => 'off',
+    check: (v) => (v === 'on' || v === 'off' ? undefined : `expected on or off, got "${v}"`),
   },
 ];
 

@@ -248,13 +248,20 @@ export class Telemetry {
     );
   }
 
+  readonly #expositions: (() => string)[] = [];
+
+  /** Adds series written by their owner (Istio's standard metrics, istio-metrics.ts) to `/metrics`. */
+  addExposition(write: () => string): void {
+    this.#expositions.push(write);
+  }
+
   /** The `/metrics` handler (Prometheus text format, istiod's names). */
   handle(_req: IncomingMessage, res: ServerResponse): void {
     this.exporter.collect().then(
       ({ resourceMetrics }) => {
         // A failed observable callback is reported by the SDK (diag) and leaves its series out.
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
-        res.end(serializeIstiodPrometheus(resourceMetrics));
+        res.end(serializeIstiodPrometheus(resourceMetrics) + this.#expositions.map((w) => w()).join(''));
       },
       (error: unknown) => {
         res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
