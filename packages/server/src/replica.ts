@@ -60,6 +60,7 @@ import { checkListenAddresses, isOff, listenFailure, type ServerOptions, splitAd
 import { Encoder, ProxySnapshot } from './proxy-snapshot.js';
 import { addRateLimitService, GlobalRateLimiter, rateLimitServiceAddresses } from './ratelimit-service.js';
 import { Telemetry } from './telemetry.js';
+import { TelemetryIngest, workloadNames } from './telemetry-ingest.js';
 import { PushTrace, type PushTracing, startPushTracing } from './tracing.js';
 
 /** meridiand's version, registered with the replica's membership entry. */
@@ -145,6 +146,8 @@ export interface ReplicaStartOptions {
 export class Replica {
   readonly log: Logger;
   readonly telemetry: Telemetry;
+  /** Access logs and stats from the proxies: Istio's metrics and the service graph (issue 17). */
+  readonly #ingest: TelemetryIngest;
   readonly xds: XdsServer;
   readonly registry: Registry;
   readonly local: LocalSource;
@@ -237,6 +240,12 @@ export class Replica {
       (change) => this.#fire(change.at),
     );
     this.local = new LocalSource(options.clusterId);
+    this.#ingest = new TelemetryIngest({
+      ...options,
+      plaintext: options.telemetryPlaintext === 'on',
+      log: this.log.child({ part: 'telemetry' }),
+    });
+    this.telemetry.addExposition(() => this.#ingest.istio.serialize());
     this.registry = new Registry([this.local]);
   }
 
@@ -389,6 +398,7 @@ export class Replica {
       this.xds.register(server);
       this.#registration.register(server);
       addRateLimitService(server, this.#rateLimiter!, this.log.child({ part: 'ratelimit' }));
+      this.#ingest.register(server, false);
       for (const ext of extra.extensions ?? []) ext(server, this);
       const port = await new Promise<number>((resolve, reject) =>
         server.bindAsync(
@@ -537,6 +547,7 @@ export class Replica {
       { replicaId: o.replicaId, clusterId: o.clusterId },
       this.log.child({ part: 'convergence' }),
     );
+    await this.#ingest.attach(this.#store);
     if (this.#snapshot) this.#convergence.pushed(this.#snapshot.revision, this.#snapshot.version, Date.now());
 
     // CreateCertificate and mTLS-authenticated xDS (SDS `default`) on the CA's TLS port.
@@ -545,6 +556,7 @@ export class Replica {
         .listen(this.xds, caAddr!, this.xds.grpcServerOptions(), (server) => {
           this.#registration.register(server);
           addReplicaDiscoveryService(server, directory);
+          this.#ingest.register(server, true);
         })
         .catch((error: unknown) => {
           throw listenFailure('--ca-address', o.caAddress, error);
@@ -894,6 +906,7 @@ export class Replica {
         registrations: this.#state.registrations(),
       });
       registry = this.registry.snapshot(change.revision);
+      this.#ingest.setRegistry(registry, workloadNames(objects, this.#state.registrations()));
     }
     const before = this.#registrySnapshot;
     const configChanged = config !== this.#configSnapshot;
@@ -978,6 +991,7 @@ export class Replica {
         ? { cluster: this.#convergence.report(), replica: this.#convergence.summary() }
         : { cluster: mergeConvergence([]) };
     if (path === '/debug/jwks') return this.#jwks?.status() ?? [];
+    if (path === '/debug/graph') return this.#ingest.graph();
     if (path === '/debug/replica') {
       return {
         id: this.options.replicaId,
@@ -1045,6 +1059,7 @@ export class Replica {
     await this.#auth?.close().catch(() => undefined);
     await this.#directory?.close().catch(() => undefined);
     await this.#convergence?.close().catch(() => undefined);
+    await this.#ingest.close().catch(() => undefined);
     this.#traceSyncs?.();
     await this.#tracing.shutdown().catch(() => undefined);
     for (const http of [this.#admin, this.#monitoring, this.#webhook]) {
