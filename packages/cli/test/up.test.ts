@@ -144,9 +144,13 @@ describe('meridian up, status, demo failover, down', { timeout: 300_000 }, () =>
       const t = JSON.parse(
         await readFile(join(state, 'clusters', cluster, 'demo', 'traffic.json'), 'utf8'),
       ) as TrafficFile;
-      const last = t.recent.filter(([at]) => at > t.updatedAt - 2000);
-      expect(last.length).toBeGreaterThan(5);
-      expect(last.filter(([, from]) => from !== cluster)).toEqual([]);
+      // The last 3 s: answered by the client's own cluster only; a call past its 1 s deadline on a
+      // loaded machine is tolerated, not one answered elsewhere.
+      const last = t.recent.filter(([at]) => at > t.updatedAt - 3000);
+      const answered = last.filter(([, from]) => from !== '');
+      expect(answered.length).toBeGreaterThan(10);
+      expect(answered.filter(([, from]) => from !== cluster)).toEqual([]);
+      expect(last.length - answered.length).toBeLessThanOrEqual(answered.length / 10);
       expect(t.total.ok[cluster]).toBeGreaterThan(20);
     }
   });
