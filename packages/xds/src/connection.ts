@@ -503,6 +503,14 @@ export class Connection implements Pushable {
       this.host.metrics.pushTime.record((performance.now() - typeStarted) / 1000, { type: shortType(type) });
     }
     for (const remove of removals.reverse()) remove();
+    // Delta: every type brought up to date now holds exactly its map's subscribed resources.
+    if (this.variant === 'delta')
+      for (const type of types) {
+        const available = availableByType.get(type);
+        const w = this.watches.get(type) as DeltaWatch | undefined;
+        if (w && available && w.pending.size === 0 && w.knownFrom !== available)
+          this.watches.set(type, { ...w, knownFrom: available });
+      }
     // Synced to this snapshot: at once when nothing had to be sent, else once all of it is ACKed.
     if (this.#writes > writesBefore) this.#awaiting = { version: snapshot.version, changeAt: change?.at };
     else if (change !== undefined) this.unaffectedBy(snapshot.version, change.at);

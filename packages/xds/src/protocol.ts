@@ -287,6 +287,13 @@ export interface DeltaWatch extends WatchState {
    * still cover; emptied by {@link deltaSent}.
    */
   readonly pending: ReadonlySet<string>;
+  /**
+   * The snapshot map `known` mirrors exactly (the subscribed resources of that map, at their
+   * versions), set once everything a diff from it said was sent; cleared by any subscription change.
+   * From it the next diff is the shared difference of two maps ({@link deltaDiff}), not a walk of
+   * every resource.
+   */
+  readonly knownFrom?: ResourceMap | undefined;
 }
 
 /**
@@ -401,8 +408,10 @@ export function applyDeltaRequest(
   }
   const answer = req.subscribe.length > 0 || (wildcard && unsubscribed.length > 0);
   const finalNames: ReadonlySet<string> = changedNames ?? prev.names;
+  const subscriptionChanged = finalNames !== prev.names || wildcard !== prev.wildcard || known !== undefined;
   let state: DeltaWatch = {
     ...prev,
+    ...(subscriptionChanged ? { knownFrom: undefined } : {}),
     wildcard,
     names: finalNames,
     namedEver: prev.namedEver || finalNames.size > 0,
@@ -448,6 +457,15 @@ export interface DeltaDiff {
  * longer wanted (`removed`), and the owed names that do not exist (`missing`). Each sorted by name.
  */
 export function deltaDiff(watch: DeltaWatch, available: ResourceMap | undefined): DeltaDiff {
+  const from = watch.knownFrom;
+  if (from !== undefined && available !== undefined && watch.pending.size === 0) {
+    // `known` is exactly `from`'s subscribed resources: the diff is that of the two maps, filtered
+    // by the subscription (computed once per pair of maps, shared by every stream).
+    const pair = mapDiff(from, available);
+    const upserts = watch.wildcard ? pair.changed : pair.changed.filter((r) => watch.names.has(r.name));
+    const removed = pair.gone.filter((n) => watch.known.has(n));
+    return { upserts, removed, missing: [] };
+  }
   const upserts: EncodedResource[] = [];
   const removed: string[] = [];
   const missing: string[] = [];
@@ -484,13 +502,41 @@ export function deltaDiff(watch: DeltaWatch, available: ResourceMap | undefined)
  * Records a Delta response as sent: the client now holds these versions and not the removed names,
  * and every owed name the response answered (and `*`) is no longer owed.
  */
+/** What changed from one snapshot map to the next: new or different resources (sorted by name), and
+ * names gone (sorted). Memoized per pair: every stream moving between the same maps shares it. */
+function mapDiff(before: ResourceMap, after: ResourceMap): { changed: EncodedResource[]; gone: string[] } {
+  let byAfter = mapDiffs.get(before);
+  if (!byAfter) {
+    byAfter = new WeakMap();
+    mapDiffs.set(before, byAfter);
+  }
+  let d = byAfter.get(after);
+  if (!d) {
+    const changed: EncodedResource[] = [];
+    const gone: string[] = [];
+    if (before !== after) {
+      for (const r of after.values()) if (before.get(r.name)?.version !== r.version) changed.push(r);
+      for (const name of before.keys()) if (!after.has(name)) gone.push(name);
+    }
+    d = { changed: changed.sort(byName), gone: gone.sort() };
+    byAfter.set(after, d);
+  }
+  return d;
+}
+const mapDiffs = new WeakMap<
+  ResourceMap,
+  WeakMap<ResourceMap, { changed: EncodedResource[]; gone: string[] }>
+>();
+
 export function deltaSent(
   watch: DeltaWatch,
   nonce: string,
   upserts: readonly EncodedResource[],
   removed: readonly string[],
 ): DeltaWatch {
-  const known = new Map(watch.known);
+  // Updated in place: the stream's state owns its map, and copying it would make every push cost
+  // as much as the whole set (the previous state object is not used after this).
+  const known = watch.known as Map<string, string>;
   for (const r of upserts) known.set(r.name, r.version);
   for (const n of removed) known.delete(n);
   let pending = watch.pending;
