@@ -892,16 +892,28 @@ async function floorFanout(
   });
   if (buffers.length === 0) return undefined;
   await Promise.all(workers.map((w) => w.request({ cmd: 'floor-mark', expect: buffers.length })));
-  const wrote = await server.request<{ at: number; bytes: number }>({ cmd: 'write', buffers }, timeoutMs);
+  const wrote = await server.request<{ at: number; bytes: number; streams: number }>(
+    { cmd: 'write', buffers },
+    timeoutMs,
+  );
+  if (wrote.streams < n)
+    log(`  floor: only ${wrote.streams}/${n} floor streams open (the others were closed)`);
   const start = performance.now();
+  let done = 0;
   for (;;) {
     await sleep(20);
     const st = await Promise.all(
       workers.map((w) => w.request<{ done: number; last: number }>({ cmd: 'floor-status', detail: false })),
     );
-    if (st.reduce((a, s) => a + s.done, 0) >= n)
+    done = st.reduce((a, s) => a + s.done, 0);
+    if (done >= wrote.streams)
       return { ms: Math.max(...st.map((s) => s.last)) - wrote.at, bytes: wrote.bytes };
-    if (performance.now() - start > timeoutMs) return undefined;
+    if (performance.now() - start > timeoutMs) {
+      log(
+        `  floor: timed out: ${done}/${wrote.streams} streams received the ${buffers.length} responses in ${formatMs(timeoutMs)}`,
+      );
+      return undefined;
+    }
   }
 }
 
