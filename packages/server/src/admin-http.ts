@@ -16,6 +16,7 @@
  * | `GET /apis/v1/auth/whoami` | any authenticated caller |
  * | `GET /apis/v1/auth/rolebindings`, `PUT`/`DELETE /apis/v1/auth/rolebindings/<name>` | admin |
  * | `POST /apis/v1/auth/tokens`, body `{"subject" or "user", "ttlSeconds"}` | admin |
+ * | `/ui/...`: the web dashboard (@meridian/dashboard: a login page that exchanges a token for a session cookie, then GET only) | view |
  *
  * Browser safety: a request whose `Origin` is not the server's own, or that a browser marks
  * cross-site, is refused (403) before anything else; no CORS header is ever sent, so preflights
@@ -44,6 +45,7 @@ import {
   validateSubject,
 } from '@meridian/auth';
 import { identityFromPeerCertificate, spiffeId } from '@meridian/ca';
+import { type DashboardHost, handleDashboard, isDashboardPath } from '@meridian/dashboard';
 import type { Logger } from 'pino';
 import { type ConfigService, requireKind } from './config-service.js';
 import { AdminError } from './errors.js';
@@ -408,7 +410,26 @@ function answerError(
   return { status: 500, label: 'internal' };
 }
 
-async function handleAdmin(host: AdminHost, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/** The dashboard's view of the admin host (`trust`: the mesh bundle when the port serves TLS). */
+function dashboardHost(host: AdminHost, trust: () => string | undefined): DashboardHost {
+  return {
+    get auth() {
+      return host.auth;
+    },
+    debugInfo: (path) => host.debugInfo(path),
+    listConfig: (kind, namespace) => host.config.list(requireKind(kind), namespace),
+    trustBundle: trust,
+    log: host.log,
+    ...(host.onRefused ? { onRefused: host.onRefused } : {}),
+  };
+}
+
+async function handleAdmin(
+  host: AdminHost,
+  req: IncomingMessage,
+  res: ServerResponse,
+  trust: () => string | undefined = () => undefined,
+): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://localhost');
   const path = url.pathname;
   const method = req.method ?? 'GET';
@@ -434,6 +455,8 @@ async function handleAdmin(host: AdminHost, req: IncomingMessage, res: ServerRes
     );
   try {
     checkBrowserSafety(req, method);
+    // The dashboard authenticates its own requests (session cookie, GET only; see @meridian/dashboard).
+    if (isDashboardPath(path)) return await handleDashboard(dashboardHost(host, trust), req, res);
     caller = await authenticate(host, req);
     const done = await route(host, req, res, url, method, caller);
     if (WRITE_METHODS.has(method) && done.status < 400) audit(done.status, 'allowed', done.detail ?? {});
@@ -490,8 +513,9 @@ export async function startAdminServer(
   address: { host: string; port: number },
   tls?: AdminTlsSource,
 ): Promise<{ server: Server; port: number }> {
+  let bundle: string | undefined;
   const handler = (req: IncomingMessage, res: ServerResponse) => {
-    handleAdmin(host, req, res).catch((error: unknown) => {
+    handleAdmin(host, req, res, () => bundle).catch((error: unknown) => {
       host.log.error({ err: error }, 'admin request failed');
       if (!res.headersSent)
         json(res, 500, { code: 'INTERNAL', reason: 'InternalError', message: 'internal error' });
@@ -505,6 +529,7 @@ export async function startAdminServer(
   let first: { certChainPem: string; keyPem: string; trustBundlePem: string } | undefined;
   let server: ReturnType<typeof createHttpsServer> | undefined;
   tls.onChange((m) => {
+    bundle = m.trustBundlePem;
     if (!server) first = m;
     else server.setSecureContext({ cert: m.certChainPem, key: m.keyPem, ca: m.trustBundlePem });
   });

@@ -1,0 +1,324 @@
+// Issue 19, end to end in a real browser: a 3-member etcd, 3 meridiand processes serving the
+// dashboard on their admin ports, simulated sidecars (testkit), and Debian's Chromium driven by
+// playwright-core. Each page is loaded with real data and screenshotted (to MERIDIAN_TEST_OUTPUT or
+// <tmp>/meridian-dashboard-screens, not committed); an unauthenticated browser is sent to the login
+// page and the data API refuses it; a SIGKILLed replica turns red on the Mesh page.
+// Skips (with a message) when /usr/bin/chromium is absent: CI installs Debian's `chromium`.
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Client } from '@grpc/grpc-js';
+import { bootstrapCredential, operatorSubject } from '@meridian/auth';
+import { EtcdStore, Keyspace } from '@meridian/store';
+import { type EtcdCluster, freePorts, type SimulatedProxy, startEtcdCluster } from '@meridian/testkit';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ReplicaProcess,
+  sidecar,
+  startReplicas,
+  waitUntil,
+  xdsClient,
+} from '../../server/test/harness.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium)
+  console.warn(
+    `dashboard browser tests SKIPPED: ${CHROMIUM} not found (install Debian's chromium: apt-get install -y chromium)`,
+  );
+
+const SHOTS = process.env.MERIDIAN_TEST_OUTPUT ?? join(tmpdir(), 'meridian-dashboard-screens');
+
+const CONFIG = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints:
+  - {address: 10.8.0.1, labels: {app: reviews}, locality: region1/zone1}
+  - {address: 10.8.0.2, labels: {app: reviews}, locality: region1/zone2}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  http:
+  - route:
+    - destination: {host: reviews.default.svc.cluster.local, subset: v9, port: {number: 9080}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-1, namespace: default}
+spec:
+  address: 10.8.0.1
+  labels: {app: reviews, version: v1}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: reviews-from-client, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/default/sa/client]}}]
+    to: [{operation: {methods: [GET]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ratings-only, namespace: default}
+spec:
+  selector: {matchLabels: {app: ratings}}
+  action: DENY
+  rules:
+  - to: [{operation: {paths: [/admin]}}]
+`;
+
+let etcd: EtcdCluster;
+let replicas: ReplicaProcess[] = [];
+let context: BrowserContext | undefined;
+let page: Page;
+let viewToken: string;
+const clients: Client[] = [];
+const proxies: SimulatedProxy[] = [];
+const profile = mkdtempSync(join(tmpdir(), 'meridian-chromium-'));
+
+async function shot(name: string): Promise<void> {
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on etcd', () => {
+  beforeAll(async () => {
+    etcd = await startEtcdCluster({ size: 3, fastElection: true });
+    const ports = await freePorts(6);
+    replicas = await startReplicas(
+      ['a', 'b', 'c'].map((id, i) => ({
+        id,
+        etcd: etcd.endpoints,
+        xdsPort: ports[2 * i]!,
+        adminPort: ports[2 * i + 1]!,
+        extraArgs: ['--debounce-ms', '20', '--locality', `region1/zone${i + 1}`],
+      })),
+    );
+    // A second operator with role view only: enough to look.
+    const store = await EtcdStore.connect({ endpoints: etcd.endpoints, keyspace: Keyspace.of('test', 'c1') });
+    try {
+      await replicas[0]!.token(); // the signing key and the admin binding first
+      viewToken = (
+        await bootstrapCredential(store, {
+          subject: operatorSubject('cluster.local', 'viewer'),
+          role: 'view',
+          bindingName: 'viewer',
+          ttlSeconds: 3600,
+        })
+      ).token;
+    } finally {
+      await store.close();
+    }
+    const applied = await replicas[0]!.apply(CONFIG);
+    expect(applied.status, JSON.stringify(applied.body)).toBe(200);
+    for (const [i, r] of [
+      [1, replicas[1]!],
+      [2, replicas[2]!],
+    ] as const) {
+      const client = xdsClient(r.xds);
+      clients.push(client);
+      const p = sidecar(i, i === 1 ? 'delta' : 'sotw');
+      p.connect(client);
+      proxies.push(p);
+    }
+    await waitUntil('both sidecars hold all four types', () => proxies.every((p) => p.state.size === 4));
+    // A fresh profile directory (playwright takes it as the persistent context's user data dir).
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1400, height: 900 },
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    page = await context.newPage();
+  }, 180_000);
+
+  afterAll(async () => {
+    await context?.close().catch(() => undefined);
+    for (const p of proxies) p.disconnect();
+    for (const c of clients) c.close();
+    await Promise.all(replicas.map((r) => r.kill('SIGKILL')));
+    await etcd?.stop();
+    rmSync(profile, { recursive: true, force: true });
+    console.log(`dashboard screenshots: ${SHOTS}`);
+  }, 60_000);
+
+  it('an unauthenticated browser is sent to the login page; the data API and a forged session are refused', async () => {
+    const a = replicas[0]!;
+    await page.goto(`${a.admin}/ui/mesh`);
+    expect(new URL(page.url()).pathname).toBe('/ui/login');
+    expect(new URL(page.url()).searchParams.get('next')).toBe('/ui/mesh');
+    await expect(page.locator('#token').isVisible()).resolves.toBe(true);
+    const api = await page.evaluate(async () => {
+      const res = await fetch('/ui/api/mesh');
+      return { status: res.status, body: await res.text() };
+    });
+    expect(api.status).toBe(401);
+    expect(api.body).not.toContain('"replicas"');
+    // A forged cookie (another signing key's token shape) and the admin API through a cookie.
+    const forged = await fetch(`${a.admin}/ui/api/proxies`, {
+      headers: { cookie: 'meridian_ui_c1=eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln' },
+    });
+    expect(forged.status).toBe(401);
+    const viaCookie = await fetch(`${a.admin}/debug/syncz`, {
+      headers: { cookie: `meridian_ui_c1=${viewToken}` },
+    });
+    expect(viaCookie.status).toBe(401);
+    // A cross-origin login is refused before the token is looked at.
+    const cross = await fetch(`${a.admin}/ui/login`, {
+      method: 'POST',
+      headers: { origin: 'http://evil.example', 'content-type': 'application/json' },
+      body: JSON.stringify({ token: viewToken }),
+    });
+    expect(cross.status).toBe(403);
+    expect(cross.headers.get('set-cookie')).toBeNull();
+    // A bad token on the page: refused, no cookie.
+    await page.fill('#token', 'not-a-token');
+    await page.click('button[type=submit]');
+    await page.locator('#error').filter({ hasText: 'Refused (401)' }).waitFor({ timeout: 10_000 });
+    expect(await context!.cookies()).toEqual([]);
+    await shot('0-login-refused');
+  });
+
+  it('a view token logs in: HttpOnly SameSite=Strict session cookie, then the Mesh page lists the replicas', async () => {
+    await page.fill('#token', viewToken);
+    await page.click('button[type=submit]');
+    await page.waitForURL('**/ui/mesh', { timeout: 10_000 });
+    const cookies = await context!.cookies();
+    expect(cookies).toHaveLength(1);
+    expect(cookies[0]).toMatchObject({
+      name: 'meridian_ui_c1',
+      httpOnly: true,
+      sameSite: 'Strict',
+      path: '/ui',
+    });
+    expect(cookies[0]!.value).not.toBe(viewToken); // a session token of its own, not the pasted one
+    for (const id of ['a', 'b', 'c'])
+      await page.locator(`tr[data-replica="${id}"][data-state="up"]`).waitFor({ timeout: 15_000 });
+    await page
+      .locator('[data-testid=leader]')
+      .filter({ hasText: /^[abc]$/ })
+      .waitFor({ timeout: 15_000 });
+    expect(await page.locator('[data-testid=command]').first().textContent()).toContain('meridian');
+    expect(await page.locator('tr[data-replica="b"]').textContent()).toContain('region1/zone2');
+    expect(await page.locator('header .who').textContent()).toContain('viewer (view)');
+    await shot('1-mesh');
+  });
+
+  it('Proxies: the simulated sidecars of every replica with their sync state, and the convergence', async () => {
+    await page.click('header nav a:has-text("Proxies")');
+    await page.waitForURL('**/ui/proxies');
+    const row1 = page.locator('tr[data-proxy="client-1.default"]');
+    const row2 = page.locator('tr[data-proxy="client-2.default"]');
+    await row1.waitFor({ timeout: 15_000 });
+    await row2.waitFor({ timeout: 15_000 });
+    await waitUntil('both proxies SYNCED on every type', async () => {
+      const [t1, t2] = [await row1.textContent(), await row2.textContent()];
+      return (t1?.match(/SYNCED/g)?.length ?? 0) === 4 && (t2?.match(/SYNCED/g)?.length ?? 0) === 4;
+    });
+    expect(await row1.textContent()).toContain('b'); // on replica b
+    expect(await row2.locator('td').nth(2).textContent()).toBe('c');
+    await page
+      .locator('[data-testid=convergence]')
+      .filter({ hasText: /revision \d+ reached/ })
+      .waitFor({ timeout: 20_000 });
+    expect(await page.locator('[data-testid=command]').first().textContent()).toContain(
+      'meridian proxy-status',
+    );
+    await shot('2-proxies');
+  });
+
+  it('Services and graph: the graph (or the note that none is served) and the endpoints by locality', async () => {
+    const graph = await replicas[0]!.text('/debug/graph');
+    await page.click('header nav a:has-text("Services")');
+    await page.waitForURL('**/ui/graph');
+    await page.locator('svg[data-testid=graph]').waitFor({ timeout: 15_000 });
+    if (graph.status === 404) {
+      expect(await page.locator('[data-testid=graph-note]').textContent()).toContain('no /debug/graph');
+    } else {
+      const body = JSON.parse(graph.body) as { nodes: unknown[] };
+      await waitUntil(
+        'graph nodes drawn',
+        async () => (await page.locator('g.node').count()) >= body.nodes.length,
+      );
+    }
+    const endpoints = page.locator('[data-testid=endpoints]');
+    await endpoints.filter({ hasText: '10.8.0.2:9080' }).waitFor({ timeout: 15_000 });
+    const text = (await endpoints.textContent()) ?? '';
+    expect(text).toContain('outbound|9080||reviews.default.svc.cluster.local');
+    expect(text).toContain('region1/zone1');
+    expect(text).toContain('region1/zone2');
+    await shot('3-graph');
+  });
+
+  it('Config: objects by kind with the analyze warning, and a proxy effective config', async () => {
+    await page.click('header nav a:has-text("Config")');
+    await page.waitForURL('**/ui/config');
+    await page.locator('tr[data-object="ServiceEntry/default/reviews"]').waitFor({ timeout: 15_000 });
+    const analysis = (await page.locator('[data-testid=analysis]').textContent()) ?? '';
+    expect(analysis).toContain('IST0101');
+    expect(analysis).toContain('VirtualService/default/reviews');
+    expect(await page.locator('tr[data-object="VirtualService/default/reviews"]').textContent()).toContain(
+      'IST0101',
+    );
+    await page.selectOption('[data-testid=kind]', 'AuthorizationPolicy');
+    await waitUntil(
+      'only AuthorizationPolicies listed',
+      async () => (await page.locator('tr[data-object]').count()) === 2,
+    );
+    await page.fill('input[name=proxy]', 'client-1.default');
+    await page.click('form.filters button[type=submit]');
+    await page.locator('[data-testid=dump-cds]').waitFor({ timeout: 15_000 });
+    await page.locator('[data-testid=dump-cds] summary').click();
+    expect(await page.locator('[data-testid=dump-cds]').textContent()).toContain(
+      'outbound|9080||reviews.default.svc.cluster.local',
+    );
+    expect(await page.locator('body').textContent()).not.toContain('PRIVATE KEY');
+    await shot('4-config');
+  });
+
+  it('Policy: the AuthorizationPolicies that apply to a workload, and what they allow', async () => {
+    await page.click('header nav a:has-text("Policy")');
+    await page.waitForURL('**/ui/policy');
+    await page.locator('[data-testid=policies]').waitFor({ timeout: 15_000 });
+    await page.click('button.chip:has-text("default/reviews-1")');
+    const result = page.locator('[data-testid=policy-result]');
+    await result.waitFor({ timeout: 15_000 });
+    expect(await result.locator('[data-policy="default/reviews-from-client"]').count()).toBe(1);
+    expect(await result.locator('[data-policy="default/ratings-only"]').count()).toBe(0);
+    const text = (await result.textContent()) ?? '';
+    expect(text).toContain('ALLOW policies apply');
+    expect(text).toContain('cluster.local/ns/default/sa/client');
+    await shot('5-policy');
+  });
+
+  it('a SIGKILLed replica turns red on the Mesh page within seconds', async () => {
+    await page.click('header nav a:has-text("Mesh")');
+    await page.waitForURL('**/ui/mesh');
+    await page.locator('tr[data-replica="c"][data-state="up"]').waitFor({ timeout: 15_000 });
+    const killedAt = performance.now();
+    await replicas[2]!.kill('SIGKILL');
+    await page.locator('tr[data-replica="c"][data-state="down"]').waitFor({ timeout: 10_000 });
+    console.log(`replica c shown down ${((performance.now() - killedAt) / 1000).toFixed(1)} s after SIGKILL`);
+    expect(await page.locator('tr[data-replica="a"]').getAttribute('data-state')).toBe('up');
+    await shot('6-mesh-replica-down');
+  });
+});
