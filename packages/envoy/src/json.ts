@@ -1,5 +1,5 @@
 import protobuf from 'protobufjs';
-import { encodeFast } from './compiled.js';
+import { encodeFast, type MemoMode } from './compiled.js';
 import { checkField, fullName, rulesOf, SPECIAL_JSON, WRAPPERS } from './rules.js';
 import { envoyRoot } from './schema.js';
 
@@ -352,6 +352,15 @@ export function checkResource(typeNameOrUrl: string, json: unknown): SchemaProbl
  * The work is done by an encoder compiled once per message type (compiled.ts); a resource it does not
  * accept goes through the diagnostic walker, which names every problem (or, for the rare shapes the
  * compiled encoder leaves to it, encodes the resource itself).
+ *
+ * **The JSON given is treated as immutable** (here and by checkResource). The encoder remembers, per message type and by object
+ * identity, the bytes of the sub-messages it accepted in lists and maps (large ones: virtual hosts,
+ * routes, filter chains; see compiled.ts), so a resource whose sub-objects are the same objects as
+ * in an earlier call copies their bytes instead of encoding them again (issue 12: a new
+ * RouteConfiguration that keeps 1,249 of its 1,250 virtual host objects). Mutating an object, or
+ * anything reachable from it, after it was given to `encodeResource` is not allowed: a later call
+ * could write the bytes of what it was. Build a new object for a new value (translate does).
+ * Entries live as long as their objects (a WeakMap); the bytes are the same with or without them.
  */
 export function encodeResource(typeNameOrUrl: string, json: unknown): Uint8Array {
   const type = resolveType(typeNameOrUrl);
@@ -365,6 +374,18 @@ function encodeChecked(type: protobuf.Type, json: unknown): Uint8Array {
   const { message, problems } = convert(type, json);
   if (problems.length > 0 || message === undefined) throw new EnvoySchemaError(fullName(type), problems);
   return type.encode(message).finish();
+}
+
+/**
+ * For tests: encodeResource with the identity memo used as `memo` says (`off`: neither read nor
+ * filled, the encoding the memo must never change; `all`: for every message field). Not exported
+ * from the package.
+ */
+export function encodeResourceWith(typeNameOrUrl: string, json: unknown, memo: MemoMode): Uint8Array {
+  const type = resolveType(typeNameOrUrl);
+  const fast = encodeFast(type, json, memo);
+  if (fast !== undefined) return fast;
+  return encodeChecked(type, json);
 }
 
 /**
@@ -383,7 +404,7 @@ export function encodeBothWays(
     if (!(error instanceof EnvoySchemaError)) throw error;
     checked = error;
   }
-  return { checked, compiled: encodeFast(type, json) };
+  return { checked, compiled: encodeFast(type, json, 'off') };
 }
 
 /** Decodes protobuf bytes into Envoy JSON (the inverse of encodeResource, with proto3 JSON rules:
