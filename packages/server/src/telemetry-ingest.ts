@@ -176,28 +176,22 @@ const peerMetadata: PeerMetadataDecoder = (any) => {
   const struct = lookupMessage('google.protobuf.Struct');
   if (!struct) return undefined;
   try {
+    // protobufjs defines google.protobuf.Value itself, with camelCase field names.
+    type Value = { stringValue?: string; structValue?: { fields?: Record<string, Value> } };
     const json = struct.toObject(struct.decode(any.value as Uint8Array)) as {
-      fields?: Record<
-        string,
-        {
-          stringValue?: string;
-          string_value?: string;
-          structValue?: unknown;
-          struct_value?: { fields?: Record<string, { string_value?: string }> };
-        }
-      >;
+      fields?: Record<string, Value>;
     };
     const f = json.fields ?? {};
-    const s = (k: string) => f[k]?.string_value ?? f[k]?.stringValue ?? '';
-    const labels = f.LABELS?.struct_value?.fields ?? {};
+    const s = (k: string) => f[k]?.stringValue ?? '';
+    const labels = f.LABELS?.structValue?.fields ?? {};
     const name = s('WORKLOAD_NAME');
     if (!name) return undefined;
     return {
       name,
       namespace: s('NAMESPACE') || 'unknown',
       cluster: s('CLUSTER_ID') || 'unknown',
-      app: labels.app?.string_value || s('APP') || 'unknown',
-      version: labels.version?.string_value || s('VERSION') || 'unknown',
+      app: labels.app?.stringValue || s('APP') || 'unknown',
+      version: labels.version?.stringValue || s('VERSION') || 'unknown',
     };
   } catch {
     return undefined;
