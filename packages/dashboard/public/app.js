@@ -76,6 +76,8 @@ const age = (ms) =>
           ? `${Math.round(ms / 60_000)} min`
           : `${(ms / 3_600_000).toFixed(1)} h`;
 
+const ms = (v) => (v === undefined || v === null ? '' : `${v.toFixed(1)} ms`);
+
 const until = (iso) => {
   if (!iso) return '—';
   const days = (Date.parse(iso) - Date.now()) / 86_400_000;
@@ -248,7 +250,7 @@ function Graph() {
     ${
       data.graph && L.edges.length
         ? html`<table data-testid="edges"><thead><tr><th>From</th><th>To</th><th>Cluster</th><th>Protocol</th><th>rps</th><th>errors</th><th>p50</th><th>p90</th><th>p99</th><th>mTLS</th></tr></thead>
-      <tbody>${L.edges.map((e) => html`<tr><td>${e.source}</td><td>${e.destination}</td><td>${e.cluster ?? ''}</td><td>${e.protocol ?? ''}</td><td>${e.requestsPerSecond?.toFixed(2) ?? ''}</td><td>${e.errorRate !== undefined ? `${(e.errorRate * 100).toFixed(1)}%` : ''}</td><td>${e.p50Ms ?? ''}</td><td>${e.p90Ms ?? ''}</td><td>${e.p99Ms ?? ''}</td><td>${e.mtls ? 'yes' : 'no'}</td></tr>`)}</tbody></table>`
+      <tbody>${L.edges.map((e) => html`<tr><td>${e.source}</td><td>${e.destination}</td><td>${e.cluster ?? ''}</td><td>${e.protocol ?? ''}</td><td>${e.requestsPerSecond?.toFixed(2) ?? ''}</td><td>${e.errorRate !== undefined ? `${(e.errorRate * 100).toFixed(1)}%` : ''}</td><td>${ms(e.p50Ms)}</td><td>${ms(e.p90Ms)}</td><td>${ms(e.p99Ms)}</td><td>${e.mtls ? 'yes' : 'no'}</td></tr>`)}</tbody></table>`
         : null
     }
     <h2>Endpoints by service</h2>
@@ -261,11 +263,11 @@ function Graph() {
         html`<div class="service"><h3>${c.name}</h3>${
           c.localities.length === 0
             ? html`<p class="small">no endpoints</p>`
-            : html`<table><thead><tr><th>Locality</th><th>Priority</th><th>Address</th><th>Cluster</th><th>Health</th></tr></thead><tbody>${c.localities.flatMap(
+            : html`<table><thead><tr><th>Locality</th><th>Priority</th><th>Address</th><th>Weight</th><th>Health</th></tr></thead><tbody>${c.localities.flatMap(
                 (l) =>
                   l.endpoints.map(
                     (e) =>
-                      html`<tr><td>${l.locality}</td><td>${l.priority}</td><td>${e.address}</td><td>${e.cluster ?? '—'}</td><td class=${`state ${e.health === 'HEALTHY' || e.health === 'UNKNOWN' ? 'synced' : 'error'}`}>${e.health}</td></tr>`,
+                      html`<tr><td>${l.locality}</td><td>${l.priority}</td><td>${e.address}</td><td>${e.weight ?? '—'}</td><td class=${`state ${e.health === 'HEALTHY' || e.health === 'UNKNOWN' ? 'synced' : 'error'}`}>${e.health}</td></tr>`,
                   ),
               )}</tbody></table>`
         }</div>`,

@@ -280,7 +280,6 @@ interface EnvoyEndpoint {
     lb_endpoints?: {
       endpoint?: { address?: { socket_address?: { address?: string; port_value?: number } } };
       health_status?: string;
-      metadata?: unknown;
       load_balancing_weight?: number;
     }[];
     priority?: number;
@@ -326,7 +325,6 @@ async function endpointsView(ctx: Ctx, url: URL): Promise<unknown> {
           address: `${l.endpoint?.address?.socket_address?.address ?? '?'}:${l.endpoint?.address?.socket_address?.port_value ?? '?'}`,
           health: l.health_status ?? 'UNKNOWN',
           weight: l.load_balancing_weight,
-          cluster: meshClusterOf(l.metadata),
         })),
       }));
       clusters.push({ name: r.name, localities });
@@ -338,13 +336,6 @@ async function endpointsView(ctx: Ctx, url: URL): Promise<unknown> {
     clusters,
     command: `meridian proxy-config endpoint ${proxy}`,
   };
-}
-
-/** The mesh cluster an endpoint is in, when its metadata names one (`istio.cluster_id` or similar). */
-function meshClusterOf(metadata: unknown): string | undefined {
-  const text = JSON.stringify(metadata ?? {});
-  const m = /"(?:cluster_id|clusterId|cluster)"\s*:\s*(?:\{[^}]*"string_value"\s*:\s*)?"([^"]+)"/.exec(text);
-  return m?.[1];
 }
 
 async function allConfig(host: DashboardHost): Promise<ConfigObject[]> {

@@ -14,6 +14,12 @@ import { type EtcdCluster, freePorts, type SimulatedProxy, startEtcdCluster } fr
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  encodeAccessLogs,
+  httpEntry,
+  sidecarNodeId,
+  streamAccessLogs,
+} from '../../server/test/access-log-client.js';
+import {
   type ReplicaProcess,
   sidecar,
   startReplicas,
@@ -30,6 +36,9 @@ if (!haveChromium)
 
 const SHOTS = process.env.MERIDIAN_TEST_OUTPUT ?? join(tmpdir(), 'meridian-dashboard-screens');
 
+const FRONTEND = '10.1.0.5';
+const PAYMENTS = '10.2.0.7';
+const EDGE = 'workload:c1/shop/frontend-v1->service:c1/pay/payments';
 const CONFIG = `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: reviews, namespace: default}
@@ -75,6 +84,44 @@ spec:
   action: DENY
   rules:
   - to: [{operation: {paths: [/admin]}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: payments, namespace: pay}
+spec:
+  hosts: [payments.pay.svc.cluster.local]
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  location: MESH_INTERNAL
+  workloadSelector: {labels: {app: payments}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: payments-v2, namespace: pay}
+spec:
+  address: ${PAYMENTS}
+  ports: {http: 8080}
+  labels: {app: payments, version: v2}
+  serviceAccount: payments
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: frontend, namespace: shop}
+spec:
+  hosts: [frontend.shop.svc.cluster.local]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  location: MESH_INTERNAL
+  workloadSelector: {labels: {app: frontend}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: frontend-v1, namespace: shop}
+spec:
+  address: ${FRONTEND}
+  ports: {http: 80}
+  labels: {app: frontend, version: v1}
+  serviceAccount: frontend
 `;
 
 let etcd: EtcdCluster;
@@ -101,7 +148,14 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
         etcd: etcd.endpoints,
         xdsPort: ports[2 * i]!,
         adminPort: ports[2 * i + 1]!,
-        extraArgs: ['--debounce-ms', '20', '--locality', `region1/zone${i + 1}`],
+        extraArgs: [
+          '--debounce-ms',
+          '20',
+          '--locality',
+          `region1/zone${i + 1}`,
+          '--telemetry-plaintext',
+          'on',
+        ],
       })),
     );
     // A second operator with role view only: enough to look.
@@ -132,6 +186,37 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
       proxies.push(p);
     }
     await waitUntil('both sidecars hold all four types', () => proxies.every((p) => p.state.size === 4));
+    // Demo traffic for the graph: frontend -> payments, 40 answered and 10 failed, reported by the
+    // caller's proxy to replicas a and b (Envoy's access-log service).
+    const call = (code: number) =>
+      httpEntry({
+        direction: 'outbound',
+        downstream: `${FRONTEND}:41000`,
+        upstream: `${PAYMENTS}:8080`,
+        upstreamCluster: 'outbound|8080||payments.pay.svc.cluster.local',
+        code,
+        durationMs: 12,
+      });
+    const node = sidecarNodeId(FRONTEND, 'frontend-v1', 'shop');
+    for (const [r, ok, failed] of [
+      [replicas[0]!, 25, 4],
+      [replicas[1]!, 15, 6],
+    ] as const) {
+      await waitUntil(`${r.spec.id} takes the access logs`, async () => {
+        const sent = await streamAccessLogs(r.xds, [
+          encodeAccessLogs(
+            {
+              http: [
+                ...Array.from({ length: ok }, () => call(200)),
+                ...Array.from({ length: failed }, () => call(503)),
+              ],
+            },
+            node,
+          ),
+        ]);
+        return sent.code === 0;
+      });
+    }
     // A fresh profile directory (playwright takes it as the persistent context's user data dir).
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
@@ -217,7 +302,10 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
       .locator('[data-testid=leader]')
       .filter({ hasText: /^[abc]$/ })
       .waitFor({ timeout: 15_000 });
-    expect(await page.locator('[data-testid=command]').first().textContent()).toContain('meridian');
+    // The equivalent call, with this replica's own address filled in.
+    expect(await page.locator('[data-testid=command]').first().textContent()).toContain(
+      `${replicas[0]!.admin}/debug/replicas`,
+    );
     expect(await page.locator('tr[data-replica="b"]').textContent()).toContain('region1/zone2');
     expect(await page.locator('header .who').textContent()).toContain('viewer (view)');
     await shot('1-mesh');
@@ -246,20 +334,32 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
     await shot('2-proxies');
   });
 
-  it('Services and graph: the graph (or the note that none is served) and the endpoints by locality', async () => {
-    const graph = await replicas[0]!.text('/debug/graph');
+  it('Services and graph: the demo traffic as an edge with rate, errors and p99, and the endpoints by locality', async () => {
+    // The replicas merge their graphs through etcd: wait until replica a's has both reports.
+    await waitUntil('the merged edge on replica a', async () => {
+      const g = JSON.parse((await replicas[0]!.text('/debug/graph')).body) as {
+        edges: { source: string; destination: string; requests: number }[];
+      };
+      return g.edges.some((e) => `${e.source}->${e.destination}` === EDGE && e.requests === 50);
+    });
     await page.click('header nav a:has-text("Services")');
     await page.waitForURL('**/ui/graph');
-    await page.locator('svg[data-testid=graph]').waitFor({ timeout: 15_000 });
-    if (graph.status === 404) {
-      expect(await page.locator('[data-testid=graph-note]').textContent()).toContain('no /debug/graph');
-    } else {
-      const body = JSON.parse(graph.body) as { nodes: unknown[] };
-      await waitUntil(
-        'graph nodes drawn',
-        async () => (await page.locator('g.node').count()) >= body.nodes.length,
-      );
-    }
+    const edge = page.locator(`svg[data-testid=graph] g[data-edge="${EDGE}"]`);
+    await edge.waitFor({ timeout: 15_000 });
+    const label = (await edge.textContent()) ?? '';
+    expect(label).toMatch(/\d+\.\d rps/);
+    expect(label).toContain('20.0% err'); // 10 of 50 failed
+    expect(label).toMatch(/p99 \d+ ms/);
+    expect(
+      await page.locator('svg[data-testid=graph] g[data-node="workload:c1/shop/frontend-v1"]').count(),
+    ).toBe(1);
+    expect(await page.locator('svg[data-testid=graph] g[data-node="service:c1/pay/payments"]').count()).toBe(
+      1,
+    );
+    expect(await page.locator('svg[data-testid=graph] text.column').allTextContents()).toEqual([
+      'pay',
+      'shop',
+    ]);
     const endpoints = page.locator('[data-testid=endpoints]');
     await endpoints.filter({ hasText: '10.8.0.2:9080' }).waitFor({ timeout: 15_000 });
     const text = (await endpoints.textContent()) ?? '';
