@@ -14,6 +14,8 @@ import {
   installClusterCa,
   parseKek,
   publishTokenKey,
+  type SecretChange,
+  type WorkloadSecret,
 } from '@meridian/ca';
 import { Keyspace, MemoryStore } from '@meridian/store';
 import { pino } from 'pino';
@@ -80,11 +82,30 @@ describe('ClusterCaRuntime: what a replica runs', () => {
     );
     expect(chain).toHaveLength(3);
 
-    // A rotation step written to the store reaches the issuer, the SDS source and the serving bundle.
+    // A rotation step written to the store reaches the issuer, the workload secrets (every watched
+    // identity re-issued, then one notice naming both SDS secrets) and the serving bundle.
+    const deliveries: WorkloadSecret[] = [];
+    const events: string[] = [];
+    const changes: SecretChange[] = [];
+    const stopWatch = runtime.secrets.watch(alice, (s) => {
+      deliveries.push(s);
+      events.push(`secret:${s.reason}`);
+    });
+    cleanup.push(stopWatch);
+    const stopNotices = runtime.onSecretChange((c) => {
+      changes.push(c);
+      events.push(`notice:${c.reason}`);
+    });
     const newRoot = createRootCa({ trustDomain: 'cluster.local', keyType: 'ecdsa-p256' });
     await installClusterCa(caStoreFrom(store), addRootToBundle(mesh.clusters.east!, newRoot.certPem), kek);
     await until('the reloaded CA', () => runtime.ca.trustBundle.roots.length === 2);
     expect(runtime.secrets.trustBundlePem()).toBe(mesh.root.certPem + newRoot.certPem);
+    expect(events).toEqual(['secret:initial', 'secret:ca-changed', 'notice:ca-changed']);
+    expect(deliveries.at(-1)?.trustBundlePem).toBe(mesh.root.certPem + newRoot.certPem);
+    expect(changes).toHaveLength(1);
+    expect([...changes[0]!.names].sort()).toEqual(['ROOTCA', 'default']);
+    stopNotices();
+    stopNotices();
     const again = await createCertificate(
       client,
       { csr: createCsr({ key: ecKey(), uris: [uri(alice)] }) },

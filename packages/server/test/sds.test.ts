@@ -1,18 +1,29 @@
 import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import {
+  addRootToBundle,
+  caStoreFrom,
   createCaServerCredentials,
+  createRootCa,
+  generateKek,
+  installClusterCa,
   MemoryCertificateProvider,
+  parseKek,
   SigningCa,
   type Timers,
   WorkloadCertificateIssuer,
   WorkloadSecrets,
 } from '@meridian/ca';
 import { decodeResource, TypeUrl } from '@meridian/envoy';
+import { Keyspace, MemoryStore } from '@meridian/store';
 import { SimulatedProxy, type SotwResponseView } from '@meridian/testkit';
-import { XdsServer, type XdsSnapshot } from '@meridian/xds';
+import { type ChangeEvent, type ProxyContext, XdsServer, type XdsSnapshot } from '@meridian/xds';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ReplicaMtls } from '../src/mtls.js';
 import { SdsSecretSource, withSecrets } from '../src/sds.js';
 import { id, makeMesh, opensslVerify, quietAudit, uri, type Workload, workload } from './ca-mesh.js';
 
@@ -169,5 +180,88 @@ describe('SDS over xDS (real @meridian/xds server, mTLS, simulated proxies)', ()
       new X509Certificate(`${after.chain!.split('-----END CERTIFICATE-----')[0]!}-----END CERTIFICATE-----\n`)
         .subjectAltName,
     ).toBe(`URI:${uri(alice)}`);
+  });
+
+  it('a CA switch pushes the new bundle as ROOTCA to every proxy and a re-issued default', async () => {
+    const pa = proxies[0]!;
+    const anon = proxies[2]!;
+    const newRoot = createRootCa({ trustDomain: 'cluster.local', keyType: 'ecdsa-p256' });
+    const before = secretsOf(pa.responses.at(-1) as SotwResponseView).find((s) => s.name === 'default')!;
+    const counts = [pa.responses.length, anon.responses.length];
+    sds.setSigningCa(SigningCa.fromMaterial(addRootToBundle(mesh.clusters.east!, newRoot.certPem)));
+    await until(
+      'both proxies pushed',
+      () => pa.responses.length > counts[0]! && anon.responses.length > counts[1]!,
+    );
+    const after = secretsOf(pa.responses.at(-1) as SotwResponseView);
+    expect(after.find((s) => s.name === 'ROOTCA')!.trustedCa).toBe(bundle + newRoot.certPem);
+    expect(after.find((s) => s.name === 'default')!.key).not.toBe(before.key);
+    expect(secretsOf(anon.responses.at(-1) as SotwResponseView)).toEqual([
+      { name: 'ROOTCA', trustedCa: bundle + newRoot.certPem },
+    ]);
+  });
+});
+
+describe('ReplicaMtls: the CA runtime, SDS and the mTLS translator wired', () => {
+  it('a CA rotation step in the store becomes one Secret ChangeEvent and the new ROOTCA', async () => {
+    const mesh = makeMesh(['east']);
+    const kekText = generateKek();
+    const dir = mkdtempSync(join(tmpdir(), 'meridian-sds-'));
+    const store = new MemoryStore({ keyspace: Keyspace.of('m', 'east') });
+    const kekFile = join(dir, 'kek');
+    writeFileSync(kekFile, kekText);
+    await installClusterCa(caStoreFrom(store), mesh.clusters.east!, parseKek(kekText, 'test'));
+    const mtls = await ReplicaMtls.start({
+      store,
+      clusterId: 'east',
+      trustDomain: 'cluster.local',
+      kekFile,
+      servingDnsNames: ['localhost'],
+      log: pino({ level: 'silent' }),
+    });
+    try {
+      if (!mtls) throw new Error('the CA runtime did not start');
+      const changes: ChangeEvent[] = [];
+      mtls.onSecretChange((c) => changes.push(c));
+      const base: XdsSnapshot = { version: 'v1', resources: () => undefined };
+      const alice: ProxyContext = {
+        connectionId: 'alice-1',
+        proxy: {} as ProxyContext['proxy'],
+        authenticatedIdentity: uri(id('shop', 'alice')),
+        peer: '127.0.0.1:1',
+      };
+      const rootOf = (p: ProxyContext) => {
+        const r = mtls.wrap(base).resources(p, TypeUrl.Secret)?.get('ROOTCA');
+        if (!r) throw new Error('no ROOTCA');
+        const j = decodeResource(TypeUrl.Secret, r.bytes) as {
+          validation_context: { trusted_ca: { inline_bytes: string } };
+        };
+        return Buffer.from(j.validation_context.trusted_ca.inline_bytes, 'base64').toString();
+      };
+      expect([...(mtls.wrap(base).resources(alice, TypeUrl.Secret)?.keys() ?? [])].sort()).toEqual([
+        'ROOTCA',
+        'default',
+      ]);
+      expect(rootOf(alice)).toBe(mesh.root.certPem);
+
+      const newRoot = createRootCa({ trustDomain: 'cluster.local', keyType: 'ecdsa-p256' });
+      await installClusterCa(
+        caStoreFrom(store),
+        addRootToBundle(mesh.clusters.east!, newRoot.certPem),
+        parseKek(kekText, 'test'),
+      );
+      await until('the Secret change', () => changes.length > 0);
+      expect(changes).toHaveLength(1);
+      expect(changes[0]).toMatchObject({ full: false, reason: ['ca-changed'] });
+      expect([...(changes[0]!.types ?? [])]).toEqual([TypeUrl.Secret]);
+      expect([...(changes[0]!.names?.get(TypeUrl.Secret) ?? [])].sort()).toEqual(['ROOTCA', 'default']);
+      expect(rootOf(alice)).toBe(mesh.root.certPem + newRoot.certPem);
+      expect(rootOf({ ...alice, authenticatedIdentity: undefined })).toBe(
+        mesh.root.certPem + newRoot.certPem,
+      );
+    } finally {
+      await mtls?.stop(0);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
