@@ -194,6 +194,11 @@ describe('meridian up, status, demo failover, down', { timeout: 300_000 }, () =>
     };
     expect(Object.values(before).map(Number).filter(alive)).toEqual([]);
     expect(processesOf(state)).toEqual([]);
+    // status of a stopped mesh: every process listed as down, exit 3.
+    const s = await meridian('status', '--state-dir', state);
+    expect(s.code).toBe(3);
+    expect(s.stdout).toContain('processes 0/16 running');
+    expect(s.stdout).toMatch(/not running or not healthy: east\/etcd-0, west\/etcd-0, /);
     const again = await meridian('down', '--purge', '--state-dir', state);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain(`${state} removed`);

@@ -1,6 +1,6 @@
 // `meridian up | status | down | demo failover`: a whole local multi-cluster mesh from a topology file
 // (deploy/local/two-clusters.yaml by default), its state and logs under one directory.
-import type { Command } from 'commander';
+import { type Command, CommanderError } from 'commander';
 import type { CliContext } from '../context.js';
 import { defaultStateDir } from './plan.js';
 import { parseCount } from './topology.js';
@@ -26,11 +26,16 @@ export function registerLocalCommands(program: Command, ctx: CliContext): void {
 
   program
     .command('status')
-    .description('clusters, replicas, federation, CA expiry and demo traffic of the local mesh')
+    .description(
+      'clusters, replicas, federation, CA expiry and demo traffic of the local mesh (exit 3: a process is down)',
+    )
     .option('--state-dir <dir>', STATE_DIR_HELP)
     .action(async (o: { stateDir?: string }) => {
       const { status } = await import('./status.js');
-      await status(ctx, { stateDir: stateDirOf(o) });
+      const report = await status(ctx, { stateDir: stateDirOf(o) });
+      // Scripts can tell a degraded mesh: exit 3 when a process is down (listed above).
+      if (report.processes.down.length > 0)
+        throw new CommanderError(3, 'meridian.degraded', `${report.processes.down.length} processes down`);
     });
 
   program
