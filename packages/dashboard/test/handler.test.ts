@@ -1,0 +1,240 @@
+// The dashboard's login, session and refusals over real HTTP, with the real admin authority of
+// @meridian/auth on a memory store (tokens signed and verified with the cluster's key, roles from
+// role bindings); and the pure parts (cookie, session lifetime, graph layout, CA expiry).
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { AdminAuthority, bootstrapCredential, deleteRoleBinding, operatorSubject } from '@meridian/auth';
+import { Keyspace, MemoryStore } from '@meridian/store';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  caExpiry,
+  type DashboardHost,
+  edgeLabel,
+  handleDashboard,
+  layoutGraph,
+  parseLabels,
+  readCookie,
+  SESSION_TTL_SECONDS,
+  sessionCookie,
+  sessionCookieName,
+  sessionSeconds,
+  tokenExpiry,
+} from '../src/index.js';
+
+const VIEWER = operatorSubject('cluster.local', 'viewer');
+const NOBODY = operatorSubject('cluster.local', 'nobody');
+
+let store: MemoryStore;
+let authority: AdminAuthority;
+let server: Server;
+let base: string;
+let viewToken: string;
+let noRoleToken: string;
+const audit: Record<string, unknown>[] = [];
+const refused: string[] = [];
+
+beforeAll(async () => {
+  store = new MemoryStore({ keyspace: Keyspace.of('m', 'c1') });
+  viewToken = (
+    await bootstrapCredential(store, {
+      subject: VIEWER,
+      role: 'view',
+      bindingName: 'viewer',
+      ttlSeconds: 7200,
+    })
+  ).token;
+  authority = await AdminAuthority.open(store);
+  noRoleToken = (await authority.mint(NOBODY, 600)).token;
+  const host: DashboardHost = {
+    auth: authority,
+    debugInfo: (path) =>
+      path === '/debug/replica' ? { id: 'r1', clusterId: 'c1', adminAddress: '127.0.0.1:1' } : undefined,
+    listConfig: async () => ({ revision: 1, items: [] }),
+    log: {
+      info: (o) => audit.push(o),
+      warn: (o) => audit.push(o),
+    },
+    onRefused: (r) => refused.push(r),
+  };
+  server = createServer((req, res) => {
+    void handleDashboard(host, req, res);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  server?.close();
+  await authority?.close();
+  await store?.close();
+});
+
+const login = (token: string, headers: Record<string, string> = {}) =>
+  fetch(`${base}/ui/login`, {
+    method: 'POST',
+    headers: { origin: base, 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ token }),
+    redirect: 'manual',
+  });
+
+describe('dashboard login and session', () => {
+  it('without a session: pages redirect to the login page, the data API answers 401', async () => {
+    const page = await fetch(`${base}/ui/proxies`, { redirect: 'manual' });
+    expect(page.status).toBe(303);
+    expect(page.headers.get('location')).toBe('/ui/login?next=%2Fui%2Fproxies');
+    const api = await fetch(`${base}/ui/api/session`);
+    expect(api.status).toBe(401);
+    expect(((await api.json()) as { message: string }).message).toBe(
+      'no dashboard session: log in at /ui/login',
+    );
+    // A bearer token is not a dashboard session (the cookie is the only credential here).
+    const bearer = await fetch(`${base}/ui/api/session`, {
+      headers: { authorization: `Bearer ${viewToken}` },
+    });
+    expect(bearer.status).toBe(401);
+    expect(refused).toContain('unauthenticated');
+  });
+
+  it('the login page and static files are public; files outside public/ are not served', async () => {
+    const page = await fetch(`${base}/ui/login`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+    expect(page.headers.get('x-frame-options')).toBe('DENY');
+    expect(await page.text()).toContain('Admin token');
+    const hooks = await fetch(`${base}/ui/vendor/hooks.mjs`);
+    expect(hooks.status).toBe(200);
+    const js = await hooks.text();
+    expect(js).toContain('from"./preact.mjs"');
+    expect(js).not.toContain('from"preact"');
+    for (const path of [
+      '/ui/assets/..%2Fsrc%2Fhandler.ts',
+      '/ui/assets/../package.json',
+      '/ui/vendor/jose.mjs',
+    ])
+      expect((await fetch(`${base}${path}`)).status, path).toBe(404);
+  });
+
+  it('refuses a login without an origin, with another body type, with a bad token, and with no role: no cookie', async () => {
+    const noOrigin = await fetch(`${base}/ui/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token: viewToken }),
+    });
+    expect(noOrigin.status).toBe(403);
+    const form = await login(viewToken, { 'content-type': 'application/x-www-form-urlencoded' });
+    expect(form.status).toBe(415);
+    const bad = await login('x.y.z');
+    expect(bad.status).toBe(401);
+    const none = await login(noRoleToken);
+    expect(none.status).toBe(403);
+    expect(((await none.json()) as { message: string }).message).toContain(
+      'may not open the dashboard: needs role view',
+    );
+    for (const r of [noOrigin, form, bad, none]) expect(r.headers.get('set-cookie')).toBeNull();
+  });
+
+  it('a view token gets a session: a new token of the same subject, HttpOnly, SameSite=Strict, Path=/ui, at most an hour', async () => {
+    const res = await login(viewToken);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { subject: string; roles: string[]; expiresAt: string };
+    expect(body.subject).toBe(VIEWER);
+    expect(body.roles).toEqual(['view']);
+    const cookie = res.headers.get('set-cookie')!;
+    expect(cookie).toMatch(
+      /^meridian_ui_c1=[\w-]+\.[\w-]+\.[\w-]+; Path=\/ui; Max-Age=3600; HttpOnly; SameSite=Strict$/,
+    );
+    const session = /^meridian_ui_c1=([^;]+)/.exec(cookie)![1]!;
+    expect(session).not.toBe(viewToken);
+    expect(tokenExpiry(session)! - Date.now() / 1000).toBeLessThanOrEqual(SESSION_TTL_SECONDS);
+    // The pasted token is never written to the log.
+    expect(JSON.stringify(audit)).not.toContain(viewToken);
+    expect(JSON.stringify(audit)).not.toContain(session);
+    const who = await fetch(`${base}/ui/api/session`, {
+      headers: { cookie: `other=1; meridian_ui_c1=${session}` },
+    });
+    expect(who.status).toBe(200);
+    expect(await who.json()).toMatchObject({
+      subject: VIEWER,
+      roles: ['view'],
+      clusterId: 'c1',
+      replica: 'r1',
+    });
+    const page = await fetch(`${base}/ui/mesh`, { headers: { cookie: `meridian_ui_c1=${session}` } });
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('/ui/assets/app.js');
+    // The cookie of another cluster's dashboard is not this one's.
+    const other = await fetch(`${base}/ui/api/session`, { headers: { cookie: `meridian_ui_c2=${session}` } });
+    expect(other.status).toBe(401);
+    // Only GET: a write through the cookie is refused.
+    const post = await fetch(`${base}/ui/api/session`, {
+      method: 'POST',
+      headers: { cookie: `meridian_ui_c1=${session}` },
+    });
+    expect(post.status).toBe(405);
+
+    // Roles are read at each request: the binding deleted, the session sees nothing.
+    await deleteRoleBinding(store, 'viewer');
+    await expect
+      .poll(
+        async () =>
+          (await fetch(`${base}/ui/api/session`, { headers: { cookie: `meridian_ui_c1=${session}` } }))
+            .status,
+      )
+      .toBe(403);
+    const logout = await fetch(`${base}/ui/logout`, { method: 'POST', headers: { origin: base } });
+    expect(logout.headers.get('set-cookie')).toBe(
+      'meridian_ui_c1=; Path=/ui; Max-Age=0; HttpOnly; SameSite=Strict',
+    );
+  });
+});
+
+describe('dashboard pure parts', () => {
+  it('cookies and session lifetime', () => {
+    expect(readCookie('a=1; meridian_ui_c1=tok; b=2', 'meridian_ui_c1')).toBe('tok');
+    expect(readCookie('meridian_ui_c1=', 'meridian_ui_c1')).toBeUndefined();
+    expect(readCookie(undefined, 'x')).toBeUndefined();
+    expect(sessionCookieName('east/1')).toBe('meridian_ui_east_1');
+    expect(sessionCookie('n', 'v', 60, true)).toBe(
+      'n=v; Path=/ui; Max-Age=60; HttpOnly; SameSite=Strict; Secure',
+    );
+    expect(sessionSeconds(1000 + 7200, 1000)).toBe(SESSION_TTL_SECONDS);
+    expect(sessionSeconds(1000 + 600, 1000)).toBe(600);
+    expect(sessionSeconds(1000 + 30, 1000)).toBeUndefined();
+    expect(tokenExpiry('not-a-jwt')).toBeUndefined();
+  });
+
+  it('the graph layout is deterministic, one column per namespace, and drops edges to unknown nodes', () => {
+    const nodes = [
+      { id: 'w:b', kind: 'workload' as const, name: 'b', namespace: 'shop', cluster: 'c1' },
+      { id: 's:p', kind: 'service' as const, name: 'payments', namespace: 'pay', cluster: 'c1' },
+      { id: 'w:a', kind: 'workload' as const, name: 'a', namespace: 'shop', cluster: 'c1' },
+      { id: 'u', kind: 'unknown' as const, name: 'unknown', namespace: '', cluster: 'c1' },
+    ];
+    const edges = [
+      { source: 'w:a', destination: 's:p', requestsPerSecond: 2, errorRate: 0.25, p99Ms: 41.6 },
+      { source: 'w:a', destination: 'gone' },
+    ];
+    const one = layoutGraph({ nodes, edges });
+    const two = layoutGraph({ nodes: [...nodes].reverse(), edges: [...edges].reverse() });
+    expect(two).toEqual(one);
+    expect(one.columns.map((c) => c.namespace)).toEqual(['pay', 'shop', 'unknown']);
+    const at = (id: string) => one.nodes.find((n) => n.id === id)!;
+    expect(at('w:a').x).toBe(at('w:b').x);
+    expect(at('w:a').y).toBeLessThan(at('w:b').y);
+    expect(one.edges).toHaveLength(1);
+    expect(one.edges[0]!.label).toBe('2.0 rps · 25.0% err · p99 42 ms');
+    expect(edgeLabel({ source: 'a', destination: 'b' })).toBe('');
+  });
+
+  it('CA expiry from the exposition; labels of the policy form', () => {
+    const text =
+      '# TYPE citadel_server_root_cert_expiry_timestamp gauge\ncitadel_server_root_cert_expiry_timestamp 1900000000\ncitadel_server_cert_chain_expiry_timestamp{x="y"} 1.8e9\n';
+    expect(caExpiry(text)).toEqual({
+      root: new Date(1_900_000_000_000).toISOString(),
+      chain: new Date(1_800_000_000_000).toISOString(),
+    });
+    expect(caExpiry('pilot_xds 3\n')).toEqual({});
+    expect(parseLabels('app=reviews, version=v1')).toEqual({ app: 'reviews', version: 'v1' });
+    expect(() => parseLabels('app')).toThrow('labels: "app" is not key=value');
+  });
+});
