@@ -1,10 +1,11 @@
 // `meridian proxy-status` and `meridian proxy-config` against meridiand processes: two of cluster c1
 // with simulated proxies (one SYNCED on r1; on r2 one whose listeners it NACKs (ERROR), one that never
-// ACKs (STALE), and one whose routes changed in r2's current snapshot but were not pushed yet, since
-// r2 debounces for minutes) and one of cluster c2: istioctl's columns and states from both replicas,
-// every cluster with --all-contexts, the sent/current diff, istioctl's proxy-config tables; an
-// unreachable replica is a warning. Pure formatting (durations, the unified diff, the secret table)
-// is checked without servers.
+// ACKs (STALE), and one more that follows every change) and one of cluster c2: istioctl's columns and
+// states from both replicas, every cluster with --all-contexts, the per-type sent/current comparison,
+// istioctl's proxy-config tables; an unreachable replica is a warning. A replica builds a push context
+// only when it pushes it (changes are debounced before the build), so what it sent and what it holds
+// differ only while a push is in flight: the diff's rendering is checked on its own (syncDiff), as
+// are durations, the unified diff and the secret table, without servers.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +14,7 @@ import { run } from '@meridian/cli';
 import { type EtcdCluster, freePorts, SimulatedProxy, sotwRequestBytes, startEtcd } from '@meridian/testkit';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ALL_TYPES, benchConfig, ReplicaProcess, waitUntil, xdsClient } from '../../server/test/harness.js';
-import { humanDuration, secretTable, tabwrite } from '../src/commands/proxy-format.js';
+import { humanDuration, secretTable, syncDiff, tabwrite } from '../src/commands/proxy-format.js';
 import { unifiedDiff } from '../src/diff.js';
 
 let out: string[] = [];
@@ -97,13 +98,12 @@ beforeAll(async () => {
     // Membership leases that outlive a loaded machine's pauses (and, for r2, its SIGKILL).
     extraArgs: ['--debounce-ms', '20', '--replica-lease-ttl', '30'],
   });
-  // r2 holds every change for minutes before pushing it: its proxies lag behind its current snapshot.
   r2 = new ReplicaProcess({
     id: 'r2',
     etcd: etcd.endpoints,
     xdsPort: x2!,
     adminPort: a2!,
-    extraArgs: ['--debounce-ms', '600000', '--replica-lease-ttl', '30'],
+    extraArgs: ['--debounce-ms', '20', '--replica-lease-ttl', '30'],
   });
   r3 = new ReplicaProcess({
     id: 'r3',
@@ -136,12 +136,15 @@ beforeAll(async () => {
   connect(east, r3);
   await waitUntil('every proxy served', () => [synced, nacker, lagging, east].every(served));
   await waitUntil('the silent proxy got clusters', () => silent.responses.length > 0);
-  // A route change: pushed at once by r1, held by r2.
+  // A route change, pushed by both replicas.
   const before = synced.state.get(TypeUrl.RouteConfiguration)!.responses;
+  const beforeLagging = lagging.state.get(TypeUrl.RouteConfiguration)!.responses;
   expect((await r1.apply(benchConfig(1))).status).toBe(200);
   await waitUntil(
-    'r1 pushed the change',
-    () => synced.state.get(TypeUrl.RouteConfiguration)!.responses > before,
+    'both replicas pushed the change',
+    () =>
+      synced.state.get(TypeUrl.RouteConfiguration)!.responses > before &&
+      lagging.state.get(TypeUrl.RouteConfiguration)!.responses > beforeLagging,
   );
 }, 120_000);
 
@@ -215,22 +218,14 @@ describe('meridian proxy-status', () => {
     });
   });
 
-  it('for one proxy, diffs what was sent against the current config', async () => {
+  it('for one proxy, compares what was sent with the current config per type', async () => {
     await waitUntil(
-      'r2 built the changed snapshot',
-      async () =>
-        (await meridian('proxy-status', 'lagging-4.default')) === 0 && out.includes("Routes Don't Match"),
+      'the pushed change is what r2 holds',
+      async () => (await meridian('proxy-status', 'lagging-4.default')) === 0 && out.includes('Routes Match'),
       20_000,
       200,
     );
-    expect(out).toContain('Clusters Match');
-    expect(out).toContain('Listeners Match');
-    expect(out).toContain('Endpoints Match');
-    const diff = out.join('\n');
-    expect(diff).toContain('--- Replica r2 Routes (current)');
-    expect(diff).toContain('+++ Proxy lagging-4.default Routes (sent)');
-    expect(diff).toMatch(/^-\s+"timeout": "2s",?$/m);
-    expect(diff).toMatch(/^\+\s+"timeout": "1s",?$/m);
+    expect(out).toEqual(['Clusters Match', 'Listeners Match', 'Routes Match', 'Endpoints Match']);
 
     expect(await meridian('proxy-status', nodeId('10.1.0.2', 'nacker-2'))).toBe(0);
     expect(out.find((l) => l.startsWith('Listeners'))).toBe(
@@ -420,5 +415,46 @@ describe('formatting', () => {
     ]);
     expect(rows[0]!['NOT AFTER']).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     expect(rows[0]!['SERIAL NUMBER']).toMatch(/^[0-9a-f]+$/);
+  });
+});
+
+describe('syncDiff (proxy-status <proxy>)', () => {
+  const route = (timeout: string) => ({
+    name: '9080',
+    version: timeout,
+    resource: { name: '9080', virtual_hosts: [{ name: 'reviews', routes: [{ route: { timeout } }] }] },
+  });
+  const status = (rds: { state: string; error?: string }) =>
+    ({
+      proxyId: 'sidecar~10.1.0.4~lagging-4.default~default.svc.cluster.local',
+      name: 'lagging-4.default',
+      types: { rds },
+    }) as unknown as Parameters<typeof syncDiff>[1];
+
+  it('a type whose sent resources differ from the current ones: a unified diff, current first', () => {
+    const lines = syncDiff('r2', status({ state: 'SYNCED' }), { rds: [route('1s')] }, { rds: [route('2s')] });
+    expect(lines[0]).toBe("Routes Don't Match");
+    const diff = lines.slice(1).join('\n');
+    expect(diff).toContain('--- Replica r2 Routes (current)');
+    expect(diff).toContain('+++ Proxy lagging-4.default Routes (sent)');
+    expect(diff).toMatch(/^-\s+"timeout": "2s",?$/m);
+    expect(diff).toMatch(/^\+\s+"timeout": "1s",?$/m);
+  });
+
+  it('equal resources match; a NACK and an un-ACKed response are explained', () => {
+    expect(
+      syncDiff('r2', status({ state: 'SYNCED' }), { rds: [route('1s')] }, { rds: [route('1s')] }),
+    ).toEqual(['Routes Match']);
+    expect(
+      syncDiff(
+        'r2',
+        status({ state: 'ERROR', error: 'bad route' }),
+        { rds: [route('1s')] },
+        { rds: [route('1s')] },
+      ),
+    ).toEqual(['Routes Match (the proxy NACKed the last response: bad route; it keeps what it had before)']);
+    expect(
+      syncDiff('r2', status({ state: 'STALE' }), { rds: [route('1s')] }, { rds: [route('1s')] }),
+    ).toEqual(['Routes Match (sent, not ACKed yet)']);
   });
 });
