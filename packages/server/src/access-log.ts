@@ -36,7 +36,7 @@
  *   `duration`. Sizes: headers plus body bytes of the request and of the response.
  */
 import type { RegistrySnapshot } from '@meridian/translate';
-import { ISTIO_TCP_LABELS, type IstioLabelValues } from './istio-metrics.js';
+import type { IstioLabelValues } from './istio-metrics.js';
 import {
   type EdgeKey,
   type EdgeProtocol,
@@ -157,8 +157,10 @@ export interface ReporterContext {
 /** An entry's contribution: Istio labels, the graph edge, and the amounts. */
 export interface DerivedEntry {
   readonly protocol: EdgeProtocol;
-  /** In ISTIO_HTTP_LABELS order (TCP: ISTIO_TCP_LABELS order). */
-  readonly labels: IstioLabelValues;
+  /** The labels' values in ISTIO_HTTP_LABELS order (TCP: ISTIO_TCP_LABELS order), made on demand. */
+  readonly labels: () => IstioLabelValues;
+  /** The values joined (the series' identity). */
+  readonly seriesKey: string;
   readonly edgeId: string;
   readonly edge: EdgeKey;
   readonly observation: Observation;
@@ -238,6 +240,28 @@ function responseFlags(flags: Msg): string {
 export type PeerMetadataDecoder = (
   any: Msg,
 ) => { name: string; namespace: string; cluster: string; app: string; version: string } | undefined;
+
+/** The SPIFFE URI SAN of the downstream peer certificate, or ''. */
+function peerUri(common: Msg): string {
+  const tls = common?.tls_properties as Msg;
+  const peerCert = tls?.peer_certificate_properties as Msg;
+  for (const san of (peerCert?.subject_alt_name as Msg[] | undefined) ?? []) {
+    const uri = str(san?.uri);
+    if (uri.startsWith('spiffe://')) return uri;
+  }
+  return '';
+}
+
+/** What the entries of one peer, cluster and reporter share. */
+interface Base {
+  readonly labels: readonly string[];
+  readonly key: string;
+  readonly source: GraphNode;
+  readonly destination: GraphNode;
+  readonly mtls: boolean | undefined;
+  readonly policy: string;
+  readonly edges: Partial<Record<EdgeProtocol, { edge: EdgeKey; id: string }>>;
+}
 
 interface Side {
   workload: WorkloadInfo | undefined;
@@ -355,33 +379,43 @@ export class EntryDeriver {
         policy: 'unknown',
         mtls: undefined,
       };
-    const tls = common?.tls_properties as Msg;
-    const peerCert = tls?.peer_certificate_properties as Msg;
-    let principal = '';
-    for (const san of (peerCert?.subject_alt_name as Msg[] | undefined) ?? []) {
-      const uri = str(san?.uri);
-      if (uri.startsWith('spiffe://')) {
-        principal = uri;
-        break;
-      }
-    }
+    const principal = peerUri(common);
     return principal
       ? { src: { workload: peerWorkload, principal }, dst: own, policy: 'mutual_tls', mtls: true }
       : { src: { workload: peerWorkload, principal: 'unknown' }, dst: own, policy: 'none', mtls: false };
   }
 
-  #base(
-    index: WorkloadIndex,
-    common: Msg,
-    reporter: Reporter,
-    authority: string,
-  ): {
-    labels: string[];
-    source: GraphNode;
-    destination: GraphNode;
-    mtls: boolean | undefined;
-    policy: string;
-  } {
+  #cache = new Map<string, Base>();
+  #cacheIndex: WorkloadIndex | undefined;
+
+  /**
+   * {@link #base}, cached per stream by what it reads (reporter, cluster, addresses, authority, peer
+   * certificate) until the index changes; entries carrying filter state are not cached.
+   */
+  #cachedBase(index: WorkloadIndex, common: Msg, reporter: Reporter, authority: string): Base {
+    const state = common?.filter_state_objects as Record<string, unknown> | undefined;
+    if (state) for (const _ in state) return this.#base(index, common, reporter, authority);
+    if (this.#cacheIndex !== index) {
+      this.#cache.clear();
+      this.#cacheIndex = index;
+    }
+    const up = socket(common?.upstream_remote_address as Msg);
+    const down = socket(common?.downstream_remote_address as Msg);
+    const local = socket(common?.downstream_local_address as Msg);
+    const key =
+      reporter === 'source'
+        ? `s|${str(common?.upstream_cluster)}|${up?.ip}:${up?.port}|${authority}`
+        : `d|${str(common?.upstream_cluster)}|${down?.ip}|${local?.ip}:${local?.port}|${authority}|${this.reporter.identity ? peerUri(common) : ''}`;
+    let base = this.#cache.get(key);
+    if (!base) {
+      if (this.#cache.size >= 10_000) this.#cache.clear();
+      base = this.#base(index, common, reporter, authority);
+      this.#cache.set(key, base);
+    }
+    return base;
+  }
+
+  #base(index: WorkloadIndex, common: Msg, reporter: Reporter, authority: string): Base {
     const { src, dst, policy, mtls } = this.#sides(index, common, reporter);
     const service = this.#service(index, common, reporter, authority);
     const s = src.workload ?? UNKNOWN_WORKLOAD;
@@ -410,7 +444,24 @@ export class EntryDeriver {
     const destination = service
       ? nodeOf('service', service.name, service.namespace, destinationCluster)
       : nodeOf(dst.workload ? 'workload' : 'unknown', d.name, d.namespace, destinationCluster);
-    return { labels, source, destination, mtls, policy };
+    return { labels, key: labels.join('\u0000'), source, destination, mtls, policy, edges: {} };
+  }
+
+  /** The edge of `base` for `protocol` (made once per base). */
+  #edge(base: Base, protocol: EdgeProtocol, reporter: Reporter): { edge: EdgeKey; id: string } {
+    let e = base.edges[protocol];
+    if (!e) {
+      const edge: EdgeKey = {
+        source: base.source,
+        destination: base.destination,
+        cluster: this.reporter.cluster,
+        protocol,
+        reporter,
+      };
+      e = { edge, id: edgeId(edge) };
+      base.edges[protocol] = e;
+    }
+    return e;
   }
 
   /**
@@ -422,38 +473,28 @@ export class EntryDeriver {
     const request = entry?.request as Msg;
     const response = entry?.response as Msg;
     const reporter = this.#reporterOf(common, this.reporter.logName);
-    const base = this.#base(index, common, reporter, str(request?.authority));
-    const requestHeaders = (request?.request_headers as Record<string, string> | undefined) ?? {};
-    const trailers = (response?.response_trailers as Record<string, string> | undefined) ?? {};
-    const responseHeaders = (response?.response_headers as Record<string, string> | undefined) ?? {};
-    const grpcStatus = trailers['grpc-status'] ?? responseHeaders['grpc-status'] ?? '';
-    const contentType = requestHeaders['content-type'] ?? '';
+    const base = this.#cachedBase(index, common, reporter, str(request?.authority));
+    const requestHeaders = request?.request_headers as Record<string, string> | undefined;
+    const trailers = response?.response_trailers as Record<string, string> | undefined;
+    const responseHeaders = response?.response_headers as Record<string, string> | undefined;
+    const grpcStatus = trailers?.['grpc-status'] ?? responseHeaders?.['grpc-status'] ?? '';
+    const contentType = requestHeaders?.['content-type'] ?? '';
     const protocol: EdgeProtocol =
-      contentType.startsWith('application/grpc') || grpcStatus !== '' ? 'grpc' : 'http';
-    const code = num((response?.response_code as Msg)?.value);
-    const labels = [
-      ...base.labels,
-      protocol,
-      String(code),
-      protocol === 'grpc' && grpcStatus !== '' ? grpcStatus : '',
-      responseFlags(common?.response_flags as Msg),
-      base.policy,
-    ];
+      grpcStatus !== '' || contentType.startsWith('application/grpc') ? 'grpc' : 'http';
+    const status = num((response?.response_code as Msg)?.value);
+    const code = String(status);
+    const grpc = protocol === 'grpc' ? grpcStatus : '';
+    const flags = responseFlags(common?.response_flags as Msg);
     const duration =
       durationMs(common?.time_to_last_downstream_tx_byte as Msg) ?? durationMs(common?.duration as Msg) ?? 0;
-    const edge: EdgeKey = {
-      source: base.source,
-      destination: base.destination,
-      cluster: this.reporter.cluster,
-      protocol,
-      reporter,
-    };
-    const error = code >= 500 || (protocol === 'grpc' && grpcStatus !== '' && grpcStatus !== '0');
+    const { edge, id } = this.#edge(base, protocol, reporter);
+    const error = status >= 500 || (grpc !== '' && grpc !== '0');
     return {
       protocol,
-      labels,
+      labels: () => [...base.labels, protocol, code, grpc, flags, base.policy],
+      seriesKey: `${base.key}\u0000${protocol}\u0000${code}\u0000${grpc}\u0000${flags}\u0000${base.policy}`,
       edge,
-      edgeId: edgeId(edge),
+      edgeId: id,
       observation: { atMs: nowMs, error, mtls: base.mtls, durationMs: duration },
       requestBytes: num(request?.request_headers_bytes) + num(request?.request_body_bytes),
       responseBytes: num(response?.response_headers_bytes) + num(response?.response_body_bytes),
@@ -465,22 +506,15 @@ export class EntryDeriver {
     const common = entry?.common_properties as Msg;
     const conn = entry?.connection_properties as Msg;
     const reporter = this.#reporterOf(common, this.reporter.logName);
-    const base = this.#base(index, common, reporter, '');
-    const labels = [...base.labels, 'tcp', responseFlags(common?.response_flags as Msg), base.policy];
-    if (labels.length !== ISTIO_TCP_LABELS.length)
-      throw new Error('TCP labels out of step with ISTIO_TCP_LABELS');
-    const edge: EdgeKey = {
-      source: base.source,
-      destination: base.destination,
-      cluster: this.reporter.cluster,
-      protocol: 'tcp',
-      reporter,
-    };
+    const base = this.#cachedBase(index, common, reporter, '');
+    const flags = responseFlags(common?.response_flags as Msg);
+    const { edge, id } = this.#edge(base, 'tcp', reporter);
     return {
       protocol: 'tcp',
-      labels,
+      labels: () => [...base.labels, 'tcp', flags, base.policy],
+      seriesKey: `${base.key}\u0000tcp\u0000${flags}\u0000${base.policy}`,
       edge,
-      edgeId: edgeId(edge),
+      edgeId: id,
       observation: {
         atMs: nowMs,
         error: false,

@@ -126,12 +126,12 @@ export class IstioMetrics {
 
   /** One HTTP or gRPC request, labels in {@link ISTIO_HTTP_LABELS} order. */
   recordRequest(
-    values: IstioLabelValues,
+    values: IstioLabelValues | (() => IstioLabelValues),
     durationMs: number,
     requestBytes: number,
     responseBytes: number,
+    key = typeof values === 'function' ? values().join('\u0000') : values.join('\u0000'),
   ): void {
-    const key = values.join('\u0000');
     let s = this.#http.get(key);
     if (!s) {
       if (this.seriesCount >= this.maxSeries) {
@@ -139,7 +139,7 @@ export class IstioMetrics {
         return;
       }
       s = {
-        labels: labelText(ISTIO_HTTP_LABELS, values),
+        labels: labelText(ISTIO_HTTP_LABELS, typeof values === 'function' ? values() : values),
         requests: 0,
         duration: new Histogram(DURATION_BUCKETS_MS),
         requestBytes: new Histogram(BYTES_BUCKETS),
@@ -155,20 +155,26 @@ export class IstioMetrics {
 
   /** A TCP connection's bytes (and its opening and closing), labels in {@link ISTIO_TCP_LABELS} order. */
   recordConnection(
-    values: IstioLabelValues,
+    values: IstioLabelValues | (() => IstioLabelValues),
     sent: number,
     received: number,
     opened: number,
     closed: number,
+    key = typeof values === 'function' ? values().join('\u0000') : values.join('\u0000'),
   ): void {
-    const key = values.join('\u0000');
     let s = this.#tcp.get(key);
     if (!s) {
       if (this.seriesCount >= this.maxSeries) {
         this.dropped++;
         return;
       }
-      s = { labels: labelText(ISTIO_TCP_LABELS, values), sent: 0, received: 0, opened: 0, closed: 0 };
+      s = {
+        labels: labelText(ISTIO_TCP_LABELS, typeof values === 'function' ? values() : values),
+        sent: 0,
+        received: 0,
+        opened: 0,
+        closed: 0,
+      };
       this.#tcp.set(key, s);
     }
     s.sent += sent;

@@ -83,9 +83,8 @@ export interface Observation {
 export const LATENCY_BOUNDS_MS: readonly number[] = Array.from({ length: 32 }, (_, i) => 0.5 * 1.5 ** i);
 const HIST = LATENCY_BOUNDS_MS.length + 1;
 const LN_GROWTH = Math.log(1.5);
-/** Per slot: requests, errors, secured, insecure, then the histogram. */
+/** Per slot: requests, errors, secured, insecure. */
 const FIXED = 4;
-const SLOT = FIXED + HIST;
 
 /** The bucket index of a latency. */
 export function latencyBucket(ms: number): number {
@@ -115,7 +114,13 @@ export function edgeId(k: EdgeKey): string {
 export class EdgeSeries {
   /** The second (epoch seconds) each slot holds; -1 when empty. */
   readonly #seconds: Float64Array;
-  readonly #data: Uint32Array;
+  /** Per slot: requests, errors, secured, insecure. */
+  readonly #counts: Uint32Array;
+  /**
+   * Per slot: the latency histogram, 16-bit counts that saturate at 65,535 (one edge, one second,
+   * one bucket): percentiles stay right up to that rate; the counts above are exact.
+   */
+  readonly #hist: Uint16Array;
   lastSecond = -1;
 
   constructor(
@@ -123,27 +128,31 @@ export class EdgeSeries {
     readonly windowSeconds: number,
   ) {
     this.#seconds = new Float64Array(windowSeconds).fill(-1);
-    this.#data = new Uint32Array(windowSeconds * SLOT);
+    this.#counts = new Uint32Array(windowSeconds * FIXED);
+    this.#hist = new Uint16Array(windowSeconds * HIST);
   }
 
   /** Adds one observation. */
   add(o: Observation): void {
     const second = Math.floor(o.atMs / 1000);
     const slot = second % this.windowSeconds;
-    const base = slot * SLOT;
-    const d = this.#data;
+    const c = this.#counts;
+    const base = slot * FIXED;
+    const hbase = slot * HIST;
     if (this.#seconds[slot] !== second) {
       // An observation older than what the slot holds (out of the window) is dropped.
       if ((this.#seconds[slot] as number) > second) return;
       this.#seconds[slot] = second;
-      d.fill(0, base, base + SLOT);
+      c.fill(0, base, base + FIXED);
+      this.#hist.fill(0, hbase, hbase + HIST);
     }
-    d[base] = (d[base] as number) + 1;
-    if (o.error) d[base + 1] = (d[base + 1] as number) + 1;
-    if (o.mtls === true) d[base + 2] = (d[base + 2] as number) + 1;
-    else if (o.mtls === false) d[base + 3] = (d[base + 3] as number) + 1;
-    const h = base + FIXED + latencyBucket(o.durationMs);
-    d[h] = (d[h] as number) + 1;
+    c[base] = (c[base] as number) + 1;
+    if (o.error) c[base + 1] = (c[base + 1] as number) + 1;
+    if (o.mtls === true) c[base + 2] = (c[base + 2] as number) + 1;
+    else if (o.mtls === false) c[base + 3] = (c[base + 3] as number) + 1;
+    const h = hbase + latencyBucket(o.durationMs);
+    const v = this.#hist[h] as number;
+    if (v < 65535) this.#hist[h] = v + 1;
     if (second > this.lastSecond) this.lastSecond = second;
   }
 
@@ -156,28 +165,24 @@ export class EdgeSeries {
     let secured = 0;
     let insecure = 0;
     const hist = new Array<number>(HIST).fill(0);
+    const c = this.#counts;
     for (let slot = 0; slot < this.windowSeconds; slot++) {
       const s = this.#seconds[slot] as number;
       if (s < from || s > now) continue;
-      const base = slot * SLOT;
-      const d = this.#data;
-      requests += d[base] as number;
-      errors += d[base + 1] as number;
-      secured += d[base + 2] as number;
-      insecure += d[base + 3] as number;
-      for (let i = 0; i < HIST; i++) hist[i] = (hist[i] as number) + (d[base + FIXED + i] as number);
+      const base = slot * FIXED;
+      requests += c[base] as number;
+      errors += c[base + 1] as number;
+      secured += c[base + 2] as number;
+      insecure += c[base + 3] as number;
+      const hbase = slot * HIST;
+      for (let i = 0; i < HIST; i++) hist[i] = (hist[i] as number) + (this.#hist[hbase + i] as number);
     }
     if (requests === 0) return undefined;
     const latency: [number, number][] = [];
-    hist.forEach((c, i) => {
-      if (c > 0) latency.push([i, c]);
+    hist.forEach((n, i) => {
+      if (n > 0) latency.push([i, n]);
     });
     return { key: this.key, requests, errors, secured, insecure, latency };
-  }
-
-  /** Approximate bytes held by this edge's buckets. */
-  static bytesPerEdge(windowSeconds: number): number {
-    return windowSeconds * 8 + windowSeconds * SLOT * 4;
   }
 }
 

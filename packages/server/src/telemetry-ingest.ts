@@ -428,7 +428,13 @@ export class TelemetryIngest {
     const derivedHttp = http.map((e) => d.http(index, e, now));
     const derivedTcp = tcp.map((e) => d.tcp(index, e, now));
     for (const e of derivedHttp) {
-      this.istio.recordRequest(e.labels, e.observation.durationMs, e.requestBytes, e.responseBytes);
+      this.istio.recordRequest(
+        e.labels,
+        e.observation.durationMs,
+        e.requestBytes,
+        e.responseBytes,
+        e.seriesKey,
+      );
       this.edges.observe(e.edgeId, e.edge, e.observation);
     }
     for (const e of derivedTcp) {
@@ -438,6 +444,7 @@ export class TelemetryIngest {
         e.requestBytes,
         e.closed ? 1 : 0,
         e.closed ? 1 : 0,
+        e.seriesKey,
       );
       if (e.closed) this.edges.observe(e.edgeId, e.edge, e.observation);
     }
