@@ -129,7 +129,7 @@ function Mesh() {
       <div class="card"><h3>Cluster</h3><p class="big">${clusters.join(', ')}</p><p>mesh ${data.self.meshId}</p></div>
       <div class="card"><h3>Leader</h3><p class="big" data-testid="leader">${leader ?? 'none'}</p><p>${data.leader?.terms?.length ?? 0} terms seen here</p></div>
       <div class="card"><h3>Replicas</h3><p class="big">${data.replicas.filter((r) => r.reachable).length} / ${data.replicas.length} up</p></div>
-      <div class="card"><h3>CA</h3>${
+      <div class="card" data-testid="ca"><h3>CA</h3>${
         data.ca.root || data.ca.chain
           ? html`<p>root expires ${until(data.ca.root)}</p><p>intermediate expires ${until(data.ca.chain)}</p>`
           : html`<p>no CA served by this replica (no --ca-address)</p>`

@@ -20,6 +20,7 @@ import {
   streamAccessLogs,
 } from '../../server/test/access-log-client.js';
 import {
+  installClusterCaForTest,
   type ReplicaProcess,
   sidecar,
   startReplicas,
@@ -141,7 +142,10 @@ async function shot(name: string): Promise<void> {
 describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on etcd', () => {
   beforeAll(async () => {
     etcd = await startEtcdCluster({ size: 3, fastElection: true });
-    const ports = await freePorts(6);
+    // The cluster CA, so the Mesh page has certificate expiry to show.
+    const kekFile = join(profile, 'kek');
+    await installClusterCaForTest(etcd.endpoints, 'test', kekFile);
+    const ports = await freePorts(9);
     replicas = await startReplicas(
       ['a', 'b', 'c'].map((id, i) => ({
         id,
@@ -149,12 +153,8 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
         xdsPort: ports[2 * i]!,
         adminPort: ports[2 * i + 1]!,
         extraArgs: [
-          '--debounce-ms',
-          '20',
-          '--locality',
-          `region1/zone${i + 1}`,
-          '--telemetry-plaintext',
-          'on',
+          ...['--debounce-ms', '20', '--locality', `region1/zone${i + 1}`, '--telemetry-plaintext', 'on'],
+          ...['--ca-address', `127.0.0.1:${ports[6 + i]}`, '--ca-kek-file', kekFile],
         ],
       })),
     );
@@ -308,6 +308,9 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
     );
     expect(await page.locator('tr[data-replica="b"]').textContent()).toContain('region1/zone2');
     expect(await page.locator('header .who').textContent()).toContain('viewer (view)');
+    const ca = (await page.locator('[data-testid=ca]').textContent()) ?? '';
+    expect(ca).toMatch(/root expires 20\d\d-\d\d-\d\d .* UTC \(\d+ days left\)/);
+    expect(ca).toMatch(/intermediate expires 20\d\d-/);
     await shot('1-mesh');
   });
 
