@@ -4,6 +4,14 @@
 // The replica calls `new Translator(options)` (with `{ mtls }` when it runs a CA) once and `translator.translate(config, registry,
 // proxy)` per proxy push; `translateProxy` is the uncached one-shot form. Inputs: see types.ts.
 
+export {
+  ACCESS_LOG_CLUSTER,
+  accessLogCluster,
+  httpGrpcAccessLog,
+  listenersWithAccessLog,
+  tcpGrpcAccessLog,
+  withAccessLog,
+} from './access-log.js';
 export type { AuthzFilters, AuthzFinding, AuthzTarget, WorkloadPolicies } from './authz.js';
 export {
   buildAuthzFilters,

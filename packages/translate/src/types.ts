@@ -57,6 +57,8 @@ export interface PolicyInputs {
    * (and a warning says so).
    */
   readonly rateLimitService?: readonly { readonly host: string; readonly port: number }[];
+  /** Where sidecars send access logs (the replicas' gRPC addresses, access-log.ts); absent: none. */
+  readonly accessLogService?: readonly { readonly host: string; readonly port: number }[];
 }
 
 /**
