@@ -26,6 +26,7 @@
  */
 import type { DestinationRuleConfig, PeerAuthenticationConfig, VirtualServiceConfig } from '@meridian/api';
 import type { EnvoyJson, JsonValue, ProxyInfo } from '@meridian/envoy';
+import { partWithAccessLog } from './access-log.js';
 import { buildAuthzFilters, formatAuthzFinding, hasPolicies, selectAuthorizationPolicies } from './authz.js';
 import {
   buildFixedClusters,
@@ -323,9 +324,16 @@ export class Translator {
     const grpc = proxy.kind === 'grpc';
     const outboundKey = this.outboundKey(scopeKey, proxy);
     const outbound = this.outboundFor(outboundKey, scope, proxy, grpc);
-    return {
+    const parts = {
       outbound: this.materializedFor(outboundKey, outbound, scope, registry, proxy, grpc),
       inbound: this.inboundFor(config, registry, proxy, grpc),
+    };
+    // Issue 17: sidecars' access logs to the replicas (access-log.ts), when the snapshot names them.
+    const als = config.policyInputs?.accessLogService;
+    if (grpc || !als?.length) return parts;
+    return {
+      outbound: partWithAccessLog(parts.outbound, als, false),
+      inbound: partWithAccessLog(parts.inbound, als, true),
     };
   }
 
