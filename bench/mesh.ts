@@ -740,6 +740,17 @@ async function waitRevision(
 
 type All = <T>(cmd: Record<string, unknown>, timeoutMs?: number) => Promise<T[]>;
 
+/** The most frequent reasons streams ended, over every client process. */
+function topReasons(st: readonly Status[]): string {
+  const m = new Map<string, number>();
+  for (const s of st) for (const [k, v] of Object.entries(s.endReasons)) m.set(k, (m.get(k) ?? 0) + v);
+  return [...m.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 3)
+    .map(([k, v]) => `${v} x ${k}`)
+    .join('; ');
+}
+
 /** How many sidecars' streams ended (the server closed them; they reconnect as Envoy does). */
 async function streamEnds(all: All): Promise<{ ended: number; reconnects: number; firstEnded?: string }> {
   const st = await all<Status>({ cmd: 'status' });
@@ -747,7 +758,7 @@ async function streamEnds(all: All): Promise<{ ended: number; reconnects: number
   return {
     ended: st.reduce((a, s) => a + s.ended, 0),
     reconnects: st.reduce((a, s) => a + s.reconnects, 0),
-    ...(first ? { firstEnded: first } : {}),
+    ...(first ? { firstEnded: topReasons(st) } : {}),
   };
 }
 
@@ -758,6 +769,7 @@ interface Status {
   ended: number;
   reconnects: number;
   firstEnded?: string;
+  endReasons: Record<string, number>;
   acked: { cds: number; eds: number; lds: number; rds: number };
 }
 
@@ -788,7 +800,7 @@ async function waitSynced(all: All, n: number, timeoutMs: number, replicas: read
         { cds: 0, eds: 0, lds: 0, rds: 0 },
       );
       log(
-        `  ${formatMs(now - start)}: ${synced}/${n} synced (ACKed CDS ${a.cds}, EDS ${a.eds}, LDS ${a.lds}, RDS ${a.rds}; ${ended} streams ended); replica RSS ${replicas.map((r) => mb(rssBytes(r.child?.pid))).join(', ')}`,
+        `  ${formatMs(now - start)}: ${synced}/${n} synced (ACKed CDS ${a.cds}, EDS ${a.eds}, LDS ${a.lds}, RDS ${a.rds}; ${ended} sidecars' streams ended${ended ? `: ${topReasons(st)}` : ''}); replica RSS ${replicas.map((r) => mb(rssBytes(r.child?.pid))).join(', ')}`,
       );
     }
     if (replicas.some((r) => !r.running)) {

@@ -77,6 +77,23 @@ const newType = (): TypeState => ({
   pending: false,
 });
 
+/** EDS names of a CDS version and RDS names of an LDS version, as read from a response of that
+ * version (SotW versions name the content; a few recent ones are kept). */
+const namesByVersion = new Map<string, Set<string>>();
+/** The version, resource count and resources' byte span of a response: equal keys, equal content. */
+function contentKey(prefix: string, version: string, r: readonly number[]): string {
+  return version === '' || r.length === 0
+    ? ''
+    : `${prefix}${version}|${r.length}|${r[r.length - 1]! - r[0]!}`;
+}
+function remember(key: string, names: Set<string>): void {
+  if (key === '') return; // no version: do not cache
+  namesByVersion.set(key, names);
+  if (namesByVersion.size > 256) namesByVersion.delete(namesByVersion.keys().next().value!);
+}
+/** Why streams ended (the server's status), counted. */
+const endReasons = new Map<string, number>();
+
 class Sidecar {
   readonly types = new Map<string, TypeState>(TYPES.map((t) => [t, newType()]));
   call: ClientDuplexStream<Buffer, Buffer> | undefined;
@@ -115,6 +132,8 @@ class Sidecar {
     call.on('status', (s: { code: number; details: string }) => {
       if (this.call !== call || this.closing) return;
       this.ended = `stream ended: code ${s.code} ${s.details}`;
+      const reason = `code ${s.code} ${s.details.replace(/\d+/g, 'N')}`;
+      endReasons.set(reason, (endReasons.get(reason) ?? 0) + 1);
       // As Envoy does: open a new stream after a back-off, asking again for what it holds (the
       // versions it accepted, its names re-subscribed as the responses come).
       setTimeout(() => {
@@ -184,10 +203,16 @@ class Sidecar {
     const r = view.resources;
     if (type === CDS) {
       this.request(CDS, [], st.version, st.nonce); // ACK
-      const names = new Set<string>();
-      for (let i = 0; i < r.length; i += 2) {
-        const n = clusterEdsName(buf, r[i]!, r[i + 1]!);
-        if (n !== undefined) names.add(n);
+      // The names follow from the content, which the version names: read once per version.
+      const key = contentKey('c', st.version, r);
+      let names = namesByVersion.get(key);
+      if (!names) {
+        names = new Set<string>();
+        for (let i = 0; i < r.length; i += 2) {
+          const n = clusterEdsName(buf, r[i]!, r[i + 1]!);
+          if (n !== undefined) names.add(n);
+        }
+        remember(key, names);
       }
       this.subscribe(EDS, names);
       if (names.size === 0 && !this.ldsRequested) this.requestLds();
@@ -198,8 +223,13 @@ class Sidecar {
       if (this.deliveries) this.trackWeights(buf, r, at);
     } else if (type === LDS) {
       this.request(LDS, [], st.version, st.nonce);
-      const names = new Set<string>();
-      for (let i = 0; i < r.length; i += 2) listenerRdsNames(buf, r[i]!, r[i + 1]!, names);
+      const key = contentKey('l', st.version, r);
+      let names = namesByVersion.get(key);
+      if (!names) {
+        names = new Set<string>();
+        for (let i = 0; i < r.length; i += 2) listenerRdsNames(buf, r[i]!, r[i + 1]!, names);
+        remember(key, names);
+      }
       this.subscribe(RDS, names);
     } else {
       this.request(RDS, st.names ?? [], st.version, st.nonce);
@@ -283,7 +313,6 @@ function newClient(address: string): Client {
   return new Client(address, credentials.createInsecure(), {
     'grpc.use_local_subchannel_pool': 1,
     'grpc.max_receive_message_length': -1,
-    'grpc.keepalive_time_ms': 60_000,
     'grpc-node.flow_control_window': 16 * 1024 * 1024,
   });
 }
@@ -340,7 +369,16 @@ function handle(m: ClientCommand): unknown {
         if (p.types.get(LDS)!.acks) acked.lds++;
         if (p.types.get(RDS)!.acks) acked.rds++;
       }
-      return { total: proxies.length, synced, lastSynced, ended, reconnects, firstEnded, acked };
+      return {
+        total: proxies.length,
+        synced,
+        lastSynced,
+        ended,
+        reconnects,
+        firstEnded,
+        acked,
+        endReasons: Object.fromEntries(endReasons),
+      };
     }
     case 'mark':
       for (const p of proxies) p.mark();
