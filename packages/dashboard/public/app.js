@@ -127,7 +127,7 @@ function Mesh() {
     <p class="small">Live: refreshed every 2 s, last at ${at?.toLocaleTimeString()}. Asked by replica <b>${data.self.id}</b>.</p>
     <section class="cards">
       <div class="card"><h3>Cluster</h3><p class="big">${clusters.join(', ')}</p><p>mesh ${data.self.meshId}</p></div>
-      <div class="card"><h3>Leader</h3><p class="big" data-testid="leader">${leader ?? 'none'}</p><p>${data.leader?.terms?.length ?? 0} terms seen here</p></div>
+      <div class="card"><h3>Leader</h3><p class="big" data-testid="leader">${leader ?? 'none'}</p><p>${data.leader?.terms?.length ?? 0} terms seen by this replica</p></div>
       <div class="card"><h3>Replicas</h3><p class="big">${data.replicas.filter((r) => r.reachable).length} / ${data.replicas.length} up</p></div>
       <div class="card" data-testid="ca"><h3>CA</h3>${
         data.ca.root || data.ca.chain
@@ -164,7 +164,7 @@ function Mesh() {
           <table data-testid="federation"><thead><tr><th></th><th>Remote cluster</th><th>Heartbeat age</th><th>Synced</th><th>Services</th><th>Epoch</th></tr></thead>
           <tbody>${(fed.remoteClusters ?? []).map(
             (c) =>
-              html`<tr><td><${Status} ok=${!c.stale} label=${c.stale ? 'stale' : 'live'} /></td><td>${c.cluster}</td><td>${age(c.heardAgoMs)}</td><td>${c.synced ? 'yes' : 'no'}</td><td>${c.services}</td><td>${c.epoch}</td></tr>`,
+              html`<tr data-remote=${c.cluster} data-state=${c.stale ? 'stale' : 'live'}><td><${Status} ok=${!c.stale} label=${c.stale ? 'stale' : 'live'} /></td><td>${c.cluster}</td><td>${age(c.heardAgoMs)}</td><td>${c.synced ? 'yes' : 'no'}</td><td>${c.services}</td><td>${c.epoch}</td></tr>`,
           )}</tbody></table>`
     }`;
 }

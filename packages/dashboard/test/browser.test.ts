@@ -10,7 +10,14 @@ import { join } from 'node:path';
 import type { Client } from '@grpc/grpc-js';
 import { bootstrapCredential, operatorSubject } from '@meridian/auth';
 import { EtcdStore, Keyspace } from '@meridian/store';
-import { type EtcdCluster, freePorts, type SimulatedProxy, startEtcdCluster } from '@meridian/testkit';
+import {
+  type EtcdCluster,
+  freePorts,
+  type SimulatedProxy,
+  type StandaloneNatsServer,
+  startEtcdCluster,
+  startNats,
+} from '@meridian/testkit';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -127,6 +134,8 @@ spec:
 
 let etcd: EtcdCluster;
 let replicas: ReplicaProcess[] = [];
+let remote: ReplicaProcess | undefined;
+let nats: StandaloneNatsServer | undefined;
 let context: BrowserContext | undefined;
 let page: Page;
 let viewToken: string;
@@ -145,7 +154,10 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
     // The cluster CA, so the Mesh page has certificate expiry to show.
     const kekFile = join(profile, 'kek');
     await installClusterCaForTest(etcd.endpoints, 'test', kekFile);
-    const ports = await freePorts(9);
+    // Federation: one NATS server with JetStream, and a replica of a second cluster c2 (its own
+    // keyspace on the same etcd) whose heartbeats c1's replicas import.
+    nats = await startNats({ jetstream: true });
+    const ports = await freePorts(11);
     replicas = await startReplicas(
       ['a', 'b', 'c'].map((id, i) => ({
         id,
@@ -155,9 +167,19 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
         extraArgs: [
           ...['--debounce-ms', '20', '--locality', `region1/zone${i + 1}`, '--telemetry-plaintext', 'on'],
           ...['--ca-address', `127.0.0.1:${ports[6 + i]}`, '--ca-kek-file', kekFile],
+          ...['--nats-url', nats.url],
         ],
       })),
     );
+    [remote] = await startReplicas([
+      {
+        id: 'w',
+        etcd: etcd.endpoints,
+        xdsPort: ports[9]!,
+        adminPort: ports[10]!,
+        extraArgs: ['--cluster-id', 'c2', '--locality', 'region2/zone1', '--nats-url', nats.url],
+      },
+    ]);
     // A second operator with role view only: enough to look.
     const store = await EtcdStore.connect({ endpoints: etcd.endpoints, keyspace: Keyspace.of('test', 'c1') });
     try {
@@ -240,7 +262,8 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
     await context?.close().catch(() => undefined);
     for (const p of proxies) p.disconnect();
     for (const c of clients) c.close();
-    await Promise.all(replicas.map((r) => r.kill('SIGKILL')));
+    await Promise.all([...replicas, ...(remote ? [remote] : [])].map((r) => r.kill('SIGKILL')));
+    await nats?.stop();
     await etcd?.stop();
     rmSync(profile, { recursive: true, force: true });
     console.log(`dashboard screenshots: ${SHOTS}`);
@@ -311,6 +334,11 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
     const ca = (await page.locator('[data-testid=ca]').textContent()) ?? '';
     expect(ca).toMatch(/root expires 20\d\d-\d\d-\d\d .* UTC \(\d+ days left\)/);
     expect(ca).toMatch(/intermediate expires 20\d\d-/);
+    // The federation link to c2, live, with the age of its last heartbeat; c2's replica is not c1's.
+    const link = page.locator('[data-testid=federation] tr[data-remote="c2"][data-state="live"]');
+    await link.waitFor({ timeout: 30_000 });
+    expect(await link.locator('td').nth(2).textContent()).toMatch(/^\d+(\.\d)? (ms|s)$/);
+    expect(await page.locator('tr[data-replica="w"]').count()).toBe(0);
     await shot('1-mesh');
   });
 
