@@ -319,6 +319,17 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
       path: '/ui',
     });
     expect(cookies[0]!.value).not.toBe(viewToken); // a session token of its own, not the pasted one
+    // The admin server's browser checks hold for the dashboard too: with a valid session, a request
+    // from another origin or marked cross-site is refused before the dashboard runs.
+    const session = `meridian_ui_c1=${cookies[0]!.value}`;
+    const api = `${replicas[0]!.admin}/ui/api/mesh`;
+    expect((await fetch(api, { headers: { cookie: session } })).status).toBe(200);
+    expect((await fetch(api, { headers: { cookie: session, origin: 'http://evil.example' } })).status).toBe(
+      403,
+    );
+    expect((await fetch(api, { headers: { cookie: session, 'sec-fetch-site': 'cross-site' } })).status).toBe(
+      403,
+    );
     for (const id of ['a', 'b', 'c'])
       await page.locator(`tr[data-replica="${id}"][data-state="up"]`).waitFor({ timeout: 15_000 });
     await page
