@@ -28,6 +28,7 @@ export type {
   ServiceEntryConfig,
   SidecarConfig,
   SpecByKind,
+  TelemetryConfig,
   TypedConfigObject,
   VirtualServiceConfig,
   WorkloadEntryConfig,
@@ -48,6 +49,8 @@ export { RATE_LIMIT_STATUS_CODES, rateLimitWindowMs } from './rate-limit.js';
 export type { ClaimToHeader, JWTHeader, JWTRule, RequestAuthentication } from './request-authn.js';
 export { jwksError, jwksUriError } from './request-authn.js';
 export { hostSubsetOf, hostsMatch } from './rules.js';
+export type { AccessLogging, ProviderRef, Telemetry, Tracing } from './telemetry-kind.js';
+export { accessLoggingEnabled, MERIDIAN_ACCESS_LOG_PROVIDER } from './telemetry-kind.js';
 export type * from './types.js';
 export type { ValidateOptions, ValidateResult } from './validate.js';
 export { validateConfig } from './validate.js';

@@ -1,5 +1,6 @@
 import type { RateLimit } from './rate-limit.js';
 import type { RequestAuthentication } from './request-authn.js';
+import type { Telemetry } from './telemetry-kind.js';
 import type {
   AuthorizationPolicy,
   DestinationRule,
@@ -34,7 +35,8 @@ export type KindName =
   | 'PeerAuthentication'
   | 'AuthorizationPolicy'
   | 'RequestAuthentication'
-  | 'RateLimit';
+  | 'RateLimit'
+  | 'Telemetry';
 
 const NETWORKING = 'networking.istio.io';
 const SECURITY = 'security.istio.io';
@@ -64,6 +66,7 @@ export const ConfigKind: Readonly<Record<KindName, ConfigKindInfo>> = Object.fre
   AuthorizationPolicy: kindInfo('AuthorizationPolicy', SECURITY, SECURITY_VERSIONS),
   RequestAuthentication: kindInfo('RequestAuthentication', SECURITY, SECURITY_VERSIONS),
   RateLimit: kindInfo('RateLimit', POLICY, POLICY_VERSIONS),
+  Telemetry: kindInfo('Telemetry', 'telemetry.istio.io', Object.freeze(['v1', 'v1alpha1'])),
 });
 
 /** Every supported kind, in a fixed order (the order of `ConfigKind`). */
@@ -107,6 +110,7 @@ export interface SpecByKind {
   AuthorizationPolicy: AuthorizationPolicy;
   RequestAuthentication: RequestAuthentication;
   RateLimit: RateLimit;
+  Telemetry: Telemetry;
 }
 
 /** One config object of kind `K`, in Meridian's internal (validated, normalised) form. */
@@ -139,6 +143,8 @@ export type AuthorizationPolicyConfig = TypedConfigObject<'AuthorizationPolicy'>
 export type RequestAuthenticationConfig = TypedConfigObject<'RequestAuthentication'>;
 /** A RateLimit config object (`policy.meridian.io/v1alpha1`). */
 export type RateLimitConfig = TypedConfigObject<'RateLimit'>;
+/** A Telemetry config object (`telemetry.istio.io/v1`). */
+export type TelemetryConfig = TypedConfigObject<'Telemetry'>;
 
 /**
  * The identity of a config object: `Kind/namespace/name`, e.g. `VirtualService/default/reviews`.

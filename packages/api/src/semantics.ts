@@ -31,6 +31,7 @@ import {
   validateUnixAddress,
   validateWildcardDomain,
 } from './rules.js';
+import { checkTelemetry, type Telemetry } from './telemetry-kind.js';
 import type * as T from './types.js';
 
 type Check = string | undefined;
@@ -1530,4 +1531,9 @@ export function checkRequestAuthenticationSpec(ra: RequestAuthentication, p: Fie
 /** Validates a RateLimit spec (rate-limit.ts). */
 export function checkRateLimitSpec(rl: RateLimit, p: FieldPath, r: Reporter): void {
   checkRateLimit(rl, p, r, checkSelectorLabels);
+}
+
+/** Validates a Telemetry spec (telemetry-kind.ts). */
+export function checkTelemetrySpec(t: Telemetry, p: FieldPath, r: Reporter): void {
+  checkTelemetry(t, p, r, checkSelectorLabels);
 }

@@ -11,6 +11,7 @@ import {
   VirtualServiceSchema,
   WorkloadEntrySchema,
 } from './schema.js';
+import { TelemetrySchema } from './telemetry-kind.js';
 
 /** The spec schema of each kind. */
 export const SPEC_SCHEMAS: Readonly<Record<KindName, MessageSchema>> = {
@@ -23,4 +24,5 @@ export const SPEC_SCHEMAS: Readonly<Record<KindName, MessageSchema>> = {
   AuthorizationPolicy: AuthorizationPolicySchema,
   RequestAuthentication: RequestAuthenticationSchema,
   RateLimit: RateLimitSchema,
+  Telemetry: TelemetrySchema,
 };

@@ -12,6 +12,7 @@ import {
   checkRequestAuthenticationSpec,
   checkServiceEntry,
   checkSidecar,
+  checkTelemetrySpec,
   checkVirtualService,
   checkWorkloadEntrySpec,
 } from './semantics.js';
@@ -225,6 +226,9 @@ function checkSpec(
       break;
     case 'RateLimit':
       checkRateLimitSpec(spec, sp, r);
+      break;
+    case 'Telemetry':
+      checkTelemetrySpec(spec, sp, r);
       break;
   }
 }

@@ -10,6 +10,7 @@ const GROUP: Record<KindName, string> = {
   AuthorizationPolicy: 'security.istio.io/v1',
   RequestAuthentication: 'security.istio.io/v1',
   RateLimit: 'policy.meridian.io/v1alpha1',
+  Telemetry: 'telemetry.istio.io/v1',
 };
 
 /** A whole object of `kind` named `t` in namespace `default` with the given spec. */

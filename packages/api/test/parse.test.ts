@@ -221,7 +221,7 @@ describe('parseConfigDocuments', () => {
     );
     if (r.ok) throw new Error('expected failure');
     expect(r.error.lines()).toEqual([
-      'Gateway default/g: kind: unsupported kind "Gateway", expected one of VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, Sidecar, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, RateLimit',
+      'Gateway default/g: kind: unsupported kind "Gateway", expected one of VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, Sidecar, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, RateLimit, Telemetry',
       'PeerAuthentication default/p: apiVersion: unsupported apiVersion "security.istio.io/v1alpha3" for PeerAuthentication, expected one of security.istio.io/v1, security.istio.io/v1beta1',
     ]);
   });
