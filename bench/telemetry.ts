@@ -45,7 +45,7 @@ function registryOf(n: number): { registry: RegistrySnapshot; ips: string[] } {
       ports: [{ name: 'http', port: 8080, protocol: 'HTTP' }],
       labels: {},
       exportTo: ['*'],
-      resolution: 'STATIC',
+      resolution: 'EDS',
     } as Service);
     endpoints.set(host, [
       {
@@ -152,7 +152,7 @@ async function drive(
           const pump = () => {
             while (performance.now() < until) {
               written += perMessage;
-              const ok = call.write(pool[i++ % pool.length]);
+              const ok = call.write(pool[i++ % pool.length] as Buffer);
               // After the first message (the identifier), cycle over the rest.
               if (i === pool.length) i = 1;
               if (!ok) {

@@ -152,7 +152,7 @@ const registry: RegistrySnapshot = {
       ports: [{ name: 'http', port: 8080, protocol: 'HTTP' }],
       labels: {},
       exportTo: ['*'],
-      resolution: 'STATIC',
+      resolution: 'EDS',
     },
     {
       hostname: 'frontend.shop.svc.cluster.local',
@@ -160,7 +160,7 @@ const registry: RegistrySnapshot = {
       ports: [{ name: 'http', port: 80, protocol: 'HTTP' }],
       labels: {},
       exportTo: ['*'],
-      resolution: 'STATIC',
+      resolution: 'EDS',
     },
   ] as RegistrySnapshot['services'],
   endpoints: new Map([
