@@ -10,6 +10,7 @@ import type {
   RateLimitConfig,
   RequestAuthenticationConfig,
   SidecarConfig,
+  TelemetryConfig,
   VirtualServiceConfig,
 } from '@meridian/api';
 import type { ConfigSnapshot, Endpoint, PolicyInputs, RegistrySnapshot, Service } from './types.js';
@@ -42,6 +43,7 @@ export function createConfigSnapshot(
   const authorizationPolicies: AuthorizationPolicyConfig[] = [];
   const requestAuthentications: RequestAuthenticationConfig[] = [];
   const rateLimits: RateLimitConfig[] = [];
+  const telemetries: TelemetryConfig[] = [];
   const peerAuthentications: PeerAuthenticationConfig[] = [];
   for (const o of objects) {
     if (o.kind === 'VirtualService') virtualServices.push(o);
@@ -50,6 +52,7 @@ export function createConfigSnapshot(
     else if (o.kind === 'AuthorizationPolicy') authorizationPolicies.push(o);
     else if (o.kind === 'RequestAuthentication') requestAuthentications.push(o);
     else if (o.kind === 'RateLimit') rateLimits.push(o);
+    else if (o.kind === 'Telemetry') telemetries.push(o);
     else if (o.kind === 'PeerAuthentication') peerAuthentications.push(o);
   }
   return Object.freeze({
@@ -60,6 +63,7 @@ export function createConfigSnapshot(
     authorizationPolicies: Object.freeze(authorizationPolicies.sort(byNamespaceName)),
     requestAuthentications: Object.freeze(requestAuthentications.sort(byNamespaceName)),
     rateLimits: Object.freeze(rateLimits.sort(byNamespaceName)),
+    telemetries: Object.freeze(telemetries.sort(byNamespaceName)),
     peerAuthentications: Object.freeze(peerAuthentications.sort(byNamespaceName)),
     ...(policyInputs !== undefined ? { policyInputs } : {}),
   });

@@ -14,6 +14,7 @@ import type {
   RateLimitConfig,
   RequestAuthenticationConfig,
   SidecarConfig,
+  TelemetryConfig,
   VirtualServiceConfig,
 } from '@meridian/api';
 import type { EnvoyJson, ProxyInfo } from '@meridian/envoy';
@@ -31,6 +32,8 @@ export interface ConfigSnapshot {
   readonly requestAuthentications: readonly RequestAuthenticationConfig[];
   /** RateLimits (`policy.meridian.io`), turned into local and global rate-limit filters (ratelimit.ts). */
   readonly rateLimits: readonly RateLimitConfig[];
+  /** Telemetries (`telemetry.istio.io`): which sidecars send access logs to the replicas (access-log.ts). */
+  readonly telemetries?: readonly TelemetryConfig[];
   /**
    * PeerAuthentications: inbound mTLS modes and automatic mTLS upstream, applied only by a Translator
    * constructed with `TranslateOptions.mtls` (mtls.ts).

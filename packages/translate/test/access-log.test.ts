@@ -1,11 +1,34 @@
-// Issue 17, item 4: sidecars' access logs pointed at the replicas (access-log.ts). With
-// `policyInputs.accessLogService`, every HCM gets an http_grpc access log and every tcp_proxy a
+// Issue 17, item 4: sidecars' access logs pointed at the replicas (access-log.ts). With a Telemetry
+// naming the `meridian` provider and `policyInputs.accessLogService`, every HCM gets an http_grpc access log and every tcp_proxy a
 // tcp_grpc one (direction in the log name), the access-log cluster is sent once, and every listener
 // and cluster passes Envoy's schemas; without it nothing changes; proxyless gRPC gets none.
+
+import { type ConfigObject, parseConfigDocuments } from '@meridian/api';
 import { checkResource, decodeResource, type EnvoyJson, encodeResource, TypeUrl } from '@meridian/envoy';
 import { describe, expect, it } from 'vitest';
 import { ACCESS_LOG_CLUSTER, createConfigSnapshot, Translator, translateProxy } from '../src/index.js';
 import { bookinfoRegistry, proxy } from './fixtures.js';
+
+/** Istio's Telemetry objects from YAML. */
+function objects(yaml: string): ConfigObject[] {
+  const r = parseConfigDocuments(yaml, { source: 't.yaml' });
+  if (!r.ok) throw new Error(r.error.message);
+  return r.configs;
+}
+
+/** Mesh-wide access logging to the replicas (provider `meridian`), and a namespace turning it off. */
+const TELEMETRY = objects(`apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  accessLogging: [{providers: [{name: meridian}]}]
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: off, namespace: quiet}
+spec:
+  accessLogging: [{disabled: true}]
+`);
 
 const SERVICE = [
   { host: '10.0.0.10', port: 15010 },
@@ -28,7 +51,7 @@ function accessLogs(listener: EnvoyJson): [string, string, string][] {
 
 describe('access logs to the replicas', () => {
   it('HCMs get http_grpc, tcp_proxies tcp_grpc, named by direction; the cluster is sent once; Envoy accepts all', () => {
-    const config = createConfigSnapshot(1, [], { accessLogService: SERVICE });
+    const config = createConfigSnapshot(1, TELEMETRY, { accessLogService: SERVICE });
     const out = translateProxy(config, bookinfoRegistry(), proxy());
     const byName = new Map(out.listeners.map((l) => [l.name, l.resource]));
     const HCM = 'envoy.filters.network.http_connection_manager';
@@ -72,12 +95,17 @@ describe('access logs to the replicas', () => {
     expect(encodeResource(TypeUrl.Cluster, clusters[0]!.resource).length).toBeGreaterThan(0);
   });
 
-  it('without an access-log service nothing changes; proxyless gRPC gets no logger', () => {
-    const plain = translateProxy(createConfigSnapshot(1, []), bookinfoRegistry(), proxy());
-    for (const l of plain.listeners) expect(accessLogs(l.resource)).toEqual([]);
-    expect(plain.clusters.some((c) => c.name === ACCESS_LOG_CLUSTER)).toBe(false);
+  it('without a Telemetry naming the provider, a disabling one, or the service, nothing changes; proxyless gRPC gets no logger', () => {
+    const none = (config: ReturnType<typeof createConfigSnapshot>, namespace = 'default') => {
+      const out = translateProxy(config, bookinfoRegistry(), proxy({ namespace }));
+      for (const l of out.listeners) expect(accessLogs(l.resource)).toEqual([]);
+      expect(out.clusters.some((c) => c.name === ACCESS_LOG_CLUSTER)).toBe(false);
+    };
+    none(createConfigSnapshot(1, TELEMETRY));
+    none(createConfigSnapshot(1, [], { accessLogService: SERVICE }));
+    none(createConfigSnapshot(1, TELEMETRY, { accessLogService: SERVICE }), 'quiet');
     const grpc = translateProxy(
-      createConfigSnapshot(1, [], { accessLogService: SERVICE }),
+      createConfigSnapshot(1, TELEMETRY, { accessLogService: SERVICE }),
       bookinfoRegistry(),
       proxy({ grpc: true }),
     );
@@ -86,7 +114,7 @@ describe('access logs to the replicas', () => {
 
   it('two sidecars with the same outbound view share the decorated outbound part (one encoding)', () => {
     const t = new Translator();
-    const config = createConfigSnapshot(1, [], { accessLogService: SERVICE });
+    const config = createConfigSnapshot(1, TELEMETRY, { accessLogService: SERVICE });
     const registry = bookinfoRegistry();
     const a = t.translateParts(config, registry, proxy({ ip: '10.1.0.1' }));
     const b = t.translateParts(config, registry, proxy({ ip: '10.1.0.9', pod: 'productpage-v1-x' }));
