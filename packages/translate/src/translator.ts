@@ -24,7 +24,12 @@
  * scopes and listener/route sets, and clusters/CLAs whose DestinationRule object changed; within a
  * route set, only the virtual hosts whose inputs changed are rebuilt (the others keep their objects).
  */
-import type { DestinationRuleConfig, PeerAuthenticationConfig, VirtualServiceConfig } from '@meridian/api';
+import {
+  accessLoggingEnabled,
+  type DestinationRuleConfig,
+  type PeerAuthenticationConfig,
+  type VirtualServiceConfig,
+} from '@meridian/api';
 import type { EnvoyJson, JsonValue, ProxyInfo } from '@meridian/envoy';
 import { partWithAccessLog } from './access-log.js';
 import { buildAuthzFilters, formatAuthzFinding, hasPolicies, selectAuthorizationPolicies } from './authz.js';
@@ -330,7 +335,8 @@ export class Translator {
     };
     // Issue 17: sidecars' access logs to the replicas (access-log.ts), when the snapshot names them.
     const als = config.policyInputs?.accessLogService;
-    if (grpc || !als?.length) return parts;
+    if (grpc || !als?.length || !accessLoggingEnabled(config.telemetries ?? [], proxy, this.rootNamespace))
+      return parts;
     return {
       outbound: partWithAccessLog(parts.outbound, als, false),
       inbound: partWithAccessLog(parts.inbound, als, true),
