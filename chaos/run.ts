@@ -1,0 +1,67 @@
+// `pnpm chaos [name...]`: brings the chaos mesh up (chaos/topology.yaml, by `meridian up`'s code), runs
+// the named scenarios (all by default) one after the other on it, prints each verdict and its figures,
+// writes chaos/results/<name>.json and chaos/report.html, takes the mesh down (also on failure or
+// Ctrl-C) and exits 1 when a scenario failed.
+//   pnpm chaos --list        one scenario name a line
+//   pnpm chaos --verbose     also prints `meridian up`'s progress
+import { writeFileSync } from 'node:fs';
+import { describe, RESULTS_DIR, runScenario, type ScenarioResult } from './lib/harness.js';
+import { Mesh } from './lib/mesh.js';
+import { REPORT_FILE, renderReport } from './report.js';
+import { SCENARIOS, scenario } from './scenarios.js';
+
+const args = process.argv.slice(2);
+if (args.includes('--list')) {
+  for (const s of SCENARIOS) process.stdout.write(`${s.name}\n`);
+  process.exit(0);
+}
+const verbose = args.includes('--verbose');
+const names = args.filter((a) => !a.startsWith('--'));
+let chosen: typeof SCENARIOS;
+try {
+  chosen = names.length === 0 ? SCENARIOS : names.map(scenario);
+} catch (e) {
+  process.stderr.write(`chaos: ${(e as Error).message}\n`);
+  process.exit(2);
+}
+
+const out = (l: string) => process.stdout.write(`${l}\n`);
+out(`chaos: ${chosen.length} scenario(s): ${chosen.map((s) => s.name).join(', ')}`);
+out('chaos: bringing the mesh up (meridian up, chaos/topology.yaml)...');
+const mesh = await Mesh.start({ verbose });
+out(`chaos: mesh up in ${(mesh.upMs / 1000).toFixed(0)} s (state in ${mesh.paths.dir})`);
+let stopping = false;
+const stop = async (code: number) => {
+  if (stopping) return;
+  stopping = true;
+  out('chaos: taking the mesh down...');
+  await mesh.stop();
+  process.exit(code);
+};
+process.on('SIGINT', () => void stop(130));
+process.on('SIGTERM', () => void stop(143));
+
+const results: ScenarioResult[] = [];
+try {
+  for (const s of chosen) {
+    out(`\n== ${s.name}: ${s.title}`);
+    const r = await runScenario(mesh, s);
+    results.push(r);
+    for (const l of describe(r)) out(l);
+    if (r.verdict === 'FAIL' && r.error) {
+      // A scenario that failed may have left the mesh broken: restore it before the next one.
+      try {
+        await mesh.restore();
+      } catch (e) {
+        out(`chaos: the mesh could not be restored (${(e as Error).message}); stopping`);
+        break;
+      }
+    }
+  }
+} finally {
+  writeFileSync(REPORT_FILE, renderReport(RESULTS_DIR));
+  out('');
+  for (const r of results) out(`${r.verdict}  ${r.name}`);
+  out(`chaos: results in ${RESULTS_DIR}, report ${REPORT_FILE}`);
+}
+await stop(results.every((r) => r.verdict === 'PASS') && results.length === chosen.length ? 0 : 1);

@@ -1,0 +1,353 @@
+// The chaos scenarios, in priority order. Each one acts on the mesh's processes (by PID file) or its
+// loopback ports, observes through the demo clients' own call records, the config writer's own log and
+// etcd read directly, and restores the mesh with `meridian up`'s code.
+import * as grpc from '@grpc/grpc-js';
+import { adminGet } from '../packages/cli/src/local/admin.js';
+import type { ClusterPlan } from '../packages/cli/src/local/plan.js';
+import { TypeUrl } from '../packages/envoy/src/type-urls.js';
+import { SimulatedProxy } from '../packages/testkit/src/index.js';
+import type { Harness, Scenario } from './lib/harness.js';
+import { type Mesh, poll, sleep } from './lib/mesh.js';
+import { PortCut } from './lib/net.js';
+
+interface LeaderStatus {
+  replicaId: string;
+  isLeader: boolean;
+  leader?: string;
+}
+
+/** The index of `c`'s replica that leads, asked of every replica (the majority answer). */
+async function replicaLeader(mesh: Mesh, c: ClusterPlan): Promise<number | undefined> {
+  return poll(async () => {
+    for (let i = 0; i < c.replicas; i++) {
+      const s = await adminGet<LeaderStatus>(c, i, mesh.token(c), '/debug/leader');
+      if (s?.isLeader) return i;
+    }
+    return undefined;
+  }, 30_000);
+}
+
+/** Sum of `pilot_xds_pushes` over every replica of the mesh. */
+const pushes = (mesh: Mesh) => metricSum(mesh, 'pilot_xds_pushes');
+
+/** etcd's own view: the member index of `c`'s leader, from `etcdctl endpoint status` of `members`. */
+function etcdLeader(mesh: Mesh, c: ClusterPlan, members: readonly number[]): number | undefined {
+  const out = mesh.etcdctl(c, ['endpoint', 'status', '-w', 'json'], members);
+  const rows = JSON.parse(out) as {
+    Endpoint: string;
+    Status: { header: { member_id: number }; leader: number };
+  }[];
+  const leaderId = rows.find((r) => r.Status.leader !== 0)?.Status.leader;
+  const row = rows.find((r) => r.Status.header.member_id === leaderId);
+  if (!row) return undefined;
+  return c.etcd.findIndex((e) => row.Endpoint.endsWith(`:${e.client}`));
+}
+
+function replicaKill(which: 'leader' | 'follower'): Scenario {
+  return {
+    name: `replica-kill-${which}`,
+    title: `SIGKILL of east's ${which} replica under demo traffic and config writes`,
+    async run(h) {
+      const east = h.mesh.cluster('east');
+      const writer = h.startWriter('east');
+      await sleep(5000);
+      const leader = await replicaLeader(h.mesh, east);
+      if (leader === undefined) throw new Error('east has no leader replica');
+      const victim = which === 'leader' ? leader : (leader + 1) % east.replicas;
+      const id = `east-${victim}`;
+      h.notes.push(`killed replica ${id} (leader before: east-${leader})`);
+      const at = h.mark(`SIGKILL ${id}`);
+      await h.mesh.kill(h.mesh.replica(east, victim));
+      if (which === 'leader') {
+        const newLeader = await poll(async () => {
+          for (let i = 0; i < east.replicas; i++) {
+            if (i === victim) continue;
+            const s = await adminGet<LeaderStatus>(east, i, h.mesh.token(east), '/debug/leader');
+            if (s?.isLeader) return Date.now();
+          }
+          return undefined;
+        }, 60_000);
+        h.figure('timeToNewLeaderS', newLeader === undefined ? null : h.secs(newLeader - at));
+        if (newLeader !== undefined) h.mark('new leader', newLeader);
+      }
+      await sleep(15_000);
+      const restoreAt = h.mark('restart (meridian up)');
+      h.fault(`${id} down`, at, restoreAt);
+      h.figure('writesAcceptedWhileDown', writer.count('apply', 'ack', at, restoreAt));
+      h.figure('writesRefusedWhileDown', writer.count('apply', 'refused', at, restoreAt));
+      h.figure('restoreS', h.secs(await h.mesh.restore()));
+      await sleep(5000);
+      h.rpcFigures(['east', 'west'], at, 10_000);
+    },
+  };
+}
+
+const etcdLeaderKill: Scenario = {
+  name: 'etcd-leader-kill',
+  title: "SIGKILL of east's etcd leader under config writes",
+  async run(h) {
+    const east = h.mesh.cluster('east');
+    const writer = h.startWriter('east');
+    await sleep(5000);
+    const all = east.etcd.map((_, i) => i);
+    const leader = etcdLeader(h.mesh, east, all);
+    if (leader === undefined) throw new Error("east's etcd reports no leader");
+    h.notes.push(`killed etcd member ${leader}`);
+    const at = h.mark(`SIGKILL etcd-${leader}`);
+    await h.mesh.kill(h.mesh.etcd(east, leader));
+    const others = all.filter((i) => i !== leader);
+    const elected = await poll(async () => {
+      const l = etcdLeader(h.mesh, east, others);
+      return l !== undefined && l !== leader ? Date.now() : undefined;
+    }, 30_000);
+    h.figure('timeToNewLeaderS', elected === undefined ? null : h.secs(elected - at));
+    if (elected !== undefined) h.mark('new etcd leader', elected);
+    // The first write acknowledged after the kill.
+    const firstAck = await poll(
+      async () => writer.log.find((e) => e.at > at && e.outcome === 'ack')?.at,
+      30_000,
+    );
+    h.figure('firstWriteAckedAfterKillS', firstAck === undefined ? null : h.secs(firstAck - at));
+    await sleep(10_000);
+    const restoreAt = h.mark('restart (meridian up)');
+    h.fault(`etcd-${leader} down`, at, restoreAt);
+    h.figure('writesAcceptedWhileDown', writer.count('apply', 'ack', at, restoreAt));
+    h.figure('writesRefusedWhileDown', writer.count('apply', 'refused', at, restoreAt));
+    h.figure('restoreS', h.secs(await h.mesh.restore()));
+    await sleep(5000);
+    h.rpcFigures(['east', 'west'], at, 10_000);
+  },
+};
+
+const clusterBackendsLost: Scenario = {
+  name: 'cluster-backends-lost',
+  title: "east's echo backends SIGKILLed: east's client fails over to west, then returns",
+  async run(h) {
+    const east = h.mesh.cluster('east');
+    const at = h.mark('SIGKILL east echo');
+    await h.mesh.kill(h.mesh.echo(east));
+    const window = 30_000;
+    // Switched: 3 s of calls all answered by west.
+    const switched = await poll(
+      async () => {
+        await h.traffic.read();
+        const now = Date.now();
+        const recent = h.traffic.between('east', now - 3000, now);
+        return now - at > 3000 && recent.length > 0 && recent.every(([, by]) => by === 'west')
+          ? now
+          : undefined;
+      },
+      60_000,
+      500,
+    );
+    h.figure('switchedToWestS', switched === undefined ? null : h.secs(switched - 3000 - at));
+    const firstWest = h.traffic.between('east', at).find(([, by]) => by === 'west')?.[0];
+    h.figure('firstAnsweredByWestS', firstWest === undefined ? null : h.secs(firstWest - at));
+    await sleep(5000);
+    const restoreAt = h.mark('backends restarted (meridian up)');
+    h.fault('east backends down', at, restoreAt);
+    h.rpcFigures(['east'], at, window, restoreAt);
+    const failedBeforeRestore = h.figures.failedRpcsDuringWindow;
+    h.figure('restoreS', h.secs(await h.mesh.restore()));
+    const back = await poll(
+      async () => {
+        await h.traffic.read();
+        const now = Date.now();
+        const recent = h.traffic.between('east', now - 3000, now);
+        return recent.length > 0 && recent.every(([, by]) => by === 'east') ? now : undefined;
+      },
+      60_000,
+      500,
+    );
+    h.figure('backToEastS', back === undefined ? null : h.secs(back - 3000 - restoreAt));
+    if (back !== undefined) h.mark('back to east', back - 3000);
+    await sleep(3000);
+    // Failures outside the window after the kill, and any failure after the restore.
+    h.invariant('rpcsFailedAfterRestore', h.traffic.failed('east', restoreAt) + h.traffic.failed('west', at));
+    h.figure('failedRpcsDuringWindow', failedBeforeRestore ?? null);
+    if (switched === undefined) h.invariant('switchedToWest', 0, 1);
+    if (back === undefined) h.invariant('backToEast', 0, 1);
+  },
+};
+
+function gatewayPartition(kind: 'short' | 'long'): Scenario {
+  const cutMs = kind === 'short' ? 5000 : 25_000;
+  return {
+    name: `gateway-partition-${kind}`,
+    title: `NATS gateway link cut for ${cutMs / 1000} s (${kind === 'short' ? 'shorter' : 'longer'} than the 10 s federation grace)`,
+    async run(h) {
+      if (!PortCut.available()) throw new Error('iptables is not usable here (the cut needs root)');
+      const gw = h.mesh.plan.clusters.flatMap((c) => c.nats.map((n) => n.gateway));
+      // Baseline: pushes over a quiet period as long as what is measured after the cut.
+      const measured = cutMs + 15_000;
+      const b0 = await pushes(h.mesh);
+      await sleep(measured);
+      const baseline = (await pushes(h.mesh)) - b0;
+      h.figure('pushesBaseline', baseline);
+      const cut = new PortCut(gw);
+      h.cleanups.push(() => cut.heal());
+      const p0 = await pushes(h.mesh);
+      const at = h.mark('gateway cut');
+      cut.cut();
+      let withdrawnAt: number | undefined;
+      if (kind === 'long') {
+        // Imports withdrawn: east's replicas no longer hold west's services (and pushes follow).
+        withdrawnAt = await poll(
+          async () => {
+            const east = h.mesh.cluster('east');
+            const f = await adminGet<{
+              remoteClusters: { cluster: string; stale: boolean; services: number }[];
+            }>(east, 0, h.mesh.token(east), '/debug/federation');
+            const w = f?.remoteClusters.find((r) => r.cluster === 'west');
+            return w === undefined || w.stale || w.services === 0 ? Date.now() : undefined;
+          },
+          cutMs,
+          500,
+        );
+        h.figure('importsWithdrawnAfterS', withdrawnAt === undefined ? null : h.secs(withdrawnAt - at));
+        if (withdrawnAt !== undefined) h.mark('imports withdrawn', withdrawnAt);
+      }
+      await sleep(at + cutMs - Date.now());
+      cut.heal();
+      const healAt = h.mark('gateway healed');
+      h.fault('gateway cut', at, healAt);
+      await sleep(measured - (Date.now() - at));
+      const caused = (await pushes(h.mesh)) - p0;
+      h.figure('pushesDuringAndAfterCut', caused);
+      if (kind === 'short') h.invariant('pushesCausedByShortPartition', Math.max(0, caused - baseline));
+      else {
+        h.invariant('importsWithdrawn', withdrawnAt === undefined ? 0 : 1, 1);
+        const restored = await poll(
+          async () => {
+            for (const c of h.mesh.plan.clusters) {
+              const f = await adminGet<{
+                remoteClusters: { stale: boolean; synced: boolean; services: number }[];
+              }>(c, 0, h.mesh.token(c), '/debug/federation');
+              if (!f || f.remoteClusters.some((r) => r.stale || !r.synced || r.services < 1))
+                return undefined;
+            }
+            return Date.now();
+          },
+          90_000,
+          500,
+        );
+        h.figure('importsRestoredAfterHealS', restored === undefined ? null : h.secs(restored - healAt));
+        h.invariant('importsRestored', restored === undefined ? 0 : 1, 1);
+        if (restored !== undefined) h.mark('imports restored', restored);
+      }
+      // Local traffic never depends on the gateway.
+      h.rpcFigures(['east', 'west'], at, 0);
+    },
+  };
+}
+
+const etcdQuorumLoss: Scenario = {
+  name: 'etcd-quorum-loss',
+  title: "east's etcd loses quorum for 30 s (2 of 3 members SIGKILLed) under writes and traffic",
+  async run(h) {
+    const east = h.mesh.cluster('east');
+    const writer = h.startWriter('east');
+    await sleep(5000);
+    const at = h.mark('SIGKILL etcd-1, etcd-2');
+    await Promise.all([h.mesh.kill(h.mesh.etcd(east, 1)), h.mesh.kill(h.mesh.etcd(east, 2))]);
+    await sleep(30_000);
+    const restoreAt = h.mark('restart (meridian up)');
+    h.fault('quorum lost', at, restoreAt);
+    // Calls ending 6 s after the kill or later: writes started after etcd's loss was detectable.
+    h.figure('writesAcceptedWithoutQuorum', writer.count('apply', 'ack', at + 6000, restoreAt));
+    h.figure('writesRefusedWithoutQuorum', writer.count('apply', 'refused', at, restoreAt));
+    h.figure('writesUnknownWithoutQuorum', writer.count('apply', 'unknown', at, restoreAt));
+    h.invariant('writesAcceptedWithoutQuorum', writer.count('apply', 'ack', at + 6000, restoreAt));
+    h.figure('restoreS', h.secs(await h.mesh.restore()));
+    const firstAck = await poll(
+      async () => writer.log.find((e) => e.at > restoreAt && e.outcome === 'ack')?.at,
+      60_000,
+    );
+    h.figure('firstWriteAckedAfterRestoreS', firstAck === undefined ? null : h.secs(firstAck - restoreAt));
+    await sleep(5000);
+    // Serving continues from the watched state: no failure at all, the window is 0.
+    h.rpcFigures(['east', 'west'], at, 0);
+  },
+};
+
+/** Sum of a counter over every replica of the mesh (their monitoring ports). */
+async function metricSum(mesh: Mesh, name: string): Promise<number> {
+  let sum = 0;
+  for (const c of mesh.plan.clusters)
+    for (const r of c.replicaPorts) {
+      const text = await fetch(`http://127.0.0.1:${r.monitoring}/metrics`, {
+        signal: AbortSignal.timeout(5000),
+      }).then((res) => res.text());
+      for (const line of text.split('\n'))
+        if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.split(' ').at(-1));
+    }
+  return sum;
+}
+
+const nackingProxy: Scenario = {
+  name: 'nacking-proxy',
+  title: "a proxy behind east's client agent NACKs every response, under config writes",
+  async run(h) {
+    const east = h.mesh.cluster('east');
+    const writer = h.startWriter('east');
+    const rejects0 = await metricSum(h.mesh, 'pilot_total_xds_rejects');
+    const ch = new grpc.Client(`127.0.0.1:${east.demo.agentClient}`, grpc.credentials.createInsecure());
+    const p = new SimulatedProxy({
+      nodeId: 'sidecar~127.0.0.1~nacker-0.demo~demo.svc.cluster.local',
+      metadata: { NAMESPACE: 'demo', CLUSTER_ID: 'east' },
+      variant: 'sotw',
+      subscriptions: [{ typeUrl: TypeUrl.Cluster }, { typeUrl: TypeUrl.Listener }],
+    });
+    for (const t of [
+      TypeUrl.Cluster,
+      TypeUrl.Listener,
+      TypeUrl.ClusterLoadAssignment,
+      TypeUrl.RouteConfiguration,
+    ])
+      p.nackTypes.set(t, 'chaos: every response rejected on purpose');
+    h.cleanups.push(() => {
+      p.disconnect();
+      ch.close();
+    });
+    const at = h.mark('NACKing proxy connected');
+    p.connect(ch);
+    await sleep(30_000);
+    const endedEarly = p.ended;
+    const end = h.mark('NACKing proxy gone');
+    p.disconnect();
+    h.fault('NACKing proxy', at, end);
+    const nacks = [...p.state.values()].reduce((n, s) => n + s.nacks, 0);
+    const responses = [...p.state.values()].reduce((n, s) => n + s.responses, 0);
+    h.figure('responsesToNacker', responses);
+    h.figure('nacksSent', nacks);
+    h.figure('replicaRejectsCounted', (await metricSum(h.mesh, 'pilot_total_xds_rejects')) - rejects0);
+    h.figure('writesAcceptedMeanwhile', writer.count('apply', 'ack', at, end));
+    h.invariant('nackerGotResponses', responses > 0 && nacks > 0 ? 1 : 0, 1);
+    h.invariant('nackerStreamEndedByServer', endedEarly ? 1 : 0, 0);
+    await sleep(3000);
+    h.rpcFigures(['east', 'west'], at, 0);
+  },
+};
+
+/** Every scenario, in priority order. */
+export const SCENARIOS: readonly Scenario[] = [
+  replicaKill('leader'),
+  replicaKill('follower'),
+  etcdLeaderKill,
+  clusterBackendsLost,
+  nackingProxy,
+  gatewayPartition('short'),
+  gatewayPartition('long'),
+  etcdQuorumLoss,
+];
+
+/** The short subset run by chaos/ci.test.ts. */
+export const CI_SUBSET = ['replica-kill-leader', 'cluster-backends-lost', 'nacking-proxy'];
+
+export function scenario(name: string): Scenario {
+  const s = SCENARIOS.find((x) => x.name === name);
+  if (!s) throw new Error(`no scenario "${name}" (pnpm chaos --list names them)`);
+  return s;
+}
+
+export type { Harness };
