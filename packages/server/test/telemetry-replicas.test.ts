@@ -7,20 +7,21 @@
 // what it received; c2's graph names the caller from Istio's peer metadata. Bad and oversized
 // messages are refused with the right codes and the replicas keep serving.
 import * as grpc from '@grpc/grpc-js';
-import { lookupMessage } from '@meridian/envoy';
-import { type EtcdCluster, startEtcd } from '@meridian/testkit';
+import { lookupMessage, TypeUrl } from '@meridian/envoy';
+import { type EtcdCluster, SimulatedProxy, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Replica, resolveOptions } from '../src/index.js';
 import type { ServiceGraph } from '../src/service-graph.js';
 import { encodeAccessLogs, httpEntry, sidecarNodeId, streamAccessLogs } from './access-log-client.js';
-import { adminFetch, waitUntil } from './harness.js';
+import { adminFetch, waitUntil, xdsClient } from './harness.js';
 
 const FRONTEND = '10.1.0.5';
 const PAYMENTS = '10.2.0.7';
 const OUT = 'outbound|8080||payments.pay.svc.cluster.local';
 let etcd: EtcdCluster | undefined;
 const replicas: Replica[] = [];
+const proxies: SimulatedProxy[] = [];
 
 const yamlFor = (cluster: 'c1' | 'c2') => `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -136,6 +137,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
+  for (const p of proxies) p.disconnect();
   await Promise.all(replicas.map((r) => r.stop().catch(() => undefined)));
   await etcd?.stop();
 }, 60_000);
@@ -350,5 +352,44 @@ describe('telemetry through replicas', () => {
       / 1$/,
     );
     expect(await metrics(r1)).toMatch(/meridian_telemetry_refused\{reason="undecodable"\} 1/);
+  }, 60_000);
+
+  it("a Telemetry naming the meridian provider points a sidecar's listeners at the replicas", async () => {
+    const [r1, r2] = replicas as [Replica, Replica];
+    const node = sidecarNodeId(FRONTEND, 'frontend-v1', 'shop');
+    const proxy = new SimulatedProxy({
+      nodeId: node,
+      metadata: { NAMESPACE: 'shop', CLUSTER_ID: 'c1', LABELS: { app: 'frontend', version: 'v1' } },
+      variant: 'sotw',
+      subscriptions: [{ typeUrl: TypeUrl.Cluster }, { typeUrl: TypeUrl.Listener }],
+    });
+    proxy.connect(xdsClient(r1.xdsAddress));
+    proxies.push(proxy);
+    const dump = async () => {
+      const res = await adminFetch(r1, `/debug/config_dump?proxy=${encodeURIComponent(node)}`);
+      return res.status === 200 ? await res.text() : '';
+    };
+    await waitUntil('the sidecar on r1', async () => (await dump()).includes('virtualOutbound'), 30_000);
+    expect(await dump()).not.toContain('envoy.access_loggers.http_grpc');
+    const res = await adminFetch(r1, '/apis/v1/apply', {
+      method: 'POST',
+      body: `apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  accessLogging: [{providers: [{name: meridian}]}]
+`,
+    });
+    expect(res.status, await res.clone().text()).toBe(200);
+    await waitUntil(
+      'access loggers in the sidecar listeners',
+      async () => (await dump()).includes('envoy.access_loggers.http_grpc'),
+      30_000,
+    );
+    const text = await dump();
+    expect(text).toContain('envoy.access_loggers.tcp_grpc');
+    expect(text).toContain('meridian-accesslog');
+    // The cluster lists both replicas of c1 (their xDS addresses, from membership).
+    for (const r of [r1, r2]) expect(text).toContain(`"port_value": ${Number(r.xdsAddress.split(':')[1])}`);
   }, 60_000);
 });
