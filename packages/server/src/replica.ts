@@ -74,6 +74,7 @@ const TRANSLATED_KINDS = new Set([
   'AuthorizationPolicy',
   'RequestAuthentication',
   'RateLimit',
+  'Telemetry',
 ]);
 const REGISTRY_KINDS = new Set(['ServiceEntry', 'WorkloadEntry']);
 const ALL_TYPES = new Set([
@@ -897,6 +898,10 @@ export class Replica {
           this.options.rateLimitAddress,
           this.#directory?.replicas(),
         ),
+        // Sidecars' access logs (Telemetry provider `meridian`) to the replicas' plaintext xDS port.
+        ...(this.options.telemetryPlaintext === 'on'
+          ? { accessLogService: rateLimitServiceAddresses('', this.#directory?.replicas()) }
+          : {}),
       });
     let registry = this.#registrySnapshot;
     if (registryDirty || !registry) {
