@@ -9,6 +9,7 @@ import { SimulatedProxy } from '../packages/testkit/src/index.js';
 import type { Harness, Scenario } from './lib/harness.js';
 import { type Mesh, poll, sleep } from './lib/mesh.js';
 import { PortCut } from './lib/net.js';
+import { adminCall, etcdNames, seYaml } from './lib/writer.js';
 
 interface LeaderStatus {
   replicaId: string;
@@ -329,6 +330,66 @@ const nackingProxy: Scenario = {
   },
 };
 
+/** Bad ServiceEntries of the flood: each is refused by admission, whole. */
+const BAD_SPECS = [
+  (n: string) => seYaml(n).replace('number: 80', 'number: 70000'),
+  (n: string) => seYaml(n).replace(`hosts: [${n}.chaos.example]`, 'hosts: []'),
+  (n: string) => seYaml(n).replace('resolution: NONE', 'resolution: SOMETIMES'),
+  (n: string) => seYaml(n).replace('protocol: HTTP', 'protocol: 42'),
+];
+
+const configFlood: Scenario = {
+  name: 'config-flood',
+  title: 'a flood of 400 applies from 4 concurrent writers to east, one in four a bad object',
+  async run(h) {
+    const east = h.mesh.cluster('east');
+    const run = Date.now().toString(36);
+    const good: { name: string; outcome: string }[] = [];
+    const bad: { name: string; outcome: string; status?: number }[] = [];
+    const at = h.mark('flood starts');
+    let n = 0;
+    await Promise.all(
+      [0, 1, 2, 3].map(async (w) => {
+        while (n < 400) {
+          const i = n++;
+          const isBad = i % 4 === 3;
+          const name = `${isBad ? 'bad' : 'good'}-${run}-${i}`;
+          const yaml = isBad ? BAD_SPECS[(i >> 2) % BAD_SPECS.length]!(name) : seYaml(name);
+          const r = await adminCall(
+            h.mesh,
+            east,
+            w % east.replicas,
+            'POST',
+            '/apis/v1/apply?source=chaos-flood',
+            yaml,
+          );
+          (isBad ? bad : good).push({ name, outcome: r.outcome, ...(r.status ? { status: r.status } : {}) });
+        }
+      }),
+    );
+    const end = h.mark('flood ends');
+    h.fault('flood', at, end);
+    h.figure('floodS', h.secs(end - at));
+    h.figure('goodAccepted', good.filter((g) => g.outcome === 'ack').length);
+    h.figure('goodRefused', good.filter((g) => g.outcome === 'refused').length);
+    h.figure('goodUnknown', good.filter((g) => g.outcome === 'unknown').length);
+    h.figure('badRefused', bad.filter((b) => b.outcome === 'refused').length);
+    h.figure(
+      'badRefusedAs4xx',
+      bad.filter((b) => b.status !== undefined && b.status >= 400 && b.status < 500).length,
+    );
+    await sleep(2000);
+    const present = etcdNames(h.mesh, east);
+    h.invariant('badObjectsAccepted', bad.filter((b) => b.outcome === 'ack').length);
+    h.invariant('badObjectsInEtcd', bad.filter((b) => present.has(b.name)).length);
+    h.invariant(
+      'ackedGoodObjectsLost',
+      good.filter((g) => g.outcome === 'ack' && !present.has(g.name)).length,
+    );
+    h.rpcFigures(['east', 'west'], at, 0);
+  },
+};
+
 /** Every scenario, in priority order. */
 export const SCENARIOS: readonly Scenario[] = [
   replicaKill('leader'),
@@ -336,6 +397,7 @@ export const SCENARIOS: readonly Scenario[] = [
   etcdLeaderKill,
   clusterBackendsLost,
   nackingProxy,
+  configFlood,
   gatewayPartition('short'),
   gatewayPartition('long'),
   etcdQuorumLoss,
