@@ -24,6 +24,9 @@ const serialFiles = [
   'packages/server/test/ratelimit-service.test.ts',
   // meridian up: two clusters of etcd, NATS, replicas, agents and the demo (16 processes).
   'packages/cli/test/up.test.ts',
+  // The dashboard in headless Chromium against replicas on a 3-member etcd with NATS.
+  'packages/dashboard/test/browser.test.ts',
+  'packages/dashboard/test/admin-tls.test.ts',
 ].filter((file) => existsSync(file));
 
 mkdirSync('.test-results', { recursive: true });
