@@ -380,8 +380,11 @@ export class EntryDeriver {
         mtls: undefined,
       };
     const principal = peerUri(common);
+    // A peer the registry does not know still has the namespace its certificate proves.
+    const ns = /^spiffe:\/\/[^/]+\/ns\/([^/]+)\/sa\//.exec(principal)?.[1];
+    const peer = peerWorkload ?? (ns ? { ...UNKNOWN_WORKLOAD, namespace: ns } : undefined);
     return principal
-      ? { src: { workload: peerWorkload, principal }, dst: own, policy: 'mutual_tls', mtls: true }
+      ? { src: { workload: peer, principal }, dst: own, policy: 'mutual_tls', mtls: true }
       : { src: { workload: peerWorkload, principal: 'unknown' }, dst: own, policy: 'none', mtls: false };
   }
 

@@ -1,0 +1,218 @@
+// Telemetry on the CA's mTLS port (issue 17, item 4): a replica with the cluster CA and
+// `--telemetry-plaintext off`. A reporter streams Envoy-encoded access logs over mTLS with a
+// workload certificate from the replica's CreateCertificate: its identity is the reporter's, the
+// downstream peer certificate of its inbound entries makes the edge mTLS and names the source
+// principal. A certificate of another identity claiming the payments node is refused
+// (PERMISSION_DENIED), as are TLS without a client certificate and the plaintext port
+// (UNAUTHENTICATED); none of them adds a series.
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import {
+  createBootstrapToken,
+  createCertificate,
+  createCertificateServiceClient,
+  createCsr,
+} from '@meridian/ca';
+import { type EtcdCluster, startEtcd } from '@meridian/testkit';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Replica, resolveOptions } from '../src/index.js';
+import type { ServiceGraph } from '../src/service-graph.js';
+import { encodeAccessLogs, httpEntry, sidecarNodeId, streamAccessLogs } from './access-log-client.js';
+import { adminFetch, installClusterCaForTest } from './harness.js';
+
+const TD = 'cluster.local';
+const FRONTEND = '10.1.0.5';
+const PAYMENTS = '10.2.0.7';
+const tmp = mkdtempSync(join(tmpdir(), 'meridian-telemetry-mtls-'));
+let etcd: EtcdCluster | undefined;
+let replica: Replica | undefined;
+let rootPem = '';
+const creds: Record<string, { key: string; chain: string }> = {};
+
+const CONFIG = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: payments, namespace: pay}
+spec:
+  hosts: [payments.pay.svc.cluster.local]
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  location: MESH_INTERNAL
+  workloadSelector: {labels: {app: payments}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: payments-v2, namespace: pay}
+spec:
+  address: ${PAYMENTS}
+  ports: {http: 8080}
+  labels: {app: payments, version: v2}
+  serviceAccount: payments
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: frontend, namespace: shop}
+spec:
+  hosts: [frontend.shop.svc.cluster.local]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  location: MESH_INTERNAL
+  workloadSelector: {labels: {app: frontend}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: frontend-v1, namespace: shop}
+spec:
+  address: ${FRONTEND}
+  ports: {http: 80}
+  labels: {app: frontend, version: v1}
+  serviceAccount: frontend
+`;
+
+const tls = (who?: string) =>
+  who
+    ? grpc.credentials.createSsl(
+        Buffer.from(rootPem),
+        Buffer.from(creds[who]!.key),
+        Buffer.from(creds[who]!.chain),
+      )
+    : grpc.credentials.createSsl(Buffer.from(rootPem));
+const TLS_OPTIONS = { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' };
+
+const inbound = () =>
+  httpEntry({
+    direction: 'inbound',
+    downstream: `${FRONTEND}:41000`,
+    downstreamLocal: `${PAYMENTS}:8080`,
+    upstream: '127.0.0.1:8080',
+    upstreamCluster: 'inbound|8080||',
+    grpcStatus: '0',
+    peerUri: `spiffe://${TD}/ns/shop/sa/frontend`,
+  });
+const PAYMENTS_NODE = sidecarNodeId(PAYMENTS, 'payments-v2', 'pay');
+
+async function metrics(): Promise<string> {
+  return (await fetch(`http://${replica!.monitoringAddress}/metrics`)).text();
+}
+const istioLines = (text: string) => text.split('\n').filter((l) => l.startsWith('istio_requests_total{'));
+
+beforeAll(async () => {
+  etcd = await startEtcd();
+  const { root, signingKeyPem } = await installClusterCaForTest(
+    etcd.endpoints,
+    'telmtls',
+    join(tmp, 'kek'),
+    TD,
+  );
+  rootPem = root.certPem;
+  replica = await Replica.start(
+    resolveOptions(
+      [
+        ...['--mesh-id', 'telmtls', '--cluster-id', 'c1', '--replica-id', 'tm-1'],
+        ...['--etcd-endpoints', etcd.endpoints.join(','), '--debounce-ms', '10'],
+        ...['--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0'],
+        ...['--monitoring-address', '127.0.0.1:0', '--snapshot-dir', 'off'],
+        ...['--ca-address', '127.0.0.1:0', '--ca-kek-file', join(tmp, 'kek'), '--telemetry-plaintext', 'off'],
+      ],
+      {},
+    ),
+    { logger: pino({ level: 'silent' }) },
+  );
+  const res = await adminFetch(replica, '/apis/v1/apply', { method: 'POST', body: CONFIG });
+  expect(res.status, await res.clone().text()).toBe(200);
+  const ca = createCertificateServiceClient(
+    replica.caAddress,
+    grpc.credentials.createSsl(Buffer.from(rootPem)),
+    TLS_OPTIONS,
+  );
+  try {
+    for (const [ns, sa] of [
+      ['pay', 'payments'],
+      ['shop', 'frontend'],
+    ] as const) {
+      const token = await createBootstrapToken({
+        signingKeyPem,
+        identity: { trustDomain: TD, namespace: ns, serviceAccount: sa },
+        ttlSeconds: 600,
+      });
+      const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const chain = await createCertificate(
+        ca,
+        { csr: createCsr({ key: privateKey, uris: [`spiffe://${TD}/ns/${ns}/sa/${sa}`] }) },
+        { token },
+      );
+      creds[sa] = {
+        key: privateKey.export({ format: 'pem', type: 'pkcs8' }) as string,
+        chain: chain.slice(0, -1).join(''),
+      };
+    }
+  } finally {
+    ca.close();
+  }
+  const wait = Date.now() + 30_000;
+  while ((replica.snapshot?.registry.services.length ?? 0) < 2 && Date.now() < wait)
+    await new Promise((r) => setTimeout(r, 50));
+}, 120_000);
+
+afterAll(async () => {
+  await replica?.stop();
+  await etcd?.stop();
+  rmSync(tmp, { recursive: true, force: true });
+}, 60_000);
+
+describe('telemetry on the mTLS port', () => {
+  it('refuses the plaintext port (off), TLS without a client certificate, and an identity claiming another workload', async () => {
+    const msg = encodeAccessLogs({ http: [inbound()] }, PAYMENTS_NODE);
+    const plain = await streamAccessLogs(replica!.xdsAddress, [msg]);
+    expect(plain.code).toBe(grpc.status.UNAUTHENTICATED);
+    expect(plain.details).toMatch(/unauthenticated reporters are off \(--telemetry-plaintext\)/);
+    const anonymous = await streamAccessLogs(replica!.caAddress, [msg], tls(), TLS_OPTIONS);
+    expect(anonymous.code).toBe(grpc.status.UNAUTHENTICATED);
+    // frontend's certificate, reporting as the payments sidecar.
+    const impostor = await streamAccessLogs(replica!.caAddress, [msg], tls('frontend'), TLS_OPTIONS);
+    expect(impostor.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(impostor.details).toBe(
+      `identifier.node.id: ${PAYMENTS} is the address of workload pay/payments-v2 (service account payments), not of the caller spiffe://${TD}/ns/shop/sa/frontend`,
+    );
+    expect(istioLines(await metrics())).toEqual([]);
+  });
+
+  it("the reporter's certificate and the peer certificate make an mTLS edge with both principals", async () => {
+    const s = await streamAccessLogs(
+      replica!.caAddress,
+      [encodeAccessLogs({ http: Array.from({ length: 7 }, inbound) }, PAYMENTS_NODE)],
+      tls('payments'),
+      TLS_OPTIONS,
+    );
+    expect(s).toEqual({ code: grpc.status.OK, details: '' });
+    const lines = istioLines(await metrics());
+    expect(lines).toHaveLength(1);
+    const line = lines[0]!;
+    for (const label of [
+      'reporter="destination"',
+      'source_workload="frontend-v1"',
+      `source_principal="spiffe://${TD}/ns/shop/sa/frontend"`,
+      'destination_workload="payments-v2"',
+      `destination_principal="spiffe://${TD}/ns/pay/sa/payments"`,
+      'request_protocol="grpc"',
+      'grpc_response_status="0"',
+      'connection_security_policy="mutual_tls"',
+    ])
+      expect(line).toContain(label);
+    expect(line).toMatch(/ 7$/);
+    const graph = (await (await adminFetch(replica!, '/debug/graph')).json()) as ServiceGraph;
+    expect(graph.edges).toEqual([
+      expect.objectContaining({
+        source: 'workload:c1/shop/frontend-v1',
+        destination: 'service:c1/pay/payments',
+        protocol: 'grpc',
+        mtls: true,
+        requests: 7,
+        errorRate: 0,
+      }),
+    ]);
+  });
+});
