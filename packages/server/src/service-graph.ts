@@ -189,13 +189,22 @@ export class EdgeSeries {
 /** A replica's edges: observations in, window summaries out. Edges idle for a window are dropped. */
 export class EdgeStore {
   readonly #edges = new Map<string, EdgeSeries>();
+  /** Observations of new edges not kept because {@link maxEdges} edges are held. */
+  dropped = 0;
 
-  constructor(readonly windowSeconds = 60) {}
+  constructor(
+    readonly windowSeconds = 60,
+    readonly maxEdges = 50_000,
+  ) {}
 
   /** Adds an observation to the edge `key` (identified by `id`, from {@link edgeId}). */
   observe(id: string, key: EdgeKey, o: Observation): void {
     let e = this.#edges.get(id);
     if (!e) {
+      if (this.#edges.size >= this.maxEdges) {
+        this.dropped++;
+        return;
+      }
       e = new EdgeSeries(key, this.windowSeconds);
       this.#edges.set(id, e);
     }

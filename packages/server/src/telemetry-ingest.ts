@@ -257,6 +257,13 @@ export class TelemetryIngest {
     this.#entries = meter.createCounter('meridian_telemetry_entries', {
       description: 'Access-log entries accepted from the proxies, by protocol (http, grpc, tcp).',
     });
+    const dropped = meter.createObservableCounter('meridian_telemetry_dropped', {
+      description: 'Observations not kept because a cap was reached (istio_* series, graph edges).',
+    });
+    dropped.addCallback((r) => {
+      r.observe(this.istio.dropped, { what: 'series' });
+      r.observe(this.edges.dropped, { what: 'edges' });
+    });
     this.#refused = meter.createCounter('meridian_telemetry_refused', {
       description:
         'Telemetry messages refused (oversized, undecodable, no identifier, unauthenticated, identity).',

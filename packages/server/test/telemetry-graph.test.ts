@@ -116,6 +116,18 @@ describe('service graph math', () => {
     expect(store.size).toBe(0);
   });
 
+  it('edges beyond the cap are dropped and counted, the held ones kept', () => {
+    const store = new EdgeStore(60, 2);
+    const t = 1_700_000_000_000;
+    for (const name of ['a', 'b', 'c']) {
+      const k = key({ source: nodeOf('workload', name, 'ns', 'c1') });
+      store.observe(edgeId(k), k, { atMs: t, error: false, mtls: undefined, durationMs: 1 });
+    }
+    expect(store.size).toBe(2);
+    expect(store.dropped).toBe(1);
+    expect(store.windows(t).map((w) => w.key.source.name)).toEqual(['a', 'b']);
+  });
+
   it('replicas merge by summing; the source side is counted, mTLS comes from the destination side', () => {
     const t = 1_700_000_000_000;
     const a = new EdgeStore(60);
