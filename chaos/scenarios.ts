@@ -190,6 +190,20 @@ function gatewayPartition(kind: 'short' | 'long'): Scenario {
       const p0 = await pushes(h.mesh);
       const at = h.mark('gateway cut');
       cut.cut();
+      // NATS's own view (its monitoring port): the gateway connection of east to west is gone.
+      const gatewayDown = await poll(
+        async () => {
+          const n = h.mesh.cluster('east').nats[0]!;
+          const gz = (await fetch(`http://127.0.0.1:${n.monitor}/gatewayz`, {
+            signal: AbortSignal.timeout(2000),
+          }).then((r) => r.json())) as { outbound_gateways?: Record<string, { connection?: unknown }> };
+          return !gz.outbound_gateways?.west?.connection ? Date.now() : undefined;
+        },
+        Math.min(cutMs - 500, 4000),
+        200,
+      );
+      h.invariant('gatewayDownSeenByNats', gatewayDown === undefined ? 0 : 1, 1);
+      if (gatewayDown !== undefined) h.figure('gatewayDownAfterS', h.secs(gatewayDown - at));
       let withdrawnAt: number | undefined;
       if (kind === 'long') {
         // Imports withdrawn: east's replicas no longer hold west's services (and pushes follow).
@@ -202,7 +216,7 @@ function gatewayPartition(kind: 'short' | 'long'): Scenario {
             const w = f?.remoteClusters.find((r) => r.cluster === 'west');
             return w === undefined || w.stale || w.services === 0 ? Date.now() : undefined;
           },
-          cutMs,
+          at + cutMs - Date.now(),
           500,
         );
         h.figure('importsWithdrawnAfterS', withdrawnAt === undefined ? null : h.secs(withdrawnAt - at));
