@@ -21,11 +21,13 @@
  * message has no identifier, ends the stream with an error naming what is wrong; nothing of that
  * message is recorded (entries are derived first, recorded after).
  *
- * ## Across the cluster
+ * ## Across the cluster, and across clusters
  * Every 2 s a replica publishes its edges' window summaries under `telemetry/graph/<replica id>`
  * (its own lease, as `convergence/`); any replica answers `/debug/graph` by merging its own current
- * windows with the others' summaries. The `istio_*` series are per replica (each exports what its
- * streams reported; Prometheus sums across replicas, as it sums across istio proxies).
+ * windows with the others' summaries. Where federation links clusters over NATS, the other
+ * clusters' replicas' windows come from NATS (telemetry-federation.ts) and are merged too. The
+ * `istio_*` series are per replica (each exports what its streams reported; Prometheus sums across
+ * replicas, as it sums across istio proxies).
  */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -38,6 +40,7 @@ import type { Logger } from 'pino';
 import { EntryDeriver, type PeerMetadataDecoder, WorkloadIndex } from './access-log.js';
 import { IstioMetrics } from './istio-metrics.js';
 import { buildGraph, EdgeStore, type EdgeWindow, mergeWindows, type ServiceGraph } from './service-graph.js';
+import { GraphExchange } from './telemetry-federation.js';
 
 /** Keyspace-relative prefix of the replicas' published edge windows. */
 export const TELEMETRY_GRAPH_PREFIX = 'telemetry/graph/';
@@ -62,6 +65,10 @@ export interface TelemetryIngestOptions {
   readonly maxEntriesPerMessage?: number;
   /** Most `istio_*` series kept (default 20,000). */
   readonly maxSeries?: number;
+  /** Federation's NATS (`--nats-url`, `--nats-creds`): the graph across clusters (telemetry-federation.ts). */
+  readonly natsUrls?: readonly string[];
+  readonly natsCreds?: string;
+  readonly meshId?: string;
   /** Wall clock (ms); tests and the bench may move it. */
   readonly now?: () => number;
   readonly meter?: Meter;
@@ -237,6 +244,7 @@ export class TelemetryIngest {
   #indexStale = false;
   #store: Store | undefined;
   #mirror: Mirror<PublishedGraph> | undefined;
+  #exchange: GraphExchange | undefined;
   #lease: Lease | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
@@ -294,6 +302,19 @@ export class TelemetryIngest {
     this.#store = store;
     this.#mirror = await new Collection<PublishedGraph>(store, TELEMETRY_GRAPH_PREFIX).mirror();
     this.#schedule();
+    const o = this.#o;
+    if ((o.natsUrls?.length ?? 0) > 0 && !this.#stopped)
+      this.#exchange = GraphExchange.start({
+        natsUrls: o.natsUrls ?? [],
+        natsCreds: o.natsCreds ?? '',
+        meshId: o.meshId ?? 'default',
+        clusterId: o.clusterId,
+        replicaId: o.replicaId,
+        windowSeconds: this.windowSeconds,
+        windows: () => this.edges.windows(this.#now()),
+        now: this.#now,
+        log: o.log,
+      });
   }
 
   /** Registers the access-log and metrics services on a gRPC server; `secure`: the mTLS port. */
@@ -555,7 +576,8 @@ export class TelemetryIngest {
     const others = (this.#mirror?.list() ?? [])
       .map((kv) => kv.value)
       .filter((g) => g.replicaId !== this.#o.replicaId && now - Date.parse(g.at) < this.windowSeconds * 1000);
-    return buildGraph(mergeWindows([own, ...others.map((g) => g.edges)]), now, this.windowSeconds);
+    const remote = this.#exchange?.remote() ?? [];
+    return buildGraph(mergeWindows([own, ...others.map((g) => g.edges), ...remote]), now, this.windowSeconds);
   }
 
   #schedule(): void {
@@ -599,6 +621,7 @@ export class TelemetryIngest {
   async close(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    await this.#exchange?.close();
     await this.#mirror?.close();
     await this.#lease?.revoke().catch(() => this.#lease?.release());
   }
