@@ -13,6 +13,12 @@
 // So it never has to build paths or messages, and anything it does not handle exactly (a proto2
 // required field, a map key order it cannot prove, a value of a kind JSON never holds) goes the slow
 // way instead of risking a different answer.
+//
+// Identity memo (issue 12): translate hands over the same objects for what did not change, so the
+// encoded bytes of list elements and map values of message type are remembered per message type by
+// object (a WeakMap); writing a remembered one copies its bytes. The JSON is immutable to this
+// encoder (encodeResource's doc comment says so to its callers). See writeSubMessage and
+// MEMO_MIN_BYTES for what is remembered and why.
 import protobuf from 'protobufjs';
 import {
   checkCount,
@@ -115,9 +121,10 @@ export function planOf(type: protobuf.Type): MessagePlan {
 }
 
 /**
- * How encodeFast uses the identity memo: `auto` (the default) for message fields whose sub-messages
- * are large enough to be worth it, `all` for every message field (tests, to exercise it everywhere),
- * `off` neither reads nor fills it (the encoding the memo must never change).
+ * How encodeFast uses the identity memo (elements of lists and values of maps of messages):
+ * `auto` (the default) remembers those of fields where it pays (see MEMO_MIN_BYTES), `all` every
+ * one (tests, to exercise it everywhere), `off` neither reads nor fills it (the encoding the memo
+ * must never change).
  */
 export type MemoMode = 'off' | 'auto' | 'all';
 
@@ -125,33 +132,46 @@ export type MemoMode = 'off' | 'auto' | 'all';
 let memoMode: MemoMode = 'auto';
 
 /**
- * `auto` remembers a field's sub-messages while they average at least this many encoded bytes (a
- * moving average per field). Measured with `pnpm bench encode` on the translate bench's sidecar:
- * remembering costs a WeakMap entry and a copy per sub-message, which for small ones (an LbEndpoint
- * is about 30 bytes, a LocalityLbEndpoints about 80) made cold encoding of ClusterLoadAssignments
- * about 1.6x slower, while virtual hosts (about 470 bytes), routes (350) and filter chains (520)
- * pay it back as soon as one is reused.
+ * `auto` looks every list element and map value up in the memo, and remembers a field's
+ * sub-messages while they average at least MEMO_MIN_BYTES encoded bytes, or while at least
+ * MEMO_MIN_REUSE of them were found in the memo (moving averages per field); otherwise it remembers
+ * one in MEMO_SAMPLE, to notice objects that repeat. Measured on the translate bench's sidecar
+ * (`pnpm bench encode`, and by mode): remembering costs a WeakMap entry, a writer of its own and a
+ * copy per sub-message, so remembering every element made cold encoding of the 2,000
+ * ClusterLoadAssignments about 1.5x slower (an LbEndpoint is about 30 bytes, a LocalityLbEndpoints
+ * about 80, and few repeat), while virtual hosts (about 470 bytes), routes (350) and filter chains
+ * (520) pay it back as soon as one is reused, and small objects translate shares within its output
+ * (a route's retry host predicate, a cluster's protocol options) are found again at once: with
+ * `auto`, cold encoding of the RouteConfigurations and Clusters got faster, that of the
+ * ClusterLoadAssignments stayed as it was.
  */
 const MEMO_MIN_BYTES = 256;
-/** Weight of the newest size in a field's moving average (1/16). */
+const MEMO_MIN_REUSE = 0.5;
+const MEMO_SAMPLE = 64;
+/** Weight of the newest value in a field's moving averages (1/16). */
 const MEMO_AVERAGE_SHIFT = 1 / 16;
 
 /** Sub-messages written from the memo and remembered in it since the process started (for tests). */
 export const memoCounters = { hits: 0, stores: 0 };
 
-/** Per message field: the moving average of the encoded size of its sub-messages. */
+/**
+ * Per message field: moving averages of its sub-messages' encoded size and of how often they were
+ * found in the memo, and the count that samples while the field does not remember.
+ */
 interface FieldSizes {
   average: number;
+  reuse: number;
+  tick: number;
 }
 
 /**
- * Writes one sub-message field (tag, length, fields) of `plan`'s type. With the memo in use for this
- * field, an object accepted as this type before, at this depth or deeper, is written from its bytes;
- * any other object is encoded on a writer of its own and its bytes remembered once the body accepted
- * it (a problem throws before). A length-delimited field holding those bytes is exactly what the
- * embedded message is on the wire, so the output is the same either way. `depth` is the containing
- * message's (an object accepted at depth d is accepted at any depth up to d: deeper is the only
- * thing that can bail).
+ * Writes one sub-message field (tag, length, fields) of `plan`'s type. An object accepted as this
+ * type before, at this depth or deeper, is written from its bytes; another one is, when this field
+ * remembers (see MEMO_MIN_BYTES), encoded on a writer of its own and its bytes remembered once the
+ * body accepted it (a problem throws before), or else encoded in place. A length-delimited field
+ * holding those bytes is exactly what the embedded message is on the wire, so the output is the
+ * same either way. `depth` is the containing message's (an object accepted at depth d is accepted at
+ * any depth up to d: only going deeper can fail).
  */
 function writeSubMessage(
   plan: MessagePlan,
@@ -161,28 +181,32 @@ function writeSubMessage(
   depth: number,
   sizes: FieldSizes,
 ): void {
-  if (
-    memoMode !== 'off' &&
-    typeof value === 'object' &&
-    value !== null &&
-    (memoMode === 'all' || sizes.average >= MEMO_MIN_BYTES)
-  ) {
+  if (memoMode !== 'off' && typeof value === 'object' && value !== null) {
     const hit = plan.memo.get(value);
-    let bytes: Uint8Array;
     if (hit !== undefined && depth <= hit.depth) {
-      bytes = hit.bytes;
       memoCounters.hits++;
-    } else {
+      sizes.reuse += (1 - sizes.reuse) * MEMO_AVERAGE_SHIFT;
+      sizes.average += (hit.bytes.length - sizes.average) * MEMO_AVERAGE_SHIFT;
+      w.uint32(tag).bytes(hit.bytes);
+      return;
+    }
+    sizes.reuse -= sizes.reuse * MEMO_AVERAGE_SHIFT;
+    if (
+      memoMode === 'all' ||
+      sizes.average >= MEMO_MIN_BYTES ||
+      sizes.reuse >= MEMO_MIN_REUSE ||
+      ++sizes.tick % MEMO_SAMPLE === 0
+    ) {
       const own = protobuf.Writer.create();
       plan.body(value, own, depth + 1, false);
       // Reached only when the body accepted the object: a problem throws past this.
-      bytes = own.finish();
+      const bytes = own.finish();
       plan.memo.set(value, { bytes, depth });
       memoCounters.stores++;
+      sizes.average += (bytes.length - sizes.average) * MEMO_AVERAGE_SHIFT;
+      w.uint32(tag).bytes(bytes);
+      return;
     }
-    sizes.average += (bytes.length - sizes.average) * MEMO_AVERAGE_SHIFT;
-    w.uint32(tag).bytes(bytes);
-    return;
   }
   w.uint32(tag).fork();
   plan.body(value, w, depth + 1, false);
@@ -436,7 +460,7 @@ function repeatedWriter(field: protobuf.Field, rules: FieldRules | undefined): F
   if (resolved instanceof protobuf.Type) {
     const tag = tagOf(field.id, 2);
     let plan: MessagePlan | undefined;
-    const sizes: FieldSizes = { average: MEMO_MIN_BYTES };
+    const sizes: FieldSizes = { average: MEMO_MIN_BYTES, reuse: 0, tick: 0 };
     return (value, w, depth) => {
       if (!Array.isArray(value)) bail();
       count?.(value.length);
@@ -476,7 +500,7 @@ function mapWriter(field: protobuf.Field, keyType: string, rules: FieldRules | u
   let writeValue: (item: unknown, w: Writer, depth: number) => void;
   if (resolved instanceof protobuf.Type) {
     let plan: MessagePlan | undefined;
-    const sizes: FieldSizes = { average: MEMO_MIN_BYTES };
+    const sizes: FieldSizes = { average: MEMO_MIN_BYTES, reuse: 0, tick: 0 };
     writeValue = (item, w, depth) => {
       if (depth >= DEPTH_LIMIT) bail();
       plan ??= planOf(resolved);

@@ -68,6 +68,26 @@ describe('identity memo: re-encoding shared sub-objects', () => {
     expect(hex(secondBytes)).not.toBe(hex(firstBytes));
   });
 
+  it('small objects repeated within a resource are found again (the default mode samples them)', () => {
+    // One retry host predicate object shared by every route, as translate shares it: small (well
+    // under the size that is always remembered), but repeated.
+    const predicate = {
+      name: 'envoy.retry_host_predicates.previous_hosts',
+      typed_config: {
+        '@type': 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
+      },
+    };
+    const routes = Array.from({ length: 300 }, (_, i) => ({
+      match: { prefix: `/p${i}` },
+      route: { cluster: `c${i}`, retry_policy: { retry_on: '5xx', retry_host_predicate: [predicate] } },
+    }));
+    const rc = routeConfiguration([{ name: 'small', domains: ['*'], routes }]);
+    const hits = memoCounters.hits;
+    const bytes = encodeResource(TypeUrl.RouteConfiguration, rc);
+    expect(memoCounters.hits - hits).toBeGreaterThan(200);
+    expect(hex(bytes)).toBe(hex(encodeResourceWith(TypeUrl.RouteConfiguration, rc, 'off')));
+  });
+
   it('an object accepted as one message type is still checked as another', () => {
     const host = virtualHost(1);
     encodeResource(TypeUrl.RouteConfiguration, routeConfiguration([host]));
