@@ -167,15 +167,15 @@ function routeReencode(routes: readonly Json[], runs: number) {
   let differ = 0;
   let hosts = 0;
   for (let run = -1; run < runs; run++) {
-    const variants = routes.map((rc) => {
+    const variants: Obj[] = routes.map((rc) => {
       const list = ((rc as Obj).virtual_hosts ?? []) as Json[];
       const k = (Math.max(0, run) * 37 + 11) % Math.max(1, list.length);
       return {
         ...(rc as Obj),
         virtual_hosts: list.map((host, i) => (i === k ? editedHost(host, run + 1) : host)),
-      } as Json;
+      };
     });
-    hosts = variants.reduce((n, v) => n + ((v as Obj).virtual_hosts as Json[]).length, 0);
+    hosts = variants.reduce((n: number, v) => n + (v.virtual_hosts as Json[]).length, 0);
     const fresh = structuredClone(variants);
     let coldBytes: Uint8Array[] = [];
     let sharedBytes: Uint8Array[] = [];
