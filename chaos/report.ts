@@ -49,18 +49,26 @@ export function chart(r: ScenarioResult): string {
       `<text x="${(x(r.recoveredAt) + 3).toFixed(1)}" y="${T + 10}" font-size="11" fill="#2a9d8f">recovered</text>`,
     );
   clusters.forEach((c, i) => {
-    const pts = r.timeline[c]!.filter((b) => b.ok + b.failed > 0).map(
-      (b) => `${x(b.t + 0.5).toFixed(1)},${y((100 * b.ok) / (b.ok + b.failed)).toFixed(1)}`,
-    );
+    const seconds = r.timeline[c]!.filter((b) => b.ok + b.failed > 0);
+    const line = (pct: (b: (typeof seconds)[number]) => number) =>
+      seconds.map((b) => `${x(b.t + 0.5).toFixed(1)},${y(pct(b)).toFixed(1)}`).join(' ');
     const color = COLORS[i % COLORS.length]!;
-    if (pts.length > 0)
-      parts.push(`<polyline fill="none" stroke="${color}" stroke-width="1.6" points="${pts.join(' ')}"/>`);
+    // The first client's lines drawn wide underneath, so equal lines stay visible.
+    const width = i === 0 ? 4.5 : 1.6;
+    const opacity = i === 0 ? 0.55 : 1;
+    if (seconds.length > 0)
+      parts.push(
+        `<polyline fill="none" stroke="${color}" stroke-width="${width}" stroke-opacity="${opacity}" points="${line((b) => (100 * b.ok) / (b.ok + b.failed))}"><title>client in ${esc(c)}: success rate</title></polyline>`,
+        `<polyline fill="none" stroke="${color}" stroke-width="${width}" stroke-opacity="${opacity}" stroke-dasharray="5,4" points="${line((b) => (100 * (b.by[c] ?? 0)) / (b.ok + b.failed))}"><title>client in ${esc(c)}: answered by ${esc(c)}</title></polyline>`,
+      );
     parts.push(
       `<rect x="${L + 8 + i * 120}" y="${H - 12}" width="10" height="10" fill="${color}"/><text x="${L + 22 + i * 120}" y="${H - 3}" font-size="11">client in ${esc(c)}</text>`,
     );
   });
+  const k = L + 8 + clusters.length * 120;
   parts.push(
-    `<rect x="${L + 8 + clusters.length * 120}" y="${H - 12}" width="10" height="10" fill="#f4a261" fill-opacity="0.4"/><text x="${L + 22 + clusters.length * 120}" y="${H - 3}" font-size="11">fault</text>`,
+    `<rect x="${k}" y="${H - 12}" width="10" height="10" fill="#f4a261" fill-opacity="0.4"/><text x="${k + 14}" y="${H - 3}" font-size="11">fault</text>`,
+    `<line x1="${k + 60}" x2="${k + 84}" y1="${H - 7}" y2="${H - 7}" stroke="#555" stroke-dasharray="5,4"/><text x="${k + 88}" y="${H - 3}" font-size="11">answered by the client's own cluster</text>`,
   );
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="request success rate per cluster">${parts.join('')}</svg>`;
 }
@@ -107,7 +115,7 @@ export function renderReport(dir: string): string {
 <style>body{font:14px system-ui,sans-serif;margin:2em;max-width:900px}h2{font-size:17px;margin-top:2em}
 .ok{color:#2a9d8f;font-weight:600}.bad{color:#d62728;font-weight:600}table{border-collapse:collapse;margin:.5em 1em .5em 0;vertical-align:top;display:inline-table}
 td,th{border:1px solid #ddd;padding:2px 8px;text-align:left}svg{border:1px solid #eee}</style></head><body>
-<h1>Meridian chaos report</h1><p>Request success rate of each cluster's demo client (its own record of every call), one point per second; shaded: the fault; green line: recovery (the last failed call after the fault).</p>
+<h1>Meridian chaos report</h1><p>Request success rate of each cluster's demo client (its own record of every call), one point per second (solid: calls answered; dashed: calls answered by the client's own cluster); shaded: the fault; green line: recovery (the last failed call after the fault, or the fault itself when no call failed); dotted: the run's marks (hover for their labels).</p>
 <ul>${summary}</ul>${results.map(section).join('\n')}</body></html>
 `;
 }
