@@ -167,7 +167,7 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
         extraArgs: [
           ...['--debounce-ms', '20', '--locality', `region1/zone${i + 1}`, '--telemetry-plaintext', 'on'],
           ...['--ca-address', `127.0.0.1:${ports[6 + i]}`, '--ca-kek-file', kekFile],
-          ...['--nats-url', nats.url],
+          ...['--nats-url', nats!.url],
         ],
       })),
     );

@@ -118,7 +118,7 @@ class Mesh {
   constructor() {
     const svcs = services(false);
     const eps = new Map<string, Endpoint[]>();
-    svcs.forEach((s, i) => eps.set(s.hostname, [endpoint(i, 1, i % 2, 'v1')]));
+    for (const [i, s] of svcs.entries()) eps.set(s.hostname, [endpoint(i, 1, i % 2, 'v1')]);
     this.registry = createRegistrySnapshot(1, svcs, eps);
   }
 
