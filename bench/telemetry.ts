@@ -290,7 +290,8 @@ export async function main(args: string[]): Promise<void> {
   const metrics = new IstioMetrics(f.edges * 2);
   for (let e = 0; e < f.edges; e++)
     metrics.recordRequest(
-      Array.from({ length: 21 }, (_, i) => (i === 1 ? `w${e}` : `label-value-${i}`)),
+      Array.from({ length: 16 }, (_, i) => (i === 1 ? `w${e}` : `label-value-${i}`)),
+      ['http', '200', '', '-', 'unknown'],
       5,
       100,
       500,

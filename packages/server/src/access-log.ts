@@ -157,10 +157,14 @@ export interface ReporterContext {
 /** An entry's contribution: Istio labels, the graph edge, and the amounts. */
 export interface DerivedEntry {
   readonly protocol: EdgeProtocol;
-  /** The labels' values in ISTIO_HTTP_LABELS order (TCP: ISTIO_TCP_LABELS order), made on demand. */
-  readonly labels: () => IstioLabelValues;
-  /** The values joined (the series' identity). */
-  readonly seriesKey: string;
+  /**
+   * The labels' values in ISTIO_HTTP_LABELS order (TCP: ISTIO_TCP_LABELS order): `head` (who talks
+   * to whom, shared by a peer's entries) then `tail`; each with its key (values joined).
+   */
+  readonly head: IstioLabelValues;
+  readonly headKey: string;
+  readonly tail: IstioLabelValues;
+  readonly tailKey: string;
   readonly edgeId: string;
   readonly edge: EdgeKey;
   readonly observation: Observation;
@@ -494,8 +498,10 @@ export class EntryDeriver {
     const error = status >= 500 || (grpc !== '' && grpc !== '0');
     return {
       protocol,
-      labels: () => [...base.labels, protocol, code, grpc, flags, base.policy],
-      seriesKey: `${base.key}\u0000${protocol}\u0000${code}\u0000${grpc}\u0000${flags}\u0000${base.policy}`,
+      head: base.labels,
+      headKey: base.key,
+      tail: [protocol, code, grpc, flags, base.policy],
+      tailKey: `${protocol}|${code}|${grpc}|${flags}|${base.policy}`,
       edge,
       edgeId: id,
       observation: { atMs: nowMs, error, mtls: base.mtls, durationMs: duration },
@@ -514,8 +520,10 @@ export class EntryDeriver {
     const { edge, id } = this.#edge(base, 'tcp', reporter);
     return {
       protocol: 'tcp',
-      labels: () => [...base.labels, 'tcp', flags, base.policy],
-      seriesKey: `${base.key}\u0000tcp\u0000${flags}\u0000${base.policy}`,
+      head: base.labels,
+      headKey: base.key,
+      tail: ['tcp', flags, base.policy],
+      tailKey: `tcp|${flags}|${base.policy}`,
       edge,
       edgeId: id,
       observation: {

@@ -113,39 +113,56 @@ function labelText(names: readonly string[], values: IstioLabelValues): string {
 
 /** Istio's standard metrics of this replica's proxies. */
 export class IstioMetrics {
-  readonly #http = new Map<string, HttpSeries>();
-  readonly #tcp = new Map<string, TcpSeries>();
+  /**
+   * Series by the key of their first labels, then the key of the rest: an entry's first labels
+   * (who talks to whom) are the same string object for every entry of a peer (access-log.ts caches
+   * them), so a lookup hashes only the short tail.
+   */
+  readonly #http = new Map<string, Map<string, HttpSeries>>();
+  readonly #tcp = new Map<string, Map<string, TcpSeries>>();
+  #count = 0;
   /** Observations not recorded because the series limit was reached. */
   dropped = 0;
 
   constructor(readonly maxSeries = 20_000) {}
 
   get seriesCount(): number {
-    return this.#http.size + this.#tcp.size;
+    return this.#count;
   }
 
-  /** One HTTP or gRPC request, labels in {@link ISTIO_HTTP_LABELS} order. */
+  /**
+   * One HTTP or gRPC request. Its labels, in {@link ISTIO_HTTP_LABELS} order, are `head` then
+   * `tail`; `headKey` and `tailKey` identify them (by default, their values joined).
+   */
   recordRequest(
-    values: IstioLabelValues | (() => IstioLabelValues),
+    head: IstioLabelValues,
+    tail: IstioLabelValues,
     durationMs: number,
     requestBytes: number,
     responseBytes: number,
-    key = typeof values === 'function' ? values().join('\u0000') : values.join('\u0000'),
+    headKey = head.join('\u0000'),
+    tailKey = tail.join('\u0000'),
   ): void {
-    let s = this.#http.get(key);
+    let byTail = this.#http.get(headKey);
+    if (!byTail) {
+      byTail = new Map();
+      this.#http.set(headKey, byTail);
+    }
+    let s = byTail.get(tailKey);
     if (!s) {
-      if (this.seriesCount >= this.maxSeries) {
+      if (this.#count >= this.maxSeries) {
         this.dropped++;
         return;
       }
       s = {
-        labels: labelText(ISTIO_HTTP_LABELS, typeof values === 'function' ? values() : values),
+        labels: labelText(ISTIO_HTTP_LABELS, [...head, ...tail]),
         requests: 0,
         duration: new Histogram(DURATION_BUCKETS_MS),
         requestBytes: new Histogram(BYTES_BUCKETS),
         responseBytes: new Histogram(BYTES_BUCKETS),
       };
-      this.#http.set(key, s);
+      byTail.set(tailKey, s);
+      this.#count++;
     }
     s.requests++;
     s.duration.observe(durationMs);
@@ -153,29 +170,37 @@ export class IstioMetrics {
     s.responseBytes.observe(responseBytes);
   }
 
-  /** A TCP connection's bytes (and its opening and closing), labels in {@link ISTIO_TCP_LABELS} order. */
+  /** A TCP connection's bytes (and its opening and closing); labels as {@link recordRequest}'s, {@link ISTIO_TCP_LABELS} order. */
   recordConnection(
-    values: IstioLabelValues | (() => IstioLabelValues),
+    head: IstioLabelValues,
+    tail: IstioLabelValues,
     sent: number,
     received: number,
     opened: number,
     closed: number,
-    key = typeof values === 'function' ? values().join('\u0000') : values.join('\u0000'),
+    headKey = head.join('\u0000'),
+    tailKey = tail.join('\u0000'),
   ): void {
-    let s = this.#tcp.get(key);
+    let byTail = this.#tcp.get(headKey);
+    if (!byTail) {
+      byTail = new Map();
+      this.#tcp.set(headKey, byTail);
+    }
+    let s = byTail.get(tailKey);
     if (!s) {
-      if (this.seriesCount >= this.maxSeries) {
+      if (this.#count >= this.maxSeries) {
         this.dropped++;
         return;
       }
       s = {
-        labels: labelText(ISTIO_TCP_LABELS, typeof values === 'function' ? values() : values),
+        labels: labelText(ISTIO_TCP_LABELS, [...head, ...tail]),
         sent: 0,
         received: 0,
         opened: 0,
         closed: 0,
       };
-      this.#tcp.set(key, s);
+      byTail.set(tailKey, s);
+      this.#count++;
     }
     s.sent += sent;
     s.received += received;
@@ -188,21 +213,22 @@ export class IstioMetrics {
     const out: string[] = [];
     const head = (name: string, type: string, help: string) =>
       out.push(`# HELP ${name} ${help}\n# TYPE ${name} ${type}\n`);
-    if (this.#http.size > 0) {
+    const http = [...this.#http.values()].flatMap((m) => [...m.values()]);
+    const tcpSeries = [...this.#tcp.values()].flatMap((m) => [...m.values()]);
+    if (http.length > 0) {
       head('istio_requests_total', 'counter', 'Requests handled by the mesh proxies (from access logs).');
-      for (const s of this.#http.values()) out.push(`istio_requests_total${s.labels} ${s.requests}\n`);
+      for (const s of http) out.push(`istio_requests_total${s.labels} ${s.requests}\n`);
       head('istio_request_duration_milliseconds', 'histogram', 'Request durations in milliseconds.');
-      for (const s of this.#http.values())
-        s.duration.write('istio_request_duration_milliseconds', s.labels, out);
+      for (const s of http) s.duration.write('istio_request_duration_milliseconds', s.labels, out);
       head('istio_request_bytes', 'histogram', 'Request sizes (headers and body) in bytes.');
-      for (const s of this.#http.values()) s.requestBytes.write('istio_request_bytes', s.labels, out);
+      for (const s of http) s.requestBytes.write('istio_request_bytes', s.labels, out);
       head('istio_response_bytes', 'histogram', 'Response sizes (headers and body) in bytes.');
-      for (const s of this.#http.values()) s.responseBytes.write('istio_response_bytes', s.labels, out);
+      for (const s of http) s.responseBytes.write('istio_response_bytes', s.labels, out);
     }
-    if (this.#tcp.size > 0) {
+    if (tcpSeries.length > 0) {
       const tcp = (name: string, help: string, value: (s: TcpSeries) => number) => {
         head(name, 'counter', help);
-        for (const s of this.#tcp.values()) out.push(`${name}${s.labels} ${value(s)}\n`);
+        for (const s of tcpSeries) out.push(`${name}${s.labels} ${value(s)}\n`);
       };
       tcp('istio_tcp_sent_bytes_total', 'Bytes sent to the downstream of TCP connections.', (s) => s.sent);
       tcp(

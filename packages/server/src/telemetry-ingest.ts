@@ -170,10 +170,15 @@ function streamMetricsDecoder(): (b: Buffer) => Msg {
   return decode;
 }
 
-function accessLogType(): protobuf.Type {
+let accessLogMessage: NonNullable<ReturnType<typeof lookupMessage>> | undefined;
+
+/** `StreamAccessLogsMessage` of Envoy's protos (looked up once). */
+function accessLogType(): NonNullable<ReturnType<typeof lookupMessage>> {
+  if (accessLogMessage) return accessLogMessage;
   const t = lookupMessage('envoy.service.accesslog.v3.StreamAccessLogsMessage');
   if (!t)
     throw new Error('envoy.service.accesslog.v3.StreamAccessLogsMessage is not in the loaded Envoy protos');
+  accessLogMessage = t;
   return t;
 }
 
@@ -457,22 +462,26 @@ export class TelemetryIngest {
     const derivedTcp = tcp.map((e) => d.tcp(index, e, now));
     for (const e of derivedHttp) {
       this.istio.recordRequest(
-        e.labels,
+        e.head,
+        e.tail,
         e.observation.durationMs,
         e.requestBytes,
         e.responseBytes,
-        e.seriesKey,
+        e.headKey,
+        e.tailKey,
       );
       this.edges.observe(e.edgeId, e.edge, e.observation);
     }
     for (const e of derivedTcp) {
       this.istio.recordConnection(
-        e.labels,
+        e.head,
+        e.tail,
         e.responseBytes,
         e.requestBytes,
         e.closed ? 1 : 0,
         e.closed ? 1 : 0,
-        e.seriesKey,
+        e.headKey,
+        e.tailKey,
       );
       if (e.closed) this.edges.observe(e.edgeId, e.edge, e.observation);
     }
