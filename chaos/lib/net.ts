@@ -24,6 +24,8 @@ export class PortCut {
         const rule = [
           'INPUT',
           ...['-i', 'lo', '-p', 'tcp', dir, String(port)],
+          // Not the resets themselves: they must reach the other end, or the cut is a silent blackhole.
+          ...['!', '--tcp-flags', 'RST', 'RST'],
           ...['-m', 'comment', '--comment', this.tag],
           ...['-j', 'REJECT', '--reject-with', 'tcp-reset'],
         ];
