@@ -27,6 +27,9 @@ const serialFiles = [
   // The dashboard in headless Chromium against replicas on a 3-member etcd with NATS.
   'packages/dashboard/test/browser.test.ts',
   'packages/dashboard/test/admin-tls.test.ts',
+  // Telemetry: three in-process replicas; NATS with JetStream and two replicas.
+  'packages/server/test/telemetry-replicas.test.ts',
+  'packages/server/test/telemetry-federation.test.ts',
 ].filter((file) => existsSync(file));
 
 mkdirSync('.test-results', { recursive: true });
