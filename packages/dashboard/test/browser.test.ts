@@ -22,7 +22,11 @@ import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   encodeAccessLogs,
+  FRONTEND_IP,
+  FRONTEND_YAML,
   httpEntry,
+  PAYMENTS_IP,
+  PAYMENTS_YAML,
   sidecarNodeId,
   streamAccessLogs,
 } from '../../server/test/access-log-client.js';
@@ -44,8 +48,8 @@ if (!haveChromium)
 
 const SHOTS = process.env.MERIDIAN_TEST_OUTPUT ?? join(tmpdir(), 'meridian-dashboard-screens');
 
-const FRONTEND = '10.1.0.5';
-const PAYMENTS = '10.2.0.7';
+const FRONTEND = FRONTEND_IP;
+const PAYMENTS = PAYMENTS_IP;
 const EDGE = 'workload:c1/shop/frontend-v1->service:c1/pay/payments';
 const CONFIG = `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -93,44 +97,8 @@ spec:
   rules:
   - to: [{operation: {paths: [/admin]}}]
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: payments, namespace: pay}
-spec:
-  hosts: [payments.pay.svc.cluster.local]
-  ports: [{number: 8080, name: http, protocol: HTTP}]
-  resolution: STATIC
-  location: MESH_INTERNAL
-  workloadSelector: {labels: {app: payments}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: payments-v2, namespace: pay}
-spec:
-  address: ${PAYMENTS}
-  ports: {http: 8080}
-  labels: {app: payments, version: v2}
-  serviceAccount: payments
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: frontend, namespace: shop}
-spec:
-  hosts: [frontend.shop.svc.cluster.local]
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  resolution: STATIC
-  location: MESH_INTERNAL
-  workloadSelector: {labels: {app: frontend}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: frontend-v1, namespace: shop}
-spec:
-  address: ${FRONTEND}
-  ports: {http: 80}
-  labels: {app: frontend, version: v1}
-  serviceAccount: frontend
-`;
+${PAYMENTS_YAML}---
+${FRONTEND_YAML}`;
 
 let etcd: EtcdCluster;
 let replicas: ReplicaProcess[] = [];

@@ -124,3 +124,49 @@ export function streamAccessLogs(
     call.end();
   });
 }
+
+/** The two workloads the telemetry tests call between: frontend (shop) and payments (pay). */
+export const FRONTEND_IP = '10.1.0.5';
+export const PAYMENTS_IP = '10.2.0.7';
+
+/** The payments service and its v2 workload (a ServiceEntry and a WorkloadEntry). */
+export const PAYMENTS_YAML = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: payments, namespace: pay}
+spec:
+  hosts: [payments.pay.svc.cluster.local]
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  location: MESH_INTERNAL
+  workloadSelector: {labels: {app: payments}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: payments-v2, namespace: pay}
+spec:
+  address: ${PAYMENTS_IP}
+  ports: {http: 8080}
+  labels: {app: payments, version: v2}
+  serviceAccount: payments
+`;
+
+/** The frontend service and its v1 workload. */
+export const FRONTEND_YAML = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: frontend, namespace: shop}
+spec:
+  hosts: [frontend.shop.svc.cluster.local]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  location: MESH_INTERNAL
+  workloadSelector: {labels: {app: frontend}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: frontend-v1, namespace: shop}
+spec:
+  address: ${FRONTEND_IP}
+  ports: {http: 80}
+  labels: {app: frontend, version: v1}
+  serviceAccount: frontend
+`;

@@ -21,56 +21,28 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Replica, resolveOptions } from '../src/index.js';
 import type { ServiceGraph } from '../src/service-graph.js';
-import { encodeAccessLogs, httpEntry, sidecarNodeId, streamAccessLogs } from './access-log-client.js';
+import {
+  encodeAccessLogs,
+  FRONTEND_IP,
+  FRONTEND_YAML,
+  httpEntry,
+  PAYMENTS_IP,
+  PAYMENTS_YAML,
+  sidecarNodeId,
+  streamAccessLogs,
+} from './access-log-client.js';
 import { adminFetch, installClusterCaForTest } from './harness.js';
 
 const TD = 'cluster.local';
-const FRONTEND = '10.1.0.5';
-const PAYMENTS = '10.2.0.7';
+const FRONTEND = FRONTEND_IP;
+const PAYMENTS = PAYMENTS_IP;
 const tmp = mkdtempSync(join(tmpdir(), 'meridian-telemetry-mtls-'));
 let etcd: EtcdCluster | undefined;
 let replica: Replica | undefined;
 let rootPem = '';
 const creds: Record<string, { key: string; chain: string }> = {};
 
-const CONFIG = `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: payments, namespace: pay}
-spec:
-  hosts: [payments.pay.svc.cluster.local]
-  ports: [{number: 8080, name: http, protocol: HTTP}]
-  resolution: STATIC
-  location: MESH_INTERNAL
-  workloadSelector: {labels: {app: payments}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: payments-v2, namespace: pay}
-spec:
-  address: ${PAYMENTS}
-  ports: {http: 8080}
-  labels: {app: payments, version: v2}
-  serviceAccount: payments
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: frontend, namespace: shop}
-spec:
-  hosts: [frontend.shop.svc.cluster.local]
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  resolution: STATIC
-  location: MESH_INTERNAL
-  workloadSelector: {labels: {app: frontend}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: frontend-v1, namespace: shop}
-spec:
-  address: ${FRONTEND}
-  ports: {http: 80}
-  labels: {app: frontend, version: v1}
-  serviceAccount: frontend
-`;
+const CONFIG = `${PAYMENTS_YAML}---\n${FRONTEND_YAML}`;
 
 const tls = (who?: string) =>
   who
