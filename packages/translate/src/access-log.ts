@@ -19,7 +19,7 @@
  */
 import type { EnvoyJson, JsonValue } from '@meridian/envoy';
 import type { NamedResource } from './types.js';
-import { any } from './util.js';
+import { any, replicaServiceCluster } from './util.js';
 
 /** The cluster sidecars reach the replicas' access-log service through. */
 export const ACCESS_LOG_CLUSTER = 'meridian-accesslog';
@@ -64,29 +64,7 @@ export function tcpGrpcAccessLog(direction: 'inbound' | 'outbound'): EnvoyJson {
 
 /** The access-log cluster: the replicas' addresses over HTTP/2 (STATIC for IPs, else STRICT_DNS). */
 export function accessLogCluster(service: AccessLogService): EnvoyJson {
-  const ip = (h: string) => /^[\d.]+$/.test(h) || h.includes(':');
-  return {
-    name: ACCESS_LOG_CLUSTER,
-    type: service.every((s) => ip(s.host)) ? 'STATIC' : 'STRICT_DNS',
-    connect_timeout: '1s',
-    lb_policy: 'ROUND_ROBIN',
-    typed_extension_protocol_options: {
-      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': any(
-        'envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
-        { explicit_http_config: { http2_protocol_options: {} } },
-      ),
-    },
-    load_assignment: {
-      cluster_name: ACCESS_LOG_CLUSTER,
-      endpoints: [
-        {
-          lb_endpoints: service.map((s) => ({
-            endpoint: { address: { socket_address: { address: s.host, port_value: s.port } } },
-          })),
-        },
-      ],
-    },
-  };
+  return replicaServiceCluster(ACCESS_LOG_CLUSTER, service);
 }
 
 /** `filter` with an access log added when it is an HCM or a tcp_proxy. */

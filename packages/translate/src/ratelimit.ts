@@ -18,7 +18,14 @@
  */
 import type { GlobalLimit, LocalRateLimit, RateLimitConfig, StringMatch } from '@meridian/api';
 import type { EnvoyJson, JsonValue, ProxyInfo } from '@meridian/envoy';
-import { any, compareStrings, durationNanos, labelsMatch, toEnvoyDuration } from './util.js';
+import {
+  any,
+  compareStrings,
+  durationNanos,
+  labelsMatch,
+  replicaServiceCluster,
+  toEnvoyDuration,
+} from './util.js';
 
 export const LOCAL_RATE_LIMIT_FILTER = 'envoy.filters.http.local_ratelimit';
 export const RATE_LIMIT_FILTER = 'envoy.filters.http.ratelimit';
@@ -264,30 +271,7 @@ export function buildRateLimitFilters(
 export function rateLimitCluster(
   service: readonly { readonly host: string; readonly port: number }[],
 ): EnvoyJson {
-  const ip = (h: string) => /^[\d.]+$/.test(h) || h.includes(':');
-  const allIps = service.every((s) => ip(s.host));
-  return {
-    name: RATE_LIMIT_CLUSTER,
-    type: allIps ? 'STATIC' : 'STRICT_DNS',
-    connect_timeout: '1s',
-    lb_policy: 'ROUND_ROBIN',
-    typed_extension_protocol_options: {
-      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': any(
-        'envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
-        { explicit_http_config: { http2_protocol_options: {} } },
-      ),
-    },
-    load_assignment: {
-      cluster_name: RATE_LIMIT_CLUSTER,
-      endpoints: [
-        {
-          lb_endpoints: service.map((s) => ({
-            endpoint: { address: { socket_address: { address: s.host, port_value: s.port } } },
-          })),
-        },
-      ],
-    },
-  };
+  return replicaServiceCluster(RATE_LIMIT_CLUSTER, service);
 }
 
 /** The warning for a proxyless gRPC server selected by RateLimits (grpc-js-xds has no rate-limit filter). */

@@ -181,3 +181,36 @@ export function isHttp2Protocol(protocol: string): boolean {
   const p = protocol.toUpperCase();
   return p === 'HTTP2' || p === 'GRPC' || p === 'GRPC-WEB';
 }
+
+/**
+ * A cluster of the replicas' own gRPC services (rate limits, access logs): HTTP/2 to the given
+ * addresses in order, STATIC when every host is an IP, else STRICT_DNS.
+ */
+export function replicaServiceCluster(
+  name: string,
+  addresses: readonly { readonly host: string; readonly port: number }[],
+): EnvoyJson {
+  const ip = (h: string) => /^[\d.]+$/.test(h) || h.includes(':');
+  return {
+    name,
+    type: addresses.every((a) => ip(a.host)) ? 'STATIC' : 'STRICT_DNS',
+    connect_timeout: '1s',
+    lb_policy: 'ROUND_ROBIN',
+    typed_extension_protocol_options: {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': any(
+        'envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+        { explicit_http_config: { http2_protocol_options: {} } },
+      ),
+    },
+    load_assignment: {
+      cluster_name: name,
+      endpoints: [
+        {
+          lb_endpoints: addresses.map((a) => ({
+            endpoint: { address: { socket_address: { address: a.host, port_value: a.port } } },
+          })),
+        },
+      ],
+    },
+  };
+}
