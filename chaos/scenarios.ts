@@ -31,6 +31,33 @@ async function replicaLeader(mesh: Mesh, c: ClusterPlan): Promise<number | undef
   }, 30_000);
 }
 
+/** Every series of `name` per replica (`<replica> <labels>` -> value). */
+async function metricSeries(mesh: Mesh, name: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const c of mesh.plan.clusters)
+    for (const [i, r] of c.replicaPorts.entries()) {
+      const text = await fetch(`http://127.0.0.1:${r.monitoring}/metrics`, {
+        signal: AbortSignal.timeout(5000),
+      }).then((res) => res.text());
+      for (const line of text.split('\n'))
+        if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) {
+          const sp = line.lastIndexOf(' ');
+          out.set(`${c.name}-${i} ${line.slice(name.length, sp)}`, Number(line.slice(sp + 1)));
+        }
+    }
+  return out;
+}
+
+/** The series of `name` that grew between two readings, as `series +delta` text. */
+function grown(before: Map<string, number>, after: Map<string, number>): string {
+  const out: string[] = [];
+  for (const [k, v] of after) {
+    const d = v - (before.get(k) ?? 0);
+    if (d > 0) out.push(`${k} +${d}`);
+  }
+  return out.join('; ') || 'none';
+}
+
 /** Sum of `pilot_xds_pushes` over every replica of the mesh. */
 const pushes = (mesh: Mesh) => metricSum(mesh, 'pilot_xds_pushes');
 
@@ -191,6 +218,8 @@ function gatewayPartition(kind: 'short' | 'long'): Scenario {
       const cut = new PortCut(gw);
       h.cleanups.push(() => cut.heal());
       const p0 = await pushes(h.mesh);
+      const series0 = await metricSeries(h.mesh, 'pilot_xds_pushes');
+      const triggers0 = await metricSeries(h.mesh, 'pilot_push_triggers');
       const at = h.mark('gateway cut');
       cut.cut();
       // NATS's own view (its monitoring port): the gateway connection of east to west is gone.
@@ -232,6 +261,8 @@ function gatewayPartition(kind: 'short' | 'long'): Scenario {
       await sleep(measured - (Date.now() - at));
       const caused = (await pushes(h.mesh)) - p0;
       h.figure('pushesDuringAndAfterCut', caused);
+      h.figure('pushesBySeries', grown(series0, await metricSeries(h.mesh, 'pilot_xds_pushes')));
+      h.figure('pushTriggers', grown(triggers0, await metricSeries(h.mesh, 'pilot_push_triggers')));
       if (kind === 'short') h.invariant('pushesCausedByShortPartition', Math.max(0, caused - baseline));
       else {
         h.invariant('importsWithdrawn', withdrawnAt === undefined ? 0 : 1, 1);
@@ -342,6 +373,61 @@ const nackingProxy: Scenario = {
     h.figure('writesAcceptedMeanwhile', writer.count('apply', 'ack', at, end));
     h.invariant('nackerGotResponses', responses > 0 && nacks > 0 ? 1 : 0, 1);
     h.invariant('nackerStreamEndedByServer', endedEarly ? 1 : 0, 0);
+    await sleep(3000);
+    h.rpcFigures(['east', 'west'], at, 0);
+  },
+};
+
+/** A proxy behind east's client agent (SotW, CDS and LDS wildcard). */
+function agentProxy(h: Harness, pod: string): { p: SimulatedProxy; ch: grpc.Client } {
+  const east = h.mesh.cluster('east');
+  const ch = new grpc.Client(`127.0.0.1:${east.demo.agentClient}`, grpc.credentials.createInsecure());
+  const p = new SimulatedProxy({
+    nodeId: `sidecar~127.0.0.1~${pod}.demo~demo.svc.cluster.local`,
+    metadata: { NAMESPACE: 'demo', CLUSTER_ID: 'east' },
+    variant: 'sotw',
+    subscriptions: [{ typeUrl: TypeUrl.Cluster }, { typeUrl: TypeUrl.Listener }],
+  });
+  h.cleanups.push(() => {
+    p.disconnect();
+    ch.close();
+  });
+  return { p, ch };
+}
+
+const responses = (p: SimulatedProxy) => [...p.state.values()].reduce((n, s) => n + s.responses, 0);
+
+const stuckProxy: Scenario = {
+  name: 'stuck-proxy',
+  title:
+    "a proxy behind east's client agent stops reading for 30 s under config writes; a healthy one beside it",
+  async run(h) {
+    const writer = h.startWriter('east');
+    const stuck = agentProxy(h, 'stuck-0');
+    const healthy = agentProxy(h, 'healthy-0');
+    stuck.p.connect(stuck.ch);
+    healthy.p.connect(healthy.ch);
+    const first = await poll(async () => responses(stuck.p) > 0 && responses(healthy.p) > 0, 30_000);
+    if (!first) throw new Error('the two proxies got no first response within 30 s');
+    const at = h.mark('proxy stops reading');
+    stuck.p.stopReading();
+    const stuckBefore = responses(stuck.p);
+    const healthyBefore = responses(healthy.p);
+    await sleep(30_000);
+    const healthyDuring = responses(healthy.p) - healthyBefore;
+    const resumeAt = h.mark('proxy reads again');
+    h.fault('proxy stuck', at, resumeAt);
+    stuck.p.resumeReading();
+    h.figure('healthyProxyResponsesWhileStuck', healthyDuring);
+    h.figure('writesAcceptedWhileStuck', writer.count('apply', 'ack', at, resumeAt));
+    h.invariant('healthyProxyServedWhileOtherStuck', healthyDuring > 0 ? 1 : 0, 1);
+    const caught = await poll(
+      async () => (responses(stuck.p) > stuckBefore ? Date.now() : undefined),
+      30_000,
+    );
+    h.figure('stuckProxyCaughtUpAfterS', caught === undefined ? null : h.secs(caught - resumeAt));
+    h.invariant('stuckProxyCaughtUp', caught === undefined ? 0 : 1, 1);
+    h.invariant('stuckProxyStreamEnded', stuck.p.ended ? 1 : 0, 0);
     await sleep(3000);
     h.rpcFigures(['east', 'west'], at, 0);
   },
@@ -540,6 +626,7 @@ export const SCENARIOS: readonly Scenario[] = [
   etcdLeaderKill,
   clusterBackendsLost,
   nackingProxy,
+  stuckProxy,
   configFlood,
   gatewayPartition('short'),
   gatewayPartition('long'),
