@@ -62,7 +62,6 @@ export interface Telemetry {
 }
 
 const str: FieldSchema = { t: 'string' };
-const bool: FieldSchema = { t: 'bool' };
 const strMap: FieldSchema = { t: 'map', of: str };
 const MODES = ['CLIENT_AND_SERVER', 'CLIENT', 'SERVER'];
 

@@ -828,7 +828,6 @@ export class Translator {
         clusters.push(...this.clusterRefs(scope, svc, port, true));
         const name = `${svc.hostname}:${port.port}`;
         listeners.push(named(name, grpcClientListener(name)));
-        const ctx = this.routeContext(scope, proxy, svc, port, true);
         routes.push(
           named(name, {
             name,
