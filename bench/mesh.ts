@@ -333,7 +333,7 @@ export async function main(args: string[]): Promise<void> {
         phase.rounds.push(res);
         phase.last.record(res.last);
         for (const x of res.each) phase.each.record(Math.max(0, x));
-        if (fl) phase.fanout.record(fl.ms);
+        if (fl && fl.ms >= 0) phase.fanout.record(fl.ms);
         phase.etcd.add(etcdFloor!.rec);
         const ends = await streamEnds(all);
         log(
@@ -403,7 +403,7 @@ export async function main(args: string[]): Promise<void> {
       const fanout = new LatencyRecorder();
       for (let i = 0; i < 3; i++) {
         const fl = await floorFanout(workers, floorServer, [EDS], false, flags.proxies, flags.roundTimeout);
-        if (fl) fanout.record(fl.ms);
+        if (fl && fl.ms >= 0) fanout.record(fl.ms);
       }
       etcdFloor.rec.reset();
       await etcdFloor.sample(flags.puts * 3);
@@ -910,6 +910,7 @@ async function floorFanout(
   );
   if (wrote.streams < n)
     log(`  floor: only ${wrote.streams}/${n} floor streams open (the others were closed)`);
+  if (wrote.streams === 0) return undefined;
   const start = performance.now();
   let done = 0;
   for (;;) {

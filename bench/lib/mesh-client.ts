@@ -305,6 +305,13 @@ class FloorStream {
       if (!call.writableEnded) call.write(sotwRequestBytes({ typeUrl: RDS, responseNonce: 'f' }));
     });
     call.on('error', () => {});
+    // Reopened when the server ends it (as the sidecars are), so the floor keeps its N streams.
+    call.on('status', () => {
+      if (this.call !== call || closingAll) return;
+      setTimeout(() => {
+        if (!closingAll) this.connect(client);
+      }, 1000).unref();
+    });
     call.write(sotwRequestBytes({ typeUrl: RDS }));
   }
 }
@@ -321,6 +328,7 @@ const proxies: Sidecar[] = [];
 const clients: Client[] = [];
 const floor: FloorStream[] = [];
 let floorExpect = 1;
+let closingAll = false;
 let streamsPerConnection = 20;
 const send = (m: unknown) => process.send?.(m);
 
@@ -502,6 +510,8 @@ function handle(m: ClientCommand): unknown {
       return { buckets, delivered, missing };
     }
     case 'close':
+      closingAll = true;
+      for (const f of floor) f.call?.cancel();
       for (const p of proxies) p.close();
       for (const c of clients) c.close();
       return { ok: true };
