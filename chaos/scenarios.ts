@@ -58,6 +58,20 @@ function grown(before: Map<string, number>, after: Map<string, number>): string 
   return out.join('; ') || 'none';
 }
 
+/** Sum of a counter over every demo agent of the mesh (their metrics ports). */
+async function agentSum(mesh: Mesh, name: string): Promise<number> {
+  let sum = 0;
+  for (const c of mesh.plan.clusters)
+    for (const port of [c.demo.metricsV1, c.demo.metricsV2, c.demo.metricsClient]) {
+      const text = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) })
+        .then((res) => res.text())
+        .catch(() => '');
+      for (const line of text.split('\n'))
+        if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.split(' ').at(-1));
+    }
+  return sum;
+}
+
 /** Sum of `pilot_xds_pushes` over every replica of the mesh. */
 const pushes = (mesh: Mesh) => metricSum(mesh, 'pilot_xds_pushes');
 
@@ -220,6 +234,8 @@ function gatewayPartition(kind: 'short' | 'long'): Scenario {
       const p0 = await pushes(h.mesh);
       const series0 = await metricSeries(h.mesh, 'pilot_xds_pushes');
       const triggers0 = await metricSeries(h.mesh, 'pilot_push_triggers');
+      const streams0 = await metricSeries(h.mesh, 'pilot_xds');
+      const moves0 = await agentSum(h.mesh, 'istiod_connection_terminations');
       const at = h.mark('gateway cut');
       cut.cut();
       // NATS's own view (its monitoring port): the gateway connection of east to west is gone.
@@ -263,6 +279,14 @@ function gatewayPartition(kind: 'short' | 'long'): Scenario {
       h.figure('pushesDuringAndAfterCut', caused);
       h.figure('pushesBySeries', grown(series0, await metricSeries(h.mesh, 'pilot_xds_pushes')));
       h.figure('pushTriggers', grown(triggers0, await metricSeries(h.mesh, 'pilot_push_triggers')));
+      // A new proxy stream (an agent moving) is pushed everything: tell it apart from a push to held streams.
+      const streams1 = await metricSeries(h.mesh, 'pilot_xds');
+      h.figure('xdsStreamsBefore', [...streams0].map(([k, v]) => `${k} ${v}`).join('; '));
+      h.figure(
+        'agentUpstreamTerminations',
+        (await agentSum(h.mesh, 'istiod_connection_terminations')) - moves0,
+      );
+      h.figure('xdsStreamsAfter', [...streams1].map(([k, v]) => `${k} ${v}`).join('; '));
       if (kind === 'short') h.invariant('pushesCausedByShortPartition', Math.max(0, caused - baseline));
       else {
         h.invariant('importsWithdrawn', withdrawnAt === undefined ? 0 : 1, 1);
