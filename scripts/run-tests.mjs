@@ -30,6 +30,8 @@ const serialFiles = [
   // Telemetry: three in-process replicas; NATS with JetStream and two replicas.
   'packages/server/test/telemetry-replicas.test.ts',
   'packages/server/test/telemetry-federation.test.ts',
+  // The chaos suite's CI subset: a two-cluster mesh of 22 processes with faults injected.
+  'chaos/ci.test.ts',
 ].filter((file) => existsSync(file));
 
 mkdirSync('.test-results', { recursive: true });
