@@ -115,11 +115,14 @@ export class StatePaths {
 /** Makes a plan for `t` with fresh free ports. */
 export async function makePlan(t: Topology, topologyFile: string): Promise<MeshPlan> {
   const clusters: ClusterPlan[] = [];
+  // One allocation for the whole mesh: ports found free in separate calls may coincide (none is
+  // bound until the processes start).
+  const p = await allocatePorts(
+    t.clusters.reduce((n, c) => n + c.etcdMembers * 2 + c.natsServers * 4 + c.replicas * 3 + 8, 0),
+  );
+  let i = 0;
+  const next = () => p[i++]!;
   for (const c of t.clusters) {
-    const n = c.etcdMembers * 2 + c.natsServers * 4 + c.replicas * 3 + 8;
-    const p = await allocatePorts(n);
-    let i = 0;
-    const next = () => p[i++]!;
     clusters.push({
       ...c,
       etcd: Array.from({ length: c.etcdMembers }, () => ({ client: next(), peer: next() })),
