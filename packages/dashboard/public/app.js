@@ -27,6 +27,31 @@ async function api(path) {
   return body;
 }
 
+/**
+ * A live view's data from the replica's server-sent events (`/ui/api/stream/<view>`): the state
+ * follows each event; a stream ended by the server because the session is gone sends the browser to
+ * the login page (through `api`, which sees the 401); a broken connection is retried by EventSource.
+ */
+function useLive(view) {
+  const [state, setState] = useState({ data: undefined, error: undefined, at: undefined });
+  useEffect(() => {
+    const source = new EventSource(`/ui/api/stream/${view}`, { withCredentials: true });
+    source.onmessage = (e) => setState({ data: JSON.parse(e.data), error: undefined, at: new Date() });
+    source.addEventListener('failure', (e) => setState((s) => ({ ...s, error: JSON.parse(e.data).message })));
+    source.addEventListener('end', () => {
+      source.close();
+      api('session').catch((e) => setState((s) => ({ ...s, error: e.message })));
+    });
+    source.onerror = () => {
+      if (source.readyState === EventSource.CLOSED)
+        api('session').catch((e) => setState((s) => ({ ...s, error: e.message })));
+      else setState((s) => ({ ...s, error: 'reconnecting to the replica…' }));
+    };
+    return () => source.close();
+  }, [view]);
+  return state;
+}
+
 /** Loads `path` now and every `everyMs` (0: once); reloads when `path` changes. */
 function useApi(path, everyMs = 0) {
   const [state, setState] = useState({ data: undefined, error: undefined, at: undefined });
@@ -115,7 +140,7 @@ function withDeparted(list) {
 }
 
 function Mesh() {
-  const { data, error, at } = useApi('mesh', 2000);
+  const { data, error, at } = useLive('mesh');
   if (!data) return html`<${Problem} error=${error} /><p class="loading">Loading…</p>`;
   data.replicas = withDeparted(data.replicas);
   const leader = data.leader?.leader;
@@ -124,7 +149,7 @@ function Mesh() {
   return html`
     <${Command} text=${data.command} />
     <${Problem} error=${error} />
-    <p class="small">Live: refreshed every 2 s, last at ${at?.toLocaleTimeString()}. Asked by replica <b>${data.self.id}</b>.</p>
+    <p class="small">Live (server-sent events, every 2 s): last at ${at?.toLocaleTimeString()}. Asked by replica <b>${data.self.id}</b>.</p>
     <section class="cards">
       <div class="card"><h3>Cluster</h3><p class="big">${clusters.join(', ')}</p><p>mesh ${data.self.meshId}</p></div>
       <div class="card"><h3>Leader</h3><p class="big" data-testid="leader">${leader ?? 'none'}</p><p>${data.leader?.terms?.length ?? 0} terms seen by this replica</p></div>
@@ -180,13 +205,13 @@ function lastAck(p) {
 }
 
 function Proxies() {
-  const { data, error, at } = useApi('proxies', 2000);
+  const { data, error, at } = useLive('proxies');
   if (!data) return html`<${Problem} error=${error} /><p class="loading">Loading…</p>`;
   const c = data.convergence?.cluster;
   return html`
     <${Command} text=${data.command} />
     <${Problem} error=${error} />
-    <p class="small">Live: every 2 s, last at ${at?.toLocaleTimeString()}; asked replicas ${data.replicas.join(', ')}.</p>
+    <p class="small">Live (server-sent events, every 2 s): last at ${at?.toLocaleTimeString()}; asked replicas ${data.replicas.join(', ')}.</p>
     ${data.errors.map((e) => html`<p class="error">replica ${e.replica} not asked: ${e.error}</p>`)}
     <div class="card wide" data-testid="convergence"><h3>Convergence of the latest revision</h3>
       <p class="big">${c?.summary ?? 'no convergence published yet'}</p>
@@ -212,7 +237,7 @@ function Proxies() {
 
 // ---- Services and graph -----------------------------------------------------------------------
 function Graph() {
-  const { data, error } = useApi('graph', 5000);
+  const { data, error } = useLive('graph');
   const eps = useApi('endpoints', 0);
   if (!data) return html`<${Problem} error=${error} /><p class="loading">Loading…</p>`;
   const L = data.layout;

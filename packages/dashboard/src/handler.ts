@@ -604,34 +604,19 @@ export async function handleDashboard(
     }
     if (!isApi) return await sendFile(res, join(PUBLIC_DIR, 'index.html'));
     const ctx: Ctx = { host, req, token, caller };
-    const view = path.slice('/ui/api/'.length);
-    const body =
-      view === 'session'
-        ? {
-            subject: caller.subject,
-            roles: [...caller.roles].sort(),
-            replica: me.id,
-            clusterId: me.clusterId,
-            expiresAt: tokenExpiry(token),
-          }
-        : view === 'mesh'
-          ? await meshView(ctx)
-          : view === 'proxies'
-            ? await proxiesView(ctx)
-            : view === 'graph'
-              ? await graphView(ctx)
-              : view === 'endpoints'
-                ? await endpointsView(ctx, url)
-                : view === 'config'
-                  ? await configView(ctx, url)
-                  : view === 'config_dump'
-                    ? await configDumpView(ctx, url)
-                    : view === 'policy'
-                      ? await policyView(ctx, url)
-                      : undefined;
+    const requested = path.slice('/ui/api/'.length);
+    if (requested.startsWith('stream/')) {
+      await streamView(ctx, res, requested.slice('stream/'.length), url, path);
+      return;
+    }
+    const body = await viewBody(ctx, requested, url);
     if (body === undefined) throw new UiError(404, 'NotFound', `no dashboard API ${path}`);
     sendJson(res, 200, body);
   } catch (error) {
+    handleFailure(error);
+  }
+
+  function handleFailure(error: unknown): void {
     if (res.headersSent) {
       res.destroy();
       return;
@@ -674,4 +659,77 @@ export async function handleDashboard(
       message: (error as Error)?.message ?? String(error),
     });
   }
+
+  /** The JSON of one page's data, or undefined for an unknown view. */
+  async function viewBody(ctx: Ctx, view: string, url: URL): Promise<unknown> {
+    const caller = ctx.caller;
+    return view === 'session'
+      ? {
+          subject: caller.subject,
+          roles: [...caller.roles].sort(),
+          replica: me.id,
+          clusterId: me.clusterId,
+          expiresAt: tokenExpiry(ctx.token),
+        }
+      : view === 'mesh'
+        ? await meshView(ctx)
+        : view === 'proxies'
+          ? await proxiesView(ctx)
+          : view === 'graph'
+            ? await graphView(ctx)
+            : view === 'endpoints'
+              ? await endpointsView(ctx, url)
+              : view === 'config'
+                ? await configView(ctx, url)
+                : view === 'config_dump'
+                  ? await configDumpView(ctx, url)
+                  : view === 'policy'
+                    ? await policyView(ctx, url)
+                    : undefined;
+  }
+
+  /**
+   * Server-sent events of a live page's data (`/ui/api/stream/mesh|proxies|graph`): one `data:` event
+   * per period, the session re-checked before each (a binding deleted or a session expired ends the
+   * stream with an `end` event), until the browser goes away.
+   */
+  async function streamView(
+    ctx: Ctx,
+    res: ServerResponse,
+    view: string,
+    url: URL,
+    at: string,
+  ): Promise<void> {
+    const periodMs = STREAM_PERIOD_MS[view];
+    if (periodMs === undefined) throw new UiError(404, 'NotFound', `no live dashboard stream ${at}`);
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-store',
+      'x-accel-buffering': 'no',
+    });
+    let open = true;
+    req.on('close', () => {
+      open = false;
+    });
+    while (open) {
+      try {
+        const caller = await host.auth.authenticateToken(ctx.token);
+        host.auth.authorize(caller, 'view', `read ${at}`);
+        const body = await viewBody({ ...ctx, caller }, view, url);
+        if (!open) break;
+        res.write(`data: ${JSON.stringify(body)}\n\n`);
+      } catch (error) {
+        if (authStatus(error) !== undefined) {
+          res.write(`event: end\ndata: ${JSON.stringify({ message: (error as Error).message })}\n\n`);
+          break;
+        }
+        res.write(`event: failure\ndata: ${JSON.stringify({ message: (error as Error).message })}\n\n`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, periodMs));
+    }
+    res.end();
+  }
 }
+
+/** Live views and how often their stream sends (`/ui/api/stream/<view>`). */
+const STREAM_PERIOD_MS: Readonly<Record<string, number>> = { mesh: 2000, proxies: 2000, graph: 5000 };

@@ -172,8 +172,44 @@ describe('dashboard login and session', () => {
     });
     expect(post.status).toBe(405);
 
+    // Live pages are server-sent events: one `data:` event per period, with the page's data.
+    const stream = await fetch(`${base}/ui/api/stream/graph`, {
+      headers: { cookie: `meridian_ui_c1=${session}` },
+    });
+    expect(stream.status).toBe(200);
+    expect(stream.headers.get('content-type')).toBe('text/event-stream');
+    const reader = stream.body!.getReader();
+    let events = '';
+    const nextEvent = async (): Promise<string> => {
+      for (;;) {
+        const end = events.indexOf('\n\n');
+        if (end >= 0) {
+          const event = events.slice(0, end);
+          events = events.slice(end + 2);
+          return event;
+        }
+        const { value, done } = await reader.read();
+        if (done) throw new Error('stream ended');
+        events += new TextDecoder().decode(value);
+      }
+    };
+    const first = await nextEvent();
+    expect(first.startsWith('data: ')).toBe(true);
+    expect(JSON.parse(first.slice('data: '.length))).toHaveProperty('layout');
+    // An unknown live view, and a stream without a session, are refused like the rest of the API.
+    expect(
+      (await fetch(`${base}/ui/api/stream/config`, { headers: { cookie: `meridian_ui_c1=${session}` } }))
+        .status,
+    ).toBe(404);
+    expect((await fetch(`${base}/ui/api/stream/graph`)).status).toBe(401);
+
     // Roles are read at each request: the binding deleted, the session sees nothing.
     await deleteRoleBinding(store, 'viewer');
+    // An open stream re-checks the session before each event: it ends with an `end` event.
+    let last = await nextEvent();
+    while (last.startsWith('data: ')) last = await nextEvent();
+    expect(last.startsWith('event: end')).toBe(true);
+    await reader.cancel();
     await expect
       .poll(
         async () =>
