@@ -152,7 +152,7 @@ export interface ImporterOptions {
   /** Remote clusters to read at start even if not discovered yet (others are found via JetStream and heartbeats). */
   readonly clusters?: readonly string[];
   readonly cache?: ImportCache;
-  /** Bound on one full read of a remote bucket (default 30 000 ms); a read that times out is retried. */
+  /** Bound on one full read of a remote bucket (default 10 000 ms); a read that times out is retried. */
   readonly readTimeoutMs?: number;
   /** Delay before saving the cache after a change (default 1000 ms). */
   readonly cacheSaveDelayMs?: number;
@@ -520,10 +520,22 @@ export class FederationImporter {
     this.#instruments.resyncs.add(1, { cluster, trigger: why, importer: this.localCluster });
     try {
       const bucket = this.#subjects.bucket(cluster);
-      const kv = cs.kv ?? (await this.#kvm!.open(bucket, { bindOnly: true }));
-      cs.kv = kv;
       const where = (key: string) => `${bucket}/${key}`;
-      const meta = await kv.get(META_KEY);
+      const timeoutMs = this.#opts.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
+      // One deadline for the whole read: right after a gateway link returns, a JetStream API request
+      // or the consumer can stall; the next heartbeat retries a read that gave up.
+      const { meta, entries } = await withDeadline(
+        (async () => {
+          const kv = cs.kv ?? (await this.#kvm!.open(bucket, { bindOnly: true }));
+          cs.kv = kv;
+          return {
+            meta: await kv.get(META_KEY),
+            entries: await readServiceEntries(this.#nc!, bucket, timeoutMs),
+          };
+        })(),
+        timeoutMs,
+        `reading bucket ${bucket}`,
+      );
       if (meta && meta.operation === 'PUT') {
         const m = this.#decodeKv(cluster, meta.value, where(META_KEY));
         if (m && m.kind === 'epoch') {
@@ -536,7 +548,6 @@ export class FederationImporter {
         } else if (m)
           this.#reject(cluster, 'malformed', `a ${m.kind} under key ${META_KEY}`, where(META_KEY));
       }
-      const entries = await readServiceEntries(this.#nc!, bucket, this.#opts.readTimeoutMs ?? 30_000);
       let maxSeq = 0;
       for (const e of entries) {
         if (e.operation !== 'PUT') continue;
@@ -810,4 +821,19 @@ function freezeService(rec: ServiceRecord, stale: boolean): ImportedService {
     epoch: rec.epoch,
     seq: rec.seq,
   });
+}
+
+const DEFAULT_READ_TIMEOUT_MS = 10_000;
+
+/** `work`, or a rejection naming `what` once `ms` have passed (the work itself is left to finish). */
+async function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
