@@ -153,7 +153,7 @@ function checkStatus(code: number | undefined, p: FieldPath, r: Reporter): void 
 }
 
 /**
- * Validates a RateLimit spec; `checkSelector` is the shared workload-selector check (semantics.ts).
+ * Validates a RateLimit spec; `checkSelector` is the shared workload-selector check (semantics/common.ts).
  * Errors name the field: `spec.local.fillInterval`, `spec.global.limits[1].header`...
  */
 export function checkRateLimit(

@@ -128,7 +128,7 @@ export function jwksError(text: string): string | undefined {
 
 /**
  * Validates a RequestAuthentication spec. `checkSelector` is the shared workload-selector check
- * (semantics.ts). Errors name the field: `spec.jwtRules[0].issuer`, `spec.jwtRules[1].jwksUri`...
+ * (semantics/common.ts). Errors name the field: `spec.jwtRules[0].issuer`, `spec.jwtRules[1].jwksUri`...
  */
 export function checkRequestAuthentication(
   ra: RequestAuthentication,

@@ -145,7 +145,7 @@ export const TelemetrySchema = message<Telemetry>('Telemetry', {
 });
 
 /**
- * Validates a Telemetry spec. `checkSelector` is the shared workload-selector check (semantics.ts).
+ * Validates a Telemetry spec. `checkSelector` is the shared workload-selector check (semantics/common.ts).
  * Errors name the field: `spec.tracing[0].randomSamplingPercentage`, `spec.accessLogging[1].providers[0].name`.
  */
 export function checkTelemetry(

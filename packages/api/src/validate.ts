@@ -15,7 +15,7 @@ import {
   checkTelemetrySpec,
   checkVirtualService,
   checkWorkloadEntrySpec,
-} from './semantics.js';
+} from './semantics/index.js';
 import { SPEC_SCHEMAS } from './spec-schemas.js';
 import type * as T from './types.js';
 
