@@ -5,6 +5,9 @@
 //   the first is `0001`). The newest signs; every one listed verifies, so a key is rotated by adding
 //   the next generation and deleting the old one later.
 // - `auth/rolebindings/<name>`: `{subject, role}`; a subject's roles are those of its bindings.
+// - `auth/revoked-tokens/<token id>`: `{subject, expiresAt}`, a token revoked before it expires (a
+//   dashboard session ended by its logout), under a lease that outlives the token, so the entry goes
+//   by itself once the token could no longer verify anyway.
 //
 // etcd is the trust root of a cluster (whoever can write it can rewrite the mesh), so the signing
 // key lives there, readable only by etcd clients: the replicas and the operator's bootstrap command.
@@ -22,6 +25,9 @@ import {
 
 export const SIGNING_KEYS_PREFIX = 'auth/signing-keys/';
 export const ROLE_BINDINGS_PREFIX = 'auth/rolebindings/';
+export const REVOKED_TOKENS_PREFIX = 'auth/revoked-tokens/';
+/** A revocation entry outlives its token by this much (clock skew between replicas). */
+const REVOCATION_MARGIN_S = 60;
 const FIRST_KEY_NAME = '0001';
 
 /** A role binding: `subject` holds `role`. */
@@ -76,11 +82,30 @@ const keyCodec = jsonCodec<AdminSigningKey>((v) => {
 });
 const bindingCodec = jsonCodec<RoleBinding>(parseRoleBinding);
 
-/** The signing-key and role-binding collections of a store. */
-function collections(store: Store): { keys: Collection<AdminSigningKey>; bindings: Collection<RoleBinding> } {
+/** A token revoked before its expiry. */
+export interface RevokedToken {
+  readonly subject: string;
+  /** ISO time the token expires (the entry is useless after it). */
+  readonly expiresAt: string;
+}
+
+const revokedCodec = jsonCodec<RevokedToken>((v) => {
+  const r = v as RevokedToken;
+  if (typeof r?.subject !== 'string' || typeof r.expiresAt !== 'string')
+    throw new Error('not a revoked token');
+  return r;
+});
+
+/** The signing-key, role-binding and revoked-token collections of a store. */
+function collections(store: Store): {
+  keys: Collection<AdminSigningKey>;
+  bindings: Collection<RoleBinding>;
+  revoked: Collection<RevokedToken>;
+} {
   return {
     keys: new Collection(store, SIGNING_KEYS_PREFIX, keyCodec),
     bindings: new Collection(store, ROLE_BINDINGS_PREFIX, bindingCodec),
+    revoked: new Collection(store, REVOKED_TOKENS_PREFIX, revokedCodec),
   };
 }
 
@@ -143,18 +168,21 @@ export class AdminAuthority {
   #verifier: AdminTokenVerifier = new AdminTokenVerifier([]);
   #keys: readonly AdminSigningKey[] = [];
   #generation = 0;
+  /** Tokens this replica revoked (token id -> expiry, ms), refused before the watch reports them. */
+  readonly #revokedHere = new Map<string, number>();
 
   private constructor(
     private readonly store: Store,
     private readonly keyMirror: Mirror<AdminSigningKey>,
     private readonly bindingMirror: Mirror<RoleBinding>,
+    private readonly revokedMirror: Mirror<RevokedToken>,
     private readonly now: () => Date,
   ) {}
 
   /** Loads the credentials (creating the signing key if the cluster has none) and follows them. */
   static async open(store: Store, o: { now?: () => Date } = {}): Promise<AdminAuthority> {
     await ensureSigningKey(store);
-    const { keys, bindings } = collections(store);
+    const { keys, bindings, revoked } = collections(store);
     let authority: AdminAuthority | undefined;
     const keyMirror = await keys.mirror({
       onChange: () => {
@@ -162,7 +190,14 @@ export class AdminAuthority {
       },
     });
     const bindingMirror = await bindings.mirror();
-    authority = new AdminAuthority(store, keyMirror, bindingMirror, o.now ?? (() => new Date()));
+    const revokedMirror = await revoked.mirror();
+    authority = new AdminAuthority(
+      store,
+      keyMirror,
+      bindingMirror,
+      revokedMirror,
+      o.now ?? (() => new Date()),
+    );
     await authority.#reloadKeys();
     return authority;
   }
@@ -183,10 +218,44 @@ export class AdminAuthority {
     return roles;
   }
 
-  /** The caller an admin bearer token proves (401 `UnauthenticatedError` otherwise). */
+  /**
+   * The caller an admin bearer token proves (401 `UnauthenticatedError` otherwise, also for a token
+   * revoked on any replica of the cluster).
+   */
   async authenticateToken(token: string): Promise<Caller> {
     const claims = await this.#verifier.verify(token);
+    if (this.#revokedHere.has(claims.tokenId) || this.revokedMirror.get(claims.tokenId))
+      throw new UnauthenticatedError('token revoked');
     return { subject: claims.subject, via: 'token', roles: this.rolesOf(claims.subject) };
+  }
+
+  /**
+   * Revokes a token before it expires, for every replica of the cluster: written to etcd (resolves
+   * once etcd has it) under a lease that ends a minute after the token's expiry, and refused by this
+   * replica at once. A token that does not verify (expired, foreign, malformed) needs nothing and is
+   * refused with `UnauthenticatedError`. Returns what was revoked.
+   */
+  async revoke(token: string): Promise<{ subject: string; expiresAt: Date }> {
+    const claims = await this.#verifier.verify(token);
+    const nowMs = this.now().getTime();
+    for (const [id, until] of this.#revokedHere) if (until <= nowMs) this.#revokedHere.delete(id);
+    this.#revokedHere.set(claims.tokenId, claims.expiresAt.getTime());
+    const ttl = Math.max(1, Math.ceil((claims.expiresAt.getTime() - nowMs) / 1000)) + REVOCATION_MARGIN_S;
+    const lease = await this.store.grantLease(ttl);
+    try {
+      await this.revokedMirror.collection.put(
+        claims.tokenId,
+        {
+          subject: claims.subject,
+          expiresAt: claims.expiresAt.toISOString(),
+        },
+        { lease: lease.id },
+      );
+    } finally {
+      // No keepalives: the lease (and the entry) ends with its TTL.
+      lease.release();
+    }
+    return { subject: claims.subject, expiresAt: claims.expiresAt };
   }
 
   /** The caller a verified mTLS client identity is (its roles from the bindings). */
@@ -231,6 +300,6 @@ export class AdminAuthority {
 
   /** Stops following etcd. */
   async close(): Promise<void> {
-    await Promise.all([this.keyMirror.close(), this.bindingMirror.close()]);
+    await Promise.all([this.keyMirror.close(), this.bindingMirror.close(), this.revokedMirror.close()]);
   }
 }

@@ -2,7 +2,7 @@
 // the cluster's etcd), roles and role bindings, the replica-side authority that checks them, and
 // the operator's credentials file.
 
-export type { Caller, RoleBinding } from './authority.js';
+export type { Caller, RevokedToken, RoleBinding } from './authority.js';
 export {
   AdminAuthority,
   bootstrapCredential,
@@ -10,6 +10,7 @@ export {
   ensureSigningKey,
   parseRoleBinding,
   putRoleBinding,
+  REVOKED_TOKENS_PREFIX,
   ROLE_BINDINGS_PREFIX,
   SIGNING_KEYS_PREFIX,
   validateBindingName,

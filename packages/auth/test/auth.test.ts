@@ -17,13 +17,14 @@ import {
   operatorSubject,
   parseCredentials,
   parseRoleBinding,
+  REVOKED_TOKENS_PREFIX,
   readCredentials,
   saveContext,
   selectContext,
   UnauthenticatedError,
 } from '@meridian/auth';
 import { Keyspace, MemoryStore } from '@meridian/store';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 
 const ALICE = 'spiffe://cluster.local/ns/meridian-system/sa/alice';
 
@@ -114,6 +115,41 @@ describe('AdminAuthority', () => {
       expect(after.roles.size).toBe(0);
     } finally {
       await authority.close();
+      await store.close();
+    }
+  });
+});
+
+describe('token revocation', () => {
+  it('a revoked token is refused by every authority of the cluster; others of the subject still work; the entry is under a lease', async () => {
+    const store = new MemoryStore({ keyspace: Keyspace.of('m', 'c') });
+    const here = await AdminAuthority.open(store);
+    const there = await AdminAuthority.open(store);
+    try {
+      const { token } = await bootstrapCredential(store, {
+        subject: ALICE,
+        role: 'view',
+        bindingName: 'alice',
+        ttlSeconds: 60,
+      });
+      const session = (await here.mint(ALICE, 120)).token;
+      expect((await there.authenticateToken(session)).subject).toBe(ALICE);
+      const revoked = await here.revoke(session);
+      expect(revoked.subject).toBe(ALICE);
+      // Refused here at once, and on the other replica once its watch has the entry.
+      await expect(here.authenticateToken(session)).rejects.toThrow(UnauthenticatedError);
+      await expect(here.authenticateToken(session)).rejects.toThrow('token revoked');
+      await vi.waitFor(() => expect(there.authenticateToken(session)).rejects.toThrow('token revoked'));
+      // Another token of the same subject is not affected.
+      expect((await there.authenticateToken(token)).subject).toBe(ALICE);
+      // A token that does not verify cannot be revoked (nothing to do).
+      await expect(here.revoke('not-a-token')).rejects.toThrow(UnauthenticatedError);
+      // The entry lives under a lease (it goes by itself after the token's expiry).
+      const entries = await store.list(REVOKED_TOKENS_PREFIX);
+      expect(entries.items).toHaveLength(1);
+      expect(entries.items[0]!.lease).toBeDefined();
+    } finally {
+      await Promise.all([here.close(), there.close()]);
       await store.close();
     }
   });
