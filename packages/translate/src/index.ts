@@ -86,6 +86,8 @@ export {
   RATE_LIMIT_CLUSTER,
   RATE_LIMIT_DOMAIN,
   RATE_LIMIT_FILTER,
+  rateLimitCluster,
+  replicaServiceTransportSocket,
   selectRateLimits,
 } from './ratelimit.js';
 export { encodeProxyResources, resourcesByTypeUrl } from './resources.js';
@@ -109,6 +111,7 @@ export type {
   ProxyParts,
   ProxyResources,
   RegistrySnapshot,
+  ReplicaServiceAddress,
   Resolution,
   Service,
   ServicePort,

@@ -15,9 +15,15 @@
  *   the numbers. Workload-wide limits go on every inbound route; path limits on their routes.
  * - Routes: for each RateLimit with `paths` (in namespace/name order), one route per path before
  *   Istio's `default` route. The first route a request matches decides which path limits apply.
+ * - The service cluster ({@link RATE_LIMIT_CLUSTER}): when the replicas' addresses are marked `mtls`
+ *   (the replicas' CA port), the proxy calls them with its workload certificate (SDS `default`), so
+ *   the replica knows who asks, and accepts only a certificate signed by the mesh root that names
+ *   one of the replicas' hosts ({@link replicaServiceTransportSocket}).
  */
 import type { GlobalLimit, LocalRateLimit, RateLimitConfig, StringMatch } from '@meridian/api';
 import type { EnvoyJson, JsonValue, ProxyInfo } from '@meridian/envoy';
+import { SDS_DEFAULT_SECRET, SDS_ROOT_SECRET, sdsSecret } from './mtls.js';
+import type { ReplicaServiceAddress } from './types.js';
 import {
   any,
   compareStrings,
@@ -175,7 +181,7 @@ function pathMatch(m: StringMatch): EnvoyJson {
  */
 export function buildRateLimitFilters(
   limits: readonly RateLimitConfig[],
-  service: readonly { readonly host: string; readonly port: number }[] | undefined,
+  service: readonly ReplicaServiceAddress[] | undefined,
 ): RateLimitFilters {
   if (limits.length === 0) return NONE;
   const warnings: string[] = [];
@@ -267,11 +273,55 @@ export function buildRateLimitFilters(
   };
 }
 
-/** The cluster of the replicas' rate-limit service (gRPC: HTTP/2), endpoints in the given order. */
-export function rateLimitCluster(
-  service: readonly { readonly host: string; readonly port: number }[],
-): EnvoyJson {
-  return replicaServiceCluster(RATE_LIMIT_CLUSTER, service);
+/**
+ * The cluster of the replicas' rate-limit service (gRPC: HTTP/2), endpoints in the given order;
+ * over mesh mTLS when any address is marked `mtls` ({@link replicaServiceTransportSocket}).
+ */
+export function rateLimitCluster(service: readonly ReplicaServiceAddress[]): EnvoyJson {
+  const cluster = replicaServiceCluster(RATE_LIMIT_CLUSTER, service);
+  const tls = replicaServiceTransportSocket(service);
+  return tls ? { ...cluster, transport_socket: tls } : cluster;
+}
+
+const UPSTREAM_TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
+
+/**
+ * The upstream `transport_socket` of a cluster of the replicas' own gRPC services, undefined when no
+ * address is marked `mtls` (plaintext, the `--rate-limit-plaintext` development mode). With any
+ * marked, the whole cluster is mTLS (a plaintext endpoint then fails its handshake rather than
+ * receive a call unauthenticated):
+ * - the proxy's certificate is its workload certificate (SDS `default`): the replica authorises the
+ *   call by that SPIFFE identity;
+ * - the replica's certificate must chain to the mesh root (SDS `ROOTCA`) and carry one of the
+ *   replicas' hosts as a DNS or IP SAN (typed matchers, sorted, de-duplicated). Replicas' serving
+ *   certificates carry their hosts; workload certificates carry only their SPIFFE URI, so a
+ *   workload cannot pose as a replica.
+ * - ALPN `h2` (gRPC).
+ */
+export function replicaServiceTransportSocket(
+  addresses: readonly ReplicaServiceAddress[],
+): EnvoyJson | undefined {
+  if (!addresses.some((a) => a.mtls)) return undefined;
+  const hosts = [...new Set(addresses.map((a) => a.host))].sort(compareStrings);
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': UPSTREAM_TLS,
+      common_tls_context: {
+        tls_certificate_sds_secret_configs: [sdsSecret(SDS_DEFAULT_SECRET)],
+        combined_validation_context: {
+          default_validation_context: {
+            match_typed_subject_alt_names: hosts.map((h) => ({
+              san_type: /^[\d.]+$/.test(h) || h.includes(':') ? 'IP_ADDRESS' : 'DNS',
+              matcher: { exact: h },
+            })),
+          },
+          validation_context_sds_secret_config: sdsSecret(SDS_ROOT_SECRET),
+        },
+        alpn_protocols: ['h2'],
+      },
+    },
+  };
 }
 
 /** The warning for a proxyless gRPC server selected by RateLimits (grpc-js-xds has no rate-limit filter). */

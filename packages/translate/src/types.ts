@@ -59,9 +59,21 @@ export interface PolicyInputs {
    * replicas, `host:port` of their gRPC servers. Empty or absent: global limits are not enforced
    * (and a warning says so).
    */
-  readonly rateLimitService?: readonly { readonly host: string; readonly port: number }[];
+  readonly rateLimitService?: readonly ReplicaServiceAddress[];
   /** Where sidecars send access logs (the replicas' gRPC addresses, access-log.ts); absent: none. */
   readonly accessLogService?: readonly { readonly host: string; readonly port: number }[];
+}
+
+/**
+ * Where a replica serves one of its own gRPC services to proxies (rate limits, access logs).
+ * `mtls`: the proxy connects with its workload certificate (SDS `default`) and accepts only a
+ * serving certificate signed by the mesh root (SDS `ROOTCA`) that names `host` (a DNS or IP SAN, as
+ * the replicas' serving certificates do and workload certificates never do). Absent: plaintext.
+ */
+export interface ReplicaServiceAddress {
+  readonly host: string;
+  readonly port: number;
+  readonly mtls?: boolean;
 }
 
 /**
