@@ -461,8 +461,18 @@ function App() {
       window.removeEventListener('meridian:navigate', on);
     };
   }, []);
+  const [logoutError, setLogoutError] = useState('');
+  /** Revokes the session on the server (every replica refuses it then) and goes to the login page. */
   const logout = async () => {
-    await fetch('/ui/logout', { method: 'POST', credentials: 'same-origin' });
+    const res = await fetch('/ui/logout', { method: 'POST', credentials: 'same-origin' }).catch((e) => ({
+      ok: false,
+      json: async () => ({ message: e.message }),
+    }));
+    if (!res.ok) {
+      const body = await res.json().catch(() => ({}));
+      setLogoutError(`Logout failed: ${body.message ?? 'no answer'}`);
+      return;
+    }
     location.assign('/ui/login');
   };
   const View = VIEWS[page];
@@ -475,7 +485,7 @@ function App() {
       <span class="who">${session.data ? html`${session.data.subject.replace(/^spiffe:\/\/[^/]+\/ns\/[^/]+\/sa\//, '')} (${session.data.roles.join(', ') || 'no role'}) · ${session.data.clusterId}/${session.data.replica}` : ''}
         <button class="link" onClick=${logout}>Log out</button></span>
     </header>
-    <main data-page=${page}><h1>${title}</h1><${View} key=${key} /></main>`;
+    <main data-page=${page}><${Problem} error=${logoutError} /><h1>${title}</h1><${View} key=${key} /></main>`;
 }
 
 const root = document.getElementById('app');

@@ -5,7 +5,7 @@
  * |---|---|
  * | `GET /ui/login`, `/ui/assets/*`, `/ui/vendor/*` (the login page and static files: no data) | anyone |
  * | `POST /ui/login`, body `{"token": "<admin token>"}` (JSON, same origin): sets the session cookie | a token with role view |
- * | `POST /ui/logout`: clears the cookie | anyone |
+ * | `POST /ui/logout`: revokes the session token (for every replica of the cluster), ends its open event streams, clears the cookie | anyone (acts on the cookie it carries) |
  * | `GET /ui/`, `/ui/<page>`: the app (without a session: 303 to `/ui/login`) | session, role view |
  * | `GET /ui/api/*`: the data of the pages, JSON (without a session: 401) | session, role view |
  *
@@ -45,6 +45,11 @@ export interface DashboardHost {
     /** Throws an error with `status` 403 when the caller's roles do not grant `role`. */
     authorize(caller: DashboardCaller, role: 'view', action: string): void;
     mint(subject: string, ttlSeconds: number): Promise<{ token: string; expiresAt: Date }>;
+    /**
+     * Revokes a token for every replica of the cluster before it expires (resolves once the store
+     * has it); throws an error with `status` 401 for a token that does not verify.
+     */
+    revoke(token: string): Promise<{ subject: string; expiresAt: Date }>;
   };
   /** The replica's own `/debug/*` answers (`/debug/replica`, `/debug/replicas`, `/debug/leader`, ...). */
   debugInfo(path: string): unknown;
@@ -87,6 +92,22 @@ const SECURITY_HEADERS = {
   'x-frame-options': 'DENY',
   'referrer-policy': 'no-referrer',
 };
+
+/**
+ * The open event streams of each replica (keyed by its authority object, which lives as long as the
+ * replica), by session token: a logout ends the session's streams at once instead of at their next
+ * period's session check.
+ */
+const openStreams = new WeakMap<object, Map<string, Set<(reason: string) => void>>>();
+
+function streamsOf(host: DashboardHost): Map<string, Set<(reason: string) => void>> {
+  let byToken = openStreams.get(host.auth);
+  if (!byToken) {
+    byToken = new Map();
+    openStreams.set(host.auth, byToken);
+  }
+  return byToken;
+}
 
 /** Whether `path` belongs to the dashboard. */
 export function isDashboardPath(path: string): boolean {
@@ -501,6 +522,65 @@ async function login(
   );
 }
 
+/**
+ * Ends the session of the cookie: its token is revoked for every replica of the cluster (a copy of
+ * the cookie stops working at once on this replica, and on the others as soon as their watch of the
+ * store delivers the revocation), this replica's event streams of the session end now (the others'
+ * at their next session check), and the cookie is cleared. When the store cannot take the
+ * revocation the answer is 503 (the cookie is cleared all the same), so the browser does not claim a
+ * logout that did not happen.
+ */
+async function logout(
+  host: DashboardHost,
+  req: IncomingMessage,
+  res: ServerResponse,
+  cookieName: string,
+): Promise<void> {
+  const clear = { 'set-cookie': sessionCookie(cookieName, '', 0, isTls(req)) };
+  const token = readCookie(req.headers.cookie, cookieName);
+  if (!token) return sendJson(res, 200, { loggedOut: true, revoked: false }, clear);
+  for (const stop of streamsOf(host).get(token) ?? []) stop('logged out');
+  try {
+    await host.auth.authenticateToken(token); // a session revoked or expired already: nothing to do
+    const revoked = await host.auth.revoke(token);
+    host.log.info(
+      {
+        audit: true,
+        subject: revoked.subject,
+        method: 'POST',
+        path: '/ui/logout',
+        outcome: 'session revoked',
+        expiresAt: revoked.expiresAt.toISOString(),
+      },
+      'dashboard session ended',
+    );
+    sendJson(res, 200, { loggedOut: true, revoked: true }, clear);
+  } catch (error) {
+    if (authStatus(error) === 401)
+      return sendJson(
+        res,
+        200,
+        {
+          loggedOut: true,
+          revoked: false,
+          message: `the session had ended already: ${(error as Error).message}`,
+        },
+        clear,
+      );
+    host.log.warn({ err: error, path: '/ui/logout' }, 'dashboard session could not be revoked');
+    sendJson(
+      res,
+      503,
+      {
+        code: 'UNAVAILABLE',
+        reason: 'ServiceUnavailable',
+        message: `the session could not be revoked (${(error as Error).message}): it stays valid until it expires; try again`,
+      },
+      clear,
+    );
+  }
+}
+
 /** Status of an error thrown by the auth package (401/403), else undefined. */
 function authStatus(error: unknown): number | undefined {
   const s = (error as { status?: unknown })?.status;
@@ -534,8 +614,7 @@ export async function handleDashboard(
     }
     if (path === '/ui/logout') {
       if (method !== 'POST') throw new UiError(405, 'MethodNotAllowed', `${method} not allowed on ${path}`);
-      sendJson(res, 200, { loggedOut: true }, { 'set-cookie': sessionCookie(cookieName, '', 0, isTls(req)) });
-      return;
+      return await logout(host, req, res, cookieName);
     }
     if (method !== 'GET' && method !== 'HEAD')
       throw new UiError(405, 'MethodNotAllowed', `${method} not allowed on ${path}`);
@@ -690,8 +769,9 @@ export async function handleDashboard(
 
   /**
    * Server-sent events of a live page's data (`/ui/api/stream/mesh|proxies|graph`): one `data:` event
-   * per period, the session re-checked before each (a binding deleted or a session expired ends the
-   * stream with an `end` event), until the browser goes away.
+   * per period, the session re-checked before each (a binding deleted, a session expired or revoked
+   * ends the stream with an `end` event; a logout on this replica ends it at once), until the
+   * browser goes away.
    */
   async function streamView(
     ctx: Ctx,
@@ -708,26 +788,50 @@ export async function handleDashboard(
       'x-accel-buffering': 'no',
     });
     let open = true;
+    let ended: string | undefined;
+    let wake: (() => void) | undefined;
+    const stop = (reason: string) => {
+      ended = reason;
+      wake?.();
+    };
+    const byToken = streamsOf(host);
+    const mine = byToken.get(ctx.token) ?? new Set();
+    mine.add(stop);
+    byToken.set(ctx.token, mine);
     req.on('close', () => {
       open = false;
+      wake?.();
     });
-    while (open) {
-      try {
-        const caller = await host.auth.authenticateToken(ctx.token);
-        host.auth.authorize(caller, 'view', `read ${at}`);
-        const body = await viewBody({ ...ctx, caller }, view, url);
-        if (!open) break;
-        res.write(`data: ${JSON.stringify(body)}\n\n`);
-      } catch (error) {
-        if (authStatus(error) !== undefined) {
-          res.write(`event: end\ndata: ${JSON.stringify({ message: (error as Error).message })}\n\n`);
-          break;
+    try {
+      while (open && ended === undefined) {
+        try {
+          const caller = await host.auth.authenticateToken(ctx.token);
+          host.auth.authorize(caller, 'view', `read ${at}`);
+          const body = await viewBody({ ...ctx, caller }, view, url);
+          if (!open || ended !== undefined) break;
+          res.write(`data: ${JSON.stringify(body)}\n\n`);
+        } catch (error) {
+          if (authStatus(error) !== undefined) {
+            ended = (error as Error).message;
+            break;
+          }
+          res.write(`event: failure\ndata: ${JSON.stringify({ message: (error as Error).message })}\n\n`);
         }
-        res.write(`event: failure\ndata: ${JSON.stringify({ message: (error as Error).message })}\n\n`);
+        let timer: NodeJS.Timeout | undefined;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          timer = setTimeout(resolve, periodMs);
+        });
+        clearTimeout(timer);
+        wake = undefined;
       }
-      await new Promise((resolve) => setTimeout(resolve, periodMs));
+      if (open && ended !== undefined)
+        res.write(`event: end\ndata: ${JSON.stringify({ message: ended })}\n\n`);
+    } finally {
+      mine.delete(stop);
+      if (mine.size === 0 && byToken.get(ctx.token) === mine) byToken.delete(ctx.token);
+      res.end();
     }
-    res.end();
   }
 }
 

@@ -221,6 +221,54 @@ describe('dashboard login and session', () => {
     expect(logout.headers.get('set-cookie')).toBe(
       'meridian_ui_c1=; Path=/ui; Max-Age=0; HttpOnly; SameSite=Strict',
     );
+    expect(await logout.json()).toEqual({ loggedOut: true, revoked: false });
+  });
+
+  it('logout revokes the session on the server: a copied cookie is refused afterwards, and an open stream ends at once', async () => {
+    await store.put(
+      'auth/rolebindings/viewer',
+      new TextEncoder().encode(JSON.stringify({ subject: VIEWER, role: 'view' })),
+    );
+    await expect.poll(async () => (await login(viewToken)).status).toBe(200);
+    const session = /^meridian_ui_c1=([^;]+)/.exec((await login(viewToken)).headers.get('set-cookie')!)![1]!;
+    const copied = { cookie: `meridian_ui_c1=${session}` };
+    expect((await fetch(`${base}/ui/api/session`, { headers: copied })).status).toBe(200);
+    // A live stream of the session (the graph's period is 5 s: an end before then is the logout's).
+    const stream = await fetch(`${base}/ui/api/stream/graph`, { headers: copied });
+    const reader = stream.body!.getReader();
+    let events = '';
+    const read = async (until: string): Promise<string> => {
+      while (!events.includes(until)) {
+        const { value, done } = await reader.read();
+        if (done) return events;
+        events += new TextDecoder().decode(value);
+      }
+      return events;
+    };
+    await read('data: ');
+    const out = await fetch(`${base}/ui/logout`, { method: 'POST', headers: { origin: base, ...copied } });
+    expect(out.status).toBe(200);
+    expect(await out.json()).toEqual({ loggedOut: true, revoked: true });
+    expect(out.headers.get('set-cookie')).toContain('Max-Age=0');
+    // The stream got its end event right away (no second data event in between) and closed.
+    const rest = await read('event: end');
+    expect(rest.split('\n\n').filter((e) => e.startsWith('data: '))).toHaveLength(1);
+    expect(rest).toContain('event: end\ndata: {"message":"logged out"}');
+    expect((await reader.read()).done).toBe(true);
+    // The copy of the cookie no longer works: the page, the data API and a new stream are refused.
+    const api = await fetch(`${base}/ui/api/session`, { headers: copied });
+    expect(api.status).toBe(401);
+    expect(((await api.json()) as { message: string }).message).toBe('token revoked');
+    expect((await fetch(`${base}/ui/mesh`, { headers: copied, redirect: 'manual' })).status).toBe(303);
+    expect((await fetch(`${base}/ui/api/stream/mesh`, { headers: copied })).status).toBe(401);
+    // Logging out again with the copy changes nothing and says so.
+    const again = await fetch(`${base}/ui/logout`, { method: 'POST', headers: { origin: base, ...copied } });
+    expect(await again.json()).toMatchObject({ loggedOut: true, revoked: false });
+    // The revocation is in the store for the other replicas (they mirror auth/revoked-tokens/).
+    expect((await store.list('auth/revoked-tokens/')).items).toHaveLength(1);
+    // Audited without the token.
+    expect(audit.some((a) => a.outcome === 'session revoked' && a.subject === VIEWER)).toBe(true);
+    expect(JSON.stringify(audit)).not.toContain(session);
   });
 });
 
