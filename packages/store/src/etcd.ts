@@ -1,18 +1,11 @@
+/**
+ * The etcd implementation of the store: reads, writes, transactions and lease grants, each bounded
+ * by a deadline and retried on another member. Watches live in etcd-watch.ts, leases in
+ * etcd-lease.ts, what they share in etcd-shared.ts.
+ */
 import { type CallOptions, InterceptingCall, type Interceptor } from '@grpc/grpc-js';
-import { ConstantBackoff, handleWhen, isBrokenCircuitError, noop, retry } from 'cockatiel';
-import {
-  Etcd3,
-  EtcdLeaseInvalidError,
-  GRPCDeadlineExceededError,
-  type IDuplexStream,
-  type IKeyValue,
-  type ILeaseKeepAliveRequest,
-  type ILeaseKeepAliveResponse,
-  type IRequestOp,
-  type IWatchRequest,
-  type IWatchResponse,
-  isRecoverableError,
-} from 'etcd3';
+import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
+import { Etcd3, EtcdLeaseInvalidError, type IKeyValue, type IRequestOp, isRecoverableError } from 'etcd3';
 import {
   CompactedError,
   ConflictError,
@@ -22,8 +15,11 @@ import {
   StoreUnavailableError,
   TxnTooLargeError,
 } from './errors.js';
+import { EtcdLease } from './etcd-lease.js';
+import { delay, type EtcdInternals, isUnavailable, prefixEnd } from './etcd-shared.js';
+import { EtcdWatch } from './etcd-watch.js';
 import { ensureExactInt64 } from './int64.js';
-import { checkKey, checkOps, LeaseBase, SerialDelivery } from './internal.js';
+import { checkKey, checkOps } from './internal.js';
 import type { Keyspace } from './keyspace.js';
 import type {
   DeleteOptions,
@@ -36,7 +32,6 @@ import type {
   PutOptions,
   Store,
   Watch,
-  WatchEvent,
   WatchHandler,
   WatchOptions,
   WriteOp,
@@ -82,58 +77,6 @@ const requireLeader: Interceptor = (options, nextCall) =>
       next(metadata, listener);
     },
   });
-
-/** The exclusive end of etcd's range for every key starting with `prefix`. */
-function prefixEnd(prefix: Buffer): Buffer {
-  const end = Buffer.from(prefix);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i]!++;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return Buffer.from([0]);
-}
-
-const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/**
- * Ends a stream we no longer need. `graceful`: half-close first, so the etcd3 client does not count
- * the cancellation as a failure of that member and tear down its connection. Otherwise (the stream or
- * its connection is suspect) cancel outright, which also makes the client reconnect to that member.
- */
-function quietEnd(
-  stream: { on(event: 'error', fn: () => void): unknown; end(): unknown; cancel(): void },
-  graceful: boolean,
-) {
-  stream.on('error', () => {});
-  if (graceful) stream.end();
-  stream.cancel();
-}
-
-/** Whether an etcd3/grpc failure means "could not reach a healthy quorum" (as opposed to a logic error). */
-function isUnavailable(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  return (
-    isRecoverableError(error) ||
-    error instanceof GRPCDeadlineExceededError ||
-    isBrokenCircuitError(error) ||
-    /no leader|request timed out|leader changed|too many requests|not capable|connection/i.test(error.message)
-  );
-}
-
-/** What a store's watches and leases need from it; kept off the public `EtcdStore` surface. */
-interface EtcdInternals {
-  readonly keyspace: Keyspace;
-  readonly maxWatchBackoffMs: number;
-  readonly watchLivenessMs: number;
-  readonly isClosed: () => boolean;
-  openWatchStream(): Promise<IDuplexStream<IWatchRequest, IWatchResponse>>;
-  openKeepAliveStream(): Promise<IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>>;
-  toKeyValue(kv: IKeyValue): KeyValue;
-  list(prefix: string): Promise<ListResult>;
-  revokeLease(id: LeaseId): Promise<void>;
-}
 
 /**
  * The etcd implementation of {@link Store} (etcd3 client, etcd 3.4+). Every call is bounded by
@@ -524,317 +467,5 @@ export class EtcdStore implements Store {
     for (const lease of [...this.leases]) lease.release();
     this.closed = true;
     this.client.close();
-  }
-}
-
-/**
- * One prefix watch on its own gRPC stream. It remembers the last revision it received and, whenever
- * the stream fails (member killed, member lost its leader, network), opens a new stream on any
- * member starting at that revision + 1, and drops anything at or below it: exactly once, in order.
- * A compacted start revision turns into a `resync` batch (snapshot + revision).
- */
-class EtcdWatch implements Watch {
-  readonly ready: Promise<number>;
-  readonly ended: Promise<void>;
-  reconnects = 0;
-  private resolveReady!: (revision: number) => void;
-  private delivery: SerialDelivery<Uint8Array>;
-  /** Highest revision received and queued for the handler; resume from here + 1. */
-  private received: number | undefined;
-  private start = 0;
-  private closed = false;
-  private endStream: (() => void) | undefined;
-  private wake: (() => void) | undefined;
-
-  constructor(
-    private readonly store: EtcdInternals,
-    private readonly key: Buffer,
-    private readonly prefix: string,
-    handler: WatchHandler,
-    private readonly options: WatchOptions,
-  ) {
-    this.delivery = new SerialDelivery(handler, options.onError);
-    this.ready = new Promise((resolve) => {
-      this.resolveReady = resolve;
-    });
-    if (options.fromRevision !== undefined && options.fromRevision > 0) {
-      this.received = options.fromRevision - 1;
-    }
-    this.ended = this.run();
-  }
-
-  get lastRevision(): number {
-    return Math.max(this.start, this.delivery.lastDelivered);
-  }
-
-  private async run(): Promise<void> {
-    let backoff = 0;
-    let connectedOnce = false;
-    while (!this.closed) {
-      let outcome: { error?: unknown; compactRevision?: number };
-      try {
-        outcome = await this.streamOnce(() => {
-          backoff = 0;
-          if (connectedOnce) this.reconnects++;
-          connectedOnce = true;
-        });
-      } catch (error) {
-        outcome = { error };
-      }
-      if (this.closed) break;
-      if (outcome.compactRevision !== undefined) {
-        await this.resync(outcome.compactRevision);
-        continue;
-      }
-      this.status('disconnected', outcome.error);
-      if (backoff > 0) await this.sleep(backoff);
-      backoff = Math.min(Math.max(backoff * 2, 25), this.store.maxWatchBackoffMs);
-    }
-  }
-
-  private lastStatus: 'connected' | 'disconnected' | undefined;
-
-  /** Reports connection state changes (not every failed attempt). */
-  private status(status: 'connected' | 'disconnected', cause?: unknown): void {
-    if (status === this.lastStatus) return;
-    this.lastStatus = status;
-    try {
-      this.options.onStatus?.(status, cause);
-    } catch (error) {
-      this.delivery.report(error);
-    }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-  }
-
-  /** Runs one stream until it fails; resolves with why it ended. */
-  private async streamOnce(onCreated: () => void): Promise<{ error?: unknown; compactRevision?: number }> {
-    const stream = await this.store.openWatchStream();
-    if (this.closed) {
-      quietEnd(stream, true);
-      return {};
-    }
-    const livenessMs = this.store.watchLivenessMs;
-    return new Promise((resolve) => {
-      let done = false;
-      let lastHeard = Date.now();
-      // A silent stream (blackholed connection, hung member) is noticed here rather than after TCP or
-      // gRPC keepalive timeouts: after half the bound without a message, ask etcd for a progress
-      // notification; after the whole bound, give up on this stream and resume elsewhere.
-      const liveness = setInterval(
-        () => {
-          const silentMs = Date.now() - lastHeard;
-          if (silentMs >= livenessMs) {
-            finish({ error: new Error(`watch stream silent for ${silentMs} ms`) }, false);
-          } else if (silentMs >= livenessMs / 2) {
-            stream.write({ progress_request: {} });
-          }
-        },
-        Math.max(livenessMs / 4, 10),
-      ).unref();
-      const finish = (outcome: { error?: unknown; compactRevision?: number }, graceful = true) => {
-        if (done) return;
-        done = true;
-        clearInterval(liveness);
-        this.endStream = undefined;
-        quietEnd(stream, graceful);
-        resolve(outcome);
-      };
-      this.endStream = () => finish({});
-      stream.on('error', (error: unknown) => finish({ error }, false));
-      stream.on('end', () => finish({ error: new Error('watch stream ended') }));
-      stream.on('data', (res: IWatchResponse) => {
-        if (done) return;
-        lastHeard = Date.now();
-        if (Number(res.compact_revision) > 0)
-          return finish({ compactRevision: Number(res.compact_revision) });
-        if (res.canceled) return finish({ error: new Error(`watch canceled: ${res.cancel_reason}`) });
-        if (res.created) {
-          if (this.received === undefined) this.received = Number(res.header.revision);
-          if (this.start === 0) {
-            this.start = this.received;
-            this.resolveReady(this.start);
-          }
-          onCreated();
-          this.status('connected');
-        }
-        this.onEvents(res);
-      });
-      stream.write({
-        create_request: {
-          key: this.key,
-          range_end: prefixEnd(this.key),
-          ...(this.received === undefined ? {} : { start_revision: this.received + 1 }),
-          progress_notify: true,
-        },
-      });
-    });
-  }
-
-  private onEvents(res: IWatchResponse): void {
-    if (res.events.length === 0 || this.received === undefined) return;
-    const events: WatchEvent[] = [];
-    let revision = this.received;
-    for (const ev of res.events) {
-      const rev = Number(ev.kv.mod_revision);
-      // Never hand out a revision twice, whatever the server or client library replays.
-      if (rev <= this.received) continue;
-      revision = Math.max(revision, rev);
-      if (ev.type === 'Put') {
-        events.push({ type: 'put', kv: this.store.toKeyValue(ev.kv) });
-      } else {
-        const key = ev.kv.key.toString();
-        events.push({ type: 'delete', key: this.store.keyspace.relative(key) ?? key, modRevision: rev });
-      }
-    }
-    if (events.length === 0) return;
-    this.received = revision;
-    this.delivery.push({ kind: 'events', revision, events });
-  }
-
-  /** The start revision was compacted: deliver a fresh snapshot and continue after it. */
-  private async resync(compactRevision: number): Promise<void> {
-    let pause = 25;
-    while (!this.closed) {
-      try {
-        const snapshot = await this.store.list(this.prefix);
-        if (this.closed) return;
-        this.received = snapshot.revision;
-        if (this.start === 0) {
-          this.start = snapshot.revision;
-          this.resolveReady(snapshot.revision);
-        }
-        this.delivery.push({
-          kind: 'resync',
-          revision: snapshot.revision,
-          compactRevision,
-          items: snapshot.items,
-        });
-        return;
-      } catch (error) {
-        this.status('disconnected', error);
-        await this.sleep(pause);
-        pause = Math.min(pause * 2, this.store.maxWatchBackoffMs);
-      }
-    }
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.endStream?.();
-    this.wake?.();
-    this.resolveReady(this.start);
-    await this.delivery.close();
-    await this.ended;
-  }
-}
-
-/**
- * A lease kept alive over a keepalive stream, every TTL/3. It is reported lost when etcd answers
- * TTL 0 (expired or revoked) or when no keepalive sent less than a TTL ago has been acknowledged:
- * from then on etcd may already have expired it, so leadership and keys tied to it must be dropped.
- */
-class EtcdLease extends LeaseBase {
-  /** Before this instant the lease surely still exists on the server. */
-  private validUntil: number;
-  private stopped = false;
-  private stream: IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse> | undefined;
-  private readonly ticker: NodeJS.Timeout;
-  private readonly watchdog: NodeJS.Timeout;
-  private pending: number[] = [];
-  private opening = false;
-
-  constructor(
-    private readonly store: EtcdInternals,
-    id: LeaseId,
-    ttlSeconds: number,
-    grantedSentAt: number,
-    private readonly forget: () => void,
-  ) {
-    super(id, ttlSeconds);
-    this.validUntil = grantedSentAt + ttlSeconds * 1000;
-    this.ticker = setInterval(() => this.tick(), Math.max((ttlSeconds * 1000) / 3, 100)).unref();
-    this.watchdog = setInterval(() => {
-      if (Date.now() >= this.validUntil) {
-        this.markLost(new LeaseLostError(id, `no keepalive acknowledged within its TTL of ${ttlSeconds} s`));
-      }
-    }, 50).unref();
-    this.tick();
-  }
-
-  private tick(): void {
-    if (this.stopped) return;
-    if (!this.stream) {
-      if (!this.opening) this.openStream();
-      return;
-    }
-    const oldest = this.pending[0];
-    if (oldest !== undefined && Date.now() - oldest > (this.ttlSeconds * 1000) / 3) {
-      // no answer for a third of the TTL: the member may be partitioned, try another one
-      const stale = this.stream;
-      this.stream = undefined;
-      quietEnd(stale, false);
-      this.openStream();
-      return;
-    }
-    this.pending.push(Date.now());
-    this.stream.write({ ID: this.id });
-  }
-
-  private openStream(): void {
-    this.opening = true;
-    this.store.openKeepAliveStream().then(
-      (stream) => {
-        this.opening = false;
-        if (this.stopped) {
-          quietEnd(stream, true);
-          return;
-        }
-        this.stream = stream;
-        this.pending = [];
-        const drop = () => {
-          if (this.stream === stream) this.stream = undefined;
-          quietEnd(stream, false);
-        };
-        stream.on('error', drop);
-        stream.on('end', drop);
-        stream.on('data', (res: ILeaseKeepAliveResponse) => {
-          if (this.stream !== stream) return;
-          const sentAt = this.pending.shift() ?? Date.now();
-          if (res.TTL === '0' || Number(res.TTL) <= 0) {
-            this.markLost(new LeaseLostError(this.id, 'expired or revoked'));
-            return;
-          }
-          this.validUntil = Math.max(this.validUntil, sentAt + Number(res.TTL) * 1000);
-        });
-        this.tick();
-      },
-      () => {
-        this.opening = false; // retried on the next tick
-      },
-    );
-  }
-
-  protected stopKeepAlive(): void {
-    this.stopped = true;
-    this.forget();
-    clearInterval(this.ticker);
-    clearInterval(this.watchdog);
-    const stream = this.stream;
-    this.stream = undefined;
-    if (stream) quietEnd(stream, true);
-  }
-
-  async revoke(): Promise<void> {
-    if (this.markRevoked() && !this.store.isClosed()) await this.store.revokeLease(this.id);
   }
 }
