@@ -1,7 +1,10 @@
 /**
  * The replica's view of its cluster's state in etcd: every config object and every agent
- * registration, loaded with one list and kept current by one watch over the cluster's keyspace
- * (exactly-once resume; a resync replaces the state after a compaction). Changes are reported with
+ * registration, loaded with one list and kept current by one watch per prefix it owns (`config`,
+ * which holds `config/`, `config-staging/` and `config-commit`, and `workloads/`): the other keys of
+ * the cluster's keyspace (replica membership, leader status, load, convergence, rate-limit windows,
+ * telemetry, the import cache) change often and are never sent to it (exactly-once resume; a resync
+ * replaces that prefix's state after a compaction). Changes are reported with
  * the highest resourceVersion among the relevant keys, so two replicas that have seen the same writes
  * report the same revision, however etcd split the events into batches.
  *
@@ -51,6 +54,11 @@ function isWorkload(key: string): boolean {
   return key.startsWith(WORKLOADS_PREFIX);
 }
 
+/** The prefixes ClusterState watches: `config` covers `config/`, `config-staging/` and `config-commit`. */
+const PARTS = { config: 'config', workloads: WORKLOADS_PREFIX } as const;
+type Part = keyof typeof PARTS;
+const PART_NAMES = Object.keys(PARTS) as Part[];
+
 /** The watched state of one cluster. */
 export class ClusterState implements LastKnownConfig {
   /** The visible config (mod revision = resourceVersion), what snapshots and reads use. */
@@ -64,10 +72,12 @@ export class ClusterState implements LastKnownConfig {
   #commit: CommitState = { applyId: null, revision: 0 };
   readonly #workloads = new Map<string, KeyValue<WorkloadRegistration>>();
   #revision = 0;
-  #watch: Watch | undefined;
+  readonly #watches = new Map<Part, Watch>();
+  /** Connection state of each watch; the state is connected when every watch is. */
+  readonly #watchConnected = new Map<Part, boolean>();
   #connected = false;
-  /** The revision the state was loaded at (list, or a snapshot from disk). */
-  #fromRevision = 0;
+  /** The revision each part was loaded at (its list, or a snapshot from disk). */
+  readonly #fromRevision = new Map<Part, number>();
 
   constructor(
     private readonly store: Store,
@@ -78,20 +88,33 @@ export class ClusterState implements LastKnownConfig {
 
   /** Loads the state (the store must answer) and starts following it. */
   async start(): Promise<void> {
-    const { items, revision } = await this.store.list('');
-    this.#load(items);
-    this.#revision = this.#currentRevision();
-    this.#fromRevision = revision;
-    this.#connected = true;
-    this.#watch = this.store.watchPrefix('', (batch) => this.#apply(batch), {
-      fromRevision: revision + 1,
-      onStatus: (status, cause) => {
-        this.#connected = status === 'connected';
-        this.onStatus(status, cause);
-      },
-      onError: (error) => this.log.error({ err: error }, 'cluster state watch handler failed'),
+    const lists = await Promise.all(PART_NAMES.map((part) => this.store.list(PARTS[part])));
+    this.#load([]);
+    PART_NAMES.forEach((part, i) => {
+      this.#loadPart(part, lists[i]!.items);
+      this.#fromRevision.set(part, lists[i]!.revision);
     });
-    await this.#watch.ready;
+    this.#revision = this.#currentRevision();
+    this.#connected = true;
+    for (const part of PART_NAMES) this.#follow(part, this.#fromRevision.get(part)! + 1);
+    await Promise.all([...this.#watches.values()].map((w) => w.ready));
+  }
+
+  /** Starts the watch of one part from `fromRevision`. */
+  #follow(part: Part, fromRevision: number): void {
+    this.#watchConnected.set(part, true);
+    const watch = this.store.watchPrefix(PARTS[part], (batch) => this.#apply(part, batch), {
+      fromRevision,
+      onStatus: (status, cause) => {
+        this.#watchConnected.set(part, status === 'connected');
+        const connected = [...this.#watchConnected.values()].every(Boolean);
+        if (connected === this.#connected) return;
+        this.#connected = connected;
+        this.onStatus(connected ? 'connected' : 'disconnected', cause);
+      },
+      onError: (error) => this.log.error({ err: error, part }, 'cluster state watch handler failed'),
+    });
+    this.#watches.set(part, watch);
   }
 
   /**
@@ -116,15 +139,10 @@ export class ClusterState implements LastKnownConfig {
         lease: undefined,
       });
     this.#revision = snapshot.revision;
-    this.#fromRevision = snapshot.watchedRevision;
-    this.#watch = this.store.watchPrefix('', (batch) => this.#apply(batch), {
-      fromRevision: snapshot.watchedRevision + 1,
-      onStatus: (status, cause) => {
-        this.#connected = status === 'connected';
-        this.onStatus(status, cause);
-      },
-      onError: (error) => this.log.error({ err: error }, 'cluster state watch handler failed'),
-    });
+    for (const part of PART_NAMES) {
+      this.#fromRevision.set(part, snapshot.watchedRevision);
+      this.#follow(part, snapshot.watchedRevision + 1);
+    }
   }
 
   /** The state to save on disk (config objects as visible, with their resourceVersions). */
@@ -150,14 +168,25 @@ export class ClusterState implements LastKnownConfig {
   }
 
   #load(items: readonly KeyValue[]): void {
+    this.#loadPart('config', items);
+    this.#loadPart('workloads', items);
+  }
+
+  /** Replaces one part's state with `items` (keys of other parts are ignored). */
+  #loadPart(part: Part, items: readonly KeyValue[]): void {
+    const mine = items.filter((kv) => kv.key.startsWith(PARTS[part]));
+    if (part === 'workloads') {
+      this.#workloads.clear();
+      for (const kv of mine) this.#put(kv);
+      return;
+    }
     this.#configs.clear();
     this.#texts.clear();
     this.#folded.clear();
     this.#staged.clear();
-    this.#workloads.clear();
     this.#commit = { applyId: null, revision: 0 };
     const keys = new Set<string>();
-    for (const kv of items) {
+    for (const kv of mine) {
       const key = this.#put(kv);
       if (key) keys.add(key);
     }
@@ -212,17 +241,17 @@ export class ClusterState implements LastKnownConfig {
     return true;
   }
 
-  #apply(batch: WatchBatch): void {
+  #apply(part: Part, batch: WatchBatch): void {
     const kinds = new Set<string>();
     let workloads = false;
     let revision = this.#revision;
     if (batch.kind === 'resync') {
       this.log.warn(
-        { revision: batch.revision, compactRevision: batch.compactRevision },
+        { part, revision: batch.revision, compactRevision: batch.compactRevision },
         'cluster state resync',
       );
       const before = this.#fingerprint();
-      this.#load(batch.items);
+      this.#loadPart(part, batch.items);
       if (this.#fingerprint() === before) return;
       this.#revision = Math.max(this.#revision, this.#currentRevision());
       this.onChange({
@@ -290,9 +319,18 @@ export class ClusterState implements LastKnownConfig {
     return this.#revision;
   }
 
-  /** The revision the state is known up to (any key): loaded, then as the watch delivered. */
+  /**
+   * The revision the state is known up to (every part: loaded, then as its watch delivered). A restart
+   * resumes every watch after it, so a part ahead of it sees some events again, which changes nothing.
+   */
   get watchedRevision(): number {
-    return Math.max(this.#fromRevision, this.#watch?.lastRevision ?? 0);
+    let known = Number.POSITIVE_INFINITY;
+    for (const part of PART_NAMES)
+      known = Math.min(
+        known,
+        Math.max(this.#fromRevision.get(part) ?? 0, this.#watches.get(part)?.lastRevision ?? 0),
+      );
+    return Number.isFinite(known) ? known : 0;
   }
 
   get connected(): boolean {
@@ -326,6 +364,6 @@ export class ClusterState implements LastKnownConfig {
   }
 
   async close(): Promise<void> {
-    await this.#watch?.close();
+    await Promise.all([...this.#watches.values()].map((w) => w.close()));
   }
 }
