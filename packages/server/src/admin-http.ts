@@ -9,7 +9,7 @@
  *
  * | request | role |
  * |---|---|
- * | `GET /debug/syncz`, `/debug/config_dump?proxy=[&view=current]`, `/debug/leader`, `/debug/replica`, `/debug/replicas`, `/debug/federation`, `/debug/jwks` (issuer, URI, last success, last error of each JWKS), `/debug/graph` (the service graph from the proxies' access logs, telemetry-ingest.ts) | view |
+ * | `GET /debug/syncz`, `/debug/config_dump?proxy=[&view=current]`, `/debug/leader`, `/debug/replica`, `/debug/replicas`, `/debug/federation`, `/debug/jwks` (issuer, URI, last success, last error of each JWKS), `/debug/graph` (the service graph from the proxies' access logs, telemetry-ingest.ts), `/debug/registry` (services and endpoints, local and imported, with cluster, locality and health) | view |
  * | `GET /apis/v1/config/<kind>[?namespace=<ns>]`, `GET /apis/v1/config/<kind>/<namespace>/<name>` | view |
  * | `POST /apis/v1/apply[?source=<file name>]`, body: YAML/JSON documents | edit |
  * | `DELETE /apis/v1/config/<kind>/<namespace>/<name>[?resourceVersion=<rv>]` | edit |

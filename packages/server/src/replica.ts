@@ -997,6 +997,15 @@ export class Replica {
         : { cluster: mergeConvergence([]) };
     if (path === '/debug/jwks') return this.#jwks?.status() ?? [];
     if (path === '/debug/graph') return this.#ingest.graph();
+    if (path === '/debug/registry') {
+      // The merged registry this replica translates from: local and imported (federated) services,
+      // each endpoint with its cluster, network, locality and health.
+      const r = this.#registrySnapshot;
+      return {
+        revision: r?.revision ?? 0,
+        services: (r?.services ?? []).map((s) => ({ ...s, endpoints: r?.endpoints.get(s.hostname) ?? [] })),
+      };
+    }
     if (path === '/debug/replica') {
       return {
         id: this.options.replicaId,
@@ -1009,6 +1018,7 @@ export class Replica {
         adminAddress: this.adminAddress,
         monitoringAddress: this.monitoringAddress || undefined,
         caAddress: this.caAddress || undefined,
+        rootNamespace: (this.#mtls?.translator ?? this.#translator).rootNamespace,
         snapshotRevision: this.#snapshot?.revision,
         watchedRevision: this.#state?.watchedRevision,
         store: this.#health?.describe(),

@@ -257,7 +257,8 @@ function named(name: string, resource: EnvoyJson): NamedResource {
 
 /** Translates snapshots to per-proxy resources, reusing unchanged parts (see the module comment). */
 export class Translator {
-  private readonly rootNamespace: string;
+  /** Istio's root namespace: its policies (AuthorizationPolicy, PeerAuthentication, ...) apply mesh-wide. */
+  readonly rootNamespace: string;
   private readonly domainSuffix: string;
   private config: ConfigSnapshot | undefined;
   private services: readonly Service[] | undefined;
