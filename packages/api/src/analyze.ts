@@ -122,6 +122,18 @@ function destinations(vs: VirtualServiceConfig): DestinationRef[] {
 }
 
 /**
+ * The kinds {@link analyzeConfigs} reads: a message is only ever about an object of these kinds, and
+ * objects of other kinds never change a message, so a caller checking one apply can leave the rest out.
+ */
+export const ANALYZED_KINDS: ReadonlySet<string> = new Set([
+  'VirtualService',
+  'DestinationRule',
+  'ServiceEntry',
+  'AuthorizationPolicy',
+  'RequestAuthentication',
+]);
+
+/**
  * Runs the cross-object checks over a set of validated objects and returns warnings in
  * deterministic order:
  * - IST0101: a route or mirror destination names a subset that no DestinationRule for its host

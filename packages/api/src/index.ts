@@ -10,7 +10,13 @@ export type {
   AnalysisContext,
   AnalysisMessage,
 } from './analyze.js';
-export { AnalysisCode, analyzeConfigs, formatAnalysisMessage, resolveHost } from './analyze.js';
+export {
+  ANALYZED_KINDS,
+  AnalysisCode,
+  analyzeConfigs,
+  formatAnalysisMessage,
+  resolveHost,
+} from './analyze.js';
 export type { ProtoDuration } from './duration.js';
 export { durationToProto, parseDurationNanos } from './duration.js';
 export type { FieldError } from './errors.js';

@@ -15,6 +15,7 @@
  */
 import {
   ALL_KINDS,
+  ANALYZED_KINDS,
   type AnalysisMessage,
   analyzeConfigs,
   type ConfigObject,
@@ -222,11 +223,17 @@ export class ConfigService {
 
   /** The analysis findings about `applied`, checked against the rest of the watched config. */
   #analyze(applied: readonly ConfigObject[]): AnalysisMessage[] {
+    // Only objects of the analyzed kinds take part; an apply of none of them (endpoint churn through
+    // WorkloadEntries) has nothing to report and skips reading the whole config.
+    const analyzed = applied.filter((o) => ANALYZED_KINDS.has(o.kind));
+    if (analyzed.length === 0) return [];
     try {
       const byKey = new Map<string, ConfigObject>();
-      for (const kv of this.lastKnown?.list(CONFIG_PREFIX) ?? []) byKey.set(configKey(kv.value), kv.value);
-      for (const o of applied) byKey.set(configKey(o), o);
-      const ids = new Set(applied.map((o) => configKey(o)));
+      for (const kind of ANALYZED_KINDS)
+        for (const kv of this.lastKnown?.list(`${CONFIG_PREFIX}${kind}/`) ?? [])
+          byKey.set(configKey(kv.value), kv.value);
+      for (const o of analyzed) byKey.set(configKey(o), o);
+      const ids = new Set(analyzed.map((o) => configKey(o)));
       return analyzeConfigs([...byKey.values()]).filter((m) => m.object !== undefined && ids.has(m.object));
     } catch (error) {
       this.#log?.warn({ err: error }, 'analysis of an apply failed; applied without warnings');
