@@ -18,122 +18,30 @@
  * Liveness: a cluster silent for `graceMs` is marked stale: its endpoints stay in the view with health
  * UNHEALTHY. When it is heard again, its bucket is re-read and replaces the stale copy. A silence
  * shorter than the grace period changes nothing and emits no event.
+ *
+ * This module is the NATS and JetStream side and the timers; the merged state and the view are in
+ * import-state.ts, the view's types in import-view.ts, the local cache in import-cache.ts.
  */
 
 import { jetstreamManager } from '@nats-io/jetstream';
-import type { KV } from '@nats-io/kv';
 import { Kvm } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Meter, ObservableResult } from '@opentelemetry/api';
 import { type Logger, pino } from 'pino';
 import { readServiceEntries } from './bucket-read.js';
 import { FederationStateError, type RejectReason, WireFormatError } from './errors.js';
+import { type ImportCache, loadImportCache, saveImportCache } from './import-cache.js';
+import { type ClusterState, ImportState } from './import-state.js';
+import type { ImportChange, ImportedView, RemoteClusterStatus } from './import-view.js';
 import { federationInstruments } from './metrics.js';
-import { checkId, META_KEY, parseServiceKey, Subjects, serviceId } from './naming.js';
+import { checkId, META_KEY, parseServiceKey, Subjects } from './naming.js';
 import {
   decodeMessage,
-  encodeMessage,
-  type FederatedEndpoint,
-  type FederatedService,
   type FederationMessage,
   type Heartbeat,
   isNewer,
   type ServiceRecord,
 } from './wire.js';
-
-/** A service imported from another cluster, as the registry sees it. Frozen. */
-export interface ImportedService {
-  /** Origin cluster. */
-  readonly cluster: string;
-  readonly namespace: string;
-  readonly hostname: string;
-  readonly service: FederatedService;
-  /** The origin's endpoints; all with health UNHEALTHY while the cluster is stale. */
-  readonly endpoints: readonly FederatedEndpoint[];
-  /** The origin cluster has been silent for longer than the grace period. */
-  readonly stale: boolean;
-  /** `(epoch, seq)` of the record that last changed this entry's content. */
-  readonly epoch: number;
-  readonly seq: number;
-}
-
-/** An immutable snapshot of everything imported; a new object for every change. */
-export interface ImportedView {
-  /** Increments with every change event (starts at 0, the empty view). */
-  readonly version: number;
-  /** By `serviceId(cluster, namespace, hostname)`. */
-  readonly services: ReadonlyMap<string, ImportedService>;
-  /** Remote clusters currently stale. */
-  readonly staleClusters: ReadonlySet<string>;
-}
-
-/** A reference to one imported service. */
-export interface ServiceRef {
-  readonly cluster: string;
-  readonly namespace: string;
-  readonly hostname: string;
-}
-
-/** Emitted when the view changes: which services changed (added, updated, removed or health-flipped). */
-export interface ImportChange {
-  readonly version: number;
-  readonly view: ImportedView;
-  readonly changed: readonly ServiceRef[];
-  /** Clusters that became stale or live again in this change. */
-  readonly clusters: readonly { cluster: string; stale: boolean }[];
-}
-
-/** Health and progress of one remote cluster (for health endpoints and debugging; not part of the view). */
-export interface RemoteClusterStatus {
-  readonly cluster: string;
-  /** Newest epoch seen from the cluster (records older than this for unknown keys are refused). */
-  readonly epoch: number;
-  /** Contiguous seq watermark received in `epoch`. */
-  readonly watermark: number;
-  readonly stale: boolean;
-  /** Milliseconds since the cluster was last heard from; undefined if never. */
-  readonly heardAgoMs: number | undefined;
-  /** Its bucket has been read at least once since the importer attached. */
-  readonly synced: boolean;
-  /** Live (not deleted) services imported from it. */
-  readonly services: number;
-}
-
-/** What the importer persists in its local cache (version 1). */
-export interface ImportCacheSnapshot {
-  readonly v: 1;
-  readonly mesh: string;
-  readonly savedAt: string;
-  /** Every record known, tombstones included (so a stale message cannot resurrect a deleted service). */
-  readonly records: readonly ServiceRecord[];
-  /** Newest epoch seen per cluster. */
-  readonly epochs: Readonly<Record<string, number>>;
-}
-
-/**
- * Where an importer keeps its last imported state across restarts, so a replica that starts while
- * NATS is unreachable serves it. The replica backs it with etcd; `memoryImportCache` serves tests.
- */
-export interface ImportCache {
-  load(): Promise<ImportCacheSnapshot | undefined>;
-  save(snapshot: ImportCacheSnapshot): Promise<void>;
-}
-
-/** An ImportCache in memory (tests; sharing state between importers of one process). */
-export function memoryImportCache(): ImportCache & { readonly saved: ImportCacheSnapshot | undefined } {
-  let saved: ImportCacheSnapshot | undefined;
-  return {
-    get saved() {
-      return saved;
-    },
-    async load() {
-      return saved === undefined ? undefined : structuredClone(saved);
-    },
-    async save(s) {
-      saved = structuredClone(s);
-    },
-  };
-}
 
 /** Options of `FederationImporter`. */
 export interface ImporterOptions {
@@ -160,31 +68,7 @@ export interface ImporterOptions {
   readonly meter?: Meter;
 }
 
-interface ClusterState {
-  readonly cluster: string;
-  fence: number;
-  trackEpoch: number;
-  watermark: number;
-  readonly pending: Set<number>;
-  lastHeard: number | undefined;
-  stale: boolean;
-  synced: boolean;
-  /** The running read (and the re-reads requested meanwhile), if any. */
-  resyncing: Promise<void> | undefined;
-  /** Another read was requested while one ran (with the newest heartbeat target, if any). */
-  again: boolean;
-  againTarget: { epoch: number; seq: number } | undefined;
-  kv: KV | undefined;
-  readonly ids: Set<string>;
-}
-
 type Source = 'live' | 'kv' | 'cache';
-
-const EMPTY_VIEW: ImportedView = Object.freeze({
-  version: 0,
-  services: new Map<string, ImportedService>(),
-  staleClusters: new Set<string>(),
-});
 
 /** Imports the other clusters' services. `start()` it, read `view`, subscribe with `onChange`. */
 export class FederationImporter {
@@ -195,13 +79,8 @@ export class FederationImporter {
   readonly #subjects: Subjects;
   readonly #log: Logger;
   readonly #instruments: ReturnType<typeof federationInstruments>;
-  readonly #clusters = new Map<string, ClusterState>();
-  readonly #records = new Map<string, ServiceRecord>();
-  readonly #dirty = new Set<string>();
-  readonly #clusterFlips = new Map<string, boolean>();
+  readonly #state = new ImportState();
   readonly #listeners = new Set<(c: ImportChange) => void>();
-  readonly #fingerprints = new Map<string, string>();
-  #view: ImportedView = EMPTY_VIEW;
   #imported = 0;
   readonly #rejected = new Map<RejectReason, number>();
   #flushScheduled = false;
@@ -215,14 +94,14 @@ export class FederationImporter {
   #ready: Promise<void> | undefined;
   readonly #gaugeCallback = (r: ObservableResult) => {
     const now = performance.now();
-    for (const c of this.#clusters.values()) {
+    for (const c of this.#state.clusters()) {
       if (c.lastHeard !== undefined)
         r.observe((now - c.lastHeard) / 1000, { cluster: c.cluster, importer: this.localCluster });
     }
   };
   readonly #staleCallback = (r: ObservableResult) => {
     let n = 0;
-    for (const c of this.#clusters.values()) if (c.stale) n++;
+    for (const c of this.#state.clusters()) if (c.stale) n++;
     r.observe(n, { importer: this.localCluster });
   };
 
@@ -245,7 +124,7 @@ export class FederationImporter {
 
   /** The current imported view (immutable; replaced on every change). */
   get view(): ImportedView {
-    return this.#view;
+    return this.#state.view;
   }
 
   /** Calls `listener` after every change of the view. Returns an unsubscribe function. */
@@ -261,18 +140,7 @@ export class FederationImporter {
 
   /** Status of every remote cluster known. */
   clusterStatus(): RemoteClusterStatus[] {
-    const now = performance.now();
-    return [...this.#clusters.values()]
-      .map((c) => ({
-        cluster: c.cluster,
-        epoch: c.fence,
-        watermark: c.watermark,
-        stale: c.stale,
-        heardAgoMs: c.lastHeard === undefined ? undefined : Math.round(now - c.lastHeard),
-        synced: c.synced,
-        services: [...c.ids].filter((id) => this.#records.get(id)?.deleted === false).length,
-      }))
-      .sort((a, b) => a.cluster.localeCompare(b.cluster));
+    return this.#state.clusterStatus(performance.now());
   }
 
   /**
@@ -283,7 +151,12 @@ export class FederationImporter {
   async start(): Promise<void> {
     if (this.#started) throw new FederationStateError('importer already started');
     this.#started = true;
-    if (this.#opts.cache) await this.#loadCache(this.#opts.cache);
+    if (this.#opts.cache)
+      await loadImportCache(this.#opts.cache, this.#state, {
+        mesh: this.mesh,
+        localCluster: this.localCluster,
+        log: this.#log,
+      });
     this.#flush();
     const every = this.#opts.livenessCheckMs ?? Math.min(1_000, Math.max(10, this.graceMs / 4));
     this.#liveness = setInterval(() => this.#checkLiveness(), every);
@@ -314,7 +187,7 @@ export class FederationImporter {
     } catch {
       // connection already closed
     }
-    if (this.#opts.cache) await this.#saveCache(this.#opts.cache);
+    if (this.#opts.cache) await saveImportCache(this.#opts.cache, this.#state, this.mesh, this.#log);
   }
 
   // ---- NATS ------------------------------------------------------------------------------------
@@ -333,7 +206,7 @@ export class FederationImporter {
     await nc.flush();
     const t0 = performance.now();
     const names = new Set<string>(this.#opts.clusters ?? []);
-    for (const c of this.#clusters.keys()) names.add(c);
+    for (const c of this.#state.clusters()) names.add(c.cluster);
     try {
       const jsm = await jetstreamManager(nc);
       const prefix = `KV_${this.#subjects.bucket('')}`;
@@ -355,7 +228,7 @@ export class FederationImporter {
     this.#log.info(
       {
         clusters: [...names],
-        services: this.#view.services.size,
+        services: this.#state.view.services.size,
         listedMs,
         ms: Math.round(performance.now() - t0),
       },
@@ -413,7 +286,7 @@ export class FederationImporter {
         msg.subject,
       );
     const cs = this.#cluster(m.origin);
-    if (m.epoch < cs.fence && !this.#records.has(serviceId(m.origin, m.namespace, m.hostname)))
+    if (m.epoch < cs.fence && !this.#state.has(m.origin, m.namespace, m.hostname))
       return this.#reject(
         m.origin,
         'fenced',
@@ -423,7 +296,7 @@ export class FederationImporter {
     this.#instruments.imported.add(1, { cluster: m.origin, importer: this.localCluster });
     this.#imported++;
     this.#heard(cs);
-    this.#track(cs, m.epoch, m.seq);
+    this.#state.track(cs, m.epoch, m.seq);
     this.#apply(m, 'live');
     if (!cs.synced && !cs.resyncing) void this.#resync(cs.cluster, 'discover', undefined);
     return true;
@@ -454,24 +327,6 @@ export class FederationImporter {
   #heard(cs: ClusterState): void {
     cs.lastHeard = performance.now();
     if (cs.stale && !cs.resyncing) void this.#resync(cs.cluster, 'return', undefined);
-  }
-
-  /** Records seq `seq` of `epoch` as received and advances the contiguous watermark. */
-  #track(cs: ClusterState, epoch: number, seq: number): void {
-    if (epoch > cs.fence) cs.fence = epoch;
-    if (epoch > cs.trackEpoch) {
-      cs.trackEpoch = epoch;
-      cs.watermark = 0;
-      cs.pending.clear();
-    }
-    if (epoch !== cs.trackEpoch || seq <= cs.watermark) return;
-    cs.pending.add(seq);
-    this.#advance(cs);
-  }
-
-  #advance(cs: ClusterState): void {
-    while (cs.pending.delete(cs.watermark + 1)) cs.watermark++;
-    for (const s of cs.pending) if (s <= cs.watermark) cs.pending.delete(s);
   }
 
   /**
@@ -562,7 +417,7 @@ export class FederationImporter {
           this.#reject(cluster, 'origin_mismatch', `record for ${m.namespace}/${m.hostname}`, where(e.key));
           continue;
         }
-        if (m.epoch < cs.fence && !this.#records.has(serviceId(cluster, m.namespace, m.hostname))) {
+        if (m.epoch < cs.fence && !this.#state.has(cluster, m.namespace, m.hostname)) {
           this.#reject(
             cluster,
             'fenced',
@@ -579,14 +434,12 @@ export class FederationImporter {
       if (target && target.epoch === cs.trackEpoch) covered = Math.max(covered, target.seq);
       if (covered > cs.watermark) {
         cs.watermark = covered;
-        this.#advance(cs);
+        this.#state.advance(cs);
       }
       cs.synced = true;
       if (cs.lastHeard === undefined) cs.lastHeard = performance.now();
       if (wasStale && cs.stale) {
-        cs.stale = false;
-        this.#clusterFlips.set(cluster, false);
-        for (const id of cs.ids) this.#dirty.add(id);
+        this.#state.markLive(cs);
         this.#log.info({ origin: cluster }, 'remote cluster is back; state re-read from JetStream');
       }
       this.#scheduleFlush();
@@ -634,54 +487,23 @@ export class FederationImporter {
   // ---- state -----------------------------------------------------------------------------------
 
   #cluster(cluster: string): ClusterState {
-    let cs = this.#clusters.get(cluster);
-    if (!cs) {
-      cs = {
-        cluster,
-        fence: 0,
-        trackEpoch: 0,
-        watermark: 0,
-        pending: new Set(),
-        lastHeard: undefined,
-        stale: false,
-        synced: false,
-        resyncing: undefined,
-        again: false,
-        againTarget: undefined,
-        kv: undefined,
-        ids: new Set(),
-      };
-      this.#clusters.set(cluster, cs);
-    }
-    return cs;
+    return this.#state.cluster(cluster);
   }
 
-  /** Merges one record: it replaces the current one only if its (epoch, seq) is greater. */
+  /** Merges one record (see `ImportState.apply`); a merge from NATS or JetStream schedules a flush. */
   #apply(rec: ServiceRecord, source: Source): boolean {
-    const id = serviceId(rec.origin, rec.namespace, rec.hostname);
-    const cur = this.#records.get(id);
-    if (cur && !isNewer(rec, cur)) return false;
-    this.#records.set(id, rec);
-    this.#cluster(rec.origin).ids.add(id);
-    this.#dirty.add(id);
+    if (!this.#state.apply(rec)) return false;
     if (source !== 'cache') this.#scheduleFlush();
     return true;
   }
 
   #checkLiveness(): void {
-    const now = performance.now();
-    for (const cs of this.#clusters.values()) {
-      if (cs.stale || cs.lastHeard === undefined) continue;
-      if (now - cs.lastHeard > this.graceMs) {
-        cs.stale = true;
-        this.#clusterFlips.set(cs.cluster, true);
-        for (const id of cs.ids) this.#dirty.add(id);
-        this.#log.warn(
-          { origin: cs.cluster, silentMs: Math.round(now - cs.lastHeard), graceMs: this.graceMs },
-          'remote cluster silent beyond the grace period: its endpoints are marked unhealthy',
-        );
-        this.#scheduleFlush();
-      }
+    for (const { cluster, silentMs } of this.#state.expireSilent(performance.now(), this.graceMs)) {
+      this.#log.warn(
+        { origin: cluster, silentMs, graceMs: this.graceMs },
+        'remote cluster silent beyond the grace period: its endpoints are marked unhealthy',
+      );
+      this.#scheduleFlush();
     }
   }
 
@@ -696,37 +518,9 @@ export class FederationImporter {
 
   /** Turns dirty ids into a new view and one change event, if anything visible changed. */
   #flush(): void {
-    if (this.#stopped || (this.#dirty.size === 0 && this.#clusterFlips.size === 0)) return;
-    const services = new Map(this.#view.services);
-    const changed: ServiceRef[] = [];
-    for (const id of this.#dirty) {
-      const rec = this.#records.get(id)!;
-      const stale = this.#clusters.get(rec.origin)?.stale ?? false;
-      // Decoded records are canonical (fixed field order, sorted maps, endpoints sorted by the
-      // exporter), so plain JSON compares content: a new leader re-exporting the same state changes nothing.
-      const fp =
-        rec.deleted || !rec.service
-          ? undefined
-          : `${stale ? 'S' : 'L'}${JSON.stringify([rec.service, rec.endpoints])}`;
-      if (fp === this.#fingerprints.get(id)) continue;
-      if (fp === undefined) {
-        this.#fingerprints.delete(id);
-        services.delete(id);
-      } else {
-        this.#fingerprints.set(id, fp);
-        services.set(id, freezeService(rec, stale));
-      }
-      changed.push({ cluster: rec.origin, namespace: rec.namespace, hostname: rec.hostname });
-    }
-    this.#dirty.clear();
-    const flips = [...this.#clusterFlips].map(([cluster, stale]) => ({ cluster, stale }));
-    this.#clusterFlips.clear();
-    if (changed.length === 0 && flips.length === 0) return;
-    const staleClusters = new Set<string>();
-    for (const c of this.#clusters.values()) if (c.stale) staleClusters.add(c.cluster);
-    const view: ImportedView = Object.freeze({ version: this.#view.version + 1, services, staleClusters });
-    this.#view = view;
-    const change: ImportChange = Object.freeze({ version: view.version, view, changed, clusters: flips });
+    if (this.#stopped) return;
+    const change = this.#state.flush();
+    if (change === undefined) return;
     for (const l of this.#listeners) {
       try {
         l(change);
@@ -739,88 +533,20 @@ export class FederationImporter {
 
   // ---- cache -----------------------------------------------------------------------------------
 
-  async #loadCache(cache: ImportCache): Promise<void> {
-    let snap: ImportCacheSnapshot | undefined;
-    try {
-      snap = await cache.load();
-    } catch (err) {
-      this.#log.warn({ err: (err as Error).message }, 'could not load the import cache; starting empty');
-      return;
-    }
-    if (!snap) return;
-    if (snap.v !== 1 || snap.mesh !== this.mesh) {
-      this.#log.warn({ v: snap.v, mesh: snap.mesh }, 'import cache is for another version or mesh; ignored');
-      return;
-    }
-    const now = performance.now();
-    let n = 0;
-    for (const r of snap.records) {
-      let m: FederationMessage;
-      try {
-        m = decodeMessage(encodeMessage(r), 'cache');
-      } catch (err) {
-        this.#log.warn({ err: (err as Error).message }, 'invalid record in the import cache; skipped');
-        continue;
-      }
-      if (m.kind !== 'service' || m.mesh !== this.mesh || m.origin === this.localCluster) continue;
-      const cs = this.#cluster(m.origin);
-      cs.lastHeard ??= now; // the grace period starts now
-      if (this.#apply(m, 'cache')) n++;
-    }
-    for (const [c, epoch] of Object.entries(snap.epochs)) {
-      if (c === this.localCluster) continue;
-      const cs = this.#cluster(c);
-      if (Number.isSafeInteger(epoch) && epoch > cs.fence) cs.fence = epoch;
-    }
-    this.#log.info({ records: n, savedAt: snap.savedAt }, 'import cache loaded');
-  }
-
   #scheduleSave(): void {
     const cache = this.#opts.cache;
     if (!cache || this.#saveTimer || this.#stopped) return;
     this.#saveTimer = setTimeout(() => {
       this.#saveTimer = undefined;
-      void this.#saveCache(cache);
+      void saveImportCache(cache, this.#state, this.mesh, this.#log);
     }, this.#opts.cacheSaveDelayMs ?? 1_000);
     this.#saveTimer.unref?.();
-  }
-
-  async #saveCache(cache: ImportCache): Promise<void> {
-    const epochs: Record<string, number> = {};
-    for (const c of this.#clusters.values()) epochs[c.cluster] = c.fence;
-    try {
-      await cache.save({
-        v: 1,
-        mesh: this.mesh,
-        savedAt: new Date().toISOString(),
-        records: [...this.#records.values()],
-        epochs,
-      });
-    } catch (err) {
-      this.#log.warn({ err: (err as Error).message }, 'could not save the import cache');
-    }
   }
 
   /** The NATS connection the importer is attached to, if any (for diagnostics). */
   get connection(): NatsConnection | undefined {
     return this.#nc;
   }
-}
-
-function freezeService(rec: ServiceRecord, stale: boolean): ImportedService {
-  const endpoints = rec.endpoints.map((e) =>
-    Object.freeze(stale ? { ...e, health: 'UNHEALTHY' as const } : { ...e }),
-  );
-  return Object.freeze({
-    cluster: rec.origin,
-    namespace: rec.namespace,
-    hostname: rec.hostname,
-    service: rec.service!,
-    endpoints: Object.freeze(endpoints),
-    stale,
-    epoch: rec.epoch,
-    seq: rec.seq,
-  });
 }
 
 const DEFAULT_READ_TIMEOUT_MS = 10_000;

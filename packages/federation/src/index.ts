@@ -12,17 +12,17 @@ export {
 } from './errors.js';
 export type { ExporterOptions, SyncResult } from './exporter.js';
 export { FederationExporter } from './exporter.js';
+export type { ImportCache, ImportCacheSnapshot } from './import-cache.js';
+export { memoryImportCache } from './import-cache.js';
 export type {
-  ImportCache,
-  ImportCacheSnapshot,
   ImportChange,
   ImportedService,
   ImportedView,
-  ImporterOptions,
   RemoteClusterStatus,
   ServiceRef,
-} from './importer.js';
-export { FederationImporter, memoryImportCache } from './importer.js';
+} from './import-view.js';
+export type { ImporterOptions } from './importer.js';
+export { FederationImporter } from './importer.js';
 export type { FederationInstruments } from './metrics.js';
 export { federationInstruments } from './metrics.js';
 export {
@@ -41,15 +41,7 @@ export {
   publicKeyOfSeed,
   renderNatsAuthorization,
 } from './nats-config.js';
-export type { ImportedRegistryEntries } from './registry.js';
-export {
-  endpointFromWire,
-  endpointToWire,
-  importedRegistryEntries,
-  localExportStates,
-  serviceFromWire,
-  serviceToWire,
-} from './registry.js';
+export { endpointToWire, localExportStates, serviceToWire } from './registry.js';
 export type { ExportDecision, ExportSelection } from './select.js';
 export { EXPORT_LABEL, exportDecision } from './select.js';
 export type {

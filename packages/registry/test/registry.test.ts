@@ -1,10 +1,20 @@
 import type { ServiceEntryConfig, WorkloadEntryConfig } from '@meridian/api';
+import {
+  decodeMessage,
+  encodeMessage,
+  endpointToWire,
+  type ImportedService,
+  type ImportedView,
+  type ServiceRecord,
+  serviceToWire,
+} from '@meridian/federation';
 import type { Endpoint, Service } from '@meridian/translate';
 import { describe, expect, it } from 'vitest';
 import {
   buildLocalView,
   FederatedSource,
   InvalidRegistrationError,
+  importedSourceView,
   LocalSource,
   Registry,
   type RegistrySource,
@@ -245,5 +255,102 @@ describe('federated source', () => {
       // The imported endpoint carries its origin service's namespace (its identity's namespace).
       ['10.2.0.1', 'c2', 'r2', 'default', 'reviews'],
     ]);
+  });
+
+  // Moved from @meridian/federation's registry mapping tests when its second merge of imported
+  // services (importedRegistryEntries, used only by tests) was removed: this source is the one merge.
+  const wireService: Service = {
+    hostname: 'ratings.default.svc.cluster.local',
+    namespace: 'default',
+    ports: [{ name: 'http', port: 9080, protocol: 'HTTP', targetPort: 8080 }],
+    labels: { app: 'ratings' },
+    exportTo: ['*'],
+    resolution: 'EDS',
+    addresses: ['10.96.0.12'],
+  };
+  const wireEndpoint = (address: string, clusterId: string): Endpoint => ({
+    address,
+    ports: { http: 8080 },
+    labels: { app: 'ratings', version: 'v1' },
+    locality: { region: 'eu', zone: 'eu-1', subZone: '' },
+    network: `net-${clusterId}`,
+    clusterId,
+    health: 'HEALTHY',
+    serviceAccount: 'ratings',
+    weight: 2,
+  });
+  const imported = (
+    cluster: string,
+    labels: Record<string, string>,
+    addresses: string[],
+  ): ImportedService => ({
+    cluster,
+    namespace: 'default',
+    hostname: wireService.hostname,
+    service: { ...serviceToWire(wireService), labels },
+    endpoints: addresses.map((a) => endpointToWire(wireEndpoint(a, cluster))),
+    stale: false,
+    epoch: 1,
+    seq: 1,
+  });
+  const viewOf = (order: ImportedService[]): ImportedView => ({
+    version: 1,
+    services: new Map(order.map((s) => [`${s.cluster}/${s.namespace}/${s.hostname}`, s])),
+    staleClusters: new Set(),
+  });
+
+  it('registry types survive the wire and the import (except cluster-local VIPs; endpoints gain their namespace)', () => {
+    const e = wireEndpoint('10.0.0.1', 'east');
+    const record: ServiceRecord = {
+      v: 1,
+      kind: 'service',
+      mesh: 'm',
+      origin: 'east',
+      epoch: 1,
+      seq: 1,
+      namespace: 'default',
+      hostname: wireService.hostname,
+      deleted: false,
+      service: serviceToWire(wireService),
+      endpoints: [endpointToWire(e)],
+      exportedAt: '',
+    };
+    const back = decodeMessage(encodeMessage(record)) as ServiceRecord;
+    const view = importedSourceView(
+      viewOf([{ ...imported('east', {}, []), service: back.service!, endpoints: back.endpoints }]),
+    );
+    const { addresses: _vips, ...withoutVips } = wireService;
+    expect(view.services).toEqual([withoutVips]);
+    expect(view.endpoints.get(wireService.hostname)).toEqual([{ ...e, namespace: 'default' }]);
+  });
+
+  it('imported services: one service per hostname (the first cluster by name), endpoints of every cluster, whatever the order of the view', () => {
+    const north = imported('north', { from: 'north' }, ['10.2.0.2', '10.2.0.1']);
+    const east = imported('east', { from: 'east' }, ['10.0.0.1']);
+    const snapshot = (order: ImportedService[]) => {
+      const federated = new FederatedSource();
+      federated.update(viewOf(order));
+      return new Registry([federated]).snapshot(1);
+    };
+    const a = snapshot([north, east]);
+    const b = snapshot([east, north]);
+    expect(a.services).toEqual(b.services);
+    expect(a.endpoints).toEqual(b.endpoints);
+    expect(a.services.find((s) => s.hostname === wireService.hostname)!.labels).toEqual({ from: 'east' });
+    expect(a.endpoints.get(wireService.hostname)!.map((e) => `${e.clusterId}:${e.address}`)).toEqual([
+      'east:10.0.0.1',
+      'north:10.2.0.1',
+      'north:10.2.0.2',
+    ]);
+  });
+
+  it('an imported endpoint is never given a weight below 1', () => {
+    const east = imported('east', {}, ['10.0.0.1']);
+    const zero = { ...east, endpoints: east.endpoints.map((e) => ({ ...e, weight: 0 })) };
+    expect(
+      importedSourceView(viewOf([zero]))
+        .endpoints.get(wireService.hostname)!
+        .map((e) => e.weight),
+    ).toEqual([1]);
   });
 });
