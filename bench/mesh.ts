@@ -697,7 +697,8 @@ async function applyAll(replica: ReplicaProcess, objects: readonly RawObject[]):
   let revision = 0;
   for (let i = 0; i < objects.length; i += 10_000) {
     const chunk = objects.slice(i, i + 10_000);
-    const res = await replica.api('POST', '/apis/v1/apply', JSON.stringify(chunk));
+    // The whole mesh in one apply can take minutes on a loaded machine.
+    const res = await replica.api('POST', '/apis/v1/apply', JSON.stringify(chunk), 600_000);
     if (res.status !== 200)
       throw new Error(
         `apply of ${chunk.length} objects: HTTP ${res.status} ${JSON.stringify(res.body).slice(0, 500)}`,

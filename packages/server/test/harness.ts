@@ -242,12 +242,13 @@ export class ReplicaProcess {
     method: string,
     path: string,
     body?: string,
+    timeoutMs = 15_000,
   ): Promise<{ status: number; body: Record<string, unknown> }> {
     const res = await fetch(`${this.admin}${path}`, {
       method,
       headers: await adminHeaders(await this.token(), body),
       ...(body === undefined ? {} : { body }),
-      signal: AbortSignal.timeout(15_000),
+      signal: AbortSignal.timeout(timeoutMs),
     });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   }
