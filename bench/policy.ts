@@ -282,7 +282,8 @@ export async function main(args: string[]): Promise<void> {
     ] as never[];
     const limiter = new GlobalRateLimiter({ store, limits: () => limits, log: pino({ level: 'silent' }) });
     const decide = new grpc.Server();
-    addRateLimitService(decide, limiter, pino({ level: 'silent' }));
+    // Plaintext, unauthenticated (the --rate-limit-plaintext mode): the decision, not the TLS handshake.
+    addRateLimitService(decide, limiter, pino({ level: 'silent' }), { secure: false, plaintext: true });
     const floor = new grpc.Server();
     floor.addService(rateLimitServiceDefinition(), {
       ShouldRateLimit: (_call: unknown, cb: grpc.sendUnaryData<unknown>) =>

@@ -42,6 +42,8 @@ export interface ReplicaDirectoryOptions {
   /** Set false to never shed (default true). */
   readonly rebalance?: boolean;
   readonly log?: Logger;
+  /** Told after each change of the membership entries (a replica joined, left or changed address). */
+  readonly onMembersChange?: () => void;
 }
 
 /** The fair share of one replica: ceil(total / replicas x headroom). Pure. */
@@ -75,7 +77,10 @@ export class ReplicaDirectory implements ReplicaDiscoverySource {
     xds: SheddableXds,
     options: ReplicaDirectoryOptions = {},
   ): Promise<ReplicaDirectory> {
-    const members = await new Collection<ReplicaInfo>(store, REPLICAS_PREFIX).mirror();
+    const onChange = options.onMembersChange;
+    const members = await new Collection<ReplicaInfo>(store, REPLICAS_PREFIX).mirror(
+      onChange ? { onChange: () => onChange() } : {},
+    );
     const loads = await new Collection<LoadEntry>(store, LOAD_PREFIX).mirror();
     const d = new ReplicaDirectory(selfId, store, members, loads, xds, options);
     d.#schedule();

@@ -32,7 +32,8 @@
  * | `--webhook-address` (HTTPS: Kubernetes admission webhook `POST /validate`, read-only, see admission.ts; `off`: not served) | `MERIDIAN_WEBHOOK_ADDRESS` | `webhookAddress` | `off` |
  * | `--webhook-cert-file`, `--webhook-key-file` (PEM serving chain and key of the webhook; required with it) | `MERIDIAN_WEBHOOK_CERT_FILE`, `MERIDIAN_WEBHOOK_KEY_FILE` | `webhookCertFile`, `webhookKeyFile` | `` |
  * | `--webhook-client-ca-file` (PEM: require a client certificate it signed, e.g. the API server's) | `MERIDIAN_WEBHOOK_CLIENT_CA_FILE` | `webhookClientCaFile` | `` |
- * | `--rate-limit-address` (`host:port`, comma-separated: where proxies reach the replicas' global rate-limit service; empty: the replicas' xDS addresses from membership) | `MERIDIAN_RATE_LIMIT_ADDRESS` | `rateLimitAddress` | `` |
+ * | `--rate-limit-address` (`host:port`, comma-separated: where proxies reach the replicas' global rate-limit service; empty: the replicas' CA mTLS addresses from membership, or their xDS addresses with `--rate-limit-plaintext on` and no CA) | `MERIDIAN_RATE_LIMIT_ADDRESS` | `rateLimitAddress` | `` |
+ * | `--rate-limit-plaintext` (`on`: answer rate-limit calls without a workload certificate, on the plaintext xDS port; development only) | `MERIDIAN_RATE_LIMIT_PLAINTEXT` | `rateLimitPlaintext` | `off` |
  * | `--telemetry-plaintext` (`on`: accept access logs and stats from unauthenticated reporters, on the plaintext xDS port; their entries never carry mTLS or a principal) | `MERIDIAN_TELEMETRY_PLAINTEXT` | `telemetryPlaintext` | `off` |
  */
 import { readFileSync } from 'node:fs';
@@ -75,6 +76,8 @@ export interface ServerOptions {
   readonly webhookClientCaFile: string;
   /** Where proxies reach the global rate-limit service (`host:port`, comma-separated); '' = membership. */
   readonly rateLimitAddress: string;
+  /** `on`: the rate-limit service answers callers without a workload certificate. */
+  readonly rateLimitPlaintext: string;
   /** `on`: accept telemetry from unauthenticated reporters (telemetry-ingest.ts). */
   readonly telemetryPlaintext: string;
 }
@@ -385,8 +388,17 @@ const SETTINGS: readonly Setting[] = [
     flag: '--rate-limit-address',
     env: 'MERIDIAN_RATE_LIMIT_ADDRESS',
     kind: 'string',
-    help: "where proxies reach the global rate-limit service, host:port[,...] (empty: the replicas' xDS addresses)",
+    help: "where proxies reach the global rate-limit service, host:port[,...] (empty: the replicas' addresses)",
     fallback: () => '',
+  },
+  {
+    key: 'rateLimitPlaintext',
+    flag: '--rate-limit-plaintext',
+    env: 'MERIDIAN_RATE_LIMIT_PLAINTEXT',
+    kind: 'string',
+    help: 'on: answer rate-limit calls without a workload certificate (development only); off: mTLS port only',
+    fallback: () => 'off',
+    check: (v) => (v === 'on' || v === 'off' ? undefined : `expected on or off, got "${v}"`),
   },
   {
     key: 'telemetryPlaintext',

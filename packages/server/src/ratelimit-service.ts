@@ -34,14 +34,38 @@
  *   its writer must keep its count until the window ends).
  * - If etcd cannot be reached, the call fails (UNAVAILABLE) and the proxy applies the RateLimit's
  *   `failureModeDeny` (default: allow).
+ *
+ * ## Who may ask (SECURITY.md)
+ * A call spends a limit's budget, so it is authenticated and authorised like the rest of the mesh:
+ * - **On the CA's mTLS port** (where proxies are pointed when the replica has the CA: the Envoy
+ *   cluster presents the workload certificate, translate's `replicaServiceTransportSocket`), the
+ *   caller is the SPIFFE identity of its client certificate, in the CA's trust domain. It may spend
+ *   only the limits that can apply to a workload of its own: the RateLimit is in the caller's
+ *   namespace or in the root namespace (as `selectRateLimits` selects), and, when the registry
+ *   lists workloads running as that identity, the RateLimit's selector matches one of them. A
+ *   call naming any other limit is refused whole (PERMISSION_DENIED, naming the limit); the proxy
+ *   then applies `failureModeDeny`. A caller the registry does not list (a sidecar that never
+ *   registered) is held to its namespace only. Descriptor values (principal, header, path) are the
+ *   caller's to choose: they only split its own counters.
+ * - **Without a client certificate** (the plaintext xDS port, or TLS without one) calls are refused
+ *   (UNAUTHENTICATED) unless `--rate-limit-plaintext on` (development only): then anyone who reaches
+ *   the port may spend any limit, and proxies are pointed at the plaintext port only when the
+ *   replica has no CA.
  */
 import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { type RateLimitConfig, type RateLimitUnit, rateLimitWindowMs } from '@meridian/api';
+import { identityFromPeerCertificate } from '@meridian/ca';
 import { envoyProtoIncludeDirs } from '@meridian/envoy';
 import { ConflictError, type Lease, type Store } from '@meridian/store';
-import { LIMIT_DESCRIPTOR_KEY, RATE_LIMIT_DOMAIN } from '@meridian/translate';
+import {
+  LIMIT_DESCRIPTOR_KEY,
+  RATE_LIMIT_DOMAIN,
+  type RegistrySnapshot,
+  type ReplicaServiceAddress,
+  selectRateLimits,
+} from '@meridian/translate';
 import { type Meter, metrics } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 
@@ -134,8 +158,8 @@ export class GlobalRateLimiter {
     });
   }
 
-  /** The limit a `meridian_limit` descriptor value names, if the config has it. */
-  #limitOf(id: string): { requestsPerUnit: number; unit: RateLimitUnit } | undefined {
+  /** The RateLimit a `meridian_limit` descriptor value (`<ns>/<name>/<i>`) names, if the config has it. */
+  rateLimitOf(id: string): { config: RateLimitConfig; index: number } | undefined {
     const m = /^([^/]+)\/([^/]+)\/(\d+)$/.exec(id);
     if (!m) return undefined;
     const source = this.#o.limits();
@@ -144,7 +168,14 @@ export class GlobalRateLimiter {
       for (const l of source) byName.set(`${l.metadata.namespace}/${l.metadata.name}`, l);
       this.#index = { source, byName };
     }
-    const limit = this.#index.byName.get(`${m[1]}/${m[2]}`)?.spec.global?.limits?.[Number(m[3])];
+    const config = this.#index.byName.get(`${m[1]}/${m[2]}`);
+    return config ? { config, index: Number(m[3]) } : undefined;
+  }
+
+  /** The limit a `meridian_limit` descriptor value names, if the config has it. */
+  #limitOf(id: string): { requestsPerUnit: number; unit: RateLimitUnit } | undefined {
+    const found = this.rateLimitOf(id);
+    const limit = found?.config.spec.global?.limits?.[found.index];
     if (!limit?.requestsPerUnit || !limit.unit || limit.unit === 'UNSPECIFIED') return undefined;
     return { requestsPerUnit: limit.requestsPerUnit, unit: limit.unit };
   }
@@ -338,11 +369,127 @@ interface WireRequest {
   hits_addend?: number;
 }
 
+/** A workload identity proven by a client certificate. */
+export interface CallerIdentity {
+  readonly trustDomain: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+}
+
+/** Who may call the rate-limit service on one gRPC server (see "Who may ask" above). */
+export interface RateLimitAccess {
+  /** True on the CA's mTLS port: a client certificate is the caller's identity. */
+  readonly secure: boolean;
+  /** `--rate-limit-plaintext on`: answer callers without a client certificate (development only). */
+  readonly plaintext: boolean;
+  /** The trust domain client certificates must be of (the CA's). */
+  readonly trustDomain?: () => string;
+  /** The registry (whose workloads run as the caller's identity, with which labels). */
+  readonly registry?: () => RegistrySnapshot | undefined;
+  /** The mesh root namespace, whose RateLimits apply in every namespace (default `istio-system`). */
+  readonly rootNamespace?: string;
+  /** Clock for certificate validity (tests). */
+  readonly now?: () => number;
+  readonly meter?: Meter;
+}
+
+/** A refused call: a gRPC status and why (the `details` the caller sees). */
+export class RateLimitRefusedError extends Error {
+  override readonly name = 'RateLimitRefusedError';
+  constructor(
+    readonly code: grpc.status,
+    readonly reason: 'unauthenticated' | 'forbidden',
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Labels of the registry's workloads by identity `namespace/serviceAccount`, cached per snapshot. */
+const workloadLabelsCache = new WeakMap<RegistrySnapshot, Map<string, Readonly<Record<string, string>>[]>>();
+
+function workloadLabels(
+  registry: RegistrySnapshot | undefined,
+  namespace: string,
+  serviceAccount: string,
+): readonly Readonly<Record<string, string>>[] {
+  if (!registry) return [];
+  let index = workloadLabelsCache.get(registry);
+  if (!index) {
+    index = new Map();
+    const namespaces = new Map(registry.services.map((s) => [s.hostname, s.namespace]));
+    for (const [host, endpoints] of registry.endpoints)
+      for (const e of endpoints) {
+        if (!e.serviceAccount) continue;
+        const sa = /^spiffe:\/\/[^/]+\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(e.serviceAccount);
+        const key = sa
+          ? `${sa[1]}/${sa[2]}`
+          : `${e.namespace ?? namespaces.get(host) ?? ''}/${e.serviceAccount}`;
+        const list = index.get(key) ?? [];
+        list.push(e.labels);
+        index.set(key, list);
+      }
+    workloadLabelsCache.set(registry, index);
+  }
+  return index.get(`${namespace}/${serviceAccount}`) ?? [];
+}
+
 /**
- * Registers `ShouldRateLimit` on a gRPC server (the replica's xDS server). A failure to reach etcd
- * is answered UNAVAILABLE (the proxy then applies `failure_mode_deny`).
+ * Why `caller` may not spend the limits `descriptors` name, or undefined when it may (pure; the
+ * rules are in the module comment). A descriptor naming no limit of the config spends nothing and
+ * is allowed.
  */
-export function addRateLimitService(server: grpc.Server, limiter: GlobalRateLimiter, log: Logger): void {
+export function rateLimitRefusal(
+  limiter: Pick<GlobalRateLimiter, 'rateLimitOf'>,
+  caller: CallerIdentity,
+  descriptors: readonly (readonly DescriptorEntry[])[],
+  registry: RegistrySnapshot | undefined,
+  rootNamespace = 'istio-system',
+): string | undefined {
+  const principal = `spiffe://${caller.trustDomain}/ns/${caller.namespace}/sa/${caller.serviceAccount}`;
+  for (const entries of descriptors) {
+    const id = entries.find((e) => e.key === LIMIT_DESCRIPTOR_KEY)?.value;
+    if (id === undefined) continue;
+    const found = limiter.rateLimitOf(id);
+    if (!found) continue;
+    const rl = found.config;
+    const name = `${rl.metadata.namespace}/${rl.metadata.name}`;
+    const ns = rl.metadata.namespace;
+    if (ns !== caller.namespace && ns !== rootNamespace)
+      return `${principal} may not use the limit ${id}: RateLimit ${name} is in namespace "${ns}", not the caller's`;
+    const labels = workloadLabels(registry, caller.namespace, caller.serviceAccount);
+    if (
+      labels.length > 0 &&
+      !labels.some(
+        (l) => selectRateLimits([rl], { namespace: caller.namespace, labels: l }, rootNamespace).length > 0,
+      )
+    )
+      return `${principal} may not use the limit ${id}: RateLimit ${name} selects none of the caller's workloads`;
+  }
+  return undefined;
+}
+
+/**
+ * Registers `ShouldRateLimit` on a gRPC server: the replica's plaintext xDS server
+ * (`access.secure` false) or its CA mTLS server (true). Callers are authenticated and authorised as
+ * the module comment says; a refusal is UNAUTHENTICATED or PERMISSION_DENIED with the reason. A
+ * failure to reach etcd is answered UNAVAILABLE (the proxy then applies `failure_mode_deny`).
+ */
+export function addRateLimitService(
+  server: grpc.Server,
+  limiter: GlobalRateLimiter,
+  log: Logger,
+  access: RateLimitAccess,
+): void {
+  const refused = (access.meter ?? metrics.getMeter('@meridian/server')).createCounter(
+    'meridian_ratelimit_refused',
+    {
+      description:
+        'Rate-limit calls refused, by reason (unauthenticated, forbidden) and port (mtls, plaintext).',
+    },
+  );
+  const port = access.secure ? 'mtls' : 'plaintext';
   server.addService(rateLimitServiceDefinition(), {
     ShouldRateLimit: (
       call: grpc.ServerUnaryCall<WireRequest, unknown>,
@@ -352,6 +499,22 @@ export function addRateLimitService(server: grpc.Server, limiter: GlobalRateLimi
       const descriptors = (req.descriptors ?? []).map((d) =>
         (d.entries ?? []).map((e) => ({ key: e.key ?? '', value: e.value ?? '' })),
       );
+      try {
+        const caller = rateLimitCaller(call, access);
+        const why = caller
+          ? rateLimitRefusal(limiter, caller, descriptors, access.registry?.(), access.rootNamespace)
+          : undefined;
+        if (why) throw new RateLimitRefusedError(grpc.status.PERMISSION_DENIED, 'forbidden', why);
+      } catch (error) {
+        const e =
+          error instanceof RateLimitRefusedError
+            ? error
+            : new RateLimitRefusedError(grpc.status.UNAUTHENTICATED, 'unauthenticated', String(error));
+        refused.add(1, { reason: e.reason, port });
+        log.debug({ reason: e.reason, err: e.message }, 'rate-limit call refused');
+        callback({ code: e.code, details: e.message });
+        return;
+      }
       limiter.decide(req.domain ?? '', descriptors, req.hits_addend || 1).then(
         (d) =>
           callback(null, {
@@ -385,25 +548,80 @@ export function addRateLimitService(server: grpc.Server, limiter: GlobalRateLimi
 }
 
 /**
+ * The identity of the caller of `call`, or undefined for an accepted unauthenticated caller
+ * (`--rate-limit-plaintext on`); throws RateLimitRefusedError (UNAUTHENTICATED) otherwise.
+ */
+function rateLimitCaller(
+  call: grpc.ServerUnaryCall<WireRequest, unknown>,
+  access: RateLimitAccess,
+): CallerIdentity | undefined {
+  const peer = access.secure ? call.getAuthContext?.()?.sslPeerCertificate : undefined;
+  if (peer?.raw) {
+    let id: CallerIdentity;
+    try {
+      id = identityFromPeerCertificate(peer.raw, new Date((access.now ?? Date.now)()));
+    } catch (error) {
+      throw new RateLimitRefusedError(
+        grpc.status.UNAUTHENTICATED,
+        'unauthenticated',
+        `client certificate: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+    const td = access.trustDomain?.();
+    if (td === undefined || id.trustDomain !== td)
+      throw new RateLimitRefusedError(
+        grpc.status.UNAUTHENTICATED,
+        'unauthenticated',
+        `client certificate of trust domain "${id.trustDomain}", not "${td ?? '(none)'}"`,
+      );
+    return id;
+  }
+  if (access.plaintext) return undefined;
+  throw new RateLimitRefusedError(
+    grpc.status.UNAUTHENTICATED,
+    'unauthenticated',
+    access.secure
+      ? 'the rate-limit service needs the workload certificate: none was presented'
+      : 'the rate-limit service needs the workload certificate (the CA mTLS port); unauthenticated callers are off (--rate-limit-plaintext)',
+  );
+}
+
+/** How proxies reach the replicas' rate-limit service: mTLS, plaintext (development), or not at all. */
+export type RateLimitTransport = 'mtls' | 'plaintext' | 'off';
+
+/**
  * Where proxies reach the rate-limit service: the `--rate-limit-address` setting (`host:port`,
- * comma-separated), else the xDS addresses of the cluster's replicas (sorted by replica id, so every
- * replica translates the same cluster; unspecified bind addresses such as `0.0.0.0` are left out).
+ * comma-separated), else the cluster's replicas (sorted by replica id, so every replica translates
+ * the same cluster; unspecified bind addresses such as `0.0.0.0` are left out): their CA mTLS
+ * addresses for `mtls` (each marked `mtls`), their plaintext xDS addresses for `plaintext`, none
+ * for `off`.
  */
 export function rateLimitServiceAddresses(
   setting: string,
-  replicas: readonly { readonly id: string; readonly xdsAddress: string }[] | undefined,
-): { host: string; port: number }[] {
-  const parse = (a: string): { host: string; port: number } | undefined => {
+  replicas:
+    | readonly { readonly id: string; readonly xdsAddress: string; readonly caAddress?: string }[]
+    | undefined,
+  transport: RateLimitTransport,
+): ReplicaServiceAddress[] {
+  if (transport === 'off') return [];
+  const mtls = transport === 'mtls';
+  const parse = (a: string): ReplicaServiceAddress | undefined => {
     const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(a.trim());
     if (!m || m[1] === '') return undefined;
-    return { host: m[1] as string, port: Number(m[2]) };
+    return { host: m[1] as string, port: Number(m[2]), ...(mtls ? { mtls: true } : {}) };
   };
   const list =
     (setting ?? '').trim() !== ''
       ? setting.split(',').map(parse)
       : [...(replicas ?? [])]
           .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-          .map((r) => parse(r.xdsAddress))
+          .map((r) => parse((mtls ? r.caAddress : r.xdsAddress) ?? ''))
           .filter((a) => a !== undefined && a.host !== '0.0.0.0' && a.host !== '::');
-  return list.filter((a): a is { host: string; port: number } => a !== undefined);
+  return list.filter((a): a is ReplicaServiceAddress => a !== undefined);
+}
+
+/** A string equal exactly when two address lists are (what the config snapshot was built with). */
+export function replicaServiceKey(addresses: readonly ReplicaServiceAddress[] | undefined): string {
+  return (addresses ?? []).map((a) => `${a.mtls ? 'mtls' : 'plain'}:${a.host}:${a.port}`).join(',');
 }

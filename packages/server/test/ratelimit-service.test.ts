@@ -96,6 +96,9 @@ beforeAll(async () => {
             ...['--etcd-endpoints', etcd.endpoints.join(','), '--debounce-ms', '10'],
             ...['--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0'],
             ...['--monitoring-address', 'off', '--snapshot-dir', 'off'],
+            // Counting is tested here over the plaintext port (development mode); who may call is
+            // tested over mTLS in ratelimit-mtls.test.ts.
+            ...['--rate-limit-plaintext', 'on'],
           ],
           {},
         ),

@@ -6,7 +6,12 @@ import { validateConfig } from '@meridian/api';
 import { Keyspace, MemoryBackend, MemoryStore } from '@meridian/store';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { GlobalRateLimiter, RATE_LIMIT_PREFIX, rateLimitServiceAddresses } from '../src/ratelimit-service.js';
+import {
+  GlobalRateLimiter,
+  RATE_LIMIT_PREFIX,
+  rateLimitServiceAddresses,
+  replicaServiceKey,
+} from '../src/ratelimit-service.js';
 
 function rateLimit(limits: unknown[]): RateLimitConfig {
   const v = validateConfig({
@@ -114,20 +119,44 @@ describe('GlobalRateLimiter', () => {
 
 describe('rateLimitServiceAddresses', () => {
   it('uses the setting, else the replicas by id, leaving out unspecified bind addresses', () => {
-    expect(rateLimitServiceAddresses('rls.meridian.svc:15010, [::1]:9', undefined)).toEqual([
+    expect(rateLimitServiceAddresses('rls.meridian.svc:15010, [::1]:9', undefined, 'plaintext')).toEqual([
       { host: 'rls.meridian.svc', port: 15010 },
       { host: '::1', port: 9 },
     ]);
     expect(
-      rateLimitServiceAddresses('', [
-        { id: 'b', xdsAddress: '10.0.0.2:15010' },
-        { id: 'a', xdsAddress: '10.0.0.1:15010' },
-        { id: 'c', xdsAddress: '0.0.0.0:15010' },
-        { id: 'd', xdsAddress: '' },
-      ]),
+      rateLimitServiceAddresses(
+        '',
+        [
+          { id: 'b', xdsAddress: '10.0.0.2:15010' },
+          { id: 'a', xdsAddress: '10.0.0.1:15010' },
+          { id: 'c', xdsAddress: '0.0.0.0:15010' },
+          { id: 'd', xdsAddress: '' },
+        ],
+        'plaintext',
+      ),
     ).toEqual([
       { host: '10.0.0.1', port: 15010 },
       { host: '10.0.0.2', port: 15010 },
     ]);
+  });
+
+  it("mtls: the replicas' CA addresses (or the setting), each marked mtls; off: none", () => {
+    const replicas = [
+      { id: 'b', xdsAddress: '10.0.0.2:15010', caAddress: '10.0.0.2:15012' },
+      { id: 'a', xdsAddress: '10.0.0.1:15010', caAddress: 'replica-a.meridian.svc:15012' },
+      { id: 'c', xdsAddress: '10.0.0.3:15010', caAddress: '0.0.0.0:15012' },
+      { id: 'd', xdsAddress: '10.0.0.4:15010', caAddress: '' },
+    ];
+    expect(rateLimitServiceAddresses('', replicas, 'mtls')).toEqual([
+      { host: 'replica-a.meridian.svc', port: 15012, mtls: true },
+      { host: '10.0.0.2', port: 15012, mtls: true },
+    ]);
+    expect(rateLimitServiceAddresses('rls.meridian.svc:15012', replicas, 'mtls')).toEqual([
+      { host: 'rls.meridian.svc', port: 15012, mtls: true },
+    ]);
+    expect(rateLimitServiceAddresses('rls.meridian.svc:15012', replicas, 'off')).toEqual([]);
+    expect(replicaServiceKey(rateLimitServiceAddresses('', replicas, 'mtls'))).not.toBe(
+      replicaServiceKey(rateLimitServiceAddresses('', replicas, 'plaintext')),
+    );
   });
 });
