@@ -29,6 +29,7 @@ import { EtcdStore, type EtcdStoreOptions, Keyspace, type Store } from '@meridia
 import {
   type ConfigSnapshot,
   createConfigSnapshot,
+  type PolicyInputs,
   type RegistrySnapshot,
   Translator,
 } from '@meridian/translate';
@@ -58,7 +59,13 @@ import { Membership, type ReplicaInfo } from './membership.js';
 import { ReplicaMtls } from './mtls.js';
 import { checkListenAddresses, isOff, listenFailure, type ServerOptions, splitAddress } from './options.js';
 import { Encoder, ProxySnapshot } from './proxy-snapshot.js';
-import { addRateLimitService, GlobalRateLimiter, rateLimitServiceAddresses } from './ratelimit-service.js';
+import {
+  addRateLimitService,
+  GlobalRateLimiter,
+  type RateLimitAccess,
+  rateLimitServiceAddresses,
+  replicaServiceKey,
+} from './ratelimit-service.js';
 import { Telemetry } from './telemetry.js';
 import { TelemetryIngest, workloadNames } from './telemetry-ingest.js';
 import { PushTrace, type PushTracing, startPushTracing } from './tracing.js';
@@ -183,6 +190,8 @@ export class Replica {
   /** Issue 16: the JWKS of RequestAuthentications (jwks.ts) and the global rate limits' counters. */
   #jwks: JwksResolver | undefined;
   #rateLimiter: GlobalRateLimiter | undefined;
+  /** The replicas' service addresses the current config snapshot was built with (membership). */
+  #replicaServicesKey = '';
   #registrySnapshot: RegistrySnapshot | undefined;
   #draining = false;
   #stopped: Promise<void> | undefined;
@@ -398,7 +407,12 @@ export class Replica {
       const server = new grpc.Server(this.xds.grpcServerOptions());
       this.xds.register(server);
       this.#registration.register(server);
-      addRateLimitService(server, this.#rateLimiter!, this.log.child({ part: 'ratelimit' }));
+      addRateLimitService(
+        server,
+        this.#rateLimiter!,
+        this.log.child({ part: 'ratelimit' }),
+        this.#rateLimitAccess(false),
+      );
       this.#ingest.register(server, false);
       for (const ext of extra.extensions ?? []) ext(server, this);
       const port = await new Promise<number>((resolve, reject) =>
@@ -539,6 +553,7 @@ export class Replica {
     }
     this.#directory = await ReplicaDirectory.open(this.#store, o.replicaId, this.xds, {
       log: this.log.child({ part: 'rebalance' }),
+      onMembersChange: () => this.#replicaServicesChanged(),
     });
     const directory = this.#directory;
     if (this.#grpc) addReplicaDiscoveryService(this.#grpc, directory);
@@ -558,6 +573,12 @@ export class Replica {
           this.#registration.register(server);
           addReplicaDiscoveryService(server, directory);
           this.#ingest.register(server, true);
+          addRateLimitService(
+            server,
+            this.#rateLimiter!,
+            this.log.child({ part: 'ratelimit' }),
+            this.#rateLimitAccess(true),
+          );
         })
         .catch((error: unknown) => {
           throw listenFailure('--ca-address', o.caAddress, error);
@@ -891,18 +912,14 @@ export class Replica {
     if (!configDirty && !registryDirty) return undefined;
     const objects: ConfigObject[] = this.#state.configs();
     let config = this.#configSnapshot;
-    if (configDirty || !config)
+    if (configDirty || !config) {
+      const { key, ...services } = this.#replicaServices();
+      this.#replicaServicesKey = key;
       config = createConfigSnapshot(change.revision, objects, {
         jwks: this.#jwks?.resolve(objects) ?? new Map(),
-        rateLimitService: rateLimitServiceAddresses(
-          this.options.rateLimitAddress,
-          this.#directory?.replicas(),
-        ),
-        // Sidecars' access logs (Telemetry provider `meridian`) to the replicas' plaintext xDS port.
-        ...(this.options.telemetryPlaintext === 'on'
-          ? { accessLogService: rateLimitServiceAddresses('', this.#directory?.replicas()) }
-          : {}),
+        ...services,
       });
+    }
     let registry = this.#registrySnapshot;
     if (registryDirty || !registry) {
       this.local.update({
@@ -985,6 +1002,55 @@ export class Replica {
         resync: false,
       });
     return off;
+  }
+
+  /**
+   * Where proxies reach the replicas' own services, from the current membership (issue 16): the
+   * rate-limit service on the replicas' CA mTLS ports when this replica has the CA, on their
+   * plaintext xDS ports only with `--rate-limit-plaintext on` and no CA, else nowhere; sidecars'
+   * access logs (Telemetry provider `meridian`) on the plaintext xDS ports with
+   * `--telemetry-plaintext on`. `key` tells two results apart.
+   */
+  #replicaServices(): Pick<PolicyInputs, 'rateLimitService' | 'accessLogService'> & { key: string } {
+    const replicas = this.#directory?.replicas();
+    const rateLimitService = rateLimitServiceAddresses(
+      this.options.rateLimitAddress,
+      replicas,
+      this.#mtls ? 'mtls' : this.options.rateLimitPlaintext === 'on' ? 'plaintext' : 'off',
+    );
+    const accessLogService =
+      this.options.telemetryPlaintext === 'on'
+        ? rateLimitServiceAddresses('', replicas, 'plaintext')
+        : undefined;
+    return {
+      rateLimitService,
+      ...(accessLogService ? { accessLogService } : {}),
+      key: `${replicaServiceKey(rateLimitService)}|${replicaServiceKey(accessLogService)}`,
+    };
+  }
+
+  /** A replica joined or left: a new push context when the replicas' service addresses changed. */
+  #replicaServicesChanged(): void {
+    if (!this.#state || this.#draining) return;
+    if (this.#replicaServices().key === this.#replicaServicesKey) return;
+    this.#changed({
+      revision: this.#state.revision,
+      // The kinds whose translation reads the addresses (the rate-limit and access-log clusters).
+      kinds: new Set(['RateLimit', 'Telemetry']),
+      configs: new Set(),
+      workloads: false,
+      resync: false,
+    });
+  }
+
+  /** Who may call the rate-limit service on the plaintext (`secure` false) or the CA mTLS port. */
+  #rateLimitAccess(secure: boolean): RateLimitAccess {
+    return {
+      secure,
+      plaintext: this.options.rateLimitPlaintext === 'on',
+      trustDomain: () => this.#mtls?.runtime?.ca.trustDomain ?? this.options.trustDomain,
+      registry: () => this.#registrySnapshot,
+    };
   }
 
   #debugInfo(path: string): unknown | undefined {
