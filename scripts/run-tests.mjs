@@ -22,6 +22,8 @@ const serialFiles = [
   'packages/server/test/authz-grpc.test.ts',
   // Three in-process replicas on a 3-member etcd counting rate-limit windows.
   'packages/server/test/ratelimit-service.test.ts',
+  // The rate-limit service over mTLS: etcd, two in-process replicas (one joins and leaves).
+  'packages/server/test/ratelimit-mtls.test.ts',
   // meridian up: two clusters of etcd, NATS, replicas, agents and the demo (16 processes).
   'packages/cli/test/up.test.ts',
   // The dashboard in headless Chromium against replicas on a 3-member etcd with NATS.
