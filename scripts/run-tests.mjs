@@ -14,6 +14,7 @@ const serialFiles = [
   'packages/server/test/multicluster-partition.test.ts',
   'packages/server/test/large-apply.test.ts',
   'packages/server/test/restart-from-disk.test.ts',
+  'packages/server/test/restart-tls-from-disk.test.ts',
   'packages/store/test/etcd-faults.test.ts',
   'packages/federation/test/gateway-cut.test.ts',
   'packages/agent/test/relay-failover.test.ts',
