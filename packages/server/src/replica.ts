@@ -56,7 +56,7 @@ import { ReplicaFederation } from './federation.js';
 import { StoreHealth } from './health.js';
 import { JwksResolver } from './jwks.js';
 import { Membership, type ReplicaInfo } from './membership.js';
-import { ReplicaMtls } from './mtls.js';
+import { ReplicaMtls, type ReplicaMtlsOptions } from './mtls.js';
 import { checkListenAddresses, isOff, listenFailure, type ServerOptions, splitAddress } from './options.js';
 import { Encoder, ProxySnapshot } from './proxy-snapshot.js';
 import {
@@ -66,6 +66,7 @@ import {
   rateLimitServiceAddresses,
   replicaServiceKey,
 } from './ratelimit-service.js';
+import { servingMaterialFile } from './serving-material.js';
 import { Telemetry } from './telemetry.js';
 import { TelemetryIngest, workloadNames } from './telemetry-ingest.js';
 import { PushTrace, type PushTracing, startPushTracing } from './tracing.js';
@@ -223,7 +224,7 @@ export class Replica {
     this.telemetry.observeReplica({
       version: MERIDIAN_VERSION,
       snapshot: () => this.#snapshot,
-      ca: () => this.#mtls?.runtime.metrics(),
+      ca: () => this.#mtls?.metrics(),
     });
     this.log =
       logger ??
@@ -375,6 +376,13 @@ export class Replica {
         { file: served.file, revision: served.revision, writtenAt: served.writtenAt.toISOString() },
         'etcd unreachable: serving the last-known-good snapshot from disk',
       );
+      // The CA is in etcd, but the TLS port opens with the serving certificate kept on disk (issue 18).
+      if (caAddr) {
+        this.#mtls = await ReplicaMtls.fromDisk(
+          this.#mtlsOptions(caAddr.host, this.log.child({ part: 'ca' })),
+        );
+        this.#mtls?.onSecretChange((change) => this.#secretChanged(change));
+      }
     } else {
       await this.#state.start();
       this.#auth = await AdminAuthority.open(this.#store);
@@ -429,6 +437,12 @@ export class Replica {
         '--xds-address is off and no CA port serves xDS: proxies cannot connect to this replica',
       );
     }
+    if (fromDisk && this.#mtls && caAddr)
+      this.caAddress = await this.#mtls
+        .listen(this.xds, caAddr, this.xds.grpcServerOptions())
+        .catch((error: unknown) => {
+          throw listenFailure('--ca-address', o.caAddress, error);
+        });
 
     const probes = {
       notReady: () =>
@@ -537,6 +551,8 @@ export class Replica {
   async #attach(caAddr: { host: string; port: number } | undefined): Promise<void> {
     const o = this.options;
     this.#auth ??= await AdminAuthority.open(this.#store);
+    // Started from disk with the TLS port open on the certificate kept on disk: the CA loads now.
+    if (caAddr && this.#mtls && !this.#mtls.online) await this.#mtls.connect();
     if (caAddr && !this.#mtls && this.#caProblem === undefined) {
       // Started from disk: the CA is loaded now that etcd answers.
       this.#mtls = await this.#loadCa(caAddr.host, this.log.child({ part: 'ca' }));
@@ -685,18 +701,42 @@ export class Replica {
   async #loadCa(host: string, log: Logger): Promise<ReplicaMtls | undefined> {
     let problem: string | undefined;
     const mtls = await ReplicaMtls.start({
-      store: this.#store,
-      clusterId: this.options.clusterId,
-      trustDomain: this.options.trustDomain,
-      kekFile: this.options.caKekFile || undefined,
-      servingDnsNames: [...new Set(['localhost', host])],
-      log,
+      ...this.#mtlsOptions(host, log),
       onUnavailable: (reason) => {
         problem = reason;
       },
     });
     if (!mtls) this.#caProblem = problem;
     return mtls;
+  }
+
+  /** Settings of the replica's CA runtime; the TLS port's certificate is kept beside the disk snapshot. */
+  #mtlsOptions(host: string, log: Logger): ReplicaMtlsOptions {
+    const o = this.options;
+    return {
+      store: this.#store,
+      clusterId: o.clusterId,
+      trustDomain: o.trustDomain,
+      kekFile: o.caKekFile || undefined,
+      servingDnsNames: [...new Set(['localhost', host])],
+      log,
+      ...(isOff(o.snapshotDir)
+        ? {}
+        : { servingFile: servingMaterialFile(o.snapshotDir, o.meshId, o.clusterId) }),
+      onUnavailable: (reason) => {
+        this.#caProblem = reason;
+      },
+      onAvailable: () => {
+        this.#caProblem = undefined;
+        this.#changed({
+          revision: this.#state.revision,
+          kinds: new Set(),
+          configs: new Set(),
+          workloads: false,
+          resync: true,
+        });
+      },
+    };
   }
 
   /**
@@ -772,7 +812,7 @@ export class Replica {
       }
       if (!this.#mtls) return refuse('bootstrap tokens are not accepted: this replica has no CA');
       try {
-        const verified = await this.#mtls.runtime.authenticateToken(token);
+        const verified = await this.#mtls.authenticateToken(token);
         const id = verified.identity;
         return {
           subject: `spiffe://${id.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`,
@@ -787,10 +827,8 @@ export class Replica {
     if (peer?.raw && this.#mtls) {
       try {
         const id = identityFromPeerCertificate(peer.raw, new Date());
-        if (id.trustDomain !== this.#mtls.runtime.ca.trustDomain)
-          return refuse(
-            `certificate of trust domain "${id.trustDomain}", not "${this.#mtls.runtime.ca.trustDomain}"`,
-          );
+        if (id.trustDomain !== this.#mtls.trustDomain)
+          return refuse(`certificate of trust domain "${id.trustDomain}", not "${this.#mtls.trustDomain}"`);
         return {
           subject: `spiffe://${id.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`,
           workload: { namespace: id.namespace, serviceAccount: id.serviceAccount },
