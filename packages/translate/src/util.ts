@@ -2,6 +2,7 @@
  * Small pure helpers shared by the generators: Istio host rules, names, durations and percentages
  * in Envoy JSON form.
  */
+import { parseDurationNanos } from '@meridian/api';
 import type { EnvoyJson, JsonValue } from '@meridian/envoy';
 
 /** `type.googleapis.com/<name>`: the `@type` of an Any. */
@@ -76,32 +77,15 @@ export function labelsMatch(
   return true;
 }
 
-const UNIT_NANOS: Record<string, number> = {
-  ns: 1,
-  us: 1e3,
-  µs: 1e3,
-  μs: 1e3,
-  ms: 1e6,
-  s: 1e9,
-  m: 60e9,
-  h: 3600e9,
-};
-
-/** Parses a Go/protobuf duration (`1.5s`, `100ms`, `1h30m`) to nanoseconds; undefined when malformed. */
+/**
+ * A duration string (Go `time.ParseDuration` syntax, parsed by `@meridian/api`'s
+ * `parseDurationNanos`, the one parser of durations) in nanoseconds; undefined when malformed or
+ * negative (Envoy's timeouts and intervals are never negative).
+ */
 export function durationNanos(text: string): number | undefined {
-  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/gy;
-  let total = 0;
-  let pos = 0;
-  if (text === '0') return 0;
-  for (;;) {
-    re.lastIndex = pos;
-    const m = re.exec(text);
-    if (!m) break;
-    total += Number(m[1]) * (UNIT_NANOS[m[2] as string] as number);
-    pos = re.lastIndex;
-  }
-  if (pos === 0 || pos !== text.length) return undefined;
-  return Math.round(total);
+  const ns = parseDurationNanos(text);
+  if (ns === undefined || ns < 0) return undefined;
+  return ns === 0 ? 0 : ns; // `-0s` parses to -0
 }
 
 /** A duration in Envoy JSON (`"1.500s"`): 0, 3, 6 or 9 fractional digits as proto3 JSON prints them. */
