@@ -1,7 +1,6 @@
 // @meridian/xds: Aggregated Discovery Service (SotW and Delta) with push queue and encoded-resource cache
 
 export {
-  canonicalJson,
   encodedResource,
   ResourceCache,
   ResourceNameError,
@@ -40,6 +39,8 @@ export {
   PUSH_ORDER,
   pushRank,
   sotwChanged,
+  sotwHeld,
+  sotwPartial,
   sotwRemovals,
   sotwSent,
   sotwTarget,
