@@ -15,7 +15,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { TypeUrl } from '@meridian/envoy';
 import { generateClusterCredentials, renderNatsAuthorization } from '@meridian/federation';
 import {
@@ -28,8 +27,14 @@ import {
   startNatsSupercluster,
 } from '@meridian/testkit';
 import { connect, type NatsConnection, nkeyAuthenticator } from '@nats-io/transport-node';
-import { type ReplicaProcess, spawnTs, startReplicas, waitUntil } from '../packages/server/test/harness.js';
+import {
+  type ReplicaProcess,
+  type spawnTs,
+  startReplicas,
+  waitUntil,
+} from '../packages/server/test/harness.js';
 import { EtcdFloor } from './lib/etcd-floor.js';
+import { startFloorServers } from './lib/fanout-floor.js';
 import {
   emitResult,
   formatMs,
@@ -40,7 +45,6 @@ import {
   roundSummary,
 } from './lib/index.js';
 
-const FANOUT = fileURLToPath(new URL('../packages/server/test/fixtures/fanout-server.ts', import.meta.url));
 const RDS = TypeUrl.RouteConfiguration;
 const EDS = TypeUrl.ClusterLoadAssignment;
 const MESH = 'test'; // the harness starts replicas in mesh "test"
@@ -170,29 +174,6 @@ class NatsFloor {
       if (!warmup) this.rec.record(performance.now() - t0);
     }
   }
-}
-
-async function startFloorServers(
-  children: ReturnType<typeof spawnTs>[],
-  rounds: number,
-  debounceMs: number,
-): Promise<string[]> {
-  const addresses: string[] = [];
-  for (let s = 0; s < 3; s++) {
-    const child = spawnTs(FANOUT, [String(rounds), String(debounceMs)], {}, { stdin: true });
-    children.push(child);
-    const port = await new Promise<number>((resolve, reject) => {
-      let out = '';
-      child.stdout?.on('data', (c: Buffer) => {
-        out += c.toString();
-        const m = /ready (\d+)/.exec(out);
-        if (m) resolve(Number(m[1]));
-      });
-      child.once('exit', (code) => reject(new Error(`fan-out server exited with ${code}`)));
-    });
-    addresses.push(`127.0.0.1:${port}`);
-  }
-  return addresses;
 }
 
 export async function main(args: string[]): Promise<void> {

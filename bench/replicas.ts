@@ -9,17 +9,17 @@
 //   pnpm bench replicas [--proxies 1000] [--rounds 20] [--warmup 3] [--debounce 20ms] [--puts 200]
 //
 // Prints readable figures, then one JSON line (target: p99 <= 1.5 x floor p99).
-import { fileURLToPath } from 'node:url';
 import { freePorts, LoadGenerator, startEtcdCluster } from '@meridian/testkit';
 import {
   benchConfig,
   type ReplicaProcess,
   sidecar,
-  spawnTs,
+  type spawnTs,
   startReplicas,
   waitUntil,
 } from '../packages/server/test/harness.js';
 import { EtcdFloor } from './lib/etcd-floor.js';
+import { startFloorServers } from './lib/fanout-floor.js';
 import {
   emitResult,
   formatMs,
@@ -30,7 +30,6 @@ import {
   roundSummary,
 } from './lib/index.js';
 
-const FANOUT = fileURLToPath(new URL('../packages/server/test/fixtures/fanout-server.ts', import.meta.url));
 const RDS = 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration';
 
 const FLAGS = {
@@ -87,30 +86,6 @@ async function round(
   );
   const each = all(gens).map((p) => Math.max(0, markAt + p.sinceMark.get(RDS)! - returned));
   return { last: Math.max(...each), each };
-}
-
-/** Starts the fan-out floor servers; resolves with their xDS addresses. */
-async function startFloorServers(
-  children: ReturnType<typeof spawnTs>[],
-  rounds: number,
-  debounceMs: number,
-): Promise<string[]> {
-  const addresses: string[] = [];
-  for (let s = 0; s < 3; s++) {
-    const child = spawnTs(FANOUT, [String(rounds), String(debounceMs)], {}, { stdin: true });
-    children.push(child);
-    const port = await new Promise<number>((resolve, reject) => {
-      let out = '';
-      child.stdout?.on('data', (c: Buffer) => {
-        out += c.toString();
-        const m = /ready (\d+)/.exec(out);
-        if (m) resolve(Number(m[1]));
-      });
-      child.once('exit', (code) => reject(new Error(`fan-out server exited with ${code}`)));
-    });
-    addresses.push(`127.0.0.1:${port}`);
-  }
-  return addresses;
 }
 
 export async function main(args: string[]): Promise<void> {
