@@ -17,7 +17,9 @@ export interface ClusterPermissions {
  * What cluster `cluster` of `mesh` may do. Publish: its own `meridian.<mesh>.fed.<cluster>.>` and
  * `$KV.meridian_fed_<mesh>_<cluster>.>`, creating/updating only its own bucket stream, and read-only
  * JetStream API calls (info, stream names, message get, ephemeral consumers) on any stream.
- * Subscribe: every cluster's federation subjects and the reply inboxes.
+ * Telemetry (issue 17): publish on `meridian.telemetry.<topic>.<mesh>.<cluster>.<replica>` for its own
+ * cluster only, subscribe to every cluster's.
+ * Subscribe: every cluster's federation subjects and telemetry subjects, and the reply inboxes.
  */
 export function clusterPermissions(mesh: string, cluster: string): ClusterPermissions {
   checkId('cluster', cluster);
@@ -28,6 +30,8 @@ export function clusterPermissions(mesh: string, cluster: string): ClusterPermis
       allow: [
         s.clusterAll(cluster),
         `$KV.${s.bucket(cluster)}.>`,
+        // Issue 17: its replicas' telemetry summaries (graph, convergence), on its own cluster token.
+        `meridian.telemetry.*.${mesh}.${cluster}.*`,
         `$JS.API.STREAM.CREATE.${stream}`,
         `$JS.API.STREAM.UPDATE.${stream}`,
         '$JS.API.INFO',
@@ -44,7 +48,7 @@ export function clusterPermissions(mesh: string, cluster: string): ClusterPermis
         '$JS.FC.>',
       ],
     },
-    subscribe: { allow: [`${s.root}.>`, '_INBOX.>'] },
+    subscribe: { allow: [`${s.root}.>`, `meridian.telemetry.*.${mesh}.*.*`, '_INBOX.>'] },
   };
 }
 

@@ -18,7 +18,8 @@ describe('NATS trust configuration', () => {
       ),
     ).toEqual([]);
     expect(p.publish.allow.some((s) => s.includes('DELETE') && s.includes('STREAM'))).toBe(false);
-    expect(p.subscribe.allow).toEqual(['meridian.prod.fed.>', '_INBOX.>']);
+    expect(p.publish.allow).toContain('meridian.telemetry.*.prod.east.*');
+    expect(p.subscribe.allow).toEqual(['meridian.prod.fed.>', 'meridian.telemetry.*.prod.*.*', '_INBOX.>']);
   });
 
   test('credentials: seeds map to their public keys', () => {
