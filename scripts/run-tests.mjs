@@ -33,6 +33,8 @@ const serialFiles = [
   // Telemetry: three in-process replicas; NATS with JetStream and two replicas.
   'packages/server/test/telemetry-replicas.test.ts',
   'packages/server/test/telemetry-federation.test.ts',
+  // Convergence across clusters: two etcds, an authenticated NATS gateway pair, two replicas.
+  'packages/server/test/convergence-federation.test.ts',
   // The chaos suite's CI subset: a two-cluster mesh of 22 processes with faults injected.
   'chaos/ci.test.ts',
 ].filter((file) => existsSync(file));

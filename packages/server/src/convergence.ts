@@ -8,10 +8,17 @@
  * proxies it serves, how many hold the revision, each synced proxy's time from the change, and the
  * proxies that do not hold it yet. Any replica answers `/debug/convergence` by merging its cluster's
  * summaries (pure: {@link mergeConvergence}).
+ *
+ * Across clusters (where federation links them over NATS), each replica also publishes its summary
+ * on NATS and keeps the other clusters' replicas' (telemetry-federation.ts, {@link
+ * ConvergenceExchange}), so `/debug/convergence` answers for the mesh too
+ * ({@link mergeMeshConvergence}): each cluster against its own newest revision (revisions are per
+ * cluster: each has its own etcd), and the mesh's totals.
  */
 import { Collection, type Lease, type Mirror, type Store } from '@meridian/store';
 import type { XdsServer } from '@meridian/xds';
 import type { Logger } from 'pino';
+import { ConvergenceExchange } from './telemetry-federation.js';
 
 /** Keyspace-relative prefix of the replicas' convergence summaries. */
 export const CONVERGENCE_PREFIX = 'convergence/';
@@ -118,6 +125,97 @@ export function mergeConvergence(entries: readonly ReplicaConvergence[]): Conver
   };
 }
 
+/** One cluster's part of a {@link MeshConvergenceReport}. */
+export interface ClusterConvergence extends ConvergenceReport {
+  readonly clusterId: string;
+  /** How many replicas' summaries the cluster's report merges. */
+  readonly replicas: number;
+}
+
+/** The mesh's view: every cluster against its own newest revision. */
+export interface MeshConvergenceReport {
+  /** Per cluster, by cluster id. */
+  readonly clusters: readonly ClusterConvergence[];
+  readonly proxies: number;
+  /** Proxies holding their cluster's newest revision. */
+  readonly synced: number;
+  readonly fraction: number;
+  /**
+   * Milliseconds, over the mesh's proxies, from their cluster's change to their ACK, until 50% /
+   * 99% of the mesh's proxies held their cluster's newest revision; absent until reached.
+   */
+  readonly p50Ms?: number;
+  readonly p99Ms?: number;
+  /** Proxies behind, across clusters (at most 20). */
+  readonly behind: readonly {
+    readonly proxy: string;
+    readonly clusterId: string;
+    readonly replicaId: string;
+    readonly holds?: string;
+  }[];
+  readonly summary: string;
+}
+
+/** Merges replica summaries of any clusters into the mesh's view (each cluster merged on its own). Pure. */
+export function mergeMeshConvergence(entries: readonly ReplicaConvergence[]): MeshConvergenceReport {
+  const byCluster = new Map<string, ReplicaConvergence[]>();
+  for (const e of entries) {
+    const list = byCluster.get(e.clusterId);
+    if (list) list.push(e);
+    else byCluster.set(e.clusterId, [e]);
+  }
+  const clusters: ClusterConvergence[] = [...byCluster.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([clusterId, list]) => ({ clusterId, replicas: list.length, ...mergeConvergence(list) }));
+  let proxies = 0;
+  let synced = 0;
+  const times: number[] = [];
+  const behind: MeshConvergenceReport['behind'][number][] = [];
+  for (const c of clusters) {
+    proxies += c.proxies;
+    synced += c.synced;
+    for (const b of c.behind) if (behind.length < MAX_BEHIND) behind.push({ ...b, clusterId: c.clusterId });
+  }
+  for (const [clusterId, list] of byCluster) {
+    const revision = clusters.find((c) => c.clusterId === clusterId)?.revision;
+    for (const e of list) if (e.revision === revision) times.push(...e.syncMs);
+  }
+  times.sort((a, b) => a - b);
+  const at = (q: number): number | undefined => {
+    const need = Math.max(1, Math.ceil(q * proxies));
+    return proxies > 0 && times.length >= need ? times[need - 1] : undefined;
+  };
+  const p50Ms = at(0.5);
+  const p99Ms = at(0.99);
+  const fraction = proxies === 0 ? 1 : synced / proxies;
+  const pct = (fraction * 100).toFixed(fraction === 1 ? 0 : 1);
+  const summary =
+    clusters.length === 0
+      ? 'no replica has published convergence yet'
+      : `${clusters.length} cluster${clusters.length === 1 ? '' : 's'}: ${pct}% of ${proxies} proxies hold their cluster's newest revision${
+          p99Ms !== undefined ? `; 99% after ${(p99Ms / 1000).toFixed(2)} s` : ''
+        }${synced < proxies ? `; ${proxies - synced} have not` : ''} (${clusters
+          .map((c) => `${c.clusterId}: ${c.summary}`)
+          .join('; ')})`;
+  return {
+    clusters,
+    proxies,
+    synced,
+    fraction,
+    ...(p50Ms !== undefined ? { p50Ms } : {}),
+    ...(p99Ms !== undefined ? { p99Ms } : {}),
+    behind,
+    summary,
+  };
+}
+
+/** Where a tracker shares its summary with the other clusters (federation's NATS). */
+export interface ConvergenceFederation {
+  readonly natsUrls: readonly string[];
+  readonly natsCreds: string;
+  readonly meshId: string;
+}
+
 /** Follows this replica's proxies and publishes its summary; reads the cluster's. */
 export class ConvergenceTracker {
   #revision = 0;
@@ -127,6 +225,7 @@ export class ConvergenceTracker {
   #syncMs: number[] = [];
   #dirty = true;
   #lease: Lease | undefined;
+  #exchange: ConvergenceExchange | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   readonly #off: () => void;
@@ -146,14 +245,36 @@ export class ConvergenceTracker {
     });
   }
 
+  /**
+   * Starts following `xds`'s proxies; with `federation` (NATS URLs given), also shares the summary
+   * with the other clusters.
+   */
   static async open(
     store: Store,
     xds: XdsServer,
     ids: { replicaId: string; clusterId: string },
     log: Logger,
+    federation?: ConvergenceFederation,
   ): Promise<ConvergenceTracker> {
     const entries = await new Collection<ReplicaConvergence>(store, CONVERGENCE_PREFIX).mirror();
     const t = new ConvergenceTracker(store, xds, ids.replicaId, ids.clusterId, entries, log);
+    if (federation && federation.natsUrls.length > 0) {
+      let sent = '';
+      t.#exchange = ConvergenceExchange.start({
+        ...federation,
+        ...ids,
+        now: Date.now,
+        log,
+        summary: () => {
+          if (t.#version === '') return undefined;
+          const summary = t.summary();
+          const key = JSON.stringify({ ...summary, at: '' });
+          const changed = key !== sent;
+          sent = key;
+          return { summary, changed };
+        },
+      });
+    }
     t.#schedule();
     return t;
   }
@@ -199,6 +320,19 @@ export class ConvergenceTracker {
     return mergeConvergence([...others, this.summary()]);
   }
 
+  /**
+   * The mesh's view: this cluster's summaries (etcd, this replica's current) and the other
+   * clusters' replicas' received over NATS in the last 15 s (only this cluster without federation).
+   */
+  meshReport(): MeshConvergenceReport {
+    const local = this.entries
+      .list()
+      .map((kv) => kv.value)
+      .filter((e) => e.replicaId !== this.replicaId);
+    const remote = (this.#exchange?.remote() ?? []).filter((e) => e.clusterId !== this.clusterId);
+    return mergeMeshConvergence([...local, this.summary(), ...remote]);
+  }
+
   #schedule(): void {
     if (this.#stopped) return;
     this.#timer = setTimeout(() => void this.#publish().finally(() => this.#schedule()), 1000);
@@ -230,6 +364,7 @@ export class ConvergenceTracker {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#off();
+    await this.#exchange?.close();
     await this.entries.close();
     await this.#lease?.revoke().catch(() => this.#lease?.release());
   }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { mergeConvergence, type ReplicaConvergence } from '../src/convergence.js';
+import { mergeConvergence, mergeMeshConvergence, type ReplicaConvergence } from '../src/convergence.js';
+import { parseConvergenceSummary } from '../src/telemetry-federation.js';
 
 const entry = (over: Partial<ReplicaConvergence>): ReplicaConvergence => ({
   replicaId: 'r0',
@@ -56,5 +57,78 @@ describe('mergeConvergence', () => {
       summary: 'revision 10 reached 100% of 2 proxies; 99% after 0.01 s',
     });
     expect(mergeConvergence([]).summary).toBe('no replica has published convergence yet');
+  });
+});
+
+describe('mergeMeshConvergence', () => {
+  it('each cluster against its own newest revision; totals and percentiles over the mesh', () => {
+    const m = mergeMeshConvergence([
+      entry({
+        clusterId: 'west',
+        replicaId: 'w0',
+        revision: 7,
+        version: '7',
+        proxies: 2,
+        synced: 2,
+        syncMs: [10, 30],
+      }),
+      entry({
+        clusterId: 'east',
+        replicaId: 'e0',
+        revision: 40,
+        version: '40',
+        proxies: 1,
+        synced: 1,
+        syncMs: [20],
+      }),
+      entry({
+        clusterId: 'east',
+        replicaId: 'e1',
+        revision: 40,
+        version: '40',
+        proxies: 1,
+        synced: 0,
+        behind: [{ proxy: 'late.default', holds: '39' }],
+      }),
+      // An older revision of east's: its proxy is not there yet.
+      entry({
+        clusterId: 'east',
+        replicaId: 'e2',
+        revision: 39,
+        version: '39',
+        proxies: 1,
+        synced: 1,
+        syncMs: [1],
+      }),
+    ]);
+    expect(m.clusters.map((c) => [c.clusterId, c.revision, c.replicas, c.proxies, c.synced])).toEqual([
+      ['east', 40, 3, 3, 1],
+      ['west', 7, 1, 2, 2],
+    ]);
+    expect(m).toMatchObject({ proxies: 5, synced: 3, fraction: 0.6, p50Ms: 30 });
+    expect(m.p99Ms).toBeUndefined();
+    expect(m.behind).toEqual([{ proxy: 'late.default', clusterId: 'east', replicaId: 'e1', holds: '39' }]);
+    expect(m.summary).toBe(
+      "2 clusters: 60.0% of 5 proxies hold their cluster's newest revision; 2 have not (east: revision 40 reached 33.3% of 3 proxies; 2 have not; west: revision 7 reached 100% of 2 proxies; 99% after 0.03 s)",
+    );
+    expect(mergeMeshConvergence([]).summary).toBe('no replica has published convergence yet');
+  });
+});
+
+describe('parseConvergenceSummary (NATS)', () => {
+  const good = { ...entry({ proxies: 2, synced: 1, syncMs: [5], behind: [{ proxy: 'a.ns', holds: '9' }] }) };
+  it('accepts a well-formed summary and caps its lists', () => {
+    expect(parseConvergenceSummary(good as unknown as Record<string, unknown>)).toEqual(good);
+    const many = { ...good, behind: Array.from({ length: 50 }, (_, i) => ({ proxy: `p${i}` })) };
+    expect(parseConvergenceSummary(many)?.behind).toHaveLength(20);
+  });
+  it.each([
+    ['a number as a string', { revision: '10' }],
+    ['synced above proxies', { synced: 3 }],
+    ['a negative time', { syncMs: [-1] }],
+    ['a behind entry without a name', { behind: [{ holds: '9' }] }],
+    ['no version', { version: undefined }],
+  ])('drops one with %s', (_what, over) => {
+    expect(parseConvergenceSummary({ ...good, ...over })).toBeUndefined();
   });
 });
