@@ -48,7 +48,7 @@ import { type AdminTlsSource, startAdminServer, startMonitoringServer } from './
 import { startAdmissionWebhook } from './admission.js';
 import { ClusterState, type StateChange } from './cluster-state.js';
 import { CONFIG_PREFIX, ConfigService } from './config-service.js';
-import { ConvergenceTracker, mergeConvergence } from './convergence.js';
+import { ConvergenceTracker, mergeConvergence, mergeMeshConvergence } from './convergence.js';
 import { ReplicaDirectory } from './discovery.js';
 import { DiskSnapshot, describeServing, type LoadedSnapshot } from './disk-snapshot.js';
 import { AdminError, ServerConfigError } from './errors.js';
@@ -578,6 +578,7 @@ export class Replica {
       this.xds,
       { replicaId: o.replicaId, clusterId: o.clusterId },
       this.log.child({ part: 'convergence' }),
+      { natsUrls: o.natsUrls, natsCreds: o.natsCreds, meshId: o.meshId },
     );
     await this.#ingest.attach(this.#store);
     if (this.#snapshot) this.#convergence.pushed(this.#snapshot.revision, this.#snapshot.version, Date.now());
@@ -1097,8 +1098,12 @@ export class Replica {
     if (path === '/debug/replicas') return Membership.list(this.#store);
     if (path === '/debug/convergence')
       return this.#convergence
-        ? { cluster: this.#convergence.report(), replica: this.#convergence.summary() }
-        : { cluster: mergeConvergence([]) };
+        ? {
+            cluster: this.#convergence.report(),
+            replica: this.#convergence.summary(),
+            mesh: this.#convergence.meshReport(),
+          }
+        : { cluster: mergeConvergence([]), mesh: mergeMeshConvergence([]) };
     if (path === '/debug/jwks') return this.#jwks?.status() ?? [];
     if (path === '/debug/graph') return this.#ingest.graph();
     if (path === '/debug/registry') {
