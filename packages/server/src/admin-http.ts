@@ -172,33 +172,42 @@ function checkBodyType(req: IncomingMessage): void {
 }
 
 /**
+ * The caller a mesh client certificate proves (admin port over TLS: verified by the TLS layer against
+ * the mesh trust bundle; its SPIFFE id is the identity), with the certificate's expiry; undefined when
+ * the request carries none. Throws `UnauthenticatedError` for a certificate that is not trusted.
+ */
+function certificateCaller(
+  host: AdminHost,
+  req: IncomingMessage,
+): { caller: Caller; expiresAt: Date } | undefined {
+  const socket = req.socket as Partial<TLSSocket>;
+  if (!socket.encrypted || typeof socket.getPeerCertificate !== 'function') return undefined;
+  const peer = socket.getPeerCertificate();
+  if (!peer?.raw) return undefined;
+  if (!socket.authorized)
+    throw new UnauthenticatedError(`client certificate not trusted: ${String(socket.authorizationError)}`);
+  let id: ReturnType<typeof identityFromPeerCertificate>;
+  try {
+    id = identityFromPeerCertificate(peer.raw, new Date());
+  } catch (error) {
+    throw new UnauthenticatedError(`client certificate: ${(error as Error).message}`);
+  }
+  if (id.trustDomain !== host.trustDomain)
+    throw new UnauthenticatedError(
+      `client certificate of trust domain "${id.trustDomain}", not "${host.trustDomain}"`,
+    );
+  return { caller: host.auth.callerFromIdentity(spiffeId(id)), expiresAt: new Date(peer.valid_to) };
+}
+
+/**
  * The caller: a bearer admin token, else (admin port over TLS) a client certificate that the TLS
  * layer verified against the mesh trust bundle, whose SPIFFE id is the identity.
  */
 async function authenticate(host: AdminHost, req: IncomingMessage): Promise<Caller> {
   const header = req.headers.authorization;
   if (header === undefined || header === '') {
-    const socket = req.socket as Partial<TLSSocket>;
-    if (socket.encrypted && typeof socket.getPeerCertificate === 'function') {
-      const peer = socket.getPeerCertificate();
-      if (peer?.raw) {
-        if (!socket.authorized)
-          throw new UnauthenticatedError(
-            `client certificate not trusted: ${String(socket.authorizationError)}`,
-          );
-        let id: ReturnType<typeof identityFromPeerCertificate>;
-        try {
-          id = identityFromPeerCertificate(peer.raw, new Date());
-        } catch (error) {
-          throw new UnauthenticatedError(`client certificate: ${(error as Error).message}`);
-        }
-        if (id.trustDomain !== host.trustDomain)
-          throw new UnauthenticatedError(
-            `client certificate of trust domain "${id.trustDomain}", not "${host.trustDomain}"`,
-          );
-        return host.auth.callerFromIdentity(spiffeId(id));
-      }
-    }
+    const peer = certificateCaller(host, req);
+    if (peer) return peer.caller;
     throw new UnauthenticatedError(
       'no credentials: send "Authorization: Bearer <token>" (meridian auth), or a mesh client certificate over TLS',
     );
@@ -419,6 +428,7 @@ function dashboardHost(host: AdminHost, trust: () => string | undefined): Dashbo
     debugInfo: (path) => host.debugInfo(path),
     listConfig: (kind, namespace) => host.config.list(requireKind(kind), namespace),
     trustBundle: trust,
+    clientCertificate: (req) => certificateCaller(host, req),
     log: host.log,
     ...(host.onRefused ? { onRefused: host.onRefused } : {}),
   };
