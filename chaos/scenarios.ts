@@ -9,6 +9,7 @@ import type { ClusterPlan } from '../packages/cli/src/local/plan.js';
 import { ensureStarted, probe, waitHealthy } from '../packages/cli/src/local/procs.js';
 import { TypeUrl } from '../packages/envoy/src/type-urls.js';
 import { SimulatedProxy } from '../packages/testkit/src/index.js';
+import { DelayProxy, killConnections } from './lib/delay.js';
 import type { Harness, Scenario } from './lib/harness.js';
 import { type Mesh, poll, sleep } from './lib/mesh.js';
 import { PortCut } from './lib/net.js';
@@ -314,6 +315,130 @@ function gatewayPartition(kind: 'short' | 'long'): Scenario {
   };
 }
 
+/** A Go duration as NATS prints it (`1.5ms`, `350µs`, `1.2s`, `1m2s`) in milliseconds. */
+function goDurationMs(text: string | undefined): number | undefined {
+  if (!text) return undefined;
+  const unit: Record<string, number> = {
+    h: 3_600_000,
+    m: 60_000,
+    s: 1000,
+    ms: 1,
+    µs: 0.001,
+    us: 0.001,
+    ns: 1e-6,
+  };
+  let ms = 0;
+  let matched = false;
+  for (const [, n, u] of text.matchAll(/([\d.]+)(h|ms|m|s|µs|us|ns)/g)) {
+    ms += Number(n) * unit[u!]!;
+    matched = true;
+  }
+  return matched ? ms : undefined;
+}
+
+interface FederationView {
+  remoteClusters: { cluster: string; stale: boolean; synced: boolean; services: number }[];
+}
+
+/** Replicas (every one of every cluster) whose imports are not live and synced with services, by name. */
+async function federationNotLive(mesh: Mesh): Promise<string[]> {
+  const bad: string[] = [];
+  for (const c of mesh.plan.clusters)
+    for (let i = 0; i < c.replicas; i++) {
+      const f = await adminGet<FederationView>(c, i, mesh.token(c), '/debug/federation');
+      if (!f) bad.push(`${c.name}-${i}: no answer`);
+      else
+        for (const r of f.remoteClusters)
+          if (r.stale || !r.synced || r.services < 1)
+            bad.push(
+              `${c.name}-${i}: ${r.cluster} ${r.stale ? 'stale' : !r.synced ? 'not synced' : 'no services'}`,
+            );
+    }
+  return bad;
+}
+
+const LATENCY_MS = 200;
+
+const gatewayLatency: Scenario = {
+  name: 'gateway-latency',
+  title: `every NATS gateway connection relayed with ${LATENCY_MS} ms added each way for 30 s (userspace proxy)`,
+  async run(h) {
+    if (!PortCut.available()) throw new Error('iptables is not usable here (the REDIRECT needs root)');
+    const gw = h.mesh.plan.clusters.flatMap((c) => c.nats.map((n) => n.gateway));
+    const holdMs = 30_000;
+    const measured = holdMs + 5000;
+    const b0 = await pushes(h.mesh);
+    await sleep(measured);
+    const baseline = (await pushes(h.mesh)) - b0;
+    h.figure('pushesBaseline', baseline);
+    const proxies = gw.map((port) => new DelayProxy(port, LATENCY_MS));
+    h.cleanups.push(() => {
+      for (const p of proxies) p.stop();
+    });
+    const p0 = await pushes(h.mesh);
+    for (const p of proxies) await p.start();
+    // The gateway connections made before the REDIRECT are ended, so NATS makes them again through it.
+    const at = h.mark(`gateway link +${LATENCY_MS} ms each way`);
+    for (const port of gw) killConnections(port);
+    // Sampled every 500 ms: NATS's own round trip on east's outbound gateway, and every replica's imports.
+    const east = h.mesh.cluster('east');
+    let samples = 0;
+    let notLive = 0;
+    const notLiveSeen = new Set<string>();
+    let maxRttMs = 0;
+    let throughProxyAt: number | undefined;
+    while (Date.now() - at < holdMs) {
+      const n = east.nats[0]!;
+      const gz = (await fetch(`http://127.0.0.1:${n.monitor}/gatewayz`, { signal: AbortSignal.timeout(2000) })
+        .then((r) => r.json())
+        .catch(() => undefined)) as { outbound_gateways?: Record<string, { connection?: { rtt?: string } }> };
+      const rtt = goDurationMs(gz?.outbound_gateways?.west?.connection?.rtt);
+      if (rtt !== undefined) {
+        maxRttMs = Math.max(maxRttMs, rtt);
+        if (rtt >= LATENCY_MS && throughProxyAt === undefined) throughProxyAt = Date.now();
+      }
+      const bad = await federationNotLive(h.mesh).catch((e: Error) => [`federation: ${e.message}`]);
+      samples++;
+      if (bad.length > 0) {
+        notLive++;
+        for (const b of bad) notLiveSeen.add(b);
+      }
+      await sleep(500);
+    }
+    for (const p of proxies) p.stop();
+    const endAt = h.mark('latency removed');
+    h.fault(`gateway +${LATENCY_MS} ms`, at, endAt);
+    if (throughProxyAt !== undefined) h.mark('NATS measures the added RTT', throughProxyAt);
+    h.figure('addedDelayEachWayMs', LATENCY_MS);
+    h.figure('natsGatewayRttMaxMs', Math.round(maxRttMs));
+    h.figure('natsRttAboveDelayAfterS', throughProxyAt === undefined ? null : h.secs(throughProxyAt - at));
+    h.figure(
+      'proxiedConnections',
+      proxies.reduce((n, p) => n + p.connections, 0),
+    );
+    h.figure(
+      'proxiedBytes',
+      proxies.map((p) => `:${p.targetPort} ${p.bytesToTarget}/${p.bytesFromTarget}`).join('; '),
+    );
+    h.figure('federationSamples', samples);
+    // The link really went through the proxies: NATS's own RTT and the bytes both ways.
+    h.invariant(
+      'linkThroughDelayProxy',
+      throughProxyAt !== undefined && proxies.every((p) => p.bytesToTarget > 0 && p.bytesFromTarget > 0)
+        ? 1
+        : 0,
+      1,
+    );
+    h.invariant('federationSamplesNotLive', notLive);
+    if (notLiveSeen.size > 0) h.notes.push(`not live: ${[...notLiveSeen].join('; ')}`);
+    await sleep(measured - (Date.now() - at));
+    const caused = (await pushes(h.mesh)) - p0;
+    h.figure('pushesDuringAndAfter', caused);
+    h.invariant('pushesCausedByLatency', Math.max(0, caused - baseline));
+    h.rpcFigures(['east', 'west'], at, 0);
+  },
+};
+
 const etcdQuorumLoss: Scenario = {
   name: 'etcd-quorum-loss',
   title: "east's etcd loses quorum for 30 s (2 of 3 members SIGKILLed) under writes and traffic",
@@ -452,6 +577,55 @@ const stuckProxy: Scenario = {
     h.figure('stuckProxyCaughtUpAfterS', caught === undefined ? null : h.secs(caught - resumeAt));
     h.invariant('stuckProxyCaughtUp', caught === undefined ? 0 : 1, 1);
     h.invariant('stuckProxyStreamEnded', stuck.p.ended ? 1 : 0, 0);
+    await sleep(3000);
+    h.rpcFigures(['east', 'west'], at, 0);
+  },
+};
+
+const slowProxy: Scenario = {
+  name: 'slow-proxy',
+  title:
+    "a proxy behind east's client agent reads slowly (100 ms in every 2 s) for 30 s under config writes; a healthy one beside it",
+  async run(h) {
+    const writer = h.startWriter('east');
+    const slow = agentProxy(h, 'slow-0');
+    const healthy = agentProxy(h, 'healthy-1');
+    slow.p.connect(slow.ch);
+    healthy.p.connect(healthy.ch);
+    const first = await poll(async () => responses(slow.p) > 0 && responses(healthy.p) > 0, 30_000);
+    if (!first) throw new Error('the two proxies got no first response within 30 s');
+    // Responses per second of the healthy proxy before the fault: its own pace under the writes.
+    const h0 = responses(healthy.p);
+    await sleep(10_000);
+    const healthyBefore = (responses(healthy.p) - h0) / 10;
+    const at = h.mark('proxy reads slowly');
+    const slowBefore = responses(slow.p);
+    const healthyAt = responses(healthy.p);
+    const end = at + 30_000;
+    while (Date.now() < end) {
+      slow.p.stopReading();
+      await sleep(1900);
+      slow.p.resumeReading();
+      await sleep(100);
+    }
+    const resumeAt = h.mark('proxy reads normally');
+    h.fault('proxy slow', at, resumeAt);
+    const healthyDuring = (responses(healthy.p) - healthyAt) / ((resumeAt - at) / 1000);
+    h.figure('healthyResponsesPerSBefore', Math.round(healthyBefore * 100) / 100);
+    h.figure('healthyResponsesPerSWhileSlow', Math.round(healthyDuring * 100) / 100);
+    h.figure('slowProxyResponsesWhileSlow', responses(slow.p) - slowBefore);
+    h.figure('writesAcceptedWhileSlow', writer.count('apply', 'ack', at, resumeAt));
+    h.invariant('healthyProxyServedWhileOtherSlow', healthyDuring > 0 ? 1 : 0, 1);
+    // The healthy proxy is not slowed down by its neighbour: at least half its own pace before.
+    h.invariant('healthyProxySlowedBelowHalfItsPace', healthyDuring >= healthyBefore / 2 ? 0 : 1);
+    const slowAtResume = responses(slow.p);
+    const caught = await poll(
+      async () => (responses(slow.p) > slowAtResume ? Date.now() : undefined),
+      30_000,
+    );
+    h.figure('slowProxyNextResponseAfterS', caught === undefined ? null : h.secs(caught - resumeAt));
+    h.invariant('slowProxyServedAfterwards', caught === undefined ? 0 : 1, 1);
+    h.invariant('slowProxyStreamEnded', slow.p.ended ? 1 : 0, 0);
     await sleep(3000);
     h.rpcFigures(['east', 'west'], at, 0);
   },
@@ -651,9 +825,11 @@ export const SCENARIOS: readonly Scenario[] = [
   clusterBackendsLost,
   nackingProxy,
   stuckProxy,
+  slowProxy,
   configFlood,
   gatewayPartition('short'),
   gatewayPartition('long'),
+  gatewayLatency,
   etcdQuorumLoss,
   replicaRestartWithoutEtcd,
   replicaClockSkew,
