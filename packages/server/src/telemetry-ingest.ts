@@ -38,6 +38,7 @@ import type { RegistrySnapshot } from '@meridian/translate';
 import { type Meter, metrics } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { EntryDeriver, type PeerMetadataDecoder, WorkloadIndex } from './access-log.js';
+import { AuthzDryRunMetrics, dryRunVerdicts } from './authz-dry-run.js';
 import { IstioMetrics } from './istio-metrics.js';
 import { buildGraph, EdgeStore, type EdgeWindow, mergeWindows, type ServiceGraph } from './service-graph.js';
 import { GraphExchange } from './telemetry-federation.js';
@@ -237,6 +238,8 @@ export function workloadNames(
 /** The access-log and metrics receivers of one replica, with its Istio metrics and graph. */
 export class TelemetryIngest {
   readonly istio: IstioMetrics;
+  /** What dry-run AuthorizationPolicies would have denied, from the entries' RBAC metadata (issue 16). */
+  readonly dryRun = new AuthzDryRunMetrics();
   readonly edges: EdgeStore;
   readonly windowSeconds: number;
   readonly #o: TelemetryIngestOptions;
@@ -460,6 +463,7 @@ export class TelemetryIngest {
     // Derived first, recorded after: a message that fails part-way records nothing.
     const derivedHttp = http.map((e) => d.http(index, e, now));
     const derivedTcp = tcp.map((e) => d.tcp(index, e, now));
+    const verdicts = [...http, ...tcp].map((e) => dryRunVerdicts(e?.common_properties as Msg));
     for (const e of derivedHttp) {
       this.istio.recordRequest(
         e.head,
@@ -484,6 +488,14 @@ export class TelemetryIngest {
         e.tailKey,
       );
       if (e.closed) this.edges.observe(e.edgeId, e.edge, e.observation);
+    }
+    if (verdicts.some((v) => v.length > 0)) {
+      const self = d.self(index);
+      const reporter = {
+        namespace: self?.namespace ?? stream.identity?.namespace ?? 'unknown',
+        workload: self?.name ?? 'unknown',
+      };
+      for (const v of verdicts) this.dryRun.record(reporter, v);
     }
     if (derivedHttp.length > 0) this.#entries.add(derivedHttp.length, { protocol: 'http' });
     if (derivedTcp.length > 0) this.#entries.add(derivedTcp.length, { protocol: 'tcp' });
