@@ -257,6 +257,8 @@ export class Replica {
       log: this.log.child({ part: 'telemetry' }),
     });
     this.telemetry.addExposition(() => this.#ingest.istio.serialize());
+    // Issue 16: what dry-run AuthorizationPolicies would have denied (authz-dry-run.ts).
+    this.telemetry.addExposition(() => this.#ingest.dryRun.serialize());
     this.registry = new Registry([this.local]);
   }
 
