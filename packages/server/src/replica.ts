@@ -1089,7 +1089,7 @@ export class Replica {
     return {
       secure,
       plaintext: this.options.rateLimitPlaintext === 'on',
-      trustDomain: () => this.#mtls?.runtime?.ca.trustDomain ?? this.options.trustDomain,
+      trustDomain: () => this.#mtls?.trustDomain ?? this.options.trustDomain,
       registry: () => this.#registrySnapshot,
     };
   }
