@@ -15,10 +15,13 @@ const PAGES = [
   ['policy', 'Policy'],
 ];
 
+/** Set while this page logs out: the streams its logout ends do not navigate away before it is done. */
+let loggingOut = false;
+
 /** GET a dashboard API; a lost session sends the browser to the login page. */
 async function api(path) {
   const res = await fetch(`/ui/api/${path}`, { credentials: 'same-origin', cache: 'no-store' });
-  if (res.status === 401) {
+  if (res.status === 401 && !loggingOut) {
     location.assign(`/ui/login?next=${encodeURIComponent(location.pathname)}`);
     throw new Error('session ended');
   }
@@ -278,7 +281,9 @@ function Graph() {
       <tbody>${L.edges.map((e) => html`<tr><td>${e.source}</td><td>${e.destination}</td><td>${e.cluster ?? ''}</td><td>${e.protocol ?? ''}</td><td>${e.requestsPerSecond?.toFixed(2) ?? ''}</td><td>${e.errorRate !== undefined ? `${(e.errorRate * 100).toFixed(1)}%` : ''}</td><td>${ms(e.p50Ms)}</td><td>${ms(e.p90Ms)}</td><td>${ms(e.p99Ms)}</td><td>${e.mtls ? 'yes' : 'no'}</td></tr>`)}</tbody></table>`
         : null
     }
-    <h2>Endpoints by service</h2>
+    <h2>Endpoints by service: mesh cluster, locality, health</h2>
+    <${ServiceEndpoints} />
+    <details class="eds" data-testid="eds"><summary>As given to one proxy (its EDS: priority and weight per locality)</summary>
     ${eps.data ? html`<${Command} text=${eps.data.command ?? 'meridian proxy-config endpoint <proxy>'} />` : null}
     <${Problem} error=${eps.error} />
     ${eps.data?.note ? html`<p class="note">${eps.data.note}</p>` : null}
@@ -296,6 +301,57 @@ function Graph() {
                   ),
               )}</tbody></table>`
         }</div>`,
+    )}</div></details>`;
+}
+
+const portsText = (ports) =>
+  Object.entries(ports)
+    .map(([n, p]) => `${n}:${p}`)
+    .join(', ') || '—';
+
+const healthText = (counts) =>
+  Object.entries(counts)
+    .map(([h, n]) => `${n} ${h.toLowerCase()}`)
+    .join(', ') || 'no endpoints';
+
+/**
+ * Every service's endpoints from the replica's registry (local and imported through federation),
+ * by mesh cluster and locality, with health; refreshed every 5 s.
+ */
+function ServiceEndpoints() {
+  const { data, error } = useApi('services', 5000);
+  const [filter, setFilter] = useState('');
+  if (!data) return html`<${Problem} error=${error} /><p class="loading">Loading…</p>`;
+  const links = new Map((data.remoteClusters ?? []).map((c) => [c.cluster, c]));
+  const shown = data.services.filter((s) => !filter || s.hostname.includes(filter));
+  return html`
+    <${Command} text=${data.command} />
+    <${Problem} error=${error} />
+    ${data.note ? html`<p class="note">${data.note}</p>` : null}
+    <p class="small">${data.services.length} services in the registry of this replica (revision ${data.revision}); endpoints of cluster ${data.clusterId} are local, the others imported through federation.
+      <label> Filter <input value=${filter} onInput=${(e) => setFilter(e.target.value.trim())} placeholder="hostname" data-testid="service-filter" /></label></p>
+    <div data-testid="services">${shown.map(
+      (s) => html`<div class="service" data-service=${s.hostname}>
+        <h3>${s.hostname} <span class="small">${s.ports.map((p) => `${p.name} ${p.port}/${p.protocol ?? '?'}`).join(', ')}${s.meshExternal ? ' · mesh external' : ''} · ${healthText(s.health)}</span></h3>
+        ${
+          s.clusters.length === 0
+            ? html`<p class="small">no endpoints</p>`
+            : html`<table><thead><tr><th>Cluster</th><th>Locality</th><th>Address</th><th>Ports</th><th>Network</th><th>Service account</th><th>Weight</th><th>Health</th></tr></thead><tbody>${s.clusters.flatMap(
+                (c) => {
+                  const link = links.get(c.cluster);
+                  const origin = c.local
+                    ? 'local'
+                    : `imported${link ? (link.stale ? ', link stale' : ', link live') : ''}`;
+                  return c.localities.flatMap((l) =>
+                    l.endpoints.map(
+                      (e) =>
+                        html`<tr data-cluster=${c.cluster} data-endpoint=${e.address} data-health=${e.health}><td>${c.cluster} <span class="small">(${origin})</span></td><td>${l.locality}</td><td>${e.address}</td><td>${portsText(e.ports)}</td><td>${e.network || '—'}</td><td>${e.serviceAccount || '—'}</td><td>${e.weight}</td><td class=${`state ${e.health === 'HEALTHY' ? 'synced' : 'error'}`}>${e.health}</td></tr>`,
+                    ),
+                  );
+                },
+              )}</tbody></table>`
+        }
+      </div>`,
     )}</div>`;
 }
 
@@ -464,12 +520,14 @@ function App() {
   const [logoutError, setLogoutError] = useState('');
   /** Revokes the session on the server (every replica refuses it then) and goes to the login page. */
   const logout = async () => {
+    loggingOut = true;
     const res = await fetch('/ui/logout', { method: 'POST', credentials: 'same-origin' }).catch((e) => ({
       ok: false,
       json: async () => ({ message: e.message }),
     }));
     if (!res.ok) {
       const body = await res.json().catch(() => ({}));
+      loggingOut = false;
       setLogoutError(`Logout failed: ${body.message ?? 'no answer'}`);
       return;
     }

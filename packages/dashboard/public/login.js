@@ -1,20 +1,20 @@
-// The login page: exchanges the pasted admin token for a session cookie (POST /ui/login, JSON).
+// The login page: exchanges the pasted admin token, or the client certificate of the TLS
+// connection, for a session cookie (POST /ui/login, JSON).
 const form = document.getElementById('login');
 const error = document.getElementById('error');
-form.addEventListener('submit', async (event) => {
-  event.preventDefault();
+
+async function login(body) {
   error.textContent = '';
-  const token = document.getElementById('token').value.trim();
   try {
     const res = await fetch('/ui/login', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ token }),
+      body: JSON.stringify(body),
       credentials: 'same-origin',
     });
-    const body = await res.json().catch(() => ({}));
+    const answer = await res.json().catch(() => ({}));
     if (!res.ok) {
-      error.textContent = `Refused (${res.status}): ${body.message ?? res.statusText}`;
+      error.textContent = `Refused (${res.status}): ${answer.message ?? res.statusText}`;
       return;
     }
     const next = new URLSearchParams(location.search).get('next');
@@ -22,4 +22,15 @@ form.addEventListener('submit', async (event) => {
   } catch (e) {
     error.textContent = `Could not reach the replica: ${e.message}`;
   }
+}
+
+form.addEventListener('submit', (event) => {
+  event.preventDefault();
+  login({ token: document.getElementById('token').value.trim() });
 });
+
+// A client certificate is only presented over TLS (--admin-tls on).
+if (location.protocol === 'https:') {
+  document.getElementById('with-certificate').hidden = false;
+  document.getElementById('certificate').addEventListener('click', () => login({ certificate: true }));
+}

@@ -4,7 +4,7 @@
  * | route | who |
  * |---|---|
  * | `GET /ui/login`, `/ui/assets/*`, `/ui/vendor/*` (the login page and static files: no data) | anyone |
- * | `POST /ui/login`, body `{"token": "<admin token>"}` (JSON, same origin): sets the session cookie | a token with role view |
+ * | `POST /ui/login`, body `{"token": "<admin token>"}` or `{"certificate": true}` (the mesh client certificate of the TLS connection, admin port over TLS) (JSON, same origin): sets the session cookie | a token or certificate with role view |
  * | `POST /ui/logout`: revokes the session token (for every replica of the cluster), ends its open event streams, clears the cookie | anyone (acts on the cookie it carries) |
  * | `GET /ui/`, `/ui/<page>`: the app (without a session: 303 to `/ui/login`) | session, role view |
  * | `GET /ui/api/*`: the data of the pages, JSON (without a session: 401) | session, role view |
@@ -57,6 +57,11 @@ export interface DashboardHost {
   listConfig(kind: string, namespace?: string): Promise<{ revision: number; items: readonly ConfigObject[] }>;
   /** The mesh trust bundle (PEM) when the admin port serves TLS: members are asked over HTTPS. */
   trustBundle?(): string | undefined;
+  /**
+   * The caller a verified mesh client certificate of this request proves (admin port over TLS), with
+   * the certificate's expiry; undefined without one. Throws (`status` 401) for an untrusted one.
+   */
+  clientCertificate?(req: IncomingMessage): { caller: DashboardCaller; expiresAt: Date } | undefined;
   readonly log: {
     info(obj: Record<string, unknown>, msg: string): void;
     warn(obj: Record<string, unknown>, msg: string): void;
@@ -64,8 +69,11 @@ export interface DashboardHost {
   onRefused?(reason: string): void;
 }
 
-/** Where Istio's root namespace policies live (the translator's default). */
-const ROOT_NAMESPACE = 'istio-system';
+/**
+ * Istio's root namespace when the replica does not report its own (`rootNamespace` of
+ * `/debug/replica`, its translator's): the translator's default.
+ */
+const DEFAULT_ROOT_NAMESPACE = 'istio-system';
 /** The pages of the app (each is served the same shell; the app draws the page). */
 export const PAGES = ['mesh', 'proxies', 'graph', 'config', 'policy'] as const;
 
@@ -179,9 +187,10 @@ function readJsonBody(req: IncomingMessage, limit = 64 * 1024): Promise<unknown>
 
 /** The equivalent `meridian` command of each page (shown by the app, as Linkerd viz does). */
 export const COMMANDS: Record<string, string> = {
-  mesh: 'curl -H "Authorization: Bearer $TOKEN" <admin>/debug/replicas   # also /debug/replica, /debug/leader, /debug/federation',
+  mesh: 'curl -H "Authorization: Bearer $TOKEN" <admin>/debug/replicas   # also /debug/replica, /debug/leader, /debug/federation; a mesh of meridian up: meridian status',
   proxies: 'meridian proxy-status',
   graph: 'curl -H "Authorization: Bearer $TOKEN" <admin>/debug/graph',
+  services: 'curl -H "Authorization: Bearer $TOKEN" <admin>/debug/registry',
   config: 'meridian get <kind> -A && meridian analyze',
   policy: 'meridian get ap -A -o yaml',
 };
@@ -359,6 +368,147 @@ async function endpointsView(ctx: Ctx, url: URL): Promise<unknown> {
   };
 }
 
+/** An endpoint as the replica's registry holds it (`/debug/registry`). */
+export interface RegistryEndpoint {
+  readonly address: string;
+  readonly ports: Readonly<Record<string, number>>;
+  readonly locality: { readonly region: string; readonly zone: string; readonly subZone: string };
+  readonly network: string;
+  readonly clusterId: string;
+  readonly health: string;
+  readonly serviceAccount?: string;
+  readonly weight?: number;
+}
+
+/** A service as the replica's registry holds it (`/debug/registry`). */
+export interface RegistryService {
+  readonly hostname: string;
+  readonly namespace: string;
+  readonly ports: readonly {
+    readonly name: string;
+    readonly port: number;
+    readonly protocol?: string;
+    readonly targetPort?: number;
+  }[];
+  readonly meshExternal?: boolean;
+  readonly endpoints: readonly RegistryEndpoint[];
+}
+
+/** A service's endpoints grouped by mesh cluster, then locality, with health counts. */
+export interface ServiceEndpoints {
+  readonly hostname: string;
+  readonly namespace: string;
+  readonly ports: RegistryService['ports'];
+  readonly meshExternal: boolean;
+  readonly health: Readonly<Record<string, number>>;
+  readonly clusters: readonly {
+    readonly cluster: string;
+    /** This replica's own cluster (else imported through federation). */
+    readonly local: boolean;
+    readonly health: Readonly<Record<string, number>>;
+    readonly localities: readonly {
+      readonly locality: string;
+      readonly endpoints: readonly {
+        readonly address: string;
+        /** Service port name -> the port this endpoint listens on (its own, else the target port). */
+        readonly ports: Readonly<Record<string, number>>;
+        readonly health: string;
+        readonly network: string;
+        readonly serviceAccount: string;
+        readonly weight: number;
+      }[];
+    }[];
+  }[];
+}
+
+const localityName = (l: RegistryEndpoint['locality'] | undefined): string =>
+  [l?.region, l?.zone, l?.subZone].filter(Boolean).join('/') || '(none)';
+
+function countHealth(eps: readonly { health: string }[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const e of eps) out[e.health] = (out[e.health] ?? 0) + 1;
+  return out;
+}
+
+/**
+ * Groups each service's endpoints by mesh cluster (this replica's own first, then the imported
+ * ones by name), then by locality (sorted), keeping the registry's endpoint order within one; each
+ * endpoint's port per service port as the translator resolves it.
+ */
+export function endpointsByCluster(
+  services: readonly RegistryService[],
+  localCluster: string,
+): ServiceEndpoints[] {
+  return services.map((s) => {
+    const clusters = [...new Set(s.endpoints.map((e) => e.clusterId))].sort((a, b) =>
+      a === localCluster ? -1 : b === localCluster ? 1 : a < b ? -1 : a > b ? 1 : 0,
+    );
+    return {
+      hostname: s.hostname,
+      namespace: s.namespace,
+      ports: s.ports,
+      meshExternal: s.meshExternal === true,
+      health: countHealth(s.endpoints),
+      clusters: clusters.map((cluster) => {
+        const eps = s.endpoints.filter((e) => e.clusterId === cluster);
+        const localities = [...new Set(eps.map((e) => localityName(e.locality)))].sort();
+        return {
+          cluster,
+          local: cluster === localCluster,
+          health: countHealth(eps),
+          localities: localities.map((locality) => ({
+            locality,
+            endpoints: eps
+              .filter((e) => localityName(e.locality) === locality)
+              .map((e) => ({
+                address: e.address,
+                // As the translator resolves it: the endpoint's own port, else the target port.
+                ports: Object.fromEntries(
+                  s.ports.map((p) => [p.name, e.ports[p.name] ?? p.targetPort ?? p.port]),
+                ),
+                health: e.health,
+                network: e.network,
+                serviceAccount: e.serviceAccount ?? '',
+                weight: e.weight ?? 1,
+              })),
+          })),
+        };
+      }),
+    };
+  });
+}
+
+/**
+ * Every service's endpoints by mesh cluster, locality and health, from the replica's merged registry
+ * (`/debug/registry`: local endpoints and those imported from other clusters through federation),
+ * with the federation links' state so an imported cluster gone stale is visible beside its endpoints.
+ */
+async function servicesView(ctx: Ctx): Promise<unknown> {
+  const me = self(ctx.host);
+  const registry = (await ctx.host.debugInfo('/debug/registry')) as
+    | { revision: number; services: RegistryService[] }
+    | undefined;
+  const federation = (await ctx.host.debugInfo('/debug/federation')) as
+    | { remoteClusters?: { cluster: string; stale: boolean; heardAgoMs?: number }[] }
+    | undefined;
+  if (!registry)
+    return {
+      clusterId: me.clusterId,
+      revision: null,
+      services: [],
+      remoteClusters: [],
+      note: 'this replica serves no /debug/registry: no endpoints to show',
+      command: COMMANDS.services,
+    };
+  return {
+    clusterId: me.clusterId,
+    revision: registry.revision,
+    services: endpointsByCluster(registry.services, me.clusterId),
+    remoteClusters: federation?.remoteClusters ?? [],
+    command: COMMANDS.services,
+  };
+}
+
 async function allConfig(host: DashboardHost): Promise<ConfigObject[]> {
   const lists = await Promise.all(ALL_KINDS.map((k) => host.listConfig(k.kind)));
   return lists.flatMap((l) => l.items);
@@ -432,6 +582,8 @@ export function parseLabels(text: string): Record<string, string> {
 }
 
 async function policyView(ctx: Ctx, url: URL): Promise<unknown> {
+  const reported = self(ctx.host).rootNamespace;
+  const rootNamespace = typeof reported === 'string' && reported ? reported : DEFAULT_ROOT_NAMESPACE;
   const objects = await allConfig(ctx.host);
   const policies = objects.filter((o): o is AuthorizationPolicyConfig => o.kind === 'AuthorizationPolicy');
   const workloads = objects
@@ -445,7 +597,7 @@ async function policyView(ctx: Ctx, url: URL): Promise<unknown> {
   let selected: unknown = null;
   if (namespace) {
     const labels = parseLabels(url.searchParams.get('labels') ?? '');
-    const w = selectAuthorizationPolicies(policies, { namespace, labels }, ROOT_NAMESPACE);
+    const w = selectAuthorizationPolicies(policies, { namespace, labels }, rootNamespace);
     const brief = (p: AuthorizationPolicyConfig) => ({
       name: p.metadata.name,
       namespace: p.metadata.namespace,
@@ -467,7 +619,7 @@ async function policyView(ctx: Ctx, url: URL): Promise<unknown> {
     };
   }
   return {
-    rootNamespace: ROOT_NAMESPACE,
+    rootNamespace,
     policies: policies.map((p) => ({
       name: p.metadata.name,
       namespace: p.metadata.namespace,
@@ -477,7 +629,7 @@ async function policyView(ctx: Ctx, url: URL): Promise<unknown> {
     workloads,
     selected,
     command: namespace
-      ? `meridian get ap -n ${namespace} -o yaml; meridian get ap -n ${ROOT_NAMESPACE} -o yaml   # then match the selectors to ${url.searchParams.get('labels') || 'no labels'}`
+      ? `meridian get ap -n ${namespace} -o yaml; meridian get ap -n ${rootNamespace} -o yaml   # then match the selectors to ${url.searchParams.get('labels') || 'no labels'}`
       : COMMANDS.policy,
   };
 }
@@ -494,14 +646,46 @@ async function login(
   // The admin server refused a foreign Origin already; a login must also name its origin.
   if (req.headers.origin === undefined && req.headers['sec-fetch-site'] !== 'same-origin')
     throw new UiError(403, 'Forbidden', 'login refused: the request names no origin');
-  const body = (await readJsonBody(req)) as { token?: unknown } | null;
-  const token = typeof body?.token === 'string' ? body.token.trim() : '';
-  if (!token) throw new UiError(400, 'BadRequest', 'body must be {"token": "<admin token>"}');
-  const caller = await host.auth.authenticateToken(token);
+  const body = (await readJsonBody(req)) as { token?: unknown; certificate?: unknown } | null;
+  let caller: DashboardCaller;
+  let ttl: number | undefined;
+  let via: 'token' | 'certificate';
+  if (body?.certificate === true) {
+    // The client certificate the browser presented in the TLS handshake (verified by the admin
+    // server against the mesh trust bundle), instead of a pasted token.
+    via = 'certificate';
+    const peer = host.clientCertificate?.(req);
+    if (!peer)
+      throw new UiError(
+        401,
+        'Unauthorized',
+        isTls(req)
+          ? 'no client certificate was presented: the browser needs a mesh certificate (SPIFFE id) of this trust domain'
+          : 'this admin port does not serve TLS (--admin-tls off): log in with a token',
+      );
+    caller = peer.caller;
+    ttl = sessionSeconds(peer.expiresAt.getTime() / 1000, Date.now() / 1000);
+  } else {
+    via = 'token';
+    const token = typeof body?.token === 'string' ? body.token.trim() : '';
+    if (!token)
+      throw new UiError(
+        400,
+        'BadRequest',
+        'body must be {"token": "<admin token>"} or {"certificate": true}',
+      );
+    caller = await host.auth.authenticateToken(token);
+    ttl = sessionSeconds(tokenExpiry(token), Date.now() / 1000);
+  }
   host.auth.authorize(caller, 'view', 'open the dashboard');
-  const ttl = sessionSeconds(tokenExpiry(token), Date.now() / 1000);
   if (ttl === undefined)
-    throw new UiError(401, 'Unauthorized', 'the token expires within a minute: make a new one');
+    throw new UiError(
+      401,
+      'Unauthorized',
+      via === 'token'
+        ? 'the token expires within a minute: make a new one'
+        : 'the client certificate expires within a minute: renew it',
+    );
   const session = await host.auth.mint(caller.subject, ttl);
   host.log.info(
     {
@@ -510,6 +694,7 @@ async function login(
       method: 'POST',
       path: '/ui/login',
       outcome: 'session',
+      via,
       expiresAt: session.expiresAt.toISOString(),
     },
     'dashboard session started',
@@ -758,13 +943,15 @@ export async function handleDashboard(
             ? await graphView(ctx)
             : view === 'endpoints'
               ? await endpointsView(ctx, url)
-              : view === 'config'
-                ? await configView(ctx, url)
-                : view === 'config_dump'
-                  ? await configDumpView(ctx, url)
-                  : view === 'policy'
-                    ? await policyView(ctx, url)
-                    : undefined;
+              : view === 'services'
+                ? await servicesView(ctx)
+                : view === 'config'
+                  ? await configView(ctx, url)
+                  : view === 'config_dump'
+                    ? await configDumpView(ctx, url)
+                    : view === 'policy'
+                      ? await policyView(ctx, url)
+                      : undefined;
   }
 
   /**

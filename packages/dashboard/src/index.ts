@@ -3,8 +3,22 @@
  * replica's admin server hands requests under `/ui` to {@link handleDashboard}; the static app
  * (Preact + htm as ES modules, no build step, nothing from a CDN) is in `public/`.
  */
-export type { DashboardCaller, DashboardHost } from './handler.js';
-export { COMMANDS, caExpiry, handleDashboard, isDashboardPath, PAGES, parseLabels } from './handler.js';
+export type {
+  DashboardCaller,
+  DashboardHost,
+  RegistryEndpoint,
+  RegistryService,
+  ServiceEndpoints,
+} from './handler.js';
+export {
+  COMMANDS,
+  caExpiry,
+  endpointsByCluster,
+  handleDashboard,
+  isDashboardPath,
+  PAGES,
+  parseLabels,
+} from './handler.js';
 export type { GraphEdge, GraphLayout, GraphNode, PlacedEdge, PlacedNode, ServiceGraph } from './layout.js';
 export { edgeLabel, layoutGraph } from './layout.js';
 export type { MemberAnswer, MemberEntry } from './members.js';

@@ -2,7 +2,8 @@
 // dashboard on their admin ports, simulated sidecars (testkit), and Debian's Chromium driven by
 // playwright-core. Each page is loaded with real data and screenshotted (to MERIDIAN_TEST_OUTPUT or
 // <tmp>/meridian-dashboard-screens, not committed); an unauthenticated browser is sent to the login
-// page and the data API refuses it; a SIGKILLed replica turns red on the Mesh page.
+// page and the data API refuses it; a SIGKILLed replica turns red on the Mesh page; a logout revokes
+// the session on every replica.
 // Skips (with a message) when /usr/bin/chromium is absent: CI installs Debian's `chromium`.
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -97,8 +98,27 @@ spec:
   rules:
   - to: [{operation: {paths: [/admin]}}]
 ---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: mesh-deny-debug, namespace: istio-system}
+spec:
+  action: DENY
+  rules:
+  - to: [{operation: {paths: [/debug/*]}}]
+---
 ${PAYMENTS_YAML}---
 ${FRONTEND_YAML}`;
+/** Cluster c2's reviews endpoint: exported over NATS, imported by c1's replicas beside their own. */
+const REMOTE_CONFIG = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints:
+  - {address: 10.9.0.1, labels: {app: reviews}, locality: region2/zone1}
+`;
 
 let etcd: EtcdCluster;
 let replicas: ReplicaProcess[] = [];
@@ -165,6 +185,8 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
     }
     const applied = await replicas[0]!.apply(CONFIG);
     expect(applied.status, JSON.stringify(applied.body)).toBe(200);
+    const remoteApplied = await remote!.apply(REMOTE_CONFIG);
+    expect(remoteApplied.status, JSON.stringify(remoteApplied.body)).toBe(200);
     for (const [i, r] of [
       [1, replicas[1]!],
       [2, replicas[2]!],
@@ -370,13 +392,43 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
       'pay',
       'shop',
     ]);
+    // Endpoints by mesh cluster, locality and health, from the registry: c1's own and the one
+    // imported from c2 through federation.
+    const reviews = page.locator('[data-testid=services] [data-service="reviews.default.svc.cluster.local"]');
+    await reviews
+      .locator('tr[data-cluster="c2"][data-endpoint="10.9.0.1"][data-health="HEALTHY"]')
+      .waitFor({ timeout: 30_000 });
+    const imported = (await reviews.locator('tr[data-cluster="c2"]').textContent()) ?? '';
+    expect(imported).toContain('c2 (imported, link live)');
+    expect(imported).toContain('region2/zone1');
+    const local = reviews.locator('tr[data-cluster="c1"]');
+    expect(await local.count()).toBe(2);
+    // Cells: cluster, locality, address, ports (the service's), network, account, weight, health.
+    expect(await local.nth(0).locator('td').allTextContents()).toEqual([
+      'c1 (local)',
+      'region1/zone1',
+      '10.8.0.1',
+      'http:9080',
+      '—',
+      '—',
+      '1',
+      'HEALTHY',
+    ]);
+    expect(await local.nth(1).textContent()).toContain('region1/zone2');
+    expect(await reviews.locator('h3').textContent()).toContain('3 healthy');
+    expect(await page.locator('[data-testid=command]').nth(1).textContent()).toContain(
+      `${replicas[0]!.admin}/debug/registry`,
+    );
+    await shot('3-graph');
+    // The same endpoints as one proxy is given them (its EDS), with the local ones preferred.
+    await page.locator('[data-testid=eds] summary').click();
     const endpoints = page.locator('[data-testid=endpoints]');
     await endpoints.filter({ hasText: '10.8.0.2:9080' }).waitFor({ timeout: 15_000 });
     const text = (await endpoints.textContent()) ?? '';
     expect(text).toContain('outbound|9080||reviews.default.svc.cluster.local');
     expect(text).toContain('region1/zone1');
     expect(text).toContain('region1/zone2');
-    await shot('3-graph');
+    await shot('3b-graph-eds');
   });
 
   it('Config: objects by kind with the analyze warning, and a proxy effective config', async () => {
@@ -392,7 +444,7 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
     await page.selectOption('[data-testid=kind]', 'AuthorizationPolicy');
     await waitUntil(
       'only AuthorizationPolicies listed',
-      async () => (await page.locator('tr[data-object]').count()) === 2,
+      async () => (await page.locator('tr[data-object]').count()) === 3,
     );
     await page.fill('input[name=proxy]', 'client-1.default');
     await page.click('form.filters button[type=submit]');
@@ -414,7 +466,10 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
     await result.waitFor({ timeout: 15_000 });
     expect(await result.locator('[data-policy="default/reviews-from-client"]').count()).toBe(1);
     expect(await result.locator('[data-policy="default/ratings-only"]').count()).toBe(0);
+    // The replica's root namespace (its translator's, from /debug/replica): its policy applies mesh-wide.
+    expect(await result.locator('[data-policy="istio-system/mesh-deny-debug"]').count()).toBe(1);
     const text = (await result.textContent()) ?? '';
+    expect(text).toContain('policies of the root namespace istio-system apply mesh-wide');
     expect(text).toContain('ALLOW policies apply');
     expect(text).toContain('cluster.local/ns/default/sa/client');
     await shot('5-policy');
@@ -430,5 +485,50 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
     console.log(`replica c shown down ${((performance.now() - killedAt) / 1000).toFixed(1)} s after SIGKILL`);
     expect(await page.locator('tr[data-replica="a"]').getAttribute('data-state')).toBe('up');
     await shot('6-mesh-replica-down');
+  });
+
+  it('logging out revokes the session on every replica: a copied cookie is refused, open streams end', async () => {
+    const [a, b] = [replicas[0]!, replicas[1]!];
+    const value = (await context!.cookies()).find((c) => c.name === 'meridian_ui_c1')!.value;
+    const copied = { cookie: `meridian_ui_c1=${value}` };
+    expect((await fetch(`${b.admin}/ui/api/session`, { headers: copied })).status).toBe(200);
+    // Streams of the session opened elsewhere (another tab, a copied cookie) on replicas a and b.
+    const open = async (base: string) => {
+      const res = await fetch(`${base}/ui/api/stream/mesh`, { headers: copied });
+      expect(res.status).toBe(200);
+      const reader = res.body!.getReader();
+      let text = '';
+      return async (until: string): Promise<string> => {
+        while (!text.includes(until)) {
+          const { value: chunk, done } = await reader.read();
+          if (done) break;
+          text += new TextDecoder().decode(chunk);
+        }
+        return text;
+      };
+    };
+    const [onA, onB] = [await open(a.admin), await open(b.admin)];
+    await onA('data: ');
+    await onB('data: ');
+    await page.click('header button:has-text("Log out")');
+    // (the page's own stream may end first and send it to /ui/login?next=...: either is the login page)
+    await page.waitForURL((url) => url.pathname === '/ui/login', { timeout: 10_000 });
+    expect(await context!.cookies()).toEqual([]);
+    // Replica a (which took the logout) ends its stream at once; replica b at its next session check.
+    expect(await onA('event: end')).toContain('event: end\ndata: {"message":"logged out"}');
+    expect(await onB('event: end')).toContain('event: end\ndata: {"message":"token revoked"}');
+    // The copied cookie is refused by both replicas, for pages, data and streams.
+    for (const r of [a, b]) {
+      const api = await fetch(`${r.admin}/ui/api/mesh`, { headers: copied });
+      expect(api.status, r.spec.id).toBe(401);
+      expect(((await api.json()) as { message: string }).message).toBe('token revoked');
+      expect((await fetch(`${r.admin}/ui/proxies`, { headers: copied, redirect: 'manual' })).status).toBe(
+        303,
+      );
+      expect((await fetch(`${r.admin}/ui/api/stream/proxies`, { headers: copied })).status).toBe(401);
+    }
+    // And the browser, back on a page, is sent to the login page.
+    await page.goto(`${a.admin}/ui/mesh`);
+    expect(new URL(page.url()).pathname).toBe('/ui/login');
   });
 });

@@ -3,6 +3,7 @@
 // role bindings); and the pure parts (cookie, session lifetime, graph layout, CA expiry).
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { ConfigObject } from '@meridian/api';
 import { AdminAuthority, bootstrapCredential, deleteRoleBinding, operatorSubject } from '@meridian/auth';
 import { Keyspace, MemoryStore } from '@meridian/store';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,9 +11,11 @@ import {
   caExpiry,
   type DashboardHost,
   edgeLabel,
+  type endpointsByCluster,
   handleDashboard,
   layoutGraph,
   parseLabels,
+  type RegistryService,
   readCookie,
   SESSION_TTL_SECONDS,
   sessionCookie,
@@ -22,6 +25,49 @@ import {
 } from '../src/index.js';
 
 const VIEWER = operatorSubject('cluster.local', 'viewer');
+const endpoint = (address: string, clusterId: string, locality: string, health: string) => {
+  const [region = '', zone = '', subZone = ''] = locality.split('/');
+  return {
+    address,
+    ports: { http: 9080 },
+    labels: {},
+    locality: { region, zone, subZone },
+    network: clusterId === 'c1' ? '' : 'net2',
+    clusterId,
+    health,
+    serviceAccount: 'reviews',
+    weight: 1,
+  };
+};
+/** A service with local endpoints in two zones and endpoints imported from c2 and c0. */
+const REVIEWS: RegistryService = {
+  hostname: 'reviews.default.svc.cluster.local',
+  namespace: 'default',
+  ports: [
+    { name: 'http', port: 9080, protocol: 'HTTP' },
+    { name: 'grpc', port: 7070, protocol: 'GRPC', targetPort: 7071 },
+  ],
+  endpoints: [
+    endpoint('10.0.0.9', 'c0', 'region0/zone1', 'UNHEALTHY'),
+    endpoint('10.8.0.1', 'c1', 'region1/zone2', 'HEALTHY'),
+    endpoint('10.8.0.2', 'c1', 'region1/zone1', 'HEALTHY'),
+    endpoint('10.8.0.3', 'c1', 'region1/zone1', 'DRAINING'),
+    endpoint('10.9.0.1', 'c2', 'region2/zone1', 'HEALTHY'),
+  ],
+};
+const policy = (namespace: string, name: string, action: string) =>
+  ({
+    apiVersion: 'security.istio.io/v1',
+    kind: 'AuthorizationPolicy',
+    metadata: { name, namespace },
+    spec: { action, rules: [{ to: [{ operation: { methods: ['GET'] } }] }] },
+  }) as unknown as ConfigObject;
+/** Namespace-wide policies: only the replica's root namespace (mesh-root here) applies mesh-wide. */
+const POLICIES = [
+  policy('mesh-root', 'mesh-deny', 'DENY'),
+  policy('istio-system', 'not-the-root', 'DENY'),
+  policy('default', 'default-allow', 'ALLOW'),
+];
 const NOBODY = operatorSubject('cluster.local', 'nobody');
 
 let store: MemoryStore;
@@ -48,8 +94,17 @@ beforeAll(async () => {
   const host: DashboardHost = {
     auth: authority,
     debugInfo: (path) =>
-      path === '/debug/replica' ? { id: 'r1', clusterId: 'c1', adminAddress: '127.0.0.1:1' } : undefined,
-    listConfig: async () => ({ revision: 1, items: [] }),
+      path === '/debug/replica'
+        ? { id: 'r1', clusterId: 'c1', adminAddress: '127.0.0.1:1', rootNamespace: 'mesh-root' }
+        : path === '/debug/registry'
+          ? { revision: 7, services: [REVIEWS] }
+          : path === '/debug/federation'
+            ? { remoteClusters: [{ cluster: 'c2', stale: false, heardAgoMs: 800 }] }
+            : undefined,
+    listConfig: async (kind) => ({
+      revision: 1,
+      items: kind === 'AuthorizationPolicy' ? POLICIES : [],
+    }),
     log: {
       info: (o) => audit.push(o),
       warn: (o) => audit.push(o),
@@ -269,6 +324,65 @@ describe('dashboard login and session', () => {
     // Audited without the token.
     expect(audit.some((a) => a.outcome === 'session revoked' && a.subject === VIEWER)).toBe(true);
     expect(JSON.stringify(audit)).not.toContain(session);
+  });
+});
+
+describe('dashboard data', () => {
+  it("services: every endpoint by mesh cluster (local first, imported after), locality and health; policy: the replica's root namespace", async () => {
+    const res = await login(viewToken);
+    expect(res.status).toBe(200);
+    const cookie = { cookie: /^(meridian_ui_c1=[^;]+)/.exec(res.headers.get('set-cookie')!)![1]! };
+    expect((await fetch(`${base}/ui/api/services`)).status).toBe(401);
+    const services = (await (await fetch(`${base}/ui/api/services`, { headers: cookie })).json()) as {
+      revision: number;
+      clusterId: string;
+      services: ReturnType<typeof endpointsByCluster>;
+      remoteClusters: { cluster: string }[];
+      command: string;
+    };
+    expect(services.revision).toBe(7);
+    expect(services.command).toContain('/debug/registry');
+    expect(services.remoteClusters.map((c) => c.cluster)).toEqual(['c2']);
+    const reviews = services.services[0]!;
+    expect(reviews.health).toEqual({ UNHEALTHY: 1, HEALTHY: 3, DRAINING: 1 });
+    expect(reviews.clusters.map((c) => [c.cluster, c.local])).toEqual([
+      ['c1', true],
+      ['c0', false],
+      ['c2', false],
+    ]);
+    const c1 = reviews.clusters[0]!;
+    expect(c1.health).toEqual({ HEALTHY: 2, DRAINING: 1 });
+    expect(
+      c1.localities.map((l) => [l.locality, l.endpoints.map((e) => `${e.address} ${e.health}`)]),
+    ).toEqual([
+      ['region1/zone1', ['10.8.0.2 HEALTHY', '10.8.0.3 DRAINING']],
+      ['region1/zone2', ['10.8.0.1 HEALTHY']],
+    ]);
+    expect(reviews.clusters[2]!.localities[0]).toEqual({
+      locality: 'region2/zone1',
+      endpoints: [
+        {
+          address: '10.9.0.1',
+          ports: { http: 9080, grpc: 7071 },
+          health: 'HEALTHY',
+          network: 'net2',
+          serviceAccount: 'reviews',
+          weight: 1,
+        },
+      ],
+    });
+    // The Policy page selects with the root namespace the replica reports, not a fixed one.
+    const pol = (await (
+      await fetch(`${base}/ui/api/policy?namespace=default&labels=app%3Dreviews`, { headers: cookie })
+    ).json()) as {
+      rootNamespace: string;
+      selected: { deny: { name: string }[]; allow: { name: string }[] };
+      command: string;
+    };
+    expect(pol.rootNamespace).toBe('mesh-root');
+    expect(pol.selected.deny.map((p) => p.name)).toEqual(['mesh-deny']);
+    expect(pol.selected.allow.map((p) => p.name)).toEqual(['default-allow']);
+    expect(pol.command).toContain('meridian get ap -n mesh-root -o yaml');
   });
 });
 
