@@ -486,7 +486,9 @@ function Policy() {
                   ? Object.entries(p.selector)
                       .map(([k, v]) => `${k}=${v}`)
                       .join(', ')
-                  : '(every workload of the namespace)'
+                  : p.namespace === data.rootNamespace
+                    ? '(every workload of the mesh: root namespace)'
+                    : '(every workload of the namespace)'
               }</td></tr>`,
           )}</tbody></table>`
         : null

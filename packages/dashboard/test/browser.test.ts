@@ -471,6 +471,9 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
     const text = (await result.textContent()) ?? '';
     expect(text).toContain('policies of the root namespace istio-system apply mesh-wide');
     expect(text).toContain('ALLOW policies apply');
+    expect(await page.locator('[data-testid=policies]').textContent()).toContain(
+      'mesh-deny-debugDENY(every workload of the mesh: root namespace)',
+    );
     expect(text).toContain('cluster.local/ns/default/sa/client');
     await shot('5-policy');
   });
