@@ -76,7 +76,7 @@ describe('rate-limit service cluster', () => {
       },
     });
     // Endpoints keep the given order (the replica sorts them by replica id).
-    const endpoints = ((c?.load_assignment as EnvoyJson).endpoints as EnvoyJson[])[0]
+    const endpoints = ((c!.load_assignment as EnvoyJson).endpoints as EnvoyJson[])[0]
       ?.lb_endpoints as EnvoyJson[];
     expect(endpoints.map((e) => JSON.stringify(e))).toEqual([
       JSON.stringify({
@@ -97,7 +97,7 @@ describe('rate-limit service cluster', () => {
 
   it('IPv6 hosts are IP SANs', () => {
     const tls = replicaServiceTransportSocket([{ host: '::1', port: 15012, mtls: true }]);
-    const ctx = (tls?.typed_config as EnvoyJson).common_tls_context as EnvoyJson;
+    const ctx = (tls!.typed_config as EnvoyJson).common_tls_context as EnvoyJson;
     expect(
       ((ctx.combined_validation_context as EnvoyJson).default_validation_context as EnvoyJson)
         .match_typed_subject_alt_names,
