@@ -398,7 +398,7 @@ export class RateLimitRefusedError extends Error {
   override readonly name = 'RateLimitRefusedError';
   constructor(
     readonly code: grpc.status,
-    readonly reason: 'unauthenticated' | 'forbidden',
+    readonly reason: 'unauthenticated' | 'forbidden' | 'internal',
     message: string,
     options?: { cause?: unknown },
   ) {
@@ -486,7 +486,7 @@ export function addRateLimitService(
     'meridian_ratelimit_refused',
     {
       description:
-        'Rate-limit calls refused, by reason (unauthenticated, forbidden) and port (mtls, plaintext).',
+        'Rate-limit calls refused, by reason (unauthenticated, forbidden, internal) and port (mtls, plaintext).',
     },
   );
   const port = access.secure ? 'mtls' : 'plaintext';
@@ -509,7 +509,7 @@ export function addRateLimitService(
         const e =
           error instanceof RateLimitRefusedError
             ? error
-            : new RateLimitRefusedError(grpc.status.UNAUTHENTICATED, 'unauthenticated', String(error));
+            : new RateLimitRefusedError(grpc.status.INTERNAL, 'internal', String(error), { cause: error });
         refused.add(1, { reason: e.reason, port });
         log.debug({ reason: e.reason, err: e.message }, 'rate-limit call refused');
         callback({ code: e.code, details: e.message });

@@ -1091,6 +1091,7 @@ export class Replica {
       plaintext: this.options.rateLimitPlaintext === 'on',
       trustDomain: () => this.#mtls?.trustDomain ?? this.options.trustDomain,
       registry: () => this.#registrySnapshot,
+      rootNamespace: (this.#mtls?.translator ?? this.#translator).rootNamespace,
     };
   }
 
