@@ -95,6 +95,16 @@ export { FAULT_FILTER, ROUTER_FILTER } from './route.js';
 export type { ProxyScope } from './scope.js';
 export { buildScope, selectSidecar } from './scope.js';
 export { createConfigSnapshot, createRegistrySnapshot, sortEndpoints, withEndpoints } from './snapshot.js';
+export type {
+  HcmTracing,
+  MeshTracing,
+  OpenTelemetryProvider,
+  ProxyTracing,
+  TracingProviderDefinition,
+  TracingSpec,
+  ZipkinProvider,
+} from './tracing.js';
+export { hcmTracing, partWithTracing, proxyTracing, resolveTracing, withTracing } from './tracing.js';
 export type { TranslatorStats } from './translator.js';
 export { mergeParts, Translator, translateProxy } from './translator.js';
 export type {

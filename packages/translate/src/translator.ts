@@ -57,6 +57,7 @@ import {
 import { mtlsInboundFilterChains, mtlsUpstreamTls, peerAuthenticationsKey } from './mtls.js';
 import { buildRoutes, destinationCluster, type RouteContext } from './route.js';
 import { buildScope, type ProxyScope, selectSidecar } from './scope.js';
+import { partWithTracing, proxyTracing } from './tracing.js';
 import type {
   ConfigSnapshot,
   Endpoint,
@@ -334,14 +335,7 @@ export class Translator {
       outbound: this.materializedFor(outboundKey, outbound, scope, registry, proxy, grpc),
       inbound: this.inboundFor(config, registry, proxy, grpc),
     };
-    // Issue 17: sidecars' access logs to the replicas (access-log.ts), when the snapshot names them.
-    const als = config.policyInputs?.accessLogService;
-    if (grpc || !als?.length || !accessLoggingEnabled(config.telemetries ?? [], proxy, this.rootNamespace))
-      return parts;
-    return {
-      outbound: partWithAccessLog(parts.outbound, als, false),
-      inbound: partWithAccessLog(parts.inbound, als, true),
-    };
+    return withTelemetry(parts, config, registry, proxy, this.rootNamespace);
   }
 
   /**
@@ -1042,4 +1036,32 @@ export function translateProxy(
   options: TranslateOptions = {},
 ): ProxyResources {
   return new Translator(options).translate(config, registry, proxy);
+}
+
+/**
+ * Issue 17: sidecars' access logs to the replicas (access-log.ts), when the snapshot names them, and
+ * Envoy tracing from Telemetry's `tracing` (tracing.ts). Both keep a part shared while their inputs
+ * are the same.
+ */
+function withTelemetry(
+  parts: ProxyParts,
+  config: ConfigSnapshot,
+  registry: RegistrySnapshot,
+  proxy: ProxyInfo,
+  rootNamespace: string,
+): ProxyParts {
+  if (proxy.kind === 'grpc') return parts;
+  let { outbound, inbound } = parts;
+  const telemetries = config.telemetries ?? [];
+  const als = config.policyInputs?.accessLogService;
+  if (als?.length && accessLoggingEnabled(telemetries, proxy, rootNamespace)) {
+    outbound = partWithAccessLog(outbound, als, false);
+    inbound = partWithAccessLog(inbound, als, true);
+  }
+  const tracing = proxyTracing(telemetries, registry, proxy, rootNamespace, config.policyInputs?.tracing);
+  if (tracing) {
+    outbound = partWithTracing(outbound, tracing);
+    inbound = partWithTracing(inbound, tracing);
+  }
+  return outbound === parts.outbound && inbound === parts.inbound ? parts : { outbound, inbound };
 }

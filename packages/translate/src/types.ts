@@ -18,6 +18,7 @@ import type {
   VirtualServiceConfig,
 } from '@meridian/api';
 import type { EnvoyJson, ProxyInfo } from '@meridian/envoy';
+import type { MeshTracing } from './tracing.js';
 
 /** The config objects translation reads, by kind, each list sorted by (namespace, name). */
 export interface ConfigSnapshot {
@@ -61,7 +62,9 @@ export interface PolicyInputs {
    */
   readonly rateLimitService?: readonly ReplicaServiceAddress[];
   /** Where sidecars send access logs (the replicas' gRPC addresses, access-log.ts); absent: none. */
-  readonly accessLogService?: readonly { readonly host: string; readonly port: number }[];
+  readonly accessLogService?: readonly ReplicaServiceAddress[];
+  /** The mesh's tracing providers and defaults (Istio MeshConfig's, tracing.ts); absent: none defined. */
+  readonly tracing?: MeshTracing;
 }
 
 /**
