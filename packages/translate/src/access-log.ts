@@ -3,7 +3,8 @@
  * names an access-log service (`policyInputs.accessLogService`, the replicas' gRPC addresses), every
  * HTTP connection manager of the sidecar's listeners gets an `envoy.access_loggers.http_grpc` access
  * log and every tcp_proxy an `envoy.access_loggers.tcp_grpc` one, both streaming to the cluster
- * {@link ACCESS_LOG_CLUSTER} (HTTP/2, the replicas' addresses, as the rate-limit cluster). The
+ * {@link ACCESS_LOG_CLUSTER} (HTTP/2, the replicas' addresses, over mTLS with the sidecar's workload
+ * certificate when the addresses are the replicas' CA ports, as the rate-limit cluster). The
  * replica's receiver (`@meridian/server` telemetry-ingest.ts) derives Istio's metrics and the
  * service graph from the entries.
  *
@@ -18,7 +19,8 @@
  * listener shared by many proxies stays one object and is encoded once.
  */
 import type { EnvoyJson, JsonValue } from '@meridian/envoy';
-import type { NamedResource } from './types.js';
+import { replicaServiceTransportSocket } from './ratelimit.js';
+import type { NamedResource, ReplicaServiceAddress } from './types.js';
 import { any, replicaServiceCluster } from './util.js';
 
 /** The cluster sidecars reach the replicas' access-log service through. */
@@ -28,8 +30,8 @@ const TCP_GRPC = 'envoy.extensions.access_loggers.grpc.v3.TcpGrpcAccessLogConfig
 const HCM_NAME = 'envoy.filters.network.http_connection_manager';
 const TCP_PROXY_NAME = 'envoy.filters.network.tcp_proxy';
 
-/** Where the replicas' access-log service listens. */
-export type AccessLogService = readonly { readonly host: string; readonly port: number }[];
+/** Where the replicas' access-log service listens (`mtls`: their CA ports, with the workload certificate). */
+export type AccessLogService = readonly ReplicaServiceAddress[];
 
 function commonConfig(logName: string): EnvoyJson {
   return {
@@ -62,9 +64,15 @@ export function tcpGrpcAccessLog(direction: 'inbound' | 'outbound'): EnvoyJson {
   };
 }
 
-/** The access-log cluster: the replicas' addresses over HTTP/2 (STATIC for IPs, else STRICT_DNS). */
+/**
+ * The access-log cluster: the replicas' addresses over HTTP/2 (STATIC for IPs, else STRICT_DNS); over
+ * mesh mTLS when they are marked `mtls` (as the rate-limit cluster: the sidecar's workload
+ * certificate from SDS `default`, the replica's checked against SDS `ROOTCA` and the replicas' hosts).
+ */
 export function accessLogCluster(service: AccessLogService): EnvoyJson {
-  return replicaServiceCluster(ACCESS_LOG_CLUSTER, service);
+  const cluster = replicaServiceCluster(ACCESS_LOG_CLUSTER, service);
+  const tls = replicaServiceTransportSocket(service);
+  return tls ? { ...cluster, transport_socket: tls } : cluster;
 }
 
 /** `filter` with an access log added when it is an HCM or a tcp_proxy. */
@@ -99,7 +107,8 @@ export function withAccessLog(listener: EnvoyJson): EnvoyJson {
 const decorated = new WeakMap<EnvoyJson, { key: string; listener: EnvoyJson }>();
 const parts = new WeakMap<object, { key: string; part: object }>();
 
-const serviceKey = (service: AccessLogService) => service.map((s) => `${s.host}:${s.port}`).join(',');
+const serviceKey = (service: AccessLogService) =>
+  service.map((s) => `${s.mtls ? 'mtls' : 'plain'}:${s.host}:${s.port}`).join(',');
 
 /** {@link withAccessLog} over named listeners, cached per listener object and service set. */
 export function listenersWithAccessLog(

@@ -112,6 +112,44 @@ describe('access logs to the replicas', () => {
     expect(grpc.clusters.some((c) => c.name === ACCESS_LOG_CLUSTER)).toBe(false);
   });
 
+  it("the replicas' CA ports (mtls): the cluster is mTLS with the workload certificate and checks the replicas' SANs", () => {
+    const mtls = SERVICE.map((a) => ({ ...a, port: 15012, mtls: true }));
+    const out = translateProxy(
+      createConfigSnapshot(1, TELEMETRY, { accessLogService: mtls }),
+      bookinfoRegistry(),
+      proxy(),
+    );
+    const cluster = out.clusters.find((c) => c.name === ACCESS_LOG_CLUSTER)!.resource;
+    expect(checkResource(TypeUrl.Cluster, cluster)).toEqual([]);
+    expect(cluster.transport_socket).toMatchObject({
+      name: 'envoy.transport_sockets.tls',
+      typed_config: {
+        common_tls_context: {
+          tls_certificate_sds_secret_configs: [{ name: 'default' }],
+          combined_validation_context: {
+            default_validation_context: {
+              match_typed_subject_alt_names: [
+                { san_type: 'IP_ADDRESS', matcher: { exact: '10.0.0.10' } },
+                { san_type: 'IP_ADDRESS', matcher: { exact: '10.0.0.11' } },
+              ],
+            },
+            validation_context_sds_secret_config: { name: 'ROOTCA' },
+          },
+          alpn_protocols: ['h2'],
+        },
+      },
+    });
+    // Plaintext addresses: no transport socket.
+    const plain = translateProxy(
+      createConfigSnapshot(1, TELEMETRY, { accessLogService: SERVICE }),
+      bookinfoRegistry(),
+      proxy(),
+    );
+    expect(
+      plain.clusters.find((c) => c.name === ACCESS_LOG_CLUSTER)!.resource.transport_socket,
+    ).toBeUndefined();
+  });
+
   it('two sidecars with the same outbound view share the decorated outbound part (one encoding)', () => {
     const t = new Translator();
     const config = createConfigSnapshot(1, TELEMETRY, { accessLogService: SERVICE });
