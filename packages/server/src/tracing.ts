@@ -11,10 +11,14 @@
  *   ├── meridian.send       xds.update -> every queued push written (proxies pushed)
  *   └── meridian.converge   sent -> every proxy ACKed all of it (synced / proxies)
  */
+import { readFileSync } from 'node:fs';
+import type { MeshTracing, TracingProviderDefinition } from '@meridian/translate';
 import { type Attributes, context, type Span, type Tracer, trace } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { parse as parseYaml } from 'yaml';
+import { ServerConfigError } from './errors.js';
 
 /** The tracer of one replica, and how to flush and stop it. */
 export interface PushTracing {
@@ -92,4 +96,112 @@ export class PushTrace {
   get ended(): boolean {
     return this.#ended;
   }
+}
+
+/**
+ * The sidecars' tracing providers from `--mesh-config`: an Istio MeshConfig (YAML or JSON; or the
+ * `istio` ConfigMap whose `data.mesh` holds it), of which `extensionProviders` (OpenTelemetry and
+ * Zipkin entries), `defaultProviders.tracing` and `defaultConfig.tracing.sampling` are read, as
+ * istiod reads them for Telemetry's `tracing` (translate's tracing.ts). Undefined without a file;
+ * a file that does not read or parse, or a provider field of the wrong type, is a ServerConfigError
+ * naming the field.
+ */
+export function readMeshTracing(file: string): MeshTracing | undefined {
+  if (!file) return undefined;
+  const fail = (reason: string): never => {
+    throw new ServerConfigError('--mesh-config', `${file}: ${reason}`);
+  };
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(file, 'utf8'));
+  } catch (error) {
+    return fail((error as Error).message);
+  }
+  const obj = (v: unknown, at: string): Record<string, unknown> => {
+    if (v === undefined || v === null) return {};
+    if (typeof v !== 'object' || Array.isArray(v)) return fail(`${at}: expected an object`);
+    return v as Record<string, unknown>;
+  };
+  let mesh = obj(doc, 'the document');
+  if (mesh.kind === 'ConfigMap') {
+    const text = obj(mesh.data, 'data').mesh;
+    if (typeof text !== 'string') return fail('data.mesh: expected the MeshConfig as a string');
+    try {
+      mesh = obj(parseYaml(text), 'data.mesh');
+    } catch (error) {
+      return fail(`data.mesh: ${(error as Error).message}`);
+    }
+  }
+  const str = (v: unknown, at: string, optional = false): string | undefined => {
+    if (v === undefined && optional) return undefined;
+    if (typeof v !== 'string' || v === '') return fail(`${at}: expected a non-empty string`);
+    return v;
+  };
+  const int = (v: unknown, at: string, max: number, optional = false): number | undefined => {
+    if (v === undefined && optional) return undefined;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max)
+      return fail(`${at}: expected an integer in [1, ${max}]`);
+    return v;
+  };
+  const providers: TracingProviderDefinition[] = [];
+  const list = mesh.extensionProviders ?? [];
+  if (!Array.isArray(list)) return fail('extensionProviders: expected a list');
+  list.forEach((raw, i) => {
+    const at = `extensionProviders[${i}]`;
+    const p = obj(raw, at);
+    const name = str(p.name, `${at}.name`)!;
+    const common = (o: Record<string, unknown>, kat: string) => ({
+      service: str(o.service, `${kat}.service`)!,
+      port: int(o.port, `${kat}.port`, 65535)!,
+      ...(o.maxTagLength !== undefined
+        ? { maxTagLength: int(o.maxTagLength, `${kat}.maxTagLength`, 2 ** 31)! }
+        : {}),
+    });
+    if (p.opentelemetry !== undefined) {
+      const kat = `${at}.opentelemetry`;
+      const o = obj(p.opentelemetry, kat);
+      const http = o.http === undefined ? undefined : obj(o.http, `${kat}.http`);
+      const grpc = o.grpc === undefined ? undefined : obj(o.grpc, `${kat}.grpc`);
+      const path = http ? str(http.path, `${kat}.http.path`, true) : undefined;
+      const httpTimeout = http ? str(http.timeout, `${kat}.http.timeout`, true) : undefined;
+      const grpcTimeout = grpc ? str(grpc.timeout, `${kat}.grpc.timeout`, true) : undefined;
+      providers.push({
+        name,
+        opentelemetry: {
+          ...common(o, kat),
+          ...(http
+            ? { http: { ...(path ? { path } : {}), ...(httpTimeout ? { timeout: httpTimeout } : {}) } }
+            : {}),
+          ...(grpcTimeout ? { grpc: { timeout: grpcTimeout } } : {}),
+        },
+      });
+    } else if (p.zipkin !== undefined) {
+      const kat = `${at}.zipkin`;
+      const z = obj(p.zipkin, kat);
+      const path = str(z.path, `${kat}.path`, true);
+      if (z.enable64bitTraceId !== undefined && typeof z.enable64bitTraceId !== 'boolean')
+        fail(`${kat}.enable64bitTraceId: expected true or false`);
+      providers.push({
+        name,
+        zipkin: {
+          ...common(z, kat),
+          ...(path ? { path } : {}),
+          ...(z.enable64bitTraceId === true ? { enable64bitTraceId: true } : {}),
+        },
+      });
+    }
+    // Other provider kinds (access loggers, ext_authz, ...) are not tracing providers: not read.
+  });
+  const defaults = obj(mesh.defaultProviders, 'defaultProviders').tracing ?? [];
+  if (!Array.isArray(defaults) || !defaults.every((d) => typeof d === 'string'))
+    return fail('defaultProviders.tracing: expected a list of provider names');
+  const sampling = obj(obj(mesh.defaultConfig, 'defaultConfig').tracing, 'defaultConfig.tracing').sampling;
+  if (sampling !== undefined && (typeof sampling !== 'number' || !(sampling >= 0 && sampling <= 100)))
+    return fail(`defaultConfig.tracing.sampling: expected a percentage in [0, 100], got ${String(sampling)}`);
+  return {
+    extensionProviders: providers,
+    ...(defaults.length > 0 ? { defaultProviders: { tracing: defaults as string[] } } : {}),
+    // Istio: 0 means unset (PILOT_TRACE_SAMPLING, 1%).
+    ...(typeof sampling === 'number' && sampling > 0 ? { defaultSampling: sampling } : {}),
+  };
 }
