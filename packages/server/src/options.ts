@@ -35,6 +35,7 @@
  * | `--rate-limit-address` (`host:port`, comma-separated: where proxies reach the replicas' global rate-limit service; empty: the replicas' CA mTLS addresses from membership, or their xDS addresses with `--rate-limit-plaintext on` and no CA) | `MERIDIAN_RATE_LIMIT_ADDRESS` | `rateLimitAddress` | `` |
  * | `--rate-limit-plaintext` (`on`: answer rate-limit calls without a workload certificate, on the plaintext xDS port; development only) | `MERIDIAN_RATE_LIMIT_PLAINTEXT` | `rateLimitPlaintext` | `off` |
  * | `--telemetry-plaintext` (`on`: accept access logs and stats from unauthenticated reporters, on the plaintext xDS port; their entries never carry mTLS or a principal) | `MERIDIAN_TELEMETRY_PLAINTEXT` | `telemetryPlaintext` | `off` |
+ * | `--mesh-config` (an Istio MeshConfig file, or the `istio` ConfigMap: its tracing `extensionProviders`, `defaultProviders.tracing` and `defaultConfig.tracing.sampling` for Telemetry's `tracing`) | `MERIDIAN_MESH_CONFIG` | `meshConfig` | `` |
  */
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -80,6 +81,8 @@ export interface ServerOptions {
   readonly rateLimitPlaintext: string;
   /** `on`: accept telemetry from unauthenticated reporters (telemetry-ingest.ts). */
   readonly telemetryPlaintext: string;
+  /** An Istio MeshConfig file whose tracing providers Telemetry's `tracing` names (tracing.ts); empty: none. */
+  readonly meshConfig: string;
 }
 
 type Kind = 'string' | 'list' | 'seconds' | 'ms';
@@ -408,6 +411,14 @@ const SETTINGS: readonly Setting[] = [
     help: 'on: accept access logs and stats from unauthenticated reporters (never as mTLS); off: mTLS port only',
     fallback: () => 'off',
     check: (v) => (v === 'on' || v === 'off' ? undefined : `expected on or off, got "${v}"`),
+  },
+  {
+    key: 'meshConfig',
+    flag: '--mesh-config',
+    env: 'MERIDIAN_MESH_CONFIG',
+    kind: 'string',
+    help: "an Istio MeshConfig file (or the istio ConfigMap): the tracing providers Telemetry's tracing names",
+    fallback: () => '',
   },
 ];
 

@@ -29,6 +29,7 @@ import { EtcdStore, type EtcdStoreOptions, Keyspace, type Store } from '@meridia
 import {
   type ConfigSnapshot,
   createConfigSnapshot,
+  type MeshTracing,
   type PolicyInputs,
   type RegistrySnapshot,
   Translator,
@@ -69,7 +70,7 @@ import {
 import { servingMaterialFile } from './serving-material.js';
 import { Telemetry } from './telemetry.js';
 import { TelemetryIngest, workloadNames } from './telemetry-ingest.js';
-import { PushTrace, type PushTracing, startPushTracing } from './tracing.js';
+import { PushTrace, type PushTracing, readMeshTracing, startPushTracing } from './tracing.js';
 
 /** meridiand's version, registered with the replica's membership entry. */
 export const MERIDIAN_VERSION = '0.1.0';
@@ -174,6 +175,8 @@ export class Replica {
   #directory: ReplicaDirectory | undefined;
   #convergence: ConvergenceTracker | undefined;
   readonly #tracing: PushTracing;
+  /** Tracing providers of `--mesh-config` for Telemetry's `tracing` (issue 17). */
+  readonly #meshTracing: MeshTracing | undefined;
   #trace: PushTrace | undefined;
   #traceSyncs: (() => void) | undefined;
   /** CA runtime, SDS and mTLS translation (issue 6), when the CA is configured. */
@@ -241,6 +244,7 @@ export class Replica {
     // Changes are debounced here, before the push context is built; the xDS server pushes each
     // debounced change at once (its own debouncer off).
     this.xds = new XdsServer({ logger: this.log.child({ part: 'xds' }), debounce: { quietMs: 0 } });
+    this.#meshTracing = readMeshTracing(options.meshConfig);
     this.#tracing = startPushTracing({
       replicaId: options.replicaId,
       clusterId: options.clusterId,
@@ -959,6 +963,7 @@ export class Replica {
       config = createConfigSnapshot(change.revision, objects, {
         jwks: this.#jwks?.resolve(objects) ?? new Map(),
         ...services,
+        ...(this.#meshTracing ? { tracing: this.#meshTracing } : {}),
       });
     }
     let registry = this.#registrySnapshot;
@@ -1049,8 +1054,8 @@ export class Replica {
    * Where proxies reach the replicas' own services, from the current membership (issue 16): the
    * rate-limit service on the replicas' CA mTLS ports when this replica has the CA, on their
    * plaintext xDS ports only with `--rate-limit-plaintext on` and no CA, else nowhere; sidecars'
-   * access logs (Telemetry provider `meridian`) on the plaintext xDS ports with
-   * `--telemetry-plaintext on`. `key` tells two results apart.
+   * access logs (Telemetry provider `meridian`) likewise: the CA mTLS ports, else the plaintext
+   * xDS ports with `--telemetry-plaintext on`. `key` tells two results apart.
    */
   #replicaServices(): Pick<PolicyInputs, 'rateLimitService' | 'accessLogService'> & { key: string } {
     const replicas = this.#directory?.replicas();
@@ -1059,8 +1064,11 @@ export class Replica {
       replicas,
       this.#mtls ? 'mtls' : this.options.rateLimitPlaintext === 'on' ? 'plaintext' : 'off',
     );
-    const accessLogService =
-      this.options.telemetryPlaintext === 'on'
+    // Issue 17: access logs to the CA's mTLS ports when this replica has the CA (the workload
+    // certificate identifies the reporter), else the plaintext xDS ports with --telemetry-plaintext on.
+    const accessLogService = this.#mtls
+      ? rateLimitServiceAddresses('', replicas, 'mtls')
+      : this.options.telemetryPlaintext === 'on'
         ? rateLimitServiceAddresses('', replicas, 'plaintext')
         : undefined;
     return {
