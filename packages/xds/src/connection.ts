@@ -18,6 +18,8 @@ import {
   pushRank,
   type SotwWatch,
   sotwChanged,
+  sotwHeld,
+  sotwPartial,
   sotwRemovals,
   sotwSent,
   sotwTarget,
@@ -130,8 +132,9 @@ function sotwVersion(resources: readonly EncodedResource[]): string {
   return h.digest('hex').slice(0, 16);
 }
 
-function sotwBody(resources: readonly EncodedResource[]): SotwEntry {
-  const version = sotwVersion(resources);
+/** The body carrying `resources`, versioned by `held`: what the client holds once it takes them. */
+function sotwBody(resources: readonly EncodedResource[], held = resources): SotwEntry {
+  const version = sotwVersion(held);
   return { version, body: sotwResponse(version, resources, '', ''), shared: undefined };
 }
 
@@ -490,7 +493,10 @@ export class Connection implements Pushable {
           if (sotwChanged(w, keep)) this.#sendSotw(type, keep, undefined, change);
           removals.push(() => this.#sendSotw(type, target, available, change));
         } else {
-          this.#sendSotw(type, target, available, change);
+          // A change (not a request: that gets the whole set) sends only what the client lacks.
+          const partial = !isForced && change !== undefined ? sotwPartial(w, target) : undefined;
+          if (partial?.length === 0) this.watches.set(type, sotwHeld(w, target, available));
+          else this.#sendSotw(type, target, available, change, partial);
         }
       } else {
         const w = watch as DeltaWatch;
@@ -530,24 +536,30 @@ export class Connection implements Pushable {
     );
   }
 
+  /**
+   * Sends `resources` (or, with `partial`, only those: the client keeps the rest) and records that the
+   * client now holds `resources`.
+   */
   #sendSotw(
     type: string,
     resources: readonly EncodedResource[],
     available: ResourceMap | undefined,
     change: ChangeEvent | undefined,
+    partial?: readonly EncodedResource[],
   ): void {
     const w = this.watches.get(type) as SotwWatch;
+    const body = partial ?? resources;
     let entry: SotwEntry | undefined;
     if (available) {
-      // `resources` is sotwTarget's list, shared by streams with the same map and subscription;
-      // the list belongs to one map of one type, so an entry never crosses types.
-      entry = sotwBodies.get(resources);
+      // `body` is sotwTarget's list (or sotwPartial's), shared by streams with the same map and
+      // subscription; the list belongs to one map of one type, so an entry never crosses types.
+      entry = sotwBodies.get(body);
       if (!entry) {
-        entry = sotwBody(resources);
-        sotwBodies.set(resources, entry);
+        entry = sotwBody(body, resources);
+        sotwBodies.set(body, entry);
       }
     } else {
-      entry = sotwBody(resources);
+      entry = sotwBody(body, resources);
     }
     const book = this.#book(type);
     let nonce: string;
@@ -568,7 +580,7 @@ export class Connection implements Pushable {
       bytes = Buffer.concat([entry.body, sotwResponse('', [], type, nonce)]);
     }
     this.watches.set(type, sotwSent(w, nonce, resources, available));
-    this.#write(type, bytes, change, resourceSize(resources));
+    this.#write(type, bytes, change, resourceSize(body));
   }
 
   #sendDelta(

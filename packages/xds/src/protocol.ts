@@ -255,6 +255,45 @@ export function sotwRemovals(watch: SotwWatch, target: readonly EncodedResource[
   return [...watch.sent.values()].filter((r) => !keep.has(r.name));
 }
 
+/** Partial responses by (list last sent, list due now): streams with the same two share one list. */
+const partials = new WeakMap<
+  readonly EncodedResource[],
+  WeakMap<readonly EncodedResource[], readonly EncodedResource[]>
+>();
+
+/**
+ * For a type whose SotW responses need not carry the full state (every type but Listener and Cluster
+ * [§Grouping Resources into Responses]), the resources of `target` the client does not hold at their
+ * version: after one service's endpoints change, its load assignment alone is sent, not all of them
+ * (istiod's partial EDS push; envoyproxy/envoy#13009). A client keeps the resources a response leaves
+ * out. Undefined when the whole target is due (a full-state type, or nothing sent yet); possibly empty
+ * (only names dropped, which a partial-state type never signals).
+ */
+export function sotwPartial(
+  watch: SotwWatch,
+  target: readonly EncodedResource[],
+): readonly EncodedResource[] | undefined {
+  const last = watch.sentList;
+  if (isFullStateType(watch.typeUrl) || !last || last.length === 0) return undefined;
+  let byTarget = partials.get(last);
+  if (!byTarget) {
+    byTarget = new WeakMap();
+    partials.set(last, byTarget);
+  }
+  let out = byTarget.get(target);
+  if (!out) {
+    out = target.filter((r) => watch.sent.get(r.name)?.version !== r.version);
+    byTarget.set(target, out);
+  }
+  return out.length < target.length ? out : undefined;
+}
+
+/** Records that the client holds `held` without a response (see {@link sotwPartial}: nothing new). */
+export function sotwHeld(watch: SotwWatch, held: readonly EncodedResource[], from?: ResourceMap): SotwWatch {
+  const map = from && from.size === held.length ? from : new Map(held.map((r) => [r.name, r]));
+  return { ...watch, sent: map, sentList: held };
+}
+
 /** Records a SotW response as sent. `from`: the map `sent` is the whole of (shared, not copied). */
 export function sotwSent(
   watch: SotwWatch,

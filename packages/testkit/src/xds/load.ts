@@ -9,11 +9,14 @@ import {
   deltaRequestBytes,
   readDeltaResponse,
   readSotwResponse,
+  resourceName,
   type SotwResponseView,
   sotwRequestBytes,
 } from './wire.js';
 
 const ADS = '/envoy.service.discovery.v3.AggregatedDiscoveryService';
+const LISTENER = 'type.googleapis.com/envoy.config.listener.v3.Listener';
+const CLUSTER = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
 const pass = (b: Buffer): Buffer => b;
 
 /** One type a simulated proxy watches: by wildcard (`names` undefined) or by names. */
@@ -40,7 +43,7 @@ export interface SimulatedProxyOptions {
 export interface ProxyTypeState {
   nonce: string;
   versionInfo: string;
-  /** Delta: resource name -> version as sent. SotW: resource index -> size in bytes. */
+  /** Delta: resource name -> version as sent. SotW: resource name -> size in bytes. */
   resources: Map<string, string>;
   responses: number;
   resourceBytes: number;
@@ -187,7 +190,12 @@ export class SimulatedProxy {
     s.nonce = r.nonce;
     s.versionInfo = r.versionInfo;
     // SotW carries no per-resource version; keep each resource's size (cheap at 10,000 proxies).
-    s.resources = new Map(r.resources.map((v, i) => [String(i), String(v.length)]));
+    // Listener and Cluster responses are the whole state; a response of another type updates the
+    // resources it carries and leaves the rest held, as Envoy does.
+    const wholeState = r.typeUrl === LISTENER || r.typeUrl === CLUSTER;
+    const held = wholeState ? new Map<string, string>() : s.resources;
+    for (const v of r.resources) held.set(resourceName(v), String(v.length));
+    s.resources = held;
     s.acks++;
     this.#write(
       sotwRequestBytes({

@@ -90,6 +90,13 @@ export function readSotwResponse(buf: Uint8Array): SotwResponseView {
   return { versionInfo, typeUrl, nonce, resources, resourceBytes };
 }
 
+/** The `name` of an xDS resource (field 1 of Listener, Cluster, ClusterLoadAssignment's
+ * cluster_name, RouteConfiguration and Secret), or '' when absent. */
+export function resourceName(resource: Uint8Array): string {
+  for (const f of fields(resource)) if (f.field === 1) return text(f.bytes);
+  return '';
+}
+
 /** The top level of a DeltaDiscoveryResponse. */
 export interface DeltaResponseView {
   readonly systemVersionInfo: string;
