@@ -28,6 +28,10 @@ export const ROLE_BINDINGS_PREFIX = 'auth/rolebindings/';
 export const REVOKED_TOKENS_PREFIX = 'auth/revoked-tokens/';
 /** A revocation entry outlives its token by this much (clock skew between replicas). */
 const REVOCATION_MARGIN_S = 60;
+/** A subject with no role is checked against etcd at most this often (see #freshRolesOf). */
+const FRESH_READ_INTERVAL_MS = 1_000;
+/** Bound on the subjects remembered for that (cleared when full). */
+const MAX_FRESH_READ_SUBJECTS = 10_000;
 const FIRST_KEY_NAME = '0001';
 
 /** A role binding: `subject` holds `role`. */
@@ -170,6 +174,8 @@ export class AdminAuthority {
   #generation = 0;
   /** Tokens this replica revoked (token id -> expiry, ms), refused before the watch reports them. */
   readonly #revokedHere = new Map<string, number>();
+  /** Subject -> when its bindings were last read from etcd because the mirror had none. */
+  readonly #freshReads = new Map<string, number>();
 
   private constructor(
     private readonly store: Store,
@@ -226,7 +232,31 @@ export class AdminAuthority {
     const claims = await this.#verifier.verify(token);
     if (this.#revokedHere.has(claims.tokenId) || this.revokedMirror.get(claims.tokenId))
       throw new UnauthenticatedError('token revoked');
-    return { subject: claims.subject, via: 'token', roles: this.rolesOf(claims.subject) };
+    let roles = this.rolesOf(claims.subject);
+    if (roles.size === 0) roles = await this.#freshRolesOf(claims.subject);
+    return { subject: claims.subject, via: 'token', roles };
+  }
+
+  /**
+   * The roles bound to `subject` as etcd holds them now. A binding written a moment ago (on another
+   * replica, or by `meridian` bootstrapping a credential) may not have reached this replica's mirror
+   * when its first request arrives; a verified subject with no role is checked against etcd before it
+   * is refused, at most once a second per subject. An unreachable etcd leaves the mirror's answer.
+   */
+  async #freshRolesOf(subject: string): Promise<Set<Role>> {
+    const roles = new Set<Role>();
+    const nowMs = Date.now();
+    const last = this.#freshReads.get(subject);
+    if (last !== undefined && nowMs - last < FRESH_READ_INTERVAL_MS) return roles;
+    if (this.#freshReads.size >= MAX_FRESH_READ_SUBJECTS) this.#freshReads.clear();
+    this.#freshReads.set(subject, nowMs);
+    try {
+      const { items } = await this.bindingMirror.collection.list();
+      for (const kv of items) if (kv.value.subject === subject) roles.add(kv.value.role);
+    } catch {
+      // etcd unreachable: the mirror's (empty) answer stands.
+    }
+    return roles;
   }
 
   /**
