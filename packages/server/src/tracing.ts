@@ -205,3 +205,112 @@ export function readMeshTracing(file: string): MeshTracing | undefined {
     ...(typeof sampling === 'number' && sampling > 0 ? { defaultSampling: sampling } : {}),
   };
 }
+
+/** Identified proxies and how many hold `version` (xds' `convergence()`: one pass over the streams). */
+export interface ConvergenceCount {
+  readonly version: string | undefined;
+  readonly proxies: number;
+  readonly synced: number;
+}
+
+/**
+ * Follows one push context's trace to the last ACK without recounting every proxy on every ACK
+ * (issue 17: with tracing on, each ACK used to walk all streams, N ACKs x N streams per push).
+ * Synced proxies are counted incrementally, once per stream, from xds' `onProxySynced`; the full
+ * count (`recount`, one pass over the streams) runs only when the incremental count says every
+ * proxy may hold the revision, and at most once per `intervalMs` otherwise (so proxies that left
+ * or joined are noticed), plus once when the pushes are written. The trace ends when a recount
+ * finds every proxy synced, when a newer context supersedes it ({@link supersede}), or after
+ * `boundMs`.
+ */
+export class TraceConvergence {
+  readonly #trace: PushTrace;
+  readonly #version: string | undefined;
+  readonly #recount: () => ConvergenceCount;
+  readonly #synced = new WeakSet<object>();
+  #count = 0;
+  /** Proxies at the last recount. */
+  #proxies = Number.POSITIVE_INFINITY;
+  #timer: NodeJS.Timeout | undefined;
+  #sent = false;
+  readonly #bound: NodeJS.Timeout;
+  readonly #intervalMs: number;
+  /** Full recounts made (for the benchmark and tests). */
+  recounts = 0;
+
+  constructor(
+    trace: PushTrace,
+    version: string | undefined,
+    recount: () => ConvergenceCount,
+    options: { intervalMs?: number; boundMs?: number } = {},
+  ) {
+    this.#trace = trace;
+    this.#version = version;
+    this.#recount = recount;
+    this.#intervalMs = options.intervalMs ?? 1000;
+    this.#bound = setTimeout(() => this.#check(true), options.boundMs ?? 60_000);
+    this.#bound.unref();
+  }
+
+  get ended(): boolean {
+    return this.#trace.ended;
+  }
+
+  /** Every queued push was written (`sendStart`: wall-clock ms of the update). */
+  sent(sendStart: number): void {
+    if (this.ended) return;
+    this.#sent = true;
+    const c = this.#count0();
+    this.#trace.sent(sendStart, { 'meridian.proxies': c.proxies });
+    this.#settle(c, false);
+  }
+
+  /** A proxy ACKed everything `version` gives it (xds' onProxySynced). O(1) unless it may be the last. */
+  synced(conn: object, version: string): void {
+    if (this.ended || version !== this.#version || this.#synced.has(conn)) return;
+    this.#synced.add(conn);
+    this.#count++;
+    if (!this.#sent) return; // counted; sent() recounts
+    if (this.#count >= this.#proxies) this.#check(false);
+    else this.#later();
+  }
+
+  /** A newer push context replaced this one: the trace ends with the counts it has. */
+  supersede(): void {
+    this.#check(true);
+  }
+
+  #count0(): ConvergenceCount {
+    this.recounts++;
+    const c = this.#recount();
+    this.#proxies = c.proxies;
+    // The exact count now (proxies that left no longer inflate it; those synced before this
+    // follower existed are in it); later syncs add to it.
+    if (c.version === this.#version) this.#count = c.synced;
+    return c;
+  }
+
+  #check(final: boolean): void {
+    if (this.ended) return;
+    const c = this.#count0();
+    this.#settle(c, final || c.version !== this.#version);
+  }
+
+  #settle(c: ConvergenceCount, final: boolean): void {
+    this.#trace.converged(c.synced, c.proxies, final);
+    if (this.ended) {
+      clearTimeout(this.#timer);
+      clearTimeout(this.#bound);
+    } else this.#later();
+  }
+
+  /** One recount within `intervalMs`, for proxies that left (the incremental count cannot see them). */
+  #later(): void {
+    if (this.#timer || this.ended) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#check(false);
+    }, this.#intervalMs);
+    this.#timer.unref();
+  }
+}
