@@ -70,7 +70,13 @@ import {
 import { servingMaterialFile } from './serving-material.js';
 import { Telemetry } from './telemetry.js';
 import { TelemetryIngest, workloadNames } from './telemetry-ingest.js';
-import { PushTrace, type PushTracing, readMeshTracing, startPushTracing } from './tracing.js';
+import {
+  PushTrace,
+  type PushTracing,
+  readMeshTracing,
+  startPushTracing,
+  TraceConvergence,
+} from './tracing.js';
 
 /** meridiand's version, registered with the replica's membership entry. */
 export const MERIDIAN_VERSION = '0.1.0';
@@ -177,7 +183,7 @@ export class Replica {
   readonly #tracing: PushTracing;
   /** Tracing providers of `--mesh-config` for Telemetry's `tracing` (issue 17). */
   readonly #meshTracing: MeshTracing | undefined;
-  #trace: PushTrace | undefined;
+  #trace: TraceConvergence | undefined;
   #traceSyncs: (() => void) | undefined;
   /** CA runtime, SDS and mTLS translation (issue 6), when the CA is configured. */
   #mtls: ReplicaMtls | undefined;
@@ -909,28 +915,16 @@ export class Replica {
     if (trace) this.#traceConvergence(trace, sendStart);
   }
 
-  /** Ends the push trace's send and converge spans as the pushes are written and ACKed. */
+  /**
+   * Ends the push trace's send and converge spans as the pushes are written and ACKed, counting
+   * ACKs incrementally (tracing.ts TraceConvergence: no recount of every proxy per ACK).
+   */
   #traceConvergence(trace: PushTrace, sendStart: number): void {
-    this.#trace?.converged(0, 0, true); // superseded by a newer context
-    this.#trace = trace;
-    const version = this.#snapshot?.version;
-    const check = (final: boolean) => {
-      const c = this.xds.convergence();
-      if (c.version !== version) final = true;
-      trace.converged(c.synced, c.proxies, final);
-    };
-    void this.xds.idle().then(() => {
-      const c = this.xds.convergence();
-      trace.sent(sendStart, { 'meridian.proxies': c.proxies });
-      check(false);
-    });
-    this.#traceSyncs ??= this.xds.onProxySynced(() => {
-      if (this.#trace && !this.#trace.ended) {
-        const c = this.xds.convergence();
-        this.#trace.converged(c.synced, c.proxies, false);
-      }
-    });
-    setTimeout(() => check(true), 60_000).unref();
+    this.#trace?.supersede();
+    const follower = new TraceConvergence(trace, this.#snapshot?.version, () => this.xds.convergence());
+    this.#trace = follower;
+    void this.xds.idle().then(() => follower.sent(sendStart));
+    this.#traceSyncs ??= this.xds.onProxySynced((conn, version) => this.#trace?.synced(conn, version));
   }
 
   /** The one place that hands xDS a snapshot: the current push context plus secrets (SDS). */
