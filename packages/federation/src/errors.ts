@@ -1,6 +1,7 @@
 /**
- * Typed errors of the federation package. Every error names the object and field that is wrong; wire
- * errors carry the reason under which the importer counts the rejected message.
+ * Typed errors of the federation package. Every error carries a stable `code` (one per class) and
+ * names the object and field that is wrong; wire errors also carry the `reason` under which the
+ * importer counts the rejected message.
  */
 
 /** Why an importer refused a message; also the `reason` attribute of the rejection counter. */
@@ -11,15 +12,25 @@ export type RejectReason =
   | 'wrong_mesh' // the record names another mesh
   | 'fenced'; // epoch older than the newest epoch already seen from that cluster
 
+/** Machine-readable error codes, one per error class. */
+export type FederationErrorCode =
+  | 'WIRE_FORMAT'
+  | 'INVALID_NAME'
+  | 'EXPORTER_FENCED'
+  | 'NATS_FAILED'
+  | 'INVALID_STATE';
+
 /** Base class: every error thrown by `@meridian/federation`. */
-export class FederationError extends Error {
+export abstract class FederationError extends Error {
   override readonly name: string = 'FederationError';
+  abstract readonly code: FederationErrorCode;
 }
 
 /** A value on the wire (NATS message or JetStream KV entry) is not a valid federation message. */
 export class WireFormatError extends FederationError {
   override readonly name = 'WireFormatError';
-  /** Rejection reason, for metrics. */
+  readonly code = 'WIRE_FORMAT';
+  /** Why the importer rejects the value: the `reason` label of the rejection counter. */
   readonly reason: RejectReason;
   /** Dotted path of the offending field, e.g. `endpoints[2].port`; `''` for the whole message. */
   readonly field: string;
@@ -39,6 +50,7 @@ export class WireFormatError extends FederationError {
 /** A name (mesh, cluster, namespace, hostname) cannot be used in NATS subjects or KV keys. */
 export class InvalidNameError extends FederationError {
   override readonly name = 'InvalidNameError';
+  readonly code = 'INVALID_NAME';
   /** Which name: `mesh`, `cluster`, `namespace` or `hostname`. */
   readonly field: string;
   readonly value: string;
@@ -55,6 +67,7 @@ export class InvalidNameError extends FederationError {
  */
 export class ExporterFencedError extends FederationError {
   override readonly name = 'ExporterFencedError';
+  readonly code = 'EXPORTER_FENCED';
   readonly cluster: string;
   /** This exporter's epoch. */
   readonly epoch: number;
@@ -76,6 +89,7 @@ export class ExporterFencedError extends FederationError {
 /** A NATS or JetStream operation failed; `op` says which, `cause` holds the NATS error. */
 export class FederationNatsError extends FederationError {
   override readonly name = 'FederationNatsError';
+  readonly code = 'NATS_FAILED';
   readonly op: string;
   readonly cluster: string;
   constructor(op: string, cluster: string, cause: unknown) {
@@ -93,4 +107,5 @@ export class FederationNatsError extends FederationError {
 /** The exporter or importer is used after `stop()` or before `start()`. */
 export class FederationStateError extends FederationError {
   override readonly name = 'FederationStateError';
+  readonly code = 'INVALID_STATE';
 }

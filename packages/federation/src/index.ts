@@ -1,7 +1,7 @@
 // @meridian/federation: service discovery federated across clusters over NATS (issue 7).
 // The protocol between clusters is documented in ../PROTOCOL.md.
 
-export type { RejectReason } from './errors.js';
+export type { FederationErrorCode, RejectReason } from './errors.js';
 export {
   ExporterFencedError,
   FederationError,

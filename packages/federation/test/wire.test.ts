@@ -86,7 +86,7 @@ describe('wire format v1', () => {
     [{ kind: 'nope' }, 'kind', 'kind must be "service", "heartbeat" or "epoch", got "nope"'],
   ])('rejects malformed header %j', (patch, field, why) => {
     const e = wireError(bytes({ ...rec, ...patch }));
-    expect(e).toMatchObject({ name: 'WireFormatError', reason: 'malformed', field });
+    expect(e).toMatchObject({ name: 'WireFormatError', code: 'WIRE_FORMAT', reason: 'malformed', field });
     expect(e.message).toBe(`federation message: ${why}`);
   });
 
@@ -147,6 +147,9 @@ describe('names', () => {
   });
   test('ids that cannot be subject tokens are refused', () => {
     expect(() => new Subjects('a.b')).toThrow(InvalidNameError);
+    expect(() => new Subjects('a.b')).toThrow(
+      expect.objectContaining({ code: 'INVALID_NAME', field: 'mesh', value: 'a.b' }),
+    );
     expect(() => new Subjects('a.b')).toThrow(
       'invalid mesh "a.b": must be 1-63 letters, digits or "-", not starting or ending with "-"',
     );
