@@ -22,6 +22,7 @@ import { decodeResource, encodeResource, TypeUrl } from '@meridian/envoy';
 import { Replica, resolveOptions } from '@meridian/server';
 import {
   type EtcdCluster,
+  eventually,
   freePort,
   SimulatedProxy,
   type SotwResponseView,
@@ -82,16 +83,6 @@ function nextRotation(certs: WorkloadCertificates): Promise<CertificateMaterial>
       resolve(m);
     });
   });
-}
-
-async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 function certsOf(pem: string): X509Certificate[] {
@@ -306,8 +297,10 @@ describe('WorkloadCertificates', () => {
       });
       p.connect(client);
       try {
-        const r = await until('secrets', () =>
-          p.responses.find((x) => x.typeUrl === TypeUrl.Secret && x.resources.length === 2),
+        const r = await eventually(
+          'secrets',
+          () => p.responses.find((x) => x.typeUrl === TypeUrl.Secret && x.resources.length === 2),
+          20_000,
         );
         const d = (r as SotwResponseView).resources
           .map((b) => decodeResource(TypeUrl.Secret, b))
@@ -361,7 +354,7 @@ describe('WorkloadCertificates', () => {
       const before = timers.pending.size;
       expect(before).toBe(1);
       timers.fire();
-      await until('the retry timer', () => (timers.pending.size === 1 ? true : undefined));
+      await eventually('the retry timer', () => (timers.pending.size === 1 ? true : undefined), 20_000);
       delays.push(timers.only());
     }
     // Exponential backoff, capped (random 0.5: no jitter).

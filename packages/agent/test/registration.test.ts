@@ -15,6 +15,7 @@ import { Replica, resolveOptions } from '@meridian/server';
 import { EtcdStore, Keyspace } from '@meridian/store';
 import {
   type EtcdCluster,
+  eventually,
   freePort,
   SimulatedProxy,
   type SotwResponseView,
@@ -116,16 +117,6 @@ function reviewsEndpoints(p: SimulatedProxy): Map<string, string> {
   return out;
 }
 
-async function until<T>(what: string, probe: () => T | undefined | false, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 beforeAll(async () => {
   etcd = await startEtcd();
   ({ root, signingKeyPem } = await installClusterCaForTest(etcd.endpoints, MESH, join(tmp, 'kek'), TD));
@@ -197,16 +188,21 @@ describe('AgentRegistration', () => {
       health: 'HEALTHY',
       registrations: 1,
     });
-    await until(
+    await eventually(
       'the endpoint in EDS, HEALTHY',
       () => reviewsEndpoints(watcher).get('127.0.0.1') === 'HEALTHY',
+      30_000,
     );
   });
 
   it('the readiness probe: the app off makes it UNHEALTHY after 3 failures, back on HEALTHY', async () => {
     changes.length = 0;
     await stopApp();
-    await until('UNHEALTHY in EDS', () => reviewsEndpoints(watcher).get('127.0.0.1') === 'UNHEALTHY');
+    await eventually(
+      'UNHEALTHY in EDS',
+      () => reviewsEndpoints(watcher).get('127.0.0.1') === 'UNHEALTHY',
+      30_000,
+    );
     // Only the third consecutive failure turned it UNHEALTHY.
     const turned = changes.findIndex((s) => s.health === 'UNHEALTHY');
     expect(changes.slice(0, turned + 1).map((s) => `${s.health}/${s.consecutiveFailures}`)).toEqual([
@@ -215,7 +211,11 @@ describe('AgentRegistration', () => {
       'UNHEALTHY/3',
     ]);
     await startApp();
-    await until('HEALTHY in EDS', () => reviewsEndpoints(watcher).get('127.0.0.1') === 'HEALTHY');
+    await eventually(
+      'HEALTHY in EDS',
+      () => reviewsEndpoints(watcher).get('127.0.0.1') === 'HEALTHY',
+      30_000,
+    );
     expect(reg.status()).toMatchObject({ health: 'HEALTHY', consecutiveFailures: 0, registrations: 1 });
   });
 
@@ -229,7 +229,7 @@ describe('AgentRegistration', () => {
     });
     cleanups.push(() => impostor.close());
     void impostor.start().catch(() => undefined);
-    const error = await until('the refusal', () => impostor.status().lastError);
+    const error = await eventually('the refusal', () => impostor.status().lastError, 30_000);
     expect(error.field).toBe('workload');
     expect(error.code).toBe('PERMISSION_DENIED');
     expect(error.message).toContain("is not the caller's identity");
@@ -241,7 +241,7 @@ describe('AgentRegistration', () => {
   it('the replica stopping makes the agent register again on the next one, which keeps the lease', async () => {
     target = b.caAddress; // what the relay would now report as the current replica
     await a.stop();
-    await until('a registration on reg-b', () => reg.status().replicaId === 'reg-b');
+    await eventually('a registration on reg-b', () => reg.status().replicaId === 'reg-b', 30_000);
     expect(reg.status()).toMatchObject({ state: 'registered', address: b.caAddress, registrations: 2 });
     expect(changes.some((s) => s.state === 'connecting' && s.lastError?.field === 'address')).toBe(true);
     const store = await EtcdStore.connect({ endpoints: etcd.endpoints, keyspace: Keyspace.of(MESH, 'c1') });
@@ -262,6 +262,6 @@ describe('AgentRegistration', () => {
   it('close() deregisters: the endpoint leaves EDS without waiting for the TTL', async () => {
     reg.close();
     expect(reg.status().state).toBe('closed');
-    await until('the endpoint gone', () => !reviewsEndpoints(watcher).has('127.0.0.1'), 2500);
+    await eventually('the endpoint gone', () => !reviewsEndpoints(watcher).has('127.0.0.1'), 2500);
   });
 });

@@ -18,17 +18,10 @@ import {
   type WorkloadSecret,
 } from '@meridian/ca';
 import { Keyspace, MemoryStore } from '@meridian/store';
+import { eventually } from '@meridian/testkit';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ecKey, id, makeMesh, uri } from './helpers.js';
-
-async function until(what: string, predicate: () => boolean): Promise<void> {
-  const end = Date.now() + 10_000;
-  while (!predicate()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('ClusterCaRuntime: what a replica runs', () => {
   const mesh = makeMesh(['east']);
@@ -68,7 +61,7 @@ describe('ClusterCaRuntime: what a replica runs', () => {
     // A token key published after start is picked up from the watch.
     const key = await generateTokenSigningKey();
     await publishTokenKey(caStoreFrom(store), key.publicJwk);
-    await until('the token key', () => runtime.tokenVerifier !== undefined);
+    await eventually('the token key', () => runtime.tokenVerifier !== undefined);
     const alice = id('shop', 'alice');
     const token = await createBootstrapToken({
       signingKeyPem: key.privateKeyPem,
@@ -98,7 +91,7 @@ describe('ClusterCaRuntime: what a replica runs', () => {
     });
     const newRoot = createRootCa({ trustDomain: 'cluster.local', keyType: 'ecdsa-p256' });
     await installClusterCa(caStoreFrom(store), addRootToBundle(mesh.clusters.east!, newRoot.certPem), kek);
-    await until('the reloaded CA', () => runtime.ca.trustBundle.roots.length === 2);
+    await eventually('the reloaded CA', () => runtime.ca.trustBundle.roots.length === 2);
     expect(runtime.secrets.trustBundlePem()).toBe(mesh.root.certPem + newRoot.certPem);
     expect(events).toEqual(['secret:initial', 'secret:ca-changed', 'notice:ca-changed']);
     expect(deliveries.at(-1)?.trustBundlePem).toBe(mesh.root.certPem + newRoot.certPem);

@@ -17,7 +17,7 @@ import {
   watchClusterCa,
 } from '@meridian/ca';
 import { EtcdStore, Keyspace } from '@meridian/store';
-import { type EtcdCluster, startEtcd } from '@meridian/testkit';
+import { type EtcdCluster, eventually, startEtcd } from '@meridian/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ecKey, id, makeMesh, opensslVerify, quietAudit, uri } from './helpers.js';
 
@@ -135,9 +135,7 @@ describe('installation into a real etcd, loaded by every replica', () => {
         addRootToBundle(mesh.clusters.east!, newRoot.certPem),
         kek,
       );
-      const deadline = Date.now() + 10_000;
-      while (replicas.some((r) => r.length === 0) && Date.now() < deadline)
-        await new Promise((r) => setTimeout(r, 20));
+      await eventually('every replica reloaded', () => replicas.every((r) => r.length > 0), 10_000, 20);
       for (const r of replicas) expect(r.at(-1)!.trustBundle.roots).toHaveLength(2);
     } finally {
       for (const { watch } of loaded) await watch.close();

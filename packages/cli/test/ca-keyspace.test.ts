@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { run } from '@meridian/cli';
 import { Replica, resolveOptions } from '@meridian/server';
 import { DEFAULT_MESH_ID } from '@meridian/store';
-import { type EtcdCluster, startEtcd } from '@meridian/testkit';
+import { type EtcdCluster, eventually, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -138,9 +138,7 @@ describe('the CA keyspace', () => {
         'prod',
       ),
     ).toBe(0);
-    const until = Date.now() + 20_000;
-    while ((await readyz(r)).status !== 200 && Date.now() < until)
-      await new Promise((resolve) => setTimeout(resolve, 200));
+    await eventually('the replica ready', async () => (await readyz(r)).status === 200, 20_000, 200);
     expect(await readyz(r)).toEqual({ status: 200, body: 'ok' });
     expect(r.caAddress).toMatch(/^127\.0\.0\.1:\d+$/);
   }, 60_000);

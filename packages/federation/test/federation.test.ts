@@ -3,7 +3,7 @@
  * generated per-cluster nkey users and permissions in force (issue 7, items 1-4).
  */
 
-import { type NatsSupercluster, startNatsSupercluster, tcpProxy } from '@meridian/testkit';
+import { eventually, type NatsSupercluster, startNatsSupercluster, tcpProxy } from '@meridian/testkit';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { type NatsConnection, nkeyAuthenticator, type Status } from '@nats-io/transport-node';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
@@ -25,7 +25,7 @@ import {
   serviceId,
   WireFormatError,
 } from '../src/index.js';
-import { log, MESH, natsConnect, sleep, svc, until, waitView } from './helpers.js';
+import { log, MESH, natsConnect, sleep, svc, waitView } from './helpers.js';
 
 const subjects = new Subjects(MESH);
 
@@ -257,7 +257,7 @@ describe('export and import across the gateway', () => {
     });
     await ncW.flush();
     for (const n of [1, 2, 3]) await exp.upsert(svc('east', 'a', n));
-    await until(() => raw.length === 3, 10_000, 'three records of a');
+    await eventually('three records of a', () => raw.length === 3, 10_000);
     sub.unsubscribe();
     const id = serviceId('east', 'default', 'a.default.svc.cluster.local');
     await waitView(imp, (v) => v.services.get(id)?.endpoints.length === 3);
@@ -299,7 +299,7 @@ describe('export and import across the gateway', () => {
         oldError = err;
       }
     })();
-    await until(() => oldRounds >= 3, 10_000, 'old leader bursting');
+    await eventually('old leader bursting', () => oldRounds >= 3, 10_000);
     // The new leader takes over mid-burst, changes everything a few times, then syncs the final local state.
     const newLeader = await exporter(await conn('east'), 11);
     for (let r = 0; r < 5; r++) await round(newLeader, 1_000 + r);
@@ -308,6 +308,7 @@ describe('export and import across the gateway', () => {
     await oldLoop;
     log.info({ oldRounds }, 'old leader rounds before it was fenced');
     expect(oldError).toBeInstanceOf(ExporterFencedError);
+    expect(oldError).toMatchObject({ code: 'EXPORTER_FENCED', cluster: 'east', epoch: 10, newerEpoch: 11 });
     expect(fencedBy).toHaveLength(1);
     expect(fencedBy[0]!.message).toMatch(
       /^exporter of cluster "east" with epoch 10 is fenced: key "(meta|svc\.default\.burst\d+\.default\.svc\.cluster\.local)" holds epoch 11$/,
@@ -315,10 +316,10 @@ describe('export and import across the gateway', () => {
     await expect(oldLeader.upsert(svc('east', 'zombie', 1))).rejects.toThrow(ExporterFencedError);
 
     const want = expected(final);
-    await until(
+    await eventually(
+      'final state of the new leader',
       () => JSON.stringify(summary(imp)) === JSON.stringify(want),
       15_000,
-      'final state of the new leader',
     );
     // A late joiner reading JetStream agrees.
     const late = await importer({ nc: conn('west') });
@@ -341,10 +342,10 @@ describe('export and import across the gateway', () => {
     await first.stop();
     const second = await exporter(await conn('east'), 31);
     expect(await second.sync([same])).toMatchObject({ written: 1 });
-    await until(
+    await eventually(
+      'the new leader record processed',
       () => imp.clusterStatus()[0]?.epoch === 31 && imp.clusterStatus()[0]?.watermark === 1,
       10_000,
-      'the new leader record processed',
     );
     await sleep(200);
     expect(changes).toEqual([]);
@@ -390,7 +391,7 @@ describe('trust between clusters', () => {
     const forgedSubject = subjects.service('north', 'default', 'forged.default.svc.cluster.local');
     ncE.publish(forgedSubject, encodeMessage(forged));
     await ncE.flush();
-    await until(() => statuses.some((s) => s.type === 'error'), 10_000, 'permission violation reported');
+    await eventually('permission violation reported', () => statuses.some((s) => s.type === 'error'), 10_000);
     const err = statuses.find((s) => s.type === 'error') as Extract<Status, { type: 'error' }>;
     expect(err.error.name).toBe('PermissionViolationError');
     expect(err.error.message).toBe(`Permissions Violation for Publish to "${forgedSubject}"`);
@@ -398,7 +399,11 @@ describe('trust between clusters', () => {
     const kvSubject = `$KV.${subjects.bucket('west')}.svc.default.forged.default.svc.cluster.local`;
     ncE.publish(kvSubject, encodeMessage(forged));
     await ncE.flush();
-    await until(() => statuses.filter((s) => s.type === 'error').length >= 2, 10_000, 'second violation');
+    await eventually(
+      'second violation',
+      () => statuses.filter((s) => s.type === 'error').length >= 2,
+      10_000,
+    );
     expect(
       (statuses.filter((s) => s.type === 'error')[1] as Extract<Status, { type: 'error' }>).error.message,
     ).toBe(`Permissions Violation for Publish to "${kvSubject}"`);
@@ -437,16 +442,16 @@ describe('trust between clusters', () => {
     nc.publish(onEast, json({ ...base, origin: 'east', epoch: 3, seq: 1.5 }));
     nc.publish(onEast, new TextEncoder().encode('{not json'));
     await nc.flush();
-    await until(
+    await eventually(
+      '5 rejections',
       () => Object.values(imp.stats().rejected).reduce((a, b) => a + b, 0) >= 5,
       10_000,
-      '5 rejections',
     );
     expect(imp.stats().rejected).toEqual({ origin_mismatch: 1, malformed: 4 });
     expect(imp.view.services.size).toBe(0);
 
     // The same figures through OpenTelemetry.
-    await until(() => imp.stats().imported > 0, 10_000, 'a heartbeat from east');
+    await eventually('a heartbeat from east', () => imp.stats().imported > 0, 10_000);
     const { resourceMetrics } = await reader.collect();
     const points = (name: string) =>
       resourceMetrics.scopeMetrics
@@ -487,10 +492,10 @@ describe('liveness', () => {
     await proxy.cut();
     await sleep(1_500);
     await proxy.heal();
-    await until(
+    await eventually(
+      'east heard again',
       () => (imp.clusterStatus()[0]?.heardAgoMs ?? Infinity) < 2 * heartbeatIntervalMs,
       10_000,
-      'east heard again',
     );
     const silentMs = performance.now() - cutAt;
     log.info({ silentMs, graceMs }, 'partition < grace: observed outage');

@@ -6,6 +6,7 @@
  */
 
 import {
+  eventually,
   freePorts,
   natsMonitor,
   type StandaloneNatsServer,
@@ -16,7 +17,7 @@ import {
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { FederationExporter, FederationImporter, type ImportChange, serviceId } from '../src/index.js';
-import { log, MESH, natsConnect, sleep, svc, until, waitView } from './helpers.js';
+import { log, MESH, natsConnect, sleep, svc, waitView } from './helpers.js';
 
 let east: StandaloneNatsServer;
 let west: StandaloneNatsServer;
@@ -70,7 +71,7 @@ beforeAll(async () => {
       configExtra: conf('west', westGw, westRoute, toWest, { name: 'east', proxy: toEast }),
     }),
   ]);
-  await until(gatewaysUp, 30_000, 'gateways east <-> west');
+  await eventually('gateways east <-> west', gatewaysUp, 30_000);
 }, 60_000);
 
 afterAll(async () => {
@@ -85,7 +86,7 @@ async function cut(): Promise<void> {
 }
 async function heal(): Promise<void> {
   await Promise.all([toEast.heal(), toWest.heal()]);
-  await until(gatewaysUp, 30_000, 'gateways back');
+  await eventually('gateways back', gatewaysUp, 30_000);
 }
 
 test('gateway cut: shorter than the grace period nothing happens; longer, east goes UNHEALTHY and comes back from JetStream', async () => {
@@ -145,10 +146,10 @@ test('gateway cut: shorter than the grace period nothing happens; longer, east g
     45_000,
     'east live again in the hasty importer',
   );
-  await until(
+  await eventually(
+    'east heard',
     () => (patient.i.clusterStatus()[0]?.heardAgoMs ?? Infinity) < 2 * heartbeatIntervalMs,
     10_000,
-    'east heard',
   );
   const outageMs = performance.now() - cutAt;
   log.info({ staleAfterMs, outageMs, gatewaysBackMs }, 'gateway cut 1');

@@ -1,19 +1,14 @@
 // Test helpers shared by the store suites.
 import type { Store, Watch, WatchBatch, WatchEvent, WatchOptions } from '@meridian/store';
+import { eventually } from '@meridian/testkit';
 
 export const te = new TextEncoder();
 export const td = new TextDecoder();
 export const bytes = (s: string): Uint8Array => te.encode(s);
 export const text = (b: Uint8Array): string => td.decode(b);
 
-/** Polls `predicate` every 10 ms until it holds or `timeoutMs` passes (then throws `what`). */
-export async function eventually(what: string, predicate: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+/** The suites' polling helper (one for every package, from @meridian/testkit). */
+export { eventually };
 
 /** A compact, comparable form of an event: `put key=value@rev` or `delete key@rev`. */
 export function describeEvent(e: WatchEvent): string {
@@ -45,7 +40,7 @@ export class Recorder {
     return this.events.map(describeEvent);
   }
 
-  until(what: string, predicate: (r: Recorder) => boolean, timeoutMs?: number): Promise<void> {
-    return eventually(what, () => predicate(this), timeoutMs);
+  async until(what: string, predicate: (r: Recorder) => boolean, timeoutMs?: number): Promise<void> {
+    await eventually(what, () => predicate(this), timeoutMs);
   }
 }

@@ -14,6 +14,7 @@
 
 export type { EtcdCluster, EtcdClusterOptions, EtcdMember } from './etcd.js';
 export { EtcdLeaderError, etcdHealthy, startEtcd, startEtcdCluster } from './etcd.js';
+export { EventuallyTimeoutError, eventually } from './eventually.js';
 export type { TcpProxy, TcpProxyOptions } from './faults.js';
 export { tcpProxy } from './faults.js';
 export type {

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import {
+  eventually,
   type NatsSupercluster,
   natsMonitor,
   pidAlive,
@@ -162,12 +163,16 @@ describe('startNatsSupercluster (2 clusters x 1 server, JetStream)', () => {
     sub.subscribe('mesh.endpoints', (p) => got.push(p));
     await sub.flush();
     // Interest crosses the gateway asynchronously: publish until it arrives (bounded).
-    const deadline = Date.now() + 10_000;
-    while (got.length === 0 && Date.now() < deadline) {
-      pub.publish('mesh.endpoints', 'hello from east');
-      await pub.flush();
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await eventually(
+      'a message across the gateway',
+      async () => {
+        pub.publish('mesh.endpoints', 'hello from east');
+        await pub.flush();
+        return got.length > 0;
+      },
+      10_000,
+      50,
+    );
     expect(got[0]).toBe('hello from east');
     sub.close();
     pub.close();

@@ -5,6 +5,7 @@ import { Client, credentials, status } from '@grpc/grpc-js';
 import { encodeResource, TypeUrl } from '@meridian/envoy';
 import {
   clusterName,
+  eventually,
   nextSnapshot,
   SimulatedProxy,
   sotwRequestBytes,
@@ -22,14 +23,6 @@ const services: TestService[] = [
     padding: 20_000,
   },
 ];
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(what: string, ok: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 describe('bad input', () => {
   const lines: string[] = [];
@@ -71,7 +64,7 @@ describe('bad input', () => {
     const p = proxy('sidecar~10.2.0.1~bad-1.default~default.svc.cluster.local');
     p.send(sotwRequestBytes({ node: p.node, typeUrl: 'type.googleapis.com/foo.Bar' }));
     p.send(sotwRequestBytes({ typeUrl: TypeUrl.Cluster }));
-    await until('the CDS response', () => p.responses.length === 1);
+    await eventually('the CDS response', () => p.responses.length === 1, 15_000);
     expect(p.responses[0]?.typeUrl).toBe(TypeUrl.Cluster);
     expect(server.metrics.count('meridian_xds_bad_requests{reason=unknown_type}')).toBe(1);
     expect(logged('ignoring request for unknown type URL \\"type.googleapis.com/foo.Bar\\"')).toBe(true);
@@ -87,7 +80,7 @@ describe('bad input', () => {
         typeUrl: TypeUrl.Cluster,
       }),
     );
-    await until('the stream end', () => p.ended !== undefined);
+    await eventually('the stream end', () => p.ended !== undefined, 15_000);
     expect(p.ended).toEqual({ code: status.INVALID_ARGUMENT, details: 'node.id: is empty' });
     expect(logged('closing xDS stream: node.id: is empty')).toBe(true);
   });
@@ -95,7 +88,7 @@ describe('bad input', () => {
   it('a garbage node id ends the stream with INVALID_ARGUMENT naming the field', async () => {
     const p = proxy('garbage~id');
     p.send(sotwRequestBytes({ node: p.node, typeUrl: TypeUrl.Cluster }));
-    await until('the stream end', () => p.ended !== undefined);
+    await eventually('the stream end', () => p.ended !== undefined, 15_000);
     const details =
       'node.id: "garbage~id" is not an Istio node id (type~ip~pod.namespace~domain) and node.metadata.NAMESPACE is not set';
     expect(p.ended).toEqual({ code: status.INVALID_ARGUMENT, details });
@@ -105,7 +98,7 @@ describe('bad input', () => {
   it('bytes that are not a DiscoveryRequest end the stream with INVALID_ARGUMENT', async () => {
     const p = proxy('sidecar~10.2.0.3~bad-3.default~default.svc.cluster.local');
     p.send(Buffer.from([0xff, 0xff, 0xff, 0xff]));
-    await until('the stream end', () => p.ended !== undefined);
+    await eventually('the stream end', () => p.ended !== undefined, 15_000);
     expect(p.ended?.code).toBe(status.INVALID_ARGUMENT);
     expect(p.ended?.details.startsWith('request is not a DiscoveryRequest: ')).toBe(true);
     expect(server.metrics.count('meridian_xds_bad_requests{reason=garbage}')).toBe(1);
@@ -120,7 +113,7 @@ describe('bad input', () => {
         resourceNames: ['outbound|1||nope'],
       }),
     );
-    await until('the EDS response', () => p.responses.length === 1);
+    await eventually('the EDS response', () => p.responses.length === 1, 15_000);
     expect(p.responses[0]?.resourceBytes).toBe(0);
     expect(logged('subscribed resources do not exist: outbound|1||nope')).toBe(true);
     expect(server.metrics.count('meridian_xds_bad_requests{reason=unknown_resource,type=eds}')).toBe(1);
@@ -135,7 +128,7 @@ describe('bad input', () => {
         resourceNames: [clusterName(services[0]!)],
       }),
     );
-    await until('the EDS response', () => p.responses.length === 1);
+    await eventually('the EDS response', () => p.responses.length === 1, 15_000);
     p.send(
       sotwRequestBytes({
         typeUrl: TypeUrl.ClusterLoadAssignment,
@@ -143,7 +136,11 @@ describe('bad input', () => {
         versionInfo: 'v9',
       }),
     );
-    await until('counted', () => server.metrics.count('pilot_xds_expired_nonce{type=eds}') === 1);
+    await eventually(
+      'counted',
+      () => server.metrics.count('pilot_xds_expired_nonce{type=eds}') === 1,
+      15_000,
+    );
     expect(p.responses).toHaveLength(1);
   });
 
@@ -155,7 +152,7 @@ describe('bad input', () => {
       resourceNames: ['x'.repeat(10 * 1024 * 1024)],
     });
     p.send(huge);
-    await until('the stream end', () => p.ended !== undefined);
+    await eventually('the stream end', () => p.ended !== undefined, 15_000);
     expect(p.ended).toEqual({
       code: status.RESOURCE_EXHAUSTED,
       details: `request of ${huge.length} bytes exceeds the limit of 4194304 bytes`,
@@ -192,7 +189,7 @@ describe('bad input', () => {
       // Every flood stream ends up either closed as stuck or fully written (the client's HTTP/2 layer
       // buffered some responses before flow control stopped the rest).
       const flood = () => server.syncStatus().filter((st) => st.proxyId.includes('~flood.'));
-      await until(
+      await eventually(
         'every flood stream closed or drained',
         () => {
           const left = flood();
@@ -216,6 +213,6 @@ describe('bad input', () => {
     // The server still serves.
     const p = proxy('sidecar~10.2.0.7~after.default~default.svc.cluster.local');
     p.send(sotwRequestBytes({ node: p.node, typeUrl: TypeUrl.Cluster }));
-    await until('served after the flood', () => p.responses.length === 1);
+    await eventually('served after the flood', () => p.responses.length === 1, 15_000);
   });
 });

@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, credentials, ServerCredentials } from '@grpc/grpc-js';
 import { TypeUrl } from '@meridian/envoy';
-import { makeTempDir, nextSnapshot, SimulatedProxy, translateServices } from '@meridian/testkit';
+import { eventually, makeTempDir, nextSnapshot, SimulatedProxy, translateServices } from '@meridian/testkit';
 import { ResourceCache, XdsServer, xdsLogger } from '@meridian/xds';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -113,9 +113,7 @@ describe('authenticated identity', () => {
       subscriptions: [{ typeUrl: TypeUrl.Cluster }],
     });
     proxy.connect(client);
-    const end = Date.now() + 15_000;
-    while (server.syncStatus()[0]?.types.cds?.state !== 'SYNCED' && Date.now() < end)
-      await new Promise((r) => setTimeout(r, 20));
+    await eventually('CDS synced', () => server.syncStatus()[0]?.types.cds?.state === 'SYNCED', 15_000, 20);
     const [status] = server.syncStatus();
     expect(status?.authenticatedIdentity).toBe(SPIFFE);
     expect(status?.types.cds?.state).toBe('SYNCED');

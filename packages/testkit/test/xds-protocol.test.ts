@@ -5,6 +5,7 @@ import { decodeResource, TypeUrl } from '@meridian/envoy';
 import {
   clusterName,
   type DeltaResponseView,
+  eventually,
   listenerName,
   nextSnapshot,
   SimulatedProxy,
@@ -27,14 +28,6 @@ const B = svc('b', '10.0.0.2');
 const C = svc('c', '10.0.0.3');
 const full = (reason: string): ChangeEvent => ({ full: true, reason: [reason], at: performance.now() });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, ok: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 /** Checks every response as it is recorded: requested type, never-seen nonce. */
 function checked(proxy: SimulatedProxy): () => void {
@@ -101,7 +94,7 @@ describe('xDS protocol over loopback', () => {
     const p = open(1, { manual: true, subscriptions: [{ typeUrl: TypeUrl.Cluster }] });
     const check = checked(p);
     p.send(sotwRequestBytes({ node: p.node, typeUrl: TypeUrl.Cluster }));
-    await until('the CDS response', () => p.responses.length === 1);
+    await eventually('the CDS response', () => p.responses.length === 1);
     check();
     const first = p.responses[0] as SotwResponseView;
     expect(first.typeUrl).toBe(TypeUrl.Cluster);
@@ -114,7 +107,7 @@ describe('xDS protocol over loopback', () => {
       }),
     );
     p.send(sotwRequestBytes({ typeUrl: TypeUrl.Cluster, resourceNames: ['x'], responseNonce: 'never-sent' }));
-    await until(
+    await eventually(
       'the stale nonce counted',
       () => server.metrics.count('pilot_xds_expired_nonce{type=cds}') === 1,
     );
@@ -134,15 +127,15 @@ describe('xDS protocol over loopback', () => {
       ],
     });
     const check = checked(p);
-    await until('initial sync', () => (p.state.get(TypeUrl.RouteConfiguration)?.acks ?? 0) === 1);
+    await eventually('initial sync', () => (p.state.get(TypeUrl.RouteConfiguration)?.acks ?? 0) === 1);
     check();
     const before = p.responses.length;
     publish([A, B, C], full('add c'));
-    await until('CDS and LDS with c', () => p.responses.length === before + 2);
+    await eventually('CDS and LDS with c', () => p.responses.length === before + 2);
     check();
     expect(p.responses.slice(before).map((r) => r.typeUrl)).toEqual([TypeUrl.Cluster, TypeUrl.Listener]);
     publish([A, B], full('remove c'));
-    await until('LDS and CDS without c', () => p.responses.length === before + 4);
+    await eventually('LDS and CDS without c', () => p.responses.length === before + 4);
     check();
     const removal = p.responses.slice(before + 2) as SotwResponseView[];
     expect(removal.map((r) => r.typeUrl)).toEqual([TypeUrl.Listener, TypeUrl.Cluster]);
@@ -156,7 +149,7 @@ describe('xDS protocol over loopback', () => {
     const watchB = open(4, {
       subscriptions: [{ typeUrl: TypeUrl.ClusterLoadAssignment, names: [clusterName(B)] }],
     });
-    await until('both synced', () => watchA.responses.length === 1 && watchB.responses.length === 1);
+    await eventually('both synced', () => watchA.responses.length === 1 && watchB.responses.length === 1);
     const moved = { ...A, endpoints: [{ address: '10.0.0.9', port: 8080 }] };
     publish([moved, B], {
       full: false,
@@ -165,7 +158,7 @@ describe('xDS protocol over loopback', () => {
       reason: ['endpoints'],
       at: performance.now(),
     });
-    await until('watcher of a updated', () => watchA.responses.length === 2);
+    await eventually('watcher of a updated', () => watchA.responses.length === 2);
     await sleep(100);
     expect(watchB.responses).toHaveLength(1);
     publish([A, B], full('restore'));
@@ -180,7 +173,7 @@ describe('xDS protocol over loopback', () => {
       ],
     });
     const check = checked(p);
-    await until('initial sync', () => (p.state.get(TypeUrl.ClusterLoadAssignment)?.acks ?? 0) === 1);
+    await eventually('initial sync', () => (p.state.get(TypeUrl.ClusterLoadAssignment)?.acks ?? 0) === 1);
     check();
     expect([...p.state.get(TypeUrl.Cluster)!.resources.keys()].sort()).toEqual([
       clusterName(A),
@@ -188,25 +181,25 @@ describe('xDS protocol over loopback', () => {
     ]);
     const before = p.responses.length;
     publish([A], full('remove b'));
-    await until('the removal', () => p.responses.length === before + 1);
+    await eventually('the removal', () => p.responses.length === before + 1);
     check();
     const removal = p.responses[before] as DeltaResponseView;
     expect(removal).toMatchObject({ typeUrl: TypeUrl.Cluster, removed: [clusterName(B)], resources: [] });
     publish([A, B], full('add b'));
-    await until('b again', () => p.state.get(TypeUrl.Cluster)?.resources.size === 2);
+    await eventually('b again', () => p.state.get(TypeUrl.Cluster)?.resources.size === 2);
 
     // Reconnect (as to another replica) with the versions held: nothing is resent.
     const bytesBefore = p.totalResourceBytes;
     const responsesBefore = p.responses.length;
     p.disconnect();
     p.connect(client, true);
-    await until('the reconnect answered', () => p.responses.length === responsesBefore + 2);
+    await eventually('the reconnect answered', () => p.responses.length === responsesBefore + 2);
     expect(p.totalResourceBytes).toBe(bytesBefore);
     // A stale version for one cluster: exactly that one is sent.
     p.state.get(TypeUrl.Cluster)!.resources.set(clusterName(B), 'old');
     p.disconnect();
     p.connect(client, true);
-    await until('the second reconnect answered', () => p.responses.length === responsesBefore + 4);
+    await eventually('the second reconnect answered', () => p.responses.length === responsesBefore + 4);
     const resent = p.responses.slice(responsesBefore + 2) as DeltaResponseView[];
     const cds = resent.find((r) => r.typeUrl === TypeUrl.Cluster)!;
     expect(cds.resources.map((r) => r.name)).toEqual([clusterName(B)]);
@@ -215,8 +208,8 @@ describe('xDS protocol over loopback', () => {
   it('Delta: a NACK is recorded and counted, and never answered by a resend', async () => {
     const p = open(6, { variant: 'delta', subscriptions: [{ typeUrl: TypeUrl.Cluster }] });
     p.nackTypes.set(TypeUrl.Cluster, 'rejected by the test');
-    await until('the NACK', () => (p.state.get(TypeUrl.Cluster)?.nacks ?? 0) === 1);
-    await until('ERROR status', () => {
+    await eventually('the NACK', () => (p.state.get(TypeUrl.Cluster)?.nacks ?? 0) === 1);
+    await eventually('ERROR status', () => {
       const st = server.syncStatus().find((s) => s.proxyId.includes('proto-6'));
       return st?.types.cds?.state === 'ERROR';
     });

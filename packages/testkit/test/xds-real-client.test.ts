@@ -9,6 +9,7 @@ import { TypeUrl } from '@meridian/envoy';
 import {
   clusterFor,
   clusterName,
+  eventually,
   freePort,
   GrpcClientProcess,
   listenerName,
@@ -64,25 +65,6 @@ async function call(client: GrpcClientProcess, target = TARGET, timeoutMs = 5000
   const r = await client.call(target, { method: '/test.Echo/Name', deadlineMs: timeoutMs });
   if (r.code !== status.OK) throw Object.assign(new Error(r.message), { code: r.code });
   return r.backend ?? '';
-}
-
-async function until<T>(
-  what: string,
-  fn: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
 }
 
 const edsChange = (names: string[]): ChangeEvent => ({
@@ -154,12 +136,17 @@ describe('@grpc/grpc-js-xds client through Meridian (SotW ADS)', () => {
 
   it('reaches the backend through xds:///', async () => {
     expect(await call(client)).toBe('A');
-    const s = await until('SYNCED on every type', () => {
-      const st = proxyStatus();
-      return st && ['lds', 'rds', 'cds', 'eds'].every((t) => st.types[t]?.state === 'SYNCED')
-        ? st
-        : undefined;
-    });
+    const s = await eventually(
+      'SYNCED on every type',
+      () => {
+        const st = proxyStatus();
+        return st && ['lds', 'rds', 'cds', 'eds'].every((t) => st.types[t]?.state === 'SYNCED')
+          ? st
+          : undefined;
+      },
+      20_000,
+      50,
+    );
     expect(s.kind).toBe('grpc');
     expect(s.types.lds?.subscribed).toEqual([listenerName({ host: HOST, port: PORT })]);
     expect(s.types.eds?.subscribed).toEqual([clusterName({ host: HOST, port: PORT })]);
@@ -170,13 +157,23 @@ describe('@grpc/grpc-js-xds client through Meridian (SotW ADS)', () => {
       service(backends[0]!.port, backends[1]!.port),
       edsChange([clusterName({ host: HOST, port: PORT })]),
     );
-    await until('a call answered by B', async () => ((await call(client)) === 'B' ? true : undefined));
+    await eventually(
+      'a call answered by B',
+      async () => ((await call(client)) === 'B' ? true : undefined),
+      20_000,
+      50,
+    );
     publish(service(backends[1]!.port), edsChange([clusterName({ host: HOST, port: PORT })]));
     // Once the removal is applied every call goes to B.
-    await until('10 calls in a row answered by B', async () => {
-      for (let i = 0; i < 10; i++) if ((await call(client)) !== 'B') return undefined;
-      return true;
-    });
+    await eventually(
+      '10 calls in a row answered by B',
+      async () => {
+        for (let i = 0; i < 10; i++) if ((await call(client)) !== 'B') return undefined;
+        return true;
+      },
+      20_000,
+      50,
+    );
   });
 
   it('an invalid resource is NACKed: sync status shows ERROR with the message; the client keeps the last good config', async () => {
@@ -191,10 +188,15 @@ describe('@grpc/grpc-js-xds client through Meridian (SotW ADS)', () => {
       bad.lb_policy = 'MAGLEV';
       r[TypeUrl.Cluster] = [bad];
     });
-    const st = await until('cds ERROR', () => {
-      const s = proxyStatus();
-      return s?.types.cds?.state === 'ERROR' ? s : undefined;
-    });
+    const st = await eventually(
+      'cds ERROR',
+      () => {
+        const s = proxyStatus();
+        return s?.types.cds?.state === 'ERROR' ? s : undefined;
+      },
+      20_000,
+      50,
+    );
     console.log('NACK message:', st.types.cds?.error);
     expect(st.types.cds?.error).toBe(
       'xDS response validation errors: [resource index 0: Cluster message validation failed: [load_balancing_policy unset and unsupported lb_policy: MAGLEV]]',
@@ -207,7 +209,12 @@ describe('@grpc/grpc-js-xds client through Meridian (SotW ADS)', () => {
     expect(proxyStatus()?.types.cds?.nonceSent).toBe(nonce);
     // A good config again: SYNCED.
     publish(service(backends[1]!.port), cdsChange);
-    await until('cds SYNCED', () => (proxyStatus()?.types.cds?.state === 'SYNCED' ? true : undefined));
+    await eventually(
+      'cds SYNCED',
+      () => (proxyStatus()?.types.cds?.state === 'SYNCED' ? true : undefined),
+      20_000,
+      50,
+    );
   });
 
   it('Meridian restarted: the client keeps working on its cache and re-syncs on reconnect', async () => {
@@ -219,7 +226,7 @@ describe('@grpc/grpc-js-xds client through Meridian (SotW ADS)', () => {
     fresh.update(snapshot!);
     await fresh.listen('127.0.0.1', xdsPort);
     expect(await call(client)).toBe('B');
-    await until(
+    await eventually(
       'reconnected and SYNCED',
       () => {
         const st = proxyStatus();
@@ -228,12 +235,18 @@ describe('@grpc/grpc-js-xds client through Meridian (SotW ADS)', () => {
           : undefined;
       },
       40_000,
+      50,
     );
     publish(service(backends[0]!.port), edsChange([clusterName({ host: HOST, port: PORT })]));
-    await until('10 calls in a row answered by A', async () => {
-      for (let i = 0; i < 10; i++) if ((await call(client)) !== 'A') return undefined;
-      return true;
-    });
+    await eventually(
+      '10 calls in a row answered by A',
+      async () => {
+        for (let i = 0; i < 10; i++) if ((await call(client)) !== 'A') return undefined;
+        return true;
+      },
+      20_000,
+      50,
+    );
   });
 
   it('an unknown service is logged as a missing resource, and the debug handler serves syncz and config_dump', async () => {
