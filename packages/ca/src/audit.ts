@@ -1,6 +1,6 @@
 // Every issuance and refusal is logged (pino) and counted, with the identity, serial and expiry.
 import { type Logger, pino } from 'pino';
-import type { CaErrorCode } from './errors.js';
+import type { CaStatus } from './errors.js';
 
 /** One issuance decision. */
 export type CaEvent =
@@ -16,7 +16,8 @@ export type CaEvent =
       readonly outcome: 'refused';
       /** The authenticated identity, or "unauthenticated". */
       readonly identity: string;
-      readonly code: CaErrorCode;
+      /** The gRPC status the refusal was answered with (the error's `status`). */
+      readonly code: CaStatus;
       readonly reason: string;
       readonly via?: AuthMethod;
       /** A replay of a spent single-use bootstrap token (identity: the one the token names). */
@@ -30,7 +31,7 @@ export type AuthMethod = 'token' | 'mtls' | 'internal';
 export interface CaCounters {
   issued: number;
   refused: number;
-  refusedByCode: Partial<Record<CaErrorCode, number>>;
+  refusedByCode: Partial<Record<CaStatus, number>>;
   /** CreateCertificate requests (token or mTLS callers, or unauthenticated), issued or refused. */
   csrRequests: number;
   /** Of those, certificates issued. */

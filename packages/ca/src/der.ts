@@ -22,6 +22,7 @@ export const Tag = {
 /** A DER syntax error, with the byte offset where reading failed. */
 export class DerError extends Error {
   override readonly name = 'DerError';
+  readonly code = 'MALFORMED_DER';
   constructor(
     message: string,
     readonly offset: number,

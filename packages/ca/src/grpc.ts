@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { CaAudit } from './audit.js';
-import { AuthenticationError, CaError, type CaErrorCode, TokenReplayError } from './errors.js';
+import { AuthenticationError, CaError, type CaStatus, TokenReplayError } from './errors.js';
 import type { WorkloadCertificateIssuer } from './issuer.js';
 import { parseSpiffeId, spiffeId, type WorkloadIdentity } from './spiffe.js';
 import type { CaStore } from './storage.js';
@@ -99,7 +99,7 @@ export function createCertificate(
   });
 }
 
-const STATUS: Record<CaErrorCode, grpc.status> = {
+const STATUS: Record<CaStatus, grpc.status> = {
   INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
   PERMISSION_DENIED: grpc.status.PERMISSION_DENIED,
   UNAUTHENTICATED: grpc.status.UNAUTHENTICATED,
@@ -197,15 +197,20 @@ export function addCertificateService(server: grpc.Server, opts: CertificateServ
           audit.record({
             outcome: 'refused',
             identity: spiffeId(e.identity),
-            code: e.code,
+            code: e.status,
             reason: e.message,
             via: 'token',
             tokenReplay: true,
           });
         } else {
-          audit.record({ outcome: 'refused', identity: 'unauthenticated', code: e.code, reason: e.message });
+          audit.record({
+            outcome: 'refused',
+            identity: 'unauthenticated',
+            code: e.status,
+            reason: e.message,
+          });
         }
-        callback({ code: STATUS[e.code], details: e.message });
+        callback({ code: STATUS[e.status], details: e.message });
         return;
       }
       try {
@@ -218,7 +223,7 @@ export function addCertificateService(server: grpc.Server, opts: CertificateServ
         callback(null, { cert_chain: [...out.certChain] });
       } catch (err) {
         if (err instanceof CaError) {
-          callback({ code: STATUS[err.code], details: err.message });
+          callback({ code: STATUS[err.status], details: err.message });
         } else {
           audit.logger.error({ err }, 'CreateCertificate failed');
           callback({ code: grpc.status.INTERNAL, details: 'internal error' });

@@ -29,7 +29,7 @@ export {
   writePluginCa,
   writeRootCa,
 } from './authority.js';
-export type { CaErrorCode } from './errors.js';
+export type { CaErrorCode, CaStatus } from './errors.js';
 export {
   AuthenticationError,
   CaConfigError,

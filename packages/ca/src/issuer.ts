@@ -134,7 +134,7 @@ export class WorkloadCertificateIssuer {
         this.audit.record({
           outcome: 'refused',
           identity,
-          code: err.code,
+          code: err.status,
           reason: err.message,
           via: req.via ?? 'internal',
         });
@@ -185,7 +185,7 @@ export class WorkloadCertificateIssuer {
       this.audit.record({
         outcome: 'refused',
         identity: uri,
-        code: err.code,
+        code: err.status,
         reason: err.message,
         via: 'internal',
       });

@@ -123,6 +123,7 @@ describe('identity policy: only the caller identity, nothing else', () => {
     const err = catchErr(() => issuer.issue({ identity: alice, csrPem: opensslCsr(ecKey(), san) }));
     expect(err).toBeInstanceOf(PermissionDeniedError);
     expect((err as PermissionDeniedError).code).toBe('PERMISSION_DENIED');
+    expect((err as PermissionDeniedError).status).toBe('PERMISSION_DENIED');
     expect((err as Error).message).toBe(message);
     expect(issuer.audit.counters).toEqual({
       issued: 0,
@@ -217,7 +218,8 @@ describe('bad input: INVALID_ARGUMENT with a clear message, nothing issued', () 
     const csrPem = mk();
     const err = catchErr(() => issuer.issue({ identity: alice, csrPem, validitySeconds }));
     expect(err).toBeInstanceOf(InvalidRequestError);
-    expect((err as InvalidRequestError).code).toBe('INVALID_ARGUMENT');
+    expect((err as InvalidRequestError).code).toBe('INVALID_REQUEST');
+    expect((err as InvalidRequestError).status).toBe('INVALID_ARGUMENT');
     if (message === 'SAN_TOO_BIG') {
       expect(csrPem.length).toBeGreaterThan(16 * 1024);
       expect((err as Error).message).toBe(

@@ -137,7 +137,8 @@ describe('consumeSingleUse', () => {
     const err = await authenticateBootstrapToken(token, verifier, store).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TokenReplayError);
     expect(err).toBeInstanceOf(AuthenticationError);
-    expect((err as TokenReplayError).code).toBe('UNAUTHENTICATED');
+    expect((err as TokenReplayError).code).toBe('TOKEN_REPLAYED');
+    expect((err as TokenReplayError).status).toBe('UNAUTHENTICATED');
     expect((err as Error).message).toBe(TOKEN_REPLAY_REASON);
     expect(TOKEN_REPLAY_REASON).toBe('bootstrap token was already used');
     expect((err as TokenReplayError).identity).toEqual(alice);
@@ -164,7 +165,8 @@ describe('consumeSingleUse', () => {
     const v = await verifier.verifyToken(token);
     const down = await consumeSingleUse(downStore, v).catch((e: unknown) => e);
     expect(down).toBeInstanceOf(CaUnavailableError);
-    expect((down as CaUnavailableError).code).toBe('UNAVAILABLE');
+    expect((down as CaUnavailableError).code).toBe('CA_UNAVAILABLE');
+    expect((down as CaUnavailableError).status).toBe('UNAVAILABLE');
     expect((down as Error).message).toBe(
       'single-use bootstrap token refused: its use cannot be recorded because the cluster store is unavailable (retry later)',
     );
