@@ -16,7 +16,8 @@ import {
   createCertificateServiceClient,
   createCsr,
 } from '@meridian/ca';
-import { type EtcdCluster, startEtcd } from '@meridian/testkit';
+import { decodeResource, type EnvoyJson, TypeUrl } from '@meridian/envoy';
+import { type EtcdCluster, SimulatedProxy, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Replica, resolveOptions } from '../src/index.js';
@@ -31,7 +32,7 @@ import {
   sidecarNodeId,
   streamAccessLogs,
 } from './access-log-client.js';
-import { adminFetch, installClusterCaForTest } from './harness.js';
+import { ALL_TYPES, adminFetch, installClusterCaForTest, waitUntil, xdsClient } from './harness.js';
 
 const TD = 'cluster.local';
 const FRONTEND = FRONTEND_IP;
@@ -43,6 +44,12 @@ let rootPem = '';
 const creds: Record<string, { key: string; chain: string }> = {};
 
 const CONFIG = `${PAYMENTS_YAML}---\n${FRONTEND_YAML}`;
+const TELEMETRY_YAML = `apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  accessLogging: [{providers: [{name: meridian}]}]
+`;
 
 const tls = (who?: string) =>
   who
@@ -186,5 +193,50 @@ describe('telemetry on the mTLS port', () => {
         errorRate: 0,
       }),
     ]);
+  });
+
+  it("a sidecar is told to send its access logs to the CA's mTLS port with its workload certificate", async () => {
+    const res = await adminFetch(replica!, '/apis/v1/apply', { method: 'POST', body: TELEMETRY_YAML });
+    expect(res.status, await res.clone().text()).toBe(200);
+    const proxy = new SimulatedProxy({
+      nodeId: PAYMENTS_NODE,
+      metadata: { NAMESPACE: 'pay', CLUSTER_ID: 'c1', LABELS: { app: 'payments', version: 'v2' } },
+      variant: 'delta',
+      subscriptions: ALL_TYPES.map((typeUrl) => ({ typeUrl })),
+      record: true,
+    });
+    const client = xdsClient(replica!.xdsAddress);
+    proxy.connect(client);
+    try {
+      let cluster: EnvoyJson | undefined;
+      await waitUntil('the access-log cluster', () => {
+        for (const r of proxy.responses) {
+          if (r.typeUrl !== TypeUrl.Cluster || !('resources' in r)) continue;
+          for (const x of r.resources as readonly { name: string; value: Uint8Array | undefined }[])
+            if (x.name === 'meridian-accesslog' && x.value)
+              cluster = decodeResource(TypeUrl.Cluster, x.value) as EnvoyJson;
+        }
+        return cluster !== undefined;
+      });
+      const [host, port] = [replica!.caAddress.split(':')[0], Number(replica!.caAddress.split(':')[1])];
+      expect(JSON.stringify(cluster!.load_assignment)).toContain(`"port_value":${port}`);
+      expect(cluster!.transport_socket).toMatchObject({
+        name: 'envoy.transport_sockets.tls',
+        typed_config: {
+          common_tls_context: {
+            tls_certificate_sds_secret_configs: [{ name: 'default' }],
+            combined_validation_context: {
+              default_validation_context: {
+                match_typed_subject_alt_names: [{ san_type: 'IP_ADDRESS', matcher: { exact: host } }],
+              },
+              validation_context_sds_secret_config: { name: 'ROOTCA' },
+            },
+          },
+        },
+      });
+    } finally {
+      proxy.disconnect();
+      client.close();
+    }
   });
 });
