@@ -6,8 +6,9 @@
  * decides. Meridian reads `accessLogging`: the provider named {@link MERIDIAN_ACCESS_LOG_PROVIDER}
  * (Envoy's gRPC access-log service on the replicas, which derive Istio's metrics and the service
  * graph from it) turns sidecars' access logs on; `disabled: true` turns them off. `tracing` is
- * validated (sampling 0..100) and kept for the tracing item. Other provider names are accepted (they
- * are Istio mesh-config providers) and have no effect here.
+ * validated (sampling 0..100) and translated to Envoy tracing by @meridian/translate's tracing.ts,
+ * with its providers from the mesh config (`--mesh-config`). Other access-log provider names are
+ * accepted (they are Istio mesh-config providers) and have no effect here.
  */
 import type { FieldPath, Reporter } from './path.js';
 import type { FieldSchema, MessageSchema } from './schema.js';
