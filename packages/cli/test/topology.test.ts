@@ -2,7 +2,14 @@
 // wrong field is refused with its name; a plan's ports are distinct and its commands well formed.
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_TOPOLOGY, makePlan, natsConfig, StatePaths, shapeOf } from '../src/local/plan.js';
+import {
+  DEFAULT_TOPOLOGY,
+  makePlan,
+  natsConfig,
+  replicaSpec,
+  StatePaths,
+  shapeOf,
+} from '../src/local/plan.js';
 import { overrideTopology, parseTopology, TopologyError } from '../src/local/topology.js';
 
 describe('topology', () => {
@@ -83,5 +90,19 @@ describe('topology', () => {
     expect(conf).toContain('server_name: "east-1"');
     for (const c of plan.clusters)
       for (const n of c.nats) expect(conf).toContain(`"nats://127.0.0.1:${n.gateway}"`);
+  });
+
+  it('a replica is healthy for `up` only once its /readyz says ok, not while degraded (etcd not reached yet)', async () => {
+    const t = parseTopology(await readFile(DEFAULT_TOPOLOGY, 'utf8'), 'f');
+    const plan = await makePlan(t, 'f');
+    const health = replicaSpec(new StatePaths('/tmp/x'), plan, plan.clusters[0]!, 0).health;
+    if (health.kind !== 'http' || !health.check) throw new Error(`unexpected health ${health.kind}`);
+    expect(health.url).toBe(`http://127.0.0.1:${plan.clusters[0]!.replicaPorts[0]!.monitoring}/readyz`);
+    expect(health.check(200, 'ok')).toBe(true);
+    expect(health.check(200, 'degraded: store unavailable since 2026-12-06T14:03:01.897Z')).toBe(false);
+    expect(health.check(200, 'degraded: store unreachable, serving revision 27 from disk (age 19s)')).toBe(
+      false,
+    );
+    expect(health.check(503, 'not ready: --ca-address is set but the CA is not loaded')).toBe(false);
   });
 });

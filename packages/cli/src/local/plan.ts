@@ -350,6 +350,12 @@ export function replicaSpec(paths: StatePaths, plan: MeshPlan, c: ClusterPlan, i
     log: paths.log(id),
     pidFile: paths.pid(id),
     marker: paths.dir,
-    health: { kind: 'http', url: `http://127.0.0.1:${r.monitoring}/readyz`, check: (s) => s === 200 },
+    // Ready and reaching etcd: /readyz answers 200 also while degraded (serving its last snapshot,
+    // writes refused), which a replica is for a moment after etcd restarts; `up` applies next.
+    health: {
+      kind: 'http',
+      url: `http://127.0.0.1:${r.monitoring}/readyz`,
+      check: (s, body) => s === 200 && body === 'ok',
+    },
   };
 }
