@@ -98,6 +98,7 @@ describe('topology', () => {
     const health = replicaSpec(new StatePaths('/tmp/x'), plan, plan.clusters[0]!, 0).health;
     if (health.kind !== 'http' || !health.check) throw new Error(`unexpected health ${health.kind}`);
     expect(health.url).toBe(`http://127.0.0.1:${plan.clusters[0]!.replicaPorts[0]!.monitoring}/readyz`);
+    expect(health.check(200, 'ok\n')).toBe(true); // as the replica writes it
     expect(health.check(200, 'ok')).toBe(true);
     expect(health.check(200, 'degraded: store unavailable since 2026-12-06T14:03:01.897Z')).toBe(false);
     expect(health.check(200, 'degraded: store unreachable, serving revision 27 from disk (age 19s)')).toBe(

@@ -355,7 +355,7 @@ export function replicaSpec(paths: StatePaths, plan: MeshPlan, c: ClusterPlan, i
     health: {
       kind: 'http',
       url: `http://127.0.0.1:${r.monitoring}/readyz`,
-      check: (s, body) => s === 200 && body === 'ok',
+      check: (s, body) => s === 200 && body.trim() === 'ok',
     },
   };
 }
