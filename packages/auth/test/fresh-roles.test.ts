@@ -33,7 +33,13 @@ function laggingStore(inner: MemoryStore) {
       return typeof value === 'function' ? value.bind(target) : value;
     },
   });
-  return { store, state, release: () => parked.splice(0).forEach((f) => f()) };
+  return {
+    store,
+    state,
+    release: () => {
+      for (const deliver of parked.splice(0)) deliver();
+    },
+  };
 }
 
 describe('AdminAuthority: a binding the mirror has not seen yet', () => {
