@@ -5,8 +5,9 @@
  * - the outbound part, one object per outbound view, encoded once into one ResourceMap per type and
  *   kept by the long-lived {@link Encoder} for as long as translate hands out the same object (so an
  *   unchanged view keeps the same maps across snapshots, and streams skip it by identity);
- * - the workload's inbound part (a few listeners and clusters), merged into the outbound maps; the
- *   merged map is interned by content, so proxies with equal inbound resources share it too.
+ * - the workload's inbound part (a few listeners and clusters), layered over the outbound maps
+ *   (xds' LayeredResourceMap: no copy of the shared map per sidecar); the layered map is interned by
+ *   content, so proxies with equal inbound resources share it too.
  * Equal resources share one EncodedResource (content-hashed version, the same bytes and versions on
  * every replica); equal maps are the same object, so SotW response bodies are built once.
  *
@@ -25,7 +26,7 @@ import {
   type Translator,
 } from '@meridian/translate';
 import type { EncodedResource, ProxyContext, ResourceCache, ResourceMap, XdsSnapshot } from '@meridian/xds';
-import { ProxyTranslationError } from '@meridian/xds';
+import { LayeredResourceMap, ProxyTranslationError } from '@meridian/xds';
 import type { Logger } from 'pino';
 
 type PartField = 'listeners' | 'routes' | 'clusters' | 'endpoints';
@@ -95,10 +96,8 @@ export class Encoder {
     const key = `${base.id}\n${added.map((e) => `${e.name}\0${e.version}`).join('\n')}`;
     let m = this.#merged.get(key);
     if (!m) {
-      const all = [...base.map.values(), ...added].sort((a, b) =>
-        a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
-      );
-      m = { map: new Map(all.map((e) => [e.name, e])), id: ++this.#nextId, used: this.#generation };
+      // Layered, not copied: a sidecar's map holds its few inbound resources over the shared map.
+      m = { map: LayeredResourceMap.of(base.map, added), id: ++this.#nextId, used: this.#generation };
       this.#merged.set(key, m);
     }
     m.used = this.#generation;

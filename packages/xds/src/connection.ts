@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { Metadata, type ServerDuplexStream, status as Status } from '@grpc/grpc-js';
 import { type EnvoyJson, NodeError, parseNode, type ResourceTypeUrl } from '@meridian/envoy';
 import type { Logger } from 'pino';
+import { LayeredResourceMap } from './layered-map.js';
 import { shortType, type XdsMetrics } from './metrics.js';
 import {
   type AckOutcome,
@@ -17,6 +18,7 @@ import {
   PUSH_ORDER,
   pushRank,
   type SotwWatch,
+  sortedOf,
   sotwChanged,
   sotwHeld,
   sotwPartial,
@@ -136,6 +138,28 @@ function sotwVersion(resources: readonly EncodedResource[]): string {
 function sotwBody(resources: readonly EncodedResource[], held = resources): SotwEntry {
   const version = sotwVersion(held);
   return { version, body: sotwResponse(version, resources, '', ''), shared: undefined };
+}
+
+/** SotW versions of sorted map contents, by map (a layered map's from its layers'). */
+const mapVersions = new WeakMap<ResourceMap, string>();
+
+/** The version of `sortedOf(map)`, without hashing a shared layer again for every proxy. */
+function layeredVersion(map: ResourceMap): string {
+  let v = mapVersions.get(map);
+  if (v === undefined) {
+    if (map instanceof LayeredResourceMap) {
+      v = createHash('sha256')
+        .update(layeredVersion(map.base))
+        .update('\n')
+        .update(layeredVersion(map.extra))
+        .digest('hex')
+        .slice(0, 16);
+    } else {
+      v = sotwVersion(sortedOf(map));
+    }
+    mapVersions.set(map, v);
+  }
+  return v;
 }
 
 let connectionCounter = 0;
@@ -549,8 +573,14 @@ export class Connection implements Pushable {
   ): void {
     const w = this.watches.get(type) as SotwWatch;
     const body = partial ?? resources;
+    // A layered map is one proxy's (its workload's own resources on a shared layer): its body is
+    // built for this write and not kept, so a sidecar does not hold a copy of the shared clusters.
+    const perProxy = available instanceof LayeredResourceMap;
     let entry: SotwEntry | undefined;
-    if (available) {
+    if (perProxy) {
+      const version = resources === sortedOf(available) ? layeredVersion(available) : sotwVersion(resources);
+      entry = { version, body: sotwResponse(version, body, '', ''), shared: undefined };
+    } else if (available) {
       // `body` is sotwTarget's list (or sotwPartial's), shared by streams with the same map and
       // subscription; the list belongs to one map of one type, so an entry never crosses types.
       entry = sotwBodies.get(body);
@@ -564,7 +594,7 @@ export class Connection implements Pushable {
     const book = this.#book(type);
     let nonce: string;
     let bytes: Buffer;
-    if (available && !entry.shared) {
+    if (available && !perProxy && !entry.shared) {
       // First stream for this body: the shared response, with a seq newer than any this stream has.
       const seq = ++sharedSeq;
       nonce = `s${seq.toString(36)}`;

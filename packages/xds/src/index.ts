@@ -9,6 +9,7 @@ export {
 } from './cache.js';
 export type { ConnectionHost, StreamLimits, Variant } from './connection.js';
 export { Connection, changeAffects } from './connection.js';
+export { LayeredResourceMap } from './layered-map.js';
 export type { TriggerReason } from './metrics.js';
 export {
   grpcCodeName,
@@ -38,6 +39,7 @@ export {
   isFullStateType,
   PUSH_ORDER,
   pushRank,
+  sortedOf,
   sotwChanged,
   sotwHeld,
   sotwPartial,

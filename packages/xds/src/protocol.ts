@@ -4,6 +4,7 @@
 // The stream loop (connection.ts) calls these and performs the sends they ask for; nothing here does
 // I/O, so every rule is unit-tested in test/protocol.test.ts.
 import { TypeUrl } from '@meridian/envoy';
+import { LayeredResourceMap } from './layered-map.js';
 import type { EncodedResource, ResourceMap } from './types.js';
 
 /** The special resource name that subscribes to every resource of a type [§How the client specifies
@@ -191,18 +192,41 @@ const byName = (a: EncodedResource, b: EncodedResource) => (a.name < b.name ? -1
 /** Sorted contents of a map, memoized by the map's identity (maps are immutable snapshots). */
 const sortedMaps = new WeakMap<ResourceMap, EncodedResource[]>();
 
+/** The contents of `map` sorted by name (a layered map: its layers' sorted lists merged). */
+export function sortedOf(map: ResourceMap): EncodedResource[] {
+  let sorted = sortedMaps.get(map);
+  if (!sorted) {
+    sorted =
+      map instanceof LayeredResourceMap
+        ? mergeSorted(sortedOf(map.base), sortedOf(map.extra))
+        : [...map.values()].sort(byName);
+    sortedMaps.set(map, sorted);
+  }
+  return sorted;
+}
+
+function mergeSorted<T>(
+  a: readonly T[],
+  b: readonly T[],
+  less: (x: T, y: T) => boolean = lessByName as never,
+): T[] {
+  const out: T[] = new Array(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  let k = 0;
+  while (i < a.length && j < b.length) out[k++] = less(b[j]!, a[i]!) ? b[j++]! : a[i++]!;
+  while (i < a.length) out[k++] = a[i++]!;
+  while (j < b.length) out[k++] = b[j++]!;
+  return out;
+}
+const lessByName = (x: EncodedResource, y: EncodedResource) => x.name < y.name;
+const lessString = (x: string, y: string) => x < y;
+
 /** The resources a SotW response for this watch carries now, sorted by name. Treat as read-only:
  * for a wildcard watch it is shared by every stream. */
 export function sotwTarget(watch: WatchState, available: ResourceMap | undefined): EncodedResource[] {
   if (!available) return [];
-  if (watch.wildcard) {
-    let sorted = sortedMaps.get(available);
-    if (!sorted) {
-      sorted = [...available.values()].sort(byName);
-      sortedMaps.set(available, sorted);
-    }
-    return sorted;
-  }
+  if (watch.wildcard) return sortedOf(available);
   // Streams with the same subscription share the names set (internNames) and so this list.
   let byNames = namedTargets.get(available);
   if (!byNames) {
@@ -550,6 +574,18 @@ function mapDiff(before: ResourceMap, after: ResourceMap): { changed: EncodedRes
     mapDiffs.set(before, byAfter);
   }
   let d = byAfter.get(after);
+  if (!d && before instanceof LayeredResourceMap && after instanceof LayeredResourceMap) {
+    // Per layer (names never move between layers: shared outbound vs the workload's inbound), so
+    // streams whose shared layer moved between the same two maps share that diff.
+    const shared = mapDiff(before.base, after.base);
+    const own = mapDiff(before.extra, after.extra);
+    const gone = mergeSorted(shared.gone, own.gone, lessString);
+    // A name that did move layers is in one layer's `gone` and still present: the plain diff below.
+    if (gone.every((name) => !after.has(name))) {
+      d = { changed: mergeSorted(shared.changed, own.changed), gone };
+      byAfter.set(after, d);
+    }
+  }
   if (!d) {
     const changed: EncodedResource[] = [];
     const gone: string[] = [];
