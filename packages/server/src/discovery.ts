@@ -2,7 +2,8 @@
  * The replica's part in spreading proxies over its cluster:
  * - answers node agents' ReplicaDiscovery with the live members of its cluster (the membership entries
  *   each replica keeps under its lease, mirrored by a watch, so a dead replica drops out within the
- *   lease TTL), their localities, addresses and xDS stream counts;
+ *   lease TTL), their localities, addresses (at each one's advertised host, `--advertise-address`)
+ *   and xDS stream counts;
  * - publishes its own stream count (`load/<replica id>`, under a lease of its own) every few seconds;
  * - sheds streams when it holds more than its fair share, ceil(streams / replicas x 1.1): at a bounded
  *   rate (10% of its streams per round, at least one), only streams whose last pushes are all ACKed,
@@ -13,7 +14,7 @@
 import type { DiscoveredReplica, ReplicaDiscoverySource } from '@meridian/registry';
 import { Collection, type Lease, type Mirror, type Store } from '@meridian/store';
 import type { Logger } from 'pino';
-import { REPLICAS_PREFIX, type ReplicaInfo } from './membership.js';
+import { advertisedAddress, REPLICAS_PREFIX, type ReplicaInfo } from './membership.js';
 
 /** Keyspace-relative prefix of the replicas' published stream counts. */
 export const LOAD_PREFIX = 'load/';
@@ -112,8 +113,9 @@ export class ReplicaDirectory implements ReplicaDiscoverySource {
       meshId: r.meshId,
       clusterId: r.clusterId,
       locality: r.locality,
-      xdsAddress: r.xdsAddress,
-      caAddress: r.caAddress ?? '',
+      // Where agents reach it: the advertised host (--advertise-address), not a 0.0.0.0 bind address.
+      xdsAddress: advertisedAddress(r.xdsAddress, r.advertiseAddress),
+      caAddress: advertisedAddress(r.caAddress, r.advertiseAddress),
       connections: this.#connectionsOf(r.id),
     }));
   }

@@ -34,9 +34,35 @@ export interface ReplicaInfo {
   readonly adminAddress: string;
   /** xDS, CreateCertificate and registration over TLS, when the CA is served. */
   readonly caAddress?: string;
+  /**
+   * The host (IP or DNS name) proxies and agents reach this replica at (`--advertise-address`):
+   * it replaces the host of `caAddress` and `xdsAddress`, which are the bind addresses (often
+   * `0.0.0.0`), wherever another party is told where this replica is ({@link advertisedAddress}).
+   * The TLS port's serving certificate names it. Absent in records of older replicas, and when none
+   * could be found: the bind addresses are used as they are.
+   */
+  readonly advertiseAddress?: string;
   readonly locality: string;
   readonly version: string;
   readonly startedAt: string;
+}
+
+/** Whether `host` is an unspecified (wildcard) bind host, which no one can connect to. */
+export function isUnspecifiedHost(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '[::]' || host === '' || host === '*';
+}
+
+/**
+ * Where another party reaches the replica's `bound` address (`host:port`, as in {@link ReplicaInfo}):
+ * the same port at `advertise` when the replica advertises a host (IPv6 in brackets), else `bound`
+ * unchanged. `''` stays `''` (the port is not served).
+ */
+export function advertisedAddress(bound: string | undefined, advertise: string | undefined): string {
+  if (!bound) return '';
+  if (!advertise) return bound;
+  const port = /:(\d+)$/.exec(bound)?.[1];
+  if (port === undefined) return bound;
+  return `${advertise.includes(':') ? `[${advertise}]` : advertise}:${port}`;
 }
 
 /** Keyspace-relative prefix of replica membership entries. */

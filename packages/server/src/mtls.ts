@@ -45,8 +45,14 @@ import type { ChangeEvent, ResourceMap, XdsServer, XdsSnapshot } from '@meridian
 import { encodedResource } from '@meridian/xds';
 import type { Logger } from 'pino';
 import type { AdminTlsSource } from './admin-http.js';
+import { isUnspecifiedHost } from './membership.js';
 import { SdsSecretSource, withSecrets } from './sds.js';
-import { loadServingMaterial, type ServingMaterial, saveServingMaterial } from './serving-material.js';
+import {
+  loadServingMaterial,
+  namesNotCovered,
+  type ServingMaterial,
+  saveServingMaterial,
+} from './serving-material.js';
 
 /** What {@link ReplicaMtls.start} and {@link ReplicaMtls.fromDisk} need. */
 export interface ReplicaMtlsOptions {
@@ -54,7 +60,12 @@ export interface ReplicaMtlsOptions {
   readonly clusterId: string;
   readonly trustDomain: string;
   readonly kekFile: string | undefined;
-  /** DNS names of the TLS port's serving certificate. */
+  /** The key-encryption key as text (the `MERIDIAN_CA_KEK` setting), used when there is no `kekFile`. */
+  readonly kek?: string | undefined;
+  /**
+   * DNS names and IP addresses of the TLS port's serving certificate (an IP becomes an IP SAN):
+   * {@link servingCertificateNames}.
+   */
   readonly servingDnsNames: readonly string[];
   readonly log: Logger;
   /** Told why, when the CA cannot be loaded (for `/readyz`). */
@@ -68,6 +79,21 @@ export interface ReplicaMtlsOptions {
   readonly servingFile?: string;
   /** Pause between attempts of `connect` (default 5 s). */
   readonly retryMs?: number;
+}
+
+/**
+ * The names of the TLS port's serving certificate, in order, without repeats: `localhost`, the bind
+ * host unless it is unspecified (`0.0.0.0`, `::`: no one connects to it), the advertised host
+ * (`--advertise-address`, which proxies' rate-limit and access-log clusters check as a DNS or IP SAN)
+ * and the extra names (`--serving-names`, such as the Kubernetes Service name).
+ */
+export function servingCertificateNames(
+  bindHost: string,
+  advertise: string | undefined,
+  extra: readonly string[] = [],
+): string[] {
+  const names = ['localhost', ...(isUnspecifiedHost(bindHost) ? [] : [bindHost]), advertise ?? '', ...extra];
+  return [...new Set(names.map((n) => n.replace(/^\[(.*)\]$/, '$1')).filter((n) => n !== ''))];
 }
 
 /** The replica's CA runtime, mTLS translation and SDS. */
@@ -135,18 +161,24 @@ export class ReplicaMtls {
       { file: o.servingFile, writtenAt: m.writtenAt.toISOString(), notAfter: m.notAfter.toISOString() },
       'etcd unreachable: the TLS port serves with the certificate kept on disk; nothing is issued until the CA loads',
     );
+    const missing = namesNotCovered(m.certChainPem, o.servingDnsNames);
+    if (missing.length > 0)
+      o.log.warn(
+        { file: o.servingFile, missing, carried: m.servingNames },
+        'the certificate kept on disk does not name every host of this replica (--advertise-address or --serving-names changed): clients that check those names fail their handshake until the CA loads',
+      );
     return mtls;
   }
 
   static async #kek(o: ReplicaMtlsOptions): Promise<Buffer | undefined> {
-    if (!o.kekFile && !process.env[KEK_ENV]) {
+    if (!o.kekFile && !o.kek) {
       const reason = `--ca-address given without --ca-kek-file or ${KEK_ENV}`;
       o.log.warn(`${reason}: CA, SDS and mTLS off`);
       o.onUnavailable?.(reason);
       return undefined;
     }
     try {
-      return await loadKek(o.kekFile ? { file: o.kekFile } : {});
+      return await loadKek(o.kekFile ? { file: o.kekFile } : { value: o.kek, source: KEK_ENV });
     } catch (error) {
       o.log.error({ err: error }, 'cluster CA not loaded: CA, SDS and mTLS off');
       o.onUnavailable?.(error instanceof Error ? error.message : String(error));

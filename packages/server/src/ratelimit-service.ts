@@ -68,6 +68,7 @@ import {
 } from '@meridian/translate';
 import { type Meter, metrics } from '@opentelemetry/api';
 import type { Logger } from 'pino';
+import { advertisedAddress, isUnspecifiedHost } from './membership.js';
 
 /** The keyspace prefix of the counters. */
 export const RATE_LIMIT_PREFIX = 'ratelimit/';
@@ -593,14 +594,20 @@ export type RateLimitTransport = 'mtls' | 'plaintext' | 'off';
 /**
  * Where proxies reach the rate-limit service: the `--rate-limit-address` setting (`host:port`,
  * comma-separated), else the cluster's replicas (sorted by replica id, so every replica translates
- * the same cluster; unspecified bind addresses such as `0.0.0.0` are left out): their CA mTLS
- * addresses for `mtls` (each marked `mtls`), their plaintext xDS addresses for `plaintext`, none
- * for `off`.
+ * the same cluster): their CA mTLS addresses for `mtls` (each marked `mtls`), their plaintext xDS
+ * addresses for `plaintext`, none for `off`; each at the replica's advertised host
+ * (`--advertise-address`, which its serving certificate names) when its record has one. A replica
+ * that advertises nothing and binds an unspecified address such as `0.0.0.0` is left out.
  */
 export function rateLimitServiceAddresses(
   setting: string,
   replicas:
-    | readonly { readonly id: string; readonly xdsAddress: string; readonly caAddress?: string }[]
+    | readonly {
+        readonly id: string;
+        readonly xdsAddress: string;
+        readonly caAddress?: string;
+        readonly advertiseAddress?: string;
+      }[]
     | undefined,
   transport: RateLimitTransport,
 ): ReplicaServiceAddress[] {
@@ -616,8 +623,8 @@ export function rateLimitServiceAddresses(
       ? setting.split(',').map(parse)
       : [...(replicas ?? [])]
           .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-          .map((r) => parse((mtls ? r.caAddress : r.xdsAddress) ?? ''))
-          .filter((a) => a !== undefined && a.host !== '0.0.0.0' && a.host !== '::');
+          .map((r) => parse(advertisedAddress(mtls ? r.caAddress : r.xdsAddress, r.advertiseAddress)))
+          .filter((a) => a !== undefined && !isUnspecifiedHost(a.host));
   return list.filter((a): a is ReplicaServiceAddress => a !== undefined);
 }
 

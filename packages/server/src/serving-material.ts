@@ -12,9 +12,16 @@
  * the associated data is the format, the cluster id and a SHA-256 of the trust domain, chain and
  * bundle, so a file whose public parts were altered does not decrypt, and a sealed key copied to
  * another purpose or cluster does not either. Writes go to a temporary file renamed over the old one.
+ *
+ * The serving certificate names the replica's hosts as DNS or IP SANs: `localhost`, a specific bind
+ * host, the advertised host (`--advertise-address`, which proxies' rate-limit and access-log clusters
+ * check) and `--serving-names`. The loader reports them ({@link namesNotCovered}), so a replica
+ * restarted from disk with other names says which ones the kept certificate lacks until the CA issues
+ * a new one.
  */
 import { createHash, createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { dirname, join } from 'node:path';
 import { openPrivateKey, type SealedKey, sealPrivateKey, TrustBundle } from '@meridian/ca';
 
@@ -97,6 +104,29 @@ export async function saveServingMaterial(
   });
 }
 
+/**
+ * Which of `names` (DNS names or IP addresses) the leaf (first certificate) of `certChainPem` does not
+ * carry as a SAN (exact DNS match, no wildcards, the subject CN ignored; IPs compared as addresses).
+ */
+export function namesNotCovered(certChainPem: string, names: readonly string[]): string[] {
+  const leaf = certsOf(certChainPem)[0];
+  if (!leaf) return [...names];
+  return names.filter((name) =>
+    isIP(name) !== 0
+      ? leaf.checkIP(name) === undefined
+      : leaf.checkHost(name, { subject: 'never', wildcards: false }) === undefined,
+  );
+}
+
+/** The DNS and IP SANs of the leaf of `certChainPem`, as Node prints them (`DNS:a`, `IP Address:b`). */
+export function servingNamesOf(certChainPem: string): string[] {
+  const san = certsOf(certChainPem)[0]?.subjectAltName ?? '';
+  return san
+    .split(', ')
+    .filter((n) => n.startsWith('DNS:') || n.startsWith('IP Address:'))
+    .map((n) => n.slice(n.indexOf(':') + 1));
+}
+
 const certsOf = (pem: string): X509Certificate[] =>
   (pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map(
     (block) => new X509Certificate(block),
@@ -105,14 +135,20 @@ const certsOf = (pem: string): X509Certificate[] =>
 /**
  * Reads `file` back: throws a ServingMaterialError unless it is of this format and cluster, its key
  * opens with `kek` (so nothing in it was altered), the leaf is valid at `now`, matches the key, and
- * chains to a root of the bundle.
+ * chains to a root of the bundle. `servingNames` are the leaf's DNS and IP SANs.
  */
 export async function loadServingMaterial(
   file: string,
   kek: Buffer,
   clusterId: string,
   now = new Date(),
-): Promise<ServingMaterial & { readonly writtenAt: Date; readonly notAfter: Date }> {
+): Promise<
+  ServingMaterial & {
+    readonly writtenAt: Date;
+    readonly notAfter: Date;
+    readonly servingNames: readonly string[];
+  }
+> {
   const refuse = (reason: string, cause?: unknown): never => {
     throw new ServingMaterialError(file, reason, cause === undefined ? undefined : { cause });
   };
@@ -179,5 +215,6 @@ export async function loadServingMaterial(
     trustBundlePem: s.trustBundlePem,
     writtenAt: new Date(s.writtenAt),
     notAfter,
+    servingNames: servingNamesOf(s.certChainPem),
   };
 }
