@@ -9,8 +9,9 @@
 // wall time mostly measures waiting for a core), each on a fresh Translator unless said otherwise:
 // - full: a sidecar that sees the whole mesh (no Sidecar scoping), nothing cached: every listener,
 //   route configuration, cluster and ClusterLoadAssignment built. Each run translates its own
-//   freshly built (equal) snapshots, so nothing memoized on input objects (per endpoint list,
-//   per DestinationRule, per registry snapshot) carries over from an earlier run: cold all through;
+//   (equal) snapshots of new objects, cloned before timing starts, so nothing memoized on input
+//   objects (per endpoint list, per DestinationRule, per registry snapshot) carries over from an
+//   earlier run: cold all through;
 // - full_same_inputs: a fresh Translator on the same snapshot objects every run (what `full` measured
 //   before: memos keyed on the inputs stay warm, as in a replica translating many proxies);
 // - full_grpc: the same as full for a proxyless gRPC client (its own fresh snapshots);
@@ -132,6 +133,24 @@ export function buildMesh(services: number, endpoints: number, rules: number) {
   return { config: createConfigSnapshot(1, objects), registry: createRegistrySnapshot(1, svcs, eps) };
 }
 
+type Mesh = ReturnType<typeof buildMesh>;
+
+/** The same mesh made of new objects (config objects cloned, already validated), so that nothing
+ * memoized on the inputs' identity is shared with the original. */
+function cloneMesh(config: Mesh['config'], registry: Mesh['registry']): Mesh {
+  return {
+    config: createConfigSnapshot(
+      config.revision,
+      structuredClone([...config.destinationRules, ...config.virtualServices]),
+    ),
+    registry: createRegistrySnapshot(
+      registry.revision,
+      structuredClone(registry.services),
+      structuredClone(registry.endpoints),
+    ),
+  };
+}
+
 export function proxyIn(ns: string, ip: string, grpc = false): ProxyInfo {
   return parseNode({
     id: `sidecar~${ip}~client-1.${ns}~${ns}.svc.cluster.local`,
@@ -203,11 +222,12 @@ export function main(args: string[]): void {
 
   // Warm up the JIT on a throwaway translator.
   for (let i = 0; i < 15; i++) new Translator().translate(config, registry, sidecar);
-  const fresh = () => buildMesh(flags.services, flags.endpoints, flags.rules);
+  // Equal snapshots made of new objects, one per timed run, made before timing starts.
+  const fresh = () => Array.from({ length: flags.runs }, () => cloneMesh(config, registry));
   if (flags.fullOnly) {
     const xs: Sample[] = [];
-    for (let run = 0; run < flags.runs; run++) {
-      const mesh = fresh();
+    const meshes = fresh();
+    for (const mesh of meshes) {
       xs.push(timed(() => new Translator().translate(mesh.config, mesh.registry, sidecar)));
     }
     process.stdout.write(
@@ -225,10 +245,12 @@ export function main(args: string[]): void {
   let rebuilt = 0;
   let output: ProxyResources | undefined;
   let grpcOutput: ProxyResources | undefined;
+  const meshes = fresh();
+  const grpcMeshes = fresh();
   for (let run = 0; run < flags.runs; run++) {
-    const mesh = fresh();
+    const mesh = meshes[run] as Mesh;
     full.push(timed(() => new Translator().translate(mesh.config, mesh.registry, sidecar)));
-    const grpcMesh = fresh();
+    const grpcMesh = grpcMeshes[run] as Mesh;
     fullGrpc.push(
       timed(() => {
         grpcOutput = new Translator().translate(grpcMesh.config, grpcMesh.registry, grpcClient);
