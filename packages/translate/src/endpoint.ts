@@ -19,7 +19,7 @@
 import type { LocalityLoadBalancerSetting } from '@meridian/api';
 import type { EnvoyJson, JsonValue, ProxyInfo } from '@meridian/envoy';
 import type { Endpoint, EndpointLocality, Service, ServicePort } from './types.js';
-import { compareStrings, labelsMatch } from './util.js';
+import { compareStrings } from './util.js';
 
 /** Inputs of one ClusterLoadAssignment. */
 export interface LoadAssignmentInput {
@@ -33,69 +33,153 @@ export interface LoadAssignmentInput {
   readonly failover: boolean;
   readonly proxy: Pick<ProxyInfo, 'locality' | 'labels' | 'network' | 'clusterId'>;
   /**
-   * Memo of each endpoint list's prepared entries (target port, locality key, `lb_endpoints` JSON)
-   * per service port: lists are immutable, so an entry is valid as long as its list lives, and the
-   * default cluster and every subset cluster of a service share it. Optional; the Translator passes
-   * its own.
+   * Memo of each endpoint list's prepared entries (target port, `lb_endpoints` JSON, grouped by
+   * locality) per service port: lists are immutable, so an entry is valid as long as its list lives,
+   * and the default cluster and every subset cluster of a service share it. Optional; the Translator
+   * passes its own.
    */
   readonly preparedCache?: PreparedCache;
 }
 
-/** One endpoint ready for a ClusterLoadAssignment of a given service port. */
-interface PreparedEndpoint {
-  readonly endpoint: Endpoint;
-  readonly localityKey: string;
+/**
+ * The endpoints of one locality of a list, ready for any ClusterLoadAssignment of a service port.
+ * Its JSON (`locality`, `lb_endpoints`, and the whole entry at priority 0) is shared, read-only, by
+ * every load assignment that takes the locality whole (see cluster.ts on shared output JSON).
+ */
+interface PreparedGroup {
+  /** `region/zone/subZone`; groups sort by it. */
+  readonly key: string;
+  /** The first endpoint's locality. */
+  readonly locality: EndpointLocality;
+  readonly localityJson: EnvoyJson;
+  /** The members, in list order, and their `lb_endpoints` entries. */
+  readonly endpoints: readonly Endpoint[];
+  readonly lbEndpoints: JsonValue[];
+  /** The sum of the members' `load_balancing_weight`. */
   readonly weight: number;
-  readonly json: EnvoyJson;
+  /** `{ locality, lb_endpoints, load_balancing_weight }` of the whole group at priority 0. */
+  readonly whole: EnvoyJson;
+}
+
+/** An endpoint list prepared for one service port: its locality groups, sorted by key. */
+interface Prepared {
+  readonly groups: readonly PreparedGroup[];
+  /** Every group whole, at priority 0: the `endpoints` of a load assignment without rules. */
+  readonly whole: JsonValue[];
+}
+
+interface PreparedForPort {
+  readonly name: string;
+  readonly target: number;
+  readonly prepared: Prepared;
 }
 
 /** See {@link LoadAssignmentInput.preparedCache}. */
-export type PreparedCache = WeakMap<readonly Endpoint[], Map<string, readonly PreparedEndpoint[]>>;
+export type PreparedCache = WeakMap<readonly Endpoint[], PreparedForPort[]>;
+
+function localityJson(l: EndpointLocality): EnvoyJson {
+  const out: EnvoyJson = {};
+  if (l.region) out.region = l.region;
+  if (l.zone) out.zone = l.zone;
+  if (l.subZone) out.sub_zone = l.subZone;
+  return out;
+}
 
 function prepare(
   endpoints: readonly Endpoint[],
   port: ServicePort,
   cache: PreparedCache | undefined,
-): readonly PreparedEndpoint[] {
-  const portKey = `${port.name}\u0000${port.targetPort ?? port.port}`;
-  let byPort = cache?.get(endpoints);
-  const hit = byPort?.get(portKey);
-  if (hit) return hit;
-  const out: PreparedEndpoint[] = endpoints.map((ep) => {
-    const epPort = ep.ports[port.name] ?? port.targetPort ?? port.port;
+): Prepared {
+  const target = port.targetPort ?? port.port;
+  const byPort = cache?.get(endpoints);
+  if (byPort) {
+    for (const p of byPort) if (p.name === port.name && p.target === target) return p.prepared;
+  }
+  // Pass 1: each endpoint's group by locality key (localities are few: a linear search by value,
+  // the key only for a locality not seen yet).
+  const firsts: Endpoint[] = [];
+  const keys: string[] = [];
+  const counts: number[] = [];
+  const groupOf = new Array<number>(endpoints.length);
+  for (let i = 0; i < endpoints.length; i++) {
+    const l = (endpoints[i] as Endpoint).locality;
+    let g = 0;
+    while (g < firsts.length && !sameLocality((firsts[g] as Endpoint).locality, l)) g++;
+    if (g === firsts.length) {
+      const key = localityKey(l);
+      g = keys.indexOf(key);
+      if (g < 0) {
+        g = firsts.length;
+        firsts.push(endpoints[i] as Endpoint);
+        keys.push(key);
+        counts.push(0);
+      }
+    }
+    groupOf[i] = g;
+    counts[g] = (counts[g] as number) + 1;
+  }
+  // Pass 2: the members and their entries, in list order, in arrays of their final size.
+  const members = counts.map((n) => new Array<Endpoint>(n));
+  const entries = counts.map((n) => new Array<JsonValue>(n));
+  const weights = counts.map(() => 0);
+  const filled = counts.map(() => 0);
+  for (let i = 0; i < endpoints.length; i++) {
+    const ep = endpoints[i] as Endpoint;
+    const g = groupOf[i] as number;
+    const at = filled[g] as number;
+    filled[g] = at + 1;
     const weight = Math.max(1, Math.floor(ep.weight || 1));
-    return {
-      endpoint: ep,
-      // Groups sort by this key: priority 0 keys sort before `<n>\0...` keys of priority n > 0.
-      localityKey: `0\u0000${localityKey(ep.locality)}`,
-      weight,
-      json: {
-        endpoint: { address: { socket_address: { address: ep.address, port_value: epPort } } },
-        health_status: ep.health,
-        load_balancing_weight: weight,
+    weights[g] = (weights[g] as number) + weight;
+    (members[g] as Endpoint[])[at] = ep;
+    (entries[g] as JsonValue[])[at] = {
+      endpoint: {
+        address: { socket_address: { address: ep.address, port_value: ep.ports[port.name] ?? target } },
       },
+      health_status: ep.health,
+      load_balancing_weight: weight,
+    };
+  }
+  const groups: PreparedGroup[] = firsts.map((first, g) => {
+    const locality = localityJson(first.locality);
+    const lbEndpoints = entries[g] as JsonValue[];
+    const weight = weights[g] as number;
+    return {
+      key: keys[g] as string,
+      locality: first.locality,
+      localityJson: locality,
+      endpoints: members[g] as Endpoint[],
+      lbEndpoints,
+      weight,
+      whole: { locality, lb_endpoints: lbEndpoints, load_balancing_weight: weight },
     };
   });
+  if (groups.length > 1) groups.sort((a, b) => compareStrings(a.key, b.key));
+  const prepared: Prepared = { groups, whole: groups.map((g) => g.whole) };
   if (cache) {
-    if (!byPort) {
-      byPort = new Map();
-      cache.set(endpoints, byPort);
-    }
-    byPort.set(portKey, out);
+    const entry = { name: port.name, target, prepared };
+    if (byPort) byPort.push(entry);
+    else cache.set(endpoints, [entry]);
   }
-  return out;
+  return prepared;
 }
 
 interface Group {
   locality: EndpointLocality;
+  localityJson: EnvoyJson;
   key: string;
   priority: number;
   weight: number;
-  lbEndpoints: EnvoyJson[];
+  lbEndpoints: JsonValue[];
+  /** The prepared group when this is all of it (its shared JSON applies at priority 0). */
+  whole: PreparedGroup | undefined;
 }
 
 function localityKey(l: EndpointLocality): string {
   return `${l.region}/${l.zone}/${l.subZone}`;
+}
+
+function sameLocality(a: EndpointLocality, b: EndpointLocality): boolean {
+  return a === b || (a.region === b.region && a.zone === b.zone && a.subZone === b.subZone);
 }
 
 /** Istio `LocalityMatch`: `region`, `region/zone`, `region/zone/subzone`, each part may be `*`. */
@@ -153,50 +237,120 @@ function failoverPriorityOf(labels: readonly string[], proxy: FailoverSubject, e
   return labels.length - matched;
 }
 
+/** The subset selector as (key, value) pairs, read once per load assignment. */
+function selectorEntries(selector: Readonly<Record<string, string>>): string[] {
+  const out: string[] = [];
+  for (const key of Object.keys(selector)) out.push(key, selector[key] as string);
+  return out;
+}
+
+function selected(entries: readonly string[], labels: Readonly<Record<string, string>>): boolean {
+  for (let i = 0; i < entries.length; i += 2)
+    if (labels[entries[i] as string] !== entries[i + 1]) return false;
+  return true;
+}
+
+/**
+ * The locality groups of a load assignment before Istio's locality rules, sorted by key: groups of
+ * the prepared list (the subset's members of each; whole groups keep their shared JSON), or with
+ * `failoverPriority` labels each locality split by the proxy-relative base priority.
+ */
+function groupsOf(
+  prepared: Prepared,
+  input: LoadAssignmentInput,
+  failoverLabels: readonly string[],
+): Group[] {
+  const subset = input.subsetLabels ? selectorEntries(input.subsetLabels) : undefined;
+  const out: Group[] = [];
+  for (const pg of prepared.groups) {
+    if (failoverLabels.length === 0 && (!subset || subset.length === 0)) {
+      out.push({
+        locality: pg.locality,
+        localityJson: pg.localityJson,
+        key: pg.key,
+        priority: 0,
+        weight: pg.weight,
+        lbEndpoints: pg.lbEndpoints,
+        whole: pg,
+      });
+      continue;
+    }
+    // Members of this locality that the subset selects, split by base priority (0 without labels).
+    let split: Group[] | undefined;
+    let only: Group | undefined;
+    for (let i = 0; i < pg.endpoints.length; i++) {
+      const ep = pg.endpoints[i] as Endpoint;
+      if (subset && !selected(subset, ep.labels)) continue;
+      const base = failoverLabels.length > 0 ? failoverPriorityOf(failoverLabels, input.proxy, ep) : 0;
+      let g = only?.priority === base ? only : split?.find((x) => x.priority === base);
+      if (!g) {
+        // The first member's locality, as a group made endpoint by endpoint would have it.
+        g = {
+          locality: ep.locality,
+          localityJson: sameLocality(ep.locality, pg.locality) ? pg.localityJson : localityJson(ep.locality),
+          key: pg.key,
+          priority: base,
+          weight: 0,
+          lbEndpoints: [],
+          whole: undefined,
+        };
+        if (!only) only = g;
+        else {
+          split ??= [only];
+          split.push(g);
+        }
+      }
+      const entry = pg.lbEndpoints[i] as EnvoyJson;
+      g.weight += entry.load_balancing_weight as number;
+      g.lbEndpoints.push(entry);
+    }
+    if (split) {
+      split.sort((a, b) => a.priority - b.priority);
+      out.push(...split);
+    } else if (only) {
+      if (only.priority === 0 && only.lbEndpoints.length === pg.endpoints.length) {
+        only.lbEndpoints = pg.lbEndpoints;
+        only.whole = pg;
+      }
+      out.push(only);
+    }
+  }
+  // Groups sort by (base priority, locality key): base 0 first, then each base in key order.
+  if (failoverLabels.length > 0) out.sort((a, b) => a.priority - b.priority || compareStrings(a.key, b.key));
+  return out;
+}
+
 /** The ClusterLoadAssignment of one cluster (see the module comment for the locality rules). */
 export function buildLoadAssignment(input: LoadAssignmentInput): EnvoyJson {
   const { port, proxy } = input;
   const localityLb = input.localityLb;
   const proxyKnown = proxy.locality.region !== '';
-  const failoverLabels =
-    proxyKnown && input.failover && !localityLb?.distribute?.length
-      ? (localityLb?.failoverPriority ?? [])
-      : [];
-  const groups = new Map<string, Group>();
+  const distribute = proxyKnown && (localityLb?.distribute?.length ?? 0) > 0;
+  const failover = proxyKnown && input.failover && !distribute;
+  const failoverLabels = failover ? (localityLb?.failoverPriority ?? []) : [];
   const prepared = prepare(input.endpoints, port, input.preparedCache);
-  for (const pe of prepared) {
-    const ep = pe.endpoint;
-    if (input.subsetLabels && !labelsMatch(input.subsetLabels, ep.labels)) continue;
-    const base = failoverLabels.length > 0 ? failoverPriorityOf(failoverLabels, proxy, ep) : 0;
-    const key = base === 0 ? pe.localityKey : `${base}\u0000${pe.localityKey}`;
-    let g = groups.get(key);
-    if (!g) {
-      g = { locality: ep.locality, key, priority: base, weight: 0, lbEndpoints: [] };
-      groups.set(key, g);
-    }
-    g.weight += pe.weight;
-    g.lbEndpoints.push(pe.json);
-  }
-  let list = [...groups.values()].sort((a, b) => compareStrings(a.key, b.key));
+  const plain =
+    !distribute &&
+    !failover &&
+    (input.subsetLabels === undefined || Object.keys(input.subsetLabels).length === 0);
+  // Nothing to select or reorder: the list's shared entries as they are.
+  if (plain) return { cluster_name: input.clusterName, endpoints: prepared.whole };
 
-  if (proxyKnown && localityLb?.distribute?.length) {
+  let list = groupsOf(prepared, input, failoverLabels);
+  if (distribute && localityLb) {
     list = applyDistribute(list, proxy.locality, localityLb);
-  } else if (proxyKnown && input.failover) {
-    applyFailover(list, proxy.locality, localityLb);
+    // Weights were rewritten: no group keeps its shared entry.
+    for (const g of list) g.whole = undefined;
+  } else if (failover) {
+    list = applyFailover(list, proxy.locality, localityLb);
   }
-
-  const localities = new Map<string, EnvoyJson>();
   const endpoints: JsonValue[] = list.map((g) => {
-    const lk = localityKey(g.locality);
-    let locality = localities.get(lk);
-    if (!locality) {
-      locality = {};
-      if (g.locality.region) locality.region = g.locality.region;
-      if (g.locality.zone) locality.zone = g.locality.zone;
-      if (g.locality.subZone) locality.sub_zone = g.locality.subZone;
-      localities.set(lk, locality);
-    }
-    const out: EnvoyJson = { locality, lb_endpoints: g.lbEndpoints, load_balancing_weight: g.weight };
+    if (g.whole && g.priority === 0) return g.whole.whole;
+    const out: EnvoyJson = {
+      locality: g.localityJson,
+      lb_endpoints: g.lbEndpoints,
+      load_balancing_weight: g.weight,
+    };
     if (g.priority > 0) out.priority = g.priority;
     return out;
   });
@@ -228,15 +382,31 @@ function applyFailover(
   list: Group[],
   proxy: EndpointLocality,
   lb: LocalityLoadBalancerSetting | undefined,
-): void {
+): Group[] {
   const failoverTo = lb?.failover?.find((f) => f.from === proxy.region)?.to;
+  let max = 0;
   for (const g of list) {
     let p = lbPriority(proxy, g.locality);
     if (p === 3 && failoverTo !== undefined && g.locality.region !== failoverTo) p = 4;
     g.priority = g.priority * 5 + p;
+    if (g.priority > max) max = g.priority;
   }
-  const distinct = [...new Set(list.map((g) => g.priority))].sort((a, b) => a - b);
-  const renumber = new Map(distinct.map((p, i) => [p, i]));
-  for (const g of list) g.priority = renumber.get(g.priority) ?? 0;
-  list.sort((a, b) => a.priority - b.priority || compareStrings(a.key, b.key));
+  // Renumbered 0..N without gaps, then ordered by priority, keeping the key order within one.
+  const byPriority: (Group[] | undefined)[] = new Array(max + 1);
+  for (const g of list) {
+    const same = byPriority[g.priority];
+    if (same) same.push(g);
+    else byPriority[g.priority] = [g];
+  }
+  const out: Group[] = [];
+  let next = 0;
+  for (const same of byPriority) {
+    if (!same) continue;
+    for (const g of same) {
+      g.priority = next;
+      out.push(g);
+    }
+    next++;
+  }
+  return out;
 }
