@@ -13,7 +13,7 @@ export interface SealedKey {
   readonly ciphertext: string;
 }
 
-/** Default environment variable holding the KEK (base64 of 32 bytes). */
+/** The environment variable meridiand's settings and the CLI read the KEK from (base64 of 32 bytes). */
 export const KEK_ENV = 'MERIDIAN_CA_KEK';
 
 /** A fresh random KEK, base64 (what `meridian ca kek` writes). */
@@ -34,8 +34,14 @@ export function parseKek(value: string | Buffer, source: string): Buffer {
   return key;
 }
 
-/** Loads the KEK from a file if given, else from the environment variable (default MERIDIAN_CA_KEK). */
-export async function loadKek(opts: { file?: string; env?: string } = {}): Promise<Buffer> {
+/**
+ * Loads the KEK from a file if given, else from `value` (the KEK as text, as the caller read it from
+ * its settings), named in errors by `source` (default MERIDIAN_CA_KEK). This module reads no
+ * environment: the program's settings do.
+ */
+export async function loadKek(
+  opts: { file?: string | undefined; value?: string | undefined; source?: string } = {},
+): Promise<Buffer> {
   if (opts.file) {
     let raw: Buffer;
     try {
@@ -47,10 +53,9 @@ export async function loadKek(opts: { file?: string; env?: string } = {}): Promi
     }
     return parseKek(raw, opts.file);
   }
-  const name = opts.env ?? KEK_ENV;
-  const value = process.env[name];
-  if (!value) throw new CaConfigError(`no key-encryption key: set ${name} or give a key file`, name);
-  return parseKek(value, name);
+  const name = opts.source ?? KEK_ENV;
+  if (!opts.value) throw new CaConfigError(`no key-encryption key: set ${name} or give a key file`, name);
+  return parseKek(opts.value, name);
 }
 
 /** Seals a private key PEM for `clusterId`. */

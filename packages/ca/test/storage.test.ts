@@ -8,6 +8,7 @@ import {
   generateKek,
   installClusterCa,
   loadClusterCa,
+  loadKek,
   MemoryCaStore,
   openPrivateKey,
   parseKek,
@@ -64,6 +65,19 @@ describe('private key encryption at rest (AES-256-GCM, cluster id as associated 
     await expectConfigError(
       () => parseKek(Buffer.alloc(16).toString('base64'), 'MERIDIAN_CA_KEK'),
       'MERIDIAN_CA_KEK: the key-encryption key must be 32 bytes (base64 or hex)',
+    );
+  });
+
+  it('loads the KEK from the text its caller read (no environment read here), else names the source', async () => {
+    const text = generateKek();
+    expect((await loadKek({ value: text })).equals(parseKek(text, 'test'))).toBe(true);
+    await expectConfigError(
+      () => loadKek({}),
+      'no key-encryption key: set MERIDIAN_CA_KEK or give a key file',
+    );
+    await expectConfigError(
+      () => loadKek({ value: Buffer.alloc(16).toString('base64'), source: 'KEK_X' }),
+      'KEK_X: the key-encryption key must be 32 bytes (base64 or hex)',
     );
   });
 

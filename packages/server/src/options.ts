@@ -17,6 +17,8 @@
  * | `--registration-ttl` (s) | `MERIDIAN_REGISTRATION_TTL` | `registrationTtlSeconds` | `15` |
  * | `--replica-lease-ttl` (s) | `MERIDIAN_REPLICA_LEASE_TTL` | `replicaLeaseTtlSeconds` | `1` |
  * | `--debounce-ms` | `MERIDIAN_DEBOUNCE_MS` | `debounceMs` | `100` |
+ * | `--max-debounce-ms` (a push waits at most this long after the first change, however often changes keep coming) | `MERIDIAN_MAX_DEBOUNCE_MS` | `maxDebounceMs` | 10 × `debounceMs`, at least `100` |
+ * | `--push-concurrency` (pushes to proxies in flight at once) | `MERIDIAN_PUSH_CONCURRENCY` | `pushConcurrency` | `100` |
  * | `--store-timeout-ms` | `MERIDIAN_STORE_TIMEOUT_MS` | `storeTimeoutMs` | `2000` |
  * | `--store-connect-timeout-ms` (etcd never reached at start-up and no snapshot on disk: exit 2) | `MERIDIAN_STORE_CONNECT_TIMEOUT_MS` | `storeConnectTimeoutMs` | `60000` |
  * | `--snapshot-dir` (last-known-good snapshot `<mesh>.<cluster>.lkg`, served at start while etcd is unreachable; `off`: none) | `MERIDIAN_SNAPSHOT_DIR` | `snapshotDir` | `<tmpdir>/meridian` |
@@ -24,6 +26,7 @@
  * | `--log-level` | `MERIDIAN_LOG_LEVEL` | `logLevel` | `info` |
  * | `--ca-address` (TLS: CreateCertificate; empty = not served) | `MERIDIAN_CA_ADDRESS` | `caAddress` | `` |
  * | `--ca-kek-file` (else `MERIDIAN_CA_KEK`) | `MERIDIAN_CA_KEK_FILE` | `caKekFile` | `` |
+ * | none (a secret: never on the command line or in the file) | `MERIDIAN_CA_KEK` (base64 or hex of 32 bytes) | none | `` |
  * | `--trust-domain` | `MERIDIAN_TRUST_DOMAIN` | `trustDomain` | `cluster.local` |
  * | `--nats-url` (comma-separated or repeated; empty = single-cluster, no federation) | `MERIDIAN_NATS_URL` | `natsUrls` | `` |
  * | `--nats-creds` (NATS `.creds` file or nkey seed file, e.g. `meridian federation nats-config`'s `<cluster>.nk`) | `MERIDIAN_NATS_CREDS` | `natsCreds` | `` |
@@ -59,6 +62,10 @@ export interface ServerOptions {
   readonly registrationTtlSeconds: number;
   readonly replicaLeaseTtlSeconds: number;
   readonly debounceMs: number;
+  /** The longest a push waits after the first change while changes keep coming (ms). */
+  readonly maxDebounceMs: number;
+  /** How many pushes to proxies are in flight at once. */
+  readonly pushConcurrency: number;
   readonly storeTimeoutMs: number;
   readonly storeConnectTimeoutMs: number;
   readonly snapshotDir: string;
@@ -66,6 +73,8 @@ export interface ServerOptions {
   readonly logLevel: string;
   readonly caAddress: string;
   readonly caKekFile: string;
+  /** The cluster CA's key-encryption key as text (`MERIDIAN_CA_KEK`), used when `caKekFile` is empty. */
+  readonly caKek: string;
   readonly trustDomain: string;
   readonly natsUrls: readonly string[];
   readonly natsCreds: string;
@@ -85,15 +94,18 @@ export interface ServerOptions {
   readonly meshConfig: string;
 }
 
-type Kind = 'string' | 'list' | 'seconds' | 'ms';
+/** `count`: a whole number >= 1. */
+type Kind = 'string' | 'list' | 'seconds' | 'ms' | 'count';
 
 interface Setting {
   readonly key: keyof ServerOptions;
-  readonly flag: string;
+  /** The command-line flag; none for a secret, which is read from the environment only. */
+  readonly flag?: string;
   readonly env: string;
   readonly kind: Kind;
   readonly help: string;
-  readonly fallback: () => string | number | readonly string[];
+  /** The default, given the settings resolved before this one (in table order). */
+  readonly fallback: (resolved: Readonly<Record<string, unknown>>) => string | number | readonly string[];
   /** Why a value (one item of a list) is not acceptable, or undefined when it is. */
   readonly check?: (value: string) => string | undefined;
 }
@@ -249,6 +261,22 @@ const SETTINGS: readonly Setting[] = [
     fallback: () => 100,
   },
   {
+    key: 'maxDebounceMs',
+    flag: '--max-debounce-ms',
+    env: 'MERIDIAN_MAX_DEBOUNCE_MS',
+    kind: 'ms',
+    help: 'longest a push waits after the first change while changes keep coming (ms; default 10 x debounce, >= 100)',
+    fallback: (resolved) => Math.max(Number(resolved.debounceMs) * 10, 100),
+  },
+  {
+    key: 'pushConcurrency',
+    flag: '--push-concurrency',
+    env: 'MERIDIAN_PUSH_CONCURRENCY',
+    kind: 'count',
+    help: 'pushes to proxies in flight at once',
+    fallback: () => 100,
+  },
+  {
     key: 'storeTimeoutMs',
     flag: '--store-timeout-ms',
     env: 'MERIDIAN_STORE_TIMEOUT_MS',
@@ -305,6 +333,13 @@ const SETTINGS: readonly Setting[] = [
     env: 'MERIDIAN_CA_KEK_FILE',
     kind: 'string',
     help: 'key-encryption key of the cluster CA (else MERIDIAN_CA_KEK)',
+    fallback: () => '',
+  },
+  {
+    key: 'caKek',
+    env: 'MERIDIAN_CA_KEK',
+    kind: 'string',
+    help: 'key-encryption key of the cluster CA, base64 or hex of 32 bytes (environment only; --ca-kek-file wins)',
     fallback: () => '',
   },
   {
@@ -424,7 +459,9 @@ const SETTINGS: readonly Setting[] = [
 
 /** The usage text of meridiand. */
 export function usage(): string {
-  const lines = SETTINGS.map((s) => `  ${`${s.flag} <value>`.padEnd(30)} ${s.help} [${s.env}]`);
+  const lines = SETTINGS.map(
+    (s) => `  ${(s.flag ? `${s.flag} <value>` : '(environment only)').padEnd(30)} ${s.help} [${s.env}]`,
+  );
   return [
     'usage: meridiand [flags]',
     '  --config <file>                YAML/JSON settings file [MERIDIAN_CONFIG]',
@@ -447,12 +484,14 @@ function convert(s: Setting, source: string, raw: unknown): string | number | re
       return out.map(checked);
     }
     case 'seconds':
+    case 'count':
     case 'ms': {
       const n = Number(raw);
-      if (!Number.isInteger(n) || n < (s.kind === 'seconds' ? 1 : 0))
+      const min = s.kind === 'ms' ? 0 : 1;
+      if (!Number.isInteger(n) || n < min)
         throw new ServerConfigError(
           source,
-          `expected a whole number${s.kind === 'seconds' ? ' >= 1' : ''}, got "${String(raw)}"`,
+          `expected a whole number${min > 0 ? ` >= ${min}` : ''}, got "${String(raw)}"`,
         );
       return n;
     }
@@ -493,20 +532,21 @@ export function resolveOptions(argv: readonly string[], env: NodeJS.ProcessEnv =
     if (parsed !== null && (typeof parsed !== 'object' || Array.isArray(parsed)))
       throw new ServerConfigError(configFile, 'the config file must hold a mapping of settings');
     file = (parsed ?? {}) as Record<string, unknown>;
+    const inFile = SETTINGS.filter((s) => s.flag !== undefined);
     for (const k of Object.keys(file))
-      if (!SETTINGS.some((s) => s.key === k))
+      if (!inFile.some((s) => s.key === k))
         throw new ServerConfigError(
           `${configFile}: ${k}`,
-          `unknown setting (known: ${SETTINGS.map((s) => s.key).join(', ')})`,
+          `unknown setting (known: ${inFile.map((s) => s.key).join(', ')})`,
         );
   }
   const out: Record<string, unknown> = {};
   for (const s of SETTINGS) {
-    const flag = flags.get(s.flag);
-    if (flag !== undefined) out[s.key] = convert(s, s.flag, flag);
+    const flag = s.flag === undefined ? undefined : flags.get(s.flag);
+    if (flag !== undefined) out[s.key] = convert(s, s.flag ?? s.env, flag);
     else if (env[s.env] !== undefined && env[s.env] !== '') out[s.key] = convert(s, s.env, env[s.env]);
     else if (file[s.key] !== undefined) out[s.key] = convert(s, `${configFile}: ${s.key}`, file[s.key]);
-    else out[s.key] = s.fallback();
+    else out[s.key] = s.fallback(out);
   }
   if (out.xdsAddress === '') out.xdsAddress = isOff(String(out.caAddress)) ? '0.0.0.0:15010' : 'off';
   if (out.adminTls !== 'on' && out.adminTls !== 'off')

@@ -40,6 +40,37 @@ describe('meridiand settings', () => {
   });
 });
 
+describe('push pacing and the CA key as settings', () => {
+  it('the maximum debounce delay defaults to 10 x the quiet period, at least 100 ms', () => {
+    expect(resolveOptions([], {}).maxDebounceMs).toBe(1000);
+    expect(resolveOptions(['--debounce-ms', '5'], {}).maxDebounceMs).toBe(100);
+    expect(resolveOptions([], { MERIDIAN_DEBOUNCE_MS: '30' }).maxDebounceMs).toBe(300);
+    expect(resolveOptions(['--debounce-ms', '30', '--max-debounce-ms', '40'], {}).maxDebounceMs).toBe(40);
+    expect(resolveOptions([], { MERIDIAN_MAX_DEBOUNCE_MS: '0' }).maxDebounceMs).toBe(0);
+  });
+
+  it('push concurrency defaults to 100 and is at least 1', () => {
+    expect(resolveOptions([], {}).pushConcurrency).toBe(100);
+    expect(resolveOptions(['--push-concurrency=8'], {}).pushConcurrency).toBe(8);
+    expect(() => resolveOptions([], { MERIDIAN_PUSH_CONCURRENCY: '0' })).toThrow(
+      new ServerConfigError('MERIDIAN_PUSH_CONCURRENCY', 'expected a whole number >= 1, got "0"'),
+    );
+  });
+
+  it('the key-encryption key comes from the environment only, never a flag or the file', () => {
+    expect(resolveOptions([], {}).caKek).toBe('');
+    expect(resolveOptions([], { MERIDIAN_CA_KEK: 'k' }).caKek).toBe('k');
+    expect(() => resolveOptions(['--ca-kek', 'k'], {})).toThrow(/^--ca-kek: unknown flag/);
+    const file = join(dir, 'kek-in-file.yaml');
+    writeFileSync(file, 'caKek: k\n');
+    expect(() => resolveOptions(['--config', file], {})).toThrow(
+      expect.objectContaining({
+        message: expect.stringContaining(`${file}: caKek: unknown setting (known: `),
+      }),
+    );
+  });
+});
+
 describe('kinds as users type them', () => {
   it('accepts kind names, plurals, resource names and short names', () => {
     expect(resolveKind('vs')).toBe('VirtualService');

@@ -13,6 +13,7 @@ import {
   type ResourceMap,
   XdsServer,
   type XdsSnapshot,
+  xdsLogger,
 } from '@meridian/xds';
 import {
   type ConfigSnapshot,
@@ -171,8 +172,10 @@ export async function startMesh(
   backends: ReadonlyMap<string, readonly Backend[]>,
 ): Promise<Mesh> {
   const translator = new Translator();
-  process.env.LOG_LEVEL ??= 'silent';
-  const xds = new XdsServer({ debounce: { quietMs: 10, maxDelayMs: 50 } });
+  const xds = new XdsServer({
+    logger: xdsLogger({ level: process.env.LOG_LEVEL ?? 'silent' }),
+    debounce: { quietMs: 10, maxDelayMs: 50 },
+  });
   const endpoints = new Map<string, Endpoint[]>();
   for (const [host, list] of backends) endpoints.set(host, endpointsOf(list));
   const registry = createRegistrySnapshot(1, services, endpoints);

@@ -3,7 +3,7 @@
 // then a proxyless client in the same node reaches it through the translated client resources.
 import { createServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { XdsServer } from '@meridian/xds';
+import { XdsServer, xdsLogger } from '@meridian/xds';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegistrySnapshot, Translator } from '../src/index.js';
 import { configFromYaml, endpoint } from './fixtures.js';
@@ -28,8 +28,7 @@ beforeAll(async () => {
   const registry = createRegistrySnapshot(1, [service], {
     [service.hostname]: [endpoint('127.0.0.1', { grpc: port }, { app: 'xdsecho' })],
   });
-  process.env.LOG_LEVEL ??= 'silent';
-  xds = new XdsServer();
+  xds = new XdsServer({ logger: xdsLogger({ level: process.env.LOG_LEVEL ?? 'silent' }) });
   xds.update(new TranslatingSnapshot(new Translator(), configFromYaml(''), registry));
   const xdsPort = await xds.listen('127.0.0.1', 0);
   node = await ClientProcess.start(xdsPort, '127.0.0.1');

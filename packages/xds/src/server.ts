@@ -72,6 +72,7 @@ export const adsServiceDefinition: ServiceDefinition = {
 
 /** Settings of an XdsServer; every field has a default. */
 export interface XdsServerOptions {
+  /** Default: {@link xdsLogger} at level `info` (the replica passes its own, at its `--log-level`). */
   readonly logger?: Logger;
   /** Change debouncing (default 100 ms quiet, 1 s max). */
   readonly debounce?: DebounceOptions;
@@ -130,7 +131,7 @@ export class XdsServer {
 
   constructor(options: XdsServerOptions = {}) {
     this.#options = options;
-    this.log = options.logger ?? pino({ name: 'xds', level: process.env.LOG_LEVEL ?? 'info' });
+    this.log = options.logger ?? xdsLogger();
     this.#limits = {
       maxRequestBytes: options.maxRequestBytes ?? 4 * 1024 * 1024,
       maxBufferedBytes: options.maxBufferedBytes ?? 4 * 1024 * 1024,
@@ -450,9 +451,12 @@ export class XdsServer {
   }
 }
 
-/** A pino logger for the xDS server; `write` captures the JSON lines (tests assert on them). */
+/**
+ * A pino logger for the xDS server at `level` (default `info`; the level is the caller's setting, this
+ * package reads no environment); `write` captures the JSON lines (tests assert on them).
+ */
 export function xdsLogger(options: { level?: string; write?: (line: string) => void } = {}): Logger {
-  const level = options.level ?? process.env.LOG_LEVEL ?? 'info';
+  const level = options.level ?? 'info';
   const write = options.write;
   return write ? pino({ name: 'xds', level }, { write }) : pino({ name: 'xds', level });
 }

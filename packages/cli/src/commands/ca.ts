@@ -10,6 +10,7 @@ import {
   createRootCa,
   generateKek,
   installClusterCa,
+  KEK_ENV,
   loadKek,
   publicJwkOf,
   publishTokenKey,
@@ -82,7 +83,7 @@ function addInstallOptions(cmd: Command, required: boolean): Command {
 
 async function install(ctx: CliContext, m: ClusterCaMaterial, flags: InstallFlags): Promise<void> {
   if (!flags.etcd) return;
-  const kek = await loadKek({ file: flags.kekFile });
+  const kek = await loadKek({ file: flags.kekFile, value: process.env[KEK_ENV] });
   const store = await EtcdStore.connect({
     endpoints: flags.etcd,
     keyspace: Keyspace.of(flags.mesh ?? DEFAULT_MESH_ID, m.clusterId),
