@@ -249,7 +249,11 @@ export class Replica {
       });
     // Changes are debounced here, before the push context is built; the xDS server pushes each
     // debounced change at once (its own debouncer off).
-    this.xds = new XdsServer({ logger: this.log.child({ part: 'xds' }), debounce: { quietMs: 0 } });
+    this.xds = new XdsServer({
+      logger: this.log.child({ part: 'xds' }),
+      debounce: { quietMs: 0 },
+      pushConcurrency: options.pushConcurrency,
+    });
     this.#meshTracing = readMeshTracing(options.meshConfig);
     this.#tracing = startPushTracing({
       replicaId: options.replicaId,
@@ -257,7 +261,7 @@ export class Replica {
       meshId: options.meshId,
     });
     this.#debouncer = new Debouncer(
-      { quietMs: options.debounceMs, maxDelayMs: Math.max(options.debounceMs * 10, 100) },
+      { quietMs: options.debounceMs, maxDelayMs: options.maxDebounceMs },
       (change) => this.#fire(change.at),
     );
     this.local = new LocalSource(options.clusterId);
@@ -731,6 +735,7 @@ export class Replica {
       clusterId: o.clusterId,
       trustDomain: o.trustDomain,
       kekFile: o.caKekFile || undefined,
+      kek: o.caKek || undefined,
       servingDnsNames: [...new Set(['localhost', host])],
       log,
       ...(isOff(o.snapshotDir)
