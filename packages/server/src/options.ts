@@ -26,6 +26,8 @@
  * | `--log-level` | `MERIDIAN_LOG_LEVEL` | `logLevel` | `info` |
  * | `--ca-address` (TLS: CreateCertificate; empty = not served) | `MERIDIAN_CA_ADDRESS` | `caAddress` | `` |
  * | `--ca-kek-file` (else `MERIDIAN_CA_KEK`) | `MERIDIAN_CA_KEK_FILE` | `caKekFile` | `` |
+ * | `--advertise-address` (the host, an IP or DNS name, at which proxies and agents reach this replica's CA mTLS and xDS ports, as istiod's `POD_IP`: recorded in membership, so the rate-limit and access-log clusters and ReplicaDiscovery name it, and carried by the serving certificate as an IP or DNS SAN) | `MERIDIAN_ADVERTISE_ADDRESS` | `advertiseAddress` | the bind host of `--ca-address` (else `--xds-address`) unless it is `0.0.0.0`/`::`; then the host's first non-loopback address (logged) |
+ * | `--serving-names` (comma-separated DNS names or IPs the serving certificate names besides `localhost`, the bind host and the advertised host, e.g. the Kubernetes Service name, as istiod's `ISTIOD_CUSTOM_HOST`) | `MERIDIAN_SERVING_NAMES` | `servingNames` | `` |
  * | none (a secret: never on the command line or in the file) | `MERIDIAN_CA_KEK` (base64 or hex of 32 bytes) | none | `` |
  * | `--trust-domain` | `MERIDIAN_TRUST_DOMAIN` | `trustDomain` | `cluster.local` |
  * | `--nats-url` (comma-separated or repeated; empty = single-cluster, no federation) | `MERIDIAN_NATS_URL` | `natsUrls` | `` |
@@ -41,12 +43,14 @@
  * | `--mesh-config` (an Istio MeshConfig file, or the `istio` ConfigMap: its tracing `extensionProviders`, `defaultProviders.tracing` and `defaultConfig.tracing.sampling` for Telemetry's `tracing`) | `MERIDIAN_MESH_CONFIG` | `meshConfig` | `` |
  */
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { hostname, tmpdir } from 'node:os';
+import { createServer, isIP } from 'node:net';
+import { hostname, type NetworkInterfaceInfo, networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_MESH_ID } from '@meridian/store';
+import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import { ServerConfigError } from './errors.js';
+import { isUnspecifiedHost } from './membership.js';
 
 /** The resolved settings of one replica. */
 export interface ServerOptions {
@@ -73,6 +77,13 @@ export interface ServerOptions {
   readonly logLevel: string;
   readonly caAddress: string;
   readonly caKekFile: string;
+  /**
+   * The host (IP or DNS name, no port) proxies and agents reach this replica at; '' = chosen at start
+   * ({@link chooseAdvertiseAddress}).
+   */
+  readonly advertiseAddress: string;
+  /** More DNS names or IPs of the TLS port's serving certificate (e.g. the Kubernetes Service name). */
+  readonly servingNames: readonly string[];
   /** The cluster CA's key-encryption key as text (`MERIDIAN_CA_KEK`), used when `caKekFile` is empty. */
   readonly caKek: string;
   readonly trustDomain: string;
@@ -119,6 +130,33 @@ const segment = (value: string) =>
   SEGMENT.test(value)
     ? undefined
     : `"${value}" must start with a letter or digit and contain only letters, digits and ._:~@=+-`;
+
+/** An RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens, each <= 63. */
+const DNS_NAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/**
+ * A host others connect to and a certificate can name: an IPv4 or IPv6 address (IPv6 bare or in
+ * brackets) or a DNS name; no port, scheme, wildcard, zone index or unspecified address.
+ */
+function connectableHost(value: string): string | undefined {
+  const bare = /^\[.*\]$/.test(value) ? value.slice(1, -1) : value;
+  if (bare === '') return 'expected an IP address or a DNS name, got ""';
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value))
+    return `expected a host without a scheme (an IP address or a DNS name), got "${value}"`;
+  if (bare.includes('%'))
+    return `"${value}" has an IPv6 zone index, which a certificate cannot name: give a routable address`;
+  if (isIP(bare) !== 0)
+    return isUnspecifiedHost(bare)
+      ? `"${value}" is the unspecified address, which no one can connect to: give this replica's own address (e.g. the pod IP)`
+      : undefined;
+  if (/^[^:]+:\d+$/.test(value) || /^\[.*\]:\d+$/.test(value))
+    return `expected a host without a port (the ports are those of --ca-address and --xds-address), got "${value}"`;
+  if (value.includes('*')) return `a wildcard cannot be connected to, got "${value}"`;
+  if (!DNS_NAME.test(value))
+    return `expected an IP address or a DNS name (letters, digits, "-" and "." only), got "${value}"`;
+  return undefined;
+}
 
 /** `host:port` (IPv6 in brackets), port 0..65535; with `off`, also `off` or empty. */
 function listenAddress(allowOff: boolean): (value: string) => string | undefined {
@@ -343,6 +381,24 @@ const SETTINGS: readonly Setting[] = [
     fallback: () => '',
   },
   {
+    key: 'advertiseAddress',
+    flag: '--advertise-address',
+    env: 'MERIDIAN_ADVERTISE_ADDRESS',
+    kind: 'string',
+    help: "host (IP or DNS name) proxies reach this replica's CA and xDS ports at (default: the bind host, or the first non-loopback address)",
+    fallback: () => '',
+    check: (v) => (v === '' ? undefined : connectableHost(v)),
+  },
+  {
+    key: 'servingNames',
+    flag: '--serving-names',
+    env: 'MERIDIAN_SERVING_NAMES',
+    kind: 'list',
+    help: 'more DNS names or IPs of the serving certificate, comma-separated (e.g. the Kubernetes Service name)',
+    fallback: () => [],
+    check: connectableHost,
+  },
+  {
     key: 'trustDomain',
     flag: '--trust-domain',
     env: 'MERIDIAN_TRUST_DOMAIN',
@@ -548,6 +604,10 @@ export function resolveOptions(argv: readonly string[], env: NodeJS.ProcessEnv =
     else if (file[s.key] !== undefined) out[s.key] = convert(s, `${configFile}: ${s.key}`, file[s.key]);
     else out[s.key] = s.fallback(out);
   }
+  // Stored bare: `[::1]` -> `::1` (membership and certificates hold hosts, not URL authorities).
+  const unbracket = (h: string) => h.replace(/^\[(.*)\]$/, '$1');
+  out.advertiseAddress = unbracket(String(out.advertiseAddress));
+  out.servingNames = (out.servingNames as readonly string[]).map(unbracket);
   if (out.xdsAddress === '') out.xdsAddress = isOff(String(out.caAddress)) ? '0.0.0.0:15010' : 'off';
   if (out.adminTls !== 'on' && out.adminTls !== 'off')
     throw new ServerConfigError('--admin-tls', `expected on or off, got "${String(out.adminTls)}"`);
@@ -557,6 +617,68 @@ export function resolveOptions(argv: readonly string[], env: NodeJS.ProcessEnv =
       'needs --webhook-cert-file and --webhook-key-file (Kubernetes calls admission webhooks over HTTPS only)',
     );
   return out as unknown as ServerOptions;
+}
+
+/** How a replica's advertised host was chosen ({@link chooseAdvertiseAddress}). */
+export interface AdvertiseChoice {
+  /** The host; '' when there is none (nothing served to proxies, or no non-loopback address). */
+  readonly host: string;
+  /** `setting`: --advertise-address; `bind`: the bind host; `interface`: the first non-loopback address. */
+  readonly source: 'setting' | 'bind' | 'interface' | 'none';
+  /** The listen setting whose host was looked at (`--ca-address` or `--xds-address`). */
+  readonly bindSetting?: string;
+}
+
+/**
+ * The host the replica advertises: `--advertise-address` when given; else the bind host of
+ * `--ca-address` (or, without a CA port, `--xds-address`) unless it is unspecified (`0.0.0.0`, `::`);
+ * else the first non-loopback address of `interfaces` (IPv4 first, then IPv6 other than link-local,
+ * which would need a zone index); else none. Pure given `interfaces`.
+ */
+export function chooseAdvertiseAddress(
+  o: Pick<ServerOptions, 'advertiseAddress' | 'caAddress' | 'xdsAddress'>,
+  interfaces: NodeJS.Dict<readonly NetworkInterfaceInfo[]> = networkInterfaces(),
+): AdvertiseChoice {
+  if (o.advertiseAddress !== '') return { host: o.advertiseAddress, source: 'setting' };
+  const bindSetting = !isOff(o.caAddress)
+    ? '--ca-address'
+    : !isOff(o.xdsAddress)
+      ? '--xds-address'
+      : undefined;
+  if (!bindSetting) return { host: '', source: 'none' };
+  const bind = bindSetting === '--ca-address' ? o.caAddress : o.xdsAddress;
+  const { host } = splitAddress(bind, bindSetting);
+  if (!isUnspecifiedHost(host)) return { host, source: 'bind', bindSetting };
+  const all = Object.values(interfaces).flatMap((list) => list ?? []);
+  const found =
+    all.find((a) => !a.internal && a.family === 'IPv4') ??
+    all.find((a) => !a.internal && a.family === 'IPv6' && !/^fe[89ab]/i.test(a.address));
+  return found
+    ? { host: found.address, source: 'interface', bindSetting }
+    : { host: '', source: 'none', bindSetting };
+}
+
+/** {@link chooseAdvertiseAddress}, saying in the log what was chosen and why. */
+export function resolveAdvertiseAddress(
+  o: Pick<ServerOptions, 'advertiseAddress' | 'caAddress' | 'xdsAddress'>,
+  log: Pick<Logger, 'info' | 'warn'>,
+  interfaces?: NodeJS.Dict<readonly NetworkInterfaceInfo[]>,
+): string {
+  const c = chooseAdvertiseAddress(o, interfaces);
+  const bind = c.bindSetting === '--ca-address' ? o.caAddress : o.xdsAddress;
+  if (c.source === 'interface')
+    log.info(
+      { advertiseAddress: c.host, [c.bindSetting ?? 'bind']: bind },
+      `advertising ${c.host} to proxies and agents: ${c.bindSetting} binds ${bind}, so this host's first non-loopback address is used (--advertise-address or MERIDIAN_ADVERTISE_ADDRESS to choose)`,
+    );
+  else if (c.source === 'none' && c.bindSetting)
+    log.warn(
+      { [c.bindSetting]: bind },
+      `no address to advertise: ${c.bindSetting} binds ${bind} and this host has no non-loopback address; set --advertise-address, else proxies are given no rate-limit or access-log address for this replica`,
+    );
+  else if (c.host !== '')
+    log.info({ advertiseAddress: c.host, source: c.source }, `advertising ${c.host} to proxies and agents`);
+  return c.host;
 }
 
 /** Whether a listen address setting turns its listener off. */
