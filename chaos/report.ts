@@ -53,16 +53,18 @@ export function chart(r: ScenarioResult): string {
     const line = (pct: (b: (typeof seconds)[number]) => number) =>
       seconds.map((b) => `${x(b.t + 0.5).toFixed(1)},${y(pct(b)).toFixed(1)}`).join(' ');
     const color = COLORS[i % COLORS.length]!;
+    // A cluster's demo client, or another series a scenario added (named with spaces, e.g. "mTLS calls").
+    const label = c.includes(' ') ? c : `client in ${c}`;
     // The first client's lines drawn wide underneath, so equal lines stay visible.
     const width = i === 0 ? 4.5 : 1.6;
     const opacity = i === 0 ? 0.55 : 1;
     if (seconds.length > 0)
       parts.push(
-        `<polyline fill="none" stroke="${color}" stroke-width="${width}" stroke-opacity="${opacity}" points="${line((b) => (100 * b.ok) / (b.ok + b.failed))}"><title>client in ${esc(c)}: success rate</title></polyline>`,
-        `<polyline fill="none" stroke="${color}" stroke-width="${width}" stroke-opacity="${opacity}" stroke-dasharray="5,4" points="${line((b) => (100 * (b.by[c] ?? 0)) / (b.ok + b.failed))}"><title>client in ${esc(c)}: answered by ${esc(c)}</title></polyline>`,
+        `<polyline fill="none" stroke="${color}" stroke-width="${width}" stroke-opacity="${opacity}" points="${line((b) => (100 * b.ok) / (b.ok + b.failed))}"><title>${esc(label)}: success rate</title></polyline>`,
+        `<polyline fill="none" stroke="${color}" stroke-width="${width}" stroke-opacity="${opacity}" stroke-dasharray="5,4" points="${line((b) => (100 * (b.by[c] ?? 0)) / (b.ok + b.failed))}"><title>${esc(label)}: answered by ${esc(c)}</title></polyline>`,
       );
     parts.push(
-      `<rect x="${L + 8 + i * 120}" y="${H - 12}" width="10" height="10" fill="${color}"/><text x="${L + 22 + i * 120}" y="${H - 3}" font-size="11">client in ${esc(c)}</text>`,
+      `<rect x="${L + 8 + i * 120}" y="${H - 12}" width="10" height="10" fill="${color}"/><text x="${L + 22 + i * 120}" y="${H - 3}" font-size="11">${esc(label)}</text>`,
     );
   });
   const k = L + 8 + clusters.length * 120;

@@ -48,11 +48,19 @@ try {
     if (i > 0) {
       // Whatever the last scenario (or anything else on the machine) left down is started again,
       // and the whole mesh waited for, before the next steady-state check.
-      try {
-        const ms = await mesh.restore();
-        if (ms > 5000) out(`chaos: the mesh needed ${(ms / 1000).toFixed(0)} s to be whole again`);
-      } catch (e) {
-        out(`chaos: the mesh could not be restored (${(e as Error).message}); stopping`);
+      // `up` is idempotent: a failed attempt (a race right after a restart) is tried again twice.
+      let restored = false;
+      for (let attempt = 1; attempt <= 3 && !restored; attempt++) {
+        try {
+          const ms = await mesh.restore();
+          if (ms > 5000) out(`chaos: the mesh needed ${(ms / 1000).toFixed(0)} s to be whole again`);
+          restored = true;
+        } catch (e) {
+          out(`chaos: restore attempt ${attempt} of 3 failed: ${(e as Error).message.split('\n')[0]}`);
+        }
+      }
+      if (!restored) {
+        out('chaos: the mesh could not be restored; stopping');
         break;
       }
     }

@@ -45,6 +45,8 @@ export class Harness {
   readonly marks: { label: string; t: number }[] = [];
   readonly faultWindows: { from: number; to: number; label: string }[] = [];
   recoveredAt: number | undefined;
+  /** More timelines for the report beside the demo clients': name -> calls (end time, ok). */
+  readonly series = new Map<string, () => readonly { at: number; ok: boolean }[]>();
   /** Cleanups the scenario registers (iptables rules, signals to undo); run even on failure. */
   readonly cleanups: (() => Promise<void> | void)[] = [];
 
@@ -180,6 +182,21 @@ export async function runScenario(mesh: Mesh, s: Scenario): Promise<ScenarioResu
   const end = Date.now();
   const timeline: Record<string, SecondBucket[]> = {};
   for (const c of mesh.plan.clusters) timeline[c.name] = h.traffic.timeline(c.name, h.t0, end);
+  for (const [name, calls] of h.series) {
+    const buckets: SecondBucket[] = [];
+    const all = calls();
+    for (let s = h.t0; s < end; s += 1000) {
+      const inSecond = all.filter((c) => c.at >= s && c.at < s + 1000);
+      const ok = inSecond.filter((c) => c.ok).length;
+      buckets.push({
+        t: Math.round((s - h.t0) / 1000),
+        ok,
+        failed: inSecond.length - ok,
+        by: { [name]: ok },
+      });
+    }
+    timeline[name] = buckets;
+  }
   const verdict = error === undefined && h.invariants.every((i) => i.ok) ? 'PASS' : 'FAIL';
   const result: ScenarioResult = {
     name: s.name,
