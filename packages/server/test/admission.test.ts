@@ -25,7 +25,10 @@ import {
   reviewAdmission,
   startAdmissionWebhook,
 } from '../src/admission.js';
-import { AdminError, ConfigService, Replica, resolveOptions } from '../src/index.js';
+import { ConfigService } from '../src/config-service.js';
+import { AdminError } from '../src/errors.js';
+import { resolveOptions } from '../src/options.js';
+import { Replica } from '../src/replica.js';
 import { adminTokenFor } from './harness.js';
 
 /** An AdmissionReview request as the API server sends it. */

@@ -168,9 +168,12 @@ describe('--advertise-address and --serving-names', () => {
 });
 
 describe('membership records with an advertised host', () => {
-  it("replace the bind host of the replica's addresses", () => {
+  it("stand for the unspecified bind host of the replica's addresses, not a specific one", () => {
     expect(advertisedAddress('0.0.0.0:15012', '10.1.2.3')).toBe('10.1.2.3:15012');
     expect(advertisedAddress('[::]:15012', 'fd00::2')).toBe('[fd00::2]:15012');
+    expect(advertisedAddress('[::]:15012', 'meridiand-0.example')).toBe('meridiand-0.example:15012');
+    expect(advertisedAddress('127.0.0.1:15010', '10.1.2.3')).toBe('127.0.0.1:15010');
+    expect(advertisedAddress('[::1]:15010', '10.1.2.3')).toBe('[::1]:15010');
     expect(advertisedAddress('0.0.0.0:15012', undefined)).toBe('0.0.0.0:15012');
     expect(advertisedAddress('', '10.1.2.3')).toBe('');
     expect(advertisedAddress(undefined, '10.1.2.3')).toBe('');
@@ -181,11 +184,16 @@ describe('membership records with an advertised host', () => {
       { id: 'b', xdsAddress: '', caAddress: '0.0.0.0:15012', advertiseAddress: 'meridiand-b.example' },
       { id: 'a', xdsAddress: '0.0.0.0:15010', caAddress: '0.0.0.0:15012', advertiseAddress: '10.1.2.3' },
       { id: 'c', xdsAddress: '0.0.0.0:15010', caAddress: '0.0.0.0:15012' },
+      { id: 'd', xdsAddress: '127.0.0.1:15010', caAddress: '10.0.0.4:15012', advertiseAddress: '10.1.2.4' },
     ];
     expect(rateLimitServiceAddresses('', replicas, 'mtls')).toEqual([
       { host: '10.1.2.3', port: 15012, mtls: true },
       { host: 'meridiand-b.example', port: 15012, mtls: true },
+      { host: '10.0.0.4', port: 15012, mtls: true },
     ]);
-    expect(rateLimitServiceAddresses('', replicas, 'plaintext')).toEqual([{ host: '10.1.2.3', port: 15010 }]);
+    expect(rateLimitServiceAddresses('', replicas, 'plaintext')).toEqual([
+      { host: '10.1.2.3', port: 15010 },
+      { host: '127.0.0.1', port: 15010 },
+    ]);
   });
 });

@@ -22,7 +22,8 @@ import { EtcdStore, Keyspace } from '@meridian/store';
 import { type EtcdCluster, startEtcd, type TcpProxy, tcpProxy } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Replica, resolveOptions } from '../src/index.js';
+import { resolveOptions } from '../src/options.js';
+import { Replica } from '../src/replica.js';
 import { installClusterCaForTest } from './harness.js';
 
 const MESH = 'singleuse';

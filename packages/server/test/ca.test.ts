@@ -15,7 +15,8 @@ import {
 import { type EtcdCluster, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Replica, resolveOptions } from '../src/index.js';
+import { resolveOptions } from '../src/options.js';
+import { Replica } from '../src/replica.js';
 import { installClusterCaForTest } from './harness.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'meridian-ca-test-'));

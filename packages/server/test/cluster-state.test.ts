@@ -5,7 +5,7 @@ import { Keyspace, MemoryStore, type Store, type WatchBatch, type WatchHandler }
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { StateChange } from '../src/cluster-state.js';
-import { ClusterState } from '../src/index.js';
+import { ClusterState } from '../src/cluster-state.js';
 
 const encode = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 

@@ -4,7 +4,9 @@
 import { Keyspace, MemoryStore } from '@meridian/store';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AdminError, ClusterState, ConfigService, MAX_APPLY_OBJECTS } from '../src/index.js';
+import { ClusterState } from '../src/cluster-state.js';
+import { ConfigService, MAX_APPLY_OBJECTS } from '../src/config-service.js';
+import { AdminError } from '../src/errors.js';
 
 const vs = (timeout: string, extraMeta = '') => `apiVersion: networking.istio.io/v1beta1
 kind: VirtualService

@@ -21,7 +21,8 @@ import { connect, nkeyAuthenticator } from '@nats-io/transport-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MeshConvergenceReport, ReplicaConvergence } from '../src/convergence.js';
-import { Replica, resolveOptions } from '../src/index.js';
+import { resolveOptions } from '../src/options.js';
+import { Replica } from '../src/replica.js';
 import { telemetrySubject } from '../src/telemetry-federation.js';
 import { ALL_TYPES, adminFetch, waitUntil, xdsClient } from './harness.js';
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { ConfigObject } from '@meridian/api';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DiskSnapshot, describeServing, type SnapshotState, snapshotFile } from '../src/index.js';
+import { DiskSnapshot, describeServing, type SnapshotState, snapshotFile } from '../src/disk-snapshot.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'meridian-lkg-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -14,7 +14,9 @@ import { EtcdStore, Keyspace, type Store } from '@meridian/store';
 import { type EtcdCluster, freePorts, SimulatedProxy, startEtcd, startEtcdCluster } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ClusterState, ConfigService, MAX_APPLY_OBJECTS, STAGING_PREFIX } from '../src/index.js';
+import { ClusterState } from '../src/cluster-state.js';
+import { STAGING_PREFIX } from '../src/config-commit.js';
+import { ConfigService, MAX_APPLY_OBJECTS } from '../src/config-service.js';
 import {
   ALL_TYPES,
   adminHeaders,

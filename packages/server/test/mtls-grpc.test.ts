@@ -19,7 +19,8 @@ import {
 import { type EtcdCluster, freePort, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Replica, resolveOptions } from '../src/index.js';
+import { resolveOptions } from '../src/options.js';
+import { Replica } from '../src/replica.js';
 import { adminFetch, installClusterCaForTest } from './harness.js';
 
 const TD = 'cluster.local';

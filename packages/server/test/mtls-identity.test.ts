@@ -29,7 +29,8 @@ import {
 } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Replica, resolveOptions } from '../src/index.js';
+import { resolveOptions } from '../src/options.js';
+import { Replica } from '../src/replica.js';
 import { adminFetch, installClusterCaForTest } from './harness.js';
 
 /** Every admin API call of this file (config is applied through the replica's admin HTTP API, with

@@ -26,7 +26,8 @@ import { EtcdStore, Keyspace } from '@meridian/store';
 import { type EtcdCluster, SimulatedProxy, type SotwResponseView, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Replica, resolveOptions } from '../src/index.js';
+import { resolveOptions } from '../src/options.js';
+import { Replica } from '../src/replica.js';
 import { adminFetch, installClusterCaForTest } from './harness.js';
 
 const TD = 'cluster.local';

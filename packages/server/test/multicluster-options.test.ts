@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateClusterCredentials } from '@meridian/federation';
 import { afterAll, describe, expect, it } from 'vitest';
-import { exportSelection, natsAuthenticator, resolveOptions, ServerConfigError } from '../src/index.js';
+import { ServerConfigError } from '../src/errors.js';
+import { exportSelection, natsAuthenticator } from '../src/federation.js';
+import { resolveOptions } from '../src/options.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'meridian-fed-options-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

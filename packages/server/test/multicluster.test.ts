@@ -9,7 +9,7 @@ import { EtcdStore, Keyspace } from '@meridian/store';
 import { type EtcdCluster, freePorts, SimulatedProxy, startEtcdCluster } from '@meridian/testkit';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IMPORT_CACHE_KEY } from '../src/index.js';
+import { IMPORT_CACHE_KEY } from '../src/federation.js';
 import { ReplicaProcess, startReplicas, waitUntil, xdsClient } from './harness.js';
 import {
   Backend,

@@ -2,7 +2,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { resolveKind, resolveOptions, resourceName, ServerConfigError, splitAddress } from '../src/index.js';
+import { resolveKind, resourceName } from '../src/config-service.js';
+import { ServerConfigError } from '../src/errors.js';
+import { resolveOptions, splitAddress } from '../src/options.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'meridian-options-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -8,7 +8,8 @@ import { TypeUrl } from '@meridian/envoy';
 import { type EtcdCluster, SimulatedProxy, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Replica, resolveOptions } from '../src/index.js';
+import { resolveOptions } from '../src/options.js';
+import { Replica } from '../src/replica.js';
 import { adminFetch, waitUntil, xdsClient } from './harness.js';
 
 interface OtlpSpan {

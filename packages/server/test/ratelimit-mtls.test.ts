@@ -27,8 +27,9 @@ import { type EtcdCluster, SimulatedProxy, startEtcd } from '@meridian/testkit';
 import { translateProxy } from '@meridian/translate';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Replica, resolveOptions } from '../src/index.js';
+import { resolveOptions } from '../src/options.js';
 import { rateLimitServiceClient } from '../src/ratelimit-service.js';
+import { Replica } from '../src/replica.js';
 import { ALL_TYPES, adminFetch, installClusterCaForTest, waitUntil, xdsClient } from './harness.js';
 
 const TD = 'cluster.local';

@@ -8,8 +8,9 @@ import { EtcdStore, Keyspace } from '@meridian/store';
 import { type EtcdCluster, startEtcdCluster } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Replica, resolveOptions } from '../src/index.js';
+import { resolveOptions } from '../src/options.js';
 import { RATE_LIMIT_PREFIX, rateLimitServiceClient } from '../src/ratelimit-service.js';
+import { Replica } from '../src/replica.js';
 import { adminFetch, waitUntil } from './harness.js';
 
 const MESH = 'rls';

@@ -19,7 +19,7 @@ import {
   startEtcdCluster,
 } from '@meridian/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { snapshotFile } from '../src/index.js';
+import { snapshotFile } from '../src/disk-snapshot.js';
 import { ALL_TYPES, ReplicaProcess, startReplicas, waitUntil, xdsClient } from './harness.js';
 
 const HOST = 'echo.shop.svc.cluster.local';

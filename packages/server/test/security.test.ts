@@ -27,7 +27,8 @@ import { WorkloadAgent } from '@meridian/registry';
 import { type EtcdCluster, SimulatedProxy, type SotwResponseView, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Replica, resolveOptions } from '../src/index.js';
+import { resolveOptions } from '../src/options.js';
+import { Replica } from '../src/replica.js';
 import { adminTokenFor, installClusterCaForTest, REPO_ROOT, spawnTs, waitUntil } from './harness.js';
 
 const TD = 'cluster.local';

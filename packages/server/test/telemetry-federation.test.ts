@@ -7,7 +7,8 @@ import * as grpc from '@grpc/grpc-js';
 import { type EtcdCluster, type StandaloneNatsServer, startEtcd, startNats } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Replica, resolveOptions } from '../src/index.js';
+import { resolveOptions } from '../src/options.js';
+import { Replica } from '../src/replica.js';
 import type { ServiceGraph } from '../src/service-graph.js';
 import {
   encodeAccessLogs,

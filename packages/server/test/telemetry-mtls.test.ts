@@ -20,7 +20,8 @@ import { decodeResource, type EnvoyJson, TypeUrl } from '@meridian/envoy';
 import { type EtcdCluster, SimulatedProxy, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Replica, resolveOptions } from '../src/index.js';
+import { resolveOptions } from '../src/options.js';
+import { Replica } from '../src/replica.js';
 import type { ServiceGraph } from '../src/service-graph.js';
 import {
   encodeAccessLogs,
