@@ -57,8 +57,15 @@ import { ReplicaFederation } from './federation.js';
 import { StoreHealth } from './health.js';
 import { JwksResolver } from './jwks.js';
 import { Membership, type ReplicaInfo } from './membership.js';
-import { ReplicaMtls, type ReplicaMtlsOptions } from './mtls.js';
-import { checkListenAddresses, isOff, listenFailure, type ServerOptions, splitAddress } from './options.js';
+import { ReplicaMtls, type ReplicaMtlsOptions, servingCertificateNames } from './mtls.js';
+import {
+  checkListenAddresses,
+  isOff,
+  listenFailure,
+  resolveAdvertiseAddress,
+  type ServerOptions,
+  splitAddress,
+} from './options.js';
 import { Encoder, ProxySnapshot } from './proxy-snapshot.js';
 import {
   addRateLimitService,
@@ -212,6 +219,8 @@ export class Replica {
   webhookAddress = '';
   /** The CreateCertificate TLS address, when served. */
   caAddress = '';
+  /** The host proxies and agents reach this replica at (`--advertise-address` or its default); '' = none. */
+  advertiseAddress = '';
   readonly startedAt = new Date();
   #snapshotsBuilt = 0;
   /** Debounces state and secret changes before a push context is built. */
@@ -322,6 +331,8 @@ export class Replica {
       ...(monitoringAddr ? [{ setting: '--monitoring-address', ...monitoringAddr }] : []),
       ...(caAddr ? [{ setting: '--ca-address', ...caAddr }] : []),
     ]);
+    // Issue 16: the host proxies and agents reach this replica at (membership, serving certificate).
+    this.advertiseAddress = resolveAdvertiseAddress(o, this.log);
     if (o.caKekFile) {
       try {
         await access(o.caKekFile, constants.R_OK);
@@ -628,6 +639,7 @@ export class Replica {
       xdsAddress: this.xdsAddress,
       adminAddress: this.adminAddress,
       ...(this.caAddress ? { caAddress: this.caAddress } : {}),
+      ...(this.advertiseAddress ? { advertiseAddress: this.advertiseAddress } : {}),
       locality: o.locality,
       version: MERIDIAN_VERSION,
       startedAt: this.startedAt.toISOString(),
@@ -736,7 +748,7 @@ export class Replica {
       trustDomain: o.trustDomain,
       kekFile: o.caKekFile || undefined,
       kek: o.caKek || undefined,
-      servingDnsNames: [...new Set(['localhost', host])],
+      servingDnsNames: servingCertificateNames(host, this.advertiseAddress, o.servingNames),
       log,
       ...(isOff(o.snapshotDir)
         ? {}
@@ -1137,6 +1149,7 @@ export class Replica {
         adminAddress: this.adminAddress,
         monitoringAddress: this.monitoringAddress || undefined,
         caAddress: this.caAddress || undefined,
+        advertiseAddress: this.advertiseAddress || undefined,
         rootNamespace: (this.#mtls?.translator ?? this.#translator).rootNamespace,
         snapshotRevision: this.#snapshot?.revision,
         watchedRevision: this.#state?.watchedRevision,
