@@ -36,10 +36,10 @@ export interface ReplicaInfo {
   readonly caAddress?: string;
   /**
    * The host (IP or DNS name) proxies and agents reach this replica at (`--advertise-address`):
-   * it replaces the host of `caAddress` and `xdsAddress`, which are the bind addresses (often
-   * `0.0.0.0`), wherever another party is told where this replica is ({@link advertisedAddress}).
-   * The TLS port's serving certificate names it. Absent in records of older replicas, and when none
-   * could be found: the bind addresses are used as they are.
+   * it stands for the unspecified host (`0.0.0.0`, `::`) of `caAddress` and `xdsAddress`, which are
+   * the bind addresses, wherever another party is told where this replica is
+   * ({@link advertisedAddress}). The TLS port's serving certificate names it. Absent in records of
+   * older replicas, and when none could be found: a wildcard-bound address then reaches no one.
    */
   readonly advertiseAddress?: string;
   readonly locality: string;
@@ -54,15 +54,15 @@ export function isUnspecifiedHost(host: string): boolean {
 
 /**
  * Where another party reaches the replica's `bound` address (`host:port`, as in {@link ReplicaInfo}):
- * the same port at `advertise` when the replica advertises a host (IPv6 in brackets), else `bound`
- * unchanged. `''` stays `''` (the port is not served).
+ * when it is bound to an unspecified host (`0.0.0.0`, `[::]`) and the replica advertises a host, the
+ * same port at the advertised host (IPv6 in brackets); else `bound` unchanged (a specific bind host is
+ * where the port is, and the serving certificate names it too). `''` stays `''` (not served).
  */
 export function advertisedAddress(bound: string | undefined, advertise: string | undefined): string {
   if (!bound) return '';
-  if (!advertise) return bound;
-  const port = /:(\d+)$/.exec(bound)?.[1];
-  if (port === undefined) return bound;
-  return `${advertise.includes(':') ? `[${advertise}]` : advertise}:${port}`;
+  const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d+)$/.exec(bound);
+  if (!advertise || !m || !isUnspecifiedHost(m[1] ?? m[2] ?? '')) return bound;
+  return `${advertise.includes(':') ? `[${advertise}]` : advertise}:${m[3]}`;
 }
 
 /** Keyspace-relative prefix of replica membership entries. */
