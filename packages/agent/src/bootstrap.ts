@@ -1,4 +1,4 @@
-// Bootstrap files for the proxies beside a workload (issue 13, item 4): the Envoy v3 bootstrap (ADS to
+// Bootstrap files for the proxies beside a workload: the Envoy v3 bootstrap (ADS to
 // the local agent, node in Istio's conventions, admin port) and the GRPC_XDS_BOOTSTRAP JSON of
 // proxyless gRPC clients (node with locality, `file_watcher` certificate provider). Pure: both are
 // functions of their options. The Envoy bootstrap is checked against `envoy.config.bootstrap.v3.Bootstrap`

@@ -1,4 +1,4 @@
-// The workload's certificate (issue 13, item 5), as istio-agent keeps it: the key is made here and
+// The workload's certificate, as istio-agent keeps it: the key is made here and
 // never leaves the host; the certificate comes from a replica's CreateCertificate
 // (istio.v1.auth.IstioCertificateService) over TLS, first authenticated by a bootstrap token, then
 // renewed with the current certificate over mTLS (no token). Rotation at half the lifetime with jitter;

@@ -1,4 +1,4 @@
-// The workload's registration (issue 13, item 6): the agent registers the workload beside it with a
+// The workload's registration: the agent registers the workload beside it with a
 // replica (WorkloadAgent of @meridian/registry: one Register stream, keepalives renew the lease), proving
 // the identity with the workload certificate over mTLS (or a token). When the stream ends (the replica
 // stopped, was killed, or lost its lease) the agent registers again on a new stream, with backoff, at

@@ -1,5 +1,5 @@
 /**
- * Telemetry (`telemetry.istio.io` v1/v1alpha1): its spec type, schema and semantic checks (issue 17).
+ * Telemetry (`telemetry.istio.io` v1/v1alpha1): its spec type, schema and semantic checks.
  *
  * Semantics follow Istio's API: a Telemetry in the root namespace applies mesh-wide, one in a
  * namespace to its workloads, one with a `selector` to the selected workloads; the most specific one

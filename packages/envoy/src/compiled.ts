@@ -14,7 +14,7 @@
 // required field, a map key order it cannot prove, a value of a kind JSON never holds) goes the slow
 // way instead of risking a different answer.
 //
-// Identity memo (issue 12): translate hands over the same objects for what did not change, so the
+// Identity memo: translate hands over the same objects for what did not change, so the
 // encoded bytes of list elements and map values of message type are remembered per message type by
 // object (a WeakMap); writing a remembered one copies its bytes. The JSON is immutable to this
 // encoder (encodeResource's doc comment says so to its callers). See writeSubMessage and
@@ -60,7 +60,7 @@ interface FieldPlan {
 interface MessagePlan {
   readonly body: BodyWriter;
   /**
-   * The identity memo of this type (issue 12): JSON objects already written as this type, with their
+   * The identity memo of this type: JSON objects already written as this type, with their
    * bytes (the message's fields, no tag or length) and the deepest containing depth they were written
    * at. Only objects the body accepted are in it; entries die with their objects.
    */

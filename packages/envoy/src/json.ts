@@ -356,8 +356,8 @@ export function checkResource(typeNameOrUrl: string, json: unknown): SchemaProbl
  * **The JSON given is treated as immutable** (here and by checkResource). The encoder remembers, per message type and by object
  * identity, the bytes of the sub-messages it accepted in lists and maps (large ones: virtual hosts,
  * routes, filter chains; see compiled.ts), so a resource whose sub-objects are the same objects as
- * in an earlier call copies their bytes instead of encoding them again (issue 12: a new
- * RouteConfiguration that keeps 1,249 of its 1,250 virtual host objects). Mutating an object, or
+ * in an earlier call copies their bytes instead of encoding them again (a new
+ * RouteConfiguration that keeps 1,249 of its 1,250 virtual host objects encodes one of them). Mutating an object, or
  * anything reachable from it, after it was given to `encodeResource` is not allowed: a later call
  * could write the bytes of what it was. Build a new object for a new value (translate does).
  * Entries live as long as their objects (a WeakMap); the bytes are the same with or without them.

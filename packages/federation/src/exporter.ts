@@ -1,6 +1,6 @@
 /**
  * The exporter: runs on the elected leader replica of a cluster and publishes the cluster's exported
- * services (issue 7, item 1). For every change it
+ * services. For every change it
  *   1. writes a ServiceRecord to the cluster's JetStream KV bucket (`meridian_fed_<mesh>_<cluster>`,
  *      key `svc.<namespace>.<hostname>`) with a compare-and-set on the key's last revision, then
  *   2. publishes the same bytes on `meridian.<mesh>.fed.<cluster>.svc.<namespace>.<hostname>`.

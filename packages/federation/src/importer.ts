@@ -1,6 +1,6 @@
 /**
  * The importer: runs on every replica and merges the services exported by the other clusters of the
- * mesh into one immutable view (issue 7, items 2-4).
+ * mesh into one immutable view.
  *
  * Sources, merged by `(epoch, seq)` per (cluster, service): a record replaces the current one only when
  * its pair is greater, so duplicates and out-of-order deliveries never win.

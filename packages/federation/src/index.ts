@@ -1,4 +1,4 @@
-// @meridian/federation: service discovery federated across clusters over NATS (issue 7).
+// @meridian/federation: service discovery federated across clusters over NATS.
 // The protocol between clusters is documented in ../PROTOCOL.md.
 
 export type { FederationErrorCode, RejectReason } from './errors.js';

@@ -1,5 +1,5 @@
 /**
- * NATS-side trust between clusters (issue 7, item 4): one NATS user per cluster, identified by an nkey
+ * NATS-side trust between clusters: one NATS user per cluster, identified by an nkey
  * (ed25519; the server config holds only public keys), allowed to publish only on its own federation
  * subjects and its own KV bucket, plus the read-only JetStream API calls an importer needs. Every
  * cluster may read (subscribe to) every cluster's subjects. Documented in deploy/nats/README.md.
@@ -17,7 +17,7 @@ export interface ClusterPermissions {
  * What cluster `cluster` of `mesh` may do. Publish: its own `meridian.<mesh>.fed.<cluster>.>` and
  * `$KV.meridian_fed_<mesh>_<cluster>.>`, creating/updating only its own bucket stream, and read-only
  * JetStream API calls (info, stream names, message get, ephemeral consumers) on any stream.
- * Telemetry (issue 17): publish on `meridian.telemetry.<topic>.<mesh>.<cluster>.<replica>` for its own
+ * Telemetry: publish on `meridian.telemetry.<topic>.<mesh>.<cluster>.<replica>` for its own
  * cluster only, subscribe to every cluster's.
  * Subscribe: every cluster's federation subjects and telemetry subjects, and the reply inboxes.
  */
@@ -30,7 +30,7 @@ export function clusterPermissions(mesh: string, cluster: string): ClusterPermis
       allow: [
         s.clusterAll(cluster),
         `$KV.${s.bucket(cluster)}.>`,
-        // Issue 17: its replicas' telemetry summaries (graph, convergence), on its own cluster token.
+        // Its replicas' telemetry summaries (graph, convergence), on its own cluster token.
         `meridian.telemetry.*.${mesh}.${cluster}.*`,
         `$JS.API.STREAM.CREATE.${stream}`,
         `$JS.API.STREAM.UPDATE.${stream}`,

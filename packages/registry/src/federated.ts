@@ -1,5 +1,5 @@
 /**
- * Federation's imported view as a registry source (issue 7's importer -> issue 5's registry): every
+ * Federation's imported view as a registry source: every
  * imported service of every remote cluster, with its endpoints tagged with their origin cluster.
  * Added after the local source, so a hostname defined locally keeps its local Service and gains the
  * remote endpoints (failover); a hostname only defined remotely is served with its remote

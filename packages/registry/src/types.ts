@@ -1,7 +1,7 @@
 import type { Endpoint, EndpointHealth, Service } from '@meridian/translate';
 
 /**
- * A workload registered by its agent (issue 5), as stored in etcd at `workloads/<namespace>/<name>`
+ * A workload registered by its agent, as stored in etcd at `workloads/<namespace>/<name>`
  * under the registration's lease. Field names follow Istio's WorkloadEntry.
  */
 export interface WorkloadRegistration {

@@ -10,7 +10,7 @@ export function workloadKey(namespace: string, name: string): string {
   return `${WORKLOADS_PREFIX}${namespace}/${name}`;
 }
 
-/** Default registration lease TTL (issue 5). */
+/** Default registration lease TTL (s), as meridiand's `--registration-ttl` default. */
 export const DEFAULT_REGISTRATION_TTL_S = 15;
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;

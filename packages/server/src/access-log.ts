@@ -1,7 +1,7 @@
 /**
  * From Envoy access-log entries (`envoy.data.accesslog.v3.HTTPAccessLogEntry` and
- * `TCPAccessLogEntry`, decoded by protobufjs) to Istio's metric labels and service-graph edges
- * (issue 17, item 4). Pure: the registry index and the reporter are given.
+ * `TCPAccessLogEntry`, decoded by protobufjs) to Istio's metric labels and service-graph edges.
+ * Pure: the registry index and the reporter are given.
  *
  * ## What is derived, and from where
  * - **reporter**: `source` when the entry's `upstream_cluster` is an outbound cluster

@@ -1,5 +1,5 @@
 /**
- * What dry-run AuthorizationPolicies (`istio.io/dry-run: "true"`, issue 16 item 2) would have
+ * What dry-run AuthorizationPolicies (`istio.io/dry-run: "true"`) would have
  * denied, as metrics on the replica.
  *
  * Translation puts a dry-run policy's rules in the RBAC filter's `shadow_rules`, with Istio's

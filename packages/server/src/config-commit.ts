@@ -1,7 +1,7 @@
 /**
  * How config objects are laid out in etcd, so that an apply of any size up to
  * {@link MAX_APPLY_OBJECTS} is all-or-nothing and atomic to every watcher whatever etcd's
- * `--max-txn-ops` (issue 15, item 1).
+ * `--max-txn-ops`.
  *
  * etcd bounds one transaction (`--max-txn-ops` compares and as many operations, 128 by default;
  * `--max-request-bytes`, 1.5 MiB), so a large apply cannot be one transaction, and a series of

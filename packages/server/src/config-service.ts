@@ -1,5 +1,5 @@
 /**
- * Config through the admin API (issue 5): apply / get / list / delete of the config kinds, stored in
+ * Config through the admin API: apply / get / list / delete of the config kinds, stored in
  * etcd at `config/<Kind>/<namespace>/<name>` as the kind's canonical JSON.
  *
  * - Validation first (`@meridian/api`): an invalid object fails the whole request with its field

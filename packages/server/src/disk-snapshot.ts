@@ -1,5 +1,5 @@
 /**
- * The last-known-good snapshot on disk (issue 15, item 3): the replica's config and workload
+ * The last-known-good snapshot on disk: the replica's config and workload
  * registrations with their revisions, written after each applied revision, so that a replica
  * restarted while etcd is unreachable serves what it last knew instead of nothing.
  *

@@ -1,5 +1,5 @@
 /**
- * Federation in the replica (issue 7): `@meridian/federation` wired into meridiand.
+ * Federation in the replica: `@meridian/federation` wired into meridiand.
  *
  * - Every replica runs an importer: the other clusters' services and endpoints (tagged with their
  *   cluster, network and locality) become a registry source after the local one, so proxies get the

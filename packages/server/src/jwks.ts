@@ -1,5 +1,5 @@
 /**
- * The replica's JWKS resolver (issue 16, item 3): fetches the key sets RequestAuthentications name,
+ * The replica's JWKS resolver: fetches the key sets RequestAuthentications name,
  * so translation can inline them (`local_jwks`) and stay pure.
  *
  * Behaviour, after istiod's `pilot/pkg/model/jwks_resolver.go` (read for semantics), with one change:

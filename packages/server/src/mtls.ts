@@ -1,5 +1,5 @@
 /**
- * Mesh identity on the replica (issue 6, items 4 and 5): when the cluster CA is configured
+ * Mesh identity on the replica: when the cluster CA is configured
  * (`--ca-address` and the key-encryption key), the replica
  * - runs `@meridian/ca`'s ClusterCaRuntime (intermediate from etcd, reloaded on rotation; token keys);
  * - serves, on the CA's TLS port (istiod's 15012 model), Istio's CreateCertificate and the same xDS
@@ -15,7 +15,7 @@
  * snapshot and the push: this module supplies the translator, the SDS wrapper (sds.ts) and the
  * secret-change events (the CA runtime's changes and the rotations, as xDS ChangeEvents).
  *
- * Restarted while etcd is unreachable (issue 18), the CA (in etcd) cannot be loaded, but the TLS port
+ * Restarted while etcd is unreachable, the CA (in etcd) cannot be loaded, but the TLS port
  * still opens: `ReplicaMtls.fromDisk` serves it with the serving certificate, key and trust bundle kept
  * on disk (serving-material.ts, written by every online replica whenever its serving certificate
  * changes). Offline, proxies are authenticated against that bundle and served config and `ROOTCA`;

@@ -1,5 +1,5 @@
 /**
- * The global rate-limit service (issue 16, item 4): every replica serves Envoy's
+ * The global rate-limit service: every replica serves Envoy's
  * `envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit` on its gRPC server, and the
  * replicas of a cluster share the counters through etcd, so a limit holds whichever replica a proxy
  * asks.

@@ -1,4 +1,5 @@
-// SDS over xDS (moved here from @meridian/ca by issue 12, item 5): Envoy Secret resources for
+// SDS over xDS, in the replica rather than @meridian/ca (which issues and rotates, but serves no
+// xDS): Envoy Secret resources for
 // authenticated proxies, served by @meridian/xds.
 //   `default`: the proxy's own key and chain, only for the identity its TLS peer certificate proves;
 //   `ROOTCA`:  the trust bundle (several roots during a rotation).

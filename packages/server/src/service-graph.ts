@@ -1,5 +1,5 @@
 /**
- * The service graph (issue 17, item 4): pure math, no I/O.
+ * The service graph: pure math, no I/O.
  *
  * Every access-log entry the replica accepts becomes one observation on an *edge*: (source node,
  * destination node, reporting cluster, protocol, reporter). Each edge keeps a sliding window of

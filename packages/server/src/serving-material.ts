@@ -1,5 +1,5 @@
 /**
- * The TLS port's serving identity kept on disk (issue 18, replica-restart-without-etcd): the CA port's
+ * The TLS port's serving identity kept on disk: the CA port's
  * own serving certificate chain, its private key and the trust bundle, written whenever the CA runtime
  * issues a new serving certificate, so that a replica restarted while etcd is unreachable can open its
  * TLS port (xDS over mTLS, the only xDS port when `--xds-address off`) with what it served last. The

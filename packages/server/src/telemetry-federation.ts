@@ -1,5 +1,5 @@
 /**
- * Telemetry across clusters (issue 17): where federation links clusters over NATS (`--nats-url`),
+ * Telemetry across clusters: where federation links clusters over NATS (`--nats-url`),
  * every replica publishes a small summary of its own on
  * `meridian.telemetry.<topic>.<mesh>.<cluster>.<replica>` and keeps the latest one of every other
  * cluster's replicas (dropped once older than a bound), so a replica's debug views answer for the

@@ -1,5 +1,5 @@
 /**
- * Telemetry from the proxies (issue 17, item 4): the replica serves Envoy's access-log service
+ * Telemetry from the proxies: the replica serves Envoy's access-log service
  * (`envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs`, HTTP and TCP entries) and metrics
  * service (`envoy.service.metrics.v3.MetricsService/StreamMetrics`) on its xDS gRPC servers, and
  * turns access-log entries into Istio's standard metrics (istio-metrics.ts, on `/metrics`) and the
@@ -238,7 +238,7 @@ export function workloadNames(
 /** The access-log and metrics receivers of one replica, with its Istio metrics and graph. */
 export class TelemetryIngest {
   readonly istio: IstioMetrics;
-  /** What dry-run AuthorizationPolicies would have denied, from the entries' RBAC metadata (issue 16). */
+  /** What dry-run AuthorizationPolicies would have denied, from the entries' RBAC metadata. */
   readonly dryRun = new AuthzDryRunMetrics();
   readonly edges: EdgeStore;
   readonly windowSeconds: number;

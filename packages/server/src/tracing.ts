@@ -215,7 +215,7 @@ export interface ConvergenceCount {
 
 /**
  * Follows one push context's trace to the last ACK without recounting every proxy on every ACK
- * (issue 17: with tracing on, each ACK used to walk all streams, N ACKs x N streams per push).
+ * (a recount per ACK walks every stream: N ACKs x N streams per push).
  * Synced proxies are counted incrementally, once per stream, from xds' `onProxySynced`; the full
  * count (`recount`, one pass over the streams) runs only when the incremental count says every
  * proxy may hold the revision, and at most once per `intervalMs` otherwise (so proxies that left

@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 
-/** Lowest port the testkit hands out (issue 2: "free ports above 20000"). */
+/**
+ * Lowest port the testkit hands out: above the default ports of the servers a developer may run beside
+ * the tests (etcd 2379/2380, NATS 4222/6222/8222, meridiand and Envoy 150xx), so a test never takes one.
+ */
 export const PORT_RANGE_LOW = 20_000;
 
 /**

@@ -1,4 +1,4 @@
-// `meridian federation ...`: NATS-side trust between clusters (issue 7, item 4): per-cluster nkey users
+// `meridian federation ...`: NATS-side trust between clusters: per-cluster nkey users
 // allowed to publish only on their own federation subjects and KV bucket. See deploy/nats/README.md.
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
