@@ -150,7 +150,11 @@ const endpointArb = fc.record({
 
 const localityLbArb: fc.Arbitrary<LocalityLoadBalancerSetting | undefined> = fc.oneof(
   fc.constant(undefined),
-  fc.record({ failover: fc.constant([{ from: 'us-east1', to: 'europe-west1' }]) }),
+  fc.record({
+    failover: fc.constant([{ from: 'us-east1', to: 'europe-west1' }]) as fc.Arbitrary<
+      LocalityLoadBalancerSetting['failover']
+    >,
+  }),
   fc.record({
     failoverPriority: fc.subarray(
       ['tier', 'topology.kubernetes.io/zone', 'version=v2', 'topology.istio.io/network'],
@@ -162,7 +166,7 @@ const localityLbArb: fc.Arbitrary<LocalityLoadBalancerSetting | undefined> = fc.
   fc.record({
     distribute: fc.constant([
       { from: 'us-east1/*', to: { 'us-east1/us-east1-b/*': 70, 'europe-west1/*': 20, 'asia-east1/*': 10 } },
-    ]),
+    ]) as fc.Arbitrary<LocalityLoadBalancerSetting['distribute']>,
   }),
 );
 
@@ -180,7 +184,12 @@ describe('buildLoadAssignment', () => {
     fc.assert(
       fc.property(
         fc.array(endpointArb, { maxLength: 30 }),
-        fc.constantFrom(undefined, {}, { version: 'v1' }, { version: 'v2', tier: 'gold' }),
+        fc.constantFrom<Record<string, string> | undefined>(
+          undefined,
+          {},
+          { version: 'v1' },
+          { version: 'v2', tier: 'gold' },
+        ),
         localityLbArb,
         fc.boolean(),
         fc.constantFrom(...LOCALITIES),
@@ -188,7 +197,7 @@ describe('buildLoadAssignment', () => {
         (specs, subsetLabels, localityLb, failover, here, tier) => {
           const endpoints: Endpoint[] = specs.map((s, i) => ({
             address: `10.0.${s.n}.${i}`,
-            ports: s.port === undefined ? {} : { http: s.port },
+            ports: (s.port === undefined ? {} : { http: s.port }) as Record<string, number>,
             labels: { version: s.version, tier: s.tier },
             locality: { ...s.locality },
             network: i % 2 === 0 ? 'net1' : 'net2',
