@@ -25,6 +25,8 @@ const serialFiles = [
   'packages/server/test/ratelimit-service.test.ts',
   // The rate-limit service over mTLS: etcd, two in-process replicas (one joins and leaves).
   'packages/server/test/ratelimit-mtls.test.ts',
+  // Replicas bound to 0.0.0.0 with an advertised address: etcd, two in-process replicas, mTLS.
+  'packages/server/test/advertise-mtls.test.ts',
   // meridian up: two clusters of etcd, NATS, replicas, agents and the demo (16 processes).
   'packages/cli/test/up.test.ts',
   // The dashboard in headless Chromium against replicas on a 3-member etcd with NATS.
