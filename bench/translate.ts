@@ -135,18 +135,30 @@ export function buildMesh(services: number, endpoints: number, rules: number) {
 
 type Mesh = ReturnType<typeof buildMesh>;
 
+/** A deep copy made with spreads and maps, so every object keeps its original's shape (hidden
+ * class): translation code sees the same shapes as with the original. */
+function clone<T>(value: T): T {
+  if (Array.isArray(value)) return value.map(clone) as T;
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = { ...value };
+    for (const k in out) if (out[k] && typeof out[k] === 'object') out[k] = clone(out[k]);
+    return out as T;
+  }
+  return value;
+}
+
 /** The same mesh made of new objects (config objects cloned, already validated), so that nothing
  * memoized on the inputs' identity is shared with the original. */
 function cloneMesh(config: Mesh['config'], registry: Mesh['registry']): Mesh {
   return {
     config: createConfigSnapshot(
       config.revision,
-      structuredClone([...config.destinationRules, ...config.virtualServices]),
+      clone([...config.destinationRules, ...config.virtualServices]),
     ),
     registry: createRegistrySnapshot(
       registry.revision,
-      structuredClone(registry.services),
-      structuredClone(registry.endpoints),
+      clone(registry.services),
+      new Map([...registry.endpoints].map(([host, list]) => [host, clone(list)])),
     ),
   };
 }
