@@ -39,18 +39,49 @@ function portLevel(policy: TrafficPolicy | undefined, port: number): EffectivePo
   };
 }
 
+const NO_POLICY: EffectivePolicy = Object.freeze({
+  loadBalancer: undefined,
+  connectionPool: undefined,
+  outlierDetection: undefined,
+  tls: undefined,
+});
+
+/** Effective policies per DestinationRule, subset and port (config objects are immutable). */
+const policies = new WeakMap<DestinationRuleConfig, Map<string, Map<number, EffectivePolicy>>>();
+
 /**
  * Istio's merge: the top-level policy (with its port-level settings for `port`), then the subset's
  * policy (with its port-level settings), each set field of the subset replacing the top-level one.
+ * Memoized per DestinationRule object: the same inputs give the same (read-only) object.
  */
 export function effectivePolicy(
   dr: DestinationRuleConfig | undefined,
   subset: string,
   port: number,
 ): EffectivePolicy {
-  const top = portLevel(dr?.spec.trafficPolicy, port);
+  if (!dr) return NO_POLICY;
+  let bySubset = policies.get(dr);
+  if (!bySubset) {
+    bySubset = new Map();
+    policies.set(dr, bySubset);
+  }
+  let byPort = bySubset.get(subset);
+  if (!byPort) {
+    byPort = new Map();
+    bySubset.set(subset, byPort);
+  }
+  let policy = byPort.get(port);
+  if (!policy) {
+    policy = mergePolicy(dr, subset, port);
+    byPort.set(port, policy);
+  }
+  return policy;
+}
+
+function mergePolicy(dr: DestinationRuleConfig, subset: string, port: number): EffectivePolicy {
+  const top = portLevel(dr.spec.trafficPolicy, port);
   if (subset === '') return top;
-  const sub = dr?.spec.subsets?.find((s) => s.name === subset)?.trafficPolicy;
+  const sub = dr.spec.subsets?.find((s) => s.name === subset)?.trafficPolicy;
   if (!sub) return top;
   const s = portLevel(sub, port);
   return {
@@ -80,9 +111,26 @@ const DEFAULT_CIRCUIT_BREAKERS: EnvoyJson = Object.freeze({
 });
 const ADS_CONFIG: EnvoyJson = Object.freeze({ ads: Object.freeze({}), resource_api_version: 'V3' });
 
+/**
+ * JSON made from one config object (a connection pool, an outlier detection), shared read-only by
+ * every cluster whose policy holds that object: config objects are immutable.
+ */
+const fromPool = new WeakMap<ConnectionPoolSettings, EnvoyJson>();
+const fromOutlier = new WeakMap<OutlierDetection, { envoy?: EnvoyJson; grpc?: EnvoyJson }>();
+const fromPoolHttp = new WeakMap<ConnectionPoolSettings, { h1?: EnvoyJson | null; h2?: EnvoyJson | null }>();
+
 /** Istio's default circuit breaker thresholds, overridden by `connectionPool`. */
 function circuitBreakers(pool: ConnectionPoolSettings | undefined): EnvoyJson {
   if (!pool?.tcp?.maxConnections && !pool?.http) return DEFAULT_CIRCUIT_BREAKERS;
+  let out = fromPool.get(pool);
+  if (!out) {
+    out = poolCircuitBreakers(pool);
+    fromPool.set(pool, out);
+  }
+  return out;
+}
+
+function poolCircuitBreakers(pool: ConnectionPoolSettings): EnvoyJson {
   const threshold = compact({
     max_connections: pool?.tcp?.maxConnections ?? MAX_UINT32,
     max_pending_requests: pool?.http?.http1MaxPendingRequests ?? MAX_UINT32,
@@ -106,15 +154,29 @@ function httpProtocolOptions(
   port: ServicePort,
   pool: ConnectionPoolSettings | undefined,
 ): EnvoyJson | undefined {
+  const http2 = isHttp2Protocol(port.protocol);
+  if (!pool) return http2 ? H2_OPTIONS : undefined;
+  let memo = fromPoolHttp.get(pool);
+  if (!memo) {
+    memo = {};
+    fromPoolHttp.set(pool, memo);
+  }
+  const hit = http2 ? memo.h2 : memo.h1;
+  if (hit !== undefined) return hit ?? undefined;
+  const out = poolHttpProtocolOptions(http2, pool);
+  if (http2) memo.h2 = out ?? null;
+  else memo.h1 = out ?? null;
+  return out;
+}
+
+function poolHttpProtocolOptions(http2: boolean, pool: ConnectionPoolSettings): EnvoyJson | undefined {
   const http = pool?.http;
   const common = compact({
     idle_timeout: toEnvoyDuration(http?.idleTimeout ?? pool?.tcp?.idleTimeout),
     max_connection_duration: toEnvoyDuration(pool?.tcp?.maxConnectionDuration),
     max_requests_per_connection: http?.maxRequestsPerConnection || undefined,
   });
-  const h2 =
-    http?.h2UpgradePolicy === 'UPGRADE' ||
-    (isHttp2Protocol(port.protocol) && http?.h2UpgradePolicy !== 'DO_NOT_UPGRADE');
+  const h2 = http?.h2UpgradePolicy === 'UPGRADE' || (http2 && http?.h2UpgradePolicy !== 'DO_NOT_UPGRADE');
   const useClient = http?.useClientProtocol === true;
   if (!h2 && !useClient && Object.keys(common).length === 0) return undefined;
   if (h2 && !useClient && Object.keys(common).length === 0 && !http?.maxConcurrentStreams) return H2_OPTIONS;
@@ -151,6 +213,20 @@ function httpProtocolOptions(
  * interval reaches Envoy's default threshold (85%) is ejected (Meridian's mapping, not Istio's).
  */
 function outlierDetection(od: OutlierDetection, grpc: boolean): EnvoyJson {
+  let memo = fromOutlier.get(od);
+  if (!memo) {
+    memo = {};
+    fromOutlier.set(od, memo);
+  }
+  const hit = grpc ? memo.grpc : memo.envoy;
+  if (hit) return hit;
+  const out = buildOutlierDetection(od, grpc);
+  if (grpc) memo.grpc = out;
+  else memo.envoy = out;
+  return out;
+}
+
+function buildOutlierDetection(od: OutlierDetection, grpc: boolean): EnvoyJson {
   const out: Record<string, JsonValue | undefined> = {
     interval: toEnvoyDuration(od.interval),
     base_ejection_time: toEnvoyDuration(od.baseEjectionTime),
@@ -187,7 +263,24 @@ function outlierDetection(od: OutlierDetection, grpc: boolean): EnvoyJson {
   return compact(out);
 }
 
-/** Envoy's `lb_policy` (and its config) for a load balancer setting (Istio `applyLoadBalancer`). */
+const LB_POLICIES = {
+  ROUND_ROBIN: Object.freeze({ lb_policy: 'ROUND_ROBIN' }),
+  RANDOM: Object.freeze({ lb_policy: 'RANDOM' }),
+  LEAST_REQUEST: Object.freeze({ lb_policy: 'LEAST_REQUEST' }),
+};
+
+/** Sets `lb_policy` (and its config) on a cluster (see loadBalancer). */
+function setLoadBalancer(
+  out: Record<string, JsonValue | undefined>,
+  lb: LoadBalancerSettings | undefined,
+  grpc: boolean,
+): void {
+  const fields = loadBalancer(lb, grpc);
+  for (const key in fields) out[key] = fields[key];
+}
+
+/** Envoy's `lb_policy` (and its config) for a load balancer setting (Istio `applyLoadBalancer`).
+ * Read-only (the common ones are shared). */
 function loadBalancer(lb: LoadBalancerSettings | undefined, grpc: boolean): EnvoyJson {
   const ch = lb?.consistentHash;
   if (ch) {
@@ -199,15 +292,15 @@ function loadBalancer(lb: LoadBalancerSettings | undefined, grpc: boolean): Envo
       ring_hash_lb_config: min ? { minimum_ring_size: min } : undefined,
     });
   }
-  if (grpc) return { lb_policy: 'ROUND_ROBIN' };
+  if (grpc) return LB_POLICIES.ROUND_ROBIN;
   switch (lb?.simple) {
     case 'ROUND_ROBIN':
-      return { lb_policy: 'ROUND_ROBIN' };
+      return LB_POLICIES.ROUND_ROBIN;
     case 'RANDOM':
-      return { lb_policy: 'RANDOM' };
+      return LB_POLICIES.RANDOM;
     default:
       // Istio's default since 1.14, and LEAST_CONN is its deprecated alias.
-      return { lb_policy: 'LEAST_REQUEST' };
+      return LB_POLICIES.LEAST_REQUEST;
   }
 }
 
@@ -232,6 +325,8 @@ export interface OutboundClusterInput {
   /** The service accounts of the service's endpoints (UpstreamTlsContext.serviceAccounts); none when
    * absent. */
   readonly serviceAccounts?: readonly WorkloadServiceAccount[];
+  /** The cluster's name when the caller has it (else made from service, port and subset). */
+  readonly name?: string;
 }
 
 /** One outbound cluster in Istio's shape (EDS for registry services; DNS and passthrough otherwise). */
@@ -240,7 +335,7 @@ export function buildOutboundCluster(
   loadAssignment?: () => EnvoyJson,
 ): EnvoyJson {
   const { service, port, subset, grpc } = input;
-  const name = clusterName('outbound', port.port, subset, service.hostname);
+  const name = input.name ?? clusterName('outbound', port.port, subset, service.hostname);
   const policy = effectivePolicy(input.destinationRule, subset, port.port);
   const out: Record<string, JsonValue | undefined> = { name };
   const passthrough = service.resolution === 'PASSTHROUGH' || policy.loadBalancer?.simple === 'PASSTHROUGH';
@@ -251,11 +346,11 @@ export function buildOutboundCluster(
     out.type = service.resolution === 'DNS' ? 'STRICT_DNS' : 'LOGICAL_DNS';
     out.dns_lookup_family = 'V4_ONLY';
     if (loadAssignment) out.load_assignment = loadAssignment();
-    Object.assign(out, loadBalancer(policy.loadBalancer, grpc));
+    setLoadBalancer(out, policy.loadBalancer, grpc);
   } else {
     out.type = 'EDS';
     out.eds_cluster_config = { service_name: name, eds_config: ADS_CONFIG };
-    Object.assign(out, loadBalancer(policy.loadBalancer, grpc));
+    setLoadBalancer(out, policy.loadBalancer, grpc);
   }
   if (!grpc) out.connect_timeout = toEnvoyDuration(policy.connectionPool?.tcp?.connectTimeout) ?? '10s';
   out.circuit_breakers = circuitBreakers(policy.connectionPool);

@@ -83,7 +83,12 @@ export interface TranslatorStats {
   loadAssignmentsReused: number;
 }
 
+/** A built cluster; the cache holds one per (name, proxy kind, DestinationRule name, proxy
+ * namespace with a TLS hook). */
 interface ClusterEntry {
+  readonly kind: string;
+  /** The proxy namespace it was built for (`''` without an upstreamTls hook). */
+  readonly namespace: string;
   readonly service: Service;
   readonly dr: DestinationRuleConfig | undefined;
   /** The endpoint list it was built from (only DNS clusters, which inline their endpoints). */
@@ -93,7 +98,24 @@ interface ClusterEntry {
   readonly resource: NamedResource;
 }
 
-type LoadAssignmentEntry = Omit<ClusterEntry, 'accounts'>;
+/** A built load assignment; the cache holds one per (name, gRPC or not, DestinationRule name,
+ * proxy network, place: the proxy's locality and labels when the assignment depends on them). */
+interface LoadAssignmentEntry {
+  readonly grpc: boolean;
+  readonly network: string;
+  readonly place: string;
+  readonly service: Service;
+  readonly dr: DestinationRuleConfig | undefined;
+  readonly endpoints: readonly Endpoint[];
+  readonly resource: NamedResource;
+}
+
+/** Whether two DestinationRules (or none) have the same namespace and name. */
+function sameRuleName(a: DestinationRuleConfig | undefined, b: DestinationRuleConfig | undefined): boolean {
+  if (a === b) return true;
+  if (!a || !b) return false;
+  return a.metadata.namespace === b.metadata.namespace && a.metadata.name === b.metadata.name;
+}
 
 interface OutboundSet {
   readonly listeners: readonly NamedResource[];
@@ -115,29 +137,73 @@ interface RouteEntry {
   readonly service: Service;
   readonly port: ServicePort;
   readonly vs: VirtualServiceConfig | undefined;
-  /** Services the build looked up by host, and what it found. */
-  readonly services: readonly (readonly [string, Service | undefined])[];
-  /** DestinationRules the build looked up by host, and what it found. */
-  readonly rules: readonly (readonly [string, DestinationRuleConfig | undefined])[];
+  /** Services the build looked up by host, and what it found: host, result, host, result, ... */
+  readonly services: readonly (string | Service | undefined)[];
+  /** DestinationRules the build looked up by host, and what it found, likewise. */
+  readonly rules: readonly (string | DestinationRuleConfig | undefined)[];
   readonly routes: EnvoyJson[];
+  /** The virtual host's name, `<hostname>:<port>`. */
+  readonly name: string;
+  /** The sidecar virtual host last made of these routes: unchanged hosts keep their identity. */
+  vh: { readonly domains: readonly string[]; readonly json: EnvoyJson } | undefined;
 }
 
-/** Virtual host objects per routes array and domains: unchanged hosts keep their identity. */
-const virtualHosts = new WeakMap<EnvoyJson[], Map<string, EnvoyJson>>();
+/** The virtual host of `entry`'s routes with `domains`, the same object while they are the same. */
+function virtualHost(entry: RouteEntry, domains: readonly string[]): EnvoyJson {
+  const last = entry.vh;
+  if (last && sameStrings(last.domains, domains)) return last.json;
+  const json: EnvoyJson = {
+    name: entry.name,
+    domains: domains as string[],
+    routes: entry.routes,
+    include_request_attempt_count: true,
+  };
+  entry.vh = { domains, json };
+  return json;
+}
 
-function virtualHost(name: string, domains: string[], routes: EnvoyJson[]): EnvoyJson {
-  let byDomains = virtualHosts.get(routes);
-  if (!byDomains) {
-    byDomains = new Map();
-    virtualHosts.set(routes, byDomains);
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * The context routes are built in: looks services and DestinationRules up for the build and records
+ * what it asked and found (what `routesFor` checks before reusing the routes).
+ */
+class RouteBuild implements RouteContext {
+  readonly services: (string | Service | undefined)[] = [];
+  readonly rules: (string | DestinationRuleConfig | undefined)[] = [];
+
+  constructor(
+    readonly proxy: ProxyInfo,
+    readonly service: Service,
+    readonly port: ServicePort,
+    readonly grpc: boolean,
+    readonly domainSuffix: string,
+    private readonly serviceIndex: ReadonlyMap<string, Service>,
+    private readonly scope: ProxyScope,
+  ) {}
+
+  serviceFor(host: string): Service | undefined {
+    const found = this.serviceIndex.get(host);
+    this.services.push(host, found);
+    return found;
   }
-  const key = `${name}\n${domains.join('\n')}`;
-  let vh = byDomains.get(key);
-  if (!vh) {
-    vh = { name, domains, routes, include_request_attempt_count: true };
-    byDomains.set(key, vh);
+
+  destinationRuleFor(host: string): DestinationRuleConfig | undefined {
+    const found = this.scope.destinationRuleFor(host);
+    this.rules.push(host, found);
+    return found;
   }
-  return vh;
+}
+
+/** One sidecar virtual host before the domains of a route configuration are de-duplicated. */
+interface VirtualHostInput {
+  readonly domains: readonly string[];
+  readonly entry: RouteEntry;
 }
 
 type EndpointsMap = RegistrySnapshot['endpoints'];
@@ -148,9 +214,11 @@ interface MaterializedOutbound {
   readonly locality: boolean;
   /** Some load assignment depends on the proxy's labels, network and cluster (failover priority). */
   readonly labels: boolean;
-  /** The cluster references of the outbound set, and their indexes by service hostname. */
+  /** The cluster references of the outbound set; by service hostname, the index of the first of
+   * its references, and per index the next one of the same hostname (-1: none). */
   readonly refs: readonly ClusterRef[];
-  readonly refsByHost: ReadonlyMap<string, readonly number[]>;
+  readonly refsByHost: ReadonlyMap<string, number>;
+  readonly nextOfHost: Int32Array;
   /** Listeners and clusters: the same for every place. */
   shared:
     | {
@@ -160,7 +228,7 @@ interface MaterializedOutbound {
         readonly allowAny: boolean;
         readonly clusters: readonly NamedResource[];
         /** refs index -> position in `clusters`. */
-        readonly positions: readonly number[];
+        readonly positions: Int32Array;
         readonly builtWith: EndpointsMap;
       }
     | undefined;
@@ -170,8 +238,8 @@ interface MaterializedOutbound {
 /** Load assignments of one place, and the part handed out last. */
 interface MaterializedPlace {
   endpoints: readonly NamedResource[];
-  /** refs index -> position in `endpoints` (EDS clusters only). */
-  readonly positions: ReadonlyMap<number, number>;
+  /** refs index -> position in `endpoints` (-1: not an EDS cluster). */
+  readonly positions: Int32Array;
   builtWith: EndpointsMap;
   out: OutboundResources | undefined;
 }
@@ -198,21 +266,35 @@ function sameRefs(a: readonly ClusterRef[], b: readonly ClusterRef[]): boolean {
 /** Indexes of the refs whose service's endpoint list is not the same object in `after`. */
 function changedRefs(m: MaterializedOutbound, before: EndpointsMap, after: EndpointsMap): number[] {
   const out: number[] = [];
-  for (const [host, indexes] of m.refsByHost) if (before.get(host) !== after.get(host)) out.push(...indexes);
+  for (const [host, first] of m.refsByHost) {
+    if (before.get(host) === after.get(host)) continue;
+    for (let i = first; i >= 0; i = m.nextOfHost[i]!) out.push(i);
+  }
   return out;
 }
 
-/** `items` sorted by name, and where each item went. */
+/** `items` sorted by name (a stable sort), and where each item went. */
 function sortWithPositions(items: readonly NamedResource[]): {
   sorted: NamedResource[];
-  positions: number[];
+  positions: Int32Array;
 } {
-  const order = items.map((_, i) => i).sort((a, b) => compareStrings(items[a]!.name, items[b]!.name));
-  const positions = new Array<number>(items.length);
-  order.forEach((from, to) => {
+  const names = items.map((r) => r.name);
+  const order = Array.from(items.keys());
+  if (!sortedBy(names)) order.sort((a, b) => compareStrings(names[a]!, names[b]!) || a - b);
+  const positions = new Int32Array(items.length);
+  const sorted = new Array<NamedResource>(items.length);
+  for (let to = 0; to < order.length; to++) {
+    const from = order[to]!;
     positions[from] = to;
-  });
-  return { sorted: order.map((i) => items[i]!), positions };
+    sorted[to] = items[from]!;
+  }
+  return { sorted, positions };
+}
+
+/** Whether `names` is in order (so a stable sort by them changes nothing). */
+function sortedBy(names: readonly string[]): boolean {
+  for (let i = 1; i < names.length; i++) if (compareStrings(names[i - 1]!, names[i]!) > 0) return false;
+  return true;
 }
 
 const EMPTY_ENDPOINTS: readonly Endpoint[] = Object.freeze([]);
@@ -240,9 +322,9 @@ function localityDependence(
 export function mergeParts(parts: ProxyParts): ProxyResources {
   const { outbound, inbound } = parts;
   return {
-    listeners: [...outbound.listeners, ...inbound.listeners].sort(byName),
+    listeners: mergeByName(outbound.listeners, inbound.listeners),
     routes: [...outbound.routes],
-    clusters: [...outbound.clusters, ...inbound.clusters].sort(byName),
+    clusters: mergeByName(outbound.clusters, inbound.clusters),
     endpoints: [...outbound.endpoints],
     ...(inbound.warnings ? { warnings: inbound.warnings } : {}),
   };
@@ -250,6 +332,26 @@ export function mergeParts(parts: ProxyParts): ProxyResources {
 
 function byName(a: NamedResource, b: NamedResource): number {
   return compareStrings(a.name, b.name);
+}
+
+function sortedByName(list: readonly NamedResource[]): boolean {
+  for (let i = 1; i < list.length; i++) if (byName(list[i - 1]!, list[i]!) > 0) return false;
+  return true;
+}
+
+/** `[...a, ...b]` stably sorted by name: a merge when both are sorted (as the parts' lists are). */
+function mergeByName(a: readonly NamedResource[], b: readonly NamedResource[]): NamedResource[] {
+  if (b.length === 0 && sortedByName(a)) return [...a];
+  if (!sortedByName(a) || !sortedByName(b)) return [...a, ...b].sort(byName);
+  const out = new Array<NamedResource>(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  let k = 0;
+  // Ties take `a`'s first, as a stable sort of the concatenation does.
+  while (i < a.length && j < b.length) out[k++] = byName(a[i]!, b[j]!) <= 0 ? a[i++]! : b[j++]!;
+  while (i < a.length) out[k++] = a[i++]!;
+  while (j < b.length) out[k++] = b[j++]!;
+  return out;
 }
 
 function named(name: string, resource: EnvoyJson): NamedResource {
@@ -265,8 +367,9 @@ export class Translator {
   private services: readonly Service[] | undefined;
   private readonly scopes = new Map<string, ProxyScope>();
   private readonly outbound = new Map<string, OutboundSet>();
-  /** Routes per (proxy namespace, domain, service port), see routesFor; kept across config changes. */
-  private readonly routeCache = new Map<string, RouteEntry>();
+  /** Routes per (proxy kind, namespace, domain, labels if sourceLabels) then service hostname, one
+   * entry per port, see routesFor; kept across config changes. */
+  private readonly routeCache = new Map<string, Map<string, RouteEntry[]>>();
   /** Materialized outbound parts per outbound key (cleared with `outbound` and on endpoint changes). */
   private materialized = new Map<string, MaterializedOutbound>();
   /** The previous config's materialized parts: adopted when an outbound key's cluster references
@@ -274,8 +377,9 @@ export class Translator {
   private previousMaterialized = new Map<string, MaterializedOutbound>();
   /** Inbound parts per inbound key (cleared with `outbound` and on endpoint changes). */
   private readonly inbound = new Map<string, InboundResources>();
-  private readonly clusters = new Map<string, ClusterEntry>();
-  private readonly loadAssignments = new Map<string, LoadAssignmentEntry>();
+  /** Built clusters and load assignments by name (see the entries for what else tells them apart). */
+  private readonly clusters = new Map<string, ClusterEntry[]>();
+  private readonly loadAssignments = new Map<string, LoadAssignmentEntry[]>();
   /** Prepared `lb_endpoints` entries per endpoint list and port, shared by a service's CLAs. */
   private readonly prepared: PreparedCache = new WeakMap();
   private usesSourceLabels = false;
@@ -362,16 +466,23 @@ export class Translator {
       }
     }
     if (!m) {
-      const refsByHost = new Map<string, number[]>();
-      outbound.clusters.forEach((ref, i) => {
-        const list = refsByHost.get(ref.service.hostname);
-        if (list) list.push(i);
-        else refsByHost.set(ref.service.hostname, [i]);
-      });
+      const refs = outbound.clusters;
+      const refsByHost = new Map<string, number>();
+      const nextOfHost = new Int32Array(refs.length).fill(-1);
+      // A service's references are usually one run: link each to the next of its hostname.
+      const lastOfHost = new Map<string, number>();
+      for (let i = 0; i < refs.length; i++) {
+        const host = refs[i]!.service.hostname;
+        const previous = i > 0 && refs[i - 1]!.service.hostname === host ? i - 1 : lastOfHost.get(host);
+        if (previous === undefined) refsByHost.set(host, i);
+        else nextOfHost[previous] = i;
+        if (i + 1 < refs.length && refs[i + 1]!.service.hostname !== host) lastOfHost.set(host, i);
+      }
       m = {
-        ...localityDependence(outbound.clusters, grpc),
-        refs: outbound.clusters,
+        ...localityDependence(refs, grpc),
+        refs,
         refsByHost,
+        nextOfHost,
         shared: undefined,
         byPlace: new Map(),
       };
@@ -380,9 +491,10 @@ export class Translator {
     const current = registry.endpoints;
     let shared = m.shared;
     if (!shared) {
-      const built = m.refs.map((ref) => this.clusterFor(ref, proxy, grpc));
-      const fixed = grpc ? [] : buildFixedClusters().map((c) => named(c.name as string, c));
-      const { sorted, positions } = sortWithPositions([...built, ...fixed]);
+      const built: NamedResource[] = [];
+      for (const ref of m.refs) built.push(this.clusterFor(ref, proxy, grpc));
+      if (!grpc) for (const c of buildFixedClusters()) built.push(named(c.name as string, c));
+      const { sorted, positions } = sortWithPositions(built);
       shared = {
         ...this.outboundListeners(outbound, scope, grpc),
         clusters: sorted,
@@ -416,20 +528,22 @@ export class Translator {
     if (!p) {
       const eds: number[] = [];
       const built: NamedResource[] = [];
-      m.refs.forEach((ref, i) => {
-        if (!clusterUsesEds(ref, grpc)) return;
+      for (let i = 0; i < m.refs.length; i++) {
+        const ref = m.refs[i]!;
+        if (!clusterUsesEds(ref, grpc)) continue;
         eds.push(i);
         built.push(this.loadAssignmentFor(ref, registry, proxy, grpc));
-      });
+      }
       const { sorted, positions } = sortWithPositions(built);
-      const claPositions = new Map<number, number>(eds.map((refIndex, k) => [refIndex, positions[k]!]));
+      const claPositions = new Int32Array(m.refs.length).fill(-1);
+      for (let k = 0; k < eds.length; k++) claPositions[eds[k]!] = positions[k]!;
       p = { endpoints: sorted, positions: claPositions, builtWith: current, out: undefined };
       m.byPlace.set(place, p);
     } else if (p.builtWith !== current) {
       let endpoints: NamedResource[] | undefined;
       for (const i of changedRefs(m, p.builtWith, current)) {
-        const at = p.positions.get(i);
-        if (at === undefined) continue;
+        const at = p.positions[i]!;
+        if (at < 0) continue;
         const cla = this.loadAssignmentFor(m.refs[i]!, registry, proxy, grpc);
         if (p.endpoints[at] === cla) continue;
         endpoints ??= [...p.endpoints];
@@ -534,10 +648,9 @@ export class Translator {
     if (this.config === config && this.services === registry.services) return;
     if (this.services !== registry.services) {
       const live = new Set(registry.services);
-      for (const [key, entry] of this.clusters) if (!live.has(entry.service)) this.clusters.delete(key);
-      for (const [key, entry] of this.loadAssignments)
-        if (!live.has(entry.service)) this.loadAssignments.delete(key);
-      for (const [key, entry] of this.routeCache) if (!live.has(entry.service)) this.routeCache.delete(key);
+      dropDead(this.clusters, live);
+      dropDead(this.loadAssignments, live);
+      for (const byHost of this.routeCache.values()) dropDead(byHost, live);
     }
     if (this.options.mtls && this.config !== config) {
       // What mTLS shaped (clusters' UpstreamTlsContext by automatic mTLS, inbound chains) follows the
@@ -618,19 +731,35 @@ export class Translator {
   private portsOf(scope: ProxyScope, svc: Service): readonly ServicePort[] {
     const allowed = scope.allowedPorts.get(svc.hostname);
     const ports = allowed ? svc.ports.filter((p) => allowed.has(p.port)) : svc.ports;
-    return [...ports].sort((a, b) => a.port - b.port);
+    for (let i = 1; i < ports.length; i++) {
+      if (ports[i - 1]!.port > ports[i]!.port) return [...ports].sort((a, b) => a.port - b.port);
+    }
+    return ports;
   }
 
-  private clusterRefs(scope: ProxyScope, svc: Service, port: ServicePort, grpc: boolean): ClusterRef[] {
-    if (grpc && svc.resolution !== 'EDS') return [];
+  /** Appends the references of a service port's clusters: the default one, then each subset's by
+   * name. */
+  private clusterRefs(
+    scope: ProxyScope,
+    svc: Service,
+    port: ServicePort,
+    grpc: boolean,
+    out: ClusterRef[],
+  ): void {
+    if (grpc && svc.resolution !== 'EDS') return;
     const dr = scope.destinationRuleFor(svc.hostname);
-    const refs: ClusterRef[] = [
-      { name: clusterName('outbound', port.port, '', svc.hostname), service: svc, port, subset: '', dr },
-    ];
-    const subsets = [...(dr?.spec.subsets ?? [])].sort((a, b) => compareStrings(a.name ?? '', b.name ?? ''));
-    for (const s of subsets) {
+    out.push({
+      name: clusterName('outbound', port.port, '', svc.hostname),
+      service: svc,
+      port,
+      subset: '',
+      dr,
+    });
+    const subsets = dr?.spec.subsets;
+    if (!subsets?.length) return;
+    for (const s of subsetsByName(subsets)) {
       if (!s.name) continue;
-      refs.push({
+      out.push({
         name: clusterName('outbound', port.port, s.name, svc.hostname),
         service: svc,
         port,
@@ -638,7 +767,6 @@ export class Translator {
         dr,
       });
     }
-    return refs;
   }
 
   private routeContext(
@@ -647,27 +775,32 @@ export class Translator {
     svc: Service,
     port: ServicePort,
     grpc: boolean,
-  ): RouteContext {
-    return {
-      proxy,
-      service: svc,
-      port,
-      grpc,
-      domainSuffix: this.domainSuffix,
-      serviceFor: (host) => this.serviceByHost(host),
-      destinationRuleFor: (host) => scope.destinationRuleFor(host),
-    };
+  ): RouteBuild {
+    return new RouteBuild(proxy, svc, port, grpc, this.domainSuffix, this.serviceIndexMap(), scope);
   }
 
   private serviceIndexFor: readonly Service[] | undefined;
   private serviceIndex = new Map<string, Service>();
 
-  private serviceByHost(host: string): Service | undefined {
+  private serviceIndexMap(): ReadonlyMap<string, Service> {
     if (this.serviceIndexFor !== this.services) {
       this.serviceIndex = new Map((this.services ?? []).map((s) => [s.hostname, s]));
       this.serviceIndexFor = this.services;
     }
-    return this.serviceIndex.get(host);
+    return this.serviceIndex;
+  }
+
+  /** The route cache of one (proxy kind, namespace, domain, labels if any VS matches on them). */
+  private routeScope(proxy: ProxyInfo, grpc: boolean): Map<string, RouteEntry[]> {
+    const key = `${grpc ? 'g' : 'e'}|${proxy.namespace}|${this.proxyDomain(proxy)}|${
+      this.usesSourceLabels ? JSON.stringify(proxy.labels) : ''
+    }`;
+    let byHost = this.routeCache.get(key);
+    if (!byHost) {
+      byHost = new Map();
+      this.routeCache.set(key, byHost);
+    }
+    return byHost;
   }
 
   /**
@@ -677,69 +810,84 @@ export class Translator {
    * hosts that read it, and unchanged ones keep their identity (encoded once).
    */
   private routesFor(
+    cache: Map<string, RouteEntry[]>,
     scope: ProxyScope,
     proxy: ProxyInfo,
     svc: Service,
     port: ServicePort,
     vs: VirtualServiceConfig | undefined,
     grpc: boolean,
-  ): EnvoyJson[] {
-    const key = `${grpc ? 'g' : 'e'}|${proxy.namespace}|${this.proxyDomain(proxy)}|${
-      this.usesSourceLabels ? JSON.stringify(proxy.labels) : ''
-    }|${svc.hostname}|${port.port}`;
-    const cached = this.routeCache.get(key);
-    if (
-      cached &&
-      cached.service === svc &&
-      cached.port === port &&
-      cached.vs === vs &&
-      cached.services.every(([host, s]) => this.serviceByHost(host) === s) &&
-      cached.rules.every(([host, dr]) => scope.destinationRuleFor(host) === dr)
-    )
-      return cached.routes;
-    const services: [string, Service | undefined][] = [];
-    const rules: [string, DestinationRuleConfig | undefined][] = [];
-    const ctx: RouteContext = {
-      ...this.routeContext(scope, proxy, svc, port, grpc),
-      serviceFor: (host) => {
-        const found = this.serviceByHost(host);
-        services.push([host, found]);
-        return found;
-      },
-      destinationRuleFor: (host) => {
-        const found = scope.destinationRuleFor(host);
-        rules.push([host, found]);
-        return found;
-      },
-    };
+  ): RouteEntry {
+    const entries = cache.get(svc.hostname);
+    let at = -1;
+    if (entries) {
+      for (let i = 0; i < entries.length; i++) if (entries[i]!.port.port === port.port) at = i;
+      const cached = at < 0 ? undefined : entries[at]!;
+      if (
+        cached &&
+        cached.service === svc &&
+        cached.port === port &&
+        cached.vs === vs &&
+        this.sameLookups(cached, scope)
+      )
+        return cached;
+    }
+    const ctx = this.routeContext(scope, proxy, svc, port, grpc);
     const routes = buildRoutes(vs?.spec.http?.length ? vs : undefined, ctx);
-    this.routeCache.set(key, { service: svc, port, vs, services, rules, routes });
-    return routes;
+    const entry: RouteEntry = {
+      service: svc,
+      port,
+      vs,
+      services: ctx.services,
+      rules: ctx.rules,
+      routes,
+      name: `${svc.hostname}:${port.port}`,
+      vh: undefined,
+    };
+    if (!entries) cache.set(svc.hostname, [entry]);
+    else if (at < 0) entries.push(entry);
+    else entries[at] = entry;
+    return entry;
+  }
+
+  /** Whether every lookup a route build recorded still finds the same. */
+  private sameLookups(entry: RouteEntry, scope: ProxyScope): boolean {
+    const index = this.serviceIndexMap();
+    const { services, rules } = entry;
+    for (let i = 0; i < services.length; i += 2) {
+      if (index.get(services[i] as string) !== services[i + 1]) return false;
+    }
+    for (let i = 0; i < rules.length; i += 2) {
+      if (scope.destinationRuleFor(rules[i] as string) !== rules[i + 1]) return false;
+    }
+    return true;
   }
 
   private buildSidecarOutbound(scope: ProxyScope, proxy: ProxyInfo): OutboundSet {
     const proxyDomain = this.proxyDomain(proxy);
+    const routeCache = this.routeScope(proxy, false);
     const clusters: ClusterRef[] = [];
-    const vhostsByPort = new Map<number, { name: string; domains: string[]; routes: EnvoyJson[] }[]>();
+    const vhostsByPort = new Map<number, VirtualHostInput[]>();
     const tcpListeners = new Map<string, NamedResource>();
     for (const svc of scope.services) {
       const vs = scope.virtualServiceFor(svc.hostname);
+      // A sidecar's domains carry no port: the same for each of the service's ports.
+      let domains: string[] | undefined;
       for (const port of this.portsOf(scope, svc)) {
-        clusters.push(...this.clusterRefs(scope, svc, port, false));
-        const ctx = this.routeContext(scope, proxy, svc, port, false);
+        this.clusterRefs(scope, svc, port, false, clusters);
         if (isHttpProtocol(port.protocol)) {
-          const list = vhostsByPort.get(port.port) ?? [];
-          vhostsByPort.set(port.port, list);
-          list.push({
-            name: `${svc.hostname}:${port.port}`,
-            domains: virtualHostDomains(svc, undefined, proxyDomain),
-            routes: this.routesFor(scope, proxy, svc, port, vs, false),
-          });
+          let list = vhostsByPort.get(port.port);
+          if (!list) {
+            list = [];
+            vhostsByPort.set(port.port, list);
+          }
+          domains ??= virtualHostDomains(svc, undefined, proxyDomain);
+          list.push({ domains, entry: this.routesFor(routeCache, scope, proxy, svc, port, vs, false) });
         } else {
           const address = svc.addresses?.find((a) => a !== '' && !a.includes('/')) ?? '0.0.0.0';
           const name = `${address}_${port.port}`;
           if (tcpListeners.has(name)) continue;
-          const tcpTarget = this.tcpTarget(vs, ctx);
+          const tcpTarget = this.tcpTarget(vs, this.routeContext(scope, proxy, svc, port, false));
           tcpListeners.set(
             name,
             named(
@@ -763,11 +911,17 @@ export class Translator {
       tcpListeners.delete(`0.0.0.0_${port}`);
       const seen = new Set<string>();
       const vhosts: JsonValue[] = [];
-      for (const vh of (vhostsByPort.get(port) ?? []).sort((a, b) => compareStrings(a.name, b.name))) {
-        const domains = vh.domains.filter((d) => !seen.has(d));
+      const list = vhostsByPort.get(port) ?? [];
+      if (!sortedBy(list.map((vh) => vh.entry.name))) {
+        list.sort((a, b) => compareStrings(a.entry.name, b.entry.name));
+      }
+      for (const vh of list) {
+        // Domains an earlier virtual host of this port claimed are left out.
+        let domains = vh.domains;
+        if (domains.some((d) => seen.has(d))) domains = domains.filter((d) => !seen.has(d));
         for (const d of domains) seen.add(d);
         if (domains.length === 0) continue;
-        vhosts.push(virtualHost(vh.name, domains, vh.routes));
+        vhosts.push(virtualHost(vh.entry, domains));
       }
       vhosts.push(catchAllVirtualHost(scope.allowAny));
       routes.push(
@@ -813,6 +967,7 @@ export class Translator {
 
   private buildGrpcOutbound(scope: ProxyScope, proxy: ProxyInfo): OutboundSet {
     const proxyDomain = this.proxyDomain(proxy);
+    const routeCache = this.routeScope(proxy, true);
     const clusters: ClusterRef[] = [];
     const listeners: NamedResource[] = [];
     const routes: NamedResource[] = [];
@@ -820,8 +975,9 @@ export class Translator {
       if (svc.resolution !== 'EDS') continue;
       const vs = scope.virtualServiceFor(svc.hostname);
       for (const port of this.portsOf(scope, svc)) {
-        clusters.push(...this.clusterRefs(scope, svc, port, true));
-        const name = `${svc.hostname}:${port.port}`;
+        this.clusterRefs(scope, svc, port, true, clusters);
+        const entry = this.routesFor(routeCache, scope, proxy, svc, port, vs, true);
+        const name = entry.name;
         listeners.push(named(name, grpcClientListener(name)));
         routes.push(
           named(name, {
@@ -830,7 +986,7 @@ export class Translator {
               {
                 name,
                 domains: virtualHostDomains(svc, port.port, proxyDomain),
-                routes: this.routesFor(scope, proxy, svc, port, vs, true),
+                routes: entry.routes,
               },
             ],
           }),
@@ -841,8 +997,16 @@ export class Translator {
   }
 
   private clusterFor(ref: ClusterRef, proxy: ProxyInfo, grpc: boolean): NamedResource {
-    const key = `${ref.name}|${proxy.kind}|${drKey(ref.dr)}${this.options.upstreamTls ? `|${proxy.namespace}` : ''}`;
-    const cached = this.clusters.get(key);
+    const namespace = this.options.upstreamTls ? proxy.namespace : '';
+    const entries = this.clusters.get(ref.name);
+    let at = -1;
+    if (entries) {
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i]!;
+        if (e.kind === proxy.kind && e.namespace === namespace && sameRuleName(e.dr, ref.dr)) at = i;
+      }
+    }
+    const cached = at < 0 ? undefined : entries?.[at];
     const inline = ref.service.resolution === 'DNS' || ref.service.resolution === 'DNS_ROUND_ROBIN';
     const endpoints = inline && !grpc ? this.endpointsFor(ref.service) : undefined;
     // The TLS hook checks the peer against the service's accounts: a change of that set (not of the
@@ -865,6 +1029,7 @@ export class Translator {
       ref.name,
       buildOutboundCluster(
         {
+          name: ref.name,
           service: ref.service,
           port: ref.port,
           subset: ref.subset,
@@ -872,12 +1037,23 @@ export class Translator {
           proxy,
           grpc,
           options: this.options,
-          ...(accounts ? { serviceAccounts: accounts.list } : {}),
+          serviceAccounts: accounts?.list,
         },
-        () => this.loadAssignmentJson(ref, endpoints ?? EMPTY_ENDPOINTS, proxy),
+        endpoints ? () => this.loadAssignmentJson(ref, endpoints, proxy) : undefined,
       ),
     );
-    this.clusters.set(key, { service: ref.service, dr: ref.dr, endpoints, accounts: accountsKey, resource });
+    const entry: ClusterEntry = {
+      kind: proxy.kind,
+      namespace,
+      service: ref.service,
+      dr: ref.dr,
+      endpoints,
+      accounts: accountsKey,
+      resource,
+    };
+    if (!entries) this.clusters.set(ref.name, [entry]);
+    else if (at < 0) entries.push(entry);
+    else entries[at] = entry;
     this.stats.clustersBuilt++;
     return resource;
   }
@@ -917,20 +1093,55 @@ export class Translator {
     const policy = effectivePolicy(ref.dr, ref.subset, ref.port.port);
     const lb = policy.loadBalancer?.localityLbSetting;
     const localityDependent = (lb?.distribute?.length ?? 0) > 0 || failoverEnabled(policy);
-    const l = proxy.locality;
-    const localityKey = localityDependent
-      ? `|${l.region}/${l.zone}/${l.subZone}|${lb?.failoverPriority?.length ? `${JSON.stringify(proxy.labels)}|${proxy.network}|${proxy.clusterId}` : ''}`
-      : '';
-    const key = `${ref.name}|${grpc ? 'grpc' : 'envoy'}|${drKey(ref.dr)}|${proxy.network}${localityKey}`;
-    const cached = this.loadAssignments.get(key);
+    const place = localityDependent ? this.placeOf(proxy, (lb?.failoverPriority?.length ?? 0) > 0) : '';
+    const network = proxy.network;
+    const entries = this.loadAssignments.get(ref.name);
+    let at = -1;
+    if (entries) {
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i]!;
+        if (e.grpc === grpc && e.network === network && e.place === place && sameRuleName(e.dr, ref.dr))
+          at = i;
+      }
+    }
+    const cached = at < 0 ? undefined : entries?.[at];
     if (cached && cached.service === ref.service && cached.dr === ref.dr && cached.endpoints === endpoints) {
       this.stats.loadAssignmentsReused++;
       return cached.resource;
     }
     const resource = named(ref.name, this.loadAssignmentJson(ref, endpoints, proxy));
-    this.loadAssignments.set(key, { service: ref.service, dr: ref.dr, endpoints, resource });
+    const entry: LoadAssignmentEntry = {
+      grpc,
+      network,
+      place,
+      service: ref.service,
+      dr: ref.dr,
+      endpoints,
+      resource,
+    };
+    if (!entries) this.loadAssignments.set(ref.name, [entry]);
+    else if (at < 0) entries.push(entry);
+    else entries[at] = entry;
     this.stats.loadAssignmentsBuilt++;
     return resource;
+  }
+
+  private placeFor: ProxyInfo | undefined;
+  private placeKeys: [string, string] = ['', ''];
+
+  /** Where the proxy is, as a load assignment that depends on it sees it: its locality, and with
+   * failover priority labels also its labels, network and cluster (kept for the last proxy). */
+  private placeOf(proxy: ProxyInfo, labels: boolean): string {
+    if (this.placeFor !== proxy) {
+      const l = proxy.locality;
+      const locality = `${l.region}/${l.zone}/${l.subZone}`;
+      this.placeKeys = [
+        locality,
+        `${locality}|${JSON.stringify(proxy.labels)}|${proxy.network}|${proxy.clusterId}`,
+      ];
+      this.placeFor = proxy;
+    }
+    return this.placeKeys[labels ? 1 : 0];
   }
 
   /** The workload's own ports: target ports of endpoints whose address is one of the proxy's IPs. */
@@ -986,10 +1197,27 @@ function addressIndex(registry: RegistrySnapshot): Map<string, AddressEntry[]> {
   return index;
 }
 
-/** Which DestinationRule a cached cluster was built with: proxies in different namespaces may see
- * different rules for one host, and each keeps its own entry instead of evicting the other's. */
-function drKey(dr: DestinationRuleConfig | undefined): string {
-  return dr ? `${dr.metadata.namespace}/${dr.metadata.name}` : '';
+/** Drops the cache entries of services no longer in the registry. */
+function dropDead<T extends { readonly service: Service }>(
+  cache: Map<string, T[]>,
+  live: ReadonlySet<Service>,
+): void {
+  for (const [key, entries] of cache) {
+    if (entries.every((e) => live.has(e.service))) continue;
+    const kept = entries.filter((e) => live.has(e.service));
+    if (kept.length > 0) cache.set(key, kept);
+    else cache.delete(key);
+  }
+}
+
+/** A DestinationRule's subsets in name order (the list itself when it already is). */
+function subsetsByName<T extends { readonly name?: string }>(subsets: readonly T[]): readonly T[] {
+  for (let i = 1; i < subsets.length; i++) {
+    if (compareStrings(subsets[i - 1]!.name ?? '', subsets[i]!.name ?? '') > 0) {
+      return [...subsets].sort((a, b) => compareStrings(a.name ?? '', b.name ?? ''));
+    }
+  }
+  return subsets;
 }
 
 /** True when the cluster is EDS (so it has a ClusterLoadAssignment): registry services, unless a
