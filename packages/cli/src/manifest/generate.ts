@@ -142,6 +142,16 @@ export function webhookDnsName(namespace: string): string {
   return `${NAMES.webhookService}.${namespace}.svc`;
 }
 
+/**
+ * The extra names of meridiand's serving certificate (`MERIDIAN_SERVING_NAMES`): its Services' DNS
+ * names, so a client that reaches the replicas through a Service (an agent's seed address, `meridian`
+ * against the admin Service) can check the name it dialled. Each replica also names its pod IP, which
+ * it advertises (`MERIDIAN_ADVERTISE_ADDRESS` from the downward API).
+ */
+export function meridiandDnsNames(namespace: string): string[] {
+  return [NAMES.meridiand, NAMES.adminService].map((service) => `${service}.${namespace}.svc`);
+}
+
 /** The etcd client URLs meridiand uses (generated StatefulSet or existing etcd). */
 export function etcdEndpointsOf(s: ManifestSettings): string[] {
   if (s.etcdEndpoints) return [...s.etcdEndpoints];
@@ -302,6 +312,10 @@ export function generateManifests(
     { name: 'MERIDIAN_ETCD_ENDPOINTS', value: etcdEndpoints.join(',') },
     { name: 'MERIDIAN_XDS_ADDRESS', value: s.plaintextXds ? `0.0.0.0:${MERIDIAND_PORTS.xds}` : 'off' },
     { name: 'MERIDIAN_CA_ADDRESS', value: `0.0.0.0:${MERIDIAND_PORTS.ca}` },
+    // The replicas bind 0.0.0.0: each advertises its pod IP (in its membership record and its serving
+    // certificate), where proxies' rate-limit and access-log clusters reach it and check its SAN.
+    { name: 'MERIDIAN_ADVERTISE_ADDRESS', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+    { name: 'MERIDIAN_SERVING_NAMES', value: meridiandDnsNames(ns).join(',') },
     { name: 'MERIDIAN_CA_KEK_FILE', value: '/etc/meridian/kek/kek' },
     { name: 'MERIDIAN_ADMIN_ADDRESS', value: `0.0.0.0:${MERIDIAND_PORTS.admin}` },
     { name: 'MERIDIAN_ADMIN_TLS', value: 'on' },
