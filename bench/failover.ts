@@ -12,9 +12,9 @@
 //   pnpm bench failover [--proxies 1000] [--agents 6] [--services 50]
 
 import { Agent } from '@meridian/agent';
-import { freePorts, LoadGenerator, type SimulatedProxy, startEtcd } from '@meridian/testkit';
+import { eventually, freePorts, LoadGenerator, type SimulatedProxy, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
-import { ReplicaProcess, sidecar, waitUntil } from '../packages/server/test/harness.js';
+import { ReplicaProcess, sidecar } from '../packages/server/test/harness.js';
 import { emitResult, formatMs, LatencyRecorder, log, parseFlags, printLatency, round3 } from './lib/index.js';
 
 const FLAGS = {
@@ -113,12 +113,14 @@ export async function main(args: string[]): Promise<void> {
     }
     for (const g of gens) g.connect();
     const all = gens.flatMap((g) => g.proxies);
-    const syncMs = await waitUntil(
+    const syncMsStart = performance.now();
+    await eventually(
       'every proxy synced through its agent',
       () => all.every((p) => synced(p, flags.services)),
       120_000,
       50,
     );
+    const syncMs = performance.now() - syncMsStart;
     await new Promise((r) => setTimeout(r, 1000));
     log(`${all.length} proxies synced through ${agents.length} agents in ${formatMs(syncMs)}`);
 
@@ -148,7 +150,7 @@ export async function main(args: string[]): Promise<void> {
       }),
     );
     await victim.kill('SIGKILL');
-    await waitUntil('every affected proxy resynced', () => seen.size >= affectedIds.size, 30_000, 10).catch(
+    await eventually('every affected proxy resynced', () => seen.size >= affectedIds.size, 30_000, 10).catch(
       () => undefined,
     );
     await new Promise((r) => setTimeout(r, 1000));
@@ -171,7 +173,7 @@ export async function main(args: string[]): Promise<void> {
     });
     const t0 = performance.now();
     direct.connect();
-    await waitUntil(
+    await eventually(
       'direct reconnect synced',
       () => direct.proxies.every((p) => synced(p, flags.services)),
       60_000,
@@ -194,7 +196,7 @@ export async function main(args: string[]): Promise<void> {
     const restarted = performance.now();
     await victim.start();
     const ready = performance.now();
-    const refilled = await waitUntil(
+    const refilled = await eventually(
       'the returning replica holds its share',
       () => holding() >= share,
       60_000,

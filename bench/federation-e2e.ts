@@ -19,6 +19,7 @@ import { TypeUrl } from '@meridian/envoy';
 import { generateClusterCredentials, renderNatsAuthorization } from '@meridian/federation';
 import {
   type EtcdCluster,
+  eventually,
   freePorts,
   LoadGenerator,
   type NatsSupercluster,
@@ -27,12 +28,7 @@ import {
   startNatsSupercluster,
 } from '@meridian/testkit';
 import { connect, type NatsConnection, nkeyAuthenticator } from '@nats-io/transport-node';
-import {
-  type ReplicaProcess,
-  type spawnTs,
-  startReplicas,
-  waitUntil,
-} from '../packages/server/test/harness.js';
+import { type ReplicaProcess, type spawnTs, startReplicas } from '../packages/server/test/harness.js';
 import { EtcdFloor } from './lib/etcd-floor.js';
 import { startFloorServers } from './lib/fanout-floor.js';
 import {
@@ -118,7 +114,9 @@ const all = (gens: readonly LoadGenerator[]) => gens.flatMap((g) => g.proxies);
 
 async function connectAll(gens: LoadGenerator[], what: string, ready: (p: SimulatedProxy) => boolean) {
   for (const g of gens) g.connect();
-  const ms = await waitUntil(what, () => all(gens).every(ready), 240_000, 50);
+  const msStart = performance.now();
+  await eventually(what, () => all(gens).every(ready), 240_000, 50);
+  const ms = performance.now() - msStart;
   log(`${what}: ${all(gens).length} proxies synced in ${formatMs(ms)}`);
 }
 
@@ -126,7 +124,7 @@ async function connectAll(gens: LoadGenerator[], what: string, ready: (p: Simula
 async function round(gens: LoadGenerator[], typeUrl: string, change: () => Promise<number>): Promise<number> {
   const markAt = Math.min(...gens.map((g) => g.mark()));
   const returned = await change();
-  await waitUntil(
+  await eventually(
     'every proxy got the change',
     () => all(gens).every((p) => p.sinceMark.has(typeUrl)),
     60_000,
@@ -253,7 +251,7 @@ export async function main(args: string[]): Promise<void> {
       const res = await r.apply(SERVICE);
       if (res.status !== 200) throw new Error(`apply failed on ${r.spec.id}: ${JSON.stringify(res.body)}`);
     }
-    await waitUntil(
+    await eventually(
       'A exporting',
       async () => (await a.getJson<{ exporting: boolean }>('/debug/federation')).exporting,
       60_000,

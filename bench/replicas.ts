@@ -9,14 +9,13 @@
 //   pnpm bench replicas [--proxies 1000] [--rounds 20] [--warmup 3] [--debounce 20ms] [--puts 200]
 //
 // Prints readable figures, then one JSON line (target: p99 <= 1.5 x floor p99).
-import { freePorts, LoadGenerator, startEtcdCluster } from '@meridian/testkit';
+import { eventually, freePorts, LoadGenerator, startEtcdCluster } from '@meridian/testkit';
 import {
   benchConfig,
   type ReplicaProcess,
   sidecar,
   type spawnTs,
   startReplicas,
-  waitUntil,
 } from '../packages/server/test/harness.js';
 import { EtcdFloor } from './lib/etcd-floor.js';
 import { startFloorServers } from './lib/fanout-floor.js';
@@ -57,12 +56,14 @@ const all = (gens: readonly LoadGenerator[]) => gens.flatMap((g) => g.proxies);
 
 async function connectAll(gens: LoadGenerator[], what: string): Promise<void> {
   for (const g of gens) g.connect();
-  const ms = await waitUntil(
+  const msStart = performance.now();
+  await eventually(
     what,
     () => all(gens).every((p) => (p.state.get(RDS)?.resources.size ?? 0) > 0),
     180_000,
     50,
   );
+  const ms = performance.now() - msStart;
   log(`${what}: ${all(gens).length} proxies synced in ${formatMs(ms)}`);
 }
 
@@ -78,7 +79,7 @@ async function round(
   const marks = gens.map((g) => g.mark());
   const markAt = Math.min(...marks);
   const returned = await change();
-  await waitUntil(
+  await eventually(
     'every proxy got the change',
     () => all(gens).every((p) => p.sinceMark.has(RDS)),
     60_000,

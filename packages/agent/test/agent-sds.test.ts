@@ -10,10 +10,10 @@ import { Agent, certificateSecrets, WorkloadCertificates } from '@meridian/agent
 import { createBootstrapToken, type RootCa } from '@meridian/ca';
 import { decodeResource, type EnvoyJson, TypeUrl } from '@meridian/envoy';
 import { Replica, resolveOptions } from '@meridian/server';
-import { type EtcdCluster, SimulatedProxy, startEtcd } from '@meridian/testkit';
+import { type EtcdCluster, eventually, SimulatedProxy, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminFetch, installClusterCaForTest, waitUntil } from '../../server/test/harness.js';
+import { adminFetch, installClusterCaForTest } from '../../server/test/harness.js';
 
 const TD = 'cluster.local';
 const tmp = mkdtempSync(join(tmpdir(), 'meridian-agent-sds-'));
@@ -125,9 +125,11 @@ describe('meridian-agent with the workload certificate', () => {
     '%s: SDS is served by the agent from its own key; a rotation is pushed; CDS comes through the replica',
     async (variant) => {
       const p = proxy(variant, variant === 'sotw' ? 1 : 2);
-      await waitUntil(
+      await eventually(
         'secrets and clusters',
         () => defaultSecretLeaf(p) !== undefined && (p.state.get(TypeUrl.Cluster)?.resources.size ?? 0) > 0,
+        30_000,
+        50,
       );
       const mine = certs.current()!;
       expect(defaultSecretLeaf(p)).toBe(mine.certChainPem.split('-----END CERTIFICATE-----')[0]);
@@ -143,7 +145,7 @@ describe('meridian-agent with the workload certificate', () => {
       // Rotation: the new certificate reaches the proxy without a request from it.
       const before = defaultSecretLeaf(p);
       const next = await certs.renewNow();
-      await waitUntil('rotated secret', () => defaultSecretLeaf(p) !== before);
+      await eventually('rotated secret', () => defaultSecretLeaf(p) !== before, 30_000, 50);
       expect(defaultSecretLeaf(p)).toBe(next.certChainPem.split('-----END CERTIFICATE-----')[0]);
     },
   );

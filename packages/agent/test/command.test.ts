@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { TypeUrl } from '@meridian/envoy';
-import { type EtcdCluster, freePorts, SimulatedProxy, startEtcd } from '@meridian/testkit';
+import { type EtcdCluster, eventually, freePorts, SimulatedProxy, startEtcd } from '@meridian/testkit';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { REPO_ROOT, ReplicaProcess, spawnTs, waitUntil } from '../../server/test/harness.js';
+import { REPO_ROOT, ReplicaProcess, spawnTs } from '../../server/test/harness.js';
 
 const MAIN = join(REPO_ROOT, 'packages/agent/src/main.ts');
 const tmp = mkdtempSync(join(tmpdir(), 'meridian-agent-cmd-'));
@@ -62,11 +62,13 @@ it('meridian-agent run relays a sidecar to the replica and serves its own metric
   });
   try {
     // The agent logs when its local xDS port is open (a stream opened before would fail fast).
-    await waitUntil('the agent is ready', () => err.includes('"msg":"meridian-agent ready"'));
+    await eventually('the agent is ready', () => err.includes('"msg":"meridian-agent ready"'), 30_000, 50);
     p.connect(client);
-    await waitUntil(
+    await eventually(
       'clusters through the agent',
       () => (p.state.get(TypeUrl.Cluster)?.resources.size ?? 0) > 0,
+      30_000,
+      50,
     );
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     expect(text).toMatch(/xds_proxy_requests(_total)?\{[^}]*\} [1-9]/);

@@ -7,10 +7,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from '@meridian/agent';
-import { type EtcdCluster, freePorts, LoadGenerator, startEtcd } from '@meridian/testkit';
+import { type EtcdCluster, eventually, freePorts, LoadGenerator, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { ReplicaProcess, sidecar, waitUntil } from '../../server/test/harness.js';
+import { ReplicaProcess, sidecar } from '../../server/test/harness.js';
 import { Backend, ClientProcess } from '../../server/test/multicluster-harness.js';
 import { ECHO_TARGET, echoServiceEntry } from './fixtures.js';
 
@@ -69,10 +69,14 @@ it('a joining replica gets its share of relayed streams within seconds, with no 
     streamsPerConnection: 10,
   });
   gen.connect();
-  await waitUntil('proxies synced', () =>
-    gen!.proxies.every(
-      (p) => (p.state.get('type.googleapis.com/envoy.config.cluster.v3.Cluster')?.resources.size ?? 0) > 0,
-    ),
+  await eventually(
+    'proxies synced',
+    () =>
+      gen!.proxies.every(
+        (p) => (p.state.get('type.googleapis.com/envoy.config.cluster.v3.Cluster')?.resources.size ?? 0) > 0,
+      ),
+    30_000,
+    50,
   );
   client = await ClientProcess.start(agent.address, 'c1', 'region1', 'zone-a');
   expect((await client.call(ECHO_TARGET)).code).toBe(0);
@@ -85,7 +89,9 @@ it('a joining replica gets its share of relayed streams within seconds, with no 
   const joined = performance.now();
   await b.start();
   // Fair share of 41 streams over 2 replicas with 10% headroom: 23; the newcomer gets the rest.
-  const ms = await waitUntil('b holds its share', () => onB() >= 41 - 23, 30_000, 50);
+  const msStart = performance.now();
+  await eventually('b holds its share', () => onB() >= 41 - 23, 30_000, 50);
+  const ms = performance.now() - msStart;
   console.log(
     `[rebalance] b reached ${onB()} of 41 streams ${(performance.now() - joined).toFixed(0)} ms after it was started (${ms.toFixed(0)} ms after it was ready)`,
   );

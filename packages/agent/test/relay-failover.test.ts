@@ -14,10 +14,10 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Agent } from '@meridian/agent';
 import { TypeUrl } from '@meridian/envoy';
-import { type EtcdCluster, freePorts, SimulatedProxy, startEtcd } from '@meridian/testkit';
+import { type EtcdCluster, eventually, freePorts, SimulatedProxy, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ReplicaProcess, waitUntil } from '../../server/test/harness.js';
+import { ReplicaProcess } from '../../server/test/harness.js';
 import { Backend, ClientProcess } from '../../server/test/multicluster-harness.js';
 import { ECHO_TARGET, echoServiceEntry } from './fixtures.js';
 
@@ -117,11 +117,11 @@ describe('meridian-agent relay', () => {
     await c.loadStart(ECHO_TARGET, 4);
     await new Promise((r) => setTimeout(r, 500));
     await replicas.a.kill('SIGKILL');
-    await waitUntil('agent on zone b', () => agent.selector.current === replicas.b.xds, 10_000);
+    await eventually('agent on zone b', () => agent.selector.current === replicas.b.xds, 10_000, 50);
     await new Promise((r) => setTimeout(r, 1000));
     // Zone a returns: the agent moves back (after its jitter), still without breaking anything.
     await replicas.a.start();
-    await waitUntil('agent back on zone a', () => agent.selector.current === replicas.a.xds, 20_000);
+    await eventually('agent back on zone a', () => agent.selector.current === replicas.a.xds, 20_000, 50);
     await new Promise((r) => setTimeout(r, 500));
     const results = await c.loadStop();
     expect(results.length).toBeGreaterThan(50);
@@ -138,7 +138,7 @@ describe('meridian-agent relay', () => {
     const c = await client(agent);
     expect((await c.call(ECHO_TARGET)).code).toBe(0);
     await Promise.all([replicas.a.kill('SIGKILL'), replicas.b.kill('SIGKILL')]);
-    await waitUntil('agent on cluster c2', () => agent.selector.current === replicas.c.xds, 15_000);
+    await eventually('agent on cluster c2', () => agent.selector.current === replicas.c.xds, 15_000, 50);
     const during = await c.many(ECHO_TARGET, 20, 4);
     expect(during.filter((r) => r.code !== 0)).toEqual([]);
     await new Promise((r) => setTimeout(r, 500)); // the cache write is coalesced
@@ -156,7 +156,7 @@ describe('meridian-agent relay', () => {
     expect(fromDisk.every((r) => r.backend === 'echo-1')).toBe(true);
     // The control plane returns: the agent connects and the client keeps working.
     await Promise.all([replicas.a.start(), replicas.b.start(), replicas.c.start()]);
-    await waitUntil('agent connected again', () => again.selector.current !== undefined, 20_000);
+    await eventually('agent connected again', () => again.selector.current !== undefined, 20_000, 50);
     expect((await fresh.call(ECHO_TARGET)).code).toBe(0);
   });
 
@@ -173,9 +173,11 @@ describe('meridian-agent relay', () => {
     });
     proxies.push(p);
     p.connect(ch);
-    await waitUntil(
+    await eventually(
       'delta proxy synced',
       () => (p.state.get(TypeUrl.Cluster)?.resources.size ?? 0) > 0,
+      30_000,
+      50,
     ).catch((error: unknown) => {
       throw new Error(
         `${(error as Error).message}\n--- a\n${replicas.a.output.slice(-8).join('\n')}\n--- b\n${replicas.b.output.slice(-8).join('\n')}`,
@@ -188,10 +190,11 @@ describe('meridian-agent relay', () => {
     const holder = [replicas.a, replicas.b].find((r) => r.xds === agent.selector.current)!;
     expect(holder).toBeDefined();
     await holder.kill('SIGKILL');
-    await waitUntil(
+    await eventually(
       'agent on the other replica',
       () => agent.selector.current !== holder.xds && agent.selector.current !== undefined,
       10_000,
+      50,
     );
     await new Promise((r) => setTimeout(r, 1000));
     // Same config on every replica, same content-hashed versions: no resource is sent again.
@@ -217,15 +220,20 @@ describe('meridian-agent relay', () => {
     p.nackTypes.set(TypeUrl.Cluster, 'relay test: rejected on purpose');
     proxies.push(p);
     p.connect(ch);
-    await waitUntil('the replica sees the NACK', async () => {
-      const replica = [replicas.a, replicas.b].find((r) => r.xds === agent.selector.current);
-      if (!replica) return false;
-      const syncz =
-        await replica.getJson<
-          { proxyId: string; types: Record<string, { state: string; error?: string }> }[]
-        >('/debug/syncz');
-      const me = syncz.find((s) => s.proxyId.startsWith('sidecar~10.1.0.2~'));
-      return me?.types.cds?.state === 'ERROR' && me.types.cds.error === 'relay test: rejected on purpose';
-    });
+    await eventually(
+      'the replica sees the NACK',
+      async () => {
+        const replica = [replicas.a, replicas.b].find((r) => r.xds === agent.selector.current);
+        if (!replica) return false;
+        const syncz =
+          await replica.getJson<
+            { proxyId: string; types: Record<string, { state: string; error?: string }> }[]
+          >('/debug/syncz');
+        const me = syncz.find((s) => s.proxyId.startsWith('sidecar~10.1.0.2~'));
+        return me?.types.cds?.state === 'ERROR' && me.types.cds.error === 'relay test: rejected on purpose';
+      },
+      30_000,
+      50,
+    );
   });
 });

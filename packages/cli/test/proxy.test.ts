@@ -11,9 +11,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRootCa } from '@meridian/ca';
 import { run } from '@meridian/cli';
-import { type EtcdCluster, freePorts, SimulatedProxy, sotwRequestBytes, startEtcd } from '@meridian/testkit';
+import {
+  type EtcdCluster,
+  eventually,
+  freePorts,
+  SimulatedProxy,
+  sotwRequestBytes,
+  startEtcd,
+} from '@meridian/testkit';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ALL_TYPES, benchConfig, ReplicaProcess, waitUntil, xdsClient } from '../../server/test/harness.js';
+import { ALL_TYPES, benchConfig, ReplicaProcess, xdsClient } from '../../server/test/harness.js';
 import { humanDuration, secretTable, syncDiff, tabwrite } from '../src/commands/proxy-format.js';
 import { unifiedDiff } from '../src/diff.js';
 
@@ -115,11 +122,16 @@ beforeAll(async () => {
   await Promise.all([r1.start(), r2.start(), r3.start()]);
   token = await r1.token();
   expect((await r1.apply(benchConfig(0))).status).toBe(200);
-  await waitUntil('r2 has the config', async () => {
-    const replica = await r2.getJson<{ snapshotRevision: number }>('/debug/replica');
-    const other = await r1.getJson<{ snapshotRevision: number }>('/debug/replica');
-    return replica.snapshotRevision === other.snapshotRevision;
-  });
+  await eventually(
+    'r2 has the config',
+    async () => {
+      const replica = await r2.getJson<{ snapshotRevision: number }>('/debug/replica');
+      const other = await r1.getJson<{ snapshotRevision: number }>('/debug/replica');
+      return replica.snapshotRevision === other.snapshotRevision;
+    },
+    30_000,
+    50,
+  );
 
   const synced = proxy(nodeId('10.1.0.1', 'client-1'), 'sotw');
   connect(synced, r1);
@@ -134,17 +146,19 @@ beforeAll(async () => {
   silent.send(sotwRequestBytes({ node: silent.node, typeUrl: TypeUrl.Cluster, resourceNames: [] }));
   const east = proxy('sidecar~10.2.0.1~east-1.default~default.svc.cluster.local', 'sotw', false, 'c2');
   connect(east, r3);
-  await waitUntil('every proxy served', () => [synced, nacker, lagging, east].every(served));
-  await waitUntil('the silent proxy got clusters', () => silent.responses.length > 0);
+  await eventually('every proxy served', () => [synced, nacker, lagging, east].every(served), 30_000, 50);
+  await eventually('the silent proxy got clusters', () => silent.responses.length > 0, 30_000, 50);
   // A route change, pushed by both replicas.
   const before = synced.state.get(TypeUrl.RouteConfiguration)!.responses;
   const beforeLagging = lagging.state.get(TypeUrl.RouteConfiguration)!.responses;
   expect((await r1.apply(benchConfig(1))).status).toBe(200);
-  await waitUntil(
+  await eventually(
     'both replicas pushed the change',
     () =>
       synced.state.get(TypeUrl.RouteConfiguration)!.responses > before &&
       lagging.state.get(TypeUrl.RouteConfiguration)!.responses > beforeLagging,
+    30_000,
+    50,
   );
 }, 120_000);
 
@@ -219,7 +233,7 @@ describe('meridian proxy-status', () => {
   });
 
   it('for one proxy, compares what was sent with the current config per type', async () => {
-    await waitUntil(
+    await eventually(
       'the pushed change is what r2 holds',
       async () => (await meridian('proxy-status', 'lagging-4.default')) === 0 && out.includes('Routes Match'),
       20_000,

@@ -9,9 +9,9 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type EtcdCluster, freePorts, startEtcd } from '@meridian/testkit';
+import { type EtcdCluster, eventually, freePorts, startEtcd } from '@meridian/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminTokenFor, installClusterCaForTest, spawnTs, waitUntil } from '../../server/test/harness.js';
+import { adminTokenFor, installClusterCaForTest, spawnTs } from '../../server/test/harness.js';
 
 const MAIN = fileURLToPath(new URL('../../server/src/main.ts', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'meridian-dashboard-tls-'));
@@ -72,7 +72,7 @@ beforeAll(async () => {
     admin.push(`https://127.0.0.1:${adminPort}`);
   }
   for (const base of admin)
-    await waitUntil(
+    await eventually(
       `${base} ready over TLS`,
       async () => (await call(`${base}/readyz`)).status === 200,
       60_000,
@@ -124,12 +124,17 @@ describe('the dashboard over admin TLS', () => {
       /^meridian_ui_c1=[^;]+; Path=\/ui; Max-Age=3600; HttpOnly; SameSite=Strict; Secure$/,
     );
     const cookie = setCookie.split(';')[0]!;
-    await waitUntil('both replicas answer replica a over HTTPS', async () => {
-      const mesh = JSON.parse((await call(`${a}/ui/api/mesh`, { headers: { cookie } })).body) as {
-        replicas: { id: string; reachable: boolean }[];
-      };
-      return mesh.replicas.length === 2 && mesh.replicas.every((r) => r.reachable);
-    });
+    await eventually(
+      'both replicas answer replica a over HTTPS',
+      async () => {
+        const mesh = JSON.parse((await call(`${a}/ui/api/mesh`, { headers: { cookie } })).body) as {
+          replicas: { id: string; reachable: boolean }[];
+        };
+        return mesh.replicas.length === 2 && mesh.replicas.every((r) => r.reachable);
+      },
+      30_000,
+      50,
+    );
     const mesh = JSON.parse((await call(`${a}/ui/api/mesh`, { headers: { cookie } })).body) as {
       ca: { root?: string; chain?: string };
     };
@@ -184,10 +189,15 @@ describe('the dashboard over admin TLS', () => {
     });
     expect(bind.status, bind.body).toBe(200);
     let login = await certLogin({ cert });
-    await waitUntil('the binding reaches replica a', async () => {
-      login = await certLogin({ cert });
-      return login.status === 200;
-    });
+    await eventually(
+      'the binding reaches replica a',
+      async () => {
+        login = await certLogin({ cert });
+        return login.status === 200;
+      },
+      30_000,
+      50,
+    );
     expect(JSON.parse(login.body)).toMatchObject({ subject: uri, roles: ['view'] });
     const setCookie = String(login.headers['set-cookie']);
     expect(setCookie).toMatch(
@@ -200,9 +210,11 @@ describe('the dashboard over admin TLS', () => {
     expect(JSON.parse(who.body)).toMatchObject({ subject: uri, roles: ['view'] });
     const out = await call(`${a}/ui/logout`, { method: 'POST', headers: { origin: a, cookie } });
     expect(JSON.parse(out.body)).toEqual({ loggedOut: true, revoked: true });
-    await waitUntil(
+    await eventually(
       'replica b refuses the revoked session',
       async () => (await call(`${b}/ui/api/session`, { headers: { cookie } })).status === 401,
+      30_000,
+      50,
     );
   });
 });

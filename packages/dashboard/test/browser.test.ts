@@ -13,6 +13,7 @@ import { bootstrapCredential, operatorSubject } from '@meridian/auth';
 import { EtcdStore, Keyspace } from '@meridian/store';
 import {
   type EtcdCluster,
+  eventually,
   freePorts,
   type SimulatedProxy,
   type StandaloneNatsServer,
@@ -36,7 +37,6 @@ import {
   type ReplicaProcess,
   sidecar,
   startReplicas,
-  waitUntil,
   xdsClient,
 } from '../../server/test/harness.js';
 
@@ -197,7 +197,12 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
       p.connect(client);
       proxies.push(p);
     }
-    await waitUntil('both sidecars hold all four types', () => proxies.every((p) => p.state.size === 4));
+    await eventually(
+      'both sidecars hold all four types',
+      () => proxies.every((p) => p.state.size === 4),
+      30_000,
+      50,
+    );
     // Demo traffic for the graph: frontend -> payments, 40 answered and 10 failed, reported by the
     // caller's proxy to replicas a and b (Envoy's access-log service).
     const call = (code: number) =>
@@ -214,20 +219,25 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
       [replicas[0]!, 25, 4],
       [replicas[1]!, 15, 6],
     ] as const) {
-      await waitUntil(`${r.spec.id} takes the access logs`, async () => {
-        const sent = await streamAccessLogs(r.xds, [
-          encodeAccessLogs(
-            {
-              http: [
-                ...Array.from({ length: ok }, () => call(200)),
-                ...Array.from({ length: failed }, () => call(503)),
-              ],
-            },
-            node,
-          ),
-        ]);
-        return sent.code === 0;
-      });
+      await eventually(
+        `${r.spec.id} takes the access logs`,
+        async () => {
+          const sent = await streamAccessLogs(r.xds, [
+            encodeAccessLogs(
+              {
+                http: [
+                  ...Array.from({ length: ok }, () => call(200)),
+                  ...Array.from({ length: failed }, () => call(503)),
+                ],
+              },
+              node,
+            ),
+          ]);
+          return sent.code === 0;
+        },
+        30_000,
+        50,
+      );
     }
     // A fresh profile directory (playwright takes it as the persistent context's user data dir).
     context = await chromium.launchPersistentContext(profile, {
@@ -350,10 +360,15 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
     const row2 = page.locator('tr[data-proxy="client-2.default"]');
     await row1.waitFor({ timeout: 15_000 });
     await row2.waitFor({ timeout: 15_000 });
-    await waitUntil('both proxies SYNCED on every type', async () => {
-      const [t1, t2] = [await row1.textContent(), await row2.textContent()];
-      return (t1?.match(/SYNCED/g)?.length ?? 0) === 4 && (t2?.match(/SYNCED/g)?.length ?? 0) === 4;
-    });
+    await eventually(
+      'both proxies SYNCED on every type',
+      async () => {
+        const [t1, t2] = [await row1.textContent(), await row2.textContent()];
+        return (t1?.match(/SYNCED/g)?.length ?? 0) === 4 && (t2?.match(/SYNCED/g)?.length ?? 0) === 4;
+      },
+      30_000,
+      50,
+    );
     expect(await row1.locator('td').nth(2).textContent()).toBe('b');
     expect(await row2.locator('td').nth(2).textContent()).toBe('c');
     await page
@@ -368,12 +383,17 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
 
   it('Services and graph: the demo traffic as an edge with rate, errors and p99, and the endpoints by locality', async () => {
     // The replicas merge their graphs through etcd: wait until replica a's has both reports.
-    await waitUntil('the merged edge on replica a', async () => {
-      const g = JSON.parse((await replicas[0]!.text('/debug/graph')).body) as {
-        edges: { source: string; destination: string; requests: number }[];
-      };
-      return g.edges.some((e) => `${e.source}->${e.destination}` === EDGE && e.requests === 50);
-    });
+    await eventually(
+      'the merged edge on replica a',
+      async () => {
+        const g = JSON.parse((await replicas[0]!.text('/debug/graph')).body) as {
+          edges: { source: string; destination: string; requests: number }[];
+        };
+        return g.edges.some((e) => `${e.source}->${e.destination}` === EDGE && e.requests === 50);
+      },
+      30_000,
+      50,
+    );
     await page.click('header nav a:has-text("Services")');
     await page.waitForURL('**/ui/graph');
     const edge = page.locator(`svg[data-testid=graph] g[data-edge="${EDGE}"]`);
@@ -442,9 +462,11 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
       'IST0101',
     );
     await page.selectOption('[data-testid=kind]', 'AuthorizationPolicy');
-    await waitUntil(
+    await eventually(
       'only AuthorizationPolicies listed',
       async () => (await page.locator('tr[data-object]').count()) === 3,
+      30_000,
+      50,
     );
     await page.fill('input[name=proxy]', 'client-1.default');
     await page.click('form.filters button[type=submit]');

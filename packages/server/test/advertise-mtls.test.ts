@@ -21,15 +21,22 @@ import {
   parseKek,
 } from '@meridian/ca';
 import { decodeResource, type EnvoyJson, TypeUrl } from '@meridian/envoy';
-import { type EtcdCluster, SimulatedProxy, type SotwResponseView, startEtcd } from '@meridian/testkit';
+import {
+  type EtcdCluster,
+  eventually,
+  SimulatedProxy,
+  type SotwResponseView,
+  startEtcd,
+} from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReplicaInfo } from '../src/membership.js';
+import { ReplicaMtls } from '../src/mtls.js';
 import { chooseAdvertiseAddress, resolveOptions } from '../src/options.js';
 import { rateLimitServiceClient } from '../src/ratelimit-service.js';
 import { Replica } from '../src/replica.js';
 import { loadServingMaterial, namesNotCovered, servingMaterialFile } from '../src/serving-material.js';
-import { adminFetch, installClusterCaForTest, waitUntil } from './harness.js';
+import { adminFetch, installClusterCaForTest } from './harness.js';
 
 const TD = 'cluster.local';
 const MESH = 'advertise';
@@ -231,10 +238,11 @@ beforeAll(async () => {
   } finally {
     client.close();
   }
-  await waitUntil(
+  await eventually(
     'the config is served',
     async () => (a.snapshot?.config.rateLimits.length ?? 0) === 1,
     20_000,
+    50,
   );
 }, 120_000);
 
@@ -256,7 +264,12 @@ describe('a replica bound to 0.0.0.0 with --advertise-address', () => {
     ]);
     // A sidecar connected over mTLS to the advertised address (gRPC checks its IP SAN).
     const p = sidecar(at(POD_IP, a.caAddress));
-    await waitUntil('the sidecar holds the rate-limit cluster', async () => !!rateLimitCluster(p), 20_000);
+    await eventually(
+      'the sidecar holds the rate-limit cluster',
+      async () => !!rateLimitCluster(p),
+      20_000,
+      50,
+    );
     const cluster = rateLimitCluster(p);
     expect(endpointsOf(cluster)).toEqual([at(POD_IP, a.caAddress)]);
     expect(cluster?.type).toBe('STATIC');
@@ -286,10 +299,11 @@ describe('a replica bound to 0.0.0.0 with --advertise-address', () => {
     const a = replicas[0]!;
     const file = servingMaterialFile(join(snapshots, 'adv-a'), MESH, 'c1');
     const kek = parseKek(readFileSync(join(tmp, 'kek'), 'utf8'), 'test');
-    await waitUntil(
+    await eventually(
       'the serving material is written',
       async () => !!(await loadServingMaterial(file, kek, 'c1').catch(() => undefined)),
       10_000,
+      50,
     );
     const m = await loadServingMaterial(file, kek, 'c1');
     expect(m.servingNames).toEqual(expect.arrayContaining(['localhost', POD_IP, SERVICE]));
@@ -298,6 +312,38 @@ describe('a replica bound to 0.0.0.0 with --advertise-address', () => {
       '127.0.0.3',
       'other.example',
     ]);
+    // Restarted from disk (etcd unreachable) with names the kept certificate lacks: it says which.
+    const fromDisk = async (names: string[]) => {
+      const lines: string[] = [];
+      const log = pino(
+        { level: 'warn' },
+        new Writable({
+          write(chunk: Buffer, _enc, done) {
+            lines.push(...chunk.toString().split('\n').filter(Boolean));
+            done();
+          },
+        }),
+      );
+      const mtls = await ReplicaMtls.fromDisk({
+        store: undefined as never,
+        clusterId: 'c1',
+        trustDomain: TD,
+        kekFile: join(tmp, 'kek'),
+        servingDnsNames: names,
+        servingFile: file,
+        log,
+      });
+      expect(mtls).toBeDefined();
+      await mtls?.stop(100);
+      return lines.map((l) => JSON.parse(l) as { msg: string; missing?: string[] });
+    };
+    const missing = (await fromDisk(['localhost', POD_IP, SERVICE])).filter((l) => l.missing);
+    expect(missing).toEqual([]);
+    const moved = (await fromDisk(['localhost', '127.0.0.9', SERVICE])).find((l) => l.missing);
+    expect(moved).toMatchObject({
+      missing: ['127.0.0.9'],
+      msg: 'the certificate kept on disk does not name every host of this replica (--advertise-address or --serving-names changed): clients that check those names fail their handshake until the CA loads',
+    });
     expect(a.caAddress).toMatch(/^0\.0\.0\.0:/);
   }, 30_000);
 
@@ -326,10 +372,11 @@ describe('a replica bound to 0.0.0.0 with --advertise-address', () => {
     );
     const want = [at(POD_IP, a.caAddress), at(expected.host, b.caAddress)];
     const p = proxies[0]!;
-    await waitUntil(
+    await eventually(
       'the sidecar is sent both replicas',
       async () => JSON.stringify(endpointsOf(rateLimitCluster(p))) === JSON.stringify(want),
       20_000,
+      50,
     );
     expect(sansOf(rateLimitCluster(p))).toEqual(
       [POD_IP, expected.host].sort().map((h) => ({ san_type: 'IP_ADDRESS', matcher: { exact: h } })),

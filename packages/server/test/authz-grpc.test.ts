@@ -16,12 +16,12 @@ import {
   createCertificateServiceClient,
   createCsr,
 } from '@meridian/ca';
-import { type EtcdCluster, freePort, GrpcClientProcess, startEtcd } from '@meridian/testkit';
+import { type EtcdCluster, eventually, freePort, GrpcClientProcess, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveOptions } from '../src/options.js';
 import { Replica } from '../src/replica.js';
-import { adminFetch, installClusterCaForTest, waitUntil } from './harness.js';
+import { adminFetch, installClusterCaForTest } from './harness.js';
 
 const TD = 'cluster.local';
 const NS = 'shop';
@@ -255,18 +255,26 @@ describe('AuthorizationPolicy on a proxyless gRPC server (@grpc/grpc-js-xds, GRP
     await remove(replica as Replica, 'deny-call');
     await remove(replica as Replica, 'allow-a');
     // Meridian's part: the echo server's listener comes without any RBAC filter, and it ACKs it.
-    await waitUntil('the server listener without RBAC, ACKed', async () => {
-      const syncz = (await (await adminFetch(replica as Replica, '/debug/syncz')).json()) as {
-        proxyId: string;
-        types: Record<string, { state: string }>;
-      }[];
-      const server = syncz.find((p) => p.proxyId.includes('~echo-0.'));
-      if (server?.types.lds?.state !== 'SYNCED') return false;
-      const dump = await (
-        await adminFetch(replica as Replica, `/debug/config_dump?proxy=${encodeURIComponent(server.proxyId)}`)
-      ).text();
-      return dump.includes('xds.istio.io/grpc/lds/inbound') && !dump.includes('envoy.filters.http.rbac');
-    });
+    await eventually(
+      'the server listener without RBAC, ACKed',
+      async () => {
+        const syncz = (await (await adminFetch(replica as Replica, '/debug/syncz')).json()) as {
+          proxyId: string;
+          types: Record<string, { state: string }>;
+        }[];
+        const server = syncz.find((p) => p.proxyId.includes('~echo-0.'));
+        if (server?.types.lds?.state !== 'SYNCED') return false;
+        const dump = await (
+          await adminFetch(
+            replica as Replica,
+            `/debug/config_dump?proxy=${encodeURIComponent(server.proxyId)}`,
+          )
+        ).text();
+        return dump.includes('xds.istio.io/grpc/lds/inbound') && !dump.includes('envoy.filters.http.rbac');
+      },
+      30_000,
+      50,
+    );
     await until('a', grpc.status.OK, 60_000);
     // grpc-js-xds applies a listener update to connections it opens afterwards; an open connection can
     // keep the filter chain it was accepted with (seen: client-b's connection, opened between the two

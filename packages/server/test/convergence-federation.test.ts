@@ -12,6 +12,7 @@ import type { Client } from '@grpc/grpc-js';
 import { generateClusterCredentials, renderNatsAuthorization } from '@meridian/federation';
 import {
   type EtcdCluster,
+  eventually,
   type NatsSupercluster,
   SimulatedProxy,
   startEtcd,
@@ -24,7 +25,7 @@ import type { MeshConvergenceReport, ReplicaConvergence } from '../src/convergen
 import { resolveOptions } from '../src/options.js';
 import { Replica } from '../src/replica.js';
 import { telemetrySubject } from '../src/telemetry-federation.js';
-import { ALL_TYPES, adminFetch, waitUntil, xdsClient } from './harness.js';
+import { ALL_TYPES, adminFetch, xdsClient } from './harness.js';
 
 const MESH = 'convfed';
 const tmp = mkdtempSync(join(tmpdir(), 'meridian-convergence-federation-'));
@@ -131,7 +132,7 @@ describe('convergence across federated clusters', () => {
     const both = (m: MeshConvergenceReport) =>
       m.clusters.map((c) => c.clusterId).join(',') === 'east,west' &&
       m.clusters.every((c) => c.proxies === 1 && c.synced === 1);
-    await waitUntil(
+    await eventually(
       "both clusters' proxies synced in each cluster's mesh view",
       async () => {
         const [a, b] = [await mesh(east), await mesh(west)];
@@ -147,9 +148,9 @@ describe('convergence across federated clusters', () => {
     // A change in west only: east sees west's new revision, and west's proxy ACKing it.
     const before = (await mesh(east)).clusters.find((c) => c.clusterId === 'west')!.revision!;
     await apply(west, serviceEntry(9081));
-    await waitUntil("west's new push context", () => (west.snapshot?.revision ?? 0) > before, 10_000);
+    await eventually("west's new push context", () => (west.snapshot?.revision ?? 0) > before, 10_000, 50);
     const westRevision = west.snapshot!.revision;
-    await waitUntil(
+    await eventually(
       "west's new revision synced, seen from east",
       async () => {
         const m = await mesh(east);
@@ -195,10 +196,11 @@ describe('convergence across federated clusters', () => {
       // East's own subject, a body claiming cluster c3: the receiver drops it.
       nc.publish(telemetrySubject('convergence', MESH, 'east', 'fake'), JSON.stringify(forged('c3', 'fake')));
       await nc.flush();
-      await waitUntil(
+      await eventually(
         'the permission violation reported',
         () => errors.some((e) => /permission/i.test(e)),
         10_000,
+        50,
       );
     } finally {
       await nc.close();
@@ -216,7 +218,7 @@ describe('convergence across federated clusters', () => {
     } finally {
       await probe.close();
     }
-    await waitUntil(
+    await eventually(
       "the probe among east's replicas, seen from west",
       async () => (await mesh(west)).clusters.find((c) => c.clusterId === 'east')?.replicas === 2,
       15_000,

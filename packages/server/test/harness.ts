@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Client, credentials } from '@grpc/grpc-js';
 import type { RootCa } from '@meridian/ca';
 import { TypeUrl } from '@meridian/envoy';
-import { SimulatedProxy } from '@meridian/testkit';
+import { eventually, SimulatedProxy } from '@meridian/testkit';
 
 /** The repository root. */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -32,28 +32,6 @@ export function spawnTs(
   live.add(child);
   child.once('exit', () => live.delete(child));
   return child;
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Polls `check` every `pollMs` until it returns true; throws after `timeoutMs` with `what`. */
-export async function waitUntil(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 30_000,
-  pollMs = 50,
-): Promise<number> {
-  const start = performance.now();
-  for (;;) {
-    try {
-      if (await check()) return performance.now() - start;
-    } catch {
-      // not yet
-    }
-    if (performance.now() - start > timeoutMs)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(pollMs);
-  }
 }
 
 const adminTokens = new Map<string, Promise<string>>();
@@ -198,7 +176,7 @@ export class ReplicaProcess {
     };
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
-    await waitUntil(
+    await eventually(
       `${s.id} ready`,
       async () => {
         if (!this.running) throw new Error(`${s.id} exited:\n${this.output.slice(-20).join('\n')}`);

@@ -16,17 +16,10 @@ import {
   createCsr,
 } from '@meridian/ca';
 import { TypeUrl } from '@meridian/envoy';
-import { type EtcdCluster, freePorts, SimulatedProxy, startEtcd } from '@meridian/testkit';
+import { type EtcdCluster, eventually, freePorts, SimulatedProxy, startEtcd } from '@meridian/testkit';
 import { ISTIOD_BUCKETS, TRIGGER_REASONS } from '@meridian/xds';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ALL_TYPES,
-  benchConfig,
-  installClusterCaForTest,
-  ReplicaProcess,
-  waitUntil,
-  xdsClient,
-} from './harness.js';
+import { ALL_TYPES, benchConfig, installClusterCaForTest, ReplicaProcess, xdsClient } from './harness.js';
 
 /** One sample of a Prometheus text exposition. */
 interface Sample {
@@ -261,15 +254,20 @@ beforeAll(async () => {
     clients.push(client);
     p.connect(client);
   }
-  await waitUntil('both proxies served', () =>
-    [good, nacker].every((p) => ALL_TYPES.every((t) => (p.state.get(t)?.responses ?? 0) > 0)),
+  await eventually(
+    'both proxies served',
+    () => [good, nacker].every((p) => ALL_TYPES.every((t) => (p.state.get(t)?.responses ?? 0) > 0)),
+    30_000,
+    50,
   );
   // A config change: a debounced push with trigger "config" to both.
   const routes = good.state.get(TypeUrl.RouteConfiguration)!.responses;
   expect((await replica.apply(benchConfig(1))).status).toBe(200);
-  await waitUntil(
+  await eventually(
     'the route change pushed',
     () => good.state.get(TypeUrl.RouteConfiguration)!.responses > routes,
+    30_000,
+    50,
   );
 
   // A CSR signed over the CA port with a bootstrap token.

@@ -6,12 +6,12 @@ import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { TypeUrl } from '@meridian/envoy';
-import { type EtcdCluster, SimulatedProxy, startEtcd } from '@meridian/testkit';
+import { type EtcdCluster, eventually, SimulatedProxy, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveOptions } from '../src/options.js';
 import { Replica } from '../src/replica.js';
-import { adminFetch, waitUntil, xdsClient } from './harness.js';
+import { adminFetch, xdsClient } from './harness.js';
 
 let etcd: EtcdCluster | undefined;
 let replica: Replica | undefined;
@@ -100,7 +100,12 @@ spec:
     proxy.connect(xdsClient(replica!.xdsAddress));
     proxies.push(proxy);
 
-    await waitUntil('jwt_authn with kid-one', async () => (await inboundDump()).includes('kid-one'), 30_000);
+    await eventually(
+      'jwt_authn with kid-one',
+      async () => (await inboundDump()).includes('kid-one'),
+      30_000,
+      50,
+    );
     expect(await inboundDump()).toContain('envoy.filters.http.jwt_authn');
 
     type Status = Array<{
@@ -133,18 +138,20 @@ spec:
 `,
     });
     expect(second.status).toBe(200);
-    await waitUntil(
+    await eventually(
       'the failed fetch in /debug/jwks',
       async () => (await status()).some((s) => s.lastError),
       30_000,
+      50,
     );
     const failed = (await status()).find((s) => s.issuer === 'https://other.test');
     expect(failed).toMatchObject({ uri: bad, stale: false, kids: [] });
     expect(failed?.lastError?.message).toBe(`${bad}: HTTP 503`);
-    await waitUntil(
+    await eventually(
       'both providers on the proxy',
       async () => (await inboundDump()).includes('meridian-jwks-unavailable'),
       30_000,
+      50,
     );
     const dump = await inboundDump();
     expect(dump).toContain('kid-one');

@@ -1,6 +1,7 @@
 // The replica's JWKS resolver against a real HTTPS server on loopback (a test CA): first fetch, key
 // rotation, then failures: the last good key set stays served, metrics and status say so; recovery;
 // discovery through the issuer's OpenID configuration; an untrusted server and a hanging one fail.
+
 import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -13,12 +14,12 @@ import {
   WorkloadCertificateIssuer,
 } from '@meridian/ca';
 import { parseNode } from '@meridian/envoy';
+import { eventually } from '@meridian/testkit';
 import { createConfigSnapshot, createRegistrySnapshot, translateProxy } from '@meridian/translate';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JwksResolver } from '../src/jwks.js';
-import { waitUntil } from './harness.js';
 
 class TestReader extends MetricReader {
   protected override async onShutdown(): Promise<void> {}
@@ -183,7 +184,7 @@ describe('JwksResolver over real HTTPS', () => {
       const uri = `https://localhost:${port}/jwks.json`;
       const objects = requestAuthn(`  - {issuer: "https://issuer.test", jwksUri: "${uri}"}`);
       expect(resolver.resolve(objects).size).toBe(0);
-      await waitUntil('first fetch', () => resolver.jwks.has(uri), 10_000);
+      await eventually('first fetch', () => resolver.jwks.has(uri), 10_000, 50);
       expect(kidsOf(resolver.jwks.get(uri))).toEqual(['k1']);
       expect(changes.n).toBe(1);
 
@@ -200,7 +201,7 @@ describe('JwksResolver over real HTTPS', () => {
 
       // Rotation: the next refresh serves the new keys.
       behaviour.body = keySet('k2', 'k3');
-      await waitUntil('rotation', () => kidsOf(resolver.jwks.get(uri)).includes('k2'), 10_000);
+      await eventually('rotation', () => kidsOf(resolver.jwks.get(uri)).includes('k2'), 10_000, 50);
       expect(kidsOf(resolver.jwks.get(uri))).toEqual(['k2', 'k3']);
       const successAt = await metric(reader, 'meridian_jwks_last_success_timestamp_seconds', {
         issuer: 'https://issuer.test',
@@ -209,11 +210,12 @@ describe('JwksResolver over real HTTPS', () => {
 
       // Failure: the last good key set stays; status, metrics and the stale gauge say so.
       behaviour.mode = 'error';
-      await waitUntil('a failed refresh', () => resolver.status()[0]?.lastError !== undefined, 10_000);
-      await waitUntil(
+      await eventually('a failed refresh', () => resolver.status()[0]?.lastError !== undefined, 10_000, 50);
+      await eventually(
         'two failed refreshes',
         async () => (await metric(reader, 'meridian_jwks_fetch', { result: 'failure' })) >= 2,
         10_000,
+        50,
       );
       expect(kidsOf(resolver.jwks.get(uri))).toEqual(['k2', 'k3']);
       const status = resolver.status()[0]!;
@@ -237,7 +239,7 @@ describe('JwksResolver over real HTTPS', () => {
       // Recovery: the next good answer is served and the failure is cleared.
       behaviour.mode = 'ok';
       behaviour.body = keySet('k4');
-      await waitUntil('recovery', () => kidsOf(resolver.jwks.get(uri)).includes('k4'), 10_000);
+      await eventually('recovery', () => kidsOf(resolver.jwks.get(uri)).includes('k4'), 10_000, 50);
       expect(resolver.status()[0]).toMatchObject({ stale: false, keys: 1 });
       expect(resolver.status()[0]?.lastError).toBeUndefined();
       expect(await metric(reader, 'meridian_jwks_stale', { issuer: 'https://issuer.test' })).toBe(0);
@@ -258,7 +260,7 @@ describe('JwksResolver over real HTTPS', () => {
     try {
       const issuer = `https://localhost:${port}`;
       resolver.resolve(requestAuthn(`  - {issuer: "${issuer}"}`));
-      await waitUntil('discovered fetch', () => resolver.jwks.has(`issuer:${issuer}`), 10_000);
+      await eventually('discovered fetch', () => resolver.jwks.has(`issuer:${issuer}`), 10_000, 50);
       expect(kidsOf(resolver.jwks.get(`issuer:${issuer}`))).toEqual(['d1']);
       expect(resolver.status()[0]?.uri).toBe(`https://localhost:${port}/keys`);
     } finally {
@@ -277,7 +279,7 @@ describe('JwksResolver over real HTTPS', () => {
     const hanging = resolverWith(reader, { n: 0 }, { timeoutMs: 300 });
     try {
       untrusting.resolve(requestAuthn(`  - {issuer: "a", jwksUri: "https://localhost:${port}/a"}`));
-      await waitUntil('TLS failure', () => untrusting.status()[0]?.lastError !== undefined, 10_000);
+      await eventually('TLS failure', () => untrusting.status()[0]?.lastError !== undefined, 10_000, 50);
       expect(untrusting.status()[0]?.lastError?.message).toMatch(/certificate/);
       expect(untrusting.jwks.size).toBe(0);
 
@@ -285,7 +287,7 @@ describe('JwksResolver over real HTTPS', () => {
       hanging.resolve(
         requestAuthn(`  - {issuer: "b", jwksUri: "https://localhost:${port}/b", timeout: 300ms}`),
       );
-      await waitUntil('timeout', () => hanging.status()[0]?.lastError !== undefined, 10_000);
+      await eventually('timeout', () => hanging.status()[0]?.lastError !== undefined, 10_000, 50);
       expect(hanging.status()[0]?.lastError?.message).toMatch(/timed out after 300 ms/);
       expect(hanging.status()[0]).toMatchObject({ stale: false, keys: 0 });
       expect(await metric(reader, 'meridian_jwks_fetch', { result: 'failure' })).toBeGreaterThanOrEqual(1);

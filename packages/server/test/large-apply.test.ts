@@ -11,7 +11,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TypeUrl } from '@meridian/envoy';
 import { EtcdStore, Keyspace, type Store } from '@meridian/store';
-import { type EtcdCluster, freePorts, SimulatedProxy, startEtcd, startEtcdCluster } from '@meridian/testkit';
+import {
+  type EtcdCluster,
+  eventually,
+  freePorts,
+  SimulatedProxy,
+  startEtcd,
+  startEtcdCluster,
+} from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ClusterState } from '../src/cluster-state.js';
@@ -23,7 +30,6 @@ import {
   type ReplicaProcess,
   spawnTs,
   startReplicas,
-  waitUntil,
   xdsClient,
 } from './harness.js';
 
@@ -132,7 +138,12 @@ describe('applies of any size (issue 15, item 1)', () => {
     });
     proxies.push(proxy);
     proxy.connect(xdsClient(b.xds));
-    await waitUntil('proxy has CDS', () => (proxy.state.get(TypeUrl.Cluster)?.responses ?? 0) > 0);
+    await eventually(
+      'proxy has CDS',
+      () => (proxy.state.get(TypeUrl.Cluster)?.responses ?? 0) > 0,
+      30_000,
+      50,
+    );
     const base = proxy.state.get(TypeUrl.Cluster)!.resources.size;
 
     const body = many('bulk', N);
@@ -147,12 +158,13 @@ describe('applies of any size (issue 15, item 1)', () => {
       JSON.stringify({ apply: { objects: N, bodyBytes: Buffer.byteLength(body), ms: Math.round(ms) } }),
     );
 
-    await waitUntil(
+    await eventually(
       'watcher sees the apply',
       () => watcher.list('config/ServiceEntry/bulk/').length === N,
       60_000,
+      50,
     );
-    await waitUntil(
+    await eventually(
       'the proxy on replica b holds every cluster',
       () => proxy.state.get(TypeUrl.Cluster)!.resources.size === base + N,
       120_000,
@@ -163,9 +175,11 @@ describe('applies of any size (issue 15, item 1)', () => {
     const cds = proxy.responses.filter((r) => r.typeUrl === TypeUrl.Cluster).map((r) => r.resources.length);
     expect(cds.filter((n) => n !== base && n !== base + N)).toEqual([]);
     // Folded: nothing left staged, and both replicas list every object.
-    await waitUntil(
+    await eventually(
       'staging folded away',
       async () => (await watchStore.list(STAGING_PREFIX)).items.length === 0,
+      30_000,
+      50,
     );
     const listed = await b.getJson<{ items: unknown[] }>('/apis/v1/config/ServiceEntry?namespace=bulk');
     expect(listed.items).toHaveLength(N);
@@ -196,10 +210,11 @@ describe('applies of any size (issue 15, item 1)', () => {
     expect(res.status, JSON.stringify(res.body)).toBe(503);
     await Promise.all(etcd.members.map((m) => m.restart()));
     await etcd.waitHealthy({ timeoutMs: 60_000 });
-    await waitUntil(
+    await eventually(
       'replica a writable again',
       async () => (await a.text('/readyz')).body.trim() === 'ok',
       60_000,
+      50,
     );
     const listed = await a.getJson<{ items: unknown[] }>('/apis/v1/config/ServiceEntry?namespace=bulk2');
     expect([0, N]).toContain(listed.items.length);
@@ -208,10 +223,11 @@ describe('applies of any size (issue 15, item 1)', () => {
     // Applied again: all of it, at once.
     const again = await post(a, many('bulk2', N));
     expect(again.status, JSON.stringify(again.body).slice(0, 500)).toBe(200);
-    await waitUntil(
+    await eventually(
       'watcher sees bulk2',
       () => watcher.list('config/ServiceEntry/bulk2/').length === N,
       60_000,
+      50,
     );
     expect(seen.slice(before).filter(([, bulk2]) => bulk2 !== 0 && bulk2 !== N)).toEqual([]);
     expect(seen.at(-1)).toEqual([N, N]);
@@ -289,7 +305,7 @@ describe('whatever etcd --max-txn-ops allows', () => {
       const config = new ConfigService(store, { unavailableSince: undefined }, state);
       const result = await config.applyText(many('bulk', 500));
       expect(result.items).toHaveLength(500);
-      await waitUntil('watcher sees 500', () => state.list('config/').length === 500);
+      await eventually('watcher sees 500', () => state.list('config/').length === 500, 30_000, 50);
       expect(counts).toEqual([500]);
       await config.folded();
       expect((await store.list('config/')).items).toHaveLength(500);

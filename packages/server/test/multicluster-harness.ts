@@ -4,6 +4,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { decodeResource, TypeUrl } from '@meridian/envoy';
 import {
+  eventually,
   freePorts,
   type GrpcCallResult,
   GrpcClientProcess,
@@ -14,7 +15,6 @@ import {
   type TcpProxy,
   tcpProxy,
 } from '@meridian/testkit';
-import { waitUntil } from './harness.js';
 
 const METHOD = '/meridian.test.Echo/Call';
 
@@ -78,7 +78,7 @@ export async function startNatsPair(): Promise<NatsPair> {
       }
       return true;
     };
-    await waitUntil('NATS gateways east <-> west', gatewaysUp, 60_000, 100);
+    await eventually('NATS gateways east <-> west', gatewaysUp, 60_000, 100);
     return {
       east: e,
       west: w,
@@ -87,7 +87,7 @@ export async function startNatsPair(): Promise<NatsPair> {
       },
       async heal() {
         await Promise.all([toEast.heal(), toWest.heal()]);
-        await waitUntil('NATS gateways back', gatewaysUp, 60_000, 100).catch(async (error: Error) => {
+        await eventually('NATS gateways back', gatewaysUp, 60_000, 100).catch(async (error: Error) => {
           const state = await Promise.all(
             [e, w].map((x) => natsMonitor<Record<string, unknown>>(x.monitorPort, 'gatewayz').catch(String)),
           );

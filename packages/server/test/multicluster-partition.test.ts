@@ -6,6 +6,7 @@
 
 import { TypeUrl } from '@meridian/envoy';
 import {
+  eventually,
   freePorts,
   SimulatedProxy,
   startEtcd,
@@ -15,7 +16,7 @@ import {
   tcpProxy,
 } from '@meridian/testkit';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { type ReplicaProcess, startReplicas, waitUntil, xdsClient } from './harness.js';
+import { type ReplicaProcess, startReplicas, xdsClient } from './harness.js';
 import { latestCla } from './multicluster-harness.js';
 
 type Stop = () => Promise<unknown>;
@@ -143,10 +144,10 @@ afterAll(async () => {
 }, 60_000);
 
 it('the exporting leader cut off from etcd stops exporting; the new leader exports with a larger epoch', async () => {
-  await waitUntil('west imports east', () => westSees().includes('10.5.0.1:9080'), 30_000, 50);
+  await eventually('west imports east', () => westSees().includes('10.5.0.1:9080'), 30_000, 50);
   const status = (r: ReplicaProcess) => r.getJson<Federation>('/debug/federation');
   let leader: ReplicaProcess | undefined;
-  await waitUntil(
+  await eventually(
     'an exporting east replica',
     async () => {
       for (const r of [east0, east1]) if ((await status(r)).exporting) leader = r;
@@ -158,7 +159,7 @@ it('the exporting leader cut off from etcd stops exporting; the new leader expor
   const old = leader!;
   const next = old === east0 ? east1 : east0;
   const eastInWest = async () => (await status(west)).remoteClusters.find((c) => c.cluster === 'east');
-  await waitUntil(
+  await eventually(
     "west on the leader's epoch",
     async () => (await eastInWest())?.epoch === (await status(old)).epoch,
     30_000,
@@ -168,25 +169,22 @@ it('the exporting leader cut off from etcd stops exporting; the new leader expor
 
   const cutAt = performance.now();
   await Promise.all(etcdProxies.get(old)!.map((p) => p.cut()));
-  const stoppedMs = await waitUntil(
-    'the old leader stops exporting',
-    async () => !(await status(old)).exporting,
-    30_000,
-    50,
-  );
-  await waitUntil('the other replica exporting', async () => (await status(next)).exporting, 30_000, 50);
+  const stoppedMsStart = performance.now();
+  await eventually('the old leader stops exporting', async () => !(await status(old)).exporting, 30_000, 50);
+  const stoppedMs = performance.now() - stoppedMsStart;
+  await eventually('the other replica exporting', async () => (await status(next)).exporting, 30_000, 50);
   const epoch2 = (await status(next)).epoch!;
   expect(epoch2).toBeGreaterThan(epoch1);
   // A change during the cut, through the new leader, reaches west.
   expect((await next.apply(entry('e2', '10.5.0.2'))).status).toBe(200);
-  await waitUntil('west sees e2', () => westSees().includes('10.5.0.2:9080'), 30_000, 50);
+  await eventually('west sees e2', () => westSees().includes('10.5.0.2:9080'), 30_000, 50);
   expect(await eastInWest()).toMatchObject({ epoch: epoch2, stale: false });
   process.stdout.write(
     `[multicluster-partition] leader cut from etcd: stopped exporting after ${Math.round(stoppedMs)} ms; new epoch ${epoch2} > ${epoch1}, exported after ${Math.round(performance.now() - cutAt)} ms\n`,
   );
 
   await Promise.all(etcdProxies.get(old)!.map((p) => p.heal()));
-  await waitUntil(
+  await eventually(
     'the old leader back as a follower',
     async () => {
       const l = await old.getJson<{ isLeader: boolean; leader?: string }>('/debug/leader');
@@ -196,13 +194,13 @@ it('the exporting leader cut off from etcd stops exporting; the new leader expor
     100,
   );
   // A change through the old leader is exported by the new one; the old one stays quiet.
-  await waitUntil(
+  await eventually(
     'apply through the old leader',
     async () => (await old.apply(entry('e3', '10.5.0.3'))).status === 200,
     30_000,
     500,
   );
-  await waitUntil('west sees e3', () => westSees().includes('10.5.0.3:9080'), 30_000, 50);
+  await eventually('west sees e3', () => westSees().includes('10.5.0.3:9080'), 30_000, 50);
   expect(westSees()).toEqual(['10.5.0.1:9080', '10.5.0.2:9080', '10.5.0.3:9080']);
   expect(await eastInWest()).toMatchObject({ epoch: epoch2, stale: false });
   expect((await status(old)).exporting).toBe(false);

@@ -6,11 +6,11 @@
 import { TypeUrl } from '@meridian/envoy';
 
 import { EtcdStore, Keyspace } from '@meridian/store';
-import { type EtcdCluster, freePorts, SimulatedProxy, startEtcdCluster } from '@meridian/testkit';
+import { type EtcdCluster, eventually, freePorts, SimulatedProxy, startEtcdCluster } from '@meridian/testkit';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IMPORT_CACHE_KEY } from '../src/federation.js';
-import { ReplicaProcess, startReplicas, waitUntil, xdsClient } from './harness.js';
+import { ReplicaProcess, startReplicas, xdsClient } from './harness.js';
 import {
   Backend,
   type CallResult,
@@ -164,7 +164,7 @@ afterAll(async () => {
 /** The replica that exports for `cluster` (its leader), by /debug/federation. */
 async function exporterOf(cluster: ClusterName): Promise<ReplicaProcess> {
   let found: ReplicaProcess | undefined;
-  await waitUntil(
+  await eventually(
     `an exporting replica in ${cluster}`,
     async () => {
       for (const r of replicas[cluster]) {
@@ -183,7 +183,7 @@ async function exporterOf(cluster: ClusterName): Promise<ReplicaProcess> {
 describe('two clusters federated over NATS', { timeout: 120_000 }, () => {
   it('every west replica serves east endpoints; a backend added in east shows up in west EDS', async () => {
     const watchers = replicas.west.map((r) => watchCla(r, 'west'));
-    await waitUntil(
+    await eventually(
       'east and west endpoints in both west replicas',
       () =>
         watchers.every((w) => {
@@ -191,6 +191,7 @@ describe('two clusters federated over NATS', { timeout: 120_000 }, () => {
           return cla.length === 4 && eastOf(cla).length === 2;
         }),
       60_000,
+      50,
     );
     for (const w of watchers)
       expect(latestCla(w, CLA)!.map((e) => e.address)).toEqual(addrs([...backends.east, ...backends.west]));
@@ -201,7 +202,7 @@ describe('two clusters federated over NATS', { timeout: 120_000 }, () => {
       workloadEntry('east', 'east-2', '127.0.0.1', extraBackend.port),
     );
     expect(res.status).toBe(200);
-    await waitUntil(
+    await eventually(
       'east-2 in west EDS',
       () => watchers.every((w) => eastOf(latestCla(w, CLA)).includes(`127.0.0.1:${extraBackend.port}`)),
       30_000,
@@ -217,7 +218,7 @@ describe('two clusters federated over NATS', { timeout: 120_000 }, () => {
 
   it('a grpc-js-xds client in west uses west backends, fails over to east within 5 s and comes back', async () => {
     client = await ClientProcess.start(replicas.west[0]!.xds, 'west', REGION.west, `${REGION.west}-a`);
-    await waitUntil(
+    await eventually(
       'first successful call',
       async () => (await client!.call(TARGET, 2000)).code === 0,
       60_000,
@@ -230,7 +231,7 @@ describe('two clusters federated over NATS', { timeout: 120_000 }, () => {
     await new Promise((r) => setTimeout(r, 500));
     for (const b of backends.west) b.stop();
     const killedAt = Date.now();
-    await waitUntil(
+    await eventually(
       'east serving',
       async () => {
         const r = await client!.call(TARGET, 2000);
@@ -259,7 +260,7 @@ describe('two clusters federated over NATS', { timeout: 120_000 }, () => {
 
     const restoredAt = Date.now();
     for (const b of backends.west) await b.start();
-    await waitUntil(
+    await eventually(
       'traffic back to west',
       async () =>
         (await client!.many(TARGET, 20)).every((r) => r.code === 0 && r.backend?.startsWith('west-')),
@@ -274,7 +275,7 @@ describe('two clusters federated over NATS', { timeout: 120_000 }, () => {
     const patientBefore = claResponses(patient);
     const cutAt = performance.now();
     await nats.cut();
-    await waitUntil(
+    await eventually(
       'east UNHEALTHY in the short-grace replica',
       () => {
         const east = (latestCla(hasty, CLA) ?? []).filter((e) => e.region === REGION.east);
@@ -287,7 +288,7 @@ describe('two clusters federated over NATS', { timeout: 120_000 }, () => {
     await new Promise((r) => setTimeout(r, Math.max(0, 10_000 - (performance.now() - cutAt))));
     await nats.heal();
     const healedAt = performance.now();
-    await waitUntil(
+    await eventually(
       'east HEALTHY again in the short-grace replica',
       () => {
         const east = (latestCla(hasty, CLA) ?? []).filter((e) => e.region === REGION.east);
@@ -304,7 +305,7 @@ describe('two clusters federated over NATS', { timeout: 120_000 }, () => {
     });
     expect(outageMs).toBeLessThan(PATIENT_GRACE_S * 1000); // precondition of the no-push check
     // East heard again by the patient replica (heartbeats flow), then nothing was pushed to its proxy.
-    await waitUntil(
+    await eventually(
       'east heard by the patient replica',
       async () => {
         const s = await replicas.west[0]!.getJson<{ remoteClusters: { heardAgoMs?: number }[] }>(
@@ -338,7 +339,7 @@ describe('two clusters federated over NATS', { timeout: 120_000 }, () => {
       };
       nc.publish(`meridian.test.fed.east.svc.default.${HOST}`, JSON.stringify(forged));
       await nc.flush();
-      await waitUntil(
+      await eventually(
         'the forged message rejected by every west replica',
         async () => {
           for (const r of replicas.west) {
@@ -403,7 +404,7 @@ spec:
     const addresses = (p: SimulatedProxy) => (latestCla(p, cla) ?? []).map((e) => e.address);
     const seen = () => [addresses(inWestNet), addresses(noNetwork), addresses(inEastNet)];
     const want = [['192.0.2.50:15443'], ['10.66.0.1:9080'], ['10.66.0.1:9080']];
-    await waitUntil(
+    await eventually(
       'ratings endpoints as each network sees them',
       () => JSON.stringify(seen()) === JSON.stringify(want),
       30_000,
@@ -434,7 +435,7 @@ spec:
         applied++;
       }
     })();
-    await waitUntil('burst under way', () => (latestCla(eastWatcher, CLA)?.length ?? 0) >= 10, 30_000, 10);
+    await eventually('burst under way', () => (latestCla(eastWatcher, CLA)?.length ?? 0) >= 10, 30_000, 10);
     await leader.kill('SIGKILL');
     const killedAt = performance.now();
     const appliedBeforeKill = applied;
@@ -443,13 +444,13 @@ spec:
       ...addrs([...backends.east, extraBackend]),
       ...Array.from({ length: 10 }, (_, k) => `10.77.0.${2 * k + 2}:9000`),
     ].sort();
-    await waitUntil(
+    await eventually(
       "east's final state in east",
       () => JSON.stringify(eastOf(latestCla(eastWatcher, CLA))) === JSON.stringify(expected),
       30_000,
       20,
     );
-    await waitUntil(
+    await eventually(
       "east's final state in west",
       () => JSON.stringify(eastOf(latestCla(westWatcher, CLA))) === JSON.stringify(expected),
       60_000,
@@ -463,7 +464,7 @@ spec:
       convergedAfterKillMs: Math.round(performance.now() - killedAt),
     });
     expect(appliedBeforeKill).toBeLessThan(30); // the kill happened during the burst
-    await waitUntil(
+    await eventually(
       "east's final state in the other west replica",
       () => JSON.stringify(eastOf(latestCla(proxies[1]!, CLA))) === JSON.stringify(expected),
       30_000,
@@ -479,7 +480,7 @@ spec:
       keyspace: Keyspace.of('test', 'west'),
     });
     try {
-      await waitUntil(
+      await eventually(
         'the import cache in etcd holds the final state',
         async () => {
           const kv = await store.get(IMPORT_CACHE_KEY);
@@ -501,7 +502,7 @@ spec:
     replicas.west[1] = restarted;
     await restarted.start();
     const w = watchCla(restarted, 'west');
-    await waitUntil(
+    await eventually(
       'cached east endpoints served',
       () => JSON.stringify(eastOf(latestCla(w, CLA))) === JSON.stringify(finalEast),
       30_000,

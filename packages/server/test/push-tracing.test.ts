@@ -5,12 +5,12 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { TypeUrl } from '@meridian/envoy';
-import { type EtcdCluster, SimulatedProxy, startEtcd } from '@meridian/testkit';
+import { type EtcdCluster, eventually, SimulatedProxy, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveOptions } from '../src/options.js';
 import { Replica } from '../src/replica.js';
-import { adminFetch, waitUntil, xdsClient } from './harness.js';
+import { adminFetch, xdsClient } from './harness.js';
 
 interface OtlpSpan {
   traceId: string;
@@ -86,7 +86,7 @@ describe('push pipeline traces', () => {
       subscriptions: [{ typeUrl: TypeUrl.Cluster }, { typeUrl: TypeUrl.Listener }],
     });
     proxy.connect(xdsClient(replica!.xdsAddress));
-    await waitUntil('the proxy synced', () => proxy!.state.size === 2);
+    await eventually('the proxy synced', () => proxy!.state.size === 2, 30_000, 50);
     const apply = await adminFetch(replica!, '/apis/v1/apply?source=t.yaml', {
       method: 'POST',
       body: `apiVersion: networking.istio.io/v1
@@ -104,7 +104,7 @@ spec:
     const revision = String(((await apply.json()) as { revision: number }).revision);
     expect(Number(revision)).toBeGreaterThan(0);
     let root: OtlpSpan | undefined;
-    await waitUntil(
+    await eventually(
       'a finished meridian.push trace with a converge step for the new config',
       () => {
         root = spans.find(
@@ -116,6 +116,7 @@ spec:
         return root !== undefined;
       },
       30_000,
+      50,
     );
     const children = spans.filter((s) => s.parentSpanId === root!.spanId);
     expect(children.map((s) => s.name).sort()).toEqual([

@@ -23,14 +23,14 @@ import {
   createCsr,
 } from '@meridian/ca';
 import { type EnvoyJson, parseNode, TypeUrl } from '@meridian/envoy';
-import { type EtcdCluster, SimulatedProxy, startEtcd } from '@meridian/testkit';
+import { type EtcdCluster, eventually, SimulatedProxy, startEtcd } from '@meridian/testkit';
 import { translateProxy } from '@meridian/translate';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveOptions } from '../src/options.js';
 import { rateLimitServiceClient } from '../src/ratelimit-service.js';
 import { Replica } from '../src/replica.js';
-import { ALL_TYPES, adminFetch, installClusterCaForTest, waitUntil, xdsClient } from './harness.js';
+import { ALL_TYPES, adminFetch, installClusterCaForTest, xdsClient } from './harness.js';
 
 const TD = 'cluster.local';
 const MESH = 'rlmtls';
@@ -241,11 +241,12 @@ beforeAll(async () => {
   } finally {
     client.close();
   }
-  await waitUntil(
+  await eventually(
     'the config and the registry are served',
     async () =>
       (r.snapshot?.config.rateLimits.length ?? 0) === 2 && (r.snapshot?.registry.services.length ?? 0) === 2,
     20_000,
+    50,
   );
   // The limits are per hour: keep the test away from a window's end.
   const left = 3_600_000 - (Date.now() % 3_600_000);
@@ -344,17 +345,18 @@ describe('the rate-limit service on the CA mTLS port', () => {
     proxies.push(proxy);
     proxy.connect(channel);
     const held = () => proxy.state.get(TypeUrl.Cluster)?.resources.get('meridian-ratelimit');
-    await waitUntil('the proxy holds the rate-limit cluster', async () => held() !== undefined, 20_000);
+    await eventually('the proxy holds the rate-limit cluster', async () => held() !== undefined, 20_000, 50);
     const first = held();
 
     const b = await startReplica('rl-b');
     const both = [a.caAddress, b.caAddress];
-    await waitUntil(
+    await eventually(
       'replica a points proxies at both replicas',
       async () => JSON.stringify(endpointsOf(rateLimitClusterOf(a))) === JSON.stringify(both),
       20_000,
+      50,
     );
-    await waitUntil('the proxy is sent the new cluster', async () => held() !== first, 20_000);
+    await eventually('the proxy is sent the new cluster', async () => held() !== first, 20_000, 50);
     const second = held();
     // Replica b answers the authorised proxy as well (counters shared: the limit is used up).
     expect((await ask(rls(b.caAddress, 'api'), 'shop/api/0')).overall_code).toBe('OVER_LIMIT');
@@ -364,11 +366,12 @@ describe('the rate-limit service on the CA mTLS port', () => {
 
     await b.stop();
     replicas.splice(replicas.indexOf(b), 1);
-    await waitUntil(
+    await eventually(
       'replica a drops the stopped replica',
       async () => JSON.stringify(endpointsOf(rateLimitClusterOf(a))) === JSON.stringify([a.caAddress]),
       20_000,
+      50,
     );
-    await waitUntil('the proxy is sent the cluster without it', async () => held() !== second, 20_000);
+    await eventually('the proxy is sent the cluster without it', async () => held() !== second, 20_000, 50);
   }, 90_000);
 });

@@ -5,13 +5,13 @@
 // refused naming each field and write nothing.
 import * as grpc from '@grpc/grpc-js';
 import { EtcdStore, Keyspace } from '@meridian/store';
-import { type EtcdCluster, startEtcdCluster } from '@meridian/testkit';
+import { type EtcdCluster, eventually, startEtcdCluster } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveOptions } from '../src/options.js';
 import { RATE_LIMIT_PREFIX, rateLimitServiceClient } from '../src/ratelimit-service.js';
 import { Replica } from '../src/replica.js';
-import { adminFetch, waitUntil } from './harness.js';
+import { adminFetch } from './harness.js';
 
 const MESH = 'rls';
 const CLUSTER = 'c1';
@@ -131,12 +131,13 @@ spec:
 `);
     expect(res.status).toBe(200);
     for (const r of replicas)
-      await waitUntil(
+      await eventually(
         `${r.options.replicaId} knows default/api`,
         async () =>
           (await ask(r, 'default/api/2', [{ key: 'source_principal', value: 'probe' }])).statuses?.[0]
             ?.current_limit !== undefined,
         20_000,
+        50,
       );
     const a = await ask(replicas[0]!, 'default/api/2', [{ key: 'source_principal', value: 'probe' }]);
     expect(a.statuses?.[0]?.current_limit).toEqual({ requests_per_unit: 20, unit: 'MINUTE' });

@@ -9,17 +9,15 @@ import type { Client } from '@grpc/grpc-js';
 import { TypeUrl } from '@meridian/envoy';
 import { WorkloadAgent } from '@meridian/registry';
 import { EtcdStore, Keyspace } from '@meridian/store';
-import { type EtcdCluster, freePorts, type SimulatedProxy, startEtcdCluster } from '@meridian/testkit';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
-  held,
-  type ReplicaProcess,
-  sidecar,
-  spawnTs,
-  startReplicas,
-  waitUntil,
-  xdsClient,
-} from './harness.js';
+  type EtcdCluster,
+  eventually,
+  freePorts,
+  type SimulatedProxy,
+  startEtcdCluster,
+} from '@meridian/testkit';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { held, type ReplicaProcess, sidecar, spawnTs, startReplicas, xdsClient } from './harness.js';
 
 const AGENT = fileURLToPath(new URL('./fixtures/agent.ts', import.meta.url));
 const CLI = fileURLToPath(new URL('../../cli/src/main.ts', import.meta.url));
@@ -160,7 +158,7 @@ describe('meridiand replicas sharing one etcd', () => {
     const [a, b, c] = replicas as [ReplicaProcess, ReplicaProcess, ReplicaProcess];
     const onB = connect(sidecar(1, 'delta'), b);
     const onC = connect(sidecar(2, 'sotw'), c);
-    await waitUntil('initial responses', () => onB.state.size === 4 && onC.state.size === 4);
+    await eventually('initial responses', () => onB.state.size === 4 && onC.state.size === 4, 30_000, 50);
     const file = join(tmp, 'reviews.yaml');
     writeFileSync(file, `${SERVICE}---\n${routeTo('5s')}`);
     const applied = await cli(['apply', '-f', file], { MERIDIAN_SERVER: a.admin });
@@ -169,7 +167,9 @@ describe('meridiand replicas sharing one etcd', () => {
       'serviceentry.networking.istio.io/reviews created\nvirtualservice.networking.istio.io/reviews created\n',
     );
     expect(applied.code).toBe(0);
-    const ms = await waitUntil('the reviews cluster on B and C', () => hasCluster(onB) && hasCluster(onC));
+    const msStart = performance.now();
+    await eventually('the reviews cluster on B and C', () => hasCluster(onB) && hasCluster(onC), 30_000, 50);
+    const ms = performance.now() - msStart;
     console.log(`apply on A -> cluster on B and C: ${ms.toFixed(0)} ms after the CLI returned`);
     const got = await cli(['get', 'vs', 'reviews', '-o', 'yaml', '--server', c.admin]);
     expect(got.code).toBe(0);
@@ -186,7 +186,7 @@ describe('meridiand replicas sharing one etcd', () => {
     const [a, b, c] = replicas as [ReplicaProcess, ReplicaProcess, ReplicaProcess];
     const onB = connect(sidecar(3, 'delta'), b);
     const onC = connect(sidecar(4, 'sotw'), c);
-    await waitUntil('initial responses', () => onB.state.size === 4 && onC.state.size === 4);
+    await eventually('initial responses', () => onB.state.size === 4 && onC.state.size === 4, 30_000, 50);
     const file = join(tmp, 'reviews-convergence.yaml');
     writeFileSync(file, routeTo('6s'));
     const token = await a.token();
@@ -203,11 +203,16 @@ describe('meridiand replicas sharing one etcd', () => {
     expect((await cli(['apply', '-f', file], { MERIDIAN_SERVER: a.admin })).code).toBe(0);
     // A's view counts B's and C's proxies once every replica published the new revision.
     let last = '';
-    await waitUntil('A reports every proxy synced to the new revision', async () => {
-      const r = (await convergence()).cluster;
-      last = r.summary;
-      return r.revision > before && r.proxies >= 2 && r.synced === r.proxies && r.p99Ms !== undefined;
-    }).catch((error: Error) => {
+    await eventually(
+      'A reports every proxy synced to the new revision',
+      async () => {
+        const r = (await convergence()).cluster;
+        last = r.summary;
+        return r.revision > before && r.proxies >= 2 && r.synced === r.proxies && r.p99Ms !== undefined;
+      },
+      30_000,
+      50,
+    ).catch((error: Error) => {
       throw new Error(`${error.message}; last report: ${last}`);
     });
     console.log(`convergence: ${last}`);
@@ -221,7 +226,12 @@ describe('meridiand replicas sharing one etcd', () => {
     const deltaC = connect(sidecar(7, 'delta'), c);
     const sotwB = connect(sidecar(8, 'sotw'), b);
     const sotwC = connect(sidecar(8, 'sotw'), c);
-    await waitUntil('all four proxies synced', () => [deltaB, deltaC, sotwB, sotwC].every(hasCluster));
+    await eventually(
+      'all four proxies synced',
+      () => [deltaB, deltaC, sotwB, sotwC].every(hasCluster),
+      30_000,
+      50,
+    );
     const revB = await b.getJson<{ snapshotRevision: number }>('/debug/replica');
     const revC = await c.getJson<{ snapshotRevision: number }>('/debug/replica');
     expect(revB.snapshotRevision).toBe(revC.snapshotRevision);
@@ -249,7 +259,7 @@ describe('meridiand replicas sharing one etcd', () => {
   it('a Delta proxy that moves to another replica is sent only what changed', async () => {
     const [a, b, c] = replicas as [ReplicaProcess, ReplicaProcess, ReplicaProcess];
     const mover = connect(sidecar(9, 'delta'), b);
-    await waitUntil('mover synced', () => hasCluster(mover));
+    await eventually('mover synced', () => hasCluster(mover), 30_000, 50);
     const before = new Map(
       [...mover.state].map(([t, s]) => [
         t,
@@ -259,15 +269,25 @@ describe('meridiand replicas sharing one etcd', () => {
     mover.disconnect();
     const res = await a.apply(routeTo('7s'));
     expect(res.status).toBe(200);
-    await waitUntil('C has the new revision', async () => {
-      const r = await c.getJson<{ snapshotRevision: number }>('/debug/replica');
-      return r.snapshotRevision >= Number(res.body.revision);
-    });
+    await eventually(
+      'C has the new revision',
+      async () => {
+        const r = await c.getJson<{ snapshotRevision: number }>('/debug/replica');
+        return r.snapshotRevision >= Number(res.body.revision);
+      },
+      30_000,
+      50,
+    );
     connect(mover, c, true);
-    await waitUntil('the changed route on the mover', () => {
-      const rds = mover.state.get(TypeUrl.RouteConfiguration);
-      return rds !== undefined && rds.responses > before.get(TypeUrl.RouteConfiguration)!.responses;
-    });
+    await eventually(
+      'the changed route on the mover',
+      () => {
+        const rds = mover.state.get(TypeUrl.RouteConfiguration);
+        return rds !== undefined && rds.responses > before.get(TypeUrl.RouteConfiguration)!.responses;
+      },
+      30_000,
+      50,
+    );
     await new Promise((r) => setTimeout(r, 500)); // anything else would have arrived by now
     // A new subscription is answered even when nothing changed, but with no resources.
     for (const type of [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.Listener]) {
@@ -350,7 +370,7 @@ spec:
   it('workload registration: in EDS on other replicas, unhealthy without removal, gone within the TTL when its agent is killed', async () => {
     const [a, b] = replicas as [ReplicaProcess, ReplicaProcess];
     const watcher = connect(sidecar(20, 'delta'), b);
-    await waitUntil('watcher synced', () => hasCluster(watcher));
+    await eventually('watcher synced', () => hasCluster(watcher), 30_000, 50);
     // In-process agent: register, then report unhealthy.
     const agent = new WorkloadAgent(
       a.xds,
@@ -369,17 +389,29 @@ spec:
     const reg = await agent.register();
     expect(reg.replica_id).toBe('a');
     expect(reg.ttl_seconds).toBeGreaterThanOrEqual(REGISTRATION_TTL_S);
-    await waitUntil('endpoint on B', async () => (await edsDump(b, watcher)).includes('10.9.0.1'));
+    await eventually(
+      'endpoint on B',
+      async () => (await edsDump(b, watcher)).includes('10.9.0.1'),
+      30_000,
+      50,
+    );
     expect(await edsDump(b, watcher)).not.toContain('UNHEALTHY');
     await agent.setHealth('UNHEALTHY');
-    await waitUntil('unhealthy endpoint on B', async () => {
-      const dump = await edsDump(b, watcher);
-      return dump.includes('10.9.0.1') && dump.includes('UNHEALTHY');
-    });
+    await eventually(
+      'unhealthy endpoint on B',
+      async () => {
+        const dump = await edsDump(b, watcher);
+        return dump.includes('10.9.0.1') && dump.includes('UNHEALTHY');
+      },
+      30_000,
+      50,
+    );
     agent.close(); // deregisters
-    await waitUntil(
+    await eventually(
       'deregistered endpoint gone',
       async () => !(await edsDump(b, watcher)).includes('10.9.0.1'),
+      30_000,
+      50,
     );
 
     // An agent process, SIGKILLed: the endpoint disappears within the lease TTL.
@@ -393,14 +425,20 @@ spec:
       out += c.toString();
     });
     try {
-      await waitUntil('agent registered', () => out.includes('registered'), 30_000);
-      await waitUntil('endpoint 2 on B', async () => (await edsDump(b, watcher)).includes('10.9.0.2'));
+      await eventually('agent registered', () => out.includes('registered'), 30_000, 50);
+      await eventually(
+        'endpoint 2 on B',
+        async () => (await edsDump(b, watcher)).includes('10.9.0.2'),
+        30_000,
+        50,
+      );
       const killedAt = performance.now();
       child.kill('SIGKILL');
-      await waitUntil(
+      await eventually(
         'endpoint 2 gone',
         async () => !(await edsDump(b, watcher)).includes('10.9.0.2'),
         20_000,
+        50,
       );
       const gone = performance.now() - killedAt;
       console.log(
@@ -416,16 +454,18 @@ spec:
     type Status = { replicaId: string; isLeader: boolean; dutyRuns: number; terms: { token: number }[] };
     const statuses = async (rs: ReplicaProcess[]) =>
       Promise.all(rs.map((r) => r.getJson<Status>('/debug/leader')));
-    await waitUntil(
+    await eventually(
       'exactly one leader',
       async () => (await statuses(replicas)).filter((s) => s.isLeader).length === 1,
+      30_000,
+      50,
     );
     const leaderIndex = (await statuses(replicas)).findIndex((s) => s.isLeader);
     const leader = replicas[leaderIndex]!;
     const survivors = replicas.filter((r) => r !== leader);
     const killedAt = performance.now();
     await leader.kill('SIGKILL');
-    await waitUntil(
+    await eventually(
       'a new leader',
       async () => (await statuses(survivors)).some((s) => s.isLeader),
       10_000,
@@ -452,10 +492,15 @@ spec:
       const status = await store.get('status/leader');
       expect(JSON.parse(new TextDecoder().decode(status!.value)).leader).toBe(newLeader.replicaId);
       const members = (await store.list('replicas/')).items.map((kv) => kv.key).sort();
-      await waitUntil('dead replica leaves membership', async () => {
-        const keys = (await store.list('replicas/')).items.map((kv) => kv.key);
-        return !keys.includes(`replicas/${leader.spec.id}`);
-      });
+      await eventually(
+        'dead replica leaves membership',
+        async () => {
+          const keys = (await store.list('replicas/')).items.map((kv) => kv.key);
+          return !keys.includes(`replicas/${leader.spec.id}`);
+        },
+        30_000,
+        50,
+      );
       expect(members.length).toBeGreaterThanOrEqual(2);
     } finally {
       await store.close();
@@ -469,13 +514,18 @@ spec:
       const [r1, r2] = replicas as [ReplicaProcess, ReplicaProcess];
       const steady = connect(sidecar(30, 'delta'), r1);
       const steadySotw = connect(sidecar(31, 'sotw'), r2);
-      await waitUntil('steady proxies synced', () => hasCluster(steady) && hasCluster(steadySotw));
+      await eventually(
+        'steady proxies synced',
+        () => hasCluster(steady) && hasCluster(steadySotw),
+        30_000,
+        50,
+      );
       const reference = new Map([...steady.state].map(([t, s]) => [t, new Map(s.resources)]));
       const victims = etcd.members.slice(0, 2);
       await Promise.all(victims.map((m) => m.kill('SIGKILL')));
       const lostAt = Date.now();
       try {
-        await waitUntil(
+        await eventually(
           'both replicas degraded',
           async () => {
             const texts = await Promise.all([r1.text('/readyz'), r2.text('/readyz')]);
@@ -506,10 +556,11 @@ spec:
             sidecar(40 + round, 'delta', steady.options.nodeId.split('~')[1]),
             round % 2 ? r1 : r2,
           );
-          await waitUntil(
+          await eventually(
             'fresh proxy synced during the outage',
             () => fresh.state.size === 4 && hasCluster(fresh),
             10_000,
+            50,
           );
           for (const [type, resources] of reference) expect(held(fresh, type)).toEqual(resources);
           fresh.disconnect();
@@ -522,7 +573,7 @@ spec:
       } finally {
         await Promise.all(victims.map((m) => (m.running ? undefined : m.restart())));
       }
-      await waitUntil(
+      await eventually(
         'replicas ok again',
         async () => {
           const texts = await Promise.all([r1.text('/readyz'), r2.text('/readyz')]);
@@ -539,14 +590,16 @@ spec:
       expect(counts()).toEqual(settled);
       // Writes resume; the change reaches proxies on both replicas.
       const rdsBefore = [steady, steadySotw].map((p) => p.state.get(TypeUrl.RouteConfiguration)!.responses);
-      const res = await waitUntil(
+      const resStart = performance.now();
+      await eventually(
         'a write succeeds',
         async () => (await r1.apply(routeTo('12s'))).status === 200,
         15_000,
         200,
       );
+      const res = performance.now() - resStart;
       console.log(`first write accepted ${res.toFixed(0)} ms after the replicas were ready again`);
-      await waitUntil(
+      await eventually(
         'the change arrives on both replicas',
         () =>
           [steady, steadySotw].every(
@@ -554,6 +607,8 @@ spec:
           ) &&
           held(steady, TypeUrl.RouteConfiguration).get('9080') !==
             reference.get(TypeUrl.RouteConfiguration)!.get('9080'),
+        30_000,
+        50,
       ).catch((error: unknown) => {
         const show = (p: SimulatedProxy) =>
           JSON.stringify(
@@ -572,10 +627,10 @@ spec:
   it('graceful shutdown: proxies are told to go elsewhere, the replica leaves membership, exits 0', async () => {
     const [r1, r2] = replicas as [ReplicaProcess, ReplicaProcess];
     const p = connect(sidecar(60, 'delta'), r1);
-    await waitUntil('proxy synced', () => hasCluster(p));
+    await eventually('proxy synced', () => hasCluster(p), 30_000, 50);
     const exit = await r1.kill('SIGTERM');
     expect(exit.code).toBe(0);
-    await waitUntil('stream ended', () => p.ended !== undefined, 10_000);
+    await eventually('stream ended', () => p.ended !== undefined, 10_000, 50);
     expect(p.ended!.code).toBe(14); // UNAVAILABLE: reconnect elsewhere
     const store = await EtcdStore.connect({ endpoints: etcd.endpoints, keyspace: Keyspace.of('test', 'c1') });
     try {
@@ -587,15 +642,17 @@ spec:
     // The proxy reconnects to the remaining replica and is sent nothing new.
     const cds = p.state.get(TypeUrl.Cluster)!.resourceBytes;
     connect(p, r2, true);
-    await waitUntil(
+    await eventually(
       'leader is the survivor',
       async () => (await r2.getJson<{ isLeader: boolean }>('/debug/leader')).isLeader,
       10_000,
+      50,
     );
-    await waitUntil(
+    await eventually(
       'reconnected',
       () => p.state.get(TypeUrl.Cluster)!.responses > 0 && p.ended === undefined,
       10_000,
+      50,
     );
     await new Promise((r) => setTimeout(r, 500));
     expect(p.state.get(TypeUrl.Cluster)!.resourceBytes).toBe(cds);

@@ -13,6 +13,7 @@ import {
   countByBackend,
   type DeltaResponseView,
   type EtcdCluster,
+  eventually,
   freePorts,
   GrpcClientProcess,
   SimulatedProxy,
@@ -20,7 +21,7 @@ import {
 } from '@meridian/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { snapshotFile } from '../src/disk-snapshot.js';
-import { ALL_TYPES, ReplicaProcess, startReplicas, waitUntil, xdsClient } from './harness.js';
+import { ALL_TYPES, ReplicaProcess, startReplicas, xdsClient } from './harness.js';
 
 const HOST = 'echo.shop.svc.cluster.local';
 const PORT = 7070;
@@ -150,10 +151,15 @@ describe('a replica restarted while etcd is down (issue 15, item 3)', () => {
     await client.ready(TARGET);
     expect(countByBackend(await client.many(TARGET, 10))).toEqual({ 'echo-v1': 10 });
     const file = snapshotFile(join(tmp, 'a'), 'test', 'c1');
-    await waitUntil('snapshot written', () => {
-      const header = JSON.parse(readFileSync(file, 'utf8').split('\n')[0]!) as { revision: number };
-      return header.revision >= applied;
-    });
+    await eventually(
+      'snapshot written',
+      () => {
+        const header = JSON.parse(readFileSync(file, 'utf8').split('\n')[0]!) as { revision: number };
+        return header.revision >= applied;
+      },
+      30_000,
+      50,
+    );
   }, 120_000);
 
   it('SIGKILLed and restarted with every etcd member down: serves the snapshot at once to a grpc-js-xds client', async () => {
@@ -224,26 +230,37 @@ describe('a replica restarted while etcd is down (issue 15, item 3)', () => {
     });
     proxies.push(proxy);
     proxy.connect(xdsClient(a.xds));
-    await waitUntil('proxy synced', () => (proxy.state.get(TypeUrl.RouteConfiguration)?.responses ?? 0) > 0);
-    await waitUntil('proxy settled', async () => {
-      const n = proxy.responses.length;
-      await new Promise((r) => setTimeout(r, 500));
-      return proxy.responses.length === n;
-    });
+    await eventually(
+      'proxy synced',
+      () => (proxy.state.get(TypeUrl.RouteConfiguration)?.responses ?? 0) > 0,
+      30_000,
+      50,
+    );
+    await eventually(
+      'proxy settled',
+      async () => {
+        const n = proxy.responses.length;
+        await new Promise((r) => setTimeout(r, 500));
+        return proxy.responses.length === n;
+      },
+      30_000,
+      50,
+    );
     const before = proxy.responses.length;
 
     await Promise.all(etcd.members.map((m) => m.restart()));
     await etcd.waitHealthy({ timeoutMs: 60_000 });
-    await waitUntil('a ready and current', async () => (await readyz(a)).body === 'ok', 60_000);
+    await eventually('a ready and current', async () => (await readyz(a)).body === 'ok', 60_000, 50);
     // The log line is written when readiness flips; the child's stdout may reach us a moment later.
-    await waitUntil(
+    await eventually(
       'the catch-up logged',
       () => a.output.some((l) => l.includes('caught up from the snapshot on disk')),
       10_000,
+      50,
     );
 
     const client = clients[1]!;
-    await waitUntil(
+    await eventually(
       'calls reach the moved endpoint',
       async () => countByBackend(await client.many(TARGET, 5))['echo-v2'] === 5,
       60_000,

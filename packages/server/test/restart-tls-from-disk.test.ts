@@ -32,6 +32,7 @@ import { decodeResource, TypeUrl } from '@meridian/envoy';
 import {
   countByBackend,
   type EtcdCluster,
+  eventually,
   freePorts,
   GrpcClientProcess,
   SimulatedProxy,
@@ -41,7 +42,7 @@ import {
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadServingMaterial, ServingMaterialError, servingMaterialFile } from '../src/serving-material.js';
-import { installClusterCaForTest, ReplicaProcess, type TestClusterCa, waitUntil } from './harness.js';
+import { installClusterCaForTest, ReplicaProcess, type TestClusterCa } from './harness.js';
 
 const HOST = 'echo.shop.svc.cluster.local';
 const PORT = 7070;
@@ -275,7 +276,7 @@ describe('the TLS port of a replica restarted while etcd is down (issue 18)', ()
   let keptBefore: Date;
 
   it('keeps its serving certificate on disk: mode 0600, the key sealed (no PEM key in the file)', async () => {
-    await waitUntil('serving certificate kept on disk', () => statSync(servingFile).size > 0);
+    await eventually('serving certificate kept on disk', () => statSync(servingFile).size > 0, 30_000, 50);
     expect(statSync(servingFile).mode & 0o777).toBe(0o600);
     const text = readFileSync(servingFile, 'utf8');
     expect(text).not.toContain('PRIVATE KEY');
@@ -285,10 +286,15 @@ describe('the TLS port of a replica restarted while etcd is down (issue 18)', ()
     keptBefore = m.writtenAt;
     // The config snapshot to serve from disk has the echo service (the replica serves config from it).
     const lkg = join(tmp, 'snapshot', 'test.c1.lkg');
-    await waitUntil('snapshot written', () => {
-      const header = JSON.parse(readFileSync(lkg, 'utf8').split('\n')[0]!) as { revision: number };
-      return header.revision >= applied;
-    });
+    await eventually(
+      'snapshot written',
+      () => {
+        const header = JSON.parse(readFileSync(lkg, 'utf8').split('\n')[0]!) as { revision: number };
+        return header.revision >= applied;
+      },
+      30_000,
+      50,
+    );
   }, 60_000);
 
   it('SIGKILLed and restarted with etcd down: serves a grpc-js-xds client and an mTLS proxy on its TLS port', async () => {
@@ -306,9 +312,11 @@ describe('the TLS port of a replica restarted while etcd is down (issue 18)', ()
 
     // A proxy presenting its workload certificate: config and ROOTCA, no `default` (nothing issued).
     const p = proxy();
-    await waitUntil(
+    await eventually(
       'CDS and SDS answered',
       () => secretNames(p).length > 0 && (p.state.get(TypeUrl.Cluster)?.resources.size ?? 0) > 0,
+      30_000,
+      50,
     );
     expect(secretNames(p)).toEqual(['ROOTCA']);
     await expect(
@@ -320,12 +328,17 @@ describe('the TLS port of a replica restarted while etcd is down (issue 18)', ()
     // A client claiming the same identity with a certificate of another root is not authenticated:
     // served as anonymous (ROOTCA only), now and after the CA loads.
     const stranger = proxy(mtls(strangerIdentity(), ca.root.certPem));
-    await waitUntil('the stranger answered', () => secretNames(stranger).length > 0);
+    await eventually('the stranger answered', () => secretNames(stranger).length > 0, 30_000, 50);
     expect(secretNames(stranger)).toEqual(['ROOTCA']);
 
     // etcd returns: the CA loads on the same listener, the proxy's stream is kept and gets `default`.
     await Promise.all(etcd.members.map((m) => m.restart()));
-    await waitUntil('`default` pushed once the CA loaded', () => secretNames(p).includes('default'), 60_000);
+    await eventually(
+      '`default` pushed once the CA loaded',
+      () => secretNames(p).includes('default'),
+      60_000,
+      50,
+    );
     expect(p.ended).toBeUndefined();
     expect(secretNames(stranger)).toEqual(['ROOTCA']);
     const reissued = await createCertificate(certificateClient(), {
@@ -335,10 +348,15 @@ describe('the TLS port of a replica restarted while etcd is down (issue 18)', ()
       }),
     });
     expect(reissued.length).toBeGreaterThan(1);
-    await waitUntil('a newer serving certificate kept on disk', async () => {
-      const m = await loadServingMaterial(servingFile, parseKek(ca.kekText, 'test'), 'c1');
-      return m.writtenAt > keptBefore;
-    });
+    await eventually(
+      'a newer serving certificate kept on disk',
+      async () => {
+        const m = await loadServingMaterial(servingFile, parseKek(ca.kekText, 'test'), 'c1');
+        return m.writtenAt > keptBefore;
+      },
+      30_000,
+      50,
+    );
     expect(countByBackend(await client.many(TARGET, 10))).toEqual({ 'echo-v1': 10 });
   }, 240_000);
 

@@ -24,12 +24,18 @@ import {
 } from '@meridian/ca';
 import { decodeResource, type EnvoyJson, TypeUrl } from '@meridian/envoy';
 import { WorkloadAgent } from '@meridian/registry';
-import { type EtcdCluster, SimulatedProxy, type SotwResponseView, startEtcd } from '@meridian/testkit';
+import {
+  type EtcdCluster,
+  eventually,
+  SimulatedProxy,
+  type SotwResponseView,
+  startEtcd,
+} from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveOptions } from '../src/options.js';
 import { Replica } from '../src/replica.js';
-import { adminTokenFor, installClusterCaForTest, REPO_ROOT, spawnTs, waitUntil } from './harness.js';
+import { adminTokenFor, installClusterCaForTest, REPO_ROOT, spawnTs } from './harness.js';
 
 const TD = 'cluster.local';
 const MESH = 'sectest';
@@ -337,9 +343,11 @@ describe('admin API authentication and roles', () => {
     expect((await call(r, 'DELETE', '/apis/v1/auth/rolebindings/temp', { token: adminToken })).status).toBe(
       200,
     );
-    await waitUntil(
+    await eventually(
       'binding gone on replica b',
       async () => (await call(replicas[1]!, 'GET', '/debug/syncz', { token: temp })).status === 403,
+      30_000,
+      50,
     );
   });
 
@@ -478,8 +486,11 @@ describe('authenticated registration', () => {
     const [a, b] = replicas as [Replica, Replica];
     const productpage = await workloadIdentity('bookinfo', 'productpage');
     const watchers = [mtlsSidecar(a, productpage, 1), mtlsSidecar(b, productpage, 2)];
-    await waitUntil('watchers hold EDS', () =>
-      watchers.every((w) => w.responses.some((x) => x.typeUrl === TypeUrl.ClusterLoadAssignment)),
+    await eventually(
+      'watchers hold EDS',
+      () => watchers.every((w) => w.responses.some((x) => x.typeUrl === TypeUrl.ClusterLoadAssignment)),
+      30_000,
+      50,
     );
     const reviews = await workloadIdentity('bookinfo', 'bookinfo-reviews');
     const impostor = await workloadIdentity('bookinfo', 'ratings');
@@ -595,11 +606,15 @@ describe('authenticated registration', () => {
       },
     );
     await bootstrap.register();
-    await waitUntil("registered endpoints in both replicas' EDS", () =>
-      watchers.every((w) => {
-        const eps = reviewsEndpoints(w);
-        return eps.includes('127.0.0.1') && eps.includes('10.77.0.1');
-      }),
+    await eventually(
+      "registered endpoints in both replicas' EDS",
+      () =>
+        watchers.every((w) => {
+          const eps = reviewsEndpoints(w);
+          return eps.includes('127.0.0.1') && eps.includes('10.77.0.1');
+        }),
+      30_000,
+      50,
     );
     for (const w of watchers) {
       expect(reviewsEndpoints(w)).not.toContain('10.66.0.1');
@@ -625,19 +640,23 @@ describe('secrets never leave through debug output or logs', () => {
     const who = await workloadIdentity('bookinfo', 'details');
     const ps = [mtlsSidecar(a, who, 11), mtlsSidecar(b, who, 12)];
     // The proxies really hold their private keys (so a dump that leaked would show one).
-    await waitUntil('SDS default with a key on both proxies', () =>
-      ps.every((p) =>
-        p.responses.some(
-          (x) =>
-            x.typeUrl === TypeUrl.Secret &&
-            (x as SotwResponseView).resources.some((bytes) =>
-              // the key travels as inline_bytes: base64 of "-----BEGIN"
-              JSON.stringify(decodeResource(TypeUrl.Secret, bytes)).includes(
-                'LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0t',
+    await eventually(
+      'SDS default with a key on both proxies',
+      () =>
+        ps.every((p) =>
+          p.responses.some(
+            (x) =>
+              x.typeUrl === TypeUrl.Secret &&
+              (x as SotwResponseView).resources.some((bytes) =>
+                // the key travels as inline_bytes: base64 of "-----BEGIN"
+                JSON.stringify(decodeResource(TypeUrl.Secret, bytes)).includes(
+                  'LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0t',
+                ),
               ),
-            ),
+          ),
         ),
-      ),
+      30_000,
+      50,
     );
     const outputs: Array<[string, string]> = [];
     for (const r of [a, b]) {
@@ -740,9 +759,11 @@ describe('admin API over TLS (--admin-tls on)', () => {
       body: JSON.stringify({ subject: operator.uri, role: 'edit' }),
     });
     expect(bind.status, bind.text).toBe(200);
-    await waitUntil(
+    await eventually(
       'the binding reaches the TLS replica',
       async () => (await httpsCall(r, 'GET', '/debug/syncz', { cert: operator })).status === 200,
+      30_000,
+      50,
     );
     const applied = await httpsCall(r, 'POST', '/apis/v1/apply', {
       cert: operator,

@@ -4,7 +4,13 @@
 // side to c2's replica; each replica's /debug/graph shows both clusters' edges (the other cluster's
 // from NATS), and c1 resolves the callee's endpoint imported from c2 (destination_cluster c2).
 import * as grpc from '@grpc/grpc-js';
-import { type EtcdCluster, type StandaloneNatsServer, startEtcd, startNats } from '@meridian/testkit';
+import {
+  type EtcdCluster,
+  eventually,
+  type StandaloneNatsServer,
+  startEtcd,
+  startNats,
+} from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveOptions } from '../src/options.js';
@@ -20,7 +26,7 @@ import {
   sidecarNodeId,
   streamAccessLogs,
 } from './access-log-client.js';
-import { adminFetch, waitUntil } from './harness.js';
+import { adminFetch } from './harness.js';
 
 const FRONTEND = FRONTEND_IP;
 const PAYMENTS = PAYMENTS_IP;
@@ -61,10 +67,11 @@ beforeAll(async () => {
     expect(res.status, await res.clone().text()).toBe(200);
   }
   // c1 imports payments (and its endpoint in c2) through federation.
-  await waitUntil(
+  await eventually(
     'payments imported into c1',
     () => (r1!.snapshot?.registry.endpoints.get('payments.pay.svc.cluster.local')?.length ?? 0) > 0,
     60_000,
+    50,
   );
 }, 120_000);
 
@@ -110,7 +117,7 @@ describe('the service graph across federated clusters', () => {
     const c1Edge = (g: ServiceGraph) => g.edges.find((e) => e.cluster === 'c1');
     const c2Edge = (g: ServiceGraph) => g.edges.find((e) => e.cluster === 'c2');
     for (const r of [r1, r2])
-      await waitUntil(
+      await eventually(
         `${r.options.clusterId}: both clusters' edges`,
         async () => {
           const g = await graph(r);

@@ -17,7 +17,7 @@ import {
   createCsr,
 } from '@meridian/ca';
 import { decodeResource, type EnvoyJson, TypeUrl } from '@meridian/envoy';
-import { type EtcdCluster, SimulatedProxy, startEtcd } from '@meridian/testkit';
+import { type EtcdCluster, eventually, SimulatedProxy, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveOptions } from '../src/options.js';
@@ -33,7 +33,7 @@ import {
   sidecarNodeId,
   streamAccessLogs,
 } from './access-log-client.js';
-import { ALL_TYPES, adminFetch, installClusterCaForTest, waitUntil, xdsClient } from './harness.js';
+import { ALL_TYPES, adminFetch, installClusterCaForTest, xdsClient } from './harness.js';
 
 const TD = 'cluster.local';
 const FRONTEND = FRONTEND_IP;
@@ -210,15 +210,20 @@ describe('telemetry on the mTLS port', () => {
     proxy.connect(client);
     try {
       let cluster: EnvoyJson | undefined;
-      await waitUntil('the access-log cluster', () => {
-        for (const r of proxy.responses) {
-          if (r.typeUrl !== TypeUrl.Cluster || !('resources' in r)) continue;
-          for (const x of r.resources as readonly { name: string; value: Uint8Array | undefined }[])
-            if (x.name === 'meridian-accesslog' && x.value)
-              cluster = decodeResource(TypeUrl.Cluster, x.value) as EnvoyJson;
-        }
-        return cluster !== undefined;
-      });
+      await eventually(
+        'the access-log cluster',
+        () => {
+          for (const r of proxy.responses) {
+            if (r.typeUrl !== TypeUrl.Cluster || !('resources' in r)) continue;
+            for (const x of r.resources as readonly { name: string; value: Uint8Array | undefined }[])
+              if (x.name === 'meridian-accesslog' && x.value)
+                cluster = decodeResource(TypeUrl.Cluster, x.value) as EnvoyJson;
+          }
+          return cluster !== undefined;
+        },
+        30_000,
+        50,
+      );
       const [host, port] = [replica!.caAddress.split(':')[0], Number(replica!.caAddress.split(':')[1])];
       expect(JSON.stringify(cluster!.load_assignment)).toContain(`"port_value":${port}`);
       expect(cluster!.transport_socket).toMatchObject({

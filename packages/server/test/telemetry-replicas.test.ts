@@ -8,7 +8,7 @@
 // messages are refused with the right codes and the replicas keep serving.
 import * as grpc from '@grpc/grpc-js';
 import { lookupMessage, TypeUrl } from '@meridian/envoy';
-import { type EtcdCluster, SimulatedProxy, startEtcd } from '@meridian/testkit';
+import { type EtcdCluster, eventually, SimulatedProxy, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveOptions } from '../src/options.js';
@@ -24,7 +24,7 @@ import {
   sidecarNodeId,
   streamAccessLogs,
 } from './access-log-client.js';
-import { adminFetch, waitUntil, xdsClient } from './harness.js';
+import { adminFetch, xdsClient } from './harness.js';
 
 const FRONTEND = FRONTEND_IP;
 const PAYMENTS = PAYMENTS_IP;
@@ -100,10 +100,18 @@ beforeAll(async () => {
     expect(res.status, await res.clone().text()).toBe(200);
   }
   // Every replica has the workloads in its registry before entries arrive.
-  await waitUntil('the registries', () =>
-    replicas.every((r) => (r.snapshot?.registry.services.length ?? 0) >= 1),
+  await eventually(
+    'the registries',
+    () => replicas.every((r) => (r.snapshot?.registry.services.length ?? 0) >= 1),
+    30_000,
+    50,
   );
-  await waitUntil('c1 registries', () => [r1!, r2!].every((r) => r.snapshot?.registry.services.length === 2));
+  await eventually(
+    'c1 registries',
+    () => [r1!, r2!].every((r) => r.snapshot?.registry.services.length === 2),
+    30_000,
+    50,
+  );
 }, 120_000);
 
 afterAll(async () => {
@@ -202,7 +210,7 @@ describe('telemetry through replicas', () => {
         (e) => e.source === 'workload:c1/shop/frontend-v1' && e.destination === 'service:c1/pay/payments',
       );
     for (const r of [r1, r2]) {
-      await waitUntil(
+      await eventually(
         `${r.options.replicaId}'s merged graph`,
         async () => edgeFrom(await graph(r))?.requests === 60,
         20_000,
@@ -339,7 +347,7 @@ describe('telemetry through replicas', () => {
       const res = await adminFetch(r1, `/debug/config_dump?proxy=${encodeURIComponent(node)}`);
       return res.status === 200 ? await res.text() : '';
     };
-    await waitUntil('the sidecar on r1', async () => (await dump()).includes('virtualOutbound'), 30_000);
+    await eventually('the sidecar on r1', async () => (await dump()).includes('virtualOutbound'), 30_000, 50);
     expect(await dump()).not.toContain('envoy.access_loggers.http_grpc');
     const res = await adminFetch(r1, '/apis/v1/apply', {
       method: 'POST',
@@ -351,10 +359,11 @@ spec:
 `,
     });
     expect(res.status, await res.clone().text()).toBe(200);
-    await waitUntil(
+    await eventually(
       'access loggers in the sidecar listeners',
       async () => (await dump()).includes('envoy.access_loggers.http_grpc'),
       30_000,
+      50,
     );
     const text = await dump();
     expect(text).toContain('envoy.access_loggers.tcp_grpc');
