@@ -120,7 +120,7 @@ export interface ReplicaFederationOptions {
   readonly log: Logger;
   /** Adds the imported view as a registry source (Replica.addRegistrySource). */
   readonly addSource: (source: FederatedSource) => void;
-  /** Subscribes to the terms this replica leads (Membership.onLeadership). */
+  /** Subscribes to the terms this replica leads (ReplicaElection.onLeadership). */
   readonly onLeadership: (listener: (leadership: Leadership) => void) => () => void;
   /** Heartbeat interval of the exporter (default the library's, 2 s). */
   readonly heartbeatIntervalMs?: number;

@@ -1,5 +1,9 @@
 /**
- * Replica membership and leader election (issue 5). Each replica holds one lease (TTL
+ * A replica's entry in its cluster (`replicas/<id>`: {@link ReplicaInfo}) and its candidacy in the
+ * singleton election, both under one lease ({@link ReplicaElection}). Not the store's `Membership`,
+ * which is a generic group of members under `members/<group>/`.
+ *
+ * Each replica holds one lease (TTL
  * `leaseTtlSeconds`, default 1 s) under which it registers itself at `replicas/<id>` and campaigns in
  * the `singleton` election (store's Election, etcd's algorithm). The leader runs the singleton
  * duties; every duty write is fenced by a transaction on the leader's candidate key, so a replica
@@ -94,8 +98,11 @@ export interface LeaderStatus {
 const encoder = new TextEncoder();
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Registers the replica, campaigns, and runs singleton duties while leading. */
-export class Membership {
+/**
+ * One replica's registration and election: registers the replica under its lease, campaigns in the
+ * singleton election, and runs the singleton duties while leading.
+ */
+export class ReplicaElection {
   readonly #election: Election;
   readonly #abort = new AbortController();
   #lease: Lease | undefined;
@@ -162,7 +169,7 @@ export class Membership {
   /**
    * Calls `listener` at the start of every term this replica leads, with the term's leadership (its
    * candidate's create revision is the term's fencing token; `lost` settles when the term ends).
-   * Federation's exporter runs for the term (issue 7). Returns an unsubscribe function.
+   * Federation's exporter runs for the term (one exporter per cluster). Returns an unsubscribe function.
    */
   onLeadership(listener: (leadership: Leadership) => void): () => void {
     this.#leadershipListeners.add(listener);

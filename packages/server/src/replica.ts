@@ -56,7 +56,7 @@ import { AdminError, ServerConfigError } from './errors.js';
 import { ReplicaFederation } from './federation.js';
 import { StoreHealth } from './health.js';
 import { JwksResolver } from './jwks.js';
-import { Membership, type ReplicaInfo } from './membership.js';
+import { ReplicaElection, type ReplicaInfo } from './membership.js';
 import { ReplicaMtls, type ReplicaMtlsOptions, servingCertificateNames } from './mtls.js';
 import {
   checkListenAddresses,
@@ -178,7 +178,7 @@ export class Replica {
   #health!: StoreHealth;
   #state!: ClusterState;
   #config!: ConfigService;
-  #membership!: Membership;
+  #election!: ReplicaElection;
   #registration!: RegistrationService;
   #grpc: grpc.Server | undefined;
   #admin: HttpServer | undefined;
@@ -644,24 +644,24 @@ export class Replica {
       version: MERIDIAN_VERSION,
       startedAt: this.startedAt.toISOString(),
     };
-    this.#membership = new Membership(this.#store, info, this.log.child({ part: 'membership' }), {
+    this.#election = new ReplicaElection(this.#store, info, this.log.child({ part: 'membership' }), {
       leaseTtlSeconds: o.replicaLeaseTtlSeconds,
       dutyIntervalMs: 1000,
       servedRevision: () => this.#snapshot?.revision ?? 0,
     });
     if (o.natsUrls.length > 0) {
       // Issue 7: import on every replica, export while leading (before the first campaign).
-      const membership = this.#membership;
+      const election = this.#election;
       this.#federation = await ReplicaFederation.start({
         options: o,
         store: this.#store,
         local: this.local,
         log: this.log.child({ part: 'federation' }),
         addSource: (source) => this.addRegistrySource(source),
-        onLeadership: (listener) => membership.onLeadership(listener),
+        onLeadership: (listener) => election.onLeadership(listener),
       });
     }
-    this.#membership.start();
+    this.#election.start();
   }
 
   /** Runs `attach` once etcd answers (after a start from disk), retrying while it fails. */
@@ -879,7 +879,7 @@ export class Replica {
   }
 
   get isLeader(): boolean {
-    return this.#membership?.isLeader ?? false;
+    return this.#election?.isLeader ?? false;
   }
 
   /** A state change (etcd watch batch, imported services, the CA loaded): debounced, then built. */
@@ -1115,9 +1115,9 @@ export class Replica {
   }
 
   #debugInfo(path: string): unknown | undefined {
-    if (path === '/debug/leader') return this.#membership?.status();
+    if (path === '/debug/leader') return this.#election?.status();
     if (path === '/debug/federation') return this.#federation?.status();
-    if (path === '/debug/replicas') return Membership.list(this.#store);
+    if (path === '/debug/replicas') return ReplicaElection.list(this.#store);
     if (path === '/debug/convergence')
       return this.#convergence
         ? {
@@ -1197,7 +1197,7 @@ export class Replica {
       : Promise.resolve();
     await Promise.all([this.xds.drain(timeout), shutdown, this.#mtls?.stop(timeout)]);
     await this.#federation?.stop().catch((error) => this.log.warn({ err: error }, 'federation stop failed'));
-    await this.#membership?.stop().catch((error) => this.log.warn({ err: error }, 'membership stop failed'));
+    await this.#election?.stop().catch((error) => this.log.warn({ err: error }, 'membership stop failed'));
     this.#health?.stop();
     this.#config?.close();
     await this.#state?.close().catch(() => undefined);
