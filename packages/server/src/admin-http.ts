@@ -47,7 +47,8 @@ import {
 import { identityFromPeerCertificate, spiffeId } from '@meridian/ca';
 import { type DashboardHost, handleDashboard, isDashboardPath } from '@meridian/dashboard';
 import type { Logger } from 'pino';
-import { type ConfigService, requireKind } from './config-service.js';
+import { requireKind } from './config-kinds.js';
+import type { ConfigService } from './config-service.js';
 import { AdminError } from './errors.js';
 
 /** What the monitoring server reads from the replica. */

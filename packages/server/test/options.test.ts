@@ -2,7 +2,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { resolveKind, resourceName } from '../src/config-service.js';
 import { ServerConfigError } from '../src/errors.js';
 import { resolveOptions, splitAddress } from '../src/options.js';
 
@@ -70,16 +69,5 @@ describe('push pacing and the CA key as settings', () => {
         message: expect.stringContaining(`${file}: caKek: unknown setting (known: `),
       }),
     );
-  });
-});
-
-describe('kinds as users type them', () => {
-  it('accepts kind names, plurals, resource names and short names', () => {
-    expect(resolveKind('vs')).toBe('VirtualService');
-    expect(resolveKind('virtualservices')).toBe('VirtualService');
-    expect(resolveKind('serviceentries.networking.istio.io')).toBe('ServiceEntry');
-    expect(resolveKind('AuthorizationPolicy')).toBe('AuthorizationPolicy');
-    expect(resolveKind('gateway')).toBeUndefined();
-    expect(resourceName('AuthorizationPolicy')).toBe('authorizationpolicies.security.istio.io');
   });
 });
