@@ -182,6 +182,9 @@ function headerMatcher(name: string, m: StringMatch, invert: boolean): EnvoyJson
   });
 }
 
+/** The catch-all match, shared read-only. */
+const MATCH_ALL: EnvoyJson = Object.freeze({ prefix: '/' });
+
 /** Istio `translateRouteMatch` for one HTTPMatchRequest (undefined = the catch-all `/`). */
 export function routeMatch(match: HTTPMatchRequest | undefined): EnvoyJson {
   const out: Record<string, JsonValue | undefined> = {};
@@ -420,21 +423,18 @@ function matchApplies(m: HTTPMatchRequest, ctx: RouteContext): boolean {
 export function buildRoutes(vs: VirtualServiceConfig | undefined, ctx: RouteContext): EnvoyJson[] {
   const operation = `${ctx.service.hostname}:${ctx.port.port}/*`;
   if (!vs) {
-    const route: Record<string, JsonValue | undefined> = {
-      cluster: clusterName('outbound', ctx.port.port, '', ctx.service.hostname),
-    };
-    timeoutFields(route, undefined, ctx.grpc);
-    route.retry_policy = retryPolicy(undefined, ctx.grpc);
+    // Istio's default route, field by field in the order the general path gives them.
+    const route: EnvoyJson = { cluster: clusterName('outbound', ctx.port.port, '', ctx.service.hostname) };
+    if (!ctx.grpc) {
+      route.timeout = '0s';
+      route.max_stream_duration = NO_STREAM_DURATION;
+      route.retry_policy = DEFAULT_RETRY_POLICY;
+    }
     const hp = hashPolicy({ host: ctx.service.hostname, port: ctx.port.port, subset: '' }, ctx);
     if (hp) route.hash_policy = hp;
-    return [
-      compact({
-        name: 'default',
-        match: { prefix: '/' },
-        route: compact(route),
-        decorator: ctx.grpc ? undefined : { operation },
-      }),
-    ];
+    const out: EnvoyJson = { name: 'default', match: MATCH_ALL, route };
+    if (!ctx.grpc) out.decorator = { operation };
+    return [out];
   }
   const vsNamespace = vs.metadata.namespace;
   const out: EnvoyJson[] = [];

@@ -96,6 +96,8 @@ interface ClusterEntry {
   /** The service accounts key it was built with (`''` without an upstreamTls hook). */
   readonly accounts: string;
   readonly resource: NamedResource;
+  /** The next entry of the same name. */
+  next: ClusterEntry | undefined;
 }
 
 /** A built load assignment; the cache holds one per (name, gRPC or not, DestinationRule name,
@@ -108,6 +110,34 @@ interface LoadAssignmentEntry {
   readonly dr: DestinationRuleConfig | undefined;
   readonly endpoints: readonly Endpoint[];
   readonly resource: NamedResource;
+  /** The next entry of the same name. */
+  next: LoadAssignmentEntry | undefined;
+}
+
+/** Puts `entry` in a cache of entries chained by name, in place of `old` (when set). */
+function putEntry<T extends { next: T | undefined }>(
+  cache: Map<string, T>,
+  name: string,
+  entry: T,
+  old: T | undefined,
+): void {
+  const head = cache.get(name);
+  if (!old || !head) {
+    entry.next = head;
+    cache.set(name, entry);
+    return;
+  }
+  entry.next = old.next;
+  if (head === old) {
+    cache.set(name, entry);
+    return;
+  }
+  for (let e = head; e.next; e = e.next) {
+    if (e.next === old) {
+      e.next = entry;
+      return;
+    }
+  }
 }
 
 /** Whether two DestinationRules (or none) have the same namespace and name. */
@@ -145,20 +175,20 @@ interface RouteEntry {
   /** The virtual host's name, `<hostname>:<port>`. */
   readonly name: string;
   /** The sidecar virtual host last made of these routes: unchanged hosts keep their identity. */
-  vh: { readonly domains: readonly string[]; readonly json: EnvoyJson } | undefined;
+  vh: EnvoyJson | undefined;
 }
 
 /** The virtual host of `entry`'s routes with `domains`, the same object while they are the same. */
 function virtualHost(entry: RouteEntry, domains: readonly string[]): EnvoyJson {
   const last = entry.vh;
-  if (last && sameStrings(last.domains, domains)) return last.json;
+  if (last && sameStrings(last.domains as string[], domains)) return last;
   const json: EnvoyJson = {
     name: entry.name,
     domains: domains as string[],
     routes: entry.routes,
     include_request_attempt_count: true,
   };
-  entry.vh = { domains, json };
+  entry.vh = json;
   return json;
 }
 
@@ -174,8 +204,8 @@ function sameStrings(a: readonly string[], b: readonly string[]): boolean {
  * what it asked and found (what `routesFor` checks before reusing the routes).
  */
 class RouteBuild implements RouteContext {
-  readonly services: (string | Service | undefined)[] = [];
-  readonly rules: (string | DestinationRuleConfig | undefined)[] = [];
+  services: (string | Service | undefined)[] = NONE;
+  rules: (string | DestinationRuleConfig | undefined)[] = NONE;
 
   constructor(
     readonly proxy: ProxyInfo,
@@ -189,16 +219,21 @@ class RouteBuild implements RouteContext {
 
   serviceFor(host: string): Service | undefined {
     const found = this.serviceIndex.get(host);
-    this.services.push(host, found);
+    if (this.services === NONE) this.services = [host, found];
+    else this.services.push(host, found);
     return found;
   }
 
   destinationRuleFor(host: string): DestinationRuleConfig | undefined {
     const found = this.scope.destinationRuleFor(host);
-    this.rules.push(host, found);
+    if (this.rules === NONE) this.rules = [host, found];
+    else this.rules.push(host, found);
     return found;
   }
 }
+
+/** No lookups (shared, never written). */
+const NONE: never[] = Object.freeze([]) as unknown as never[];
 
 /** One sidecar virtual host before the domains of a route configuration are de-duplicated. */
 interface VirtualHostInput {
@@ -219,6 +254,8 @@ interface MaterializedOutbound {
   readonly refs: readonly ClusterRef[];
   readonly refsByHost: ReadonlyMap<string, number>;
   readonly nextOfHost: Int32Array;
+  /** The refs' indexes in name order (see refOrder). */
+  readonly order: Int32Array;
   /** Listeners and clusters: the same for every place. */
   shared:
     | {
@@ -287,6 +324,80 @@ function sortWithPositions(items: readonly NamedResource[]): {
     const from = order[to]!;
     positions[from] = to;
     sorted[to] = items[from]!;
+  }
+  return { sorted, positions };
+}
+
+/**
+ * The indexes of `refs` in name order (as a stable sort by name gives them). A name is
+ * `outbound|<port>|<subset>|<host>`, and the references of one (port, subset) come in the order of
+ * the scope's services, by hostname: so the few distinct `<port>|<subset>|` prefixes are sorted and
+ * each one's references kept in their order (checked, and sorted when they are not). A subset name
+ * with `|` would break the prefix rule: then every name is sorted.
+ */
+function refOrder(refs: readonly ClusterRef[]): Int32Array {
+  const byPort = new Map<number, Map<string, number[]>>();
+  for (let i = 0; i < refs.length; i++) {
+    const ref = refs[i]!;
+    if (ref.subset.includes('|')) return sortedIndexes(refs.map((r) => r.name));
+    let bySubset = byPort.get(ref.port.port);
+    if (!bySubset) {
+      bySubset = new Map();
+      byPort.set(ref.port.port, bySubset);
+    }
+    const list = bySubset.get(ref.subset);
+    if (list) list.push(i);
+    else bySubset.set(ref.subset, [i]);
+  }
+  const groups: { prefix: string; list: number[] }[] = [];
+  for (const [port, bySubset] of byPort) {
+    for (const [subset, list] of bySubset) groups.push({ prefix: `${port}|${subset}|`, list });
+  }
+  groups.sort((a, b) => compareStrings(a.prefix, b.prefix));
+  const out = new Int32Array(refs.length);
+  let k = 0;
+  for (const { list } of groups) {
+    for (let j = 1; j < list.length; j++) {
+      if (compareStrings(refs[list[j - 1]!]!.name, refs[list[j]!]!.name) > 0) {
+        list.sort((a, b) => compareStrings(refs[a]!.name, refs[b]!.name) || a - b);
+        break;
+      }
+    }
+    for (const i of list) out[k++] = i;
+  }
+  return out;
+}
+
+function sortedIndexes(names: readonly string[]): Int32Array {
+  const order = Array.from(names.keys()).sort((a, b) => compareStrings(names[a]!, names[b]!) || a - b);
+  return Int32Array.from(order);
+}
+
+/**
+ * `[...built, ...extra]` sorted by name (stably) and where each item went, given the order of
+ * `built` by name: a merge with `extra` when it is sorted.
+ */
+function mergeInOrder(
+  built: readonly NamedResource[],
+  order: Int32Array,
+  extra: readonly NamedResource[],
+): { sorted: NamedResource[]; positions: Int32Array } {
+  if (!sortedByName(extra)) return sortWithPositions([...built, ...extra]);
+  const n = built.length;
+  const sorted = new Array<NamedResource>(n + extra.length);
+  const positions = new Int32Array(n + extra.length);
+  let i = 0;
+  let j = 0;
+  for (let k = 0; k < sorted.length; k++) {
+    // Ties take `built`'s first, as a stable sort of the concatenation does.
+    if (j >= extra.length || (i < n && byName(built[order[i]!]!, extra[j]!) <= 0)) {
+      const from = order[i++]!;
+      sorted[k] = built[from]!;
+      positions[from] = k;
+    } else {
+      sorted[k] = extra[j]!;
+      positions[n + j++] = k;
+    }
   }
   return { sorted, positions };
 }
@@ -378,8 +489,8 @@ export class Translator {
   /** Inbound parts per inbound key (cleared with `outbound` and on endpoint changes). */
   private readonly inbound = new Map<string, InboundResources>();
   /** Built clusters and load assignments by name (see the entries for what else tells them apart). */
-  private readonly clusters = new Map<string, ClusterEntry[]>();
-  private readonly loadAssignments = new Map<string, LoadAssignmentEntry[]>();
+  private readonly clusters = new Map<string, ClusterEntry>();
+  private readonly loadAssignments = new Map<string, LoadAssignmentEntry>();
   /** Prepared `lb_endpoints` entries per endpoint list and port, shared by a service's CLAs. */
   private readonly prepared: PreparedCache = new WeakMap();
   private usesSourceLabels = false;
@@ -483,6 +594,7 @@ export class Translator {
         refs,
         refsByHost,
         nextOfHost,
+        order: refOrder(refs),
         shared: undefined,
         byPlace: new Map(),
       };
@@ -493,8 +605,8 @@ export class Translator {
     if (!shared) {
       const built: NamedResource[] = [];
       for (const ref of m.refs) built.push(this.clusterFor(ref, proxy, grpc));
-      if (!grpc) for (const c of buildFixedClusters()) built.push(named(c.name as string, c));
-      const { sorted, positions } = sortWithPositions(built);
+      const fixed = grpc ? [] : buildFixedClusters().map((c) => named(c.name as string, c));
+      const { sorted, positions } = mergeInOrder(built, m.order, fixed);
       shared = {
         ...this.outboundListeners(outbound, scope, grpc),
         clusters: sorted,
@@ -526,17 +638,15 @@ export class Translator {
     }`;
     let p = m.byPlace.get(place);
     if (!p) {
-      const eds: number[] = [];
-      const built: NamedResource[] = [];
-      for (let i = 0; i < m.refs.length; i++) {
+      // Built in name order (the clusters' order), so already sorted.
+      const sorted: NamedResource[] = [];
+      const claPositions = new Int32Array(m.refs.length).fill(-1);
+      for (const i of m.order) {
         const ref = m.refs[i]!;
         if (!clusterUsesEds(ref, grpc)) continue;
-        eds.push(i);
-        built.push(this.loadAssignmentFor(ref, registry, proxy, grpc));
+        claPositions[i] = sorted.length;
+        sorted.push(this.loadAssignmentFor(ref, registry, proxy, grpc));
       }
-      const { sorted, positions } = sortWithPositions(built);
-      const claPositions = new Int32Array(m.refs.length).fill(-1);
-      for (let k = 0; k < eds.length; k++) claPositions[eds[k]!] = positions[k]!;
       p = { endpoints: sorted, positions: claPositions, builtWith: current, out: undefined };
       m.byPlace.set(place, p);
     } else if (p.builtWith !== current) {
@@ -650,7 +760,7 @@ export class Translator {
       const live = new Set(registry.services);
       dropDead(this.clusters, live);
       dropDead(this.loadAssignments, live);
-      for (const byHost of this.routeCache.values()) dropDead(byHost, live);
+      for (const byHost of this.routeCache.values()) dropDeadRoutes(byHost, live);
     }
     if (this.options.mtls && this.config !== config) {
       // What mTLS shaped (clusters' UpstreamTlsContext by automatic mTLS, inbound chains) follows the
@@ -998,15 +1108,10 @@ export class Translator {
 
   private clusterFor(ref: ClusterRef, proxy: ProxyInfo, grpc: boolean): NamedResource {
     const namespace = this.options.upstreamTls ? proxy.namespace : '';
-    const entries = this.clusters.get(ref.name);
-    let at = -1;
-    if (entries) {
-      for (let i = 0; i < entries.length; i++) {
-        const e = entries[i]!;
-        if (e.kind === proxy.kind && e.namespace === namespace && sameRuleName(e.dr, ref.dr)) at = i;
-      }
+    let cached: ClusterEntry | undefined;
+    for (let e = this.clusters.get(ref.name); e && !cached; e = e.next) {
+      if (e.kind === proxy.kind && e.namespace === namespace && sameRuleName(e.dr, ref.dr)) cached = e;
     }
-    const cached = at < 0 ? undefined : entries?.[at];
     const inline = ref.service.resolution === 'DNS' || ref.service.resolution === 'DNS_ROUND_ROBIN';
     const endpoints = inline && !grpc ? this.endpointsFor(ref.service) : undefined;
     // The TLS hook checks the peer against the service's accounts: a change of that set (not of the
@@ -1050,10 +1155,9 @@ export class Translator {
       endpoints,
       accounts: accountsKey,
       resource,
+      next: undefined,
     };
-    if (!entries) this.clusters.set(ref.name, [entry]);
-    else if (at < 0) entries.push(entry);
-    else entries[at] = entry;
+    putEntry(this.clusters, ref.name, entry, cached);
     this.stats.clustersBuilt++;
     return resource;
   }
@@ -1095,16 +1199,11 @@ export class Translator {
     const localityDependent = (lb?.distribute?.length ?? 0) > 0 || failoverEnabled(policy);
     const place = localityDependent ? this.placeOf(proxy, (lb?.failoverPriority?.length ?? 0) > 0) : '';
     const network = proxy.network;
-    const entries = this.loadAssignments.get(ref.name);
-    let at = -1;
-    if (entries) {
-      for (let i = 0; i < entries.length; i++) {
-        const e = entries[i]!;
-        if (e.grpc === grpc && e.network === network && e.place === place && sameRuleName(e.dr, ref.dr))
-          at = i;
-      }
+    let cached: LoadAssignmentEntry | undefined;
+    for (let e = this.loadAssignments.get(ref.name); e && !cached; e = e.next) {
+      if (e.grpc === grpc && e.network === network && e.place === place && sameRuleName(e.dr, ref.dr))
+        cached = e;
     }
-    const cached = at < 0 ? undefined : entries?.[at];
     if (cached && cached.service === ref.service && cached.dr === ref.dr && cached.endpoints === endpoints) {
       this.stats.loadAssignmentsReused++;
       return cached.resource;
@@ -1118,10 +1217,9 @@ export class Translator {
       dr: ref.dr,
       endpoints,
       resource,
+      next: undefined,
     };
-    if (!entries) this.loadAssignments.set(ref.name, [entry]);
-    else if (at < 0) entries.push(entry);
-    else entries[at] = entry;
+    putEntry(this.loadAssignments, ref.name, entry, cached);
     this.stats.loadAssignmentsBuilt++;
     return resource;
   }
@@ -1198,10 +1296,28 @@ function addressIndex(registry: RegistrySnapshot): Map<string, AddressEntry[]> {
 }
 
 /** Drops the cache entries of services no longer in the registry. */
-function dropDead<T extends { readonly service: Service }>(
-  cache: Map<string, T[]>,
+function dropDead<T extends { readonly service: Service; next: T | undefined }>(
+  cache: Map<string, T>,
   live: ReadonlySet<Service>,
 ): void {
+  for (const [key, head] of cache) {
+    let first: T | undefined;
+    let last: T | undefined;
+    for (let e: T | undefined = head; e; e = e.next) {
+      if (!live.has(e.service)) continue;
+      if (last) last.next = e;
+      else first = e;
+      last = e;
+    }
+    if (last) last.next = undefined;
+    if (first) {
+      if (first !== head) cache.set(key, first);
+    } else cache.delete(key);
+  }
+}
+
+/** Drops the route entries of services no longer in the registry. */
+function dropDeadRoutes(cache: Map<string, RouteEntry[]>, live: ReadonlySet<Service>): void {
   for (const [key, entries] of cache) {
     if (entries.every((e) => live.has(e.service))) continue;
     const kept = entries.filter((e) => live.has(e.service));
