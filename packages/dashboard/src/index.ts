@@ -3,22 +3,8 @@
  * replica's admin server hands requests under `/ui` to {@link handleDashboard}; the static app
  * (Preact + htm as ES modules, no build step, nothing from a CDN) is in `public/`.
  */
-export type {
-  DashboardCaller,
-  DashboardHost,
-  RegistryEndpoint,
-  RegistryService,
-  ServiceEndpoints,
-} from './handler.js';
-export {
-  COMMANDS,
-  caExpiry,
-  endpointsByCluster,
-  handleDashboard,
-  isDashboardPath,
-  PAGES,
-  parseLabels,
-} from './handler.js';
+export { handleDashboard, isDashboardPath, PAGES } from './handler.js';
+export type { DashboardCaller, DashboardHost } from './host.js';
 export type { GraphEdge, GraphLayout, GraphNode, PlacedEdge, PlacedNode, ServiceGraph } from './layout.js';
 export { edgeLabel, layoutGraph } from './layout.js';
 export type { MemberAnswer, MemberEntry } from './members.js';
@@ -32,3 +18,5 @@ export {
   sessionSeconds,
   tokenExpiry,
 } from './session.js';
+export type { RegistryEndpoint, RegistryService, ServiceEndpoints } from './views.js';
+export { COMMANDS, caExpiry, endpointsByCluster, parseLabels } from './views.js';
