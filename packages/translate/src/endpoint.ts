@@ -153,7 +153,16 @@ function prepare(
       whole: { locality, lb_endpoints: lbEndpoints, load_balancing_weight: weight },
     };
   });
-  if (groups.length > 1) groups.sort((a, b) => compareStrings(a.key, b.key));
+  // Few groups, usually in order already: an insertion sort (stable, no allocation).
+  for (let i = 1; i < groups.length; i++) {
+    const g = groups[i]!;
+    let j = i;
+    while (j > 0 && compareStrings(groups[j - 1]!.key, g.key) > 0) {
+      groups[j] = groups[j - 1]!;
+      j--;
+    }
+    groups[j] = g;
+  }
   const prepared: Prepared = { groups, whole: groups.map((g) => g.whole) };
   if (cache) {
     const entry = { name: port.name, target, prepared };
@@ -237,6 +246,11 @@ function failoverPriorityOf(labels: readonly string[], proxy: FailoverSubject, e
   return labels.length - matched;
 }
 
+function isEmpty(labels: Readonly<Record<string, string>> | undefined): boolean {
+  for (const _ in labels) return false;
+  return true;
+}
+
 /** The subset selector as (key, value) pairs, read once per load assignment. */
 function selectorEntries(selector: Readonly<Record<string, string>>): string[] {
   const out: string[] = [];
@@ -260,10 +274,10 @@ function groupsOf(
   input: LoadAssignmentInput,
   failoverLabels: readonly string[],
 ): Group[] {
-  const subset = input.subsetLabels ? selectorEntries(input.subsetLabels) : undefined;
+  const subset = isEmpty(input.subsetLabels) ? undefined : selectorEntries(input.subsetLabels ?? {});
   const out: Group[] = [];
   for (const pg of prepared.groups) {
-    if (failoverLabels.length === 0 && (!subset || subset.length === 0)) {
+    if (failoverLabels.length === 0 && !subset) {
       out.push({
         locality: pg.locality,
         localityJson: pg.localityJson,
@@ -329,10 +343,7 @@ export function buildLoadAssignment(input: LoadAssignmentInput): EnvoyJson {
   const failover = proxyKnown && input.failover && !distribute;
   const failoverLabels = failover ? (localityLb?.failoverPriority ?? []) : [];
   const prepared = prepare(input.endpoints, port, input.preparedCache);
-  const plain =
-    !distribute &&
-    !failover &&
-    (input.subsetLabels === undefined || Object.keys(input.subsetLabels).length === 0);
+  const plain = !distribute && !failover && isEmpty(input.subsetLabels);
   // Nothing to select or reorder: the list's shared entries as they are.
   if (plain) return { cluster_name: input.clusterName, endpoints: prepared.whole };
 
@@ -384,29 +395,30 @@ function applyFailover(
   lb: LocalityLoadBalancerSetting | undefined,
 ): Group[] {
   const failoverTo = lb?.failover?.find((f) => f.from === proxy.region)?.to;
-  let max = 0;
   for (const g of list) {
     let p = lbPriority(proxy, g.locality);
     if (p === 3 && failoverTo !== undefined && g.locality.region !== failoverTo) p = 4;
     g.priority = g.priority * 5 + p;
-    if (g.priority > max) max = g.priority;
   }
-  // Renumbered 0..N without gaps, then ordered by priority, keeping the key order within one.
-  const byPriority: (Group[] | undefined)[] = new Array(max + 1);
-  for (const g of list) {
-    const same = byPriority[g.priority];
-    if (same) same.push(g);
-    else byPriority[g.priority] = [g];
-  }
-  const out: Group[] = [];
-  let next = 0;
-  for (const same of byPriority) {
-    if (!same) continue;
-    for (const g of same) {
-      g.priority = next;
-      out.push(g);
+  // Ordered by priority keeping the key order within one (a stable insertion sort: localities are
+  // few), then renumbered 0..N without gaps.
+  for (let i = 1; i < list.length; i++) {
+    const g = list[i]!;
+    let j = i;
+    while (j > 0 && list[j - 1]!.priority > g.priority) {
+      list[j] = list[j - 1]!;
+      j--;
     }
-    next++;
+    list[j] = g;
   }
-  return out;
+  let next = -1;
+  let last = -1;
+  for (const g of list) {
+    if (g.priority !== last) {
+      last = g.priority;
+      next++;
+    }
+    g.priority = next;
+  }
+  return list;
 }

@@ -236,6 +236,7 @@ function headerValues(ops: HeaderOperations | undefined): {
 
 /** Adds Istio `headers` edits to a Route or a WeightedCluster entry. */
 function applyHeaders(target: Record<string, JsonValue | undefined>, headers: HTTPRoute['headers']): void {
+  if (!headers) return;
   const req = headerValues(headers?.request);
   const res = headerValues(headers?.response);
   if (req.add.length > 0) target.request_headers_to_add = req.add;
@@ -341,9 +342,12 @@ function routeAction(http: HTTPRoute, vsNamespace: string, ctx: RouteContext): E
   out.retry_policy = retryPolicy(http.retries, ctx.grpc);
   const first = resolved[0]?.c;
   if (first) {
+    // Without a hash policy for the first destination there is none: the others need no look-up.
     const hp = hashPolicy(first, ctx);
-    const agree = resolved.every(({ c }) => JSON.stringify(hashPolicy(c, ctx)) === JSON.stringify(hp));
-    if (hp && agree) out.hash_policy = hp;
+    if (hp) {
+      const want = JSON.stringify(hp);
+      if (resolved.every(({ c }) => JSON.stringify(hashPolicy(c, ctx)) === want)) out.hash_policy = hp;
+    }
   }
   if (!ctx.grpc) {
     const rw = http.rewrite;

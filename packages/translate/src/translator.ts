@@ -1022,8 +1022,11 @@ export class Translator {
       const seen = new Set<string>();
       const vhosts: JsonValue[] = [];
       const list = vhostsByPort.get(port) ?? [];
-      if (!sortedBy(list.map((vh) => vh.entry.name))) {
-        list.sort((a, b) => compareStrings(a.entry.name, b.entry.name));
+      for (let i = 1; i < list.length; i++) {
+        if (compareStrings(list[i - 1]!.entry.name, list[i]!.entry.name) > 0) {
+          list.sort((a, b) => compareStrings(a.entry.name, b.entry.name));
+          break;
+        }
       }
       for (const vh of list) {
         // Domains an earlier virtual host of this port claimed are left out.
