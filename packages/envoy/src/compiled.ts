@@ -14,12 +14,40 @@
 // required field, a map key order it cannot prove, a value of a kind JSON never holds) goes the slow
 // way instead of risking a different answer.
 //
+// This module holds the plans, the memo, ordinary messages' fields and Any; scalars are
+// compiled-scalars.ts's, the other well-known types compiled-wkt.ts's, what they share
+// compiled-base.ts's.
+//
 // Identity memo: translate hands over the same objects for what did not change, so the
 // encoded bytes of list elements and map values of message type are remembered per message type by
 // object (a WeakMap); writing a remembered one copies its bytes. The JSON is immutable to this
 // encoder (encodeResource's doc comment says so to its callers). See writeSubMessage and
 // MEMO_MIN_BYTES for what is remembered and why.
 import protobuf from 'protobufjs';
+import {
+  type BodyWriter,
+  bail,
+  type Convert,
+  DEPTH_LIMIT,
+  orderedKeys,
+  type Put,
+  tagOf,
+  WIRE,
+  type Writer,
+  wellKnownTag,
+} from './compiled-base.js';
+import { enumConverter, putScalar, scalarConverter } from './compiled-scalars.js';
+import {
+  durationBody,
+  durationWriter,
+  lastDuration,
+  listBody,
+  parseDuration,
+  structBody,
+  timestampBody,
+  valueBody,
+  wrapperBody,
+} from './compiled-wkt.js';
 import {
   checkCount,
   checkField,
@@ -32,22 +60,12 @@ import {
   WRAPPERS,
 } from './rules.js';
 
-/** Thrown (never escapes this module's callers) when the fast path cannot vouch for the input. */
-class Bail {}
-const BAIL = new Bail();
-function bail(): never {
-  throw BAIL;
-}
 const failFast: Fail = () => bail();
 
-type Writer = protobuf.Writer;
 type Json = { readonly [key: string]: unknown };
 
 /** Writes one present (non-null) field value, tag included. `depth` is the containing message's. */
 type FieldWriter = (value: unknown, w: Writer, depth: number) => void;
-/** Writes a message's fields (no tag or length); `fromAny` lets an "@type" key through. */
-type BodyWriter = (json: unknown, w: Writer, depth: number, fromAny: boolean) => void;
-
 interface FieldPlan {
   readonly id: number;
   readonly write: FieldWriter;
@@ -73,27 +91,6 @@ interface Memo {
   readonly depth: number;
 }
 
-// protobufjs' encoder refuses messages nested deeper than this (counted from the message it is
-// asked to encode; an Any's value is encoded on its own).
-const DEPTH_LIMIT = protobuf.util.recursionLimit;
-
-const WIRE: { readonly [kind: string]: number } = {
-  double: 1,
-  float: 5,
-  int32: 0,
-  uint32: 0,
-  sint32: 0,
-  fixed32: 5,
-  sfixed32: 5,
-  int64: 0,
-  uint64: 0,
-  sint64: 0,
-  fixed64: 1,
-  sfixed64: 1,
-  bool: 0,
-  string: 2,
-  bytes: 2,
-};
 const PACKABLE = new Set(Object.keys(WIRE).filter((k) => k !== 'string' && k !== 'bytes'));
 
 // Per-call scratch of the field walk: the present fields of every message being written, as a stack
@@ -362,20 +359,11 @@ function sortById(from: number, to: number): void {
 
 // ---- fields ----
 
-function tagOf(id: number, wireType: number): number {
-  return ((id << 3) | wireType) >>> 0;
-}
-
 function fieldWriter(field: protobuf.Field, rules: FieldRules | undefined): FieldWriter {
   if (field.map) return mapWriter(field, (field as unknown as protobuf.MapField).keyType, rules);
   if (field.repeated) return repeatedWriter(field, rules);
   return singularWriter(field, rules);
 }
-
-/** A converter from JSON to what protobufjs writes for one scalar kind, or to an enum's number. */
-type Convert = (value: unknown) => unknown;
-/** Writes one converted value (no tag). */
-type Put = (w: Writer, value: unknown) => void;
 
 function converterOf(field: protobuf.Field): Convert {
   const resolved = field.resolvedType;
@@ -431,11 +419,7 @@ function messageFieldWriter(
       return (value, w, depth) => {
         if (depth >= DEPTH_LIMIT) bail();
         parseDuration(value);
-        checkField(
-          rules,
-          { seconds: durationSign * durationSecs, nanos: durationSign * durationNanos },
-          failFast,
-        );
+        checkField(rules, lastDuration(), failFast);
         write(w.uint32(tag).fork());
         w.ldelim();
       };
@@ -527,288 +511,6 @@ function mapWriter(field: protobuf.Field, keyType: string, rules: FieldRules | u
       w.ldelim();
     }
     if (rules) checkCount(rules, present, failFast);
-  };
-}
-
-/**
- * An object's keys in the order the walker's output holds them: sorted, then as a JS object orders
- * keys inserted in that order (array-index keys first, ascending).
- */
-function orderedKeys(value: { [key: string]: unknown }): string[] {
-  const keys = Object.keys(value);
-  if (keys.length < 2) {
-    if (keys[0] === '__proto__') bail();
-    return keys;
-  }
-  keys.sort();
-  for (let i = 0; i < keys.length; i++) {
-    const key = keys[i]!;
-    // The walker stores map entries by assignment, where "__proto__" is no entry: its way.
-    if (key === '__proto__') bail();
-    const c = key.charCodeAt(0);
-    if (c >= 48 && c <= 57) {
-      // A key starting with a digit may be an array index: let an object order them.
-      const order: { [key: string]: true } = {};
-      for (const key of keys) order[key] = true;
-      return Object.keys(order);
-    }
-  }
-  return keys;
-}
-
-// ---- scalars ----
-
-const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
-const INTEGER = /^-?\d+$/;
-
-function scalarConverter(kind: string): Convert {
-  switch (kind) {
-    case 'string':
-      return (v) => (typeof v === 'string' ? v : bail());
-    case 'bool':
-      return (v) => (typeof v === 'boolean' ? v : bail());
-    case 'bytes':
-      return (v) => (typeof v === 'string' && BASE64.test(v) ? Buffer.from(v, 'base64') : bail());
-    case 'double':
-    case 'float':
-      return (v) =>
-        typeof v === 'number' ? v : v === 'NaN' || v === 'Infinity' || v === '-Infinity' ? Number(v) : bail();
-    case 'int32':
-    case 'sint32':
-    case 'sfixed32':
-      return (v) => {
-        const n = integer(v);
-        return n >= -(2 ** 31) && n < 2 ** 31 ? n : bail();
-      };
-    case 'uint32':
-    case 'fixed32':
-      return (v) => {
-        const n = integer(v);
-        return n >= 0 && n < 2 ** 32 ? n : bail();
-      };
-    case 'int64':
-    case 'sint64':
-    case 'sfixed64':
-      return (v) => {
-        const n = integer(v);
-        return Number.isSafeInteger(n) ? n : bail();
-      };
-    case 'uint64':
-    case 'fixed64':
-      return (v) => {
-        const n = integer(v);
-        return Number.isSafeInteger(n) && n >= 0 ? n : bail();
-      };
-  }
-  return () => bail();
-}
-
-/** proto3 JSON integers: a number, or a string of decimal digits (64-bit values are strings). */
-function integer(value: unknown): number {
-  const n = typeof value === 'string' && INTEGER.test(value) ? Number(value) : value;
-  return typeof n === 'number' && Number.isInteger(n) ? n : bail();
-}
-
-function enumConverter(type: protobuf.Enum): Convert {
-  // Only the enum's own names (a name inherited from Object.prototype is left to the walker).
-  const numbers = new Map<string, number>();
-  for (const name of Object.keys(type.values)) numbers.set(name, type.values[name]!);
-  return (v) => {
-    if (typeof v === 'string') {
-      const number = numbers.get(v);
-      return number === undefined ? bail() : number;
-    }
-    return typeof v === 'number' && Number.isInteger(v) ? v : bail();
-  };
-}
-
-function putScalar(kind: string): Put {
-  switch (kind) {
-    case 'double':
-      return (w, v) => w.double(v as number);
-    case 'float':
-      return (w, v) => w.float(v as number);
-    case 'int32':
-      return (w, v) => w.int32(v as number);
-    case 'uint32':
-      return (w, v) => w.uint32(v as number);
-    case 'sint32':
-      return (w, v) => w.sint32(v as number);
-    case 'fixed32':
-      return (w, v) => w.fixed32(v as number);
-    case 'sfixed32':
-      return (w, v) => w.sfixed32(v as number);
-    case 'int64':
-      return (w, v) => w.int64(v as number);
-    case 'uint64':
-      return (w, v) => w.uint64(v as number);
-    case 'sint64':
-      return (w, v) => w.sint64(v as number);
-    case 'fixed64':
-      return (w, v) => w.fixed64(v as number);
-    case 'sfixed64':
-      return (w, v) => w.sfixed64(v as number);
-    case 'bool':
-      return (w, v) => w.bool(v as boolean);
-    case 'string':
-      return (w, v) => w.string(v as string);
-    case 'bytes':
-      return (w, v) => w.bytes(v as Uint8Array);
-  }
-  return () => bail();
-}
-
-// ---- well-known types ----
-
-/** Tag of a well-known type's field, read from the schema rather than assumed. */
-function wellKnownTag(type: protobuf.Type, name: string): number {
-  const field = type.fields[name];
-  if (!field) throw new Error(`${fullName(type)} has no field ${name}`);
-  field.resolve();
-  const kind = field.resolvedType instanceof protobuf.Enum ? 'int32' : field.type;
-  return tagOf(field.id, field.resolvedType instanceof protobuf.Type || field.map ? 2 : WIRE[kind]!);
-}
-
-function wrapperBody(type: protobuf.Type): BodyWriter {
-  const inner = type.fields.value!;
-  const convert = scalarConverter(inner.type);
-  const put = putScalar(inner.type);
-  const tag = tagOf(inner.id, WIRE[inner.type]!);
-  return (json, w) => put(w.uint32(tag), convert(json));
-}
-
-// The last Duration parsed (scratch, read right after parseDuration).
-let durationSign = 1;
-let durationSecs = 0;
-let durationNanos = 0;
-const DURATION = /^(-)?(\d+)(?:\.(\d{1,9}))?s$/;
-
-function parseDuration(json: unknown): void {
-  const match = typeof json === 'string' ? DURATION.exec(json) : null;
-  if (!match) bail();
-  durationSign = match[1] ? -1 : 1;
-  durationSecs = Number(match[2]);
-  durationNanos = Number((match[3] ?? '').padEnd(9, '0'));
-  if (durationSecs > 315_576_000_000) bail();
-}
-
-/** Writes the last parsed Duration's fields (seconds and nanos are always both written). */
-function durationWriter(type: protobuf.Type): (w: Writer) => void {
-  const secondsTag = wellKnownTag(type, 'seconds');
-  const nanosTag = wellKnownTag(type, 'nanos');
-  return (w) => {
-    w.uint32(secondsTag).int64(durationSign * durationSecs);
-    w.uint32(nanosTag).int32(durationSign * durationNanos);
-  };
-}
-
-function durationBody(type: protobuf.Type): BodyWriter {
-  const write = durationWriter(type);
-  return (json, w) => {
-    parseDuration(json);
-    write(w);
-  };
-}
-
-function timestampBody(type: protobuf.Type): BodyWriter {
-  const secondsTag = wellKnownTag(type, 'seconds');
-  const nanosTag = wellKnownTag(type, 'nanos');
-  return (json, w) => {
-    const millis = typeof json === 'string' ? Date.parse(json) : Number.NaN;
-    if (Number.isNaN(millis)) bail();
-    w.uint32(secondsTag).int64(Math.floor(millis / 1000));
-    w.uint32(nanosTag).int32((millis % 1000) * 1e6);
-  };
-}
-
-// Struct, Value and ListValue refer to each other; protobufjs defines them (camelCase field names).
-interface StructTags {
-  fields: number;
-  nullValue: number;
-  numberValue: number;
-  stringValue: number;
-  boolValue: number;
-  structValue: number;
-  listValue: number;
-  values: number;
-}
-let structTagsCache: StructTags | undefined;
-function structTags(any: protobuf.Type): StructTags {
-  if (structTagsCache) return structTagsCache;
-  const struct = any.lookupType('google.protobuf.Struct');
-  const value = any.lookupType('google.protobuf.Value');
-  const list = any.lookupType('google.protobuf.ListValue');
-  structTagsCache = {
-    fields: wellKnownTag(struct, 'fields'),
-    nullValue: wellKnownTag(value, 'nullValue'),
-    numberValue: wellKnownTag(value, 'numberValue'),
-    stringValue: wellKnownTag(value, 'stringValue'),
-    boolValue: wellKnownTag(value, 'boolValue'),
-    structValue: wellKnownTag(value, 'structValue'),
-    listValue: wellKnownTag(value, 'listValue'),
-    values: wellKnownTag(list, 'values'),
-  };
-  return structTagsCache;
-}
-
-function writeStructFields(t: StructTags, json: { [key: string]: unknown }, w: Writer, depth: number): void {
-  if (depth >= DEPTH_LIMIT) bail();
-  const keys = orderedKeys(json);
-  for (let i = 0; i < keys.length; i++) {
-    const key = keys[i]!;
-    w.uint32(t.fields).fork().uint32(10).string(key).uint32(18).fork();
-    writeValue(t, json[key] ?? null, w, depth + 1);
-    w.ldelim().ldelim();
-  }
-}
-
-function writeValue(t: StructTags, value: unknown, w: Writer, depth: number): void {
-  if (value === null) w.uint32(t.nullValue).int32(0);
-  else if (typeof value === 'number') w.uint32(t.numberValue).double(value);
-  else if (typeof value === 'string') w.uint32(t.stringValue).string(value);
-  else if (typeof value === 'boolean') w.uint32(t.boolValue).bool(value);
-  else if (Array.isArray(value)) {
-    if (depth >= DEPTH_LIMIT) bail();
-    w.uint32(t.listValue).fork();
-    writeListValues(t, value, w, depth + 1);
-    w.ldelim();
-  } else if (typeof value === 'object') {
-    if (depth >= DEPTH_LIMIT) bail();
-    w.uint32(t.structValue).fork();
-    writeStructFields(t, value as { [key: string]: unknown }, w, depth + 1);
-    w.ldelim();
-  } else bail();
-}
-
-function writeListValues(t: StructTags, values: readonly unknown[], w: Writer, depth: number): void {
-  if (values.length > 0 && depth >= DEPTH_LIMIT) bail();
-  for (let i = 0; i < values.length; i++) {
-    // A hole is not null: the walker fails on it.
-    if (!(i in values)) bail();
-    w.uint32(t.values).fork();
-    writeValue(t, values[i], w, depth + 1);
-    w.ldelim();
-  }
-}
-
-function structBody(type: protobuf.Type): BodyWriter {
-  const t = structTags(type);
-  return (json, w, depth) => {
-    if (!isPlainObject(json)) bail();
-    writeStructFields(t, json, w, depth);
-  };
-}
-
-function valueBody(type: protobuf.Type): BodyWriter {
-  const t = structTags(type);
-  return (json, w, depth) => writeValue(t, json, w, depth);
-}
-
-function listBody(type: protobuf.Type): BodyWriter {
-  const t = structTags(type);
-  return (json, w, depth) => {
-    if (!Array.isArray(json)) bail();
-    writeListValues(t, json, w, depth);
   };
 }
 
