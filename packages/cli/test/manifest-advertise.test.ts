@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { resolveOptions } from '@meridian/server';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { meridiandDnsNames, NAMES } from '../src/manifest/generate.js';
+import { meridiandDnsNames, NAMES } from '../src/manifest/model.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 

@@ -2,7 +2,7 @@
 // select the pods they are meant for, Service target ports and probes name real container ports,
 // volumes name Secrets and ConfigMaps that exist, a PDB selects one workload, the webhook points at a
 // real Service port. Returns one line per problem (empty: the objects fit together).
-import type { K8sObject } from '../src/manifest/generate.js';
+import type { K8sObject } from '../src/manifest/model.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: walking untyped YAML
 type Any = Record<string, any>;

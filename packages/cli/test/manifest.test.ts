@@ -36,14 +36,14 @@ import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { LOCALITY_FILE } from '../src/manifest/locality.js';
 import {
   type K8sObject,
-  LOCALITY_FILE,
   MERIDIAND_PORTS,
   pluralOf,
   WEBHOOK_NAME,
   webhookDnsName,
-} from '../src/manifest/generate.js';
+} from '../src/manifest/model.js';
 import { fitProblems } from './manifest-fit.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: walking untyped YAML

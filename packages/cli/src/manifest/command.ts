@@ -20,14 +20,14 @@ import { DEFAULT_MESH_ID } from '@meridian/store';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { stringify } from 'yaml';
 import { type CliContext, parseList, readFlagFile, UsageError } from '../context.js';
+import { generateManifests } from './generate.js';
 import {
-  generateManifests,
   type K8sObject,
   type ManifestSettings,
   NAMES,
   type SecretMaterial,
   webhookDnsName,
-} from './generate.js';
+} from './model.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const QUANTITY = /^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$/;

@@ -2,18 +2,20 @@
 // secret material the command made (generate.ts never creates keys; command.ts does, with
 // @meridian/ca). The objects are plain JSON as the API server takes them; tests validate each one
 // against the Kubernetes API schemas (kubernetes-models) and check that they fit together.
+//
+// This module generates meridiand's objects (identities, the CA install Job, the Deployment, its
+// Services, network policies, the webhook) and the Secrets; the settings, names and ports are
+// model.ts's, etcd and NATS stores.ts's, the locality init container's program locality.ts's.
 import { ALL_KINDS } from '@meridian/api';
-// Type-only (erased at run time): object literals are checked against the Kubernetes API types at
-// compile time, which catches a misspelt field (the schema validation in the tests does not).
 import type { IValidatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration';
 import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
-import type { IStatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import type { IJob } from 'kubernetes-models/batch/v1/Job';
 import type { INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import type { IPodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+// Type-only (erased at run time): object literals are checked against the Kubernetes API types at
+// compile time, which catches a misspelt field (the schema validation in the tests does not).
 import type { IClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
 import type { IClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
-import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import type { IContainerPort } from 'kubernetes-models/v1/ContainerPort';
 import type { IEnvVar } from 'kubernetes-models/v1/EnvVar';
 import type { INamespace } from 'kubernetes-models/v1/Namespace';
@@ -23,150 +25,28 @@ import type { IService } from 'kubernetes-models/v1/Service';
 import type { IServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import type { IServicePort } from 'kubernetes-models/v1/ServicePort';
 import type { ITopologySpreadConstraint } from 'kubernetes-models/v1/TopologySpreadConstraint';
-import { renderNatsConf } from './nats.js';
-
-type ObjectMeta = NonNullable<IDeployment['metadata']>;
-
-/** One object, checked against its Kubernetes type `T` where it is written. */
-const obj = <T>(o: T): K8sObject => o as unknown as K8sObject;
-const add = <T>(list: K8sObject[], o: T): void => {
-  list.push(obj<T>(o));
-};
-
-/** A Kubernetes object as written to YAML. */
-export interface K8sObject {
-  readonly apiVersion: string;
-  readonly kind: string;
-  readonly metadata: { readonly name: string; readonly namespace?: string; readonly [k: string]: unknown };
-  readonly [k: string]: unknown;
-}
-
-/** Ports of meridiand in the pod (the flags' defaults where they have one). */
-export const MERIDIAND_PORTS = {
-  xds: 15010,
-  ca: 15012,
-  monitoring: 15014,
-  webhook: 15017,
-  admin: 15080,
-} as const;
-
-/** Container port names (at most 15 characters, IANA_SVC_NAME). */
-export const PORT_NAMES = {
-  xds: 'grpc-xds',
-  ca: 'grpc-ca',
-  monitoring: 'http-monitoring',
-  webhook: 'https-webhook',
-  admin: 'https-admin',
-} as const;
-
-const NATS_PORTS = { client: 4222, cluster: 6222, gateway: 7222, monitor: 8222 } as const;
-const ETCD_PORTS = { client: 2379, peer: 2380 } as const;
-
-/** The settings of one cluster's manifests (`meridian manifest generate` flags). */
-export interface ManifestSettings {
-  readonly cluster: string;
-  readonly meshId: string;
-  readonly namespace: string;
-  readonly trustDomain: string;
-  readonly replicas: number;
-  /** Zones the replicas are confined to and spread over; empty: spread over whatever zones exist. */
-  readonly zones: readonly string[];
-  /** Other clusters' NATS gateway URLs (`nats://host:7222`), by cluster id. */
-  readonly peers: readonly { readonly cluster: string; readonly url: string }[];
-  /** Endpoints of an existing etcd; undefined: a 3-member etcd StatefulSet is generated. */
-  readonly etcdEndpoints?: readonly string[];
-  readonly image: string;
-  readonly etcdImage: string;
-  readonly natsImage: string;
-  readonly etcdStorage: string;
-  readonly natsStorage: string;
-  /** Also serve plaintext xDS on 15010 (default: xDS only over mTLS on the CA port). */
-  readonly plaintextXds: boolean;
-  readonly webhookFailurePolicy: 'Fail' | 'Ignore';
-  /** `host:port` this cluster's NATS gateway is reached at from the other clusters, if known. */
-  readonly natsGatewayAdvertise?: string;
-  /** The federation authorization block (`meridian federation nats-config`); none: NATS without users. */
-  readonly natsAuthConf?: string;
-}
-
-/** Public material: the mesh root certificate (the webhook's caBundle, the trust anchor). */
-export interface PublicMaterial {
-  readonly rootCertPem: string;
-}
-
-/** Secret material, written only to the secrets file. */
-export interface SecretMaterial {
-  /** Istio's plug-in CA files: ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem. */
-  readonly pluginCa: Readonly<Record<string, string>>;
-  /** The key-encryption key (base64), sealing the intermediate's key in etcd. */
-  readonly kek: string;
-  /** Serving chain and key of the webhook (DNS name of its Service). */
-  readonly webhookCertPem: string;
-  readonly webhookKeyPem: string;
-  /** The cluster's NATS nkey seed, when NATS users are on. */
-  readonly natsSeed?: string;
-}
-
-/** The generated objects: `manifests` hold no secret, `secrets` only Secrets. */
-export interface ManifestSet {
-  readonly manifests: readonly K8sObject[];
-  readonly secrets: readonly K8sObject[];
-}
-
-/** Names of the objects, shared by the generator, the command's messages and the tests. */
-export const NAMES = {
-  meridiand: 'meridiand',
-  adminService: 'meridiand-admin',
-  monitoringService: 'meridiand-monitoring',
-  webhookService: 'meridiand-webhook',
-  nodeReader: 'meridian-node-reader',
-  caInstall: 'meridian-ca-install',
-  pluginCaSecret: 'meridian-cacerts',
-  kekSecret: 'meridian-ca-kek',
-  webhookSecret: 'meridian-webhook-tls',
-  natsSecret: 'meridian-nats-creds',
-  etcd: 'meridian-etcd',
-  etcdClient: 'meridian-etcd-client',
-  nats: 'meridian-nats',
-  natsClient: 'meridian-nats-client',
-  natsGateway: 'meridian-nats-gateway',
-  natsConfig: 'meridian-nats-config',
-  webhookConfig: 'meridian-config-validation',
-} as const;
-
-/** The webhook name Kubernetes shows in a denial (`admission webhook "..." denied the request`). */
-export const WEBHOOK_NAME = 'validation.meridian.io';
-
-/** DNS name of the webhook Service, the SAN of its serving certificate. */
-export function webhookDnsName(namespace: string): string {
-  return `${NAMES.webhookService}.${namespace}.svc`;
-}
-
-/**
- * The extra names of meridiand's serving certificate (`MERIDIAN_SERVING_NAMES`): its Services' DNS
- * names, so a client that reaches the replicas through a Service (an agent's seed address, `meridian`
- * against the admin Service) can check the name it dialled. Each replica also names its pod IP, which
- * it advertises (`MERIDIAN_ADVERTISE_ADDRESS` from the downward API).
- */
-export function meridiandDnsNames(namespace: string): string[] {
-  return [NAMES.meridiand, NAMES.adminService].map((service) => `${service}.${namespace}.svc`);
-}
-
-/** The etcd client URLs meridiand uses (generated StatefulSet or existing etcd). */
-export function etcdEndpointsOf(s: ManifestSettings): string[] {
-  if (s.etcdEndpoints) return [...s.etcdEndpoints];
-  return [0, 1, 2].map(
-    (i) => `http://${NAMES.etcd}-${i}.${NAMES.etcd}.${s.namespace}.svc:${ETCD_PORTS.client}`,
-  );
-}
-
-const b64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
-
-/** Kubernetes' plural resource name of a kind (`AuthorizationPolicy` -> `authorizationpolicies`). */
-export function pluralOf(kind: string): string {
-  const k = kind.toLowerCase();
-  return k.endsWith('y') ? `${k.slice(0, -1)}ies` : `${k}s`;
-}
+import { LOCALITY_FILE, LOCALITY_SCRIPT } from './locality.js';
+import {
+  add,
+  b64,
+  etcdEndpointsOf,
+  type K8sObject,
+  type ManifestSet,
+  type ManifestSettings,
+  MERIDIAND_PORTS,
+  type Meta,
+  meridiandDnsNames,
+  NAMES,
+  NATS_PORTS,
+  type ObjectMeta,
+  obj,
+  PORT_NAMES,
+  type PublicMaterial,
+  pluralOf,
+  type SecretMaterial,
+  WEBHOOK_NAME,
+} from './model.js';
+import { etcdObjects, natsObjects } from './stores.js';
 
 /** Generates one cluster's objects. Pure: the same inputs give the same objects. */
 export function generateManifests(
@@ -631,9 +511,6 @@ export function generateManifests(
   return { manifests: out, secrets: secret ? secrets(s, meta, secret) : [] };
 }
 
-type Meta = (name: string, component: string, extra?: Partial<ObjectMeta>) => ObjectMeta;
-type Selector = (component: string) => Record<string, string>;
-
 function secrets(s: ManifestSettings, meta: Meta, m: SecretMaterial): K8sObject[] {
   const secret = (name: string, data: Record<string, string>, type = 'Opaque'): K8sObject =>
     obj<ISecret>({
@@ -654,300 +531,3 @@ function secrets(s: ManifestSettings, meta: Meta, m: SecretMaterial): K8sObject[
     ...(m.natsSeed ? [secret(NAMES.natsSecret, { [`${s.cluster}.nk`]: m.natsSeed })] : []),
   ];
 }
-
-/** A 3-member etcd: StatefulSet with a PVC each, a headless Service for peers and a client Service. */
-function etcdObjects(
-  s: ManifestSettings,
-  meta: Meta,
-  selector: Selector,
-  restricted: ISecurityContext,
-): K8sObject[] {
-  const ns = s.namespace;
-  const labels = selector('etcd');
-  const peer = (i: number) =>
-    `${NAMES.etcd}-${i}=http://${NAMES.etcd}-${i}.${NAMES.etcd}.${ns}.svc:${ETCD_PORTS.peer}`;
-  // etcd's images have no shell: the kubelet expands $(POD_NAME) in args.
-  const self = `$(POD_NAME).${NAMES.etcd}.${ns}.svc`;
-  const args = [
-    '--name=$(POD_NAME)',
-    '--data-dir=/var/lib/etcd',
-    `--listen-client-urls=http://0.0.0.0:${ETCD_PORTS.client}`,
-    `--advertise-client-urls=http://${self}:${ETCD_PORTS.client}`,
-    `--listen-peer-urls=http://0.0.0.0:${ETCD_PORTS.peer}`,
-    `--initial-advertise-peer-urls=http://${self}:${ETCD_PORTS.peer}`,
-    `--initial-cluster=${[0, 1, 2].map(peer).join(',')}`,
-    `--initial-cluster-token=meridian-${s.meshId}-${s.cluster}`,
-    '--initial-cluster-state=new',
-    '--listen-metrics-urls=http://0.0.0.0:2381',
-    '--auto-compaction-retention=1',
-  ];
-  const ports: IContainerPort[] = [
-    { name: 'client', containerPort: ETCD_PORTS.client, protocol: 'TCP' },
-    { name: 'peer', containerPort: ETCD_PORTS.peer, protocol: 'TCP' },
-    { name: 'metrics', containerPort: 2381, protocol: 'TCP' },
-  ];
-  return [
-    obj<IService>({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: meta(NAMES.etcd, 'etcd'),
-      spec: {
-        clusterIP: 'None',
-        publishNotReadyAddresses: true,
-        selector: labels,
-        ports: [
-          { name: 'client', port: ETCD_PORTS.client, targetPort: 'client', protocol: 'TCP' },
-          { name: 'peer', port: ETCD_PORTS.peer, targetPort: 'peer', protocol: 'TCP' },
-        ],
-      },
-    }),
-    obj<IService>({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: meta(NAMES.etcdClient, 'etcd'),
-      spec: {
-        type: 'ClusterIP',
-        selector: labels,
-        ports: [{ name: 'client', port: ETCD_PORTS.client, targetPort: 'client', protocol: 'TCP' }],
-      },
-    }),
-    obj<IStatefulSet>({
-      apiVersion: 'apps/v1',
-      kind: 'StatefulSet',
-      metadata: meta(NAMES.etcd, 'etcd'),
-      spec: {
-        serviceName: NAMES.etcd,
-        replicas: 3,
-        podManagementPolicy: 'Parallel',
-        selector: { matchLabels: labels },
-        template: {
-          metadata: { labels },
-          spec: {
-            serviceAccountName: NAMES.etcd,
-            automountServiceAccountToken: false,
-            securityContext: {
-              runAsNonRoot: true,
-              runAsUser: 10001,
-              fsGroup: 10001,
-              seccompProfile: { type: 'RuntimeDefault' },
-            },
-            topologySpreadConstraints: [
-              {
-                labelSelector: { matchLabels: labels },
-                maxSkew: 1,
-                topologyKey: 'topology.kubernetes.io/zone',
-                whenUnsatisfiable: 'ScheduleAnyway',
-              },
-            ],
-            affinity: {
-              podAntiAffinity: {
-                preferredDuringSchedulingIgnoredDuringExecution: [
-                  {
-                    weight: 100,
-                    podAffinityTerm: {
-                      labelSelector: { matchLabels: labels },
-                      topologyKey: 'kubernetes.io/hostname',
-                    },
-                  },
-                ],
-              },
-            },
-            containers: [
-              {
-                name: 'etcd',
-                image: s.etcdImage,
-                command: ['etcd'],
-                args,
-                env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
-                ports,
-                readinessProbe: { httpGet: { path: '/readyz', port: 'metrics' }, periodSeconds: 5 },
-                livenessProbe: {
-                  httpGet: { path: '/livez', port: 'metrics' },
-                  initialDelaySeconds: 15,
-                  periodSeconds: 10,
-                },
-                resources: { requests: { cpu: '250m', memory: '512Mi' }, limits: { memory: '2Gi' } },
-                securityContext: restricted,
-                volumeMounts: [{ name: 'data', mountPath: '/var/lib/etcd' }],
-              },
-            ],
-          },
-        },
-        volumeClaimTemplates: [
-          {
-            metadata: { name: 'data' },
-            spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: s.etcdStorage } } },
-          },
-        ],
-      },
-    }),
-    obj<IPodDisruptionBudget>({
-      apiVersion: 'policy/v1',
-      kind: 'PodDisruptionBudget',
-      metadata: meta(NAMES.etcd, 'etcd'),
-      spec: { maxUnavailable: 1, selector: { matchLabels: labels } },
-    }),
-  ];
-}
-
-/** NATS: ConfigMap (nats.conf: cluster routes, gateways to the peers, JetStream), StatefulSet, Services. */
-function natsObjects(
-  s: ManifestSettings,
-  meta: Meta,
-  selector: Selector,
-  restricted: ISecurityContext,
-): K8sObject[] {
-  const ns = s.namespace;
-  const labels = selector('nats');
-  const host = (i: number) => `${NAMES.nats}-${i}.${NAMES.nats}.${ns}.svc`;
-  const conf = renderNatsConf({
-    cluster: s.cluster,
-    routes: [0, 1, 2].map((i) => `nats-route://${host(i)}:${NATS_PORTS.cluster}`),
-    ownGateways: [0, 1, 2].map((i) => `nats://${host(i)}:${NATS_PORTS.gateway}`),
-    peers: s.peers,
-    ports: NATS_PORTS,
-    ...(s.natsGatewayAdvertise ? { gatewayAdvertise: s.natsGatewayAdvertise } : {}),
-    auth: s.natsAuthConf !== undefined,
-  });
-  const ports: IContainerPort[] = [
-    { name: 'client', containerPort: NATS_PORTS.client, protocol: 'TCP' },
-    { name: 'cluster', containerPort: NATS_PORTS.cluster, protocol: 'TCP' },
-    { name: 'gateway', containerPort: NATS_PORTS.gateway, protocol: 'TCP' },
-    { name: 'monitor', containerPort: NATS_PORTS.monitor, protocol: 'TCP' },
-  ];
-  return [
-    obj<IConfigMap>({
-      apiVersion: 'v1',
-      kind: 'ConfigMap',
-      metadata: meta(NAMES.natsConfig, 'nats'),
-      data: {
-        'nats.conf': conf,
-        ...(s.natsAuthConf ? { 'meridian-federation-auth.conf': s.natsAuthConf } : {}),
-      },
-    }),
-    obj<IService>({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: meta(NAMES.nats, 'nats'),
-      spec: {
-        clusterIP: 'None',
-        publishNotReadyAddresses: true,
-        selector: labels,
-        ports: [
-          { name: 'cluster', port: NATS_PORTS.cluster, targetPort: 'cluster', protocol: 'TCP' },
-          { name: 'gateway', port: NATS_PORTS.gateway, targetPort: 'gateway', protocol: 'TCP' },
-        ],
-      },
-    }),
-    obj<IService>({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: meta(NAMES.natsClient, 'nats'),
-      spec: {
-        type: 'ClusterIP',
-        selector: labels,
-        ports: [{ name: 'client', port: NATS_PORTS.client, targetPort: 'client', protocol: 'TCP' }],
-      },
-    }),
-    obj<IService>({
-      // The other clusters' NATS servers connect here (their --peer <this cluster>=nats://<address>:7222).
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: meta(NAMES.natsGateway, 'nats'),
-      spec: {
-        type: 'LoadBalancer',
-        selector: labels,
-        ports: [{ name: 'gateway', port: NATS_PORTS.gateway, targetPort: 'gateway', protocol: 'TCP' }],
-      },
-    }),
-    obj<IStatefulSet>({
-      apiVersion: 'apps/v1',
-      kind: 'StatefulSet',
-      metadata: meta(NAMES.nats, 'nats'),
-      spec: {
-        serviceName: NAMES.nats,
-        replicas: 3,
-        podManagementPolicy: 'Parallel',
-        selector: { matchLabels: labels },
-        template: {
-          metadata: { labels },
-          spec: {
-            serviceAccountName: NAMES.nats,
-            automountServiceAccountToken: false,
-            securityContext: {
-              runAsNonRoot: true,
-              runAsUser: 10001,
-              fsGroup: 10001,
-              seccompProfile: { type: 'RuntimeDefault' },
-            },
-            topologySpreadConstraints: [
-              {
-                labelSelector: { matchLabels: labels },
-                maxSkew: 1,
-                topologyKey: 'topology.kubernetes.io/zone',
-                whenUnsatisfiable: 'ScheduleAnyway',
-              },
-            ],
-            containers: [
-              {
-                name: 'nats',
-                image: s.natsImage,
-                command: ['nats-server', '--config', '/etc/nats/nats.conf'],
-                env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
-                ports,
-                readinessProbe: {
-                  httpGet: { path: '/healthz?js-enabled-only=true', port: 'monitor' },
-                  periodSeconds: 5,
-                },
-                livenessProbe: {
-                  httpGet: { path: '/healthz?js-enabled-only=true', port: 'monitor' },
-                  initialDelaySeconds: 10,
-                  periodSeconds: 10,
-                },
-                resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '1Gi' } },
-                securityContext: restricted,
-                volumeMounts: [
-                  { name: 'config', mountPath: '/etc/nats', readOnly: true },
-                  { name: 'data', mountPath: '/data' },
-                ],
-              },
-            ],
-            volumes: [{ name: 'config', configMap: { name: NAMES.natsConfig } }],
-          },
-        },
-        volumeClaimTemplates: [
-          {
-            metadata: { name: 'data' },
-            spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: s.natsStorage } } },
-          },
-        ],
-      },
-    }),
-    obj<IPodDisruptionBudget>({
-      apiVersion: 'policy/v1',
-      kind: 'PodDisruptionBudget',
-      metadata: meta(NAMES.nats, 'nats'),
-      spec: { maxUnavailable: 1, selector: { matchLabels: labels } },
-    }),
-  ];
-}
-
-/** Where the locality init container writes `{"locality": "region/zone"}` for meridiand. */
-export const LOCALITY_FILE = '/var/run/meridian/locality.yaml';
-
-/**
- * The locality init container's program (run with the image's node): GET the pod's Node with a
- * short-lived projected token, write `region/zone` (or what of it is labelled) for meridiand.
- */
-export const LOCALITY_SCRIPT = [
-  "const fs=require('fs'),https=require('https'),e=process.env;",
-  "const dir=e.TOKEN_DIR||'/var/run/secrets/kubernetes.io/serviceaccount';",
-  `const out=(l)=>{fs.writeFileSync(e.LOCALITY_FILE||'${LOCALITY_FILE}',JSON.stringify({locality:l})+'\\n');console.log('locality: '+(l||'(none)'));};`,
-  'https.get({host:e.KUBERNETES_SERVICE_HOST,port:e.KUBERNETES_SERVICE_PORT,',
-  "path:'/api/v1/nodes/'+encodeURIComponent(e.NODE_NAME),ca:fs.readFileSync(dir+'/ca.crt'),",
-  "headers:{authorization:'Bearer '+fs.readFileSync(dir+'/token','utf8').trim()}},(res)=>{let b='';",
-  "res.on('data',(c)=>b+=c);res.on('end',()=>{if(res.statusCode!==200){console.error('node lookup: HTTP '+res.statusCode);out('');return;}",
-  "const l=JSON.parse(b).metadata.labels||{},r=l['topology.kubernetes.io/region'],z=l['topology.kubernetes.io/zone'];",
-  "out(r?(z?r+'/'+z:r):'');});})",
-  ".on('error',(err)=>{console.error('node lookup: '+err.message);out('');});",
-].join('');
