@@ -1,6 +1,6 @@
 /**
  * One meridiand replica: wires store, cluster-state watch, registry, translation, xDS, registration,
- * membership/election and the admin HTTP server (issue 5).
+ * membership/election and the admin HTTP server.
  *
  * Data flow: admin API write -> etcd transaction -> every replica's watch (ClusterState) -> a new
  * immutable (ConfigSnapshot, RegistrySnapshot) pair stamped with the etcd revision -> a
@@ -169,7 +169,7 @@ export interface ReplicaStartOptions {
 export class Replica {
   readonly log: Logger;
   readonly telemetry: Telemetry;
-  /** Access logs and stats from the proxies: Istio's metrics and the service graph (issue 17). */
+  /** Access logs and stats from the proxies: Istio's metrics and the service graph. */
   readonly #ingest: TelemetryIngest;
   readonly xds: XdsServer;
   readonly registry: Registry;
@@ -188,11 +188,11 @@ export class Replica {
   #directory: ReplicaDirectory | undefined;
   #convergence: ConvergenceTracker | undefined;
   readonly #tracing: PushTracing;
-  /** Tracing providers of `--mesh-config` for Telemetry's `tracing` (issue 17). */
+  /** Tracing providers of `--mesh-config` for Telemetry's `tracing`. */
   readonly #meshTracing: MeshTracing | undefined;
   #trace: TraceConvergence | undefined;
   #traceSyncs: (() => void) | undefined;
-  /** CA runtime, SDS and mTLS translation (issue 6), when the CA is configured. */
+  /** CA runtime, SDS and mTLS translation, when the CA is configured. */
   #mtls: ReplicaMtls | undefined;
   /** Why the CA configured with `--ca-address` is not loaded (reported by `/readyz`), if it is not. */
   #caProblem: string | undefined;
@@ -204,7 +204,7 @@ export class Replica {
   readonly #encoder = new Encoder(new ResourceCache());
   #snapshot: ProxySnapshot | undefined;
   #configSnapshot: ConfigSnapshot | undefined;
-  /** Issue 16: the JWKS of RequestAuthentications (jwks.ts) and the global rate limits' counters. */
+  /** The JWKS of RequestAuthentications (jwks.ts) and the global rate limits' counters. */
   #jwks: JwksResolver | undefined;
   #rateLimiter: GlobalRateLimiter | undefined;
   /** The replicas' service addresses the current config snapshot was built with (membership). */
@@ -280,7 +280,7 @@ export class Replica {
       log: this.log.child({ part: 'telemetry' }),
     });
     this.telemetry.addExposition(() => this.#ingest.istio.serialize());
-    // Issue 16: what dry-run AuthorizationPolicies would have denied (authz-dry-run.ts).
+    // What dry-run AuthorizationPolicies would have denied (authz-dry-run.ts).
     this.telemetry.addExposition(() => this.#ingest.dryRun.serialize());
     this.registry = new Registry([this.local]);
   }
@@ -331,7 +331,7 @@ export class Replica {
       ...(monitoringAddr ? [{ setting: '--monitoring-address', ...monitoringAddr }] : []),
       ...(caAddr ? [{ setting: '--ca-address', ...caAddr }] : []),
     ]);
-    // Issue 16: the host proxies and agents reach this replica at (membership, serving certificate).
+    // The host proxies and agents reach this replica at (membership, serving certificate).
     this.advertiseAddress = resolveAdvertiseAddress(o, this.log);
     if (o.caKekFile) {
       try {
@@ -344,7 +344,7 @@ export class Replica {
       }
     }
     warmUpSchemas();
-    // Issue 15, item 3: if etcd cannot be reached at start, serve the last-known-good snapshot from
+    // If etcd cannot be reached at start, serve the last-known-good snapshot from
     // disk at once (xDS, admin and health ports open), and attach the parts that need etcd when it
     // answers; without a usable snapshot, keep trying until --store-connect-timeout-ms (then exit 2).
     const disk = isOff(o.snapshotDir)
@@ -403,7 +403,7 @@ export class Replica {
         { file: served.file, revision: served.revision, writtenAt: served.writtenAt.toISOString() },
         'etcd unreachable: serving the last-known-good snapshot from disk',
       );
-      // The CA is in etcd, but the TLS port opens with the serving certificate kept on disk (issue 18).
+      // The CA is in etcd, but the TLS port opens with the serving certificate kept on disk.
       if (caAddr) {
         this.#mtls = await ReplicaMtls.fromDisk(
           this.#mtlsOptions(caAddr.host, this.log.child({ part: 'ca' })),
@@ -650,7 +650,8 @@ export class Replica {
       servedRevision: () => this.#snapshot?.revision ?? 0,
     });
     if (o.natsUrls.length > 0) {
-      // Issue 7: import on every replica, export while leading (before the first campaign).
+      // Import on every replica, export while leading (one exporter per cluster; subscribed before the
+      // first campaign, so no term is missed).
       const election = this.#election;
       this.#federation = await ReplicaFederation.start({
         options: o,
@@ -1062,7 +1063,7 @@ export class Replica {
   }
 
   /**
-   * Where proxies reach the replicas' own services, from the current membership (issue 16): the
+   * Where proxies reach the replicas' own services, from the current membership: the
    * rate-limit service on the replicas' CA mTLS ports when this replica has the CA, on their
    * plaintext xDS ports only with `--rate-limit-plaintext on` and no CA, else nowhere; sidecars'
    * access logs (Telemetry provider `meridian`) likewise: the CA mTLS ports, else the plaintext
@@ -1075,7 +1076,7 @@ export class Replica {
       replicas,
       this.#mtls ? 'mtls' : this.options.rateLimitPlaintext === 'on' ? 'plaintext' : 'off',
     );
-    // Issue 17: access logs to the CA's mTLS ports when this replica has the CA (the workload
+    // Access logs to the CA's mTLS ports when this replica has the CA (the workload
     // certificate identifies the reporter), else the plaintext xDS ports with --telemetry-plaintext on.
     const accessLogService = this.#mtls
       ? rateLimitServiceAddresses('', replicas, 'mtls')
