@@ -334,12 +334,13 @@ function routeAction(http: HTTPRoute, vsNamespace: string, ctx: RouteContext): E
       clusters: resolved.map(({ d, c }) => {
         const wc: Record<string, JsonValue | undefined> = { name: c.name, weight: d.weight ?? 0 };
         if (!ctx.grpc) applyHeaders(wc, d.headers);
-        return compact(wc);
+        return wc as EnvoyJson;
       }),
     };
   }
   timeoutFields(out, http.timeout, ctx.grpc);
-  out.retry_policy = retryPolicy(http.retries, ctx.grpc);
+  const retry = retryPolicy(http.retries, ctx.grpc);
+  if (retry) out.retry_policy = retry;
   const first = resolved[0]?.c;
   if (first) {
     // Without a hash policy for the first destination there is none: the others need no look-up.
@@ -387,7 +388,8 @@ function routeAction(http: HTTPRoute, vsNamespace: string, ctx: RouteContext): E
     }
     if (mirrors.length > 0) out.request_mirror_policies = mirrors;
   }
-  return compact(out);
+  // Every member above is set only when defined.
+  return out as EnvoyJson;
 }
 
 function redirectAction(http: HTTPRoute): EnvoyJson | undefined {
