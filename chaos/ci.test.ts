@@ -1,8 +1,8 @@
 // The chaos suite's short subset for CI (scenarios.ts CI_SUBSET): the real chaos mesh (two clusters,
-// 3-member etcd each, NATS gateway, two replicas each, agents, grpc-js-xds demo clients) brought up by
+// 3-member etcd each, NATS gateway, three replicas each, agents, grpc-js-xds demo clients) brought up by
 // `meridian up`'s code; each scenario checks its own invariants through independent observers (the
 // clients' call records, the writer's log, etcd read with etcdctl). A scenario's FAIL fails its test
-// with the figures. Multi-process (22 processes): runs in the serial pass. The full suite: pnpm chaos.
+// with the figures. Multi-process (24 processes): runs in the serial pass. The full suite: pnpm chaos.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describe as describeResult, runScenario } from './lib/harness.js';
 import { Mesh } from './lib/mesh.js';

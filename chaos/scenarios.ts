@@ -959,7 +959,7 @@ const FAKETIME_LIB = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 const replicaClockSkew: Scenario = {
   name: 'replica-clock-skew',
   title:
-    "east's follower restarted under libfaketime (clock 2 min ahead, running at half speed), then the leader SIGKILLed so the skewed replica leads for 40 s, under writes",
+    "east's follower restarted under libfaketime (clock 2 min ahead, running at half speed), then every other east replica SIGKILLed so the skewed one leads for 40 s, under writes",
   async run(h) {
     const { existsSync } = await import('node:fs');
     if (!existsSync(FAKETIME_LIB)) throw new Error(`${FAKETIME_LIB} is missing (apt-get install faketime)`);
@@ -976,8 +976,11 @@ const replicaClockSkew: Scenario = {
     await ensureStarted(skewed);
     await waitHealthy(skewed, 120_000);
     h.figure('skewedReadyAfterS', h.secs(Date.now() - at));
-    const killAt = h.mark(`SIGKILL leader east-${leader}`);
-    await h.mesh.kill(h.mesh.replica(east, leader));
+    // Every other replica goes (the leader, and with 3 replicas the other follower, which could
+    // otherwise win the election): the skewed one must lead.
+    const others = Array.from({ length: east.replicas }, (_, i) => i).filter((i) => i !== follower);
+    const killAt = h.mark(`SIGKILL east-${others.join(', east-')} (leader east-${leader})`);
+    await Promise.all(others.map((i) => h.mesh.kill(h.mesh.replica(east, i))));
     const took = await poll(async () => {
       const s = await adminGet<LeaderStatus>(east, follower, h.mesh.token(east), '/debug/leader');
       return s?.isLeader ? Date.now() : undefined;
