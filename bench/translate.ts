@@ -144,7 +144,7 @@ type Mesh = ReturnType<typeof buildMesh>;
 function clone<T>(value: T): T {
   if (Array.isArray(value)) return value.map(clone) as T;
   if (value && typeof value === 'object') {
-    const out: Record<string, unknown> = { ...value };
+    const out: Record<string, unknown> = { ...(value as Record<string, unknown>) };
     for (const k in out) if (out[k] && typeof out[k] === 'object') out[k] = clone(out[k]);
     return out as T;
   }
