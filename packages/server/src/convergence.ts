@@ -16,7 +16,7 @@
  * cluster: each has its own etcd), and the mesh's totals.
  */
 import { Collection, type Lease, type Mirror, type Store } from '@meridian/store';
-import type { XdsServer } from '@meridian/xds';
+import type { ProxySyncStatus, XdsServer } from '@meridian/xds';
 import type { Logger } from 'pino';
 import { ConvergenceExchange } from './telemetry-federation.js';
 
@@ -25,6 +25,73 @@ export const CONVERGENCE_PREFIX = 'convergence/';
 
 /** The most proxies named as behind in a summary and in a report. */
 const MAX_BEHIND = 20;
+/** The most proxy rows one replica shares with the other clusters (the rest are counted). */
+export const MAX_PROXY_ROWS = 200;
+
+/**
+ * One proxy as a replica shares it with the other clusters (for their dashboards' Proxies page):
+ * what `/debug/syncz` says of it, without addresses, identities, nonces or error texts.
+ */
+export interface ProxyRow {
+  /** istioctl's name (`<pod>.<namespace>` or the node id). */
+  readonly proxy: string;
+  readonly namespace: string;
+  readonly kind: string;
+  readonly variant: string;
+  /** Per type (`cds`, `lds`, `eds`, `rds`, ...): its sync state (SYNCED, STALE, ERROR, NOT SENT). */
+  readonly types: Readonly<Record<string, string>>;
+  /** The newest version it has ACKed in full, and how long ago it reached it (ms, at `at`). */
+  readonly syncedVersion?: string;
+  readonly syncedAgeMs?: number;
+  /** Milliseconds since its last ACK of any type, at `at`; absent before its first. */
+  readonly lastAckAgeMs?: number;
+  /** Its resources could not be built from the current snapshot (it keeps its last good config). */
+  readonly pushFailed?: boolean;
+}
+
+/** Rows of a replica's proxies, the first {@link MAX_PROXY_ROWS}: see {@link proxyRows}. */
+export interface ProxyRows {
+  readonly rows: readonly ProxyRow[];
+  /** Proxies not listed (beyond the bound). */
+  readonly omitted: number;
+}
+
+/**
+ * The rows a replica shares of its proxies: those that do not hold `version` or have a type in
+ * ERROR or a failed push first, then the others, each part by name; at most `max`, the rest counted.
+ */
+export function proxyRows(
+  status: readonly ProxySyncStatus[],
+  version: string,
+  max = MAX_PROXY_ROWS,
+): ProxyRows {
+  const troubled = (s: ProxySyncStatus) =>
+    s.syncedVersion !== version ||
+    s.pushError !== undefined ||
+    Object.values(s.types).some((t) => t.state === 'ERROR');
+  const sorted = [...status].sort((a, b) => {
+    const ta = troubled(a);
+    if (ta !== troubled(b)) return ta ? -1 : 1;
+    return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+  });
+  const rows = sorted.slice(0, Math.max(0, max)).map((s): ProxyRow => {
+    const acks = Object.values(s.types)
+      .map((t) => t.lastAckAgeMs)
+      .filter((a): a is number => a !== undefined);
+    return {
+      proxy: s.name,
+      namespace: s.namespace,
+      kind: s.kind,
+      variant: s.variant,
+      types: Object.fromEntries(Object.entries(s.types).map(([k, t]) => [k, t.state])),
+      ...(s.syncedVersion !== undefined ? { syncedVersion: s.syncedVersion } : {}),
+      ...(s.syncedAgeMs !== undefined ? { syncedAgeMs: s.syncedAgeMs } : {}),
+      ...(acks.length > 0 ? { lastAckAgeMs: Math.min(...acks) } : {}),
+      ...(s.pushError ? { pushFailed: true } : {}),
+    };
+  });
+  return { rows, omitted: sorted.length - rows.length };
+}
 
 /** One replica's proxies against its current config revision. */
 export interface ReplicaConvergence {
@@ -44,6 +111,13 @@ export interface ReplicaConvergence {
   readonly behind: readonly { readonly proxy: string; readonly holds: string | undefined }[];
   /** When the summary was written (ISO time). */
   readonly at: string;
+  /**
+   * Only in the summary shared over NATS (not in etcd: within a cluster the dashboard asks each
+   * member): its proxies' rows ({@link proxyRows}), ages as of sending.
+   */
+  readonly proxyRows?: readonly ProxyRow[];
+  /** Proxies not in `proxyRows` (beyond {@link MAX_PROXY_ROWS}). */
+  readonly proxyRowsOmitted?: number;
 }
 
 /** The cluster's view of its newest revision (the answer of `/debug/convergence`). */
@@ -209,6 +283,30 @@ export function mergeMeshConvergence(entries: readonly ReplicaConvergence[]): Me
   };
 }
 
+/** A proxy of another cluster, as its replica's summary received over NATS lists it. */
+export interface RemoteProxyRow extends ProxyRow {
+  /** The sending cluster and replica, from the NATS subject (never the body's claim). */
+  readonly clusterId: string;
+  readonly replicaId: string;
+  /** Milliseconds since the summary was received (its ages are brought forward by as much). */
+  readonly reportedAgoMs: number;
+}
+
+/** The other clusters' proxies known from their replicas' summaries. */
+export interface RemoteProxies {
+  /** By cluster, then replica, in each replica's order (troubled first, then by name). */
+  readonly proxies: readonly RemoteProxyRow[];
+  /** Per reporting replica: its proxies, how many its summary lists and how many it leaves out. */
+  readonly replicas: readonly {
+    readonly clusterId: string;
+    readonly replicaId: string;
+    readonly proxies: number;
+    readonly listed: number;
+    readonly omitted: number;
+    readonly reportedAgoMs: number;
+  }[];
+}
+
 /** Where a tracker shares its summary with the other clusters (federation's NATS). */
 export interface ConvergenceFederation {
   readonly natsUrls: readonly string[];
@@ -267,8 +365,19 @@ export class ConvergenceTracker {
         log,
         summary: () => {
           if (t.#version === '') return undefined;
-          const summary = t.summary();
-          const key = JSON.stringify({ ...summary, at: '' });
+          const status = t.xds.syncStatus();
+          const { rows, omitted } = proxyRows(status, t.#version);
+          const summary: ReplicaConvergence = {
+            ...t.#summaryOf(status),
+            proxyRows: rows,
+            proxyRowsOmitted: omitted,
+          };
+          // Changed: anything but the time and the ages (those are sent at least every 5 s).
+          const key = JSON.stringify({
+            ...summary,
+            at: '',
+            proxyRows: rows.map((r) => ({ ...r, syncedAgeMs: undefined, lastAckAgeMs: undefined })),
+          });
           const changed = key !== sent;
           sent = key;
           return { summary, changed };
@@ -291,7 +400,10 @@ export class ConvergenceTracker {
 
   /** This replica's summary now. */
   summary(): ReplicaConvergence {
-    const status = this.xds.syncStatus();
+    return this.#summaryOf(this.xds.syncStatus());
+  }
+
+  #summaryOf(status: readonly ProxySyncStatus[]): ReplicaConvergence {
     const behind = status
       .filter((s) => s.syncedVersion !== this.#version)
       .slice(0, MAX_BEHIND)
@@ -331,6 +443,14 @@ export class ConvergenceTracker {
       .filter((e) => e.replicaId !== this.replicaId);
     const remote = (this.#exchange?.remote() ?? []).filter((e) => e.clusterId !== this.clusterId);
     return mergeMeshConvergence([...local, this.summary(), ...remote]);
+  }
+
+  /**
+   * The other clusters' replicas' proxies, as their summaries received over NATS in the last 15 s
+   * list them (ages brought forward to now); none without federation.
+   */
+  remoteProxies(): RemoteProxies {
+    return this.#exchange?.remoteProxies() ?? { proxies: [], replicas: [] };
   }
 
   #schedule(): void {

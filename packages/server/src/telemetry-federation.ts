@@ -9,7 +9,9 @@
  * - `graph` ({@link GraphExchange}): the replica's service-graph edge windows every 2 s (at most the
  *   busiest {@link MAX_EDGES} edges), kept for one window;
  * - `convergence` ({@link ConvergenceExchange}): the replica's convergence summary
- *   (convergence.ts) every second when it changed and every 5 s otherwise, kept for 15 s.
+ *   (convergence.ts) with its proxies' rows (at most 200: name, sync state per type, synced version,
+ *   last ACK age; no address, identity or error text) every second when it changed and every 5 s
+ *   otherwise, kept for 15 s; the other clusters' dashboards list those proxies.
  *
  * Trust is federation's: the connection authenticates with `--nats-creds` (natsAuthenticator), and
  * `meridian federation nats-config` lets each cluster's user publish only on its own cluster's
@@ -19,7 +21,7 @@
  */
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import type { ReplicaConvergence } from './convergence.js';
+import type { ProxyRow, RemoteProxies, RemoteProxyRow, ReplicaConvergence } from './convergence.js';
 import { natsAuthenticator } from './federation.js';
 import type { EdgeWindow } from './service-graph.js';
 
@@ -27,6 +29,10 @@ const MAX_EDGES = 2000;
 /** Most proxies' sync times carried in one convergence summary (the rest count, unlisted). */
 const MAX_SYNC_TIMES = 20_000;
 const MAX_BEHIND = 20;
+/** Most proxy rows kept of one convergence summary (as convergence.ts's MAX_PROXY_ROWS). */
+const MAX_PROXY_ROWS = 200;
+/** Most sync types of one proxy row. */
+const MAX_ROW_TYPES = 16;
 
 /** Where and as whom a replica reaches the mesh's NATS. */
 export interface TelemetryNatsOptions {
@@ -44,7 +50,31 @@ export function telemetrySubject(topic: string, mesh: string, cluster = '*', rep
   return `meridian.telemetry.${topic}.${mesh}.${cluster}.${replica}`;
 }
 
-interface Received<T> {
+/**
+ * The trust rule of every topic: the sender of a message on `subject` (`<...>.<mesh>.<cluster>.<replica>`)
+ * is the subject's cluster and replica (NATS permissions bind a cluster's user to its own cluster
+ * token); a body naming another cluster or replica, one of `ownCluster` (its summaries travel
+ * through etcd) and a body that is not an object are refused (undefined).
+ */
+export function acceptPeerMessage(
+  subject: string,
+  body: unknown,
+  ownCluster: string,
+):
+  | { readonly clusterId: string; readonly replicaId: string; readonly body: Record<string, unknown> }
+  | undefined {
+  const tokens = subject.split('.');
+  if (tokens.length < 6) return undefined;
+  const [clusterId, replicaId] = tokens.slice(-2) as [string, string];
+  if (clusterId === ownCluster) return undefined;
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return undefined;
+  const b = body as Record<string, unknown>;
+  if (b.clusterId !== clusterId || b.replicaId !== replicaId) return undefined;
+  return { clusterId, replicaId, body: b };
+}
+
+/** A message kept: its sender (from the subject), when it arrived and its parsed value. */
+export interface Received<T> {
   readonly clusterId: string;
   readonly replicaId: string;
   /** Local receive time (ms): expiry does not depend on the sender's clock. */
@@ -110,12 +140,10 @@ class PeerExchange<T> {
       for await (const m of sub) {
         try {
           // <...>.<mesh>.<cluster>.<replica>: NATS permissions bind the cluster token to the sender.
-          const tokens = m.subject.split('.');
-          const [clusterId, replicaId] = tokens.slice(-2) as [string, string];
-          if (clusterId === this.#o.clusterId) continue;
-          const body = m.json() as Record<string, unknown>;
-          if (body === null || typeof body !== 'object') continue;
-          if (body.clusterId !== clusterId || body.replicaId !== replicaId) continue;
+          if (m.subject.split('.').slice(-2)[0] === this.#o.clusterId) continue;
+          const accepted = acceptPeerMessage(m.subject, m.json(), this.#o.clusterId);
+          if (!accepted) continue;
+          const { clusterId, replicaId, body } = accepted;
           const value = this.parse(body);
           if (value === undefined) continue;
           this.#remote.set(`${clusterId}/${replicaId}`, {
@@ -227,12 +255,48 @@ export class GraphExchange {
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
 const isStr = (v: unknown): v is string => typeof v === 'string' && v.length <= 512;
 
+const TYPE_KEY = /^[a-z]{1,16}$/;
+
+/** One proxy row from NATS, only its known fields, or undefined when one is off. */
+function parseProxyRow(v: unknown): ProxyRow | undefined {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return undefined;
+  const r = v as Record<string, unknown>;
+  const { proxy, namespace, kind, variant, types, syncedVersion, syncedAgeMs, lastAckAgeMs, pushFailed } = r;
+  if (!isStr(proxy) || !isStr(namespace) || !isStr(kind) || !isStr(variant)) return undefined;
+  if (types === null || typeof types !== 'object' || Array.isArray(types)) return undefined;
+  const entries = Object.entries(types as Record<string, unknown>);
+  if (entries.length > MAX_ROW_TYPES) return undefined;
+  const states: Record<string, string> = {};
+  for (const [k, state] of entries) {
+    if (!TYPE_KEY.test(k) || typeof state !== 'string' || state.length > 32) return undefined;
+    states[k] = state;
+  }
+  if (syncedVersion !== undefined && !isStr(syncedVersion)) return undefined;
+  if (syncedAgeMs !== undefined && !isNum(syncedAgeMs)) return undefined;
+  if (lastAckAgeMs !== undefined && !isNum(lastAckAgeMs)) return undefined;
+  if (pushFailed !== undefined && typeof pushFailed !== 'boolean') return undefined;
+  return {
+    proxy,
+    namespace,
+    kind,
+    variant,
+    types: states,
+    ...(syncedVersion !== undefined ? { syncedVersion } : {}),
+    ...(syncedAgeMs !== undefined ? { syncedAgeMs } : {}),
+    ...(lastAckAgeMs !== undefined ? { lastAckAgeMs } : {}),
+    ...(pushFailed === true ? { pushFailed } : {}),
+  };
+}
+
 /**
  * A convergence summary from NATS, checked field by field and capped (at most {@link MAX_BEHIND}
- * proxies behind and {@link MAX_SYNC_TIMES} sync times); undefined when anything is off.
+ * proxies behind, {@link MAX_SYNC_TIMES} sync times and {@link MAX_PROXY_ROWS} proxy rows, the
+ * rows beyond counted as omitted; rows keep only their known fields); undefined when anything is
+ * off, or when it lists more proxies than it counts.
  */
 export function parseConvergenceSummary(m: Record<string, unknown>): ReplicaConvergence | undefined {
   const { replicaId, clusterId, revision, version, changedAt, proxies, synced, syncMs, behind, at } = m;
+  const { proxyRows, proxyRowsOmitted } = m;
   if (!isStr(replicaId) || !isStr(clusterId) || !isStr(version) || !isStr(changedAt) || !isStr(at))
     return undefined;
   if (!isNum(revision) || !isNum(proxies) || !isNum(synced) || synced > proxies) return undefined;
@@ -243,6 +307,17 @@ export function parseConvergenceSummary(m: Record<string, unknown>): ReplicaConv
     const e = b as { proxy?: unknown; holds?: unknown } | null;
     if (!e || !isStr(e.proxy) || (e.holds !== undefined && !isStr(e.holds))) return undefined;
     list.push({ proxy: e.proxy, holds: e.holds });
+  }
+  // Proxy rows: optional (a replica of an older version sends none).
+  if (proxyRows !== undefined && !Array.isArray(proxyRows)) return undefined;
+  if (proxyRowsOmitted !== undefined && !isNum(proxyRowsOmitted)) return undefined;
+  const rowList = (proxyRows ?? []) as unknown[];
+  if (rowList.length + (proxyRowsOmitted ?? 0) > proxies) return undefined;
+  const rows: ProxyRow[] = [];
+  for (const v of rowList.slice(0, MAX_PROXY_ROWS)) {
+    const row = parseProxyRow(v);
+    if (!row) return undefined;
+    rows.push(row);
   }
   return {
     replicaId,
@@ -255,7 +330,59 @@ export function parseConvergenceSummary(m: Record<string, unknown>): ReplicaConv
     syncMs: (syncMs as number[]).slice(0, Math.min(MAX_SYNC_TIMES, synced)),
     behind: list,
     at,
+    ...(proxyRows !== undefined
+      ? {
+          proxyRows: rows,
+          proxyRowsOmitted: (proxyRowsOmitted ?? 0) + (rowList.length - rows.length),
+        }
+      : {}),
   };
+}
+
+/**
+ * The other clusters' proxies from received convergence summaries at `now` (ms): each row with its
+ * sender (the subject's cluster and replica) and its ages brought forward by the time since it
+ * arrived (the local clock only). Pure.
+ */
+export function remoteProxyRows(
+  received: readonly Received<ReplicaConvergence>[],
+  now: number,
+): RemoteProxies {
+  const sorted = [...received].sort((a, b) =>
+    a.clusterId !== b.clusterId
+      ? a.clusterId < b.clusterId
+        ? -1
+        : 1
+      : a.replicaId < b.replicaId
+        ? -1
+        : a.replicaId > b.replicaId
+          ? 1
+          : 0,
+  );
+  const proxies: RemoteProxyRow[] = [];
+  const replicas: RemoteProxies['replicas'][number][] = [];
+  for (const r of sorted) {
+    const ago = Math.max(0, now - r.receivedAt);
+    const rows = r.value.proxyRows ?? [];
+    replicas.push({
+      clusterId: r.clusterId,
+      replicaId: r.replicaId,
+      proxies: r.value.proxies,
+      listed: rows.length,
+      omitted: r.value.proxyRowsOmitted ?? Math.max(0, r.value.proxies - rows.length),
+      reportedAgoMs: ago,
+    });
+    for (const row of rows)
+      proxies.push({
+        ...row,
+        ...(row.syncedAgeMs !== undefined ? { syncedAgeMs: row.syncedAgeMs + ago } : {}),
+        ...(row.lastAckAgeMs !== undefined ? { lastAckAgeMs: row.lastAckAgeMs + ago } : {}),
+        clusterId: r.clusterId,
+        replicaId: r.replicaId,
+        reportedAgoMs: ago,
+      });
+  }
+  return { proxies, replicas };
 }
 
 /** Settings of a {@link ConvergenceExchange}. */
@@ -268,7 +395,10 @@ export interface ConvergenceExchangeOptions extends TelemetryNatsOptions {
 export class ConvergenceExchange {
   readonly #x: PeerExchange<ReplicaConvergence>;
 
+  readonly #now: () => number;
+
   private constructor(o: ConvergenceExchangeOptions) {
+    this.#now = o.now;
     let sentAt = Number.NEGATIVE_INFINITY;
     this.#x = new PeerExchange<ReplicaConvergence>(
       o,
@@ -293,6 +423,11 @@ export class ConvergenceExchange {
   /** The other clusters' replicas' summaries received within the last 15 s. */
   remote(): ReplicaConvergence[] {
     return this.#x.remote().map((r) => r.value);
+  }
+
+  /** The other clusters' proxies, as the summaries received within the last 15 s list them. */
+  remoteProxies(): RemoteProxies {
+    return remoteProxyRows(this.#x.remote(), this.#now());
   }
 
   close(): Promise<void> {
