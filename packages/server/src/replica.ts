@@ -1125,6 +1125,7 @@ export class Replica {
             cluster: this.#convergence.report(),
             replica: this.#convergence.summary(),
             mesh: this.#convergence.meshReport(),
+            remoteProxies: this.#convergence.remoteProxies(),
           }
         : { cluster: mergeConvergence([]), mesh: mergeMeshConvergence([]) };
     if (path === '/debug/jwks') return this.#jwks?.status() ?? [];
