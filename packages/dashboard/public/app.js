@@ -201,31 +201,61 @@ function Mesh() {
 const TYPES = ['cds', 'lds', 'eds', 'rds'];
 
 function lastAck(p) {
+  if (p.lastAckAgeMs !== undefined) return p.lastAckAgeMs; // a remote row: one age, brought forward
   const ages = Object.values(p.types ?? {})
     .map((t) => t.lastAckAgeMs)
     .filter((a) => a !== undefined && a !== null);
   return ages.length ? Math.min(...ages) : undefined;
 }
 
+/** A proxy's name: a link to its effective config for this cluster's, plain text for another's. */
+function ProxyName({ p }) {
+  if (p.remote) return html`${p.name}`;
+  return html`<${Link} to=${`/ui/config?proxy=${encodeURIComponent(p.proxyId)}&replica=${encodeURIComponent(p.replica)}`}>${p.name}</${Link}>`;
+}
+
 function Proxies() {
   const { data, error, at } = useLive('proxies');
   if (!data) return html`<${Problem} error=${error} /><p class="loading">Loading…</p>`;
   const c = data.convergence?.cluster;
+  const others = (data.convergence?.mesh?.clusters ?? []).filter((m) => m.clusterId !== data.clusterId);
+  const remote = data.remoteReplicas ?? [];
   return html`
     <${Command} text=${data.command} />
     <${Problem} error=${error} />
-    <p class="small">Live (server-sent events, every 2 s): last at ${at?.toLocaleTimeString()}; asked replicas ${data.replicas.join(', ')}.</p>
+    <p class="small">Live (server-sent events, every 2 s): last at ${at?.toLocaleTimeString()}; asked replicas ${data.replicas.join(', ')}${
+      remote.length
+        ? html`; reported over federation (NATS) by ${remote.map((r) => `${r.replicaId} (${r.clusterId}, ${age(r.reportedAgoMs)} ago)`).join(', ')}`
+        : null
+    }.</p>
     ${data.errors.map((e) => html`<p class="error">replica ${e.replica} not asked: ${e.error}</p>`)}
+    ${remote
+      .filter((r) => r.omitted > 0)
+      .map(
+        (r) =>
+          html`<p class="note" data-testid="omitted">${r.replicaId} (${r.clusterId}) reports ${r.listed} of its ${r.proxies} proxies (those behind first); ${r.omitted} not listed.</p>`,
+      )}
     <div class="card wide" data-testid="convergence"><h3>Convergence of the latest revision</h3>
       <p class="big">${c?.summary ?? 'no convergence published yet'}</p>
       ${c?.behind?.length ? html`<p>Behind: ${c.behind.map((b) => `${b.proxy} (on ${b.replicaId}, holds ${b.holds ?? '?'})`).join(', ')}</p>` : null}
+      ${others.map(
+        (m) =>
+          html`<p data-testid="convergence-cluster" data-cluster=${m.clusterId}>${m.clusterId} (over federation): ${m.summary}${
+            m.behind?.length
+              ? `; behind: ${m.behind.map((b) => `${b.proxy} (on ${b.replicaId})`).join(', ')}`
+              : ''
+          }</p>`,
+      )}
+      ${others.length ? html`<p class="small">Mesh: ${data.convergence.mesh.summary}</p>` : null}
     </div>
     <h2>${data.proxies.length} proxies</h2>
     <table data-testid="proxies"><thead><tr><th>Name</th><th>Cluster</th><th>Replica</th>${TYPES.map((t) => html`<th>${t.toUpperCase()}</th>`)}<th>Synced to</th><th>Last ACK</th><th>Kind</th><th>Problem</th></tr></thead>
     <tbody>${data.proxies.map(
-      (p) => html`<tr data-proxy=${p.name}>
-        <td><${Link} to=${`/ui/config?proxy=${encodeURIComponent(p.proxyId)}&replica=${encodeURIComponent(p.replica)}`}>${p.name}</${Link}></td>
-        <td>${p.clusterId}</td><td>${p.replica}</td>
+      (
+        p,
+      ) => html`<tr data-proxy=${p.name} data-cluster=${p.clusterId} data-source=${p.remote ? 'federation' : 'member'}>
+        <td><${ProxyName} p=${p} /></td>
+        <td>${p.clusterId}${p.remote ? html` <span class="small" title="reported by its replica over federation (NATS); not asked directly">(via federation, ${age(p.remote.reportedAgoMs)} ago)</span>` : null}</td><td>${p.replica}</td>
         ${TYPES.map((t) => {
           const s = p.types?.[t]?.state ?? 'NOT SENT';
           return html`<td class=${`state ${s.toLowerCase().replace(/\s/g, '-')}`} title=${p.types?.[t]?.error ?? ''}>${s}</td>`;
@@ -233,7 +263,7 @@ function Proxies() {
         <td>${p.syncedVersion ?? '—'}${p.syncedAgeMs !== undefined ? html` <span class="small">(${age(p.syncedAgeMs)} ago)</span>` : null}</td>
         <td>${age(lastAck(p))}</td>
         <td>${p.kind} · ${p.variant}</td>
-        <td class="error">${p.pushError ? `push failed at ${p.pushError.snapshotVersion}: ${p.pushError.message}` : ''}</td>
+        <td class="error">${p.pushError ? `push failed at ${p.pushError.snapshotVersion}: ${p.pushError.message}` : p.pushFailed ? 'push failed (reported over federation)' : ''}</td>
       </tr>`,
     )}</tbody></table>`;
 }

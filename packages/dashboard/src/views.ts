@@ -108,7 +108,63 @@ export async function meshView(ctx: Ctx): Promise<unknown> {
   };
 }
 
-/** The proxies page: every replica's connected proxies and their sync state. */
+/** A proxy of another cluster as `/debug/convergence` lists it (`remoteProxies`, from NATS). */
+export interface RemoteProxyRow {
+  readonly proxy: string;
+  readonly namespace: string;
+  readonly kind: string;
+  readonly variant: string;
+  readonly types: Readonly<Record<string, string>>;
+  readonly syncedVersion?: string;
+  readonly syncedAgeMs?: number;
+  readonly lastAckAgeMs?: number;
+  readonly pushFailed?: boolean;
+  readonly clusterId: string;
+  readonly replicaId: string;
+  readonly reportedAgoMs: number;
+}
+
+/** The other clusters' proxies and their reporting replicas (`remoteProxies` of `/debug/convergence`). */
+export interface RemoteProxies {
+  readonly proxies: readonly RemoteProxyRow[];
+  readonly replicas: readonly {
+    readonly clusterId: string;
+    readonly replicaId: string;
+    readonly proxies: number;
+    readonly listed: number;
+    readonly omitted: number;
+    readonly reportedAgoMs: number;
+  }[];
+}
+
+/**
+ * A remote proxy as a row of the Proxies page: the same fields as a local one where it has them
+ * (per type only the state), marked `remote` with the age of the report it comes from.
+ */
+export function remoteProxyRow(p: RemoteProxyRow): Record<string, unknown> {
+  return {
+    name: p.proxy,
+    namespace: p.namespace,
+    kind: p.kind,
+    variant: p.variant,
+    clusterId: p.clusterId,
+    replica: p.replicaId,
+    replicaCluster: p.clusterId,
+    types: Object.fromEntries(Object.entries(p.types).map(([t, state]) => [t, { state }])),
+    ...(p.syncedVersion !== undefined ? { syncedVersion: p.syncedVersion } : {}),
+    ...(p.syncedAgeMs !== undefined ? { syncedAgeMs: p.syncedAgeMs } : {}),
+    ...(p.lastAckAgeMs !== undefined ? { lastAckAgeMs: p.lastAckAgeMs } : {}),
+    ...(p.pushFailed ? { pushFailed: true } : {}),
+    remote: { reportedAgoMs: p.reportedAgoMs },
+  };
+}
+
+/**
+ * The proxies page: every replica's connected proxies and their sync state (this cluster's asked of
+ * each member), then the other clusters' as their replicas' convergence summaries over NATS list
+ * them (at most 200 per replica, marked remote with the report's age); the convergence of each
+ * cluster's newest revision.
+ */
 export async function proxiesView(ctx: Ctx): Promise<unknown> {
   const list = await members(ctx);
   const answers = await Promise.all(list.map((m) => ask<Record<string, unknown>[]>(ctx, m, '/debug/syncz')));
@@ -117,14 +173,30 @@ export async function proxiesView(ctx: Ctx): Promise<unknown> {
   answers.forEach((a, i) => {
     const m = list[i]!;
     if (!a.ok) errors.push({ replica: m.id, error: a.error });
-    else for (const p of a.value) proxies.push({ replica: m.id, replicaCluster: m.clusterId, ...p });
+    else
+      for (const p of a.value)
+        proxies.push({
+          replica: m.id,
+          replicaCluster: m.clusterId,
+          ...p,
+          // The proxy's own CLUSTER_ID, else the cluster of the replica it is on.
+          clusterId: typeof p.clusterId === 'string' && p.clusterId ? p.clusterId : m.clusterId,
+        });
   });
+  const { remoteProxies, ...convergence } = ((await ctx.host.debugInfo('/debug/convergence')) ?? {}) as {
+    remoteProxies?: RemoteProxies;
+    [k: string]: unknown;
+  };
+  const own = self(ctx.host).clusterId;
+  for (const p of remoteProxies?.proxies ?? []) if (p.clusterId !== own) proxies.push(remoteProxyRow(p));
   return {
     generatedAt: new Date().toISOString(),
+    clusterId: own,
     replicas: list.map((m) => m.id),
+    remoteReplicas: (remoteProxies?.replicas ?? []).filter((r) => r.clusterId !== own),
     proxies,
     errors,
-    convergence: await ctx.host.debugInfo('/debug/convergence'),
+    convergence,
     command: COMMANDS.proxies,
   };
 }

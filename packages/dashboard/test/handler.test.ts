@@ -69,6 +69,31 @@ const POLICIES = [
   policy('default', 'default-allow', 'ALLOW'),
 ];
 const NOBODY = operatorSubject('cluster.local', 'nobody');
+/** `/debug/convergence` with another cluster's proxy reported over NATS (and a stray one of c1's). */
+const remoteRow = (clusterId: string, replicaId: string, proxy: string) => ({
+  proxy,
+  namespace: 'default',
+  kind: 'sidecar',
+  variant: 'delta',
+  types: { cds: 'SYNCED', lds: 'SYNCED', eds: 'STALE', rds: 'SYNCED' },
+  syncedVersion: '12',
+  syncedAgeMs: 4000,
+  lastAckAgeMs: 2500,
+  clusterId,
+  replicaId,
+  reportedAgoMs: 1200,
+});
+const CONVERGENCE = {
+  cluster: { summary: 'revision 7 reached 100% of 0 proxies' },
+  mesh: { summary: '2 clusters', clusters: [] },
+  remoteProxies: {
+    proxies: [remoteRow('c1', 'r9', 'own.default'), remoteRow('c2', 'w-0', 'client-0.default')],
+    replicas: [
+      { clusterId: 'c1', replicaId: 'r9', proxies: 1, listed: 1, omitted: 0, reportedAgoMs: 1200 },
+      { clusterId: 'c2', replicaId: 'w-0', proxies: 201, listed: 1, omitted: 200, reportedAgoMs: 1200 },
+    ],
+  },
+};
 
 let store: MemoryStore;
 let authority: AdminAuthority;
@@ -100,7 +125,9 @@ beforeAll(async () => {
           ? { revision: 7, services: [REVIEWS] }
           : path === '/debug/federation'
             ? { remoteClusters: [{ cluster: 'c2', stale: false, heardAgoMs: 800 }] }
-            : undefined,
+            : path === '/debug/convergence'
+              ? CONVERGENCE
+              : undefined,
     listConfig: async (kind) => ({
       revision: 1,
       items: kind === 'AuthorizationPolicy' ? POLICIES : [],
@@ -383,6 +410,46 @@ describe('dashboard data', () => {
     expect(pol.selected.deny.map((p) => p.name)).toEqual(['mesh-deny']);
     expect(pol.selected.allow.map((p) => p.name)).toEqual(['default-allow']);
     expect(pol.command).toContain('meridian get ap -n mesh-root -o yaml');
+  });
+
+  it("proxies: another cluster's proxies as its replicas' summaries report them, marked remote with the report's age", async () => {
+    const res = await login(viewToken);
+    const cookie = { cookie: /^(meridian_ui_c1=[^;]+)/.exec(res.headers.get('set-cookie')!)![1]! };
+    const body = (await (await fetch(`${base}/ui/api/proxies`, { headers: cookie })).json()) as {
+      replicas: string[];
+      remoteReplicas: { clusterId: string; replicaId: string; omitted: number }[];
+      proxies: Record<string, unknown>[];
+      errors: { replica: string }[];
+      convergence: Record<string, unknown>;
+    };
+    // This replica's member r1 is unreachable here (127.0.0.1:1): an error, not a row.
+    expect(body.replicas).toEqual(['r1']);
+    expect(body.errors.map((e) => e.replica)).toEqual(['r1']);
+    // Only the other cluster's rows (a row claiming this cluster is not taken from NATS).
+    expect(body.proxies).toEqual([
+      {
+        name: 'client-0.default',
+        namespace: 'default',
+        kind: 'sidecar',
+        variant: 'delta',
+        clusterId: 'c2',
+        replica: 'w-0',
+        replicaCluster: 'c2',
+        types: {
+          cds: { state: 'SYNCED' },
+          lds: { state: 'SYNCED' },
+          eds: { state: 'STALE' },
+          rds: { state: 'SYNCED' },
+        },
+        syncedVersion: '12',
+        syncedAgeMs: 4000,
+        lastAckAgeMs: 2500,
+        remote: { reportedAgoMs: 1200 },
+      },
+    ]);
+    expect(body.remoteReplicas).toMatchObject([{ clusterId: 'c2', replicaId: 'w-0', omitted: 200 }]);
+    // The convergence as before, without the rows a second time.
+    expect(body.convergence).toEqual({ cluster: CONVERGENCE.cluster, mesh: CONVERGENCE.mesh });
   });
 });
 
