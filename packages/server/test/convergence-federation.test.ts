@@ -4,7 +4,8 @@
 // has a simulated sidecar; a config change in west is seen from east's /debug/convergence (mesh):
 // west's newest revision, its proxy synced. Forged summaries are not counted: one published with
 // east's credentials on west's subject (refused by NATS), and one on east's subject whose body
-// claims another cluster (dropped by the receiver).
+// claims another cluster (dropped by the receiver). East's dashboard data endpoint for the Proxies
+// page (/ui/api/proxies, with a session) lists west's proxy, reported over NATS, with its state.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,7 +26,7 @@ import type { MeshConvergenceReport, ReplicaConvergence } from '../src/convergen
 import { resolveOptions } from '../src/options.js';
 import { Replica } from '../src/replica.js';
 import { telemetrySubject } from '../src/telemetry-federation.js';
-import { ALL_TYPES, adminFetch, xdsClient } from './harness.js';
+import { ALL_TYPES, adminFetch, adminTokenFor, xdsClient } from './harness.js';
 
 const MESH = 'convfed';
 const tmp = mkdtempSync(join(tmpdir(), 'meridian-convergence-federation-'));
@@ -230,4 +231,65 @@ describe('convergence across federated clusters', () => {
       expect(m.behind.map((b) => b.proxy)).not.toContain('forged.default');
     }
   }, 120_000);
+
+  it("east's dashboard lists west's proxy with its sync state, reported over federation", async () => {
+    const east = replicas.east!;
+    const o = east.options;
+    const base = `http://${east.adminAddress}`;
+    const login = await fetch(`${base}/ui/login`, {
+      method: 'POST',
+      headers: { origin: base, 'content-type': 'application/json' },
+      body: JSON.stringify({ token: await adminTokenFor(o.etcdEndpoints, o.meshId, o.clusterId) }),
+    });
+    expect(login.status, await login.clone().text()).toBe(200);
+    const cookie = /^(meridian_ui_east=[^;]+)/.exec(login.headers.get('set-cookie') ?? '')?.[1];
+    expect(cookie).toBeDefined();
+    type Row = {
+      name: string;
+      clusterId: string;
+      replica: string;
+      types: Record<string, { state: string }>;
+      syncedVersion?: string;
+      lastAckAgeMs?: number;
+      remote?: { reportedAgoMs: number };
+    };
+    type Body = { proxies: Row[]; remoteReplicas: { clusterId: string; replicaId: string }[] };
+    let body: Body | undefined;
+    const westRevision = String(replicas.west!.snapshot!.version);
+    await eventually(
+      "west's proxy on east's Proxies data, synced to west's version",
+      async () => {
+        const res = await fetch(`${base}/ui/api/proxies`, { headers: { cookie: cookie! } });
+        expect(res.status).toBe(200);
+        body = (await res.json()) as Body;
+        const w = body.proxies.find((p) => p.clusterId === 'west');
+        return w?.syncedVersion === westRevision;
+      },
+      20_000,
+      250,
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}; last: ${JSON.stringify(body)}`);
+    });
+    const local = body!.proxies.filter((p) => !p.remote);
+    const remote = body!.proxies.filter((p) => p.remote);
+    expect(local.map((p) => [p.name, p.clusterId, p.replica])).toEqual([
+      ['client-0.default', 'east', 'east-0'],
+    ]);
+    expect(remote).toHaveLength(1);
+    const w = remote[0]!;
+    expect(w).toMatchObject({ name: 'client-0.default', clusterId: 'west', replica: 'west-0' });
+    expect(Object.fromEntries(Object.entries(w.types).map(([t, v]) => [t, v.state]))).toEqual({
+      cds: 'SYNCED',
+      lds: 'SYNCED',
+      eds: 'SYNCED',
+      rds: 'SYNCED',
+    });
+    expect(w.lastAckAgeMs).toBeGreaterThanOrEqual(0);
+    expect(w.remote!.reportedAgoMs).toBeLessThan(15_000);
+    expect(body!.remoteReplicas).toMatchObject([{ clusterId: 'west', replicaId: 'west-0' }]);
+    // The forged and probe summaries of the first test named no proxies; nothing else is listed.
+    expect(JSON.stringify(body)).not.toContain('forged');
+    // No address or identity of west's proxy travels.
+    expect(JSON.stringify(remote)).not.toMatch(/10\.1\.0\.1|spiffe:/);
+  }, 60_000);
 });
