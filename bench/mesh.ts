@@ -253,6 +253,14 @@ export async function main(args: string[]): Promise<void> {
     const rss1 = pids.map(rssBytes);
     const perReplica = [0, 1, 2].map((i) => specs.filter((s) => s.replicaIndex === i).length);
     const rssPerProxy = rss1.map((r, i) => (r - rss0[i]!) / Math.max(1, perReplica[i]!));
+    // Responses per sidecar by type over the first sync (1 each is the minimum): more means pushes
+    // the sidecars had to take again, and writes still queued count in the RSS above.
+    const pushesPerProxy = await responsesPerProxy(replicas, flags.proxies);
+    log(
+      `first sync responses per sidecar: ${Object.entries(pushesPerProxy)
+        .map(([t, n]) => `${t} ${n.toFixed(2)}`)
+        .join(', ')}`,
+    );
     const firstSyncMs = sync.lastSynced > 0 ? sync.lastSynced - connectAt : Number.NaN;
     const syncStatus = sync.synced === flags.proxies ? 'ok' : 'timed out';
     log(
@@ -693,6 +701,20 @@ function proxySpecs(
 }
 
 /** Applies objects through the admin API (JSON, at most 10,000 per request); returns the last revision. */
+/** `pilot_xds_pushes` of every replica by type, divided by the sidecars. */
+async function responsesPerProxy(
+  replicas: readonly ReplicaProcess[],
+  proxies: number,
+): Promise<Record<string, number>> {
+  const totals: Record<string, number> = {};
+  for (const r of replicas) {
+    const { body } = await r.text('/metrics');
+    for (const m of body.matchAll(/^pilot_xds_pushes\{[^}]*type="([a-z]+)"[^}]*\} ([0-9.e+]+)$/gm))
+      totals[m[1]!] = (totals[m[1]!] ?? 0) + Number(m[2]);
+  }
+  return Object.fromEntries(Object.entries(totals).map(([t, n]) => [t, n / proxies]));
+}
+
 async function applyAll(replica: ReplicaProcess, objects: readonly RawObject[]): Promise<number> {
   let revision = 0;
   for (let i = 0; i < objects.length; i += 10_000) {
