@@ -15,7 +15,7 @@ import {
   type EtcdCluster,
   eventually,
   freePorts,
-  type SimulatedProxy,
+  SimulatedProxy,
   type StandaloneNatsServer,
   startEtcdCluster,
   startNats,
@@ -33,6 +33,7 @@ import {
   streamAccessLogs,
 } from '../../server/test/access-log-client.js';
 import {
+  ALL_TYPES,
   installClusterCaForTest,
   type ReplicaProcess,
   sidecar,
@@ -197,8 +198,22 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
       p.connect(client);
       proxies.push(p);
     }
+    // A sidecar of c2 on its replica w: c1's Proxies page lists it from w's convergence summary
+    // over NATS (c2's replicas are not asked: their admin keys differ).
+    {
+      const client = xdsClient(remote!.xds);
+      clients.push(client);
+      const p = new SimulatedProxy({
+        nodeId: 'sidecar~10.2.0.9~remote-0.default~default.svc.cluster.local',
+        metadata: { NAMESPACE: 'default', CLUSTER_ID: 'c2', LABELS: { app: 'remote' } },
+        variant: 'delta',
+        subscriptions: ALL_TYPES.map((typeUrl) => ({ typeUrl })),
+      });
+      p.connect(client);
+      proxies.push(p);
+    }
     await eventually(
-      'both sidecars hold all four types',
+      'the sidecars hold all four types',
       () => proxies.every((p) => p.state.size === 4),
       30_000,
       50,
@@ -353,7 +368,7 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
     await shot('1-mesh');
   });
 
-  it('Proxies: the simulated sidecars of every replica with their sync state, and the convergence', async () => {
+  it("Proxies: the simulated sidecars of every replica with their sync state, c2's reported over federation, and the convergence", async () => {
     await page.click('header nav a:has-text("Proxies")');
     await page.waitForURL('**/ui/proxies');
     const row1 = page.locator('tr[data-proxy="client-1.default"]');
@@ -374,6 +389,29 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
     await page
       .locator('[data-testid=convergence]')
       .filter({ hasText: /revision \d+ reached/ })
+      .waitFor({ timeout: 20_000 });
+    // Cluster c2's sidecar, reported by its replica w over federation, with its state and c2's
+    // convergence line.
+    const remoteRow = page.locator(
+      'tr[data-proxy="remote-0.default"][data-cluster="c2"][data-source="federation"]',
+    );
+    await remoteRow.waitFor({ timeout: 20_000 });
+    await eventually(
+      "c2's proxy SYNCED on every type",
+      async () => ((await remoteRow.textContent())?.match(/SYNCED/g)?.length ?? 0) === 4,
+      30_000,
+      50,
+    );
+    expect(await remoteRow.locator('td').nth(1).textContent()).toMatch(
+      /^c2 ?\(via federation, \d+(\.\d)? (ms|s) ago\)$/,
+    );
+    expect(await remoteRow.locator('td').nth(2).textContent()).toBe('w');
+    expect(await remoteRow.locator('td').nth(8).textContent()).toMatch(/^\d+(\.\d)? (ms|s|min)$/); // last ACK
+    expect(await remoteRow.locator('a').count()).toBe(0); // its config is c2's to show
+    expect(await row1.getAttribute('data-cluster')).toBe('c1');
+    await page
+      .locator('[data-testid=convergence-cluster][data-cluster="c2"]')
+      .filter({ hasText: /revision \d+ reached 100% of 1 proxies/ })
       .waitFor({ timeout: 20_000 });
     expect(await page.locator('[data-testid=command]').first().textContent()).toContain(
       'meridian proxy-status',
