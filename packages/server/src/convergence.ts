@@ -49,6 +49,57 @@ export interface ProxyRow {
   readonly pushFailed?: boolean;
 }
 
+/** The most characters of a text of a replica's status block (locality, store health, version). */
+export const MAX_STATUS_TEXT = 200;
+
+/**
+ * A replica's own state as it shares it with the other clusters (their dashboards' Mesh page): what
+ * its `/debug/replica` says of its leadership, locality, load and store, no address.
+ */
+export interface ReplicaStatus {
+  /** It leads its cluster (`isLeader`). */
+  readonly leader: boolean;
+  /** `region/zone/subzone` ('' when none). */
+  readonly locality: string;
+  /** Connected proxies (its load). */
+  readonly connections: number;
+  /** Active workload registrations. */
+  readonly registrations?: number;
+  /** Its store health as `/readyz` words it (`ok`, `degraded: ...`). */
+  readonly store: string;
+  /** meridiand's version. */
+  readonly version?: string;
+  /** The etcd revision of its current push context. */
+  readonly snapshotRevision?: number;
+}
+
+const statusText = (v: unknown): string | undefined =>
+  typeof v === 'string' ? v.slice(0, MAX_STATUS_TEXT) : undefined;
+const statusCount = (v: unknown): number | undefined =>
+  typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined;
+
+/**
+ * The status block of a replica's `/debug/replica` answer: only leadership, locality, connected
+ * proxies, registrations, store health, version and push-context revision (texts cut to
+ * {@link MAX_STATUS_TEXT}); undefined when it is not an object.
+ */
+export function replicaStatus(info: unknown): ReplicaStatus | undefined {
+  if (info === null || typeof info !== 'object' || Array.isArray(info)) return undefined;
+  const i = info as Record<string, unknown>;
+  const registrations = statusCount(i.registrations);
+  const version = statusText(i.version);
+  const snapshotRevision = statusCount(i.snapshotRevision);
+  return {
+    leader: i.isLeader === true,
+    locality: statusText(i.locality) ?? '',
+    connections: statusCount(i.connections) ?? 0,
+    ...(registrations !== undefined ? { registrations } : {}),
+    store: statusText(i.store) ?? 'unknown',
+    ...(version !== undefined ? { version } : {}),
+    ...(snapshotRevision !== undefined ? { snapshotRevision } : {}),
+  };
+}
+
 /** Rows of a replica's proxies, the first {@link MAX_PROXY_ROWS}: see {@link proxyRows}. */
 export interface ProxyRows {
   readonly rows: readonly ProxyRow[];
@@ -118,6 +169,8 @@ export interface ReplicaConvergence {
   readonly proxyRows?: readonly ProxyRow[];
   /** Proxies not in `proxyRows` (beyond {@link MAX_PROXY_ROWS}). */
   readonly proxyRowsOmitted?: number;
+  /** Only in the summary shared over NATS: the replica's own state ({@link replicaStatus}). */
+  readonly replicaStatus?: ReplicaStatus;
 }
 
 /** The cluster's view of its newest revision (the answer of `/debug/convergence`). */
@@ -307,11 +360,24 @@ export interface RemoteProxies {
   }[];
 }
 
+/** A replica of another cluster, as its summary received over NATS reports it. */
+export interface RemoteReplica {
+  /** From the NATS subject (never the body's claim). */
+  readonly clusterId: string;
+  readonly replicaId: string;
+  /** Milliseconds since the summary was received. */
+  readonly reportedAgoMs: number;
+  /** Absent when the replica sends none (an older version). */
+  readonly status?: ReplicaStatus;
+}
+
 /** Where a tracker shares its summary with the other clusters (federation's NATS). */
 export interface ConvergenceFederation {
   readonly natsUrls: readonly string[];
   readonly natsCreds: string;
   readonly meshId: string;
+  /** The replica's `/debug/replica` answer now: its status block ({@link replicaStatus}) is shared. */
+  readonly status?: () => unknown;
 }
 
 /** Follows this replica's proxies and publishes its summary; reads the cluster's. */
@@ -358,8 +424,9 @@ export class ConvergenceTracker {
     const t = new ConvergenceTracker(store, xds, ids.replicaId, ids.clusterId, entries, log);
     if (federation && federation.natsUrls.length > 0) {
       let sent = '';
+      const { status: statusOf, ...nats } = federation;
       t.#exchange = ConvergenceExchange.start({
-        ...federation,
+        ...nats,
         ...ids,
         now: Date.now,
         log,
@@ -367,10 +434,12 @@ export class ConvergenceTracker {
           if (t.#version === '') return undefined;
           const status = t.xds.syncStatus();
           const { rows, omitted } = proxyRows(status, t.#version);
+          const own = statusOf ? replicaStatus(statusOf()) : undefined;
           const summary: ReplicaConvergence = {
             ...t.#summaryOf(status),
             proxyRows: rows,
             proxyRowsOmitted: omitted,
+            ...(own ? { replicaStatus: own } : {}),
           };
           // Changed: anything but the time and the ages (those are sent at least every 5 s).
           const key = JSON.stringify({
@@ -451,6 +520,14 @@ export class ConvergenceTracker {
    */
   remoteProxies(): RemoteProxies {
     return this.#exchange?.remoteProxies() ?? { proxies: [], replicas: [] };
+  }
+
+  /**
+   * The other clusters' replicas with the state they report (leader, locality, load, store), as
+   * their summaries received over NATS in the last 15 s carry it; none without federation.
+   */
+  remoteReplicas(): RemoteReplica[] {
+    return this.#exchange?.remoteReplicas() ?? [];
   }
 
   #schedule(): void {

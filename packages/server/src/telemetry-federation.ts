@@ -10,8 +10,10 @@
  *   busiest {@link MAX_EDGES} edges), kept for one window;
  * - `convergence` ({@link ConvergenceExchange}): the replica's convergence summary
  *   (convergence.ts) with its proxies' rows (at most 200: name, sync state per type, synced version,
- *   last ACK age; no address, identity or error text) every second when it changed and every 5 s
- *   otherwise, kept for 15 s; the other clusters' dashboards list those proxies.
+ *   last ACK age; no address, identity or error text) and its own state (leader, locality,
+ *   connected proxies, registrations, store health, version, revision; no address) every second
+ *   when it changed and every 5 s otherwise, kept for 15 s; the other clusters' dashboards list
+ *   those proxies (Proxies page) and replicas (Mesh page).
  *
  * Trust is federation's: the connection authenticates with `--nats-creds` (natsAuthenticator), and
  * `meridian federation nats-config` lets each cluster's user publish only on its own cluster's
@@ -21,7 +23,14 @@
  */
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import type { ProxyRow, RemoteProxies, RemoteProxyRow, ReplicaConvergence } from './convergence.js';
+import type {
+  ProxyRow,
+  RemoteProxies,
+  RemoteProxyRow,
+  RemoteReplica,
+  ReplicaConvergence,
+  ReplicaStatus,
+} from './convergence.js';
 import { natsAuthenticator } from './federation.js';
 import type { EdgeWindow } from './service-graph.js';
 
@@ -31,6 +40,8 @@ const MAX_SYNC_TIMES = 20_000;
 const MAX_BEHIND = 20;
 /** Most proxy rows kept of one convergence summary (as convergence.ts's MAX_PROXY_ROWS). */
 const MAX_PROXY_ROWS = 200;
+/** Most characters of a text of a replica status block (as convergence.ts's MAX_STATUS_TEXT). */
+const MAX_STATUS_TEXT = 200;
 /** Most sync types of one proxy row. */
 const MAX_ROW_TYPES = 16;
 
@@ -288,15 +299,44 @@ function parseProxyRow(v: unknown): ProxyRow | undefined {
   };
 }
 
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isText = (v: unknown): v is string => typeof v === 'string' && v.length <= MAX_STATUS_TEXT;
+
+/** A replica status block from NATS, only its known fields, or undefined when one is off. */
+export function parseReplicaStatus(v: unknown): ReplicaStatus | undefined {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return undefined;
+  const { leader, locality, connections, registrations, store, version, snapshotRevision } = v as Record<
+    string,
+    unknown
+  >;
+  if (typeof leader !== 'boolean' || !isText(locality) || !isCount(connections) || !isText(store))
+    return undefined;
+  if (registrations !== undefined && !isCount(registrations)) return undefined;
+  if (version !== undefined && !isText(version)) return undefined;
+  if (snapshotRevision !== undefined && !isCount(snapshotRevision)) return undefined;
+  return {
+    leader,
+    locality,
+    connections,
+    ...(registrations !== undefined ? { registrations } : {}),
+    store,
+    ...(version !== undefined ? { version } : {}),
+    ...(snapshotRevision !== undefined ? { snapshotRevision } : {}),
+  };
+}
+
 /**
  * A convergence summary from NATS, checked field by field and capped (at most {@link MAX_BEHIND}
  * proxies behind, {@link MAX_SYNC_TIMES} sync times and {@link MAX_PROXY_ROWS} proxy rows, the
  * rows beyond counted as omitted; rows keep only their known fields); undefined when anything is
- * off, or when it lists more proxies than it counts.
+ * off, or when it lists more proxies than it counts. Its replica status block keeps only its known
+ * fields ({@link parseReplicaStatus}); one that is off drops the summary.
  */
 export function parseConvergenceSummary(m: Record<string, unknown>): ReplicaConvergence | undefined {
   const { replicaId, clusterId, revision, version, changedAt, proxies, synced, syncMs, behind, at } = m;
-  const { proxyRows, proxyRowsOmitted } = m;
+  const { proxyRows, proxyRowsOmitted, replicaStatus } = m;
+  const status = replicaStatus === undefined ? undefined : parseReplicaStatus(replicaStatus);
+  if (replicaStatus !== undefined && !status) return undefined;
   if (!isStr(replicaId) || !isStr(clusterId) || !isStr(version) || !isStr(changedAt) || !isStr(at))
     return undefined;
   if (!isNum(revision) || !isNum(proxies) || !isNum(synced) || synced > proxies) return undefined;
@@ -336,7 +376,37 @@ export function parseConvergenceSummary(m: Record<string, unknown>): ReplicaConv
           proxyRowsOmitted: (proxyRowsOmitted ?? 0) + (rowList.length - rows.length),
         }
       : {}),
+    ...(status ? { replicaStatus: status } : {}),
   };
+}
+
+/**
+ * The other clusters' replicas from received convergence summaries at `now` (ms), by cluster then
+ * replica: each with its sender (the subject's cluster and replica), the time since its summary
+ * arrived (the local clock only) and the status block it sent, if any. Pure.
+ */
+export function remoteReplicaStatus(
+  received: readonly Received<ReplicaConvergence>[],
+  now: number,
+): RemoteReplica[] {
+  return [...received]
+    .sort((a, b) =>
+      a.clusterId !== b.clusterId
+        ? a.clusterId < b.clusterId
+          ? -1
+          : 1
+        : a.replicaId < b.replicaId
+          ? -1
+          : a.replicaId > b.replicaId
+            ? 1
+            : 0,
+    )
+    .map((r) => ({
+      clusterId: r.clusterId,
+      replicaId: r.replicaId,
+      reportedAgoMs: Math.max(0, now - r.receivedAt),
+      ...(r.value.replicaStatus ? { status: r.value.replicaStatus } : {}),
+    }));
 }
 
 /**
@@ -428,6 +498,11 @@ export class ConvergenceExchange {
   /** The other clusters' proxies, as the summaries received within the last 15 s list them. */
   remoteProxies(): RemoteProxies {
     return remoteProxyRows(this.#x.remote(), this.#now());
+  }
+
+  /** The other clusters' replicas and the state they report, from the summaries of the last 15 s. */
+  remoteReplicas(): RemoteReplica[] {
+    return remoteReplicaStatus(this.#x.remote(), this.#now());
   }
 
   close(): Promise<void> {
