@@ -605,7 +605,12 @@ export class Replica {
       this.xds,
       { replicaId: o.replicaId, clusterId: o.clusterId },
       this.log.child({ part: 'convergence' }),
-      { natsUrls: o.natsUrls, natsCreds: o.natsCreds, meshId: o.meshId },
+      {
+        natsUrls: o.natsUrls,
+        natsCreds: o.natsCreds,
+        meshId: o.meshId,
+        status: () => this.#debugInfo('/debug/replica'),
+      },
     );
     await this.#ingest.attach(this.#store);
     if (this.#snapshot) this.#convergence.pushed(this.#snapshot.revision, this.#snapshot.version, Date.now());
@@ -1126,6 +1131,7 @@ export class Replica {
             replica: this.#convergence.summary(),
             mesh: this.#convergence.meshReport(),
             remoteProxies: this.#convergence.remoteProxies(),
+            remoteReplicas: this.#convergence.remoteReplicas(),
           }
         : { cluster: mergeConvergence([]), mesh: mergeMeshConvergence([]) };
     if (path === '/debug/jwks') return this.#jwks?.status() ?? [];
