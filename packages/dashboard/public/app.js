@@ -142,6 +142,40 @@ function withDeparted(list) {
   return [...list, ...gone];
 }
 
+/**
+ * The other clusters' replicas, grouped by cluster, as their convergence summaries over NATS report
+ * them (never asked: their admin keys differ): leader, locality, load, store health.
+ */
+function RemoteReplicas({ list }) {
+  if (list.length === 0) return null;
+  const clusters = [...new Set(list.map((r) => r.clusterId))];
+  return html`
+    <h2>Other clusters' replicas <span class="small">(reported over federation, not asked)</span></h2>
+    ${clusters.map(
+      (c) => html`
+      <h3>${c}</h3>
+      <table data-testid="remote-replicas" data-cluster=${c}>
+        <thead><tr><th>Replica</th><th>Cluster</th><th>Locality</th><th>Leader</th><th>Proxies (load)</th><th>Registrations</th><th>Store</th><th>Revision</th><th>Version</th></tr></thead>
+        <tbody>${list
+          .filter((r) => r.clusterId === c)
+          .map((r) => {
+            const s = r.status;
+            return html`<tr data-remote-replica=${r.replicaId} data-cluster=${r.clusterId} data-source="federation">
+              <td>${r.replicaId}</td>
+              <td>${r.clusterId} <span class="small" title="reported by the replica over federation (NATS); not asked directly">(via federation, ${age(r.reportedAgoMs)} ago)</span></td>
+              <td>${s ? s.locality || '—' : '—'}</td>
+              <td>${s?.leader ? '★ leader' : ''}</td>
+              <td>${s?.connections ?? '—'}</td>
+              <td>${s?.registrations ?? '—'}</td>
+              <td class=${s && !s.store.startsWith('ok') ? 'warn' : ''}>${s ? s.store : 'not reported (older version)'}</td>
+              <td>${s?.snapshotRevision ?? '—'}</td>
+              <td>${s?.version ?? '—'}</td>
+            </tr>`;
+          })}</tbody>
+      </table>`,
+    )}`;
+}
+
 function Mesh() {
   const { data, error, at } = useLive('mesh');
   if (!data) return html`<${Problem} error=${error} /><p class="loading">Loading…</p>`;
@@ -184,6 +218,7 @@ function Mesh() {
         </tr>`,
       )}</tbody>
     </table>
+    <${RemoteReplicas} list=${data.remoteReplicas ?? []} />
     <h2>Federation</h2>
     ${
       !fed

@@ -81,7 +81,29 @@ export function caExpiry(metrics: string): { root?: string; chain?: string } {
   return { ...(root ? { root } : {}), ...(chain ? { chain } : {}) };
 }
 
-/** The mesh page: every replica of the cluster as it reports itself, with the CA's expiry. */
+/**
+ * A replica of another cluster as `/debug/convergence` lists it (`remoteReplicas`, from NATS): the
+ * state its convergence summary reports.
+ */
+export interface RemoteReplica {
+  readonly clusterId: string;
+  readonly replicaId: string;
+  readonly reportedAgoMs: number;
+  readonly status?: {
+    readonly leader: boolean;
+    readonly locality: string;
+    readonly connections: number;
+    readonly registrations?: number;
+    readonly store: string;
+    readonly version?: string;
+    readonly snapshotRevision?: number;
+  };
+}
+
+/**
+ * The mesh page: every replica of the cluster as it reports itself, with the CA's expiry; then the
+ * other clusters' replicas as their convergence summaries over NATS report them (never asked).
+ */
 export async function meshView(ctx: Ctx): Promise<unknown> {
   const list = await members(ctx);
   const me = self(ctx.host);
@@ -89,6 +111,9 @@ export async function meshView(ctx: Ctx): Promise<unknown> {
     Promise.all(list.map((m) => ask<Record<string, unknown>>(ctx, m, '/debug/replica'))),
     ask<string>(ctx, me, '/metrics', true),
   ]);
+  const { remoteReplicas } = ((await ctx.host.debugInfo('/debug/convergence')) ?? {}) as {
+    remoteReplicas?: readonly RemoteReplica[];
+  };
   return {
     generatedAt: new Date().toISOString(),
     self: me,
@@ -103,6 +128,7 @@ export async function meshView(ctx: Ctx): Promise<unknown> {
     }),
     leader: await ctx.host.debugInfo('/debug/leader'),
     federation: (await ctx.host.debugInfo('/debug/federation')) ?? null,
+    remoteReplicas: (remoteReplicas ?? []).filter((r) => r.clusterId !== me.clusterId),
     ca: metrics.ok ? caExpiry(metrics.value) : {},
     command: COMMANDS.mesh,
   };
@@ -183,10 +209,15 @@ export async function proxiesView(ctx: Ctx): Promise<unknown> {
           clusterId: typeof p.clusterId === 'string' && p.clusterId ? p.clusterId : m.clusterId,
         });
   });
-  const { remoteProxies, ...convergence } = ((await ctx.host.debugInfo('/debug/convergence')) ?? {}) as {
+  // The other clusters' replicas (remoteReplicas) are the Mesh page's.
+  const { remoteProxies, remoteReplicas, ...convergence } = ((await ctx.host.debugInfo(
+    '/debug/convergence',
+  )) ?? {}) as {
     remoteProxies?: RemoteProxies;
+    remoteReplicas?: unknown;
     [k: string]: unknown;
   };
+  void remoteReplicas;
   const own = self(ctx.host).clusterId;
   for (const p of remoteProxies?.proxies ?? []) if (p.clusterId !== own) proxies.push(remoteProxyRow(p));
   return {

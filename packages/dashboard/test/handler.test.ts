@@ -93,6 +93,21 @@ const CONVERGENCE = {
       { clusterId: 'c2', replicaId: 'w-0', proxies: 201, listed: 1, omitted: 200, reportedAgoMs: 1200 },
     ],
   },
+  remoteReplicas: [
+    { clusterId: 'c1', replicaId: 'r9', reportedAgoMs: 1200 },
+    {
+      clusterId: 'c2',
+      replicaId: 'w-0',
+      reportedAgoMs: 1200,
+      status: {
+        leader: true,
+        locality: 'region2/zone1',
+        connections: 201,
+        store: 'ok',
+        snapshotRevision: 12,
+      },
+    },
+  ],
 };
 
 let store: MemoryStore;
@@ -450,6 +465,17 @@ describe('dashboard data', () => {
     expect(body.remoteReplicas).toMatchObject([{ clusterId: 'c2', replicaId: 'w-0', omitted: 200 }]);
     // The convergence as before, without the rows a second time.
     expect(body.convergence).toEqual({ cluster: CONVERGENCE.cluster, mesh: CONVERGENCE.mesh });
+  });
+
+  it("mesh: the other clusters' replicas as their summaries report them (never this cluster's from NATS)", async () => {
+    const res = await login(viewToken);
+    const cookie = { cookie: /^(meridian_ui_c1=[^;]+)/.exec(res.headers.get('set-cookie')!)![1]! };
+    const body = (await (await fetch(`${base}/ui/api/mesh`, { headers: cookie })).json()) as {
+      replicas: { id: string; reachable: boolean }[];
+      remoteReplicas: unknown[];
+    };
+    expect(body.replicas.map((r) => [r.id, r.reachable])).toEqual([['r1', false]]);
+    expect(body.remoteReplicas).toEqual([CONVERGENCE.remoteReplicas[1]]);
   });
 });
 

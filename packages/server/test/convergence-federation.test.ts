@@ -5,7 +5,9 @@
 // west's newest revision, its proxy synced. Forged summaries are not counted: one published with
 // east's credentials on west's subject (refused by NATS), and one on east's subject whose body
 // claims another cluster (dropped by the receiver). East's dashboard data endpoint for the Proxies
-// page (/ui/api/proxies, with a session) lists west's proxy, reported over NATS, with its state.
+// page (/ui/api/proxies, with a session) lists west's proxy, reported over NATS, with its state; its
+// data for the Mesh page (/ui/api/mesh) lists west's replica with the state it reports (leader,
+// load, store health).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -86,6 +88,22 @@ async function mesh(r: Replica): Promise<MeshConvergenceReport> {
   const res = await adminFetch(r, '/debug/convergence');
   expect(res.status).toBe(200);
   return ((await res.json()) as { mesh: MeshConvergenceReport }).mesh;
+}
+
+/** A dashboard session cookie on east. */
+async function eastSession(): Promise<string> {
+  const east = replicas.east!;
+  const o = east.options;
+  const base = `http://${east.adminAddress}`;
+  const login = await fetch(`${base}/ui/login`, {
+    method: 'POST',
+    headers: { origin: base, 'content-type': 'application/json' },
+    body: JSON.stringify({ token: await adminTokenFor(o.etcdEndpoints, o.meshId, o.clusterId) }),
+  });
+  expect(login.status, await login.clone().text()).toBe(200);
+  const cookie = /^(meridian_ui_east=[^;]+)/.exec(login.headers.get('set-cookie') ?? '')?.[1];
+  expect(cookie).toBeDefined();
+  return cookie!;
 }
 
 async function apply(r: Replica, yaml: string): Promise<void> {
@@ -291,5 +309,60 @@ describe('convergence across federated clusters', () => {
     expect(JSON.stringify(body)).not.toContain('forged');
     // No address or identity of west's proxy travels.
     expect(JSON.stringify(remote)).not.toMatch(/10\.1\.0\.1|spiffe:/);
+  }, 60_000);
+
+  it("east's dashboard Mesh data lists west's replica with the state it reports, over federation", async () => {
+    const east = replicas.east!;
+    const west = replicas.west!;
+    const cookie = await eastSession();
+    type Remote = {
+      clusterId: string;
+      replicaId: string;
+      reportedAgoMs: number;
+      status?: Record<string, unknown>;
+    };
+    type Body = { replicas: { id: string; clusterId: string }[]; remoteReplicas: Remote[] };
+    let body: Body | undefined;
+    await eventually(
+      "west's replica on east's Mesh data, leading, with its proxy",
+      async () => {
+        const res = await fetch(`http://${east.adminAddress}/ui/api/mesh`, { headers: { cookie } });
+        expect(res.status).toBe(200);
+        body = (await res.json()) as Body;
+        const w = body.remoteReplicas.find((r) => r.replicaId === 'west-0');
+        return w?.status?.leader === true && w.status.connections === 1;
+      },
+      20_000,
+      250,
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}; last: ${JSON.stringify(body)}`);
+    });
+    // East's own replicas are asked; west's only reported (never listed as a member).
+    expect(body!.replicas.map((r) => r.id)).toEqual(['east-0']);
+    // The probe of the first test was east's: this cluster's replicas never come from NATS.
+    expect(body!.remoteReplicas.map((r) => [r.clusterId, r.replicaId])).toEqual([['west', 'west-0']]);
+    const w = body!.remoteReplicas[0]!;
+    expect(w.status).toMatchObject({
+      leader: true,
+      locality: '',
+      connections: 1,
+      store: 'ok',
+      version: expect.any(String),
+      snapshotRevision: west.snapshot!.revision,
+    });
+    for (const k of Object.keys(w.status!))
+      expect([
+        'leader',
+        'locality',
+        'connections',
+        'registrations',
+        'store',
+        'version',
+        'snapshotRevision',
+      ]).toContain(k);
+    expect(w.reportedAgoMs).toBeLessThan(15_000);
+    // No address of west's travels.
+    expect(JSON.stringify(w)).not.toContain(west.adminAddress);
+    expect(JSON.stringify(w)).not.toContain(west.xdsAddress);
   }, 60_000);
 });
