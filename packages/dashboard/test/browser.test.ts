@@ -365,6 +365,30 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium, against 3 replicas on
     await link.waitFor({ timeout: 30_000 });
     expect(await link.locator('td').nth(2).textContent()).toMatch(/^\d+(\.\d)? (ms|s)$/);
     expect(await page.locator('tr[data-replica="w"]').count()).toBe(0);
+    // c2's replica w, as its convergence summary over NATS reports itself (never asked): under
+    // c2's heading, 'via federation' with the report's age, its locality, leading c2, its sidecar
+    // as its load, its store healthy.
+    const w = page.locator(
+      '[data-testid=remote-replicas][data-cluster="c2"] tr[data-remote-replica="w"][data-source="federation"]',
+    );
+    await w.waitFor({ timeout: 30_000 });
+    let cells: string[] = [];
+    await eventually(
+      "w's reported state on c1's Mesh page",
+      async () => {
+        cells = (await w.locator('td').allTextContents()).map((t) => t.trim());
+        return cells[3] === '★ leader' && cells[4] === '1';
+      },
+      30_000,
+      250,
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}; last: ${JSON.stringify(cells)}`);
+    });
+    expect(cells[0]).toBe('w');
+    expect(cells[1]).toMatch(/^c2 ?\(via federation, \d+(\.\d)? (ms|s) ago\)$/);
+    expect(cells[2]).toBe('region2/zone1');
+    expect(cells[6]).toBe('ok');
+    expect(await w.textContent()).not.toContain(remote!.admin.replace(/^https?:\/\//, ''));
     await shot('1-mesh');
   });
 
