@@ -74,6 +74,51 @@ export function* protobufFields(buf: Uint8Array): Generator<ProtobufField> {
   }
 }
 
+/**
+ * `bytes` framed as one SotW `resources` entry (field 2: an `Any` of `typeUrl`), in one allocation:
+ * the resource's own bytes can then be a view of its end, so the two are not two copies.
+ */
+export function sotwFrameOf(typeUrl: string, bytes: Uint8Array): Buffer {
+  const typeField = stringField(1, typeUrl);
+  const valueHead = Buffer.from([...varintBytes((2 << 3) | 2), ...varintBytes(bytes.length)]);
+  const anyLength = typeField.length + valueHead.length + bytes.length;
+  const head = Buffer.from([...varintBytes((2 << 3) | 2), ...varintBytes(anyLength)]);
+  const out = Buffer.allocUnsafeSlow(head.length + anyLength);
+  let at = head.copy(out, 0);
+  at += typeField.copy(out, at);
+  at += valueHead.copy(out, at);
+  out.set(bytes, at);
+  return out;
+}
+
+/** A Delta `resources` entry (field 2: `Resource { version = 1; resource = 2; name = 3 }`) from the
+ * SotW frame of the same resource (its `Any` is reused as the resource field). */
+export function deltaFrameOf(sotwFrame: Buffer, name: string, version: string): Buffer {
+  const any = sotwFrame.subarray(fieldHeadLength(sotwFrame));
+  const resource = Buffer.concat([stringField(1, version), lengthDelimited(2, any), stringField(3, name)]);
+  return lengthDelimited(2, resource);
+}
+
+/** Length of a length-delimited field's tag and length varints at the start of `frame`. */
+function fieldHeadLength(frame: Uint8Array): number {
+  let i = 0;
+  while ((frame[i]! & 0x80) !== 0) i++; // tag
+  i++;
+  while ((frame[i]! & 0x80) !== 0) i++; // length
+  return i + 1;
+}
+
+function varintBytes(value: number): number[] {
+  const out: number[] = [];
+  let v = value;
+  while (v > 0x7f) {
+    out.push((v & 0x7f) | 0x80);
+    v = Math.floor(v / 128);
+  }
+  out.push(v);
+  return out;
+}
+
 /** The frames of one resource for both response kinds (see EncodedResource). */
 export function frameResource(
   typeUrl: string,
@@ -81,13 +126,8 @@ export function frameResource(
   version: string,
   bytes: Uint8Array,
 ): { sotwFrame: Buffer; deltaFrame: Buffer } {
-  const any = anyMessage(typeUrl, bytes);
-  // DiscoveryResponse.resources = 2 (repeated Any).
-  const sotwFrame = lengthDelimited(2, any);
-  // Resource { version = 1; resource = 2; name = 3 }, as DeltaDiscoveryResponse.resources = 2.
-  const resource = Buffer.concat([stringField(1, version), lengthDelimited(2, any), stringField(3, name)]);
-  const deltaFrame = lengthDelimited(2, resource);
-  return { sotwFrame, deltaFrame };
+  const sotwFrame = sotwFrameOf(typeUrl, bytes);
+  return { sotwFrame, deltaFrame: deltaFrameOf(sotwFrame, name, version) };
 }
 
 /** DiscoveryResponse { version_info = 1; resources = 2; type_url = 4; nonce = 5 }. */
