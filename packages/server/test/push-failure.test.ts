@@ -3,16 +3,10 @@
 // Translator, one Encoder). A snapshot whose translation fails for the client sends it nothing: it
 // keeps its listeners, routes, clusters and endpoints and keeps calling; the failure is counted and
 // shown in /debug/syncz (and counted in pilot_total_xds_internal_errors); the next good snapshot is pushed and the error clears.
-import {
-  Server as GrpcServer,
-  ServerCredentials,
-  type ServerUnaryCall,
-  type sendUnaryData,
-  status,
-} from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { type ConfigObject, validateConfig } from '@meridian/api';
 import type { ProxyInfo } from '@meridian/envoy';
-import { freePort, GrpcClientProcess } from '@meridian/testkit';
+import { type EchoBackend, freePort, GrpcClientProcess, startEchoBackend } from '@meridian/testkit';
 import {
   type ConfigSnapshot,
   createConfigSnapshot,
@@ -30,7 +24,6 @@ import { Encoder, ProxySnapshot } from '../src/proxy-snapshot.js';
 const HOST = 'echo.default.svc.cluster.local';
 const PORT = 7070;
 const TARGET = `${HOST}:${PORT}`;
-const pass = (b: Buffer): Buffer => b;
 
 /** A translator that fails, as a bug would, for any config holding a VirtualService named `poison`. */
 class FailingTranslator extends Translator {
@@ -39,30 +32,6 @@ class FailingTranslator extends Translator {
       throw new Error('forced translation failure (test)');
     return super.translateParts(config, registry, proxy);
   }
-}
-
-async function startBackend(name: string): Promise<{ server: GrpcServer; port: number }> {
-  const server = new GrpcServer();
-  server.addService(
-    {
-      Call: {
-        path: '/meridian.test.Echo/Call',
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: pass,
-        requestDeserialize: pass,
-        responseSerialize: pass,
-        responseDeserialize: pass,
-      },
-    },
-    { Call: (_c: ServerUnaryCall<Buffer, Buffer>, cb: sendUnaryData<Buffer>) => cb(null, Buffer.from(name)) },
-  );
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) =>
-      e ? reject(e) : resolve(p),
-    ),
-  );
-  return { server, port };
 }
 
 function config(revision: number, poisoned: boolean): ConfigSnapshot {
@@ -123,7 +92,7 @@ async function until<T>(
 }
 
 describe('a failed translation', () => {
-  const backends: { server: GrpcServer; port: number }[] = [];
+  const backends: EchoBackend[] = [];
   const translator = new FailingTranslator();
   const encoder = new Encoder(new ResourceCache());
   const log = pino({ level: 'silent' });
@@ -149,7 +118,10 @@ describe('a failed translation', () => {
   const clientStatus = (): ProxySyncStatus | undefined => xds.syncStatus().find((s) => s.kind === 'grpc');
 
   beforeAll(async () => {
-    backends.push(await startBackend('A'), await startBackend('B'));
+    backends.push(
+      await startEchoBackend('A', '/meridian.test.Echo/Call'),
+      await startEchoBackend('B', '/meridian.test.Echo/Call'),
+    );
     xds = new XdsServer({
       logger: xdsLogger({ level: 'silent' }),
       debounce: { quietMs: 10, maxDelayMs: 100 },

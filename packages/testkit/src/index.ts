@@ -37,6 +37,8 @@ export {
   startTogether,
   TEMP_PREFIX,
 } from './process.js';
+export type { EchoBackend } from './xds/echo-backend.js';
+export { startEchoBackend } from './xds/echo-backend.js';
 export type { GrpcCallOptions, GrpcCallResult } from './xds/grpc-client-process.js';
 export { countByBackend, GrpcClientProcess } from './xds/grpc-client-process.js';
 export type {

@@ -4,16 +4,18 @@
 
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Server, ServerCredentials, type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { TypeUrl } from '@meridian/envoy';
 import {
   clusterFor,
   clusterName,
+  type EchoBackend,
   eventually,
   freePort,
   GrpcClientProcess,
   listenerName,
   nextSnapshot,
+  startEchoBackend,
   type TestService,
   translateServices,
 } from '@meridian/testkit';
@@ -27,38 +29,9 @@ import {
 } from '@meridian/xds';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-const pass = (b: Buffer): Buffer => b;
 const HOST = 'echo.default.svc.cluster.local';
 const PORT = 7070;
 const TARGET = listenerName({ host: HOST, port: PORT });
-
-/** A grpc-js backend answering /test.Echo/Name with its own name. */
-async function startBackend(name: string): Promise<{ server: Server; port: number }> {
-  const server = new Server();
-  server.addService(
-    {
-      Name: {
-        path: '/test.Echo/Name',
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: pass,
-        requestDeserialize: pass,
-        responseSerialize: pass,
-        responseDeserialize: pass,
-      },
-    },
-    {
-      Name: (_call: ServerUnaryCall<Buffer, Buffer>, cb: sendUnaryData<Buffer>) =>
-        cb(null, Buffer.from(name)),
-    },
-  );
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) =>
-      e ? reject(e) : resolve(p),
-    ),
-  );
-  return { server, port };
-}
 
 /** A call to `xds:///<target>` from the client process; rejects with the gRPC status code and message. */
 async function call(client: GrpcClientProcess, target = TARGET, timeoutMs = 5000): Promise<string> {
@@ -79,7 +52,7 @@ describe('@grpc/grpc-js-xds client through Meridian (SotW ADS)', () => {
   const lines: string[] = [];
   const logger = xdsLogger({ level: 'debug', write: (l) => lines.push(l) });
   const cache = new ResourceCache();
-  const backends: { server: Server; port: number }[] = [];
+  const backends: EchoBackend[] = [];
   let xds: XdsServer;
   let xdsPort = 0;
   let client: GrpcClientProcess;
@@ -105,7 +78,7 @@ describe('@grpc/grpc-js-xds client through Meridian (SotW ADS)', () => {
   ];
 
   beforeAll(async () => {
-    backends.push(await startBackend('A'), await startBackend('B'));
+    backends.push(await startEchoBackend('A'), await startEchoBackend('B'));
     xdsPort = await freePort();
     xds = new XdsServer({ logger, debounce: { quietMs: 10, maxDelayMs: 100 } });
     publish(service(backends[0]!.port));

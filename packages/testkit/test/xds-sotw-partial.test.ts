@@ -3,24 +3,19 @@
 // change, as istiod's partial EDS pushes do; a request still gets the whole subscribed set, and the
 // full-state types are always whole. Checked on the wire with a recording client, then with
 // @grpc/grpc-js-xds routing to every cluster after partial updates.
-import {
-  Client,
-  credentials,
-  Server,
-  ServerCredentials,
-  type ServerUnaryCall,
-  type sendUnaryData,
-  status,
-} from '@grpc/grpc-js';
+import { Client, credentials, status } from '@grpc/grpc-js';
 import { decodeResource, TypeUrl } from '@meridian/envoy';
 import {
   clusterName,
+  type EchoBackend,
+  eventually,
   freePort,
   GrpcClientProcess,
   listenerName,
   nextSnapshot,
   SimulatedProxy,
   type SotwResponseView,
+  startEchoBackend,
   type TestService,
   translateServices,
 } from '@meridian/testkit';
@@ -35,15 +30,6 @@ const svc = (name: string, ip: string): TestService => ({
 const A = svc('a', '10.0.0.1');
 const B = svc('b', '10.0.0.2');
 const C = svc('c', '10.0.0.3');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, ok: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 const names = (r: SotwResponseView): string[] =>
   r.resources.map((v) => {
@@ -104,14 +90,14 @@ describe('SotW partial responses for types that need not carry the whole state',
   it('an endpoint change sends that load assignment alone; the client holds all three, ACKed', async () => {
     const p = open(1);
     const q = open(2);
-    await until('initial sync', () =>
+    await eventually('initial sync', () =>
       [p, q].every((x) => (x.state.get(TypeUrl.RouteConfiguration)?.acks ?? 0) === 1),
     );
     expect(names(edsResponses(p)[0]!)).toEqual([A, B, C].map(clusterName));
 
     const movedB = { ...B, endpoints: [{ address: '10.0.0.22', port: 8080 }] };
     publish([A, movedB, C], endpointsChanged(B));
-    await until('the EDS update', () => [p, q].every((x) => edsResponses(x).length === 2));
+    await eventually('the EDS update', () => [p, q].every((x) => edsResponses(x).length === 2));
     const [before, after] = edsResponses(p) as [SotwResponseView, SotwResponseView];
     expect(names(after)).toEqual([clusterName(B)]);
     expect(JSON.stringify(decodeResource(TypeUrl.ClusterLoadAssignment, after.resources[0]!))).toContain(
@@ -124,7 +110,7 @@ describe('SotW partial responses for types that need not carry the whole state',
       expect([...x.state.get(TypeUrl.ClusterLoadAssignment)!.resources.keys()].sort()).toEqual(
         [A, B, C].map(clusterName).sort(),
       );
-    await until('the partial response ACKed', () => {
+    await eventually('the partial response ACKed', () => {
       const st = server.syncStatus().find((s) => s.proxyId.includes('partial-1'));
       return st?.types.eds?.state === 'SYNCED' && st.types.eds.versionAcked === after.versionInfo;
     });
@@ -134,7 +120,7 @@ describe('SotW partial responses for types that need not carry the whole state',
       [{ ...A, endpoints: [{ address: '10.0.0.11', port: 8080 }] }, movedB, { ...C, endpoints: [] }],
       endpointsChanged(A, C),
     );
-    await until('the second EDS update', () => edsResponses(p).length === 3);
+    await eventually('the second EDS update', () => edsResponses(p).length === 3);
     expect(names(edsResponses(p)[2]!)).toEqual([clusterName(A), clusterName(C)]);
   });
 
@@ -143,53 +129,26 @@ describe('SotW partial responses for types that need not carry the whole state',
     const cdsBefore = p.responses.filter((r) => r.typeUrl === TypeUrl.Cluster).length;
     const D = svc('d', '10.0.0.4');
     publish([A, B, C, D], { full: true, reason: ['add d'], at: performance.now() });
-    await until(
+    await eventually(
       'CDS with d',
       () => p.responses.filter((r) => r.typeUrl === TypeUrl.Cluster).length === cdsBefore + 1,
     );
     const cds = p.responses.filter((r): r is SotwResponseView => r.typeUrl === TypeUrl.Cluster).at(-1)!;
     expect(names(cds)).toEqual([A, B, C, D].map(clusterName));
-    await until('LDS with d', () => {
+    await eventually('LDS with d', () => {
       const lds = p.responses.filter((r): r is SotwResponseView => r.typeUrl === TypeUrl.Listener).at(-1);
       return lds !== undefined && names(lds).length === 4;
     });
 
     const fresh = open(3);
-    await until('fresh sync', () => edsResponses(fresh).length === 1);
+    await eventually('fresh sync', () => edsResponses(fresh).length === 1);
     expect(names(edsResponses(fresh)[0]!)).toEqual([A, B, C].map(clusterName));
   });
 });
 
-const pass = (b: Buffer): Buffer => b;
-
-/** A grpc-js backend answering /test.Echo/Name with its own name. */
-async function startBackend(name: string): Promise<{ server: Server; port: number }> {
-  const server = new Server();
-  server.addService(
-    {
-      Name: {
-        path: '/test.Echo/Name',
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: pass,
-        requestDeserialize: pass,
-        responseSerialize: pass,
-        responseDeserialize: pass,
-      },
-    },
-    { Name: (_c: ServerUnaryCall<Buffer, Buffer>, cb: sendUnaryData<Buffer>) => cb(null, Buffer.from(name)) },
-  );
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) =>
-      e ? reject(e) : resolve(p),
-    ),
-  );
-  return { server, port };
-}
-
 describe('@grpc/grpc-js-xds after partial EDS responses', () => {
   const cache = new ResourceCache();
-  const backends: { name: string; server: Server; port: number }[] = [];
+  const backends: EchoBackend[] = [];
   let xds: XdsServer;
   let client: GrpcClientProcess;
   let snapshot: StaticSnapshot | undefined;
@@ -220,7 +179,7 @@ describe('@grpc/grpc-js-xds after partial EDS responses', () => {
   };
 
   beforeAll(async () => {
-    for (const name of ['A', 'B', 'C']) backends.push({ name, ...(await startBackend(name)) });
+    for (const name of ['A', 'B', 'C']) backends.push(await startEchoBackend(name));
     xds = new XdsServer({
       logger: xdsLogger({ level: 'silent' }),
       debounce: { quietMs: 10, maxDelayMs: 100 },
@@ -254,11 +213,7 @@ describe('@grpc/grpc-js-xds after partial EDS responses', () => {
     expect(await call('echo-b')).toBe('B');
     const edsA = clusterName({ host: host('echo-a'), port: 7070 });
     publish(services(backends[2]!.port, backends[1]!.port), endpointsChangedNamed(edsA));
-    const end = Date.now() + 10_000;
-    while ((await call('echo-a')) !== 'C') {
-      if (Date.now() > end) throw new Error('timed out waiting for echo-a answered by C');
-      await sleep(20);
-    }
+    await eventually('echo-a answered by C', async () => (await call('echo-a')) === 'C');
     // The response that moved echo-a carried echo-a alone; echo-b is still served from what it held.
     const st = xds.syncStatus().find((s) => s.proxyId.includes('partial-client'))!;
     expect(st.types.eds).toMatchObject({ state: 'SYNCED', resources: 2 });

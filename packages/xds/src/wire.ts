@@ -80,9 +80,9 @@ export function* protobufFields(buf: Uint8Array): Generator<ProtobufField> {
  */
 export function sotwFrameOf(typeUrl: string, bytes: Uint8Array): Buffer {
   const typeField = stringField(1, typeUrl);
-  const valueHead = Buffer.from([...varintBytes((2 << 3) | 2), ...varintBytes(bytes.length)]);
+  const valueHead = Buffer.concat([varint((2 << 3) | 2), varint(bytes.length)]);
   const anyLength = typeField.length + valueHead.length + bytes.length;
-  const head = Buffer.from([...varintBytes((2 << 3) | 2), ...varintBytes(anyLength)]);
+  const head = Buffer.concat([varint((2 << 3) | 2), varint(anyLength)]);
   const out = Buffer.allocUnsafeSlow(head.length + anyLength);
   let at = head.copy(out, 0);
   at += typeField.copy(out, at);
@@ -106,17 +106,6 @@ function fieldHeadLength(frame: Uint8Array): number {
   i++;
   while ((frame[i]! & 0x80) !== 0) i++; // length
   return i + 1;
-}
-
-function varintBytes(value: number): number[] {
-  const out: number[] = [];
-  let v = value;
-  while (v > 0x7f) {
-    out.push((v & 0x7f) | 0x80);
-    v = Math.floor(v / 128);
-  }
-  out.push(v);
-  return out;
 }
 
 /** The frames of one resource for both response kinds (see EncodedResource). */
