@@ -380,6 +380,21 @@ export function parseConvergenceSummary(m: Record<string, unknown>): ReplicaConv
   };
 }
 
+/** Received messages in a new array, ordered by their sender: by cluster, then by replica. */
+function bySender<T>(received: readonly Received<T>[]): Received<T>[] {
+  return [...received].sort((a, b) =>
+    a.clusterId !== b.clusterId
+      ? a.clusterId < b.clusterId
+        ? -1
+        : 1
+      : a.replicaId < b.replicaId
+        ? -1
+        : a.replicaId > b.replicaId
+          ? 1
+          : 0,
+  );
+}
+
 /**
  * The other clusters' replicas from received convergence summaries at `now` (ms), by cluster then
  * replica: each with its sender (the subject's cluster and replica), the time since its summary
@@ -389,24 +404,12 @@ export function remoteReplicaStatus(
   received: readonly Received<ReplicaConvergence>[],
   now: number,
 ): RemoteReplica[] {
-  return [...received]
-    .sort((a, b) =>
-      a.clusterId !== b.clusterId
-        ? a.clusterId < b.clusterId
-          ? -1
-          : 1
-        : a.replicaId < b.replicaId
-          ? -1
-          : a.replicaId > b.replicaId
-            ? 1
-            : 0,
-    )
-    .map((r) => ({
-      clusterId: r.clusterId,
-      replicaId: r.replicaId,
-      reportedAgoMs: Math.max(0, now - r.receivedAt),
-      ...(r.value.replicaStatus ? { status: r.value.replicaStatus } : {}),
-    }));
+  return bySender(received).map((r) => ({
+    clusterId: r.clusterId,
+    replicaId: r.replicaId,
+    reportedAgoMs: Math.max(0, now - r.receivedAt),
+    ...(r.value.replicaStatus ? { status: r.value.replicaStatus } : {}),
+  }));
 }
 
 /**
@@ -418,17 +421,7 @@ export function remoteProxyRows(
   received: readonly Received<ReplicaConvergence>[],
   now: number,
 ): RemoteProxies {
-  const sorted = [...received].sort((a, b) =>
-    a.clusterId !== b.clusterId
-      ? a.clusterId < b.clusterId
-        ? -1
-        : 1
-      : a.replicaId < b.replicaId
-        ? -1
-        : a.replicaId > b.replicaId
-          ? 1
-          : 0,
-  );
+  const sorted = bySender(received);
   const proxies: RemoteProxyRow[] = [];
   const replicas: RemoteProxies['replicas'][number][] = [];
   for (const r of sorted) {
