@@ -38,11 +38,13 @@ import {
   meridiandDnsNames,
   NAMES,
   NATS_PORTS,
+  nonRootPodSecurity,
   type ObjectMeta,
   obj,
   PORT_NAMES,
   type PublicMaterial,
   pluralOf,
+  preferOwnNode,
   type SecretMaterial,
   WEBHOOK_NAME,
 } from './model.js';
@@ -229,29 +231,14 @@ export function generateManifests(
         spec: {
           serviceAccountName: NAMES.meridiand,
           automountServiceAccountToken: false,
-          securityContext: {
-            runAsNonRoot: true,
-            runAsUser: 10001,
-            fsGroup: 10001,
-            seccompProfile: { type: 'RuntimeDefault' },
-          },
+          securityContext: nonRootPodSecurity(),
           terminationGracePeriodSeconds: 30,
           topologySpreadConstraints: [
             { ...spread, topologyKey: zoneKey },
             { ...spread, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway' },
           ],
           affinity: {
-            podAntiAffinity: {
-              preferredDuringSchedulingIgnoredDuringExecution: [
-                {
-                  weight: 100,
-                  podAffinityTerm: {
-                    labelSelector: { matchLabels: labels },
-                    topologyKey: 'kubernetes.io/hostname',
-                  },
-                },
-              ],
-            },
+            podAntiAffinity: preferOwnNode(labels),
             ...(s.zones.length > 0
               ? {
                   nodeAffinity: {
@@ -428,13 +415,7 @@ export function generateManifests(
           serviceAccountName: NAMES.caInstall,
           automountServiceAccountToken: false,
           restartPolicy: 'OnFailure',
-          securityContext: {
-            runAsNonRoot: true,
-            runAsUser: 10001,
-            // Secret files are 0400: readable through the fsGroup the kubelet gives read-only volumes.
-            fsGroup: 10001,
-            seccompProfile: { type: 'RuntimeDefault' },
-          },
+          securityContext: nonRootPodSecurity(),
           containers: [
             {
               name: 'ca-install',

@@ -1,6 +1,8 @@
 // What the parts of the manifest generator share (generate.ts, stores.ts, command.ts): one cluster's
 // settings and material, the objects' names and ports, and the object type as written to YAML.
 import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
+import type { IPodAntiAffinity } from 'kubernetes-models/v1/PodAntiAffinity';
+import type { IPodSecurityContext } from 'kubernetes-models/v1/PodSecurityContext';
 
 /** The metadata of a namespaced object. */
 export type ObjectMeta = NonNullable<IDeployment['metadata']>;
@@ -154,3 +156,28 @@ export function pluralOf(kind: string): string {
 export type Meta = (name: string, component: string, extra?: Partial<ObjectMeta>) => ObjectMeta;
 /** The labels that select one component's pods. */
 export type Selector = (component: string) => Record<string, string>;
+
+/**
+ * The pod securityContext of Meridian's pods and its stores': never root (uid and gid 10001), the
+ * runtime's seccomp profile. Secret files are 0400: readable through the fsGroup the kubelet gives
+ * read-only volumes.
+ */
+export const nonRootPodSecurity = (): IPodSecurityContext => ({
+  runAsNonRoot: true,
+  runAsUser: 10001,
+  fsGroup: 10001,
+  seccompProfile: { type: 'RuntimeDefault' },
+});
+
+/** Pod anti-affinity that prefers (weight 100) each pod with `labels` on a node of its own. */
+export const preferOwnNode = (labels: Record<string, string>): IPodAntiAffinity => ({
+  preferredDuringSchedulingIgnoredDuringExecution: [
+    {
+      weight: 100,
+      podAffinityTerm: {
+        labelSelector: { matchLabels: labels },
+        topologyKey: 'kubernetes.io/hostname',
+      },
+    },
+  ],
+});

@@ -8,6 +8,7 @@ import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import type { IContainerPort } from 'kubernetes-models/v1/ContainerPort';
 import type { ISecurityContext } from 'kubernetes-models/v1/SecurityContext';
 import type { IService } from 'kubernetes-models/v1/Service';
+import type { ITopologySpreadConstraint } from 'kubernetes-models/v1/TopologySpreadConstraint';
 import {
   ETCD_PORTS,
   type K8sObject,
@@ -15,10 +16,45 @@ import {
   type Meta,
   NAMES,
   NATS_PORTS,
+  nonRootPodSecurity,
+  type ObjectMeta,
   obj,
+  preferOwnNode,
   type Selector,
 } from './model.js';
 import { renderNatsConf } from './nats.js';
+
+/** Spreads a store's members over the zones (maxSkew 1, scheduled anyway where it cannot). */
+const spreadOverZones = (labels: Record<string, string>): ITopologySpreadConstraint[] => [
+  {
+    labelSelector: { matchLabels: labels },
+    maxSkew: 1,
+    topologyKey: 'topology.kubernetes.io/zone',
+    whenUnsatisfiable: 'ScheduleAnyway',
+  },
+];
+
+/** The ClusterIP Service clients of a store connect to: its `client` port. */
+const clientService = (metadata: ObjectMeta, labels: Record<string, string>, port: number): K8sObject =>
+  obj<IService>({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata,
+    spec: {
+      type: 'ClusterIP',
+      selector: labels,
+      ports: [{ name: 'client', port, targetPort: 'client', protocol: 'TCP' }],
+    },
+  });
+
+/** The PodDisruptionBudget of a 3-member store: at most one member down at a time. */
+const oneDownAtATime = (metadata: ObjectMeta, labels: Record<string, string>): K8sObject =>
+  obj<IPodDisruptionBudget>({
+    apiVersion: 'policy/v1',
+    kind: 'PodDisruptionBudget',
+    metadata,
+    spec: { maxUnavailable: 1, selector: { matchLabels: labels } },
+  });
 
 /** A 3-member etcd: StatefulSet with a PVC each, a headless Service for peers and a client Service. */
 export function etcdObjects(
@@ -66,16 +102,7 @@ export function etcdObjects(
         ],
       },
     }),
-    obj<IService>({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: meta(NAMES.etcdClient, 'etcd'),
-      spec: {
-        type: 'ClusterIP',
-        selector: labels,
-        ports: [{ name: 'client', port: ETCD_PORTS.client, targetPort: 'client', protocol: 'TCP' }],
-      },
-    }),
+    clientService(meta(NAMES.etcdClient, 'etcd'), labels, ETCD_PORTS.client),
     obj<IStatefulSet>({
       apiVersion: 'apps/v1',
       kind: 'StatefulSet',
@@ -90,32 +117,10 @@ export function etcdObjects(
           spec: {
             serviceAccountName: NAMES.etcd,
             automountServiceAccountToken: false,
-            securityContext: {
-              runAsNonRoot: true,
-              runAsUser: 10001,
-              fsGroup: 10001,
-              seccompProfile: { type: 'RuntimeDefault' },
-            },
-            topologySpreadConstraints: [
-              {
-                labelSelector: { matchLabels: labels },
-                maxSkew: 1,
-                topologyKey: 'topology.kubernetes.io/zone',
-                whenUnsatisfiable: 'ScheduleAnyway',
-              },
-            ],
+            securityContext: nonRootPodSecurity(),
+            topologySpreadConstraints: spreadOverZones(labels),
             affinity: {
-              podAntiAffinity: {
-                preferredDuringSchedulingIgnoredDuringExecution: [
-                  {
-                    weight: 100,
-                    podAffinityTerm: {
-                      labelSelector: { matchLabels: labels },
-                      topologyKey: 'kubernetes.io/hostname',
-                    },
-                  },
-                ],
-              },
+              podAntiAffinity: preferOwnNode(labels),
             },
             containers: [
               {
@@ -146,12 +151,7 @@ export function etcdObjects(
         ],
       },
     }),
-    obj<IPodDisruptionBudget>({
-      apiVersion: 'policy/v1',
-      kind: 'PodDisruptionBudget',
-      metadata: meta(NAMES.etcd, 'etcd'),
-      spec: { maxUnavailable: 1, selector: { matchLabels: labels } },
-    }),
+    oneDownAtATime(meta(NAMES.etcd, 'etcd'), labels),
   ];
 }
 
@@ -204,16 +204,7 @@ export function natsObjects(
         ],
       },
     }),
-    obj<IService>({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: meta(NAMES.natsClient, 'nats'),
-      spec: {
-        type: 'ClusterIP',
-        selector: labels,
-        ports: [{ name: 'client', port: NATS_PORTS.client, targetPort: 'client', protocol: 'TCP' }],
-      },
-    }),
+    clientService(meta(NAMES.natsClient, 'nats'), labels, NATS_PORTS.client),
     obj<IService>({
       // The other clusters' NATS servers connect here (their --peer <this cluster>=nats://<address>:7222).
       apiVersion: 'v1',
@@ -239,20 +230,8 @@ export function natsObjects(
           spec: {
             serviceAccountName: NAMES.nats,
             automountServiceAccountToken: false,
-            securityContext: {
-              runAsNonRoot: true,
-              runAsUser: 10001,
-              fsGroup: 10001,
-              seccompProfile: { type: 'RuntimeDefault' },
-            },
-            topologySpreadConstraints: [
-              {
-                labelSelector: { matchLabels: labels },
-                maxSkew: 1,
-                topologyKey: 'topology.kubernetes.io/zone',
-                whenUnsatisfiable: 'ScheduleAnyway',
-              },
-            ],
+            securityContext: nonRootPodSecurity(),
+            topologySpreadConstraints: spreadOverZones(labels),
             containers: [
               {
                 name: 'nats',
@@ -288,11 +267,6 @@ export function natsObjects(
         ],
       },
     }),
-    obj<IPodDisruptionBudget>({
-      apiVersion: 'policy/v1',
-      kind: 'PodDisruptionBudget',
-      metadata: meta(NAMES.nats, 'nats'),
-      spec: { maxUnavailable: 1, selector: { matchLabels: labels } },
-    }),
+    oneDownAtATime(meta(NAMES.nats, 'nats'), labels),
   ];
 }
