@@ -97,6 +97,34 @@ function checkPorts(list: string[] | undefined, p: FieldPath, r: Reporter): void
   });
 }
 
+/**
+ * A rule's `from` (each a `source`) or `to` (each an `operation`): the list not empty when given,
+ * each clause's `inner` set and with at least one non-empty list; `check` then looks at the inner
+ * object at its path.
+ */
+function checkClauses<C, K extends keyof C & string>(
+  clauses: readonly C[] | undefined,
+  name: string,
+  inner: K,
+  rp: FieldPath,
+  r: Reporter,
+  check: (value: NonNullable<C[K]>, p: FieldPath) => void,
+): void {
+  if (clauses !== undefined && clauses.length === 0) r.add(rp.field(name), `\`${name}\` must not be empty`);
+  clauses?.forEach((c, j) => {
+    const cp = rp.field(name).index(j);
+    const value = c[inner];
+    if (value === undefined) {
+      r.add(cp.field(inner), `\`${name}.${inner}\` must not be nil`);
+      return;
+    }
+    const ip = cp.field(inner);
+    const lists = Object.values(value as object).filter((v) => Array.isArray(v) && v.length > 0);
+    if (lists.length === 0) r.add(ip, `\`${name}.${inner}\` must not be empty`);
+    check(value as NonNullable<C[K]>, ip);
+  });
+}
+
 /** Validates an AuthorizationPolicy spec. */
 export function checkAuthorizationPolicy(ap: T.AuthorizationPolicy, p: FieldPath, r: Reporter): void {
   const selectorKinds = [
@@ -156,18 +184,7 @@ export function checkAuthorizationPolicy(ap: T.AuthorizationPolicy, p: FieldPath
   }
   (ap.rules ?? []).forEach((rule, i) => {
     const rp = p.field('rules').index(i);
-    if (rule.from !== undefined && rule.from.length === 0)
-      r.add(rp.field('from'), '`from` must not be empty');
-    (rule.from ?? []).forEach((f, j) => {
-      const fp = rp.field('from').index(j);
-      if (f.source === undefined) {
-        r.add(fp.field('source'), '`from.source` must not be nil');
-        return;
-      }
-      const src = f.source;
-      const sp = fp.field('source');
-      const lists = Object.values(src).filter((v) => Array.isArray(v) && v.length > 0);
-      if (lists.length === 0) r.add(sp, '`from.source` must not be empty');
+    checkClauses(rule.from, 'from', 'source', rp, r, (src, sp) => {
       const identities = [src.principals, src.notPrincipals, src.namespaces, src.notNamespaces].some(
         (l) => (l ?? []).length > 0,
       );
@@ -214,17 +231,7 @@ export function checkAuthorizationPolicy(ap: T.AuthorizationPolicy, p: FieldPath
         }
       }
     });
-    if (rule.to !== undefined && rule.to.length === 0) r.add(rp.field('to'), '`to` must not be empty');
-    (rule.to ?? []).forEach((t, j) => {
-      const tp = rp.field('to').index(j);
-      if (t.operation === undefined) {
-        r.add(tp.field('operation'), '`to.operation` must not be nil');
-        return;
-      }
-      const op = t.operation;
-      const opp = tp.field('operation');
-      const lists = Object.values(op).filter((v) => Array.isArray(v) && v.length > 0);
-      if (lists.length === 0) r.add(opp, '`to.operation` must not be empty');
+    checkClauses(rule.to, 'to', 'operation', rp, r, (op, opp) => {
       checkPorts(op.ports, opp.field('ports'), r);
       checkPorts(op.notPorts, opp.field('notPorts'), r);
       for (const k of ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths'] as const) {
