@@ -1,5 +1,6 @@
 /**
- * Points Envoy sidecars' access logs at the replicas (issue 17, item 4): when the config snapshot
+ * Points Envoy sidecars' access logs at the replicas, which derive Istio's metrics and the service graph
+ * from them: when the config snapshot
  * names an access-log service (`policyInputs.accessLogService`, the replicas' gRPC addresses), every
  * HTTP connection manager of the sidecar's listeners gets an `envoy.access_loggers.http_grpc` access
  * log and every tcp_proxy an `envoy.access_loggers.tcp_grpc` one, both streaming to the cluster

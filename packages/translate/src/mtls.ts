@@ -1,4 +1,4 @@
-// Mutual TLS policy (issue 6; moved here from @meridian/ca by issue 12, item 5): Istio PeerAuthentication
+// Mutual TLS policy (translation reads it from the config snapshot; the CA only supplies secrets): Istio PeerAuthentication
 // resolved per workload and port, and the Envoy JSON pieces that enforce it (DownstreamTlsContext for
 // inbound, UpstreamTlsContext for DestinationRule ISTIO_MUTUAL and automatic mTLS). Pure functions over
 // the config snapshot; the Translator applies them when constructed with `TranslateOptions.mtls`

@@ -1,5 +1,5 @@
 /**
- * Multi-network meshes (issue 7, after Istio's `EndpointsByNetworkFilter`, pilot/pkg/xds/endpoints):
+ * Multi-network meshes (after Istio's `EndpointsByNetworkFilter`, pilot/pkg/xds/endpoints):
  * a proxy reaches an endpoint of another network through that network's east-west gateway, never
  * directly.
  *

@@ -1,6 +1,6 @@
 /**
- * Envoy tracing on sidecars' HTTP connection managers from Istio's `Telemetry` kind (issue 17, item
- * 5), with Istio's semantics (istio/istio `pilot/pkg/model/telemetry.go` `Tracing`,
+ * Envoy tracing on sidecars' HTTP connection managers from Istio's `Telemetry` kind, with Istio's
+ * semantics (istio/istio `pilot/pkg/model/telemetry.go` `Tracing`,
  * `pilot/pkg/networking/core/tracing.go`):
  *
  * - **Providers** are defined in the mesh settings ({@link MeshTracing}, the `extensionProviders`
