@@ -6,20 +6,13 @@
 // - Replica a: `--advertise-address 127.0.0.2 --serving-names meridiand.meridian-system.svc`.
 // - Replica b: no --advertise-address: it advertises this host's first non-loopback address, and
 //   says so in its log.
-import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { checkServerIdentity, connect } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import {
-  createBootstrapToken,
-  createCertificate,
-  createCertificateServiceClient,
-  createCsr,
-  parseKek,
-} from '@meridian/ca';
+import { createCertificateServiceClient, parseKek } from '@meridian/ca';
 import { decodeResource, type EnvoyJson, TypeUrl } from '@meridian/envoy';
 import {
   type EtcdCluster,
@@ -37,6 +30,7 @@ import { rateLimitServiceClient } from '../src/ratelimit-service.js';
 import { Replica } from '../src/replica.js';
 import { loadServingMaterial, namesNotCovered, servingMaterialFile } from '../src/serving-material.js';
 import { adminFetch, installClusterCaForTest } from './harness.js';
+import { issueWorkloadCertificate } from './mtls-fixtures.js';
 
 const TD = 'cluster.local';
 const MESH = 'advertise';
@@ -220,21 +214,12 @@ beforeAll(async () => {
     grpc.credentials.createSsl(Buffer.from(rootPem)),
   );
   try {
-    const token = await createBootstrapToken({
-      signingKeyPem: ca.signingKeyPem,
-      identity: { trustDomain: TD, namespace: 'shop', serviceAccount: 'api' },
-      ttlSeconds: 600,
+    const cert = await issueWorkloadCertificate(client, ca.signingKeyPem, {
+      trustDomain: TD,
+      namespace: 'shop',
+      serviceAccount: 'api',
     });
-    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const chain = await createCertificate(
-      client,
-      { csr: createCsr({ key: privateKey, uris: [`spiffe://${TD}/ns/shop/sa/api`] }) },
-      { token },
-    );
-    api = {
-      key: privateKey.export({ format: 'pem', type: 'pkcs8' }) as string,
-      chain: chain.slice(0, -1).join(''),
-    };
+    api = { key: cert.keyPem, chain: cert.chainPem };
   } finally {
     client.close();
   }

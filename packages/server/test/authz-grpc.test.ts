@@ -5,23 +5,18 @@
 // sa/client-b (ISTIO_MUTUAL). An ALLOW policy naming client-a's principal lets only client-a through
 // (client-b gets PERMISSION_DENIED); a DENY policy on the method's path refuses client-a too; deleting
 // both policies allows everyone again, without reconnecting.
-import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import {
-  createBootstrapToken,
-  createCertificate,
-  createCertificateServiceClient,
-  createCsr,
-} from '@meridian/ca';
+import { createCertificateServiceClient } from '@meridian/ca';
 import { type EtcdCluster, eventually, freePort, GrpcClientProcess, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveOptions } from '../src/options.js';
 import { Replica } from '../src/replica.js';
 import { adminFetch, installClusterCaForTest } from './harness.js';
+import { issueWorkloadCertificate, writeWorkloadCertificateFiles } from './mtls-fixtures.js';
 
 const TD = 'cluster.local';
 const NS = 'shop';
@@ -29,7 +24,6 @@ const HOST = `echo.${NS}.svc.cluster.local`;
 const PORT = 7070;
 const TARGET = `${HOST}:${PORT}`;
 const METHOD = '/meridian.test.Echo/Call';
-const uri = (sa: string) => `spiffe://${TD}/ns/${NS}/sa/${sa}`;
 const tmp = mkdtempSync(join(tmpdir(), 'meridian-authz-grpc-'));
 let etcd: EtcdCluster;
 let replica: Replica | undefined;
@@ -109,23 +103,12 @@ async function certificateFiles(
   signingKeyPem: string,
   sa: string,
 ): Promise<string> {
-  const token = await createBootstrapToken({
-    signingKeyPem,
-    identity: { trustDomain: TD, namespace: NS, serviceAccount: sa },
-    ttlSeconds: 600,
+  const cert = await issueWorkloadCertificate(ca, signingKeyPem, {
+    trustDomain: TD,
+    namespace: NS,
+    serviceAccount: sa,
   });
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const chain = await createCertificate(
-    ca,
-    { csr: createCsr({ key: privateKey, uris: [uri(sa)] }) },
-    { token },
-  );
-  const dir = join(tmp, sa);
-  mkdirSync(dir);
-  writeFileSync(join(dir, 'cert-chain.pem'), chain.slice(0, -1).join(''));
-  writeFileSync(join(dir, 'key.pem'), privateKey.export({ format: 'pem', type: 'pkcs8' }));
-  writeFileSync(join(dir, 'root-cert.pem'), chain.at(-1) as string);
-  return dir;
+  return writeWorkloadCertificateFiles(join(tmp, sa), cert);
 }
 
 function bootstrap(pod: string, dir: string, labels: Record<string, string>): object {

@@ -4,24 +4,19 @@
 // bootstrap token); PeerAuthentication STRICT gives the xDS server's listener a DownstreamTlsContext and
 // DestinationRule ISTIO_MUTUAL gives the client's cluster an UpstreamTlsContext (file_watcher
 // provider `default`). The client reads its bootstrap once per process: this file is one process.
-import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as grpcXds from '@grpc/grpc-js-xds';
-import {
-  createBootstrapToken,
-  createCertificate,
-  createCertificateServiceClient,
-  createCsr,
-} from '@meridian/ca';
+import { createCertificateServiceClient } from '@meridian/ca';
 import { type EtcdCluster, freePort, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveOptions } from '../src/options.js';
 import { Replica } from '../src/replica.js';
 import { adminFetch, installClusterCaForTest } from './harness.js';
+import { issueWorkloadCertificate, writeWorkloadCertificateFiles } from './mtls-fixtures.js';
 
 const TD = 'cluster.local';
 const HOST = 'echo.shop.svc.cluster.local';
@@ -99,20 +94,13 @@ beforeAll(async () => {
     },
   );
   try {
-    const token = await createBootstrapToken({
-      signingKeyPem,
-      identity: { trustDomain: TD, namespace: 'shop', serviceAccount: 'echo' },
-      ttlSeconds: 600,
+    const cert = await issueWorkloadCertificate(ca, signingKeyPem, {
+      trustDomain: TD,
+      namespace: 'shop',
+      serviceAccount: 'echo',
     });
-    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const chain = await createCertificate(
-      ca,
-      { csr: createCsr({ key: privateKey, uris: [ECHO_URI] }) },
-      { token },
-    );
-    writeFileSync(join(tmp, 'cert-chain.pem'), chain.slice(0, -1).join(''));
-    writeFileSync(join(tmp, 'key.pem'), privateKey.export({ format: 'pem', type: 'pkcs8' }));
-    writeFileSync(join(tmp, 'root-cert.pem'), chain.at(-1)!);
+    expect(cert.uri).toBe(ECHO_URI);
+    writeWorkloadCertificateFiles(tmp, cert);
   } finally {
     ca.close();
   }

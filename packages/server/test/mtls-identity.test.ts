@@ -7,17 +7,11 @@
 // the client, calling xds:///echo.shop.svc.cluster.local:7070. An impostor is refused, the real echo
 // is answered, and a DestinationRule `subjectAltNames` naming the impostor makes it accepted. The
 // Envoy sidecar CDS (a SimulatedProxy) carries exactly the expected `exact` SANs.
-import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import {
-  createBootstrapToken,
-  createCertificate,
-  createCertificateServiceClient,
-  createCsr,
-} from '@meridian/ca';
+import { createCertificateServiceClient } from '@meridian/ca';
 import { decodeResource, type EnvoyJson, TypeUrl } from '@meridian/envoy';
 import {
   type EtcdCluster,
@@ -32,6 +26,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveOptions } from '../src/options.js';
 import { Replica } from '../src/replica.js';
 import { adminFetch, installClusterCaForTest } from './harness.js';
+import { issueWorkloadCertificate, writeWorkloadCertificateFiles } from './mtls-fixtures.js';
 
 /** Every admin API call of this file (config is applied through the replica's admin HTTP API, with
  * the harness's admin token and a YAML content-type). */
@@ -99,23 +94,12 @@ async function certificateFiles(
   signingKeyPem: string,
   sa: string,
 ): Promise<string> {
-  const token = await createBootstrapToken({
-    signingKeyPem,
-    identity: { trustDomain: TD, namespace: NS, serviceAccount: sa },
-    ttlSeconds: 600,
+  const cert = await issueWorkloadCertificate(ca, signingKeyPem, {
+    trustDomain: TD,
+    namespace: NS,
+    serviceAccount: sa,
   });
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const chain = await createCertificate(
-    ca,
-    { csr: createCsr({ key: privateKey, uris: [uri(sa)] }) },
-    { token },
-  );
-  const dir = join(tmp, sa);
-  mkdirSync(dir);
-  writeFileSync(join(dir, 'cert-chain.pem'), chain.slice(0, -1).join(''));
-  writeFileSync(join(dir, 'key.pem'), privateKey.export({ format: 'pem', type: 'pkcs8' }));
-  writeFileSync(join(dir, 'root-cert.pem'), chain.at(-1)!);
-  return dir;
+  return writeWorkloadCertificateFiles(join(tmp, sa), cert);
 }
 
 /** The grpc-js-xds bootstrap of a workload in `shop` whose `default` certificate provider reads `dir`. */

@@ -4,7 +4,7 @@
 // the SDS secret names; a proxy authenticated with its workload certificate (obtained from the
 // replica's CreateCertificate with a bootstrap token) receives its own `default` secret, never
 // another identity's, and a new one when the cluster CA is re-installed.
-import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,10 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import {
   type CertificateServiceClient,
   caStoreFrom,
-  createBootstrapToken,
-  createCertificate,
   createCertificateServiceClient,
-  createCsr,
   createIntermediateCa,
   installClusterCa,
   parseKek,
@@ -29,6 +26,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveOptions } from '../src/options.js';
 import { Replica } from '../src/replica.js';
 import { adminFetch, installClusterCaForTest } from './harness.js';
+import { issueWorkloadCertificate, type WorkloadCertificate } from './mtls-fixtures.js';
 
 const TD = 'cluster.local';
 const tmp = mkdtempSync(join(tmpdir(), 'meridian-mtls-test-'));
@@ -316,19 +314,10 @@ describe('automatic mTLS', () => {
   });
 });
 
-interface Identity {
-  readonly uri: string;
-  readonly keyPem: string;
-  readonly chain: string[];
-}
+type Identity = WorkloadCertificate;
 
-async function workloadIdentity(namespace: string, serviceAccount: string): Promise<Identity> {
-  const identity = { trustDomain: TD, namespace, serviceAccount };
-  const token = await createBootstrapToken({ signingKeyPem, identity, ttlSeconds: 600 });
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const uri = `spiffe://${TD}/ns/${namespace}/sa/${serviceAccount}`;
-  const chain = await createCertificate(ca!, { csr: createCsr({ key: privateKey, uris: [uri] }) }, { token });
-  return { uri, keyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), chain };
+function workloadIdentity(namespace: string, serviceAccount: string): Promise<Identity> {
+  return issueWorkloadCertificate(ca!, signingKeyPem, { trustDomain: TD, namespace, serviceAccount });
 }
 
 function secretProxy(who: Identity | undefined): SimulatedProxy {

@@ -10,18 +10,12 @@
 // - The rate-limit cluster pushed to sidecars points at the replicas' CA ports over mTLS, checks
 //   the SAN their serving certificates carry, and follows membership: a replica that joins is
 //   added, one that stops is removed, and a connected proxy is sent the new cluster.
-import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import {
-  createBootstrapToken,
-  createCertificate,
-  createCertificateServiceClient,
-  createCsr,
-} from '@meridian/ca';
+import { createCertificateServiceClient } from '@meridian/ca';
 import { type EnvoyJson, parseNode, TypeUrl } from '@meridian/envoy';
 import { type EtcdCluster, eventually, SimulatedProxy, startEtcd } from '@meridian/testkit';
 import { translateProxy } from '@meridian/translate';
@@ -31,6 +25,7 @@ import { resolveOptions } from '../src/options.js';
 import { rateLimitServiceClient } from '../src/ratelimit-service.js';
 import { Replica } from '../src/replica.js';
 import { ALL_TYPES, adminFetch, installClusterCaForTest, xdsClient } from './harness.js';
+import { issueWorkloadCertificate } from './mtls-fixtures.js';
 
 const TD = 'cluster.local';
 const MESH = 'rlmtls';
@@ -222,21 +217,12 @@ beforeAll(async () => {
       ['shop', 'web'],
       ['other', 'batch'],
     ] as const) {
-      const token = await createBootstrapToken({
-        signingKeyPem,
-        identity: { trustDomain: TD, namespace: ns, serviceAccount: sa },
-        ttlSeconds: 600,
+      const cert = await issueWorkloadCertificate(client, signingKeyPem, {
+        trustDomain: TD,
+        namespace: ns,
+        serviceAccount: sa,
       });
-      const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-      const chain = await createCertificate(
-        client,
-        { csr: createCsr({ key: privateKey, uris: [`spiffe://${TD}/ns/${ns}/sa/${sa}`] }) },
-        { token },
-      );
-      creds[sa] = {
-        key: privateKey.export({ format: 'pem', type: 'pkcs8' }) as string,
-        chain: chain.slice(0, -1).join(''),
-      };
+      creds[sa] = { key: cert.keyPem, chain: cert.chainPem };
     }
   } finally {
     client.close();

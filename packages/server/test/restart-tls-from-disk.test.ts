@@ -18,7 +18,6 @@ import * as grpc from '@grpc/grpc-js';
 import {
   CaAudit,
   type CertificateServiceClient,
-  createBootstrapToken,
   createCertificate,
   createCertificateServiceClient,
   createCsr,
@@ -43,6 +42,7 @@ import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadServingMaterial, ServingMaterialError, servingMaterialFile } from '../src/serving-material.js';
 import { installClusterCaForTest, ReplicaProcess, type TestClusterCa } from './harness.js';
+import { issueWorkloadCertificate } from './mtls-fixtures.js';
 
 const HOST = 'echo.shop.svc.cluster.local';
 const PORT = 7070;
@@ -241,19 +241,9 @@ beforeAll(async () => {
   applied = res.body.revision as number;
   // The workload identity shop/client, issued by the replica's CreateCertificate with a bootstrap token.
   const who = { trustDomain: 'cluster.local', namespace: 'shop', serviceAccount: 'client' };
-  const token = await createBootstrapToken({
-    signingKeyPem: ca.signingKeyPem,
-    identity: who,
-    ttlSeconds: 600,
-  });
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const csr = createCsr({ key: privateKey, uris: ['spiffe://cluster.local/ns/shop/sa/client'] });
   const tlsOnly = grpc.credentials.createSsl(Buffer.from(ca.root.certPem));
-  const chain = await createCertificate(certificateClient(tlsOnly), { csr }, { token });
-  identity = {
-    keyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
-    chainPem: chain.slice(0, -1).join(''),
-  };
+  const cert = await issueWorkloadCertificate(certificateClient(tlsOnly), ca.signingKeyPem, who);
+  identity = { keyPem: cert.keyPem, chainPem: cert.chainPem };
   relayPort = await startRelay();
 }, 180_000);
 

@@ -17,7 +17,6 @@ import * as grpc from '@grpc/grpc-js';
 import {
   type CertificateServiceClient,
   createBootstrapToken,
-  createCertificate,
   createCertificateServiceClient,
   createCsr,
   type RootCa,
@@ -36,6 +35,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveOptions } from '../src/options.js';
 import { Replica } from '../src/replica.js';
 import { adminTokenFor, installClusterCaForTest, REPO_ROOT, spawnTs } from './harness.js';
+import { issueWorkloadCertificate, type WorkloadCertificate } from './mtls-fixtures.js';
 
 const TD = 'cluster.local';
 const MESH = 'sectest';
@@ -127,20 +127,16 @@ async function mint(user: string, role: string): Promise<string> {
   return token;
 }
 
-interface Identity {
-  readonly uri: string;
-  readonly keyPem: string;
-  readonly chain: string[];
-}
+type Identity = Pick<WorkloadCertificate, 'uri' | 'keyPem' | 'chain'>;
 
 async function workloadIdentity(namespace: string, serviceAccount: string): Promise<Identity> {
-  const identity = { trustDomain: TD, namespace, serviceAccount };
-  const token = await createBootstrapToken({ signingKeyPem, identity, ttlSeconds: 600 });
-  tokens.push(token);
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const uri = `spiffe://${TD}/ns/${namespace}/sa/${serviceAccount}`;
-  const chain = await createCertificate(ca, { csr: createCsr({ key: privateKey, uris: [uri] }) }, { token });
-  return { uri, keyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), chain };
+  const cert = await issueWorkloadCertificate(ca, signingKeyPem, {
+    trustDomain: TD,
+    namespace,
+    serviceAccount,
+  });
+  tokens.push(cert.token);
+  return cert;
 }
 
 function tlsCredentials(who: Identity): grpc.ChannelCredentials {

@@ -5,17 +5,11 @@
 // principal. A certificate of another identity claiming the payments node is refused
 // (PERMISSION_DENIED), as are TLS without a client certificate and the plaintext port
 // (UNAUTHENTICATED); none of them adds a series.
-import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import {
-  createBootstrapToken,
-  createCertificate,
-  createCertificateServiceClient,
-  createCsr,
-} from '@meridian/ca';
+import { createCertificateServiceClient } from '@meridian/ca';
 import { decodeResource, type EnvoyJson, TypeUrl } from '@meridian/envoy';
 import { type EtcdCluster, eventually, SimulatedProxy, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
@@ -34,6 +28,7 @@ import {
   streamAccessLogs,
 } from './access-log-client.js';
 import { ALL_TYPES, adminFetch, installClusterCaForTest, xdsClient } from './harness.js';
+import { issueWorkloadCertificate } from './mtls-fixtures.js';
 
 const TD = 'cluster.local';
 const FRONTEND = FRONTEND_IP;
@@ -113,21 +108,12 @@ beforeAll(async () => {
       ['pay', 'payments'],
       ['shop', 'frontend'],
     ] as const) {
-      const token = await createBootstrapToken({
-        signingKeyPem,
-        identity: { trustDomain: TD, namespace: ns, serviceAccount: sa },
-        ttlSeconds: 600,
+      const cert = await issueWorkloadCertificate(ca, signingKeyPem, {
+        trustDomain: TD,
+        namespace: ns,
+        serviceAccount: sa,
       });
-      const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-      const chain = await createCertificate(
-        ca,
-        { csr: createCsr({ key: privateKey, uris: [`spiffe://${TD}/ns/${ns}/sa/${sa}`] }) },
-        { token },
-      );
-      creds[sa] = {
-        key: privateKey.export({ format: 'pem', type: 'pkcs8' }) as string,
-        chain: chain.slice(0, -1).join(''),
-      };
+      creds[sa] = { key: cert.keyPem, chain: cert.chainPem };
     }
   } finally {
     ca.close();
