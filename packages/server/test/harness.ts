@@ -1,7 +1,7 @@
 // Test/bench harness: meridiand replicas as real processes (node + tsx on the sources), simulated
 // proxies, admin API calls. Every process started here is killed by `stopAll` and on exit.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Client, credentials } from '@grpc/grpc-js';
 import type { RootCa } from '@meridian/ca';
@@ -276,6 +276,19 @@ export function xdsClient(address: string): Client {
     'grpc.use_local_subchannel_pool': 1,
     'grpc.max_receive_message_length': -1,
   });
+}
+
+/** Waits (30 s at most) until the last-known-good snapshot `file` has been written at `revision` or later. */
+export async function snapshotWritten(file: string, revision: number): Promise<void> {
+  await eventually(
+    'snapshot written',
+    () => {
+      const header = JSON.parse(readFileSync(file, 'utf8').split('\n')[0]!) as { revision: number };
+      return header.revision >= revision;
+    },
+    30_000,
+    50,
+  );
 }
 
 /** name -> version of what a proxy holds of one type. */

@@ -21,7 +21,7 @@ import {
 } from '@meridian/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { snapshotFile } from '../src/disk-snapshot.js';
-import { ALL_TYPES, ReplicaProcess, startReplicas, xdsClient } from './harness.js';
+import { ALL_TYPES, ReplicaProcess, snapshotWritten, startReplicas, xdsClient } from './harness.js';
 
 const HOST = 'echo.shop.svc.cluster.local';
 const PORT = 7070;
@@ -151,15 +151,7 @@ describe('a replica restarted while etcd is down (issue 15, item 3)', () => {
     await client.ready(TARGET);
     expect(countByBackend(await client.many(TARGET, 10))).toEqual({ 'echo-v1': 10 });
     const file = snapshotFile(join(tmp, 'a'), 'test', 'c1');
-    await eventually(
-      'snapshot written',
-      () => {
-        const header = JSON.parse(readFileSync(file, 'utf8').split('\n')[0]!) as { revision: number };
-        return header.revision >= applied;
-      },
-      30_000,
-      50,
-    );
+    await snapshotWritten(file, applied);
   }, 120_000);
 
   it('SIGKILLed and restarted with every etcd member down: serves the snapshot at once to a grpc-js-xds client', async () => {

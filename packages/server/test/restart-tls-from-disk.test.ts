@@ -41,7 +41,7 @@ import {
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadServingMaterial, ServingMaterialError, servingMaterialFile } from '../src/serving-material.js';
-import { installClusterCaForTest, ReplicaProcess, type TestClusterCa } from './harness.js';
+import { installClusterCaForTest, ReplicaProcess, snapshotWritten, type TestClusterCa } from './harness.js';
 import { issueWorkloadCertificate } from './mtls-fixtures.js';
 
 const HOST = 'echo.shop.svc.cluster.local';
@@ -276,15 +276,7 @@ describe('the TLS port of a replica restarted while etcd is down (issue 18)', ()
     keptBefore = m.writtenAt;
     // The config snapshot to serve from disk has the echo service (the replica serves config from it).
     const lkg = join(tmp, 'snapshot', 'test.c1.lkg');
-    await eventually(
-      'snapshot written',
-      () => {
-        const header = JSON.parse(readFileSync(lkg, 'utf8').split('\n')[0]!) as { revision: number };
-        return header.revision >= applied;
-      },
-      30_000,
-      50,
-    );
+    await snapshotWritten(lkg, applied);
   }, 60_000);
 
   it('SIGKILLed and restarted with etcd down: serves a grpc-js-xds client and an mTLS proxy on its TLS port', async () => {
