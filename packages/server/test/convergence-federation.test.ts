@@ -251,17 +251,8 @@ describe('convergence across federated clusters', () => {
   }, 120_000);
 
   it("east's dashboard lists west's proxy with its sync state, reported over federation", async () => {
-    const east = replicas.east!;
-    const o = east.options;
-    const base = `http://${east.adminAddress}`;
-    const login = await fetch(`${base}/ui/login`, {
-      method: 'POST',
-      headers: { origin: base, 'content-type': 'application/json' },
-      body: JSON.stringify({ token: await adminTokenFor(o.etcdEndpoints, o.meshId, o.clusterId) }),
-    });
-    expect(login.status, await login.clone().text()).toBe(200);
-    const cookie = /^(meridian_ui_east=[^;]+)/.exec(login.headers.get('set-cookie') ?? '')?.[1];
-    expect(cookie).toBeDefined();
+    const base = `http://${replicas.east!.adminAddress}`;
+    const cookie = await eastSession();
     type Row = {
       name: string;
       clusterId: string;
@@ -277,7 +268,7 @@ describe('convergence across federated clusters', () => {
     await eventually(
       "west's proxy on east's Proxies data, synced to west's version",
       async () => {
-        const res = await fetch(`${base}/ui/api/proxies`, { headers: { cookie: cookie! } });
+        const res = await fetch(`${base}/ui/api/proxies`, { headers: { cookie } });
         expect(res.status).toBe(200);
         body = (await res.json()) as Body;
         const w = body.proxies.find((p) => p.clusterId === 'west');
