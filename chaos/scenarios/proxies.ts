@@ -72,18 +72,28 @@ function agentProxy(h: Harness, pod: string): { p: SimulatedProxy; ch: grpc.Clie
 
 const responses = (p: SimulatedProxy) => [...p.state.values()].reduce((n, s) => n + s.responses, 0);
 
+/** Two proxies behind east's client agent (see agentProxy), connected, each with a first response (30 s at most). */
+async function connectedAgentProxies(
+  h: Harness,
+  a: string,
+  b: string,
+): Promise<[ReturnType<typeof agentProxy>, ReturnType<typeof agentProxy>]> {
+  const pa = agentProxy(h, a);
+  const pb = agentProxy(h, b);
+  pa.p.connect(pa.ch);
+  pb.p.connect(pb.ch);
+  const first = await poll(async () => responses(pa.p) > 0 && responses(pb.p) > 0, 30_000);
+  if (!first) throw new Error('the two proxies got no first response within 30 s');
+  return [pa, pb];
+}
+
 export const stuckProxy: Scenario = {
   name: 'stuck-proxy',
   title:
     "a proxy behind east's client agent stops reading for 30 s under config writes; a healthy one beside it",
   async run(h) {
     const writer = h.startWriter('east');
-    const stuck = agentProxy(h, 'stuck-0');
-    const healthy = agentProxy(h, 'healthy-0');
-    stuck.p.connect(stuck.ch);
-    healthy.p.connect(healthy.ch);
-    const first = await poll(async () => responses(stuck.p) > 0 && responses(healthy.p) > 0, 30_000);
-    if (!first) throw new Error('the two proxies got no first response within 30 s');
+    const [stuck, healthy] = await connectedAgentProxies(h, 'stuck-0', 'healthy-0');
     const at = h.mark('proxy stops reading');
     stuck.p.stopReading();
     const stuckBefore = responses(stuck.p);
@@ -114,12 +124,7 @@ export const slowProxy: Scenario = {
     "a proxy behind east's client agent reads slowly (100 ms in every 2 s) for 30 s under config writes; a healthy one beside it",
   async run(h) {
     const writer = h.startWriter('east');
-    const slow = agentProxy(h, 'slow-0');
-    const healthy = agentProxy(h, 'healthy-1');
-    slow.p.connect(slow.ch);
-    healthy.p.connect(healthy.ch);
-    const first = await poll(async () => responses(slow.p) > 0 && responses(healthy.p) > 0, 30_000);
-    if (!first) throw new Error('the two proxies got no first response within 30 s');
+    const [slow, healthy] = await connectedAgentProxies(h, 'slow-0', 'healthy-1');
     // Responses per second of the healthy proxy before the fault: its own pace under the writes.
     const h0 = responses(healthy.p);
     await sleep(10_000);
