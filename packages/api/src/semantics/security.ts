@@ -97,6 +97,16 @@ function checkPorts(list: string[] | undefined, p: FieldPath, r: Reporter): void
   });
 }
 
+/** A source's lists of principals and namespaces (each value must not be empty). */
+const SOURCE_VALUE_FIELDS = [
+  'principals',
+  'notPrincipals',
+  'requestPrincipals',
+  'notRequestPrincipals',
+  'namespaces',
+  'notNamespaces',
+] as const;
+
 /**
  * A rule's `from` (each a `source`) or `to` (each an `operation`): the list not empty when given,
  * each clause's `inner` set and with at least one non-empty list; `check` then looks at the inner
@@ -203,24 +213,12 @@ export function checkAuthorizationPolicy(ap: T.AuthorizationPolicy, p: FieldPath
       checkIPBlocks(src.notIpBlocks, sp.field('notIpBlocks'), r);
       checkIPBlocks(src.remoteIpBlocks, sp.field('remoteIpBlocks'), r);
       checkIPBlocks(src.notRemoteIpBlocks, sp.field('notRemoteIpBlocks'), r);
-      for (const k of [
-        'principals',
-        'notPrincipals',
-        'requestPrincipals',
-        'notRequestPrincipals',
-        'namespaces',
-        'notNamespaces',
-      ] as const) {
+      for (const k of SOURCE_VALUE_FIELDS) {
         checkNonEmptyValues(src[k], k, sp.field(k), r);
       }
       if (action === 'CUSTOM') {
         for (const k of [
-          'principals',
-          'notPrincipals',
-          'requestPrincipals',
-          'notRequestPrincipals',
-          'namespaces',
-          'notNamespaces',
+          ...SOURCE_VALUE_FIELDS,
           'serviceAccounts',
           'notServiceAccounts',
           'trustDomains',
