@@ -6,8 +6,10 @@ import type { IStatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import type { IPodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import type { IContainerPort } from 'kubernetes-models/v1/ContainerPort';
+import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import type { ISecurityContext } from 'kubernetes-models/v1/SecurityContext';
 import type { IService } from 'kubernetes-models/v1/Service';
+import type { IServicePort } from 'kubernetes-models/v1/ServicePort';
 import type { ITopologySpreadConstraint } from 'kubernetes-models/v1/TopologySpreadConstraint';
 import {
   ETCD_PORTS,
@@ -33,6 +35,58 @@ const spreadOverZones = (labels: Record<string, string>): ITopologySpreadConstra
     whenUnsatisfiable: 'ScheduleAnyway',
   },
 ];
+
+/** The headless Service of a store's members (their DNS names, also while not ready): `ports` between them. */
+const peerService = (
+  metadata: ObjectMeta,
+  labels: Record<string, string>,
+  ports: IServicePort[],
+): K8sObject =>
+  obj<IService>({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata,
+    spec: { clusterIP: 'None', publishNotReadyAddresses: true, selector: labels, ports },
+  });
+
+/**
+ * A store's 3 members: a StatefulSet started in parallel, non-root, spread over the zones, each with a
+ * `data` volume claim of `storage`; `pod` is the rest of the pod spec (containers, volumes, affinity).
+ */
+const storeStatefulSet = (
+  metadata: ObjectMeta,
+  name: string,
+  labels: Record<string, string>,
+  storage: string,
+  pod: IPodSpec,
+): K8sObject =>
+  obj<IStatefulSet>({
+    apiVersion: 'apps/v1',
+    kind: 'StatefulSet',
+    metadata,
+    spec: {
+      serviceName: name,
+      replicas: 3,
+      podManagementPolicy: 'Parallel',
+      selector: { matchLabels: labels },
+      template: {
+        metadata: { labels },
+        spec: {
+          serviceAccountName: name,
+          automountServiceAccountToken: false,
+          securityContext: nonRootPodSecurity(),
+          topologySpreadConstraints: spreadOverZones(labels),
+          ...pod,
+        },
+      },
+      volumeClaimTemplates: [
+        {
+          metadata: { name: 'data' },
+          spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage } } },
+        },
+      ],
+    },
+  });
 
 /** The ClusterIP Service clients of a store connect to: its `client` port. */
 const clientService = (metadata: ObjectMeta, labels: Record<string, string>, port: number): K8sObject =>
@@ -88,68 +142,34 @@ export function etcdObjects(
     { name: 'metrics', containerPort: 2381, protocol: 'TCP' },
   ];
   return [
-    obj<IService>({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: meta(NAMES.etcd, 'etcd'),
-      spec: {
-        clusterIP: 'None',
-        publishNotReadyAddresses: true,
-        selector: labels,
-        ports: [
-          { name: 'client', port: ETCD_PORTS.client, targetPort: 'client', protocol: 'TCP' },
-          { name: 'peer', port: ETCD_PORTS.peer, targetPort: 'peer', protocol: 'TCP' },
-        ],
-      },
-    }),
+    peerService(meta(NAMES.etcd, 'etcd'), labels, [
+      { name: 'client', port: ETCD_PORTS.client, targetPort: 'client', protocol: 'TCP' },
+      { name: 'peer', port: ETCD_PORTS.peer, targetPort: 'peer', protocol: 'TCP' },
+    ]),
     clientService(meta(NAMES.etcdClient, 'etcd'), labels, ETCD_PORTS.client),
-    obj<IStatefulSet>({
-      apiVersion: 'apps/v1',
-      kind: 'StatefulSet',
-      metadata: meta(NAMES.etcd, 'etcd'),
-      spec: {
-        serviceName: NAMES.etcd,
-        replicas: 3,
-        podManagementPolicy: 'Parallel',
-        selector: { matchLabels: labels },
-        template: {
-          metadata: { labels },
-          spec: {
-            serviceAccountName: NAMES.etcd,
-            automountServiceAccountToken: false,
-            securityContext: nonRootPodSecurity(),
-            topologySpreadConstraints: spreadOverZones(labels),
-            affinity: {
-              podAntiAffinity: preferOwnNode(labels),
-            },
-            containers: [
-              {
-                name: 'etcd',
-                image: s.etcdImage,
-                command: ['etcd'],
-                args,
-                env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
-                ports,
-                readinessProbe: { httpGet: { path: '/readyz', port: 'metrics' }, periodSeconds: 5 },
-                livenessProbe: {
-                  httpGet: { path: '/livez', port: 'metrics' },
-                  initialDelaySeconds: 15,
-                  periodSeconds: 10,
-                },
-                resources: { requests: { cpu: '250m', memory: '512Mi' }, limits: { memory: '2Gi' } },
-                securityContext: restricted,
-                volumeMounts: [{ name: 'data', mountPath: '/var/lib/etcd' }],
-              },
-            ],
-          },
-        },
-        volumeClaimTemplates: [
-          {
-            metadata: { name: 'data' },
-            spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: s.etcdStorage } } },
-          },
-        ],
+    storeStatefulSet(meta(NAMES.etcd, 'etcd'), NAMES.etcd, labels, s.etcdStorage, {
+      affinity: {
+        podAntiAffinity: preferOwnNode(labels),
       },
+      containers: [
+        {
+          name: 'etcd',
+          image: s.etcdImage,
+          command: ['etcd'],
+          args,
+          env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
+          ports,
+          readinessProbe: { httpGet: { path: '/readyz', port: 'metrics' }, periodSeconds: 5 },
+          livenessProbe: {
+            httpGet: { path: '/livez', port: 'metrics' },
+            initialDelaySeconds: 15,
+            periodSeconds: 10,
+          },
+          resources: { requests: { cpu: '250m', memory: '512Mi' }, limits: { memory: '2Gi' } },
+          securityContext: restricted,
+          volumeMounts: [{ name: 'data', mountPath: '/var/lib/etcd' }],
+        },
+      ],
     }),
     oneDownAtATime(meta(NAMES.etcd, 'etcd'), labels),
   ];
@@ -190,20 +210,10 @@ export function natsObjects(
         ...(s.natsAuthConf ? { 'meridian-federation-auth.conf': s.natsAuthConf } : {}),
       },
     }),
-    obj<IService>({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: meta(NAMES.nats, 'nats'),
-      spec: {
-        clusterIP: 'None',
-        publishNotReadyAddresses: true,
-        selector: labels,
-        ports: [
-          { name: 'cluster', port: NATS_PORTS.cluster, targetPort: 'cluster', protocol: 'TCP' },
-          { name: 'gateway', port: NATS_PORTS.gateway, targetPort: 'gateway', protocol: 'TCP' },
-        ],
-      },
-    }),
+    peerService(meta(NAMES.nats, 'nats'), labels, [
+      { name: 'cluster', port: NATS_PORTS.cluster, targetPort: 'cluster', protocol: 'TCP' },
+      { name: 'gateway', port: NATS_PORTS.gateway, targetPort: 'gateway', protocol: 'TCP' },
+    ]),
     clientService(meta(NAMES.natsClient, 'nats'), labels, NATS_PORTS.client),
     obj<IService>({
       // The other clusters' NATS servers connect here (their --peer <this cluster>=nats://<address>:7222).
@@ -216,56 +226,32 @@ export function natsObjects(
         ports: [{ name: 'gateway', port: NATS_PORTS.gateway, targetPort: 'gateway', protocol: 'TCP' }],
       },
     }),
-    obj<IStatefulSet>({
-      apiVersion: 'apps/v1',
-      kind: 'StatefulSet',
-      metadata: meta(NAMES.nats, 'nats'),
-      spec: {
-        serviceName: NAMES.nats,
-        replicas: 3,
-        podManagementPolicy: 'Parallel',
-        selector: { matchLabels: labels },
-        template: {
-          metadata: { labels },
-          spec: {
-            serviceAccountName: NAMES.nats,
-            automountServiceAccountToken: false,
-            securityContext: nonRootPodSecurity(),
-            topologySpreadConstraints: spreadOverZones(labels),
-            containers: [
-              {
-                name: 'nats',
-                image: s.natsImage,
-                command: ['nats-server', '--config', '/etc/nats/nats.conf'],
-                env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
-                ports,
-                readinessProbe: {
-                  httpGet: { path: '/healthz?js-enabled-only=true', port: 'monitor' },
-                  periodSeconds: 5,
-                },
-                livenessProbe: {
-                  httpGet: { path: '/healthz?js-enabled-only=true', port: 'monitor' },
-                  initialDelaySeconds: 10,
-                  periodSeconds: 10,
-                },
-                resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '1Gi' } },
-                securityContext: restricted,
-                volumeMounts: [
-                  { name: 'config', mountPath: '/etc/nats', readOnly: true },
-                  { name: 'data', mountPath: '/data' },
-                ],
-              },
-            ],
-            volumes: [{ name: 'config', configMap: { name: NAMES.natsConfig } }],
+    storeStatefulSet(meta(NAMES.nats, 'nats'), NAMES.nats, labels, s.natsStorage, {
+      containers: [
+        {
+          name: 'nats',
+          image: s.natsImage,
+          command: ['nats-server', '--config', '/etc/nats/nats.conf'],
+          env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
+          ports,
+          readinessProbe: {
+            httpGet: { path: '/healthz?js-enabled-only=true', port: 'monitor' },
+            periodSeconds: 5,
           },
+          livenessProbe: {
+            httpGet: { path: '/healthz?js-enabled-only=true', port: 'monitor' },
+            initialDelaySeconds: 10,
+            periodSeconds: 10,
+          },
+          resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '1Gi' } },
+          securityContext: restricted,
+          volumeMounts: [
+            { name: 'config', mountPath: '/etc/nats', readOnly: true },
+            { name: 'data', mountPath: '/data' },
+          ],
         },
-        volumeClaimTemplates: [
-          {
-            metadata: { name: 'data' },
-            spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: s.natsStorage } } },
-          },
-        ],
-      },
+      ],
+      volumes: [{ name: 'config', configMap: { name: NAMES.natsConfig } }],
     }),
     oneDownAtATime(meta(NAMES.nats, 'nats'), labels),
   ];
