@@ -89,6 +89,21 @@ export class Harness {
   }
 
   /**
+   * Ends an outage that began at `at` under `writer`'s config writes: marks the restart, records the
+   * fault window `label`, the writes accepted and refused while down and the time `meridian up` takes
+   * to restore the mesh; 5 s later, both clusters' RPC figures with a 10 s failover window.
+   */
+  async restoreAfterOutage(label: string, at: number, writer: ConfigWriter): Promise<void> {
+    const restoreAt = this.mark('restart (meridian up)');
+    this.fault(label, at, restoreAt);
+    this.figure('writesAcceptedWhileDown', writer.count('apply', 'ack', at, restoreAt));
+    this.figure('writesRefusedWhileDown', writer.count('apply', 'refused', at, restoreAt));
+    this.figure('restoreS', this.secs(await this.mesh.restore()));
+    await sleep(5000);
+    this.rpcFigures(['east', 'west'], at, 10_000);
+  }
+
+  /**
    * Steady state: over the last `ms`, every demo client was answered by its own cluster with no failed
    * call (the clients' own records). Throws naming the client that is not steady.
    */

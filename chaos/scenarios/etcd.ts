@@ -47,13 +47,7 @@ export const etcdLeaderKill: Scenario = {
     );
     h.figure('firstWriteAckedAfterKillS', firstAck === undefined ? null : h.secs(firstAck - at));
     await sleep(10_000);
-    const restoreAt = h.mark('restart (meridian up)');
-    h.fault(`etcd-${leader} down`, at, restoreAt);
-    h.figure('writesAcceptedWhileDown', writer.count('apply', 'ack', at, restoreAt));
-    h.figure('writesRefusedWhileDown', writer.count('apply', 'refused', at, restoreAt));
-    h.figure('restoreS', h.secs(await h.mesh.restore()));
-    await sleep(5000);
-    h.rpcFigures(['east', 'west'], at, 10_000);
+    await h.restoreAfterOutage(`etcd-${leader} down`, at, writer);
   },
 };
 

@@ -56,13 +56,7 @@ export function replicaKill(which: 'leader' | 'follower'): Scenario {
         if (newLeader !== undefined) h.mark('new leader', newLeader);
       }
       await sleep(15_000);
-      const restoreAt = h.mark('restart (meridian up)');
-      h.fault(`${id} down`, at, restoreAt);
-      h.figure('writesAcceptedWhileDown', writer.count('apply', 'ack', at, restoreAt));
-      h.figure('writesRefusedWhileDown', writer.count('apply', 'refused', at, restoreAt));
-      h.figure('restoreS', h.secs(await h.mesh.restore()));
-      await sleep(5000);
-      h.rpcFigures(['east', 'west'], at, 10_000);
+      await h.restoreAfterOutage(`${id} down`, at, writer);
     },
   };
 }
