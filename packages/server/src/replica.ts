@@ -585,13 +585,7 @@ export class Replica {
       this.#mtls = await this.#loadCa(caAddr.host, this.log.child({ part: 'ca' }));
       if (this.#mtls) {
         this.#mtls.onSecretChange((change) => this.#secretChanged(change));
-        this.#changed({
-          revision: this.#state.revision,
-          kinds: new Set(),
-          configs: new Set(),
-          workloads: false,
-          resync: true,
-        });
+        this.#resyncAll();
       }
     }
     this.#directory = await ReplicaDirectory.open(this.#store, o.replicaId, this.xds, {
@@ -764,13 +758,7 @@ export class Replica {
       },
       onAvailable: () => {
         this.#caProblem = undefined;
-        this.#changed({
-          revision: this.#state.revision,
-          kinds: new Set(),
-          configs: new Set(),
-          workloads: false,
-          resync: true,
-        });
+        this.#resyncAll();
       },
     };
   }
@@ -796,13 +784,7 @@ export class Replica {
       this.#mtls = mtls;
       mtls.onSecretChange((change) => this.#secretChanged(change));
       this.log.info('cluster CA loaded');
-      this.#changed({
-        revision: this.#state.revision,
-        kinds: new Set(),
-        configs: new Set(),
-        workloads: false,
-        resync: true,
-      });
+      this.#resyncAll();
       try {
         await serve(mtls);
         this.#caProblem = undefined;
@@ -886,6 +868,17 @@ export class Replica {
 
   get isLeader(): boolean {
     return this.#election?.isLeader ?? false;
+  }
+
+  /** Rebuilds everything at the current revision for every proxy: the CA loaded, or available again. */
+  #resyncAll(): void {
+    this.#changed({
+      revision: this.#state.revision,
+      kinds: new Set(),
+      configs: new Set(),
+      workloads: false,
+      resync: true,
+    });
   }
 
   /** A state change (etcd watch batch, imported services, the CA loaded): debounced, then built. */
