@@ -7,16 +7,17 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
 import { TypeUrl } from '@meridian/envoy';
 import {
   countByBackend,
   type DeltaResponseView,
+  type EchoBackend,
   type EtcdCluster,
   eventually,
   freePorts,
   GrpcClientProcess,
   SimulatedProxy,
+  startEchoBackend,
   startEtcdCluster,
 } from '@meridian/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -25,41 +26,17 @@ import { ALL_TYPES, ReplicaProcess, snapshotWritten, startReplicas, xdsClient } 
 
 const HOST = 'echo.shop.svc.cluster.local';
 const PORT = 7070;
+const METHOD = '/meridian.test.Echo/Call';
 const TARGET = `${HOST}:${PORT}`;
 
 let tmp: string;
 let etcd: EtcdCluster;
 let a: ReplicaProcess;
 let b: ReplicaProcess;
-let backends: grpc.Server[] = [];
+let backends: EchoBackend[] = [];
 let backendPorts: number[] = [];
 const clients: GrpcClientProcess[] = [];
 const proxies: SimulatedProxy[] = [];
-
-const pass = (x: Buffer) => x;
-async function backend(port: number, name: string): Promise<grpc.Server> {
-  const server = new grpc.Server();
-  server.addService(
-    {
-      Call: {
-        path: '/meridian.test.Echo/Call',
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: pass,
-        requestDeserialize: pass,
-        responseSerialize: pass,
-        responseDeserialize: pass,
-      },
-    },
-    { Call: (_c: unknown, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from(name)) },
-  );
-  await new Promise<void>((resolve, reject) =>
-    server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (e) =>
-      e ? reject(e) : resolve(),
-    ),
-  );
-  return server;
-}
 
 const echo = (port: number) => `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -116,10 +93,10 @@ let portsA: number[];
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'meridian-restart-disk-'));
   etcd = await startEtcdCluster({ size: 3, fastElection: true });
-  const ports = await freePorts(8);
+  const ports = await freePorts(6);
   portsA = ports.slice(0, 3);
-  backendPorts = ports.slice(6, 8);
-  backends = [await backend(backendPorts[0]!, 'echo-v1'), await backend(backendPorts[1]!, 'echo-v2')];
+  backends = [await startEchoBackend('echo-v1', METHOD), await startEchoBackend('echo-v2', METHOD)];
+  backendPorts = backends.map((e) => e.port);
   [a, b] = (await startReplicas([
     replicaSpec('a', portsA, join(tmp, 'a')),
     replicaSpec('b', ports.slice(3, 6), join(tmp, 'b')),
@@ -134,7 +111,7 @@ afterEach((ctx) => {
 afterAll(async () => {
   for (const p of proxies) p.disconnect();
   await Promise.all(clients.map((c) => c.stop()));
-  for (const s of backends) s.forceShutdown();
+  for (const e of backends) e.server.forceShutdown();
   await Promise.all([a, b].map((r) => r?.kill('SIGKILL')));
   await etcd?.stop();
   await rm(tmp, { recursive: true, force: true });

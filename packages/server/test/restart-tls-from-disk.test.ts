@@ -30,12 +30,14 @@ import {
 import { decodeResource, TypeUrl } from '@meridian/envoy';
 import {
   countByBackend,
+  type EchoBackend,
   type EtcdCluster,
   eventually,
   freePorts,
   GrpcClientProcess,
   SimulatedProxy,
   type SotwResponseView,
+  startEchoBackend,
   startEtcd,
 } from '@meridian/testkit';
 import pino from 'pino';
@@ -54,7 +56,7 @@ let etcd: EtcdCluster;
 let replica: ReplicaProcess;
 let ca: TestClusterCa;
 let caPort: number;
-let backend: grpc.Server;
+let backend: EchoBackend | undefined;
 let relay: grpc.Server | undefined;
 let relayPort: number;
 const clients: grpc.Client[] = [];
@@ -213,14 +215,10 @@ beforeAll(async () => {
   etcd = await startEtcd();
   kekFile = join(tmp, 'kek');
   ca = await installClusterCaForTest(etcd.endpoints, 'test', kekFile);
-  const [xdsPort, adminPort, backendPort, port] = (await freePorts(4)) as [number, number, number, number];
+  const [xdsPort, adminPort, port] = (await freePorts(3)) as [number, number, number];
   caPort = port;
-  backend = new grpc.Server();
-  backend.addService(
-    { Call: { path: '/meridian.test.Echo/Call', requestStream: false, responseStream: false, ...raw } },
-    { Call: (_c: unknown, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from('echo-v1')) },
-  );
-  await bind(backend, backendPort);
+  backend = await startEchoBackend('echo-v1', '/meridian.test.Echo/Call');
+  const backendPort = backend.port;
   const snapshotDir = join(tmp, 'snapshot');
   servingFile = servingMaterialFile(snapshotDir, 'test', 'c1');
   replica = new ReplicaProcess({
@@ -256,7 +254,7 @@ afterAll(async () => {
   await Promise.all(grpcClients.map((c) => c.stop()));
   for (const c of clients) c.close();
   relay?.forceShutdown();
-  backend?.forceShutdown();
+  backend?.server.forceShutdown();
   await replica?.kill('SIGKILL');
   await etcd?.stop();
   await rm(tmp, { recursive: true, force: true });
