@@ -3,6 +3,8 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as grpcXds from '@grpc/grpc-js-xds';
 import {
   type CertificateServiceClient,
   createBootstrapToken,
@@ -57,4 +59,55 @@ export function writeWorkloadCertificateFiles(dir: string, cert: WorkloadCertifi
   writeFileSync(join(dir, 'key.pem'), cert.keyPem);
   writeFileSync(join(dir, 'root-cert.pem'), cert.chain.at(-1) as string);
   return dir;
+}
+
+const pass = (b: Buffer): Buffer => b;
+
+/**
+ * Starts a grpc-js-xds server on 127.0.0.1:`port` (its listener, and so its TLS, from the xDS of the
+ * registered bootstrap) answering `/test.Echo/Peer` with the SAN of the client's certificate as it
+ * saw it (`none` without one).
+ */
+export async function startPeerIdentityXdsServer(port: number): Promise<grpcXds.XdsServer> {
+  const server = new grpcXds.XdsServer();
+  server.addService(
+    {
+      Peer: {
+        path: '/test.Echo/Peer',
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: pass,
+        requestDeserialize: pass,
+        responseSerialize: pass,
+        responseDeserialize: pass,
+      },
+    },
+    {
+      Peer: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+        cb(null, Buffer.from(call.getAuthContext().sslPeerCertificate?.subjectaltname ?? 'none'));
+      },
+    },
+  );
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(
+      `127.0.0.1:${port}`,
+      new grpcXds.XdsServerCredentials(grpc.ServerCredentials.createInsecure()),
+      (e) => (e ? reject(e) : resolve()),
+    ),
+  );
+  return server;
+}
+
+/** Calls `/test.Echo/Peer` (see startPeerIdentityXdsServer) through `client`: the answer as text. */
+export function callPeer(client: grpc.Client, timeoutMs = 3000): Promise<string> {
+  return new Promise((resolve, reject) =>
+    client.makeUnaryRequest(
+      '/test.Echo/Peer',
+      pass,
+      pass,
+      Buffer.alloc(0),
+      { deadline: Date.now() + timeoutMs },
+      (e, r) => (e ? reject(e) : resolve(r!.toString())),
+    ),
+  );
 }

@@ -16,32 +16,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveOptions } from '../src/options.js';
 import { Replica } from '../src/replica.js';
 import { adminFetch, installClusterCaForTest } from './harness.js';
-import { issueWorkloadCertificate, writeWorkloadCertificateFiles } from './mtls-fixtures.js';
+import {
+  callPeer,
+  issueWorkloadCertificate,
+  startPeerIdentityXdsServer,
+  writeWorkloadCertificateFiles,
+} from './mtls-fixtures.js';
 
 const TD = 'cluster.local';
 const HOST = 'echo.shop.svc.cluster.local';
 const PORT = 7070;
 const ECHO_URI = `spiffe://${TD}/ns/shop/sa/echo`;
-const pass = (b: Buffer): Buffer => b;
 const tmp = mkdtempSync(join(tmpdir(), 'meridian-mtls-grpc-'));
 let etcd: EtcdCluster;
 let replica: Replica | undefined;
 let echo: grpcXds.XdsServer | undefined;
 let serverPort = 0;
 const clients: grpc.Client[] = [];
-
-function call(client: grpc.Client, timeoutMs = 3000): Promise<string> {
-  return new Promise((resolve, reject) =>
-    client.makeUnaryRequest(
-      '/test.Echo/Peer',
-      pass,
-      pass,
-      Buffer.alloc(0),
-      { deadline: Date.now() + timeoutMs },
-      (e, r) => (e ? reject(e) : resolve(r!.toString())),
-    ),
-  );
-}
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -157,33 +148,7 @@ spec:
   });
   grpcXds.register();
 
-  echo = new grpcXds.XdsServer();
-  echo.addService(
-    {
-      Peer: {
-        path: '/test.Echo/Peer',
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: pass,
-        requestDeserialize: pass,
-        responseSerialize: pass,
-        responseDeserialize: pass,
-      },
-    },
-    {
-      // Answers with the SPIFFE id the server saw in the client's certificate.
-      Peer: (c: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
-        cb(null, Buffer.from(c.getAuthContext().sslPeerCertificate?.subjectaltname ?? 'none'));
-      },
-    },
-  );
-  await new Promise<void>((resolve, reject) =>
-    echo!.bindAsync(
-      `127.0.0.1:${serverPort}`,
-      new grpcXds.XdsServerCredentials(grpc.ServerCredentials.createInsecure()),
-      (e) => (e ? reject(e) : resolve()),
-    ),
-  );
+  echo = await startPeerIdentityXdsServer(serverPort);
 }, 90_000);
 
 afterAll(async () => {
@@ -201,13 +166,13 @@ describe('proxyless gRPC mTLS through meridiand (@grpc/grpc-js-xds)', () => {
       new grpcXds.XdsChannelCredentials(grpc.credentials.createInsecure()),
     );
     clients.push(c);
-    expect(await until('a call over mTLS', () => call(c))).toBe(`URI:${ECHO_URI}`);
+    expect(await until('a call over mTLS', () => callPeer(c))).toBe(`URI:${ECHO_URI}`);
   });
 
   it('STRICT: a plaintext client is refused', async () => {
     const plain = new grpc.Client(`127.0.0.1:${serverPort}`, grpc.credentials.createInsecure());
     clients.push(plain);
-    const err = (await call(plain).then(
+    const err = (await callPeer(plain).then(
       () => undefined,
       (e: unknown) => e,
     )) as grpc.ServiceError | undefined;

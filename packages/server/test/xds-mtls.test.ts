@@ -5,14 +5,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  Client,
-  credentials,
-  ServerCredentials,
-  type ServerUnaryCall,
-  type sendUnaryData,
-  status,
-} from '@grpc/grpc-js';
+import { Client, credentials, status } from '@grpc/grpc-js';
 import * as grpcXds from '@grpc/grpc-js-xds';
 import { type EnvoyJson, TypeUrl } from '@meridian/envoy';
 import {
@@ -28,24 +21,11 @@ import { ResourceCache, type StaticSnapshot, XdsServer } from '@meridian/xds';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { id, makeMesh, uri, workload } from './ca-mesh.js';
+import { callPeer, startPeerIdentityXdsServer } from './mtls-fixtures.js';
 
-const pass = (b: Buffer): Buffer => b;
 const HOST = 'echo.shop.svc.cluster.local';
 const SERVICE_PORT = 7070;
 const TARGET = `xds:///${listenerName({ host: HOST, port: SERVICE_PORT })}`;
-
-function call(client: Client, timeoutMs = 3000): Promise<string> {
-  return new Promise((resolve, reject) =>
-    client.makeUnaryRequest(
-      '/test.Echo/Peer',
-      pass,
-      pass,
-      Buffer.alloc(0),
-      { deadline: Date.now() + timeoutMs },
-      (e, r) => (e ? reject(e) : resolve(r!.toString())),
-    ),
-  );
-}
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -179,34 +159,7 @@ describe('proxyless gRPC mTLS across clusters through Meridian xDS (@grpc/grpc-j
     });
     grpcXds.register();
 
-    echo = new grpcXds.XdsServer();
-    echo.addService(
-      {
-        Peer: {
-          path: '/test.Echo/Peer',
-          requestStream: false,
-          responseStream: false,
-          requestSerialize: pass,
-          requestDeserialize: pass,
-          responseSerialize: pass,
-          responseDeserialize: pass,
-        },
-      },
-      {
-        // Answers with the SPIFFE id the server saw in the client's certificate.
-        Peer: (call: ServerUnaryCall<Buffer, Buffer>, cb: sendUnaryData<Buffer>) => {
-          const san = call.getAuthContext().sslPeerCertificate?.subjectaltname ?? 'none';
-          cb(null, Buffer.from(san));
-        },
-      },
-    );
-    await new Promise<void>((resolve, reject) =>
-      echo.bindAsync(
-        `127.0.0.1:${serverPort}`,
-        new grpcXds.XdsServerCredentials(ServerCredentials.createInsecure()),
-        (e) => (e ? reject(e) : resolve()),
-      ),
-    );
+    echo = await startPeerIdentityXdsServer(serverPort);
   });
 
   afterAll(async () => {
@@ -219,7 +172,7 @@ describe('proxyless gRPC mTLS across clusters through Meridian xDS (@grpc/grpc-j
   it('the client (cluster A) reaches the server (cluster B) over mTLS; the server sees its SPIFFE id', async () => {
     const c = new Client(TARGET, new grpcXds.XdsChannelCredentials(credentials.createInsecure()));
     clients.push(c);
-    const seen = await until('a call over mTLS', async () => call(c));
+    const seen = await until('a call over mTLS', async () => callPeer(c));
     expect(seen).toBe(`URI:${uri(id('shop', 'frontend'))}`);
     expect(clusterName({ host: HOST, port: SERVICE_PORT })).toBe(`outbound|${SERVICE_PORT}||${HOST}`);
   });
@@ -227,7 +180,7 @@ describe('proxyless gRPC mTLS across clusters through Meridian xDS (@grpc/grpc-j
   it('STRICT: a plaintext client is refused', async () => {
     const plain = new Client(`127.0.0.1:${serverPort}`, credentials.createInsecure());
     clients.push(plain);
-    const err = (await call(plain).then(
+    const err = (await callPeer(plain).then(
       () => undefined,
       (e: unknown) => e,
     )) as { code: number } | undefined;
