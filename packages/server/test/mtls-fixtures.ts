@@ -9,6 +9,7 @@ import {
   type CertificateServiceClient,
   createBootstrapToken,
   createCertificate,
+  createCertificateServiceClient,
   createCsr,
   type WorkloadIdentity,
 } from '@meridian/ca';
@@ -25,6 +26,26 @@ export interface WorkloadCertificate {
   readonly chainPem: string;
   /** The bootstrap token it was issued for. */
   readonly token: string;
+}
+
+/**
+ * Runs `fn` with a CreateCertificate client of the replica CA port at `address` (TLS trusting
+ * `rootPem` and checking the serving certificate's `localhost` SAN), closed afterwards.
+ */
+export async function withCertificateClient<T>(
+  address: string,
+  rootPem: string,
+  fn: (ca: CertificateServiceClient) => Promise<T>,
+): Promise<T> {
+  const ca = createCertificateServiceClient(address, grpc.credentials.createSsl(Buffer.from(rootPem)), {
+    'grpc.ssl_target_name_override': 'localhost',
+    'grpc.default_authority': 'localhost',
+  });
+  try {
+    return await fn(ca);
+  } finally {
+    ca.close();
+  }
 }
 
 /**

@@ -9,7 +9,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as grpcXds from '@grpc/grpc-js-xds';
-import { createCertificateServiceClient } from '@meridian/ca';
 import { type EtcdCluster, freePort, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +19,7 @@ import {
   callPeer,
   issueWorkloadCertificate,
   startPeerIdentityXdsServer,
+  withCertificateClient,
   writeWorkloadCertificateFiles,
 } from './mtls-fixtures.js';
 
@@ -76,15 +76,7 @@ beforeAll(async () => {
   );
 
   // The workload's certificate, from the replica's CreateCertificate with a bootstrap token.
-  const ca = createCertificateServiceClient(
-    replica.caAddress,
-    grpc.credentials.createSsl(Buffer.from(root.certPem)),
-    {
-      'grpc.ssl_target_name_override': 'localhost',
-      'grpc.default_authority': 'localhost',
-    },
-  );
-  try {
+  await withCertificateClient(replica.caAddress, root.certPem, async (ca) => {
     const cert = await issueWorkloadCertificate(ca, signingKeyPem, {
       trustDomain: TD,
       namespace: 'shop',
@@ -92,9 +84,7 @@ beforeAll(async () => {
     });
     expect(cert.uri).toBe(ECHO_URI);
     writeWorkloadCertificateFiles(tmp, cert);
-  } finally {
-    ca.close();
-  }
+  });
 
   serverPort = await freePort();
   await apply(

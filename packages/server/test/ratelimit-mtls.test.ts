@@ -15,7 +15,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { createCertificateServiceClient } from '@meridian/ca';
 import { type EnvoyJson, parseNode, TypeUrl } from '@meridian/envoy';
 import { type EtcdCluster, eventually, SimulatedProxy, startEtcd } from '@meridian/testkit';
 import { translateProxy } from '@meridian/translate';
@@ -25,7 +24,7 @@ import { resolveOptions } from '../src/options.js';
 import { rateLimitServiceClient } from '../src/ratelimit-service.js';
 import { Replica } from '../src/replica.js';
 import { ALL_TYPES, adminFetch, installClusterCaForTest, xdsClient } from './harness.js';
-import { issueWorkloadCertificate } from './mtls-fixtures.js';
+import { issueWorkloadCertificate, withCertificateClient } from './mtls-fixtures.js';
 
 const TD = 'cluster.local';
 const MESH = 'rlmtls';
@@ -206,27 +205,20 @@ beforeAll(async () => {
   const r = await startReplica('rl-a');
   const res = await adminFetch(r, '/apis/v1/apply', { method: 'POST', body: CONFIG });
   expect(res.status, await res.clone().text()).toBe(200);
-  const client = createCertificateServiceClient(
-    r.caAddress,
-    grpc.credentials.createSsl(Buffer.from(rootPem)),
-    { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' },
-  );
-  try {
+  await withCertificateClient(r.caAddress, rootPem, async (ca) => {
     for (const [ns, sa] of [
       ['shop', 'api'],
       ['shop', 'web'],
       ['other', 'batch'],
     ] as const) {
-      const cert = await issueWorkloadCertificate(client, signingKeyPem, {
+      const cert = await issueWorkloadCertificate(ca, signingKeyPem, {
         trustDomain: TD,
         namespace: ns,
         serviceAccount: sa,
       });
       creds[sa] = { key: cert.keyPem, chain: cert.chainPem };
     }
-  } finally {
-    client.close();
-  }
+  });
   await eventually(
     'the config and the registry are served',
     async () =>

@@ -9,7 +9,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { createCertificateServiceClient } from '@meridian/ca';
 import { decodeResource, type EnvoyJson, TypeUrl } from '@meridian/envoy';
 import { type EtcdCluster, eventually, SimulatedProxy, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
@@ -28,7 +27,7 @@ import {
   streamAccessLogs,
 } from './access-log-client.js';
 import { ALL_TYPES, adminFetch, installClusterCaForTest, xdsClient } from './harness.js';
-import { issueWorkloadCertificate } from './mtls-fixtures.js';
+import { issueWorkloadCertificate, withCertificateClient } from './mtls-fixtures.js';
 
 const TD = 'cluster.local';
 const FRONTEND = FRONTEND_IP;
@@ -98,12 +97,7 @@ beforeAll(async () => {
   );
   const res = await adminFetch(replica, '/apis/v1/apply', { method: 'POST', body: CONFIG });
   expect(res.status, await res.clone().text()).toBe(200);
-  const ca = createCertificateServiceClient(
-    replica.caAddress,
-    grpc.credentials.createSsl(Buffer.from(rootPem)),
-    TLS_OPTIONS,
-  );
-  try {
+  await withCertificateClient(replica.caAddress, rootPem, async (ca) => {
     for (const [ns, sa] of [
       ['pay', 'payments'],
       ['shop', 'frontend'],
@@ -115,9 +109,7 @@ beforeAll(async () => {
       });
       creds[sa] = { key: cert.keyPem, chain: cert.chainPem };
     }
-  } finally {
-    ca.close();
-  }
+  });
   const wait = Date.now() + 30_000;
   while ((replica.snapshot?.registry.services.length ?? 0) < 2 && Date.now() < wait)
     await new Promise((r) => setTimeout(r, 50));
