@@ -6,7 +6,13 @@
 import { status } from '@grpc/grpc-js';
 import { type ConfigObject, validateConfig } from '@meridian/api';
 import type { ProxyInfo } from '@meridian/envoy';
-import { type EchoBackend, freePort, GrpcClientProcess, startEchoBackend } from '@meridian/testkit';
+import {
+  type EchoBackend,
+  freePort,
+  GrpcClientProcess,
+  plaintextXdsBootstrap,
+  startEchoBackend,
+} from '@meridian/testkit';
 import {
   type ConfigSnapshot,
   createConfigSnapshot,
@@ -131,20 +137,7 @@ describe('a failed translation', () => {
     );
     const port = await freePort();
     await xds.listen('127.0.0.1', port);
-    client = await GrpcClientProcess.start({
-      xds_servers: [
-        {
-          server_uri: `127.0.0.1:${port}`,
-          channel_creds: [{ type: 'insecure' }],
-          server_features: ['xds_v3'],
-        },
-      ],
-      node: {
-        id: 'sidecar~127.0.0.1~client-0.default~default.svc.cluster.local',
-        metadata: { GENERATOR: 'grpc', NAMESPACE: 'default' },
-        locality: { region: 'r1', zone: 'z1' },
-      },
-    });
+    client = await GrpcClientProcess.start(plaintextXdsBootstrap(`127.0.0.1:${port}`, 'client-0'));
     await client.ready(TARGET);
   });
 

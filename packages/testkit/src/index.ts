@@ -40,7 +40,7 @@ export {
 export type { EchoBackend } from './xds/echo-backend.js';
 export { startEchoBackend } from './xds/echo-backend.js';
 export type { GrpcCallOptions, GrpcCallResult } from './xds/grpc-client-process.js';
-export { countByBackend, GrpcClientProcess } from './xds/grpc-client-process.js';
+export { countByBackend, GrpcClientProcess, plaintextXdsBootstrap } from './xds/grpc-client-process.js';
 export type {
   DeltaResponseView,
   LoadGeneratorOptions,

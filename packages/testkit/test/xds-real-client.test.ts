@@ -15,6 +15,7 @@ import {
   GrpcClientProcess,
   listenerName,
   nextSnapshot,
+  plaintextXdsBootstrap,
   startEchoBackend,
   type TestService,
   translateServices,
@@ -83,20 +84,7 @@ describe('@grpc/grpc-js-xds client through Meridian (SotW ADS)', () => {
     xds = new XdsServer({ logger, debounce: { quietMs: 10, maxDelayMs: 100 } });
     publish(service(backends[0]!.port));
     await xds.listen('127.0.0.1', xdsPort);
-    client = await GrpcClientProcess.start({
-      xds_servers: [
-        {
-          server_uri: `127.0.0.1:${xdsPort}`,
-          channel_creds: [{ type: 'insecure' }],
-          server_features: ['xds_v3'],
-        },
-      ],
-      node: {
-        id: 'sidecar~127.0.0.1~client-0.default~default.svc.cluster.local',
-        metadata: { NAMESPACE: 'default', GENERATOR: 'grpc', CLUSTER_ID: 'c1' },
-        locality: { region: 'r1', zone: 'z1' },
-      },
-    });
+    client = await GrpcClientProcess.start(plaintextXdsBootstrap(`127.0.0.1:${xdsPort}`, 'client-0', 'c1'));
   });
 
   afterAll(async () => {

@@ -13,6 +13,7 @@ import {
   GrpcClientProcess,
   listenerName,
   nextSnapshot,
+  plaintextXdsBootstrap,
   SimulatedProxy,
   type SotwResponseView,
   startEchoBackend,
@@ -187,20 +188,9 @@ describe('@grpc/grpc-js-xds after partial EDS responses', () => {
     publish(services(backends[0]!.port, backends[1]!.port));
     const port = await freePort();
     await xds.listen('127.0.0.1', port);
-    client = await GrpcClientProcess.start({
-      xds_servers: [
-        {
-          server_uri: `127.0.0.1:${port}`,
-          channel_creds: [{ type: 'insecure' }],
-          server_features: ['xds_v3'],
-        },
-      ],
-      node: {
-        id: 'sidecar~127.0.0.1~partial-client.default~default.svc.cluster.local',
-        metadata: { NAMESPACE: 'default', GENERATOR: 'grpc', CLUSTER_ID: 'c1' },
-        locality: { region: 'r1', zone: 'z1' },
-      },
-    });
+    client = await GrpcClientProcess.start(
+      plaintextXdsBootstrap(`127.0.0.1:${port}`, 'partial-client', 'c1'),
+    );
   });
   afterAll(async () => {
     await client?.stop();

@@ -38,6 +38,28 @@ export interface GrpcCallOptions {
   readonly method?: string;
 }
 
+/**
+ * The bootstrap of a grpc-js-xds client in namespace `default`, locality r1/z1, node
+ * `sidecar~127.0.0.1~<pod>.default~default.svc.cluster.local` (with `CLUSTER_ID` when `clusterId` is
+ * given), reading xDS over plaintext from `xdsAddress` (host:port).
+ */
+export function plaintextXdsBootstrap(xdsAddress: string, pod: string, clusterId?: string): object {
+  return {
+    xds_servers: [
+      {
+        server_uri: xdsAddress,
+        channel_creds: [{ type: 'insecure' }],
+        server_features: ['xds_v3'],
+      },
+    ],
+    node: {
+      id: `sidecar~127.0.0.1~${pod}.default~default.svc.cluster.local`,
+      metadata: { NAMESPACE: 'default', GENERATOR: 'grpc', ...(clusterId ? { CLUSTER_ID: clusterId } : {}) },
+      locality: { region: 'r1', zone: 'z1' },
+    },
+  };
+}
+
 /** The grpc-js-xds client process (one bootstrap per process). */
 export class GrpcClientProcess {
   readonly #child: ChildProcess;
