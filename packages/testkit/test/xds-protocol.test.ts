@@ -17,15 +17,8 @@ import {
 } from '@meridian/testkit';
 import { type ChangeEvent, ResourceCache, type StaticSnapshot, XdsServer, xdsLogger } from '@meridian/xds';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { A, B, C } from './xds-services.js';
 
-const svc = (name: string, ip: string): TestService => ({
-  host: `${name}.default.svc.cluster.local`,
-  port: 80,
-  endpoints: [{ address: ip, port: 8080 }],
-});
-const A = svc('a', '10.0.0.1');
-const B = svc('b', '10.0.0.2');
-const C = svc('c', '10.0.0.3');
 const full = (reason: string): ChangeEvent => ({ full: true, reason: [reason], at: performance.now() });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

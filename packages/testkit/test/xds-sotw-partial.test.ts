@@ -22,15 +22,7 @@ import {
 } from '@meridian/testkit';
 import { type ChangeEvent, ResourceCache, type StaticSnapshot, XdsServer, xdsLogger } from '@meridian/xds';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-
-const svc = (name: string, ip: string): TestService => ({
-  host: `${name}.default.svc.cluster.local`,
-  port: 80,
-  endpoints: [{ address: ip, port: 8080 }],
-});
-const A = svc('a', '10.0.0.1');
-const B = svc('b', '10.0.0.2');
-const C = svc('c', '10.0.0.3');
+import { A, B, C, svc } from './xds-services.js';
 
 const names = (r: SotwResponseView): string[] =>
   r.resources.map((v) => {
