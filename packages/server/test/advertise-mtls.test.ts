@@ -30,7 +30,7 @@ import { rateLimitServiceClient } from '../src/ratelimit-service.js';
 import { Replica } from '../src/replica.js';
 import { loadServingMaterial, namesNotCovered, servingMaterialFile } from '../src/serving-material.js';
 import { adminFetch, installClusterCaForTest } from './harness.js';
-import { issueWorkloadCertificate } from './mtls-fixtures.js';
+import { issueWorkloadCertificate, upstreamValidationContext } from './mtls-fixtures.js';
 
 const TD = 'cluster.local';
 const MESH = 'advertise';
@@ -191,15 +191,7 @@ const endpointsOf = (c: EnvoyJson | undefined): string[] =>
     return at(String(a.address), `:${String(a.port_value)}`);
   }) ?? [];
 
-const sansOf = (c: EnvoyJson | undefined) =>
-  (
-    (
-      (
-        ((c?.transport_socket as EnvoyJson | undefined)?.typed_config as EnvoyJson | undefined)
-          ?.common_tls_context as EnvoyJson | undefined
-      )?.combined_validation_context as EnvoyJson | undefined
-    )?.default_validation_context as EnvoyJson | undefined
-  )?.match_typed_subject_alt_names;
+const sansOf = (c: EnvoyJson | undefined) => upstreamValidationContext(c)?.match_typed_subject_alt_names;
 
 beforeAll(async () => {
   etcd = await startEtcd();

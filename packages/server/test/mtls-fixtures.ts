@@ -13,6 +13,7 @@ import {
   createCsr,
   type WorkloadIdentity,
 } from '@meridian/ca';
+import type { EnvoyJson } from '@meridian/envoy';
 
 /** A workload's certificate as CreateCertificate issued it, with its new P-256 key. */
 export interface WorkloadCertificate {
@@ -132,3 +133,12 @@ export function callPeer(client: grpc.Client, timeoutMs = 3000): Promise<string>
     ),
   );
 }
+
+/** The default validation context of a (decoded) cluster's upstream TLS: what it checks the peer with. */
+export const upstreamValidationContext = (c: EnvoyJson | undefined): EnvoyJson | undefined =>
+  (
+    (
+      ((c?.transport_socket as EnvoyJson | undefined)?.typed_config as EnvoyJson | undefined)
+        ?.common_tls_context as EnvoyJson | undefined
+    )?.combined_validation_context as EnvoyJson | undefined
+  )?.default_validation_context as EnvoyJson | undefined;

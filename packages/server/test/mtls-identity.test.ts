@@ -26,7 +26,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveOptions } from '../src/options.js';
 import { Replica } from '../src/replica.js';
 import { adminFetch, installClusterCaForTest } from './harness.js';
-import { issueWorkloadCertificate, writeWorkloadCertificateFiles } from './mtls-fixtures.js';
+import {
+  issueWorkloadCertificate,
+  upstreamValidationContext,
+  writeWorkloadCertificateFiles,
+} from './mtls-fixtures.js';
 
 /** Every admin API call of this file (config is applied through the replica's admin HTTP API, with
  * the harness's admin token and a YAML content-type). */
@@ -147,15 +151,7 @@ function sidecarCluster(): EnvoyJson | undefined {
   return undefined;
 }
 
-const sansOf = (c: EnvoyJson | undefined) =>
-  (
-    (
-      (
-        ((c?.transport_socket as EnvoyJson | undefined)?.typed_config as EnvoyJson | undefined)
-          ?.common_tls_context as EnvoyJson | undefined
-      )?.combined_validation_context as EnvoyJson | undefined
-    )?.default_validation_context as EnvoyJson | undefined
-  )?.match_subject_alt_names;
+const sansOf = (c: EnvoyJson | undefined) => upstreamValidationContext(c)?.match_subject_alt_names;
 
 /** Waits until the sidecar's echo cluster checks exactly `sans`; returns them. */
 async function sidecarSans(sans: unknown[]): Promise<unknown> {
