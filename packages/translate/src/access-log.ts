@@ -22,7 +22,7 @@
 import type { EnvoyJson, JsonValue } from '@meridian/envoy';
 import { replicaServiceTransportSocket } from './ratelimit.js';
 import type { NamedResource, ReplicaServiceAddress } from './types.js';
-import { any, replicaServiceCluster } from './util.js';
+import { any, mapListenerFilters, replicaServiceCluster } from './util.js';
 
 /** The cluster sidecars reach the replicas' access-log service through. */
 export const ACCESS_LOG_CLUSTER = 'meridian-accesslog';
@@ -94,15 +94,7 @@ function decorateFilter(filter: EnvoyJson, direction: 'inbound' | 'outbound'): E
 /** A listener with access logs on every HCM and tcp_proxy of its filter chains. */
 export function withAccessLog(listener: EnvoyJson): EnvoyJson {
   const direction = listener.traffic_direction === 'INBOUND' ? 'inbound' : 'outbound';
-  const chains = listener.filter_chains as EnvoyJson[] | undefined;
-  if (!chains) return listener;
-  return {
-    ...listener,
-    filter_chains: chains.map((c) => ({
-      ...c,
-      filters: ((c.filters as EnvoyJson[] | undefined) ?? []).map((f) => decorateFilter(f, direction)),
-    })),
-  };
+  return mapListenerFilters(listener, (f) => decorateFilter(f, direction));
 }
 
 const decorated = new WeakMap<EnvoyJson, { key: string; listener: EnvoyJson }>();

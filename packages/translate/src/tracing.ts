@@ -33,7 +33,7 @@
 import type { TelemetryConfig, Tracing as TracingEntry } from '@meridian/api';
 import type { EnvoyJson, JsonValue, ProxyInfo } from '@meridian/envoy';
 import type { NamedResource, RegistrySnapshot } from './types.js';
-import { any } from './util.js';
+import { any, mapListenerFilters } from './util.js';
 
 const HCM_NAME = 'envoy.filters.network.http_connection_manager';
 
@@ -323,22 +323,14 @@ export function hcmTracing(
 
 /** A listener with `t` on every HCM of its filter chains. */
 export function withTracing(listener: EnvoyJson, t: HcmTracing): EnvoyJson {
-  const chains = listener.filter_chains as EnvoyJson[] | undefined;
-  if (!chains) return listener;
-  return {
-    ...listener,
-    filter_chains: chains.map((c) => ({
-      ...c,
-      filters: ((c.filters as EnvoyJson[] | undefined) ?? []).map((f) => {
-        const typed = f.typed_config as EnvoyJson | undefined;
-        if (f.name !== HCM_NAME || !typed) return f;
-        return {
-          ...f,
-          typed_config: { ...typed, tracing: t.tracing, request_id_extension: t.requestIdExtension },
-        };
-      }),
-    })),
-  };
+  return mapListenerFilters(listener, (f) => {
+    const typed = f.typed_config as EnvoyJson | undefined;
+    if (f.name !== HCM_NAME || !typed) return f;
+    return {
+      ...f,
+      typed_config: { ...typed, tracing: t.tracing, request_id_extension: t.requestIdExtension },
+    };
+  });
 }
 
 /** The resolved HCM tracing of both sides of a proxy (undefined sides get none). */

@@ -198,3 +198,16 @@ export function replicaServiceCluster(
     },
   };
 }
+
+/** `listener` with `fn` applied to each network filter of each of its filter chains (as is without chains). */
+export function mapListenerFilters(listener: EnvoyJson, fn: (filter: EnvoyJson) => EnvoyJson): EnvoyJson {
+  const chains = listener.filter_chains as EnvoyJson[] | undefined;
+  if (!chains) return listener;
+  return {
+    ...listener,
+    filter_chains: chains.map((c) => ({
+      ...c,
+      filters: ((c.filters as EnvoyJson[] | undefined) ?? []).map(fn),
+    })),
+  };
+}
