@@ -14,6 +14,7 @@ import {
   type WorkloadIdentity,
 } from '@meridian/ca';
 import type { EnvoyJson } from '@meridian/envoy';
+import { rawUnaryMethod } from '@meridian/testkit';
 
 /** A workload's certificate as CreateCertificate issued it, with its new P-256 key. */
 export interface WorkloadCertificate {
@@ -93,17 +94,7 @@ const pass = (b: Buffer): Buffer => b;
 export async function startPeerIdentityXdsServer(port: number): Promise<grpcXds.XdsServer> {
   const server = new grpcXds.XdsServer();
   server.addService(
-    {
-      Peer: {
-        path: '/test.Echo/Peer',
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: pass,
-        requestDeserialize: pass,
-        responseSerialize: pass,
-        responseDeserialize: pass,
-      },
-    },
+    { Peer: rawUnaryMethod('/test.Echo/Peer') },
     {
       Peer: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
         cb(null, Buffer.from(call.getAuthContext().sslPeerCertificate?.subjectaltname ?? 'none'));

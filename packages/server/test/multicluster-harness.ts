@@ -9,6 +9,7 @@ import {
   type GrpcCallResult,
   GrpcClientProcess,
   natsMonitor,
+  rawUnaryMethod,
   type SimulatedProxy,
   type StandaloneNatsServer,
   startNats,
@@ -113,19 +114,8 @@ export class Backend {
   /** Starts (or restarts, on the same port) the backend. */
   async start(): Promise<void> {
     const server = new grpc.Server();
-    const pass = (b: Buffer) => b;
     server.addService(
-      {
-        Call: {
-          path: METHOD,
-          requestStream: false,
-          responseStream: false,
-          requestSerialize: pass,
-          requestDeserialize: pass,
-          responseSerialize: pass,
-          responseDeserialize: pass,
-        },
-      },
+      { Call: rawUnaryMethod(METHOD) },
       {
         Call: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
           this.calls++;

@@ -38,7 +38,7 @@ export {
   TEMP_PREFIX,
 } from './process.js';
 export type { EchoBackend } from './xds/echo-backend.js';
-export { startEchoBackend } from './xds/echo-backend.js';
+export { rawUnaryMethod, startEchoBackend } from './xds/echo-backend.js';
 export type { GrpcCallOptions, GrpcCallResult } from './xds/grpc-client-process.js';
 export { countByBackend, GrpcClientProcess, plaintextXdsBootstrap } from './xds/grpc-client-process.js';
 export type {

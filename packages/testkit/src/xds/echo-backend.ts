@@ -1,8 +1,27 @@
 // A grpc-js backend that answers one unary method with its own name: the target of traffic tests
 // (which backend a call reached is the answer's body).
-import { Server, ServerCredentials, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
+import {
+  type MethodDefinition,
+  Server,
+  ServerCredentials,
+  type ServerUnaryCall,
+  type sendUnaryData,
+} from '@grpc/grpc-js';
 
 const pass = (b: Buffer): Buffer => b;
+
+/** A unary method at `path` whose requests and responses are the raw bytes (no serialization). */
+export function rawUnaryMethod(path: string): MethodDefinition<Buffer, Buffer> {
+  return {
+    path,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: pass,
+    requestDeserialize: pass,
+    responseSerialize: pass,
+    responseDeserialize: pass,
+  };
+}
 
 export interface EchoBackend {
   readonly name: string;
@@ -14,17 +33,7 @@ export interface EchoBackend {
 export async function startEchoBackend(name: string, method = '/test.Echo/Name'): Promise<EchoBackend> {
   const server = new Server();
   server.addService(
-    {
-      Echo: {
-        path: method,
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: pass,
-        requestDeserialize: pass,
-        responseSerialize: pass,
-        responseDeserialize: pass,
-      },
-    },
+    { Echo: rawUnaryMethod(method) },
     { Echo: (_c: ServerUnaryCall<Buffer, Buffer>, cb: sendUnaryData<Buffer>) => cb(null, Buffer.from(name)) },
   );
   const port = await new Promise<number>((resolve, reject) =>
