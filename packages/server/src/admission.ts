@@ -32,7 +32,7 @@ import {
 } from '@meridian/api';
 import type { Logger } from 'pino';
 import { ServerConfigError } from './errors.js';
-import { listenFailure } from './options.js';
+import { listenFailure } from './listen-address.js';
 
 /** The API versions of AdmissionReview answered (the answer keeps the request's). */
 export const ADMISSION_REVIEW_VERSIONS = ['admission.k8s.io/v1', 'admission.k8s.io/v1beta1'] as const;

@@ -56,16 +56,16 @@ import { AdminError, ServerConfigError } from './errors.js';
 import { ReplicaFederation } from './federation.js';
 import { StoreHealth } from './health.js';
 import { JwksResolver } from './jwks.js';
-import { ReplicaElection, type ReplicaInfo } from './membership.js';
-import { ReplicaMtls, type ReplicaMtlsOptions, servingCertificateNames } from './mtls.js';
 import {
   checkListenAddresses,
   isOff,
   listenFailure,
   resolveAdvertiseAddress,
-  type ServerOptions,
   splitAddress,
-} from './options.js';
+} from './listen-address.js';
+import { ReplicaElection, type ReplicaInfo } from './membership.js';
+import { ReplicaMtls, type ReplicaMtlsOptions, servingCertificateNames } from './mtls.js';
+import type { ServerOptions } from './options.js';
 import { Encoder, ProxySnapshot } from './proxy-snapshot.js';
 import {
   addRateLimitService,

@@ -5,9 +5,10 @@
 import type { NetworkInterfaceInfo } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { ServerConfigError } from '../src/errors.js';
+import { chooseAdvertiseAddress, resolveAdvertiseAddress } from '../src/listen-address.js';
 import { advertisedAddress } from '../src/membership.js';
 import { servingCertificateNames } from '../src/mtls.js';
-import { chooseAdvertiseAddress, resolveAdvertiseAddress, resolveOptions } from '../src/options.js';
+import { resolveOptions } from '../src/options.js';
 import { rateLimitServiceAddresses } from '../src/ratelimit-service.js';
 
 const nic = (address: string, family: 'IPv4' | 'IPv6', internal = false): NetworkInterfaceInfo =>

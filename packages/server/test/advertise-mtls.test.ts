@@ -23,9 +23,10 @@ import {
 } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chooseAdvertiseAddress } from '../src/listen-address.js';
 import type { ReplicaInfo } from '../src/membership.js';
 import { ReplicaMtls } from '../src/mtls.js';
-import { chooseAdvertiseAddress, resolveOptions } from '../src/options.js';
+import { resolveOptions } from '../src/options.js';
 import { rateLimitServiceClient } from '../src/ratelimit-service.js';
 import { Replica } from '../src/replica.js';
 import { loadServingMaterial, namesNotCovered, servingMaterialFile } from '../src/serving-material.js';

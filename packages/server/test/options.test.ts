@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ServerConfigError } from '../src/errors.js';
-import { resolveOptions, splitAddress } from '../src/options.js';
+import { splitAddress } from '../src/listen-address.js';
+import { resolveOptions } from '../src/options.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'meridian-options-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
