@@ -36,7 +36,13 @@ export async function down(ctx: CliContext, o: { stateDir: string; purge?: boole
     const mine = specs.filter((s) => match(s.id));
     if (mine.length === 0) continue;
     await progress.step(`stop ${title}`, async () => {
-      const r = await Promise.all(mine.map((s) => stopProcess(s.pidFile, s.marker, graceOf(s.id))));
+      const r: boolean[] = [];
+      if (title === 'etcd') {
+        // One member at a time: a leader stopping hands leadership to a live member, which is quick;
+        // stopped all at once, a leader waits for a transfer to members that are exiting too, until
+        // etcd's request timeout (about 5 s), and the grace ends in SIGKILL.
+        for (const s of mine) r.push(await stopProcess(s.pidFile, s.marker, graceOf(s.id)));
+      } else r.push(...(await Promise.all(mine.map((s) => stopProcess(s.pidFile, s.marker, graceOf(s.id))))));
       const n = r.filter(Boolean).length;
       stopped += n;
       return n === 0 ? 'none running' : `${n} stopped`;
