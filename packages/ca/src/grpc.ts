@@ -2,9 +2,8 @@
 // token or current workload certificate over mTLS), then WorkloadCertificateIssuer. CaErrors become
 // gRPC status codes here and only here.
 import { X509Certificate } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import { loadProtoPackage, loadServiceClient, loadServiceDefinition, protoPath } from '@meridian/proto';
 import type { CaAudit } from './audit.js';
 import { AuthenticationError, CaError, type CaStatus, TokenReplayError } from './errors.js';
 import type { WorkloadCertificateIssuer } from './issuer.js';
@@ -13,9 +12,8 @@ import type { CaStore } from './storage.js';
 import { authenticateBootstrapToken, type ConsumeTokenOptions, type TokenVerifier } from './token.js';
 
 /** Path of the service's .proto (repo `proto/istio/security/v1alpha1/ca.proto`). */
-export const CA_PROTO_PATH = fileURLToPath(
-  new URL('../../../proto/istio/security/v1alpha1/ca.proto', import.meta.url),
-);
+export const CA_PROTO_PATH = protoPath('istio/security/v1alpha1/ca.proto');
+const CA_SERVICE = 'istio.v1.auth.IstioCertificateService';
 /** Full gRPC method path, as Istio's clients call it. */
 export const CREATE_CERTIFICATE_PATH = '/istio.v1.auth.IstioCertificateService/CreateCertificate';
 
@@ -30,27 +28,9 @@ export interface IstioCertificateResponse {
   cert_chain: string[];
 }
 
-let loaded: grpc.GrpcObject | undefined;
 /** The loaded package definition of ca.proto (cached). */
 export function loadCaProto(): grpc.GrpcObject {
-  if (!loaded) {
-    const def = protoLoader.loadSync(CA_PROTO_PATH, {
-      keepCase: true,
-      longs: String,
-      enums: String,
-      defaults: true,
-      oneofs: true,
-    });
-    loaded = grpc.loadPackageDefinition(def);
-  }
-  return loaded;
-}
-
-function serviceDefinition(): grpc.ServiceDefinition {
-  const pkg = loadCaProto() as unknown as {
-    istio: { v1: { auth: { IstioCertificateService: grpc.ServiceClientConstructor } } };
-  };
-  return pkg.istio.v1.auth.IstioCertificateService.service;
+  return loadProtoPackage(CA_PROTO_PATH);
 }
 
 /** A client of IstioCertificateService (used by agents, tests and the CLI). */
@@ -69,14 +49,8 @@ export function createCertificateServiceClient(
   credentials: grpc.ChannelCredentials,
   options?: grpc.ChannelOptions,
 ): CertificateServiceClient {
-  const pkg = loadCaProto() as unknown as {
-    istio: { v1: { auth: { IstioCertificateService: grpc.ServiceClientConstructor } } };
-  };
-  return new pkg.istio.v1.auth.IstioCertificateService(
-    address,
-    credentials,
-    options,
-  ) as unknown as CertificateServiceClient;
+  const Client = loadServiceClient(CA_PROTO_PATH, CA_SERVICE);
+  return new Client(address, credentials, options) as unknown as CertificateServiceClient;
 }
 
 /** Calls CreateCertificate; resolves with the chain or rejects with the grpc.ServiceError. */
@@ -231,7 +205,7 @@ export function addCertificateService(server: grpc.Server, opts: CertificateServ
       }
     })();
   };
-  server.addService(serviceDefinition(), { CreateCertificate: handler });
+  server.addService(loadServiceDefinition(CA_PROTO_PATH, CA_SERVICE), { CreateCertificate: handler });
 }
 
 /**

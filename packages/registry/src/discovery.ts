@@ -2,14 +2,11 @@
  * Replica discovery (`proto/meridian/registry/v1/discovery.proto`): the service a replica serves
  * from its cluster's membership entries, and a small client for node agents.
  */
-import { fileURLToPath } from 'node:url';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import type * as grpc from '@grpc/grpc-js';
+import { loadServiceClient, protoPath } from '@meridian/proto';
 
 /** Absolute path of the discovery proto. */
-export const DISCOVERY_PROTO_PATH = fileURLToPath(
-  new URL('../../../proto/meridian/registry/v1/discovery.proto', import.meta.url),
-);
+export const DISCOVERY_PROTO_PATH = protoPath('meridian/registry/v1/discovery.proto');
 
 /** One replica as an agent sees it. */
 export interface DiscoveredReplica {
@@ -36,21 +33,8 @@ interface WireReplica {
   connections: number;
 }
 
-let loaded: grpc.ServiceClientConstructor | undefined;
 function serviceConstructor(): grpc.ServiceClientConstructor {
-  if (!loaded) {
-    const def = protoLoader.loadSync(DISCOVERY_PROTO_PATH, {
-      keepCase: true,
-      longs: Number,
-      enums: String,
-      defaults: true,
-    });
-    const pkg = grpc.loadPackageDefinition(def) as unknown as {
-      meridian: { registry: { v1: { ReplicaDiscovery: grpc.ServiceClientConstructor } } };
-    };
-    loaded = pkg.meridian.registry.v1.ReplicaDiscovery;
-  }
-  return loaded;
+  return loadServiceClient(DISCOVERY_PROTO_PATH, 'meridian.registry.v1.ReplicaDiscovery');
 }
 
 /** What a replica answers with: itself and the live members of its cluster. */

@@ -2,9 +2,8 @@
  * The workload registration gRPC service (`proto/meridian/registry/v1/registry.proto`) and a small
  * client for it (agents, tests, load generators). See the proto for the protocol.
  */
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import { loadServiceClient, protoPath } from '@meridian/proto';
 import type { Lease, Store } from '@meridian/store';
 import type { EndpointHealth } from '@meridian/translate';
 import type { Logger } from 'pino';
@@ -21,9 +20,7 @@ import {
 } from './workloads.js';
 
 /** Absolute path of the registration proto. */
-export const REGISTRY_PROTO_PATH = fileURLToPath(
-  new URL('../../../proto/meridian/registry/v1/registry.proto', import.meta.url),
-);
+export const REGISTRY_PROTO_PATH = protoPath('meridian/registry/v1/registry.proto');
 
 type ProtoHealth = 'HEALTH_UNSPECIFIED' | EndpointHealth;
 
@@ -57,21 +54,8 @@ export interface RegisterResponse {
   replica_id: string;
 }
 
-let loaded: grpc.GrpcObject | undefined;
-
 function serviceConstructor(): grpc.ServiceClientConstructor {
-  if (!loaded) {
-    const def = protoLoader.loadSync(REGISTRY_PROTO_PATH, {
-      keepCase: true,
-      longs: String,
-      enums: String,
-      defaults: true,
-      oneofs: true,
-    });
-    loaded = grpc.loadPackageDefinition(def);
-  }
-  const pkg = (loaded.meridian as grpc.GrpcObject).registry as grpc.GrpcObject;
-  return (pkg.v1 as grpc.GrpcObject).WorkloadRegistry as grpc.ServiceClientConstructor;
+  return loadServiceClient(REGISTRY_PROTO_PATH, 'meridian.registry.v1.WorkloadRegistry');
 }
 
 /** Options of the registration service. */
