@@ -7,8 +7,8 @@ export {
   resourceNameField,
   versionOf,
 } from './cache.js';
-export type { ConnectionHost, StreamLimits, Variant } from './connection.js';
-export { Connection, changeAffects } from './connection.js';
+export type { ConnectionHost, StreamLimits } from './connection.js';
+export { Connection } from './connection.js';
 export { LayeredResourceMap } from './layered-map.js';
 export type { TriggerReason } from './metrics.js';
 export {
@@ -64,6 +64,8 @@ export {
   REDACTED,
   redactSecrets,
 } from './status.js';
+export { changeAffects } from './stream-push.js';
+export type { Variant } from './stream-state.js';
 export type { ChangeEvent, EncodedResource, ProxyContext, ResourceMap, XdsSnapshot } from './types.js';
 export { mergeChanges, ProxyTranslationError } from './types.js';
 export type { DeltaRequest, ProtobufField, SotwRequest } from './wire.js';
