@@ -84,52 +84,171 @@ export function registrationEndpoint(r: WorkloadRegistration, clusterId: string)
   };
 }
 
+/** A workload (WorkloadEntry or registration) as selectors see it: its namespace, labels, endpoint. */
+interface Workload {
+  readonly namespace: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly endpoint: Endpoint;
+  /** Its keys in the label index, one per label. */
+  readonly indexKeys: readonly string[];
+}
+
+function workload(namespace: string, labels: Readonly<Record<string, string>>, endpoint: Endpoint): Workload {
+  const indexKeys = Object.entries(labels).map(([k, v]) => labelIndexKey(namespace, k, v));
+  return { namespace, labels, endpoint, indexKeys };
+}
+
+/**
+ * Builds the local view from its inputs, in time proportional to the inputs and the matches, not to
+ * services x workloads: workloads are indexed by namespace and by each label's key and value, and a
+ * selector reads only the workloads carrying its first label. Input objects are treated as
+ * immutable (the replica's watch replaces an object on change), so each object's endpoint and each
+ * ServiceEntry's Service are made once and reused while the object is the same; an endpoint list
+ * whose members did not change keeps its identity, so the registry compares it in O(1).
+ */
+export class LocalViewBuilder {
+  readonly #workloadEntries = new WeakMap<WorkloadEntryConfig, Workload>();
+  readonly #registrations = new WeakMap<WorkloadRegistration, Workload>();
+  readonly #services = new WeakMap<ServiceEntryConfig, readonly Service[]>();
+  readonly #inline = new WeakMap<ServiceEntryConfig, readonly Endpoint[]>();
+  /** The endpoint list last built per ServiceEntry (its identity is kept while the members are). */
+  #selected = new Map<string, readonly Endpoint[]>();
+  #order: { input: readonly ServiceEntryConfig[]; sorted: readonly ServiceEntryConfig[] } | undefined;
+
+  constructor(readonly clusterId: string) {}
+
+  build(inputs: LocalInputs): SourceView {
+    // Workloads in input order, WorkloadEntries before registrations (the order endpoints had).
+    const byNamespace = new Map<string, Workload[]>();
+    const byLabel = new Map<string, Workload[]>();
+    const add = (w: Workload) => {
+      pushTo(byNamespace, w.namespace, w);
+      for (const key of w.indexKeys) pushTo(byLabel, key, w);
+    };
+    for (const we of inputs.workloadEntries) add(this.#workloadEntry(we));
+    for (const r of inputs.registrations) add(this.#registration(r));
+
+    const services: Service[] = [];
+    const endpoints = new Map<string, Endpoint[]>();
+    const selected = new Map<string, readonly Endpoint[]>();
+    for (const se of this.#ordered(inputs.serviceEntries)) {
+      const ns = se.metadata.namespace;
+      const selector = se.spec.workloadSelector?.labels;
+      let eps: readonly Endpoint[];
+      if (selector) {
+        const entries = Object.entries(selector);
+        const candidates =
+          entries.length === 0
+            ? (byNamespace.get(ns) ?? [])
+            : (byLabel.get(labelIndexKey(ns, entries[0]![0], entries[0]![1])) ?? []);
+        const matched: Endpoint[] = [];
+        for (const w of candidates) if (labelsMatch(selector, w.labels)) matched.push(w.endpoint);
+        const id = `${ns}/${se.metadata.name}`;
+        const previous = this.#selected.get(id);
+        eps = previous && sameMembers(previous, matched) ? previous : matched;
+        selected.set(id, eps);
+      } else {
+        eps = this.#inlineEndpoints(se);
+      }
+      for (const service of this.#servicesOf(se)) {
+        services.push(service);
+        const list = endpoints.get(service.hostname) ?? [];
+        list.push(...eps);
+        endpoints.set(service.hostname, list);
+      }
+    }
+    this.#selected = selected;
+    return { services, endpoints };
+  }
+
+  /** The ServiceEntries by namespace and name; the last order is reused while the members are the same. */
+  #ordered(serviceEntries: readonly ServiceEntryConfig[]): readonly ServiceEntryConfig[] {
+    const last = this.#order;
+    if (
+      last &&
+      last.input.length === serviceEntries.length &&
+      last.input.every((se, i) => se === serviceEntries[i])
+    )
+      return last.sorted;
+    const sorted = [...serviceEntries].sort(
+      (a, b) =>
+        a.metadata.namespace.localeCompare(b.metadata.namespace) ||
+        a.metadata.name.localeCompare(b.metadata.name),
+    );
+    this.#order = { input: [...serviceEntries], sorted };
+    return sorted;
+  }
+
+  #workloadEntry(we: WorkloadEntryConfig): Workload {
+    let w = this.#workloadEntries.get(we);
+    if (!w) {
+      const labels = { ...(we.metadata.labels ?? {}), ...(we.spec.labels ?? {}) };
+      w = workload(we.metadata.namespace, labels, endpointOf({ ...we.spec, labels }, this.clusterId));
+      this.#workloadEntries.set(we, w);
+    }
+    return w;
+  }
+
+  #registration(r: WorkloadRegistration): Workload {
+    let w = this.#registrations.get(r);
+    if (!w) {
+      w = workload(r.namespace, r.labels, registrationEndpoint(r, this.clusterId));
+      this.#registrations.set(r, w);
+    }
+    return w;
+  }
+
+  #inlineEndpoints(se: ServiceEntryConfig): readonly Endpoint[] {
+    let eps = this.#inline.get(se);
+    if (!eps) {
+      eps = (se.spec.endpoints ?? []).map((e) => endpointOf(e, this.clusterId));
+      this.#inline.set(se, eps);
+    }
+    return eps;
+  }
+
+  #servicesOf(se: ServiceEntryConfig): readonly Service[] {
+    let list = this.#services.get(se);
+    if (!list) {
+      list = (se.spec.hosts ?? []).map(
+        (host): Service => ({
+          hostname: host,
+          namespace: se.metadata.namespace,
+          ports: servicePorts(se),
+          labels: { ...(se.metadata.labels ?? {}) },
+          exportTo: [...(se.spec.exportTo ?? [])],
+          resolution: RESOLUTION[se.spec.resolution ?? 'NONE'] ?? 'PASSTHROUGH',
+          ...(se.spec.addresses?.length ? { addresses: [...se.spec.addresses] } : {}),
+          ...(se.spec.location === 'MESH_EXTERNAL' ? { meshExternal: true } : {}),
+          ...(se.spec.subjectAltNames?.length ? { subjectAltNames: [...se.spec.subjectAltNames] } : {}),
+        }),
+      );
+      this.#services.set(se, list);
+    }
+    return list;
+  }
+}
+
+function pushTo<T>(map: Map<string, T[]>, key: string, item: T): void {
+  const list = map.get(key);
+  if (list) list.push(item);
+  else map.set(key, [item]);
+}
+
+/** Index key of one label in one namespace (NUL cannot appear in a namespace or a label key). */
+function labelIndexKey(namespace: string, key: string, value: string): string {
+  return `${namespace}\0${key}\0${value}`;
+}
+
+function sameMembers(a: readonly Endpoint[], b: readonly Endpoint[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** The services and endpoints the local inputs define (pure). */
 export function buildLocalView(inputs: LocalInputs, clusterId: string): SourceView {
-  const services: Service[] = [];
-  const endpoints = new Map<string, Endpoint[]>();
-  const ordered = [...inputs.serviceEntries].sort(
-    (a, b) =>
-      a.metadata.namespace.localeCompare(b.metadata.namespace) ||
-      a.metadata.name.localeCompare(b.metadata.name),
-  );
-  for (const se of ordered) {
-    const ns = se.metadata.namespace;
-    const selector = se.spec.workloadSelector?.labels;
-    let eps: Endpoint[];
-    if (selector) {
-      eps = [];
-      for (const we of inputs.workloadEntries) {
-        if (we.metadata.namespace !== ns) continue;
-        const labels = { ...(we.metadata.labels ?? {}), ...(we.spec.labels ?? {}) };
-        if (labelsMatch(selector, labels)) eps.push(endpointOf({ ...we.spec, labels }, clusterId));
-      }
-      for (const r of inputs.registrations) {
-        if (r.namespace === ns && labelsMatch(selector, r.labels))
-          eps.push(registrationEndpoint(r, clusterId));
-      }
-    } else {
-      eps = (se.spec.endpoints ?? []).map((e) => endpointOf(e, clusterId));
-    }
-    for (const host of se.spec.hosts ?? []) {
-      const service: Service = {
-        hostname: host,
-        namespace: ns,
-        ports: servicePorts(se),
-        labels: { ...(se.metadata.labels ?? {}) },
-        exportTo: [...(se.spec.exportTo ?? [])],
-        resolution: RESOLUTION[se.spec.resolution ?? 'NONE'] ?? 'PASSTHROUGH',
-        ...(se.spec.addresses?.length ? { addresses: [...se.spec.addresses] } : {}),
-        ...(se.spec.location === 'MESH_EXTERNAL' ? { meshExternal: true } : {}),
-        ...(se.spec.subjectAltNames?.length ? { subjectAltNames: [...se.spec.subjectAltNames] } : {}),
-      };
-      services.push(service);
-      const list = endpoints.get(host) ?? [];
-      list.push(...eps);
-      endpoints.set(host, list);
-    }
-  }
-  return { services, endpoints };
+  return new LocalViewBuilder(clusterId).build(inputs);
 }
 
 /**
@@ -140,12 +259,15 @@ export class LocalSource implements RegistrySource {
   readonly name = 'local';
   #view: SourceView = { services: [], endpoints: new Map() };
   readonly #listeners = new Set<() => void>();
+  readonly #builder: LocalViewBuilder;
 
-  constructor(readonly clusterId: string) {}
+  constructor(readonly clusterId: string) {
+    this.#builder = new LocalViewBuilder(clusterId);
+  }
 
   /** Replaces the inputs and notifies listeners. */
   update(inputs: LocalInputs): void {
-    this.#view = buildLocalView(inputs, this.clusterId);
+    this.#view = this.#builder.build(inputs);
     for (const l of [...this.#listeners]) l();
   }
 
