@@ -107,15 +107,30 @@ export class StoreHealth {
     this.#timer.unref();
   }
 
-  /** One probe: a linearizable read bounded by the store's request timeout. */
+  /**
+   * One probe: a linearizable read bounded by the store's request timeout. While the store counts as
+   * available, a failed read is tried once more before it counts: a read can time out only because
+   * this process's event loop was too busy to take the answer in time (a long push), and marking the
+   * store down for that would refuse every write for a second or more.
+   */
   async probe(): Promise<void> {
     if (this.#probing || this.#stopped) return;
     this.#probing = true;
     try {
       await this.store.revision();
       this.#probeDown = false;
-    } catch (error) {
-      if (!this.#probeDown) this.log.warn({ err: error }, 'store probe failed');
+    } catch (first) {
+      let error = first;
+      if (!this.#probeDown && !this.#stopped) {
+        try {
+          await this.store.revision();
+          this.log.info({ err: first }, 'store probe failed once; the second read answered');
+          return;
+        } catch (second) {
+          error = second;
+        }
+      }
+      if (!this.#probeDown) this.log.warn({ err: error }, 'store probe failed twice in a row');
       this.#probeDown = true;
     } finally {
       this.#probing = false;
