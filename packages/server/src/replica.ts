@@ -1,155 +1,72 @@
 /**
- * One meridiand replica: wires store, cluster-state watch, registry, translation, xDS, registration,
- * membership/election and the admin HTTP server.
+ * One meridiand replica: the composition root that wires store, cluster-state watch, registry,
+ * translation, xDS, registration, membership/election and the admin HTTP server, starts them in
+ * order and stops them in the reverse order. The parts live in their own modules:
+ * - `replica-startup.ts`: listen addresses, the KEK file, the etcd client or the snapshot on disk;
+ * - `push-pipeline.ts`: changes -> debounce -> push context -> `xds.update`;
+ * - `replica-ca.ts`: the cluster CA runtime and its TLS port;
+ * - `registration-auth.ts`: who may register workloads;
+ * - `replica-membership.ts`: directory, convergence, the election (leader-only duties), federation;
+ * - `replica-services.ts`: the replicas' own services (rate limits, access logs) as proxies see them;
+ * - `replica-admin.ts`: probes, the admin, monitoring and webhook ports, `/debug/*`.
  *
  * Data flow: admin API write -> etcd transaction -> every replica's watch (ClusterState) -> a new
  * immutable (ConfigSnapshot, RegistrySnapshot) pair stamped with the etcd revision -> a
  * ProxySnapshot (translate + encode per proxy, lazily) -> XdsServer.update with a change event ->
  * debounce -> only streams whose resources changed are sent anything (content-hashed versions).
  */
-import { constants } from 'node:fs';
-import { access } from 'node:fs/promises';
-import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http';
-import { performance } from 'node:perf_hooks';
+import type { Server as HttpServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
-import type { ConfigObject, ServiceEntryConfig, WorkloadEntryConfig } from '@meridian/api';
-import { AdminAuthority, grants, isAdminToken } from '@meridian/auth';
-import { identityFromPeerCertificate } from '@meridian/ca';
-import { encodeResource, type ResourceTypeUrl, TypeUrl } from '@meridian/envoy';
+import { AdminAuthority } from '@meridian/auth';
 import {
   addReplicaDiscoveryService,
   LocalSource,
-  type RegistrationCaller,
-  RegistrationRefusedError,
-  RegistrationService,
+  type RegistrationService,
   Registry,
   type RegistrySource,
 } from '@meridian/registry';
-import { EtcdStore, type EtcdStoreOptions, Keyspace, type Store } from '@meridian/store';
-import {
-  type ConfigSnapshot,
-  createConfigSnapshot,
-  type MeshTracing,
-  type PolicyInputs,
-  type RegistrySnapshot,
-  Translator,
-} from '@meridian/translate';
-import {
-  type ChangeEvent,
-  Debouncer,
-  decodeDeltaRequest,
-  decodeSotwRequest,
-  mergeChanges,
-  ResourceCache,
-  XdsServer,
-} from '@meridian/xds';
-import { metrics } from '@opentelemetry/api';
+import type { Store } from '@meridian/store';
+import { XdsServer } from '@meridian/xds';
 import pino, { type Logger } from 'pino';
-import { type AdminTlsSource, startAdminServer, startMonitoringServer } from './admin-http.js';
-import { startAdmissionWebhook } from './admission.js';
-import { ClusterState, type StateChange } from './cluster-state.js';
+import { ClusterState } from './cluster-state.js';
 import { CONFIG_PREFIX, ConfigService } from './config-service.js';
-import { ConvergenceTracker, mergeConvergence, mergeMeshConvergence } from './convergence.js';
-import { ReplicaDirectory } from './discovery.js';
-import { DiskSnapshot, describeServing, type LoadedSnapshot } from './disk-snapshot.js';
-import { AdminError, ServerConfigError } from './errors.js';
-import { ReplicaFederation } from './federation.js';
+import { type DiskSnapshot, describeServing } from './disk-snapshot.js';
+import { ServerConfigError } from './errors.js';
 import { StoreHealth } from './health.js';
 import { JwksResolver } from './jwks.js';
-import {
-  checkListenAddresses,
-  isOff,
-  listenFailure,
-  resolveAdvertiseAddress,
-  splitAddress,
-} from './listen-address.js';
-import { ReplicaElection, type ReplicaInfo } from './membership.js';
-import { ReplicaMtls, type ReplicaMtlsOptions, servingCertificateNames } from './mtls.js';
+import { isOff, listenFailure, resolveAdvertiseAddress } from './listen-address.js';
+import type { ReplicaMtls } from './mtls.js';
 import type { ServerOptions } from './options.js';
-import { Encoder, ProxySnapshot } from './proxy-snapshot.js';
+import type { ProxySnapshot } from './proxy-snapshot.js';
+import { PushPipeline } from './push-pipeline.js';
+import { addRateLimitService, GlobalRateLimiter, type RateLimitAccess } from './ratelimit-service.js';
+import { createRegistrationService } from './registration-auth.js';
 import {
-  addRateLimitService,
-  GlobalRateLimiter,
-  type RateLimitAccess,
-  rateLimitServiceAddresses,
-  replicaServiceKey,
-} from './ratelimit-service.js';
-import { servingMaterialFile } from './serving-material.js';
+  adminOpener,
+  type DebugSources,
+  openMonitoring,
+  openWebhook,
+  replicaDebugInfo,
+  replicaProbes,
+} from './replica-admin.js';
+import { ReplicaCa } from './replica-ca.js';
+import { ReplicaMembership, replicaInfo } from './replica-membership.js';
+import { rateLimitAccess } from './replica-services.js';
+import {
+  checkKekFile,
+  diskSnapshotOf,
+  type ListenAt,
+  listenAddresses,
+  openStore,
+  sleep,
+  warmUpSchemas,
+} from './replica-startup.js';
 import { Telemetry } from './telemetry.js';
-import { TelemetryIngest, workloadNames } from './telemetry-ingest.js';
-import {
-  PushTrace,
-  type PushTracing,
-  readMeshTracing,
-  startPushTracing,
-  TraceConvergence,
-} from './tracing.js';
+import { TelemetryIngest } from './telemetry-ingest.js';
+import { readMeshTracing, startPushTracing } from './tracing.js';
 
 /** meridiand's version, registered with the replica's membership entry. */
 export const MERIDIAN_VERSION = '0.1.0';
-
-const TRANSLATED_KINDS = new Set([
-  'VirtualService',
-  'DestinationRule',
-  'Sidecar',
-  'PeerAuthentication',
-  'AuthorizationPolicy',
-  'RequestAuthentication',
-  'RateLimit',
-  'Telemetry',
-]);
-const REGISTRY_KINDS = new Set(['ServiceEntry', 'WorkloadEntry']);
-const ALL_TYPES = new Set([
-  TypeUrl.Listener,
-  TypeUrl.RouteConfiguration,
-  TypeUrl.Cluster,
-  TypeUrl.ClusterLoadAssignment,
-]);
-
-const ROUTING_TYPES = new Set([TypeUrl.Listener, TypeUrl.RouteConfiguration]);
-const ENDPOINT_TYPES = new Set([TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.Listener]);
-
-/**
- * The types a change can alter (Istio's per-kind push scoping): VirtualServices only listeners and
- * routes; endpoints alone (same services) load assignments, DNS clusters and upstream SAN checks in
- * clusters, and the workload's own inbound listener; anything else every type. Streams whose
- * resources did not change are skipped by the server whatever the types (immutable maps).
- */
-function affectedTypes(
-  everything: boolean,
-  configKinds: readonly string[],
-  servicesChanged: boolean,
-): ReadonlySet<ResourceTypeUrl> {
-  if (everything || servicesChanged) return ALL_TYPES;
-  if (configKinds.length === 0) return ENDPOINT_TYPES;
-  if (configKinds.every((k) => k === 'VirtualService')) return ROUTING_TYPES;
-  return ALL_TYPES;
-}
-
-/** Hostnames whose endpoint lists are not the same objects in `after` as in `before`. */
-function endpointChanges(before: RegistrySnapshot | undefined, after: RegistrySnapshot): ReadonlySet<string> {
-  const out = new Set<string>();
-  if (!before) return out;
-  for (const [host, list] of after.endpoints) if (before.endpoints.get(host) !== list) out.add(host);
-  for (const host of before.endpoints.keys()) if (!after.endpoints.has(host)) out.add(host);
-  return out;
-}
-
-/**
- * Loads Envoy's protobuf schemas (seconds on a loaded machine) before the replica says it is ready,
- * so the first proxy is not the one that waits for them.
- */
-function warmUpSchemas(): void {
-  encodeResource(TypeUrl.Listener, { name: 'warm-up' });
-  encodeResource(TypeUrl.RouteConfiguration, { name: 'warm-up' });
-  encodeResource(TypeUrl.Cluster, { name: 'warm-up' });
-  encodeResource(TypeUrl.ClusterLoadAssignment, { cluster_name: 'warm-up' });
-  encodeResource('envoy.config.core.v3.Node', { id: 'warm-up' });
-  decodeDeltaRequest(Buffer.alloc(0));
-  decodeSotwRequest(Buffer.alloc(0));
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * Hook for the parts mounted on the replica's gRPC server by later steps (CA's CreateCertificate,
@@ -174,42 +91,28 @@ export class Replica {
   readonly xds: XdsServer;
   readonly registry: Registry;
   readonly local: LocalSource;
+  /** Changes -> debounce -> push context -> xds.update. */
+  readonly #push: PushPipeline;
+  /** CA runtime, SDS and mTLS translation, when the CA is configured. */
+  readonly #ca: ReplicaCa;
+  /** Directory, convergence, election and federation, once etcd answers. */
+  readonly #membership = new ReplicaMembership();
+  readonly #debug: DebugSources;
   #store!: Store;
   #health!: StoreHealth;
   #state!: ClusterState;
   #config!: ConfigService;
-  #election!: ReplicaElection;
   #registration!: RegistrationService;
   #grpc: grpc.Server | undefined;
   #admin: HttpServer | undefined;
   #monitoring: HttpServer | undefined;
   #webhook: HttpServer | undefined;
   #auth: AdminAuthority | undefined;
-  #directory: ReplicaDirectory | undefined;
-  #convergence: ConvergenceTracker | undefined;
-  readonly #tracing: PushTracing;
-  /** Tracing providers of `--mesh-config` for Telemetry's `tracing`. */
-  readonly #meshTracing: MeshTracing | undefined;
-  #trace: TraceConvergence | undefined;
-  #traceSyncs: (() => void) | undefined;
-  /** CA runtime, SDS and mTLS translation, when the CA is configured. */
-  #mtls: ReplicaMtls | undefined;
-  /** Why the CA configured with `--ca-address` is not loaded (reported by `/readyz`), if it is not. */
-  #caProblem: string | undefined;
-  #caRetry: NodeJS.Timeout | undefined;
   /** The last-known-good snapshot on disk (`--snapshot-dir`), unless off. */
   #disk: DiskSnapshot | undefined;
-  #federation: ReplicaFederation | undefined;
-  readonly #translator = new Translator();
-  readonly #encoder = new Encoder(new ResourceCache());
-  #snapshot: ProxySnapshot | undefined;
-  #configSnapshot: ConfigSnapshot | undefined;
   /** The JWKS of RequestAuthentications (jwks.ts) and the global rate limits' counters. */
   #jwks: JwksResolver | undefined;
   #rateLimiter: GlobalRateLimiter | undefined;
-  /** The replicas' service addresses the current config snapshot was built with (membership). */
-  #replicaServicesKey = '';
-  #registrySnapshot: RegistrySnapshot | undefined;
   #draining = false;
   #stopped: Promise<void> | undefined;
   /** Bound addresses (with the real ports when 0 was asked for; '' when not served). */
@@ -222,13 +125,6 @@ export class Replica {
   /** The host proxies and agents reach this replica at (`--advertise-address` or its default); '' = none. */
   advertiseAddress = '';
   readonly startedAt = new Date();
-  #snapshotsBuilt = 0;
-  /** Debounces state and secret changes before a push context is built. */
-  readonly #debouncer: Debouncer;
-  #pendingState: StateChange | undefined;
-  #pendingSecrets: ChangeEvent | undefined;
-  /** How many push contexts were built at the current snapshot's revision after the first. */
-  #rebuildsAtRevision = 0;
 
   private constructor(
     readonly options: ServerOptions,
@@ -241,8 +137,8 @@ export class Replica {
     });
     this.telemetry.observeReplica({
       version: MERIDIAN_VERSION,
-      snapshot: () => this.#snapshot,
-      ca: () => this.#mtls?.metrics(),
+      snapshot: () => this.#push.snapshot,
+      ca: () => this.#ca.mtls?.metrics(),
     });
     this.log =
       logger ??
@@ -256,23 +152,19 @@ export class Replica {
           censor: '[redacted]',
         },
       });
-    // Changes are debounced here, before the push context is built; the xDS server pushes each
-    // debounced change at once (its own debouncer off).
+    // Changes are debounced by the push pipeline, before the push context is built; the xDS server
+    // pushes each debounced change at once (its own debouncer off).
     this.xds = new XdsServer({
       logger: this.log.child({ part: 'xds' }),
       debounce: { quietMs: 0 },
       pushConcurrency: options.pushConcurrency,
     });
-    this.#meshTracing = readMeshTracing(options.meshConfig);
-    this.#tracing = startPushTracing({
+    const meshTracing = readMeshTracing(options.meshConfig);
+    const tracing = startPushTracing({
       replicaId: options.replicaId,
       clusterId: options.clusterId,
       meshId: options.meshId,
     });
-    this.#debouncer = new Debouncer(
-      { quietMs: options.debounceMs, maxDelayMs: options.maxDebounceMs },
-      (change) => this.#fire(change.at),
-    );
     this.local = new LocalSource(options.clusterId);
     this.#ingest = new TelemetryIngest({
       ...options,
@@ -283,6 +175,47 @@ export class Replica {
     // What dry-run AuthorizationPolicies would have denied (authz-dry-run.ts).
     this.telemetry.addExposition(() => this.#ingest.dryRun.serialize());
     this.registry = new Registry([this.local]);
+    this.#push = new PushPipeline({
+      options,
+      log: this.log,
+      xds: this.xds,
+      local: this.local,
+      registry: this.registry,
+      ingest: this.#ingest,
+      tracing,
+      meshTracing,
+      state: () => this.#state,
+      mtls: () => this.#ca.mtls,
+      jwks: () => this.#jwks,
+      replicas: () => this.#membership.directory?.replicas(),
+      convergence: () => this.#membership.convergence,
+      disk: () => this.#disk,
+      draining: () => this.#draining,
+    });
+    this.#ca = new ReplicaCa({
+      options,
+      log: this.log,
+      store: () => this.#store,
+      advertiseAddress: () => this.advertiseAddress,
+      onSecretChange: (change) => this.#push.secretChanged(change),
+      resyncAll: () => this.#push.resyncAll(),
+      draining: () => this.#draining,
+    });
+    this.#debug = {
+      options,
+      version: MERIDIAN_VERSION,
+      startedAt: this.startedAt,
+      addresses: this,
+      xds: this.xds,
+      ingest: this.#ingest,
+      membership: this.#membership,
+      push: this.#push,
+      store: () => this.#store,
+      state: () => this.#state,
+      health: () => this.#health,
+      registration: () => this.#registration,
+      jwks: () => this.#jwks,
+    };
   }
 
   /** Starts a replica: connects to etcd, loads the state, serves. */
@@ -297,82 +230,30 @@ export class Replica {
     return r;
   }
 
-  async #connect(timeoutMs: number): Promise<Store> {
-    const o = this.options;
-    const until = Date.now() + timeoutMs;
-    for (;;) {
-      try {
-        return await EtcdStore.connect(this.#storeOptions());
-      } catch (error) {
-        if (Date.now() > until) {
-          const cause = (error as Error).cause;
-          throw new ServerConfigError(
-            '--etcd-endpoints',
-            `etcd not reachable at ${o.etcdEndpoints.join(', ')} within ${Math.round(timeoutMs / 1000)} s${cause instanceof Error ? ` (${cause.message})` : ''}`,
-          );
-        }
-        this.log.warn({ err: error }, 'etcd not reachable yet; retrying');
-        await sleep(500);
-      }
-    }
-  }
-
   async #start(extra: ReplicaStartOptions): Promise<void> {
     const o = this.options;
-    const xdsAddr = isOff(o.xdsAddress) ? undefined : splitAddress(o.xdsAddress, '--xds-address');
-    const adminAddr = splitAddress(o.adminAddress, '--admin-address');
-    const monitoringAddr = isOff(o.monitoringAddress)
-      ? undefined
-      : splitAddress(o.monitoringAddress, '--monitoring-address');
-    const caAddr = isOff(o.caAddress) ? undefined : splitAddress(o.caAddress, '--ca-address');
-    await checkListenAddresses([
-      ...(xdsAddr ? [{ setting: '--xds-address', ...xdsAddr }] : []),
-      { setting: '--admin-address', ...adminAddr },
-      ...(monitoringAddr ? [{ setting: '--monitoring-address', ...monitoringAddr }] : []),
-      ...(caAddr ? [{ setting: '--ca-address', ...caAddr }] : []),
-    ]);
+    const listen = await listenAddresses(o);
     // The host proxies and agents reach this replica at (membership, serving certificate).
     this.advertiseAddress = resolveAdvertiseAddress(o, this.log);
-    if (o.caKekFile) {
-      try {
-        await access(o.caKekFile, constants.R_OK);
-      } catch (error) {
-        throw new ServerConfigError(
-          '--ca-kek-file',
-          `cannot read ${o.caKekFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-        );
-      }
-    }
+    await checkKekFile(o);
     warmUpSchemas();
     // If etcd cannot be reached at start, serve the last-known-good snapshot from
     // disk at once (xDS, admin and health ports open), and attach the parts that need etcd when it
     // answers; without a usable snapshot, keep trying until --store-connect-timeout-ms (then exit 2).
-    const disk = isOff(o.snapshotDir)
-      ? undefined
-      : new DiskSnapshot(
-          o.snapshotDir,
-          o.meshId,
-          o.clusterId,
-          o.etcdEndpoints,
-          this.log.child({ part: 'snapshot' }),
-        );
+    const disk = diskSnapshotOf(o, this.log);
     this.#disk = disk;
-    let fromDisk: LoadedSnapshot | undefined;
-    let store: Store | undefined;
-    if (disk) {
-      store = await this.#connectOnce().catch((error: unknown) => {
-        this.log.warn({ err: error }, 'etcd not reachable at start; looking for a snapshot on disk');
-        return undefined;
-      });
-      if (!store) fromDisk = await disk.load();
-    }
-    if (fromDisk) store = EtcdStore.open(this.#storeOptions());
-    this.#store = store ?? (await this.#connect(extra.connectTimeoutMs ?? o.storeConnectTimeoutMs));
+    const { store, fromDisk } = await openStore(
+      o,
+      this.log,
+      disk,
+      extra.connectTimeoutMs ?? o.storeConnectTimeoutMs,
+    );
+    this.#store = store;
     this.#health = new StoreHealth(this.#store, this.log.child({ part: 'health' }));
     this.#state = new ClusterState(
       this.#store,
       this.log.child({ part: 'state' }),
-      (change) => this.#changed(change),
+      (change) => this.#push.changed(change),
       (status) => this.#health.watchStatus(status === 'connected'),
     );
     this.#config = new ConfigService(this.#store, this.#health, this.#state, {
@@ -382,7 +263,7 @@ export class Replica {
     this.#jwks = new JwksResolver({
       log: this.log.child({ part: 'jwks' }),
       onChange: () =>
-        this.#changed({
+        this.#push.changed({
           revision: this.#state.revision,
           kinds: jwksChanged,
           configs: new Set(),
@@ -392,7 +273,7 @@ export class Replica {
     });
     this.#rateLimiter = new GlobalRateLimiter({
       store: this.#store,
-      limits: () => this.#configSnapshot?.rateLimits ?? [],
+      limits: () => this.#push.configSnapshot?.rateLimits ?? [],
       log: this.log.child({ part: 'ratelimit' }),
     });
     if (fromDisk) {
@@ -404,41 +285,20 @@ export class Replica {
         'etcd unreachable: serving the last-known-good snapshot from disk',
       );
       // The CA is in etcd, but the TLS port opens with the serving certificate kept on disk.
-      if (caAddr) {
-        this.#mtls = await ReplicaMtls.fromDisk(
-          this.#mtlsOptions(caAddr.host, this.log.child({ part: 'ca' })),
-        );
-        this.#mtls?.onSecretChange((change) => this.#secretChanged(change));
-      }
+      if (listen.ca) await this.#ca.openFromDisk(listen.ca.host);
     } else {
       await this.#state.start();
       this.#auth = await AdminAuthority.open(this.#store);
-      if (caAddr) {
-        this.#mtls = await this.#loadCa(caAddr.host, this.log.child({ part: 'ca' }));
-        this.#mtls?.onSecretChange((change) => this.#secretChanged(change));
-      }
+      if (listen.ca) await this.#ca.open(listen.ca.host);
     }
-    this.#rebuild(
-      { revision: this.#state.revision, kinds: new Set(), configs: new Set(), workloads: true, resync: true },
-      performance.now(),
-      true,
-    );
-    this.#serve(undefined);
+    this.#push.start(this.#state.revision);
 
-    const refusedRegistrations = metrics
-      .getMeter('@meridian/server')
-      .createCounter('meridian_registrations_refused', {
-        description: 'Workload registrations refused (no credential, another identity, another address).',
-      });
-    this.#registration = new RegistrationService({
-      store: this.#store,
-      replicaId: o.replicaId,
-      defaultTtlSeconds: o.registrationTtlSeconds,
-      logger: this.log.child({ part: 'registration' }),
-      authenticate: (call) => this.#authenticateRegistration(call),
-      onRefused: (reason) => refusedRegistrations.add(1, { reason }),
+    this.#registration = createRegistrationService(this.#store, o, this.log, {
+      auth: () => this.#auth,
+      mtls: () => this.#ca.mtls,
     });
-    if (xdsAddr) {
+    if (listen.xds) {
+      const xdsAddr = listen.xds;
       const server = new grpc.Server(this.xds.grpcServerOptions());
       this.xds.register(server);
       this.#registration.register(server);
@@ -459,59 +319,41 @@ export class Replica {
       );
       this.#grpc = server;
       this.xdsAddress = `${xdsAddr.host}:${port}`;
-    } else if (!this.#mtls && !fromDisk) {
+    } else if (!this.#ca.mtls && !fromDisk) {
       this.log.error(
         '--xds-address is off and no CA port serves xDS: proxies cannot connect to this replica',
       );
     }
-    if (fromDisk && this.#mtls && caAddr)
-      this.caAddress = await this.#mtls
-        .listen(this.xds, caAddr, this.xds.grpcServerOptions())
-        .catch((error: unknown) => {
-          throw listenFailure('--ca-address', o.caAddress, error);
-        });
+    const mtlsFromDisk = this.#ca.mtls;
+    if (fromDisk && mtlsFromDisk && listen.ca)
+      this.caAddress = await this.#ca.listen(mtlsFromDisk, this.xds, listen.ca);
 
-    const probes = {
-      notReady: () =>
-        this.#draining
-          ? 'shutting down'
-          : !this.#snapshot
-            ? 'not ready: no config snapshot yet'
-            : this.#caProblem !== undefined && !this.#disk?.serving
-              ? `not ready: --ca-address is set but the CA is not loaded: ${this.#caProblem}`
-              : undefined,
-      readiness: () => this.#health.describe(),
-      metrics: (req: IncomingMessage, res: ServerResponse) => this.telemetry.handle(req, res),
-    };
-    const refusedAdmin = metrics
-      .getMeter('@meridian/server')
-      .createCounter('meridian_admin_requests_refused', {
-        description:
-          'Admin API requests refused (no or bad credential, role too weak, cross-origin, bad media type).',
-      });
-    const replica = this;
+    const probes = replicaProbes({
+      draining: () => this.#draining,
+      snapshot: () => this.#push.snapshot,
+      caProblem: () => this.#ca.problem,
+      disk: () => this.#disk,
+      health: this.#health,
+      telemetry: this.telemetry,
+    });
+    const openAdmin = adminOpener(
+      {
+        options: o,
+        log: this.log,
+        probes,
+        config: this.#config,
+        auth: () => this.#auth,
+        disk: () => this.#disk,
+        xds: this.xds,
+        debugInfo: (path) => replicaDebugInfo(this.#debug, path),
+        adminTls: () => this.#ca.adminTls(),
+      },
+      listen.admin,
+    );
     const startAdmin = async () => {
-      const admin = await startAdminServer(
-        {
-          ...probes,
-          log: this.log.child({ part: 'admin' }),
-          config: this.#config,
-          // Until etcd has been reached (a start from disk), every authenticated call is refused with 503.
-          get auth(): AdminAuthority {
-            return replica.#auth ?? replica.#authUnavailable();
-          },
-          trustDomain: o.trustDomain,
-          debug: this.xds.debugHandler(),
-          debugInfo: (path) => this.#debugInfo(path),
-          onRefused: (reason) => refusedAdmin.add(1, { reason }),
-        },
-        adminAddr,
-        o.adminTls === 'on' ? this.#adminTls() : undefined,
-      ).catch((error: unknown) => {
-        throw listenFailure('--admin-address', o.adminAddress, error);
-      });
+      const admin = await openAdmin();
       this.#admin = admin.server;
-      this.adminAddress = `${adminAddr.host}:${admin.port}`;
+      this.adminAddress = admin.address;
     };
     // HTTPS admin needs the CA's serving certificate, which needs etcd: after a start from disk it
     // opens once etcd answers (the monitoring port serves health meanwhile).
@@ -519,29 +361,21 @@ export class Replica {
     if (adminLater)
       this.log.warn('--admin-tls on: the admin port opens once etcd answers (the CA certificate is in etcd)');
     else await startAdmin();
-    if (monitoringAddr) {
-      const monitoring = await startMonitoringServer(probes, monitoringAddr).catch((error: unknown) => {
-        throw listenFailure('--monitoring-address', o.monitoringAddress, error);
-      });
+    if (listen.monitoring) {
+      const monitoring = await openMonitoring(o, probes, listen.monitoring);
       this.#monitoring = monitoring.server;
-      this.monitoringAddress = `${monitoringAddr.host}:${monitoring.port}`;
+      this.monitoringAddress = monitoring.address;
     }
     if (!isOff(o.webhookAddress)) {
-      const at = splitAddress(o.webhookAddress, '--webhook-address');
-      const { webhookCertFile: certFile, webhookKeyFile: keyFile, webhookClientCaFile: ca } = o;
-      const hook = await startAdmissionWebhook(
-        { ...at, certFile, keyFile, ...(ca ? { clientCaFile: ca } : {}) },
-        {
-          log: this.log.child({ part: 'webhook' }),
-          currentConfig: () => this.#state.list(CONFIG_PREFIX).map((kv) => kv.value),
-        },
+      const hook = await openWebhook(o, this.log, () =>
+        this.#state.list(CONFIG_PREFIX).map((kv) => kv.value),
       );
       this.#webhook = hook.server;
-      this.webhookAddress = `${at.host}:${hook.port}`;
+      this.webhookAddress = hook.address;
     }
     this.#health.start();
     const attach = async () => {
-      await this.#attach(caAddr);
+      await this.#attach(listen.ca);
       if (adminLater && !this.#admin) await startAdmin();
     };
     if (fromDisk) {
@@ -575,93 +409,49 @@ export class Replica {
    * The parts that need etcd: workload discovery between replicas, the CA port, membership and
    * election, federation. At start, or once etcd answers after a start from disk.
    */
-  async #attach(caAddr: { host: string; port: number } | undefined): Promise<void> {
+  async #attach(caAddr: ListenAt | undefined): Promise<void> {
     const o = this.options;
     this.#auth ??= await AdminAuthority.open(this.#store);
-    // Started from disk with the TLS port open on the certificate kept on disk: the CA loads now.
-    if (caAddr && this.#mtls && !this.#mtls.online) await this.#mtls.connect();
-    if (caAddr && !this.#mtls && this.#caProblem === undefined) {
-      // Started from disk: the CA is loaded now that etcd answers.
-      this.#mtls = await this.#loadCa(caAddr.host, this.log.child({ part: 'ca' }));
-      if (this.#mtls) {
-        this.#mtls.onSecretChange((change) => this.#secretChanged(change));
-        this.#resyncAll();
-      }
-    }
-    this.#directory = await ReplicaDirectory.open(this.#store, o.replicaId, this.xds, {
-      log: this.log.child({ part: 'rebalance' }),
-      onMembersChange: () => this.#replicaServicesChanged(),
-    });
-    const directory = this.#directory;
+    if (caAddr) await this.#ca.attach(caAddr.host);
+    const directory = await this.#membership.openDirectory(this.#store, o.replicaId, this.xds, this.log, () =>
+      this.#push.replicaServicesChanged(),
+    );
     if (this.#grpc) addReplicaDiscoveryService(this.#grpc, directory);
-    this.#convergence = await ConvergenceTracker.open(
-      this.#store,
-      this.xds,
-      { replicaId: o.replicaId, clusterId: o.clusterId },
-      this.log.child({ part: 'convergence' }),
-      {
-        natsUrls: o.natsUrls,
-        natsCreds: o.natsCreds,
-        meshId: o.meshId,
-        status: () => this.#debugInfo('/debug/replica'),
-      },
+    const convergence = await this.#membership.openConvergence(this.#store, this.xds, o, this.log, () =>
+      replicaDebugInfo(this.#debug, '/debug/replica'),
     );
     await this.#ingest.attach(this.#store);
-    if (this.#snapshot) this.#convergence.pushed(this.#snapshot.revision, this.#snapshot.version, Date.now());
+    const snapshot = this.#push.snapshot;
+    if (snapshot) convergence.pushed(snapshot.revision, snapshot.version, Date.now());
 
     // CreateCertificate and mTLS-authenticated xDS (SDS `default`) on the CA's TLS port.
     const serveCa = async (mtls: ReplicaMtls) => {
-      this.caAddress = await mtls
-        .listen(this.xds, caAddr!, this.xds.grpcServerOptions(), (server) => {
-          this.#registration.register(server);
-          addReplicaDiscoveryService(server, directory);
-          this.#ingest.register(server, true);
-          addRateLimitService(
-            server,
-            this.#rateLimiter!,
-            this.log.child({ part: 'ratelimit' }),
-            this.#rateLimitAccess(true),
-          );
-        })
-        .catch((error: unknown) => {
-          throw listenFailure('--ca-address', o.caAddress, error);
-        });
+      this.caAddress = await this.#ca.listen(mtls, this.xds, caAddr!, (server) => {
+        this.#registration.register(server);
+        addReplicaDiscoveryService(server, directory);
+        this.#ingest.register(server, true);
+        addRateLimitService(
+          server,
+          this.#rateLimiter!,
+          this.log.child({ part: 'ratelimit' }),
+          this.#rateLimitAccess(true),
+        );
+      });
       this.log.info({ address: this.caAddress }, 'CreateCertificate and xDS with SDS served (TLS)');
     };
-    if (this.#mtls) await serveCa(this.#mtls);
-    else if (caAddr) this.#retryCa(caAddr.host, serveCa);
+    const mtls = this.#ca.mtls;
+    if (mtls) await serveCa(mtls);
+    else if (caAddr) this.#ca.retry(caAddr.host, serveCa);
 
-    const info: ReplicaInfo = {
-      id: o.replicaId,
-      meshId: o.meshId,
-      clusterId: o.clusterId,
-      xdsAddress: this.xdsAddress,
-      adminAddress: this.adminAddress,
-      ...(this.caAddress ? { caAddress: this.caAddress } : {}),
-      ...(this.advertiseAddress ? { advertiseAddress: this.advertiseAddress } : {}),
-      locality: o.locality,
-      version: MERIDIAN_VERSION,
-      startedAt: this.startedAt.toISOString(),
-    };
-    this.#election = new ReplicaElection(this.#store, info, this.log.child({ part: 'membership' }), {
-      leaseTtlSeconds: o.replicaLeaseTtlSeconds,
-      dutyIntervalMs: 1000,
-      servedRevision: () => this.#snapshot?.revision ?? 0,
+    await this.#membership.join({
+      options: o,
+      store: this.#store,
+      log: this.log,
+      info: replicaInfo(o, this, MERIDIAN_VERSION, this.startedAt),
+      servedRevision: () => this.#push.snapshot?.revision ?? 0,
+      local: this.local,
+      addSource: (source) => this.addRegistrySource(source),
     });
-    if (o.natsUrls.length > 0) {
-      // Import on every replica, export while leading (one exporter per cluster; subscribed before the
-      // first campaign, so no term is missed).
-      const election = this.#election;
-      this.#federation = await ReplicaFederation.start({
-        options: o,
-        store: this.#store,
-        local: this.local,
-        log: this.log.child({ part: 'federation' }),
-        addSource: (source) => this.addRegistrySource(source),
-        onLeadership: (listener) => election.onLeadership(listener),
-      });
-    }
-    this.#election.start();
   }
 
   /** Runs `attach` once etcd answers (after a start from disk), retrying while it fails. */
@@ -682,354 +472,22 @@ export class Replica {
     }
   }
 
-  /** The admin authority's stand-in before etcd has been reached: every call is a 503. */
-  #authUnavailable(): AdminAuthority {
-    const served = this.#disk?.serving;
-    const error = () =>
-      new AdminError(
-        'STORE_UNAVAILABLE',
-        `store unreachable${served ? `: serving revision ${served.revision} from disk` : ''}; the admin API needs etcd to check credentials`,
-      );
-    return new Proxy({} as AdminAuthority, {
-      get: () => () => {
-        throw error();
-      },
+  /** Who may call the rate-limit service on the plaintext (`secure` false) or the CA mTLS port. */
+  #rateLimitAccess(secure: boolean): RateLimitAccess {
+    return rateLimitAccess(this.options, secure, {
+      caTrustDomain: () => this.#ca.mtls?.trustDomain,
+      registry: () => this.#push.registrySnapshot,
+      rootNamespace: this.#push.translator.rootNamespace,
     });
-  }
-
-  /** Settings of the etcd client. */
-  #storeOptions(): EtcdStoreOptions {
-    const o = this.options;
-    return {
-      endpoints: o.etcdEndpoints,
-      keyspace: Keyspace.of(o.meshId, o.clusterId),
-      requestTimeoutMs: o.storeTimeoutMs,
-      connectTimeoutMs: Math.min(o.storeTimeoutMs * 2, 5000),
-      writeAttemptTimeoutMs: Math.min(1000, o.storeTimeoutMs),
-    };
-  }
-
-  /** One short attempt to reach etcd (at most 2 s), before falling back to the snapshot on disk. */
-  #connectOnce(): Promise<Store> {
-    return EtcdStore.connect({
-      ...this.#storeOptions(),
-      connectTimeoutMs: Math.min(this.options.storeTimeoutMs, 2000),
-    });
-  }
-
-  #adminTls(): AdminTlsSource {
-    if (!this.#mtls)
-      throw new ServerConfigError(
-        '--admin-tls',
-        'needs the cluster CA (--ca-address and its key-encryption key)',
-      );
-    return this.#mtls.adminTls();
-  }
-
-  /** Loads the cluster CA; undefined (with `#caProblem` set, e.g. no CA in this keyspace) if it cannot. */
-  async #loadCa(host: string, log: Logger): Promise<ReplicaMtls | undefined> {
-    let problem: string | undefined;
-    const mtls = await ReplicaMtls.start({
-      ...this.#mtlsOptions(host, log),
-      onUnavailable: (reason) => {
-        problem = reason;
-      },
-    });
-    if (!mtls) this.#caProblem = problem;
-    return mtls;
-  }
-
-  /** Settings of the replica's CA runtime; the TLS port's certificate is kept beside the disk snapshot. */
-  #mtlsOptions(host: string, log: Logger): ReplicaMtlsOptions {
-    const o = this.options;
-    return {
-      store: this.#store,
-      clusterId: o.clusterId,
-      trustDomain: o.trustDomain,
-      kekFile: o.caKekFile || undefined,
-      kek: o.caKek || undefined,
-      servingDnsNames: servingCertificateNames(host, this.advertiseAddress, o.servingNames),
-      log,
-      ...(isOff(o.snapshotDir)
-        ? {}
-        : { servingFile: servingMaterialFile(o.snapshotDir, o.meshId, o.clusterId) }),
-      onUnavailable: (reason) => {
-        this.#caProblem = reason;
-      },
-      onAvailable: () => {
-        this.#caProblem = undefined;
-        this.#resyncAll();
-      },
-    };
-  }
-
-  /**
-   * While the CA is missing, tries again every 5 s (quietly): a CA installed after the replica
-   * started (`meridian ca install`) is picked up without a restart, and the CA port opens then.
-   */
-  #retryCa(host: string, serve: (mtls: ReplicaMtls) => Promise<void>): void {
-    const quiet = this.log.child({ part: 'ca' }, { level: 'fatal' });
-    const attempt = async () => {
-      if (this.#draining) return;
-      const mtls = await this.#loadCa(host, quiet).catch(() => undefined);
-      if (this.#draining) {
-        await mtls?.stop(0);
-        return;
-      }
-      if (!mtls) {
-        this.#caRetry = setTimeout(() => void attempt(), 5000);
-        this.#caRetry.unref();
-        return;
-      }
-      this.#mtls = mtls;
-      mtls.onSecretChange((change) => this.#secretChanged(change));
-      this.log.info('cluster CA loaded');
-      this.#resyncAll();
-      try {
-        await serve(mtls);
-        this.#caProblem = undefined;
-      } catch (error) {
-        this.#caProblem = (error as Error).message;
-        this.log.error({ err: error }, 'cannot serve the CA port');
-      }
-    };
-    this.#caRetry = setTimeout(() => void attempt(), 5000);
-    this.#caRetry.unref();
-  }
-
-  /**
-   * Who opened a registration stream: an admin token (role registrar: any workload, any address),
-   * a bootstrap token (its workload identity; single-use tokens are spent), or the workload
-   * certificate of an mTLS connection on the CA port. Anything else is refused.
-   */
-  async #authenticateRegistration(
-    call: grpc.ServerDuplexStream<unknown, unknown>,
-  ): Promise<RegistrationCaller> {
-    const refuse = (message: string, cause?: unknown): never => {
-      throw new RegistrationRefusedError('UNAUTHENTICATED', 'unauthenticated', message, { cause });
-    };
-    const header = call.metadata.get('authorization')[0];
-    if (header !== undefined) {
-      const m = /^Bearer\s+(\S+)$/i.exec(String(header));
-      if (!m) return refuse('authorization metadata must be "Bearer <token>"');
-      const token = m[1]!;
-      if (isAdminToken(token)) {
-        let caller: Awaited<ReturnType<AdminAuthority['authenticateToken']>>;
-        try {
-          caller = await this.#auth!.authenticateToken(token);
-        } catch (error) {
-          return refuse(`admin token: ${(error as Error).message}`, error);
-        }
-        if (!grants(caller.roles, 'registrar'))
-          throw new RegistrationRefusedError(
-            'PERMISSION_DENIED',
-            'forbidden',
-            `${caller.subject} has no role allowing workload registration (registrar or admin)`,
-          );
-        return { subject: caller.subject, registrar: true };
-      }
-      if (!this.#mtls) return refuse('bootstrap tokens are not accepted: this replica has no CA');
-      try {
-        const verified = await this.#mtls.authenticateToken(token);
-        const id = verified.identity;
-        return {
-          subject: `spiffe://${id.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`,
-          workload: { namespace: id.namespace, serviceAccount: id.serviceAccount },
-          registrar: false,
-        };
-      } catch (error) {
-        return refuse(`bootstrap token: ${(error as Error).message}`, error);
-      }
-    }
-    const peer = call.getAuthContext?.()?.sslPeerCertificate;
-    if (peer?.raw && this.#mtls) {
-      try {
-        const id = identityFromPeerCertificate(peer.raw, new Date());
-        if (id.trustDomain !== this.#mtls.trustDomain)
-          return refuse(`certificate of trust domain "${id.trustDomain}", not "${this.#mtls.trustDomain}"`);
-        return {
-          subject: `spiffe://${id.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`,
-          workload: { namespace: id.namespace, serviceAccount: id.serviceAccount },
-          registrar: false,
-        };
-      } catch (error) {
-        return refuse(`client certificate: ${(error as Error).message}`, error);
-      }
-    }
-    return refuse(
-      'no credentials: register over mTLS with the workload certificate, or send "authorization: Bearer <token>"',
-    );
   }
 
   /** The current snapshot (undefined before the first). */
   get snapshot(): ProxySnapshot | undefined {
-    return this.#snapshot;
+    return this.#push.snapshot;
   }
 
   get isLeader(): boolean {
-    return this.#election?.isLeader ?? false;
-  }
-
-  /** Rebuilds everything at the current revision for every proxy: the CA loaded, or available again. */
-  #resyncAll(): void {
-    this.#changed({
-      revision: this.#state.revision,
-      kinds: new Set(),
-      configs: new Set(),
-      workloads: false,
-      resync: true,
-    });
-  }
-
-  /** A state change (etcd watch batch, imported services, the CA loaded): debounced, then built. */
-  #changed(change: StateChange): void {
-    const p = this.#pendingState;
-    this.#pendingState = p
-      ? {
-          revision: Math.max(p.revision, change.revision),
-          kinds: new Set([...p.kinds, ...change.kinds]),
-          configs: new Set([...p.configs, ...change.configs]),
-          workloads: p.workloads || change.workloads,
-          resync: p.resync || change.resync,
-        }
-      : change;
-    this.#debouncer.enqueue({ full: true, reason: [], at: performance.now() });
-  }
-
-  /** Secret rotations and CA changes (SDS): pushed with the next debounced change. */
-  #secretChanged(change: ChangeEvent): void {
-    this.#pendingSecrets = this.#pendingSecrets ? mergeChanges(this.#pendingSecrets, change) : change;
-    this.#debouncer.enqueue({ full: true, reason: [], at: change.at });
-  }
-
-  /** The debounced change: one push context (snapshot) built, then one push. */
-  #fire(at: number): void {
-    const state = this.#pendingState;
-    const secrets = this.#pendingSecrets;
-    this.#pendingState = undefined;
-    this.#pendingSecrets = undefined;
-    if (this.#draining || !this.#state) return;
-    const firedAt = Date.now();
-    const trace = this.#tracing.exporting
-      ? new PushTrace(this.#tracing.tracer, firedAt - Math.max(0, performance.now() - at), firedAt)
-      : undefined;
-    const built = state ? this.#rebuild(state, at) : undefined;
-    const change = built && secrets ? mergeChanges(built, secrets) : (built ?? secrets);
-    trace?.built(firedAt, {
-      'meridian.revision': this.#snapshot?.revision ?? 0,
-      'meridian.version': this.#snapshot?.version ?? '',
-      'meridian.configs_changed': state?.configs.size ?? 0,
-      'meridian.services_changed': built?.services?.size ?? 0,
-      'meridian.reason': change?.reason.join(',') ?? 'none',
-    });
-    if (!change) {
-      trace?.converged(0, 0, true);
-      return;
-    }
-    const sendStart = Date.now();
-    this.#serve(change);
-    if (trace) this.#traceConvergence(trace, sendStart);
-  }
-
-  /**
-   * Ends the push trace's send and converge spans as the pushes are written and ACKed, counting
-   * ACKs incrementally (tracing.ts TraceConvergence: no recount of every proxy per ACK).
-   */
-  #traceConvergence(trace: PushTrace, sendStart: number): void {
-    this.#trace?.supersede();
-    const follower = new TraceConvergence(trace, this.#snapshot?.version, () => this.xds.convergence());
-    this.#trace = follower;
-    void this.xds.idle().then(() => follower.sent(sendStart));
-    this.#traceSyncs ??= this.xds.onProxySynced((conn, version) => this.#trace?.synced(conn, version));
-  }
-
-  /** The one place that hands xDS a snapshot: the current push context plus secrets (SDS). */
-  #serve(change: ChangeEvent | undefined): void {
-    const snapshot = this.#snapshot;
-    if (!snapshot) return;
-    this.xds.update(this.#mtls ? this.#mtls.wrap(snapshot) : snapshot, change);
-    this.#convergence?.pushed(
-      snapshot.revision,
-      snapshot.version,
-      change ? Date.now() - Math.max(0, performance.now() - change.at) : Date.now(),
-    );
-  }
-
-  /**
-   * Builds the push context of `change` (a new ProxySnapshot over new config and registry
-   * snapshots) and says what changed, or undefined when nothing translation reads did.
-   */
-  #rebuild(change: StateChange, at: number, initial = false): ChangeEvent | undefined {
-    const kinds = [...change.kinds];
-    const configDirty = initial || change.resync || kinds.some((k) => TRANSLATED_KINDS.has(k));
-    const registryDirty =
-      initial || change.resync || change.workloads || kinds.some((k) => REGISTRY_KINDS.has(k));
-    if (!configDirty && !registryDirty) return undefined;
-    const objects: ConfigObject[] = this.#state.configs();
-    let config = this.#configSnapshot;
-    if (configDirty || !config) {
-      const { key, ...services } = this.#replicaServices();
-      this.#replicaServicesKey = key;
-      config = createConfigSnapshot(change.revision, objects, {
-        jwks: this.#jwks?.resolve(objects) ?? new Map(),
-        ...services,
-        ...(this.#meshTracing ? { tracing: this.#meshTracing } : {}),
-      });
-    }
-    let registry = this.#registrySnapshot;
-    if (registryDirty || !registry) {
-      this.local.update({
-        serviceEntries: objects.filter((x): x is ServiceEntryConfig => x.kind === 'ServiceEntry'),
-        workloadEntries: objects.filter((x): x is WorkloadEntryConfig => x.kind === 'WorkloadEntry'),
-        registrations: this.#state.registrations(),
-      });
-      registry = this.registry.snapshot(change.revision);
-      this.#ingest.setRegistry(registry, workloadNames(objects, this.#state.registrations()));
-    }
-    const before = this.#registrySnapshot;
-    const configChanged = config !== this.#configSnapshot;
-    if (!initial && this.#snapshot && !configChanged && registry === before) return undefined;
-    this.#configSnapshot = config;
-    this.#registrySnapshot = registry;
-    const rebuild = this.#snapshot?.revision === change.revision ? this.#rebuildsAtRevision + 1 : 0;
-    this.#rebuildsAtRevision = rebuild;
-    const snapshot = new ProxySnapshot(
-      change.revision,
-      config,
-      registry,
-      this.#mtls?.translator ?? this.#translator,
-      this.#encoder,
-      this.log,
-      rebuild,
-    );
-    this.#snapshot = snapshot;
-    this.#snapshotsBuilt++;
-    if (this.#snapshotsBuilt % 50 === 0) this.#encoder.sweep();
-    const services = endpointChanges(before, registry);
-    const reason = [
-      ...kinds,
-      ...(change.workloads || services.size > 0 ? ['endpoints'] : []),
-      ...(change.resync ? ['resync'] : []),
-    ];
-    this.log.debug(
-      { revision: change.revision, reason, configs: change.configs.size, services: services.size },
-      'new push context',
-    );
-    // The last-known-good snapshot on disk follows every revision applied from etcd (not while the
-    // state is the one read from disk).
-    if (this.#disk && !this.#disk.serving) this.#disk.schedule(() => this.#state.snapshotState());
-    return {
-      full: false,
-      types: affectedTypes(
-        change.resync || initial,
-        configChanged ? kinds.filter((k) => TRANSLATED_KINDS.has(k)) : [],
-        before?.services !== registry.services,
-      ),
-      reason: reason.length ? reason : ['config'],
-      at,
-      configs: change.configs,
-      services,
-    };
+    return this.#membership.isLeader;
   }
 
   /**
@@ -1038,129 +496,7 @@ export class Replica {
    * changes carry no etcd revision; the snapshot keeps the last one seen.
    */
   addRegistrySource(source: RegistrySource): () => void {
-    this.registry.addSource(source);
-    const off = source.onChange(() => {
-      if (!this.#state || this.#draining) return;
-      this.#changed({
-        revision: this.#state.revision,
-        kinds: new Set(),
-        configs: new Set(),
-        workloads: true,
-        resync: false,
-      });
-    });
-    if (this.#state)
-      this.#changed({
-        revision: this.#state.revision,
-        kinds: new Set(),
-        configs: new Set(),
-        workloads: true,
-        resync: false,
-      });
-    return off;
-  }
-
-  /**
-   * Where proxies reach the replicas' own services, from the current membership: the
-   * rate-limit service on the replicas' CA mTLS ports when this replica has the CA, on their
-   * plaintext xDS ports only with `--rate-limit-plaintext on` and no CA, else nowhere; sidecars'
-   * access logs (Telemetry provider `meridian`) likewise: the CA mTLS ports, else the plaintext
-   * xDS ports with `--telemetry-plaintext on`. `key` tells two results apart.
-   */
-  #replicaServices(): Pick<PolicyInputs, 'rateLimitService' | 'accessLogService'> & { key: string } {
-    const replicas = this.#directory?.replicas();
-    const rateLimitService = rateLimitServiceAddresses(
-      this.options.rateLimitAddress,
-      replicas,
-      this.#mtls ? 'mtls' : this.options.rateLimitPlaintext === 'on' ? 'plaintext' : 'off',
-    );
-    // Access logs to the CA's mTLS ports when this replica has the CA (the workload
-    // certificate identifies the reporter), else the plaintext xDS ports with --telemetry-plaintext on.
-    const accessLogService = this.#mtls
-      ? rateLimitServiceAddresses('', replicas, 'mtls')
-      : this.options.telemetryPlaintext === 'on'
-        ? rateLimitServiceAddresses('', replicas, 'plaintext')
-        : undefined;
-    return {
-      rateLimitService,
-      ...(accessLogService ? { accessLogService } : {}),
-      key: `${replicaServiceKey(rateLimitService)}|${replicaServiceKey(accessLogService)}`,
-    };
-  }
-
-  /** A replica joined or left: a new push context when the replicas' service addresses changed. */
-  #replicaServicesChanged(): void {
-    if (!this.#state || this.#draining) return;
-    if (this.#replicaServices().key === this.#replicaServicesKey) return;
-    this.#changed({
-      revision: this.#state.revision,
-      // The kinds whose translation reads the addresses (the rate-limit and access-log clusters).
-      kinds: new Set(['RateLimit', 'Telemetry']),
-      configs: new Set(),
-      workloads: false,
-      resync: false,
-    });
-  }
-
-  /** Who may call the rate-limit service on the plaintext (`secure` false) or the CA mTLS port. */
-  #rateLimitAccess(secure: boolean): RateLimitAccess {
-    return {
-      secure,
-      plaintext: this.options.rateLimitPlaintext === 'on',
-      trustDomain: () => this.#mtls?.trustDomain ?? this.options.trustDomain,
-      registry: () => this.#registrySnapshot,
-      rootNamespace: (this.#mtls?.translator ?? this.#translator).rootNamespace,
-    };
-  }
-
-  #debugInfo(path: string): unknown | undefined {
-    if (path === '/debug/leader') return this.#election?.status();
-    if (path === '/debug/federation') return this.#federation?.status();
-    if (path === '/debug/replicas') return ReplicaElection.list(this.#store);
-    if (path === '/debug/convergence')
-      return this.#convergence
-        ? {
-            cluster: this.#convergence.report(),
-            replica: this.#convergence.summary(),
-            mesh: this.#convergence.meshReport(),
-            remoteProxies: this.#convergence.remoteProxies(),
-            remoteReplicas: this.#convergence.remoteReplicas(),
-          }
-        : { cluster: mergeConvergence([]), mesh: mergeMeshConvergence([]) };
-    if (path === '/debug/jwks') return this.#jwks?.status() ?? [];
-    if (path === '/debug/graph') return this.#ingest.graph();
-    if (path === '/debug/registry') {
-      // The merged registry this replica translates from: local and imported (federated) services,
-      // each endpoint with its cluster, network, locality and health.
-      const r = this.#registrySnapshot;
-      return {
-        revision: r?.revision ?? 0,
-        services: (r?.services ?? []).map((s) => ({ ...s, endpoints: r?.endpoints.get(s.hostname) ?? [] })),
-      };
-    }
-    if (path === '/debug/replica') {
-      return {
-        id: this.options.replicaId,
-        meshId: this.options.meshId,
-        clusterId: this.options.clusterId,
-        locality: this.options.locality,
-        version: MERIDIAN_VERSION,
-        startedAt: this.startedAt.toISOString(),
-        xdsAddress: this.xdsAddress || undefined,
-        adminAddress: this.adminAddress,
-        monitoringAddress: this.monitoringAddress || undefined,
-        caAddress: this.caAddress || undefined,
-        advertiseAddress: this.advertiseAddress || undefined,
-        rootNamespace: (this.#mtls?.translator ?? this.#translator).rootNamespace,
-        snapshotRevision: this.#snapshot?.revision,
-        watchedRevision: this.#state?.watchedRevision,
-        store: this.#health?.describe(),
-        connections: this.xds.connectionCount,
-        registrations: this.#registration?.activeCount,
-        isLeader: this.isLeader,
-      };
-    }
-    return undefined;
+    return this.#push.addRegistrySource(source);
   }
 
   /**
@@ -1176,7 +512,7 @@ export class Replica {
 
   async #stop(): Promise<void> {
     this.#draining = true;
-    clearTimeout(this.#caRetry);
+    this.#ca.cancelRetry();
     this.#jwks?.stop();
     const timeout = this.options.drainTimeoutMs;
     // Nothing to drain when start-up failed before reaching the store (a settings error).
@@ -1196,20 +532,17 @@ export class Replica {
           });
         })
       : Promise.resolve();
-    await Promise.all([this.xds.drain(timeout), shutdown, this.#mtls?.stop(timeout)]);
-    await this.#federation?.stop().catch((error) => this.log.warn({ err: error }, 'federation stop failed'));
-    await this.#election?.stop().catch((error) => this.log.warn({ err: error }, 'membership stop failed'));
+    await Promise.all([this.xds.drain(timeout), shutdown, this.#ca.stop(timeout)]);
+    await this.#membership.leave(this.log);
     this.#health?.stop();
     this.#config?.close();
     await this.#state?.close().catch(() => undefined);
     await this.#disk?.close();
     await this.#store?.close().catch(() => undefined);
     await this.#auth?.close().catch(() => undefined);
-    await this.#directory?.close().catch(() => undefined);
-    await this.#convergence?.close().catch(() => undefined);
+    await this.#membership.close();
     await this.#ingest.close().catch(() => undefined);
-    this.#traceSyncs?.();
-    await this.#tracing.shutdown().catch(() => undefined);
+    await this.#push.close();
     for (const http of [this.#admin, this.#monitoring, this.#webhook]) {
       if (!http) continue;
       await new Promise<void>((resolve) => {
