@@ -5,7 +5,8 @@
  */
 import type { PolicyInputs, RegistrySnapshot } from '@meridian/translate';
 import type { ServerOptions } from './options.js';
-import { type RateLimitAccess, rateLimitServiceAddresses, replicaServiceKey } from './ratelimit-service.js';
+import type { RateLimitAccess } from './ratelimit-access.js';
+import { rateLimitServiceAddresses, replicaServiceKey } from './ratelimit-service.js';
 
 /** A member replica's addresses, as the directory lists them. */
 export interface MemberAddresses {

@@ -39,7 +39,9 @@ import type { ReplicaMtls } from './mtls.js';
 import type { ServerOptions } from './options.js';
 import type { ProxySnapshot } from './proxy-snapshot.js';
 import { PushPipeline } from './push-pipeline.js';
-import { addRateLimitService, GlobalRateLimiter, type RateLimitAccess } from './ratelimit-service.js';
+import type { RateLimitAccess } from './ratelimit-access.js';
+import { addRateLimitService } from './ratelimit-service.js';
+import { GlobalRateLimiter } from './ratelimit-windows.js';
 import { createRegistrationService } from './registration-auth.js';
 import {
   adminOpener,
