@@ -1,15 +1,16 @@
-// `meridian manifest generate` (issue 14, items 5 and 6): no Kubernetes cluster runs here, so every
-// generated object is validated against the Kubernetes API schemas (kubernetes-models), the objects
-// are checked to fit together (manifest-fit.ts), meridiand's environment is read by meridiand's own
-// settings table, nats.conf by nats-server, and the webhook's Secret and caBundle by a real TLS
-// handshake with the admission webhook. The committed two-cluster example is checked the same way.
+// `meridian manifest generate` (issue 14, items 5 and 6) for one cluster with the default layout: no
+// Kubernetes cluster runs here, so every generated object is validated against the Kubernetes API
+// schemas (kubernetes-models), the objects are checked to fit together (manifest-fit.ts), meridiand's
+// environment is read by meridiand's own settings table, the locality init container runs against a
+// stand-in API server, etcd's flags and nats.conf are checked by their binaries, and the webhook's
+// Secret and caBundle by a real TLS handshake with the admission webhook. Shared helpers:
+// manifest-fixtures.ts; generator flags: manifest-flags.test.ts; the committed example:
+// manifest-example.test.ts.
 import { execFile, execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, request } from 'node:https';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ALL_KINDS } from '@meridian/api';
 import {
   CaAudit,
@@ -18,21 +19,7 @@ import {
   SigningCa,
   WorkloadCertificateIssuer,
 } from '@meridian/ca';
-import { run } from '@meridian/cli';
 import { resolveOptions, reviewAdmission, startAdmissionWebhook, usage } from '@meridian/server';
-import { ValidatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration';
-import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
-import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
-import { Job } from 'kubernetes-models/batch/v1/Job';
-import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
-import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
-import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
-import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
-import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
-import { Namespace } from 'kubernetes-models/v1/Namespace';
-import { Secret } from 'kubernetes-models/v1/Secret';
-import { Service } from 'kubernetes-models/v1/Service';
-import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
@@ -45,74 +32,22 @@ import {
   webhookDnsName,
 } from '../src/manifest/model.js';
 import { fitProblems } from './manifest-fit.js';
+import {
+  type Any,
+  cliCapture,
+  find,
+  parse,
+  readDir,
+  secretData,
+  validate,
+  workDirWithRoot,
+} from './manifest-fixtures.js';
 
-// biome-ignore lint/suspicious/noExplicitAny: walking untyped YAML
-type Any = Record<string, any>;
-
-const REPO = fileURLToPath(new URL('../../../', import.meta.url));
+const { out, err, meridian } = cliCapture();
 let dir: string;
-const out: string[] = [];
-const err: string[] = [];
-const ctx = { out: (l: string) => out.push(l), err: (l: string) => err.push(l) };
-const meridian = (...args: string[]): Promise<number> => run(args, ctx);
-
-const parse = (text: string): K8sObject[] =>
-  parseAllDocuments(text)
-    .map((d) => d.toJS() as K8sObject | null)
-    .filter((o): o is K8sObject => o !== null);
-
-async function readDir(d: string): Promise<{ manifests: K8sObject[]; secrets: K8sObject[] }> {
-  const files = (await readdir(d)).filter((f) => f.endsWith('.yaml')).sort();
-  const manifests: K8sObject[] = [];
-  let secrets: K8sObject[] = [];
-  for (const f of files) {
-    const objs = parse(await readFile(join(d, f), 'utf8'));
-    if (f === 'secrets.yaml') secrets = objs;
-    else manifests.push(...objs);
-  }
-  return { manifests, secrets };
-}
-
-/** The API schema models of the kinds generated, by `apiVersion/kind`. */
-const MODELS: Record<string, new (data: never) => { validate(): void }> = {
-  'v1/Namespace': Namespace,
-  'v1/ServiceAccount': ServiceAccount,
-  'v1/Service': Service,
-  'v1/ConfigMap': ConfigMap,
-  'v1/Secret': Secret,
-  'apps/v1/Deployment': Deployment,
-  'apps/v1/StatefulSet': StatefulSet,
-  'batch/v1/Job': Job,
-  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
-  'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
-  'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole,
-  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding,
-  'admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration': ValidatingWebhookConfiguration,
-};
-
-/** Validates one object against the Kubernetes API schema of its apiVersion and kind. */
-async function validate(o: K8sObject): Promise<void> {
-  const Model = MODELS[`${o.apiVersion}/${o.kind}`];
-  if (!Model) throw new Error(`no model for ${o.apiVersion} ${o.kind}`);
-  try {
-    new Model(o as never).validate();
-  } catch (error) {
-    throw new Error(`${o.kind}/${o.metadata.name}: ${(error as Error).message}`);
-  }
-}
-
-const find = (objs: readonly K8sObject[], kind: string, name: string): Any => {
-  const o = objs.find((x) => x.kind === kind && x.metadata.name === name);
-  if (!o) throw new Error(`${kind}/${name} not generated`);
-  return o as Any;
-};
-
-const secretData = (objs: readonly K8sObject[], name: string, key: string): string =>
-  Buffer.from(find(objs, 'Secret', name).data[key], 'base64').toString('utf8');
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'meridian-manifest-test-'));
-  expect(await meridian('ca', 'init', '--out', join(dir, 'root'), '--key-type', 'ecdsa-p256')).toBe(0);
+  dir = await workDirWithRoot(meridian);
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -455,212 +390,4 @@ describe('meridian manifest generate', () => {
       `error: ${join(dir, 'east', 'secrets.yaml')} exists; refusing to overwrite this cluster's keys (use --force)`,
     );
   });
-
-  it('with --etcd-endpoints, generates no etcd and points meridiand and the CA Job at the given one', async () => {
-    const d = join(dir, 'ext');
-    expect(
-      await meridian(
-        ...[
-          'manifest',
-          'generate',
-          '--cluster',
-          'west',
-          '--root-dir',
-          join(dir, 'root'),
-          '--layout',
-          'single',
-        ],
-        ...['--etcd-endpoints', 'https://etcd-a.example.net:2379,https://etcd-b.example.net:2379', '-o', d],
-      ),
-    ).toBe(0);
-    const { manifests, secrets } = await readDir(d);
-    expect((await readdir(d)).sort()).toEqual(['secrets.yaml', 'west.yaml']);
-    for (const o of [...manifests, ...secrets]) await validate(o);
-    expect(fitProblems([...manifests, ...secrets])).toEqual([]);
-    expect(manifests.filter((o) => o.metadata.name.startsWith('meridian-etcd'))).toEqual([]);
-    const env = find(manifests, 'Deployment', 'meridiand').spec.template.spec.containers[0].env as Any[];
-    expect(env.find((e) => e.name === 'MERIDIAN_ETCD_ENDPOINTS')?.value).toBe(
-      'https://etcd-a.example.net:2379,https://etcd-b.example.net:2379',
-    );
-    const job = find(manifests, 'Job', 'meridian-ca-install').spec.template.spec.containers[0]
-      .command as string[];
-    expect(job[job.indexOf('--etcd') + 1]).toBe(
-      'https://etcd-a.example.net:2379,https://etcd-b.example.net:2379',
-    );
-  });
-
-  it('with --nats-auth-dir, NATS users are on and the cluster seed is a Secret (nats-server accepts the config)', async () => {
-    const auth = join(dir, 'nats-auth');
-    expect(
-      await meridian(
-        'federation',
-        'nats-config',
-        '--mesh',
-        'prod',
-        '--cluster',
-        'east',
-        '--cluster',
-        'west',
-        '--out-dir',
-        auth,
-      ),
-    ).toBe(0);
-    const d = join(dir, 'east-auth');
-    expect(
-      await meridian(
-        ...[
-          'manifest',
-          'generate',
-          '--cluster',
-          'east',
-          '--mesh-id',
-          'prod',
-          '--root-dir',
-          join(dir, 'root'),
-        ],
-        ...['--nats-auth-dir', auth, '-o', d],
-      ),
-    ).toBe(0);
-    const { manifests, secrets } = await readDir(d);
-    expect(fitProblems([...manifests, ...secrets])).toEqual([]);
-    expect(secretData(secrets, 'meridian-nats-creds', 'east.nk')).toBe(
-      (await readFile(join(auth, 'east.nk'), 'utf8')).trim(),
-    );
-    const cm = find(manifests, 'ConfigMap', 'meridian-nats-config').data as Record<string, string>;
-    const confDir = join(dir, 'nats-conf');
-    await rm(confDir, { recursive: true, force: true });
-    await mkdir(confDir);
-    for (const [k, v] of Object.entries(cm)) await writeFile(join(confDir, k), v);
-    execFileSync(process.env.MERIDIAN_NATS_BIN ?? 'nats-server', ['-c', join(confDir, 'nats.conf'), '-t'], {
-      env: { ...process.env, POD_NAME: 'meridian-nats-1' },
-      stdio: 'pipe',
-    });
-    const env = find(manifests, 'Deployment', 'meridiand').spec.template.spec.containers[0].env as Any[];
-    expect(env.find((e) => e.name === 'MERIDIAN_NATS_CREDS')?.value).toBe('/etc/meridian/nats/east.nk');
-  });
-
-  it('with --ca-dir and --kek-file, uses the cluster CA and key-encryption key as they are', async () => {
-    const caDir = join(dir, 'ca-west');
-    expect(
-      await meridian(
-        'ca',
-        'intermediate',
-        '--root-dir',
-        join(dir, 'root'),
-        '--cluster',
-        'west',
-        '--out',
-        caDir,
-        '--key-type',
-        'ecdsa-p256',
-      ),
-    ).toBe(0);
-    expect(await meridian('ca', 'kek', '--out', join(dir, 'west.kek'))).toBe(0);
-    const d = join(dir, 'west-ca-dir');
-    expect(
-      await meridian(
-        'manifest',
-        'generate',
-        '--cluster',
-        'west',
-        '--ca-dir',
-        caDir,
-        '--kek-file',
-        join(dir, 'west.kek'),
-        '-o',
-        d,
-      ),
-    ).toBe(0);
-    const { manifests, secrets } = await readDir(d);
-    for (const f of ['ca-cert.pem', 'ca-key.pem', 'root-cert.pem', 'cert-chain.pem'])
-      expect(secretData(secrets, 'meridian-cacerts', f), f).toBe(await readFile(join(caDir, f), 'utf8'));
-    expect(secretData(secrets, 'meridian-ca-kek', 'kek').trim()).toBe(
-      (await readFile(join(dir, 'west.kek'), 'utf8')).trim(),
-    );
-    // The webhook certificate chains to the root through this intermediate.
-    const leaf = new X509Certificate(secretData(secrets, 'meridian-webhook-tls', 'tls.crt'));
-    expect(leaf.verify(new X509Certificate(await readFile(join(caDir, 'ca-cert.pem'))).publicKey)).toBe(true);
-    expect(leaf.checkHost('meridiand-webhook.meridian-system.svc')).toBe(
-      'meridiand-webhook.meridian-system.svc',
-    );
-    expect(fitProblems([...manifests, ...secrets])).toEqual([]);
-    // A CA directory of another cluster is refused, naming it.
-    err.length = 0;
-    expect(await meridian('manifest', 'generate', '--cluster', 'east', '--ca-dir', caDir)).toBe(2);
-    expect(err).toEqual([`error: --ca-dir ${caDir}: holds the CA of cluster "west", not "east"`]);
-  });
-
-  it('refuses bad flags with one line naming the flag (exit 2)', async () => {
-    const root = ['--root-dir', join(dir, 'root')];
-    const cases: [string[], RegExp][] = [
-      [['--cluster', 'east', '--peer', 'west'], /--peer: expected <cluster>=nats:\/\/host:port, got "west"/],
-      [['--cluster', 'east', '--peer', 'west=http://x:1'], /--peer west: expected nats:\/\/host:port/],
-      [['--cluster', 'east', '--peer', 'east=nats://x:7222'], /--peer east: that is this cluster/],
-      [['--cluster', 'Bad_Id'], /--cluster: invalid cluster id "Bad_Id"/],
-      [['--cluster', 'east', '--replicas', '0'], /--replicas: expected a whole number >= 1, got "0"/],
-      [
-        ['--cluster', 'east', '--etcd-endpoints', 'etcd:2379'],
-        /--etcd-endpoints: "etcd:2379"|--etcd-endpoints: expected/,
-      ],
-      [
-        ['--cluster', 'east', '--etcd-endpoints', 'http://e:2379', '--etcd-statefulset'],
-        /cannot be used with/,
-      ],
-      [['--cluster', 'east', '--namespace', 'Meridian'], /--namespace: "Meridian" is not a DNS-1123 label/],
-    ];
-    for (const [args, message] of cases) {
-      err.length = 0;
-      expect(await meridian('manifest', 'generate', ...args, ...root), args.join(' ')).toBe(2);
-      expect(err.join('\n'), args.join(' ')).toMatch(message);
-    }
-  });
-});
-
-describe('deploy/kubernetes: the committed two-cluster example', () => {
-  for (const cluster of ['east', 'west']) {
-    it(`${cluster}: validates, fits with the Secrets the README's command writes, and matches the generator`, async () => {
-      const committed = await readDir(join(REPO, 'deploy', 'kubernetes', cluster));
-      expect(committed.secrets).toEqual([]);
-      for (const o of committed.manifests) await validate(o);
-      // The same command as deploy/kubernetes/generate.sh, with a fresh root: identical but for caBundle.
-      const peer = cluster === 'east' ? 'west' : 'east';
-      const d = join(dir, `example-${cluster}`);
-      expect(
-        await meridian(
-          ...[
-            'manifest',
-            'generate',
-            '--cluster',
-            cluster,
-            '--mesh-id',
-            'demo',
-            '--root-dir',
-            join(dir, 'root'),
-          ],
-          ...['--zones', `${cluster}-a,${cluster}-b,${cluster}-c`],
-          ...['--peer', `${peer}=nats://nats-gateway.${peer}.meridian.example:7222`],
-          ...['--nats-gateway-advertise', `nats-gateway.${cluster}.meridian.example:7222`],
-          ...['--image', 'meridian:0.1.0', '-o', d],
-        ),
-      ).toBe(0);
-      const fresh = await readDir(d);
-      const withoutCaBundle = (objs: K8sObject[]) =>
-        objs.map((o) =>
-          o.kind === 'ValidatingWebhookConfiguration'
-            ? {
-                ...o,
-                webhooks: (o as Any).webhooks.map((h: Any) => ({
-                  ...h,
-                  clientConfig: { ...h.clientConfig, caBundle: '' },
-                })),
-              }
-            : o,
-        );
-      expect(
-        withoutCaBundle(committed.manifests),
-        'deploy/kubernetes is stale: regenerate it with deploy/kubernetes/generate.sh <a throwaway root> (then delete the secrets.yaml files)',
-      ).toEqual(withoutCaBundle(fresh.manifests));
-      expect(fitProblems([...committed.manifests, ...fresh.secrets])).toEqual([]);
-    });
-  }
 });
