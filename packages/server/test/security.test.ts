@@ -1,256 +1,26 @@
 // Control-plane security (issue 10), against real processes and real TLS: a real etcd with the
 // cluster CA installed, two meridiand replicas in-process (CA port, plaintext xDS, admin and
-// monitoring ports), sidecars connected over mTLS with workload certificates from CreateCertificate.
+// monitoring ports), sidecars connected over mTLS with workload certificates from CreateCertificate
+// (security-fixtures.ts).
 // - every admin endpoint: no credential -> 401, wrong role -> 403, right role -> works;
 // - a cross-origin, text/plain apply (the CSRF case) is refused and changes nothing;
 // - the monitoring port serves health and metrics only;
-// - no debug endpoint, and no log line, carries a private key or a token;
 // - a workload registers only as the identity it proves and from its own address; refusals never
-//   reach any replica's EDS and are counted.
-import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Writable } from 'node:stream';
+//   reach any replica's EDS and are counted;
+// - no debug endpoint, and no log line, carries a private key or a token. This scan reads every log
+//   line and every token of the tests before it in this file, which is why they share one file.
+// The admin port over TLS is in security-admin-tls.test.ts.
 import * as grpc from '@grpc/grpc-js';
-import {
-  type CertificateServiceClient,
-  createBootstrapToken,
-  createCertificateServiceClient,
-  createCsr,
-  type RootCa,
-} from '@meridian/ca';
-import { decodeResource, type EnvoyJson, TypeUrl } from '@meridian/envoy';
-import { WorkloadAgent } from '@meridian/registry';
-import {
-  type EtcdCluster,
-  eventually,
-  SimulatedProxy,
-  type SotwResponseView,
-  startEtcd,
-} from '@meridian/testkit';
-import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createBootstrapToken } from '@meridian/ca';
+import { decodeResource, TypeUrl } from '@meridian/envoy';
+import type { WorkloadAgent } from '@meridian/registry';
+import { eventually, type SotwResponseView } from '@meridian/testkit';
+import { describe, expect, it } from 'vitest';
 import { resolveOptions } from '../src/options.js';
-import { Replica } from '../src/replica.js';
-import { adminTokenFor, installClusterCaForTest, REPO_ROOT, spawnTs } from './harness.js';
-import { issueWorkloadCertificate, type WorkloadCertificate } from './mtls-fixtures.js';
+import type { Replica } from '../src/replica.js';
+import { call, reviewsEndpoints, TD, useSecurityCluster, VS } from './security-fixtures.js';
 
-const TD = 'cluster.local';
-const MESH = 'sectest';
-const tmp = mkdtempSync(join(tmpdir(), 'meridian-security-test-'));
-let etcd: EtcdCluster;
-let root: RootCa;
-let signingKeyPem: string;
-const replicas: Replica[] = [];
-const clients: grpc.Client[] = [];
-const proxies: SimulatedProxy[] = [];
-const agents: WorkloadAgent[] = [];
-let ca: CertificateServiceClient;
-/** Every log line both replicas wrote (scanned for secrets). */
-const logLines: string[] = [];
-/** Every token this test made or saw (scanned for in outputs). */
-const tokens: string[] = [];
-let adminToken: string;
-let viewToken: string;
-let editToken: string;
-let registrarToken: string;
-
-const SERVICES = `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews, namespace: bookinfo}
-spec:
-  hosts: [reviews.bookinfo.svc.cluster.local]
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  resolution: STATIC
-  workloadSelector: {labels: {app: reviews}}
-`;
-
-function startReplica(id: string, extra: readonly string[] = []): Promise<Replica> {
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString().split('\n')) if (line) logLines.push(line);
-      done();
-    },
-  });
-  return Replica.start(
-    resolveOptions(
-      [
-        ...['--mesh-id', MESH, '--cluster-id', 'c1', '--replica-id', id],
-        ...['--etcd-endpoints', etcd.endpoints.join(','), '--debounce-ms', '10'],
-        ...['--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0'],
-        ...['--monitoring-address', '127.0.0.1:0'],
-        ...['--ca-address', '127.0.0.1:0', '--ca-kek-file', join(tmp, 'kek')],
-        ...extra,
-      ],
-      {},
-    ),
-    { logger: pino({ level: 'debug', base: { replica: id } }, sink) },
-  );
-}
-
-async function call(
-  r: Replica,
-  method: string,
-  path: string,
-  o: { token?: string; body?: string; type?: string; headers?: Record<string, string> } = {},
-): Promise<{ status: number; text: string }> {
-  const headers: Record<string, string> = { ...(o.headers ?? {}) };
-  if (o.token) headers.authorization = `Bearer ${o.token}`;
-  if (o.type) headers['content-type'] = o.type;
-  const res = await fetch(`http://${r.adminAddress}${path}`, {
-    method,
-    headers,
-    ...(o.body === undefined ? {} : { body: o.body }),
-    signal: AbortSignal.timeout(15_000),
-  });
-  return { status: res.status, text: await res.text() };
-}
-
-async function mint(user: string, role: string): Promise<string> {
-  const r = replicas[0]!;
-  const put = await call(r, 'PUT', `/apis/v1/auth/rolebindings/${user}`, {
-    token: adminToken,
-    type: 'application/json',
-    body: JSON.stringify({ subject: `spiffe://${TD}/ns/meridian-system/sa/${user}`, role }),
-  });
-  expect(put.status, put.text).toBe(200);
-  const res = await call(r, 'POST', '/apis/v1/auth/tokens', {
-    token: adminToken,
-    type: 'application/json',
-    body: JSON.stringify({ user, ttlSeconds: 600 }),
-  });
-  expect(res.status, res.text).toBe(200);
-  const token = (JSON.parse(res.text) as { token: string }).token;
-  tokens.push(token);
-  return token;
-}
-
-type Identity = Pick<WorkloadCertificate, 'uri' | 'keyPem' | 'chain'>;
-
-async function workloadIdentity(namespace: string, serviceAccount: string): Promise<Identity> {
-  const cert = await issueWorkloadCertificate(ca, signingKeyPem, {
-    trustDomain: TD,
-    namespace,
-    serviceAccount,
-  });
-  tokens.push(cert.token);
-  return cert;
-}
-
-function tlsCredentials(who: Identity): grpc.ChannelCredentials {
-  return grpc.credentials.createSsl(
-    Buffer.from(root.certPem),
-    Buffer.from(who.keyPem),
-    Buffer.from(who.chain.slice(0, -1).join('')),
-  );
-}
-
-const TLS_OPTIONS = { 'grpc.ssl_target_name_override': 'localhost' };
-
-/** A sidecar on the CA port with its workload certificate, holding its SDS secrets and EDS. */
-function mtlsSidecar(r: Replica, who: Identity, i: number): SimulatedProxy {
-  const client = new grpc.Client(r.caAddress, tlsCredentials(who), TLS_OPTIONS);
-  clients.push(client);
-  const p = new SimulatedProxy({
-    nodeId: `sidecar~10.2.0.${i}~productpage-${i}.bookinfo~bookinfo.svc.cluster.local`,
-    metadata: { NAMESPACE: 'bookinfo', CLUSTER_ID: 'c1', LABELS: { app: 'productpage' } },
-    variant: 'sotw',
-    subscriptions: [
-      { typeUrl: TypeUrl.Cluster },
-      { typeUrl: TypeUrl.ClusterLoadAssignment },
-      { typeUrl: TypeUrl.Secret, names: ['default', 'ROOTCA'] },
-    ],
-    record: true,
-  });
-  p.connect(client);
-  proxies.push(p);
-  return p;
-}
-
-/** The endpoint addresses of `reviews` a proxy holds. */
-function reviewsEndpoints(p: SimulatedProxy): string[] {
-  const r = p.responses.findLast((x) => x.typeUrl === TypeUrl.ClusterLoadAssignment) as
-    | SotwResponseView
-    | undefined;
-  const out: string[] = [];
-  for (const bytes of r?.resources ?? []) {
-    const cla = decodeResource(TypeUrl.ClusterLoadAssignment, bytes);
-    if (!String(cla.cluster_name).endsWith('|reviews.bookinfo.svc.cluster.local')) continue;
-    for (const group of (cla.endpoints ?? []) as EnvoyJson[])
-      for (const e of (group.lb_endpoints ?? []) as EnvoyJson[]) {
-        const sa = ((e.endpoint as EnvoyJson).address as EnvoyJson).socket_address as EnvoyJson;
-        out.push(String(sa.address));
-      }
-  }
-  return out;
-}
-
-function agent(
-  address: string,
-  spec: { name: string; serviceAccount: string; address: string },
-  o: { credentials?: grpc.ChannelCredentials; token?: string } = {},
-): WorkloadAgent {
-  const a = new WorkloadAgent(
-    address,
-    {
-      name: spec.name,
-      namespace: 'bookinfo',
-      address: spec.address,
-      ports: { http: 9080 },
-      labels: { app: 'reviews' },
-      serviceAccount: spec.serviceAccount,
-    },
-    {
-      ttlSeconds: 10,
-      ...(o.credentials ? { credentials: o.credentials, channelOptions: TLS_OPTIONS } : {}),
-      ...(o.token ? { token: o.token } : {}),
-    },
-  );
-  agents.push(a);
-  return a;
-}
-
-beforeAll(async () => {
-  etcd = await startEtcd();
-  ({ root, signingKeyPem } = await installClusterCaForTest(etcd.endpoints, MESH, join(tmp, 'kek'), TD));
-  replicas.push(await startReplica('sec-a'), await startReplica('sec-b'));
-  adminToken = await adminTokenFor(etcd.endpoints, MESH, 'c1');
-  tokens.push(adminToken);
-  viewToken = await mint('viewer', 'view');
-  editToken = await mint('editor', 'edit');
-  registrarToken = await mint('gateway-agent', 'registrar');
-  const applied = await call(replicas[0]!, 'POST', '/apis/v1/apply', {
-    token: editToken,
-    type: 'application/yaml',
-    body: SERVICES,
-  });
-  expect(applied.status, applied.text).toBe(200);
-  ca = createCertificateServiceClient(
-    replicas[0]!.caAddress,
-    grpc.credentials.createSsl(Buffer.from(root.certPem)),
-    TLS_OPTIONS,
-  );
-});
-
-afterAll(async () => {
-  for (const a of agents) a.abandon();
-  for (const p of proxies) p.disconnect();
-  for (const c of clients) c.close();
-  ca?.close();
-  await Promise.all(replicas.map((r) => r.stop().catch(() => undefined)));
-  await etcd?.stop();
-  rmSync(tmp, { recursive: true, force: true });
-});
-
-const VS = `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews, namespace: bookinfo}
-spec:
-  hosts: [reviews.bookinfo.svc.cluster.local]
-  http: [{route: [{destination: {host: reviews.bookinfo.svc.cluster.local}}]}]
-`;
+const s = useSecurityCluster();
 
 describe('admin API authentication and roles', () => {
   // [method, path, body type, body, role needed, expected status with the right role]
@@ -289,13 +59,13 @@ describe('admin API authentication and roles', () => {
   it.each(cases)(
     '%s %s: 401 without a credential, 403 with a weaker role, works with the role it needs',
     async (method, path, type, body, role, ok) => {
-      const r = replicas[1]!;
-      const tokenOf = { view: viewToken, edit: editToken, admin: adminToken };
+      const r = s.replicas[1]!;
+      const tokenOf = { view: s.viewToken, edit: s.editToken, admin: s.adminToken };
       const none = await call(r, method, path, { ...(type ? { type } : {}), ...(body ? { body } : {}) });
       expect(none.status, none.text).toBe(401);
       expect(JSON.parse(none.text)).toMatchObject({ reason: 'Unauthorized' });
       const forged = await call(r, method, path, {
-        token: `${adminToken.slice(0, -4)}AAAA`,
+        token: `${s.adminToken.slice(0, -4)}AAAA`,
         ...(type ? { type } : {}),
         ...(body ? { body } : {}),
       });
@@ -312,7 +82,7 @@ describe('admin API authentication and roles', () => {
       }
       // A registrar may register workloads, nothing else.
       const registrar = await call(r, method, path, {
-        token: registrarToken,
+        token: s.registrarToken,
         ...(type ? { type } : {}),
         ...(body ? { body } : {}),
       });
@@ -327,21 +97,21 @@ describe('admin API authentication and roles', () => {
   );
 
   it('whoami names the caller and its roles; a deleted binding takes the role away at once', async () => {
-    const r = replicas[0]!;
-    const me = await call(r, 'GET', '/apis/v1/auth/whoami', { token: viewToken });
+    const r = s.replicas[0]!;
+    const me = await call(r, 'GET', '/apis/v1/auth/whoami', { token: s.viewToken });
     expect(JSON.parse(me.text)).toEqual({
       subject: `spiffe://${TD}/ns/meridian-system/sa/viewer`,
       via: 'token',
       roles: ['view'],
     });
-    const temp = await mint('temp', 'view');
+    const temp = await s.mint('temp', 'view');
     expect((await call(r, 'GET', '/debug/syncz', { token: temp })).status).toBe(200);
-    expect((await call(r, 'DELETE', '/apis/v1/auth/rolebindings/temp', { token: adminToken })).status).toBe(
+    expect((await call(r, 'DELETE', '/apis/v1/auth/rolebindings/temp', { token: s.adminToken })).status).toBe(
       200,
     );
     await eventually(
       'binding gone on replica b',
-      async () => (await call(replicas[1]!, 'GET', '/debug/syncz', { token: temp })).status === 403,
+      async () => (await call(s.replicas[1]!, 'GET', '/debug/syncz', { token: temp })).status === 403,
       30_000,
       50,
     );
@@ -354,15 +124,15 @@ describe('admin API authentication and roles', () => {
       `spiffe://${TD}/ns/meridian-system/sa/test-admin`,
       600,
     );
-    const res = await call(replicas[0]!, 'GET', '/debug/syncz', { token: foreign.token });
+    const res = await call(s.replicas[0]!, 'GET', '/debug/syncz', { token: foreign.token });
     expect(res.status).toBe(401);
     expect(JSON.parse(res.text).message).toContain('does not verify');
   });
 
   it('the CSRF case: a cross-origin text/plain apply is refused and changes nothing', async () => {
-    const r = replicas[0]!;
+    const r = s.replicas[0]!;
     const before = await call(r, 'GET', '/apis/v1/config/VirtualService?namespace=bookinfo', {
-      token: viewToken,
+      token: s.viewToken,
     });
     const attack = VS.replace('name: reviews', 'name: evil');
     const noCred = await call(r, 'POST', '/apis/v1/apply', {
@@ -373,20 +143,20 @@ describe('admin API authentication and roles', () => {
     expect(noCred.status).toBe(403);
     // Even a request that somehow carries a credential is refused for its origin and for its type.
     const withCred = await call(r, 'POST', '/apis/v1/apply', {
-      token: editToken,
+      token: s.editToken,
       type: 'text/plain',
       body: attack,
       headers: { origin: 'http://evil.example' },
     });
     expect(withCred.status).toBe(403);
     const plain = await call(r, 'POST', '/apis/v1/apply', {
-      token: editToken,
+      token: s.editToken,
       type: 'text/plain',
       body: attack,
     });
     expect(plain.status).toBe(415);
     const form = await call(r, 'POST', '/apis/v1/apply', {
-      token: editToken,
+      token: s.editToken,
       type: 'application/x-www-form-urlencoded',
       body: attack,
     });
@@ -402,15 +172,15 @@ describe('admin API authentication and roles', () => {
     expect(res.headers.get('access-control-allow-origin')).toBeNull();
     await res.text();
     const after = await call(r, 'GET', '/apis/v1/config/VirtualService?namespace=bookinfo', {
-      token: viewToken,
+      token: s.viewToken,
     });
     expect(JSON.parse(after.text).items).toEqual(JSON.parse(before.text).items);
     // The refusals are in the audit log with the caller.
-    expect(logLines.some((l) => l.includes('"audit":true') && l.includes('"outcome":"cross_origin"'))).toBe(
+    expect(s.logLines.some((l) => l.includes('"audit":true') && l.includes('"outcome":"cross_origin"'))).toBe(
       true,
     );
     expect(
-      logLines.some(
+      s.logLines.some(
         (l) =>
           l.includes('"audit":true') && l.includes('sa/editor') && l.includes('"outcome":"content_type"'),
       ),
@@ -418,14 +188,14 @@ describe('admin API authentication and roles', () => {
   });
 
   it('every write is in the audit log with the caller identity', async () => {
-    const r = replicas[0]!;
+    const r = s.replicas[0]!;
     const res = await call(r, 'POST', '/apis/v1/apply?source=audit.yaml', {
-      token: editToken,
+      token: s.editToken,
       type: 'application/yaml',
       body: VS.replace('name: reviews', 'name: audited'),
     });
     expect(res.status, res.text).toBe(200);
-    const line = logLines.find(
+    const line = s.logLines.find(
       (l) => l.includes('"outcome":"allowed"') && l.includes('VirtualService/bookinfo/audited'),
     );
     expect(line).toBeDefined();
@@ -440,7 +210,7 @@ describe('admin API authentication and roles', () => {
 
 describe('ports split by trust', () => {
   it('the monitoring port serves health, readiness and metrics, and nothing else', async () => {
-    const r = replicas[0]!;
+    const r = s.replicas[0]!;
     const base = `http://${r.monitoringAddress}`;
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
@@ -453,13 +223,13 @@ describe('ports split by trust', () => {
       '/apis/v1/config/ServiceEntry',
       '/apis/v1/auth/whoami',
     ]) {
-      const res = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${adminToken}` } });
+      const res = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${s.adminToken}` } });
       expect(res.status, path).toBe(404);
       await res.text();
     }
     const post = await fetch(`${base}/apis/v1/apply`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/yaml' },
+      headers: { authorization: `Bearer ${s.adminToken}`, 'content-type': 'application/yaml' },
       body: VS,
     });
     expect(post.status).toBe(405);
@@ -479,64 +249,64 @@ describe('ports split by trust', () => {
 
 describe('authenticated registration', () => {
   it('a workload registers only as the identity it proves, from its own address; refusals reach no EDS', async () => {
-    const [a, b] = replicas as [Replica, Replica];
-    const productpage = await workloadIdentity('bookinfo', 'productpage');
-    const watchers = [mtlsSidecar(a, productpage, 1), mtlsSidecar(b, productpage, 2)];
+    const [a, b] = s.replicas as [Replica, Replica];
+    const productpage = await s.workloadIdentity('bookinfo', 'productpage');
+    const watchers = [s.mtlsSidecar(a, productpage, 1), s.mtlsSidecar(b, productpage, 2)];
     await eventually(
       'watchers hold EDS',
       () => watchers.every((w) => w.responses.some((x) => x.typeUrl === TypeUrl.ClusterLoadAssignment)),
       30_000,
       50,
     );
-    const reviews = await workloadIdentity('bookinfo', 'bookinfo-reviews');
-    const impostor = await workloadIdentity('bookinfo', 'ratings');
+    const reviews = await s.workloadIdentity('bookinfo', 'bookinfo-reviews');
+    const impostor = await s.workloadIdentity('bookinfo', 'ratings');
 
     const refusals: Array<[string, WorkloadAgent, string]> = [
       // No credential at all, on the plaintext port.
       [
         'UNAUTHENTICATED',
-        agent(a.xdsAddress, { name: 'anon', serviceAccount: 'bookinfo-reviews', address: '127.0.0.1' }),
+        s.agent(a.xdsAddress, { name: 'anon', serviceAccount: 'bookinfo-reviews', address: '127.0.0.1' }),
         'no credentials',
       ],
       // No client certificate on the TLS port.
       [
         'UNAUTHENTICATED',
-        agent(
+        s.agent(
           a.caAddress,
           { name: 'nocert', serviceAccount: 'bookinfo-reviews', address: '127.0.0.1' },
-          { credentials: grpc.credentials.createSsl(Buffer.from(root.certPem)) },
+          { credentials: grpc.credentials.createSsl(Buffer.from(s.root.certPem)) },
         ),
         'no credentials',
       ],
       // Another service account than the certificate's.
       [
         'PERMISSION_DENIED',
-        agent(
+        s.agent(
           a.caAddress,
           { name: 'forged-id', serviceAccount: 'bookinfo-reviews', address: '127.0.0.1' },
-          { credentials: tlsCredentials(impostor) },
+          { credentials: s.tlsCredentials(impostor) },
         ),
         "is not the caller's identity",
       ],
       // The right identity, but an address it does not connect from.
       [
         'PERMISSION_DENIED',
-        agent(
+        s.agent(
           a.caAddress,
           { name: 'forged-ip', serviceAccount: 'bookinfo-reviews', address: '10.66.0.1' },
-          { credentials: tlsCredentials(reviews) },
+          { credentials: s.tlsCredentials(reviews) },
         ),
         'is not the address the caller connects from',
       ],
       // A bootstrap token for another identity.
       [
         'PERMISSION_DENIED',
-        agent(
+        s.agent(
           a.xdsAddress,
           { name: 'forged-token', serviceAccount: 'bookinfo-reviews', address: '127.0.0.1' },
           {
             token: await createBootstrapToken({
-              signingKeyPem,
+              signingKeyPem: s.signingKeyPem,
               identity: { trustDomain: TD, namespace: 'bookinfo', serviceAccount: 'ratings' },
               ttlSeconds: 60,
             }),
@@ -547,17 +317,17 @@ describe('authenticated registration', () => {
       // An operator token without the registrar role.
       [
         'PERMISSION_DENIED',
-        agent(
+        s.agent(
           a.xdsAddress,
           { name: 'viewer', serviceAccount: 'bookinfo-reviews', address: '10.66.0.2' },
-          { token: viewToken },
+          { token: s.viewToken },
         ),
         'no role allowing workload registration',
       ],
       // A garbage token.
       [
         'UNAUTHENTICATED',
-        agent(
+        s.agent(
           a.xdsAddress,
           { name: 'garbage', serviceAccount: 'bookinfo-reviews', address: '127.0.0.1' },
           { token: 'not.a.token' },
@@ -578,24 +348,24 @@ describe('authenticated registration', () => {
     }
 
     // The legitimate ones: its own certificate and address; a registrar anywhere.
-    const own = agent(
+    const own = s.agent(
       a.caAddress,
       { name: 'reviews-1', serviceAccount: 'bookinfo-reviews', address: '127.0.0.1' },
-      { credentials: tlsCredentials(reviews) },
+      { credentials: s.tlsCredentials(reviews) },
     );
     await own.register();
-    const gateway = agent(
+    const gateway = s.agent(
       b.xdsAddress,
       { name: 'reviews-remote', serviceAccount: 'bookinfo-reviews', address: '10.77.0.1' },
-      { token: registrarToken },
+      { token: s.registrarToken },
     );
     await gateway.register();
-    const bootstrap = agent(
+    const bootstrap = s.agent(
       b.xdsAddress,
       { name: 'reviews-token', serviceAccount: 'bookinfo-reviews', address: '127.0.0.1' },
       {
         token: await createBootstrapToken({
-          signingKeyPem,
+          signingKeyPem: s.signingKeyPem,
           identity: { trustDomain: TD, namespace: 'bookinfo', serviceAccount: 'bookinfo-reviews' },
           ttlSeconds: 60,
         }),
@@ -632,9 +402,9 @@ describe('authenticated registration', () => {
 
 describe('secrets never leave through debug output or logs', () => {
   it('with sidecars holding their keys over mTLS, no debug endpoint and no log line carries a private key or a token', async () => {
-    const [a, b] = replicas as [Replica, Replica];
-    const who = await workloadIdentity('bookinfo', 'details');
-    const ps = [mtlsSidecar(a, who, 11), mtlsSidecar(b, who, 12)];
+    const [a, b] = s.replicas as [Replica, Replica];
+    const who = await s.workloadIdentity('bookinfo', 'details');
+    const ps = [s.mtlsSidecar(a, who, 11), s.mtlsSidecar(b, who, 12)];
     // The proxies really hold their private keys (so a dump that leaked would show one).
     await eventually(
       'SDS default with a key on both proxies',
@@ -656,14 +426,14 @@ describe('secrets never leave through debug output or logs', () => {
     );
     const outputs: Array<[string, string]> = [];
     for (const r of [a, b]) {
-      const syncz = await call(r, 'GET', '/debug/syncz', { token: adminToken });
+      const syncz = await call(r, 'GET', '/debug/syncz', { token: s.adminToken });
       expect(syncz.status).toBe(200);
       outputs.push([`${r.options.replicaId} syncz`, syncz.text]);
       const ids = (JSON.parse(syncz.text) as { proxyId: string }[]).map((s) => s.proxyId);
       expect(ids.length).toBeGreaterThan(0);
       for (const id of new Set(ids)) {
         const dump = await call(r, 'GET', `/debug/config_dump?proxy=${encodeURIComponent(id)}`, {
-          token: adminToken,
+          token: s.adminToken,
         });
         expect(dump.status).toBe(200);
         outputs.push([`${r.options.replicaId} config_dump ${id}`, dump.text]);
@@ -676,14 +446,14 @@ describe('secrets never leave through debug output or logs', () => {
         '/apis/v1/auth/whoami',
         '/metrics',
       ]) {
-        const res = await call(r, 'GET', path, { token: adminToken });
+        const res = await call(r, 'GET', path, { token: s.adminToken });
         outputs.push([`${r.options.replicaId} ${path}`, res.text]);
       }
     }
     const dumps = outputs.filter(([what]) => what.includes('config_dump') && what.includes('productpage-1'));
     expect(dumps.length).toBeGreaterThan(0);
     expect(outputs.some(([, text]) => text.includes('[redacted]'))).toBe(true);
-    outputs.push(['logs', logLines.join('\n')]);
+    outputs.push(['logs', s.logLines.join('\n')]);
     for (const [what, text] of outputs) {
       expect(text, what).not.toMatch(/-----BEGIN [A-Z ]*PRIVATE KEY-----/);
       // Nor base64 (inline_bytes) of a PEM private key's first line (PKCS#8, SEC1, PKCS#1).
@@ -693,140 +463,9 @@ describe('secrets never leave through debug output or logs', () => {
         'LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLQ',
       ])
         expect(text, what).not.toContain(b64);
-      for (const t of tokens) expect(text.includes(t), `${what} contains a token`).toBe(false);
-      for (const t of tokens)
+      for (const t of s.tokens) expect(text.includes(t), `${what} contains a token`).toBe(false);
+      for (const t of s.tokens)
         expect(text.includes(t.split('.')[2]!), `${what} contains a token signature`).toBe(false);
     }
-  });
-});
-
-describe('admin API over TLS (--admin-tls on)', () => {
-  /** An HTTPS request with the given client certificate (or none); rejects on TLS failure. */
-  function httpsCall(
-    r: Replica,
-    method: string,
-    path: string,
-    o: { cert?: Identity; token?: string; body?: string } = {},
-  ): Promise<{ status: number; text: string }> {
-    return new Promise((resolve, reject) => {
-      const req = httpsRequest(
-        `https://${r.adminAddress}${path}`,
-        {
-          method,
-          ca: root.certPem,
-          servername: 'localhost',
-          headers: {
-            ...(o.token ? { authorization: `Bearer ${o.token}` } : {}),
-            ...(o.body ? { 'content-type': 'application/yaml' } : {}),
-          },
-          ...(o.cert ? { cert: o.cert.chain.slice(0, -1).join(''), key: o.cert.keyPem } : {}),
-        },
-        (res) => {
-          let text = '';
-          res.on('data', (c: Buffer) => {
-            text += c.toString();
-          });
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-        },
-      );
-      req.on('error', reject);
-      req.end(o.body);
-    });
-  }
-
-  it('serves HTTPS with the CA serving certificate; a mesh client certificate authenticates its SPIFFE id', async () => {
-    const r = await startReplica('sec-tls', ['--admin-tls', 'on']);
-    replicas.push(r);
-    // Plain HTTP is not spoken on a TLS port.
-    await expect(
-      fetch(`http://${r.adminAddress}/debug/syncz`, { signal: AbortSignal.timeout(5000) }),
-    ).rejects.toThrow();
-    expect((await httpsCall(r, 'GET', '/readyz')).status).toBe(200);
-    expect((await httpsCall(r, 'GET', '/debug/syncz')).status).toBe(401);
-    expect((await httpsCall(r, 'GET', '/debug/syncz', { token: viewToken })).status).toBe(200);
-
-    const operator = await workloadIdentity('meridian-system', 'certop');
-    const noRole = await httpsCall(r, 'GET', '/apis/v1/auth/whoami', { cert: operator });
-    expect(JSON.parse(noRole.text)).toEqual({ subject: operator.uri, via: 'mtls', roles: [] });
-    expect((await httpsCall(r, 'GET', '/debug/syncz', { cert: operator })).status).toBe(403);
-    const bind = await call(replicas[0]!, 'PUT', '/apis/v1/auth/rolebindings/certop', {
-      token: adminToken,
-      type: 'application/json',
-      body: JSON.stringify({ subject: operator.uri, role: 'edit' }),
-    });
-    expect(bind.status, bind.text).toBe(200);
-    await eventually(
-      'the binding reaches the TLS replica',
-      async () => (await httpsCall(r, 'GET', '/debug/syncz', { cert: operator })).status === 200,
-      30_000,
-      50,
-    );
-    const applied = await httpsCall(r, 'POST', '/apis/v1/apply', {
-      cert: operator,
-      body: VS.replace('name: reviews', 'name: via-mtls'),
-    });
-    expect(applied.status, applied.text).toBe(200);
-    expect((await httpsCall(r, 'GET', '/apis/v1/auth/rolebindings', { cert: operator })).status).toBe(403);
-
-    // A certificate from another CA (same SPIFFE id) is not trusted.
-    const { createRootCa, createIntermediateCa } = await import('@meridian/ca');
-    // (the chain sent is every certificate but the last, as with the real identity)
-    const otherRoot = createRootCa({ trustDomain: TD, keyType: 'ecdsa-p256' });
-    const other = createIntermediateCa({
-      root: otherRoot,
-      clusterId: 'c1',
-      trustDomain: TD,
-      keyType: 'ecdsa-p256',
-    });
-    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const { SigningCa, WorkloadCertificateIssuer } = await import('@meridian/ca');
-    const forged = new WorkloadCertificateIssuer(SigningCa.fromMaterial(other)).issue({
-      identity: { trustDomain: TD, namespace: 'meridian-system', serviceAccount: 'certop' },
-      csrPem: createCsr({ key: privateKey, uris: [operator.uri] }),
-      validitySeconds: 600,
-      via: 'token',
-    }).certChain;
-    const refused = await httpsCall(r, 'GET', '/debug/syncz', {
-      cert: {
-        uri: operator.uri,
-        keyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
-        chain: [...forged],
-      },
-    });
-    expect(refused.status).toBe(401);
-    expect(JSON.parse(refused.text).message).toContain('client certificate not trusted');
-
-    // The CLI, with kubectl's flags.
-    const files = { ca: join(tmp, 'root.pem'), cert: join(tmp, 'op.pem'), key: join(tmp, 'op-key.pem') };
-    writeFileSync(files.ca, root.certPem);
-    writeFileSync(files.cert, operator.chain.slice(0, -1).join(''));
-    writeFileSync(files.key, operator.keyPem, { mode: 0o600 });
-    const cli = spawnTs(
-      join(REPO_ROOT, 'packages/cli/src/main.ts'),
-      [
-        'auth',
-        'whoami',
-        '--server',
-        `https://localhost:${r.adminAddress.split(':').pop()}`,
-        '--certificate-authority',
-        files.ca,
-        '--client-certificate',
-        files.cert,
-        '--client-key',
-        files.key,
-      ],
-      { MERIDIAN_CREDENTIALS: join(tmp, 'none.yaml'), MERIDIAN_TOKEN: '' },
-    );
-    let out = '';
-    let err = '';
-    cli.stdout?.on('data', (c: Buffer) => {
-      out += c.toString();
-    });
-    cli.stderr?.on('data', (c: Buffer) => {
-      err += c.toString();
-    });
-    const code = await new Promise<number | null>((res) => cli.once('exit', res));
-    expect(code, err).toBe(0);
-    expect(out.trim()).toBe(`${operator.uri} (mtls): edit`);
   });
 });
