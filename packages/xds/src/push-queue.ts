@@ -121,6 +121,10 @@ export class PushQueue<C extends Pushable> {
   /** Changes that arrived for a connection while it was being pushed; queued again after. */
   readonly #again = new Map<C, ChangeEvent>();
   #waiters: (() => void)[] = [];
+  /** A slice ended with pushes still to start: the pump resumes on the next turn of the loop. */
+  #resumeScheduled = false;
+  /** When the current slice began (`performance.now()`), while one is open. */
+  #sliceStart: number | undefined;
 
   /**
    * `onDequeue` sees every push as it leaves the queue, with how long the connection waited in it
@@ -130,6 +134,8 @@ export class PushQueue<C extends Pushable> {
     readonly concurrency: number,
     private readonly onError: (conn: C, error: unknown) => void,
     private readonly onDequeue?: (conn: C, change: ChangeEvent, waitedMs: number) => void,
+    /** How long the pump starts pushes before it lets the event loop take other work. */
+    readonly sliceMs = 10,
   ) {}
 
   enqueue(conn: C, change: ChangeEvent): void {
@@ -162,7 +168,30 @@ export class PushQueue<C extends Pushable> {
   }
 
   #pump(): void {
+    if (this.#resumeScheduled) return;
+    if (this.#sliceStart === undefined) {
+      // The slice spans every pump of this turn of the loop (an update enqueues connections one
+      // by one, each enqueue pumps); it ends when the loop comes round.
+      this.#sliceStart = performance.now();
+      setImmediate(() => {
+        this.#sliceStart = undefined;
+      });
+    }
+    const sliceStart = this.#sliceStart;
     while (this.#inFlight.size < this.concurrency && this.#pending.size > 0) {
+      // A push's synchronous part (resolve, translate on a cache miss, encode, write) can take
+      // milliseconds; starting a hundred of them in one go would hold the event loop for seconds,
+      // and admin requests, etcd answers and ACKs would wait behind it. After a slice, the rest
+      // starts on the next turn of the loop.
+      if (performance.now() - sliceStart >= this.sliceMs) {
+        this.#resumeScheduled = true;
+        setImmediate(() => {
+          this.#resumeScheduled = false;
+          this.#sliceStart = undefined;
+          this.#pump();
+        });
+        return;
+      }
       const [conn, change] = this.#pending.entries().next().value as [C, ChangeEvent];
       this.#pending.delete(conn);
       const queuedAt = this.#queuedAt.get(conn);
