@@ -113,6 +113,8 @@ export class LocalViewBuilder {
   readonly #inline = new WeakMap<ServiceEntryConfig, readonly Endpoint[]>();
   /** The endpoint list last built per ServiceEntry (its identity is kept while the members are). */
   #selected = new Map<string, readonly Endpoint[]>();
+  /** The endpoint list last returned per hostname. */
+  #byHost = new Map<string, readonly Endpoint[]>();
   #order: { input: readonly ServiceEntryConfig[]; sorted: readonly ServiceEntryConfig[] } | undefined;
 
   constructor(readonly clusterId: string) {}
@@ -158,7 +160,14 @@ export class LocalViewBuilder {
       }
     }
     this.#selected = selected;
-    return { services, endpoints };
+    // A hostname's list keeps its identity while its members are the same (the registry then skips it).
+    const byHost = new Map<string, readonly Endpoint[]>();
+    for (const [host, list] of endpoints) {
+      const previous = this.#byHost.get(host);
+      byHost.set(host, previous && sameMembers(previous, list) ? previous : list);
+    }
+    this.#byHost = byHost;
+    return { services, endpoints: byHost };
   }
 
   /** The ServiceEntries by namespace and name; the last order is reused while the members are the same. */

@@ -2,6 +2,26 @@ import type { Endpoint, RegistrySnapshot, Service } from '@meridian/translate';
 import { createRegistrySnapshot, sortEndpoints } from '@meridian/translate';
 import type { RegistrySource } from './types.js';
 
+/** A hostname's Service as last merged: its JSON, the frozen object served, and the source's object. */
+interface ServiceEntry {
+  readonly json: string;
+  readonly service: Service;
+  readonly from: Service;
+}
+
+/** A hostname's merged endpoints: JSON, the sorted list served, and the sources' lists it came from. */
+interface EndpointsEntry {
+  readonly json: string;
+  readonly list: readonly Endpoint[];
+  readonly from: readonly (readonly Endpoint[])[];
+}
+
+function sameLists(a: readonly (readonly Endpoint[])[], b: readonly (readonly Endpoint[])[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /**
  * The merged view of every source as translate's {@link RegistrySnapshot}. Sources are merged in
  * the order given: the first source that defines a hostname owns its Service; endpoints of a
@@ -11,8 +31,8 @@ import type { RegistrySource } from './types.js';
  */
 export class Registry {
   readonly #sources: RegistrySource[] = [];
-  #services = new Map<string, { json: string; service: Service }>();
-  #endpoints = new Map<string, { json: string; list: readonly Endpoint[] }>();
+  #services = new Map<string, ServiceEntry>();
+  #endpoints = new Map<string, EndpointsEntry>();
   #last: RegistrySnapshot | undefined;
 
   constructor(sources: readonly RegistrySource[] = []) {
@@ -39,37 +59,48 @@ export class Registry {
    */
   snapshot(revision: number): RegistrySnapshot {
     const owner = new Map<string, Service>();
-    const parts = new Map<string, Endpoint[]>();
+    // Each hostname's endpoint lists as the sources gave them: when every one is the same array as
+    // last time (sources keep a list's identity while it is unchanged), the merged list is reused
+    // without sorting or serializing it again.
+    const parts = new Map<string, (readonly Endpoint[])[]>();
     for (const source of this.#sources) {
       const view = source.view();
       for (const s of view.services) if (!owner.has(s.hostname)) owner.set(s.hostname, s);
       for (const [host, list] of view.endpoints) {
-        const acc = parts.get(host) ?? [];
-        acc.push(...list);
-        parts.set(host, acc);
+        const acc = parts.get(host);
+        if (acc) acc.push(list);
+        else parts.set(host, [list]);
       }
     }
     let changed = this.#last === undefined;
-    const services = new Map<string, { json: string; service: Service }>();
+    const services = new Map<string, ServiceEntry>();
     for (const [host, s] of owner) {
-      const json = JSON.stringify(s);
       const prev = this.#services.get(host);
-      if (prev && prev.json === json) services.set(host, prev);
+      if (prev && prev.from === s) {
+        services.set(host, prev);
+        continue;
+      }
+      const json = JSON.stringify(s);
+      if (prev && prev.json === json) services.set(host, { ...prev, from: s });
       else {
-        services.set(host, { json, service: Object.freeze(s) });
+        services.set(host, { json, service: Object.freeze(s), from: s });
         changed = true;
       }
     }
     if (services.size !== this.#services.size) changed = true;
-    const endpoints = new Map<string, { json: string; list: readonly Endpoint[] }>();
-    for (const [host, list] of parts) {
+    const endpoints = new Map<string, EndpointsEntry>();
+    for (const [host, lists] of parts) {
       if (!owner.has(host)) continue; // endpoints of a service nobody defines are not served
-      const sorted = sortEndpoints(list);
-      const json = JSON.stringify(sorted);
       const prev = this.#endpoints.get(host);
-      if (prev && prev.json === json) endpoints.set(host, prev);
+      if (prev && sameLists(prev.from, lists)) {
+        endpoints.set(host, prev);
+        continue;
+      }
+      const sorted = sortEndpoints(lists.length === 1 ? lists[0]! : lists.flat());
+      const json = JSON.stringify(sorted);
+      if (prev && prev.json === json) endpoints.set(host, { ...prev, from: lists });
       else {
-        endpoints.set(host, { json, list: sorted });
+        endpoints.set(host, { json, list: sorted, from: lists });
         changed = true;
       }
     }

@@ -6,7 +6,7 @@ import type { ServiceEntryConfig, WorkloadEntryConfig } from '@meridian/api';
 import type { Endpoint } from '@meridian/translate';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { toRegistration, type WorkloadRegistration } from '../src/index.js';
+import { LocalSource, Registry, toRegistration, type WorkloadRegistration } from '../src/index.js';
 import { type LocalInputs, LocalViewBuilder } from '../src/local.js';
 
 const NAMESPACES = ['a', 'b'];
@@ -174,5 +174,25 @@ describe('LocalViewBuilder', () => {
     expect(seen(second.endpoints.get(host(2))!)).toEqual(['10.0.0.2/5']);
     expect(second.services[0]).toBe(first.services[0]);
     expect(second.endpoints.get(host(3, 'b'))![0]).toBe(first.endpoints.get(host(3, 'b'))![0]);
+  });
+
+  it('through LocalSource and Registry: an edited workload reaches its service, other lists keep their identity', () => {
+    const ses = [serviceEntry(1, 'a', { app: 'x' }), serviceEntry(2, 'a', { app: 'y' })];
+    const wes = [workloadEntry(1, 'a', {}, { app: 'x' }, 1), workloadEntry(2, 'a', {}, { app: 'y' }, 1)];
+    const local = new LocalSource('c1');
+    const registry = new Registry([local]);
+    local.update({ serviceEntries: ses, workloadEntries: wes, registrations: [] });
+    const first = registry.snapshot(1);
+    // The same inputs again: the same snapshot object.
+    local.update({ serviceEntries: [...ses], workloadEntries: [...wes], registrations: [] });
+    expect(registry.snapshot(2)).toBe(first);
+    const edited = [wes[0]!, { ...wes[1]!, spec: { ...wes[1]!.spec, weight: 7, address: '10.9.9.9' } }];
+    local.update({ serviceEntries: ses, workloadEntries: edited, registrations: [] });
+    const third = registry.snapshot(3);
+    const host = (i: number) => `se${i}.a.svc.cluster.local`;
+    expect(third).not.toBe(first);
+    expect(third.endpoints.get(host(1))).toBe(first.endpoints.get(host(1)));
+    expect(seen(third.endpoints.get(host(2))!)).toEqual(['10.9.9.9/7']);
+    expect(third.services).toBe(first.services);
   });
 });
