@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 
 const serialFiles = [
   'packages/server/test/replicas.test.ts',
+  'packages/server/test/replicas-failover.test.ts',
   'packages/server/test/multicluster.test.ts',
   'packages/server/test/multicluster-partition.test.ts',
   'packages/server/test/large-apply.test.ts',
