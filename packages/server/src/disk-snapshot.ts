@@ -28,6 +28,13 @@ export const SNAPSHOT_FORMAT = 'meridian-lkg/1';
 export const MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024;
 /** Writes are coalesced: at most one per this many milliseconds. */
 export const WRITE_DELAY_MS = 500;
+/**
+ * Writes are at least this far apart: serializing and hashing a mesh-sized snapshot costs tens of
+ * milliseconds of the event loop, and under steady endpoint churn a write per burst would be a
+ * write every half second. The snapshot only has to be recent enough to start from when etcd is
+ * unreachable; the replica catches up from etcd as soon as it answers.
+ */
+export const MIN_WRITE_INTERVAL_MS = 5000;
 
 /** What is saved and served: the replica's watched state. */
 export interface SnapshotState {
@@ -73,6 +80,8 @@ export class DiskSnapshot {
   readonly file: string;
   #timer: NodeJS.Timeout | undefined;
   #pending: (() => SnapshotState) | undefined;
+  /** When the last scheduled write began (ms since epoch): writes are MIN_WRITE_INTERVAL_MS apart. */
+  #lastWriteStartedAt: number | undefined;
   #writing: Promise<void> = Promise.resolve();
   #lastWritten: { revision: number; at: Date } | undefined;
   #serving: LoadedSnapshot | undefined;
@@ -180,12 +189,18 @@ export class DiskSnapshot {
     if (this.#closed) return;
     this.#pending = state;
     if (this.#timer) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      const take = this.#pending;
-      this.#pending = undefined;
-      if (take) this.#writing = this.#writing.then(() => this.#write(take()));
-    }, WRITE_DELAY_MS);
+    const sinceLast =
+      this.#lastWriteStartedAt === undefined ? Infinity : Date.now() - this.#lastWriteStartedAt;
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = undefined;
+        const take = this.#pending;
+        this.#pending = undefined;
+        this.#lastWriteStartedAt = Date.now();
+        if (take) this.#writing = this.#writing.then(() => this.#write(take()));
+      },
+      Math.max(WRITE_DELAY_MS, MIN_WRITE_INTERVAL_MS - sinceLast),
+    );
     this.#timer.unref();
   }
 
@@ -195,7 +210,10 @@ export class DiskSnapshot {
     this.#timer = undefined;
     const take = this.#pending;
     this.#pending = undefined;
-    if (take) this.#writing = this.#writing.then(() => this.#write(take()));
+    if (take) {
+      this.#lastWriteStartedAt = Date.now();
+      this.#writing = this.#writing.then(() => this.#write(take()));
+    }
     await this.#writing;
   }
 

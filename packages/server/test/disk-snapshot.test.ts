@@ -5,8 +5,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ConfigObject } from '@meridian/api';
 import pino from 'pino';
-import { afterAll, describe, expect, it } from 'vitest';
-import { DiskSnapshot, describeServing, type SnapshotState, snapshotFile } from '../src/disk-snapshot.js';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  DiskSnapshot,
+  describeServing,
+  MIN_WRITE_INTERVAL_MS,
+  type SnapshotState,
+  snapshotFile,
+  WRITE_DELAY_MS,
+} from '../src/disk-snapshot.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'meridian-lkg-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -104,5 +111,40 @@ describe('the snapshot on disk', () => {
     expect(lines.map((l) => l.msg)).toContain(
       'snapshot larger than its bound: not written (the previous one stays)',
     );
+  });
+
+  describe('under steady changes', () => {
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+
+    it('writes at most once per MIN_WRITE_INTERVAL_MS, and then the latest state', async () => {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+      const { log, lines } = recorder();
+      const disk = new DiskSnapshot(join(dir, 'steady'), 'm1', 'c1', ETCD, log);
+      const written = () =>
+        lines
+          .filter((l) => l.msg === 'snapshot written to disk')
+          .map((l) => (l as { revision?: number }).revision);
+      /** Waits for the file writes of a fired timer to finish (real I/O, not faked). */
+      const writtenCount = async (n: number) => {
+        for (let i = 0; i < 100_000 && written().length < n; i++) await new Promise((r) => setImmediate(r));
+        return written();
+      };
+      disk.schedule(() => ({ ...state, revision: 1 }));
+      await vi.advanceTimersByTimeAsync(WRITE_DELAY_MS);
+      expect(await writtenCount(1)).toEqual([1]);
+      // Changes keep coming: revision 2, then 3 within the interval; the next write waits for it.
+      disk.schedule(() => ({ ...state, revision: 2 }));
+      await vi.advanceTimersByTimeAsync(WRITE_DELAY_MS);
+      disk.schedule(() => ({ ...state, revision: 3 }));
+      await vi.advanceTimersByTimeAsync(WRITE_DELAY_MS);
+      expect(vi.getTimerCount()).toBe(1);
+      expect(written()).toEqual([1]);
+      await vi.advanceTimersByTimeAsync(MIN_WRITE_INTERVAL_MS - 2 * WRITE_DELAY_MS);
+      expect(vi.getTimerCount()).toBe(0);
+      expect(await writtenCount(2)).toEqual([1, 3]);
+      await disk.flush();
+    });
   });
 });
