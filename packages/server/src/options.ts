@@ -18,6 +18,7 @@
  * | `--replica-lease-ttl` (s) | `MERIDIAN_REPLICA_LEASE_TTL` | `replicaLeaseTtlSeconds` | `1` |
  * | `--debounce-ms` | `MERIDIAN_DEBOUNCE_MS` | `debounceMs` | `100` |
  * | `--max-debounce-ms` (a push waits at most this long after the first change, however often changes keep coming) | `MERIDIAN_MAX_DEBOUNCE_MS` | `maxDebounceMs` | 10 × `debounceMs`, at least `100` |
+ * | `--endpoint-debounce-max-ms` (the same bound for a burst of endpoint-only changes: WorkloadEntries, agent registrations, imported services) | `MERIDIAN_ENDPOINT_DEBOUNCE_MAX_MS` | `endpointDebounceMaxMs` | `debounceMs`, at most `maxDebounceMs` |
  * | `--push-concurrency` (pushes to proxies in flight at once) | `MERIDIAN_PUSH_CONCURRENCY` | `pushConcurrency` | `100` |
  * | `--store-timeout-ms` | `MERIDIAN_STORE_TIMEOUT_MS` | `storeTimeoutMs` | `2000` |
  * | `--store-connect-timeout-ms` (etcd never reached at start-up and no snapshot on disk: exit 2) | `MERIDIAN_STORE_CONNECT_TIMEOUT_MS` | `storeConnectTimeoutMs` | `60000` |
@@ -68,6 +69,8 @@ export interface ServerOptions {
   readonly debounceMs: number;
   /** The longest a push waits after the first change while changes keep coming (ms). */
   readonly maxDebounceMs: number;
+  /** The longest a push waits after an endpoint-only change while changes keep coming (ms). */
+  readonly endpointDebounceMaxMs: number;
   /** How many pushes to proxies are in flight at once. */
   readonly pushConcurrency: number;
   readonly storeTimeoutMs: number;
@@ -305,6 +308,14 @@ const SETTINGS: readonly Setting[] = [
     kind: 'ms',
     help: 'longest a push waits after the first change while changes keep coming (ms; default 10 x debounce, >= 100)',
     fallback: (resolved) => Math.max(Number(resolved.debounceMs) * 10, 100),
+  },
+  {
+    key: 'endpointDebounceMaxMs',
+    flag: '--endpoint-debounce-max-ms',
+    env: 'MERIDIAN_ENDPOINT_DEBOUNCE_MAX_MS',
+    kind: 'ms',
+    help: 'longest a push waits after an endpoint-only change (WorkloadEntry, registration, import) while changes keep coming (ms; default: the debounce quiet period, at most --max-debounce-ms)',
+    fallback: (resolved) => Math.min(Number(resolved.debounceMs), Number(resolved.maxDebounceMs)),
   },
   {
     key: 'pushConcurrency',

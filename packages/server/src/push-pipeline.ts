@@ -41,6 +41,8 @@ const TRANSLATED_KINDS = new Set([
   'Telemetry',
 ]);
 const REGISTRY_KINDS = new Set(['ServiceEntry', 'WorkloadEntry']);
+/** Kinds whose changes only move endpoints (with registrations and imports: no kind at all). */
+const ENDPOINT_KINDS = new Set(['WorkloadEntry']);
 const ALL_TYPES = new Set([
   TypeUrl.Listener,
   TypeUrl.RouteConfiguration,
@@ -181,7 +183,13 @@ export class PushPipeline {
           resync: p.resync || change.resync,
         }
       : change;
-    this.#debouncer.enqueue({ full: true, reason: [], at: performance.now() });
+    // Endpoint-only changes (Istio's EDS updates) are bounded by the shorter endpoint wait, so
+    // steady endpoint churn reaches proxies in about a quiet period instead of the longest debounce.
+    const endpointOnly = !change.resync && [...change.kinds].every((k) => ENDPOINT_KINDS.has(k));
+    this.#debouncer.enqueue(
+      { full: true, reason: [], at: performance.now() },
+      endpointOnly ? this.#o.options.endpointDebounceMaxMs : this.#o.options.maxDebounceMs,
+    );
   }
 
   /** Secret rotations and CA changes (SDS): pushed with the next debounced change. */

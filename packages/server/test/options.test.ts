@@ -51,6 +51,15 @@ describe('push pacing and the CA key as settings', () => {
     expect(resolveOptions([], { MERIDIAN_MAX_DEBOUNCE_MS: '0' }).maxDebounceMs).toBe(0);
   });
 
+  it('the endpoint-only bound defaults to the quiet period, never past the maximum delay', () => {
+    expect(resolveOptions([], {}).endpointDebounceMaxMs).toBe(100);
+    expect(resolveOptions(['--debounce-ms', '30'], {}).endpointDebounceMaxMs).toBe(30);
+    expect(
+      resolveOptions(['--debounce-ms', '300', '--max-debounce-ms', '200'], {}).endpointDebounceMaxMs,
+    ).toBe(200);
+    expect(resolveOptions([], { MERIDIAN_ENDPOINT_DEBOUNCE_MAX_MS: '500' }).endpointDebounceMaxMs).toBe(500);
+  });
+
   it('push concurrency defaults to 100 and is at least 1', () => {
     expect(resolveOptions([], {}).pushConcurrency).toBe(100);
     expect(resolveOptions(['--push-concurrency=8'], {}).pushConcurrency).toBe(8);

@@ -36,8 +36,9 @@ export class Debouncer {
   readonly #maxDelayMs: number;
   readonly #timer: Timer;
   #pending: ChangeEvent | undefined;
-  #firstAt = 0;
   #lastAt = 0;
+  /** When the current burst must fire at the latest (the earliest of its changes' bounds). */
+  #deadline = 0;
   #handle: unknown;
   #stopped = false;
 
@@ -51,17 +52,22 @@ export class Debouncer {
   }
   #merged = 0;
 
-  /** Adds a change to the current burst. */
-  enqueue(change: ChangeEvent): void {
+  /**
+   * Adds a change to the current burst. `maxDelayMs` shortens the burst's longest wait for this
+   * change (endpoint-only changes, which should reach proxies quickly even while changes keep
+   * coming); the burst fires at the earliest of its changes' bounds.
+   */
+  enqueue(change: ChangeEvent, maxDelayMs = this.#maxDelayMs): void {
     if (this.#stopped) return;
     const now = this.#timer.now();
     if (this.#pending === undefined) {
       this.#pending = change;
-      this.#firstAt = now;
       this.#merged = 1;
+      this.#deadline = now + maxDelayMs;
     } else {
       this.#pending = mergeChanges(this.#pending, change);
       this.#merged++;
+      this.#deadline = Math.min(this.#deadline, now + maxDelayMs);
     }
     this.#lastAt = now;
     if (this.#quietMs <= 0) {
@@ -75,7 +81,7 @@ export class Debouncer {
     if (this.#handle !== undefined) this.#timer.clearTimeout(this.#handle);
     const now = this.#timer.now();
     const untilQuiet = this.#lastAt + this.#quietMs - now;
-    const untilMax = this.#firstAt + this.#maxDelayMs - now;
+    const untilMax = this.#deadline - now;
     const wait = Math.max(0, Math.min(untilQuiet, untilMax));
     this.#handle = this.#timer.setTimeout(() => {
       this.#handle = undefined;

@@ -2,7 +2,7 @@
 // queued on the event loop meanwhile (an admin request, an etcd answer, an ACK) runs between slices
 // instead of after the whole fan-out; every push still runs once, under the concurrency cap.
 import { describe, expect, it } from 'vitest';
-import { type ChangeEvent, PushQueue } from '../src/index.js';
+import { type ChangeEvent, Debouncer, PushQueue, type Timer } from '../src/index.js';
 
 const change: ChangeEvent = { full: true, reason: ['test'], at: 0 };
 
@@ -49,5 +49,68 @@ describe('PushQueue slices', () => {
     const queue = new PushQueue<(typeof conns)[number]>(100, () => {}, undefined, 10);
     for (const c of conns) queue.enqueue(c, change);
     expect(started).toEqual(['a', 'b', 'c']);
+  });
+});
+
+/** A manual clock for the debouncer. */
+function manualTimer(): { timer: Timer; advance: (ms: number) => void } {
+  let now = 0;
+  let nextId = 0;
+  const timers: { at: number; fn: () => void; id: number }[] = [];
+  const timer: Timer = {
+    now: () => now,
+    setTimeout: (fn, ms) => {
+      timers.push({ at: now + ms, fn, id: nextId });
+      return nextId++;
+    },
+    clearTimeout: (h) => {
+      const i = timers.findIndex((t) => t.id === h);
+      if (i >= 0) timers.splice(i, 1);
+    },
+  };
+  const advance = (ms: number) => {
+    for (let step = 0; step < ms; step++) {
+      now += 1;
+      for (const t of timers.filter((x) => x.at <= now)) {
+        timers.splice(timers.indexOf(t), 1);
+        t.fn();
+      }
+    }
+  };
+  return { timer, advance };
+}
+
+describe('Debouncer bounds per change', () => {
+  const ev = (r: string): ChangeEvent => ({ full: true, reason: [r], at: 0 });
+
+  it('fires a steady stream of changes bounded at 100 ms every 100 ms, not at the 1 s maximum', () => {
+    const { timer, advance } = manualTimer();
+    const fired: number[] = [];
+    const d = new Debouncer({ quietMs: 100, maxDelayMs: 1000, timer }, (_c, merged) => fired.push(merged));
+    // A change every 20 ms for one second never leaves 100 ms of quiet.
+    for (let i = 0; i < 50; i++) {
+      d.enqueue(ev(`e${i}`), 100);
+      advance(20);
+    }
+    expect(fired.length).toBeGreaterThanOrEqual(9);
+    expect(fired.every((n) => n <= 6)).toBe(true);
+  });
+
+  it('a bounded change shortens the wait of a burst that began without a bound', () => {
+    const { timer, advance } = manualTimer();
+    const fired: (readonly string[])[] = [];
+    const d = new Debouncer({ quietMs: 100, maxDelayMs: 1000, timer }, (c) => fired.push(c.reason));
+    for (let i = 0; i < 10; i++) {
+      d.enqueue(ev(`config${i}`));
+      advance(50);
+    }
+    expect(fired).toEqual([]);
+    d.enqueue(ev('endpoint'), 100);
+    advance(60);
+    expect(fired).toEqual([]);
+    advance(40);
+    expect(fired).toHaveLength(1);
+    expect(fired[0]).toContain('endpoint');
+    expect(fired[0]).toContain('config0');
   });
 });
