@@ -31,7 +31,8 @@ const serialFiles = [
   // meridian up: two clusters of etcd, NATS, replicas, agents and the demo (16 processes).
   'packages/cli/test/up.test.ts',
   // The dashboard in headless Chromium against replicas on a 3-member etcd with NATS.
-  'packages/dashboard/test/browser.test.ts',
+  'packages/dashboard/test/browser-session.test.ts',
+  'packages/dashboard/test/browser-pages.test.ts',
   'packages/dashboard/test/admin-tls.test.ts',
   // Telemetry: three in-process replicas; NATS with JetStream and two replicas.
   'packages/server/test/telemetry-replicas.test.ts',
