@@ -16,6 +16,11 @@ interface EndpointsEntry {
   readonly from: readonly (readonly Endpoint[])[];
 }
 
+/** Code-point order, as translate sorts hostnames. */
+function compareHostnames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 function sameLists(a: readonly (readonly Endpoint[])[], b: readonly (readonly Endpoint[])[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -106,19 +111,28 @@ export class Registry {
     }
     if (endpoints.size !== this.#endpoints.size) changed = true;
     if (!changed && this.#last) return this.#last;
+    const last = this.#last;
     const servicesChanged =
-      !this.#last ||
+      !last ||
       services.size !== this.#services.size ||
-      [...services].some(([h, e]) => this.#services.get(h) !== e);
-    const snapshot = createRegistrySnapshot(
-      revision,
-      [...services.values()].map((e) => e.service),
-      new Map([...endpoints].map(([h, e]) => [h, e.list])),
-    );
-    // createRegistrySnapshot re-sorts and re-freezes lists: keep the previous objects where equal.
-    const keptServices = servicesChanged || !this.#last ? snapshot.services : this.#last.services;
+      [...services].some(([h, e]) => this.#services.get(h)?.service !== e.service);
+    // Only the service list is sorted here (createRegistrySnapshot's order); the endpoint lists
+    // are sorted already, and the map keeps the last hostname order while the hostnames are the same.
+    const keptServices =
+      servicesChanged || !last
+        ? createRegistrySnapshot(
+            revision,
+            [...services.values()].map((e) => e.service),
+            new Map(),
+          ).services
+        : last.services;
+    const sameHosts =
+      last !== undefined &&
+      last.endpoints.size === endpoints.size &&
+      [...endpoints.keys()].every((h) => last.endpoints.has(h));
+    const hosts = sameHosts ? [...last.endpoints.keys()] : [...endpoints.keys()].sort(compareHostnames);
     const map = new Map<string, readonly Endpoint[]>();
-    for (const [h] of snapshot.endpoints) map.set(h, endpoints.get(h)!.list);
+    for (const h of hosts) map.set(h, endpoints.get(h)!.list);
     this.#services = services;
     this.#endpoints = endpoints;
     this.#last = Object.freeze({ revision, services: keptServices, endpoints: map });

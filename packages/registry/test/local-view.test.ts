@@ -3,7 +3,7 @@
 // whose labels carry all of the selector's, in input order. Random meshes and random edit sequences;
 // the builder is reused across the sequence, as LocalSource reuses it.
 import type { ServiceEntryConfig, WorkloadEntryConfig } from '@meridian/api';
-import type { Endpoint } from '@meridian/translate';
+import { createRegistrySnapshot, type Endpoint } from '@meridian/translate';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LocalSource, Registry, toRegistration, type WorkloadRegistration } from '../src/index.js';
@@ -123,9 +123,17 @@ describe('LocalViewBuilder', () => {
           registrations: mesh.registrations.map(([ns, l], i) => registration(i, ns, l)),
         };
         const builder = new LocalViewBuilder('c1');
+        const local = new LocalSource('c1');
+        const registry = new Registry([local]);
         for (let step = 0; ; step++) {
           const view = builder.build(inputs);
           const want = expected(inputs);
+          // The registry's reusing snapshot equals a fresh one of the same view.
+          local.update(inputs);
+          const merged = registry.snapshot(step + 1);
+          const fresh = createRegistrySnapshot(step + 1, view.services, view.endpoints);
+          expect(merged.services).toEqual(fresh.services);
+          expect([...merged.endpoints]).toEqual([...fresh.endpoints]);
           expect(new Map([...view.endpoints].map(([h, eps]) => [h, seen(eps)]))).toEqual(want);
           expect(view.services.map((s) => s.hostname).sort()).toEqual([...want.keys()].sort());
           const edit = edits[step];
