@@ -10,8 +10,8 @@
  * - ratelimit-access.ts: who may ask (the caller's certificate, its own limits only).
  */
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { envoyProtoIncludeDirs } from '@meridian/envoy';
+import { loadServiceClient } from '@meridian/proto';
 import type { ReplicaServiceAddress } from '@meridian/translate';
 import { metrics } from '@opentelemetry/api';
 import type { Logger } from 'pino';
@@ -38,8 +38,6 @@ export { GlobalRateLimiter } from './ratelimit-windows.js';
 
 const RLS_PROTO = 'envoy/service/ratelimit/v3/rls.proto';
 
-let loaded: grpc.GrpcObject | undefined;
-
 /** The `envoy.service.ratelimit.v3.RateLimitService` definition, from Envoy's own proto. */
 export function rateLimitServiceDefinition(): grpc.ServiceDefinition {
   return rateLimitServiceClient().service;
@@ -47,20 +45,11 @@ export function rateLimitServiceDefinition(): grpc.ServiceDefinition {
 
 /** A client constructor of Envoy's rate-limit service (tests, benchmarks). */
 export function rateLimitServiceClient(): grpc.ServiceClientConstructor {
-  if (!loaded) {
-    const def = protoLoader.loadSync(RLS_PROTO, {
-      keepCase: true,
-      longs: Number,
-      enums: String,
-      defaults: false,
-      oneofs: true,
-      includeDirs: envoyProtoIncludeDirs(),
-    });
-    loaded = grpc.loadPackageDefinition(def);
-  }
-  const g = (path: string[]) =>
-    path.reduce<grpc.GrpcObject>((o, k) => o[k] as grpc.GrpcObject, loaded as grpc.GrpcObject);
-  return g(['envoy', 'service', 'ratelimit', 'v3']).RateLimitService as grpc.ServiceClientConstructor;
+  return loadServiceClient(RLS_PROTO, 'envoy.service.ratelimit.v3.RateLimitService', {
+    longs: Number,
+    defaults: false,
+    includeDirs: envoyProtoIncludeDirs(),
+  });
 }
 
 interface WireRequest {
