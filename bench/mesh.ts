@@ -44,7 +44,7 @@ import { freePorts, startEtcdCluster } from '@meridian/testkit';
 import { type ReplicaProcess, startReplicas } from '../packages/server/test/harness.js';
 import { EtcdFloor } from './lib/etcd-floor.js';
 import { formatMs, log, parseFlags, printTable, round3 } from './lib/index.js';
-import { type ChurnFloor, churnPhase, measureChurnFloor } from './lib/mesh-churn.js';
+import { type ChurnFloor, churnPhase, describeServerLatencies, measureChurnFloor } from './lib/mesh-churn.js';
 import { CDS, EDS, epochNow, LDS, RDS } from './lib/mesh-client.js';
 import {
   applyAll,
@@ -396,6 +396,7 @@ export async function main(args: string[]): Promise<void> {
         `  edit returned -> sidecar EDS ACK: p50 ${formatMs(churn.p50)}  p99 ${formatMs(churn.p99)}  max ${formatMs(churn.max)}`,
       );
       log(`  replica cores during churn: ${churn.cores.map((c) => c.toFixed(2)).join(', ')}`);
+      if (churn.server) log(`  replicas' own histograms: ${describeServerLatencies(churn.server)}`);
       if (churnFloor)
         log(
           `  floor: etcd put->watch p99 ${formatMs(p99(churnFloor.etcd))} + EDS fan-out p99 ${formatMs(p99(churnFloor.fanout))}`,

@@ -27,6 +27,74 @@ export interface ChurnResult {
   cores: number[];
   bytes: number;
   failed: number;
+  /** Where the time went, from the replicas' own histograms over the churn (bucket bounds). */
+  server: ServerLatencies | undefined;
+}
+
+/** Upper bucket bounds of the replicas' latency histograms over the churn, all replicas together. */
+export interface ServerLatencies {
+  /** pilot_debounce_time: first change of a burst -> its push context built. */
+  debounce: { p50: number; p99: number; count: number };
+  /** pilot_proxy_queue_time: a proxy's push queued -> dequeued. */
+  queue: { p50: number; p99: number; count: number };
+  /** pilot_proxy_convergence_time: change -> the push written to the proxy's stream. */
+  sent: { p50: number; p99: number; count: number };
+  /** meridian_xds_push_ack_time for EDS: change -> the proxy's ACK. */
+  ack: { p50: number; p99: number; count: number };
+}
+
+type Histogram = Map<number, number>;
+
+/** Sums a histogram's cumulative buckets over every label set (optionally only lines with `filter`). */
+function histogram(text: string, name: string, filter?: string): Histogram {
+  const out: Histogram = new Map();
+  const re = new RegExp(`^${name}_bucket\\{([^}]*)\\} ([0-9.e+]+)$`, 'gm');
+  for (const m of text.matchAll(re)) {
+    if (filter && !m[1]!.includes(filter)) continue;
+    const le = /le="([^"]+)"/.exec(m[1]!)?.[1];
+    if (!le) continue;
+    const bound = le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le);
+    out.set(bound, (out.get(bound) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
+/** The bucket bound (s) under which `q` of the observations in `after - before` fall. */
+function quantileBound(before: Histogram, after: Histogram, q: number): { bound: number; count: number } {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const total = (after.get(Number.POSITIVE_INFINITY) ?? 0) - (before.get(Number.POSITIVE_INFINITY) ?? 0);
+  for (const b of bounds) {
+    const n = (after.get(b) ?? 0) - (before.get(b) ?? 0);
+    if (total > 0 && n >= q * total) return { bound: b, count: total };
+  }
+  return { bound: Number.NaN, count: total };
+}
+
+async function metricsText(replicas: readonly ReplicaProcess[]): Promise<string> {
+  const bodies = await Promise.all(replicas.map((r) => r.text('/metrics').then((x) => x.body)));
+  return bodies.join('\n');
+}
+
+function serverLatencies(before: string, after: string): ServerLatencies {
+  const one = (name: string, filter?: string) => {
+    const b = histogram(before, name, filter);
+    const a = histogram(after, name, filter);
+    const p50 = quantileBound(b, a, 0.5);
+    return { p50: p50.bound, p99: quantileBound(b, a, 0.99).bound, count: p50.count };
+  };
+  return {
+    debounce: one('pilot_debounce_time'),
+    queue: one('pilot_proxy_queue_time'),
+    sent: one('pilot_proxy_convergence_time'),
+    ack: one('meridian_xds_push_ack_time', 'ClusterLoadAssignment'),
+  };
+}
+
+/** One line: each stage's p50/p99 bucket bound. */
+export function describeServerLatencies(s: ServerLatencies): string {
+  const f = (x: { p50: number; p99: number; count: number }) =>
+    x.count > 0 ? `p50 <= ${x.p50} s, p99 <= ${x.p99} s (${x.count})` : 'none';
+  return `debounce ${f(s.debounce)}; push queued ${f(s.queue)}; change -> sent ${f(s.sent)}; change -> EDS ACK ${f(s.ack)}`;
 }
 
 /** Edits WorkloadEntry weights at `rate` per second for `seconds` (at most `concurrency` applies in
@@ -57,8 +125,10 @@ export async function churnPhase(o: {
     cores: [],
     bytes: 0,
     failed: 0,
+    server: undefined,
   };
   if (o.skip) return result;
+  const metricsBefore = await metricsText(o.replicas).catch(() => undefined);
   await o.all({ cmd: 'churn-track', on: true });
   await o.all({ cmd: 'mark' });
   const changes: [string, number, number][] = [];
@@ -158,6 +228,8 @@ export async function churnPhase(o: {
     for (const [ms, count] of Object.entries(r.buckets))
       for (let i = 0; i < count; i++) rec.record(Number(ms));
   }
+  const metricsAfter = await metricsText(o.replicas).catch(() => undefined);
+  if (metricsBefore && metricsAfter) result.server = serverLatencies(metricsBefore, metricsAfter);
   if (result.status === 'skipped') result.status = 'ok';
   if (rec.count) {
     result.p50 = rec.percentile(50);
