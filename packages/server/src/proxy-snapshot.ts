@@ -21,6 +21,7 @@ import {
   type ConfigSnapshot,
   type NamedResource,
   type OutboundResources,
+  patchOf,
   type RegistrySnapshot,
   registryForNetwork,
   type Translator,
@@ -60,6 +61,8 @@ export class Encoder {
   readonly #maps = new Map<string, InternedMap>();
   /** Outbound map + inbound additions -> merged map. */
   readonly #merged = new Map<string, InternedMap>();
+  /** An outbound map with a few entries replaced -> the derived map (see #patched). */
+  readonly #derived = new Map<string, InternedMap>();
   #generation = 0;
   #nextId = 0;
 
@@ -79,13 +82,38 @@ export class Encoder {
     const list = part[field];
     let m = this.#outbound.get(list);
     if (!m) {
-      m = this.#intern(
-        typeUrl,
-        list.map((r) => this.encode(typeUrl, r)),
-      );
+      m =
+        this.#patched(typeUrl, list) ??
+        this.#intern(
+          typeUrl,
+          list.map((r) => this.encode(typeUrl, r)),
+        );
       this.#outbound.set(list, m);
     }
     m.used = this.#generation;
+    return m;
+  }
+
+  /**
+   * A list translate made by replacing a few items of a list whose map is still here (an endpoint
+   * change patches one service's load assignments into a 1,000-entry list): its map is the old map
+   * with those entries replaced, derived once per (old map, replacements), so places whose lists
+   * had the same map before share one map after. O(changes) to look up, instead of encoding and
+   * signing the whole list again.
+   */
+  #patched(typeUrl: ResourceTypeUrl, list: readonly NamedResource[]): InternedMap | undefined {
+    const patch = patchOf(list);
+    const base = patch && this.#outbound.get(patch.from);
+    if (!patch || !base) return undefined;
+    const replaced = patch.positions.map((i) => this.encode(typeUrl, list[i]!));
+    const key = `${base.id}\n${replaced.map((e) => `${e.name}\0${e.version}`).join('\n')}`;
+    let m = this.#derived.get(key);
+    if (!m) {
+      const map = new Map(base.map);
+      for (const e of replaced) map.set(e.name, e);
+      m = { map, id: ++this.#nextId, used: this.#generation };
+      this.#derived.set(key, m);
+    }
     return m;
   }
 
@@ -113,6 +141,7 @@ export class Encoder {
     const keepFrom = this.#generation - 2;
     for (const [k, m] of this.#maps) if (m.used < keepFrom) this.#maps.delete(k);
     for (const [k, m] of this.#merged) if (m.used < keepFrom) this.#merged.delete(k);
+    for (const [k, m] of this.#derived) if (m.used < keepFrom) this.#derived.delete(k);
     this.cache.sweep();
   }
 

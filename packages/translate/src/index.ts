@@ -90,6 +90,8 @@ export {
   replicaServiceTransportSocket,
   selectRateLimits,
 } from './ratelimit.js';
+export type { ListPatch } from './resource-lists.js';
+export { patchOf } from './resource-lists.js';
 export { encodeProxyResources, resourcesByTypeUrl } from './resources.js';
 export { FAULT_FILTER, ROUTER_FILTER } from './route.js';
 export type { ProxyScope } from './scope.js';

@@ -11,7 +11,7 @@ import { buildFixedClusters } from './cluster.js';
 import { type ClusterCache, type ClusterRef, clusterUsesEds, localityDependence } from './cluster-cache.js';
 import { virtualOutboundListener } from './listener.js';
 import type { OutboundSet } from './outbound.js';
-import { byName, mergeInOrder, named } from './resource-lists.js';
+import { byName, mergeInOrder, named, patchList } from './resource-lists.js';
 import type { ProxyScope } from './scope.js';
 import type { NamedResource, OutboundResources, RegistrySnapshot } from './types.js';
 import { compareStrings } from './util.js';
@@ -75,11 +75,35 @@ function sameRefs(a: readonly ClusterRef[], b: readonly ClusterRef[]): boolean {
   return true;
 }
 
+/** Hostnames whose endpoint list differs between two endpoint maps, per pair of maps. */
+const changedHostsMemo = new WeakMap<EndpointsMap, WeakMap<EndpointsMap, readonly string[]>>();
+
+/**
+ * The hostnames whose endpoint list is not the same object in `after` as in `before`: computed
+ * once per pair of registry snapshots and shared by every outbound part and place patched across it
+ * (an endpoint change would otherwise compare every hostname once per place).
+ */
+function changedHosts(before: EndpointsMap, after: EndpointsMap): readonly string[] {
+  let byAfter = changedHostsMemo.get(before);
+  const known = byAfter?.get(after);
+  if (known) return known;
+  const hosts: string[] = [];
+  for (const [host, list] of after) if (before.get(host) !== list) hosts.push(host);
+  for (const host of before.keys()) if (!after.has(host)) hosts.push(host);
+  if (!byAfter) {
+    byAfter = new WeakMap();
+    changedHostsMemo.set(before, byAfter);
+  }
+  byAfter.set(after, hosts);
+  return hosts;
+}
+
 /** Indexes of the refs whose service's endpoint list is not the same object in `after`. */
 function changedRefs(m: MaterializedOutbound, before: EndpointsMap, after: EndpointsMap): number[] {
   const out: number[] = [];
-  for (const [host, first] of m.refsByHost) {
-    if (before.get(host) === after.get(host)) continue;
+  for (const host of changedHosts(before, after)) {
+    const first = m.refsByHost.get(host);
+    if (first === undefined) continue;
     for (let i = first; i >= 0; i = m.nextOfHost[i]!) out.push(i);
   }
   return out;
@@ -219,15 +243,19 @@ export class MaterializedParts {
       m.shared = shared;
     }
     if (shared.builtWith !== current) {
-      let clusters: NamedResource[] | undefined;
+      const positions: number[] = [];
+      const replacements: NamedResource[] = [];
       for (const i of changedRefs(m, shared.builtWith, current)) {
         const c = this.clusters.clusterFor(m.refs[i]!, proxy, grpc);
         const at = shared.positions[i]!;
         if (shared.clusters[at] === c) continue;
-        clusters ??= [...shared.clusters];
-        clusters[at] = c;
+        positions.push(at);
+        replacements.push(c);
       }
-      shared = { ...shared, clusters: clusters ?? shared.clusters, builtWith: current };
+      const clusters = positions.length
+        ? patchList(shared.clusters, positions, replacements)
+        : shared.clusters;
+      shared = { ...shared, clusters, builtWith: current };
       m.shared = shared;
     }
     const l = proxy.locality;
@@ -248,18 +276,19 @@ export class MaterializedParts {
       p = { endpoints: sorted, positions: claPositions, builtWith: current, out: undefined };
       m.byPlace.set(place, p);
     } else if (p.builtWith !== current) {
-      let endpoints: NamedResource[] | undefined;
+      const positions: number[] = [];
+      const replacements: NamedResource[] = [];
       for (const i of changedRefs(m, p.builtWith, current)) {
         const at = p.positions[i]!;
         if (at < 0) continue;
         const cla = this.clusters.loadAssignmentFor(m.refs[i]!, registry, proxy, grpc);
         if (p.endpoints[at] === cla) continue;
-        endpoints ??= [...p.endpoints];
-        endpoints[at] = cla;
+        positions.push(at);
+        replacements.push(cla);
       }
       p.builtWith = current;
-      if (endpoints) {
-        p.endpoints = endpoints;
+      if (positions.length) {
+        p.endpoints = patchList(p.endpoints, positions, replacements);
         p.out = undefined;
       }
     }

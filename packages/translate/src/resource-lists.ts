@@ -91,3 +91,32 @@ function sortedBy(names: readonly string[]): boolean {
   for (let i = 1; i < names.length; i++) if (compareStrings(names[i - 1]!, names[i]!) > 0) return false;
   return true;
 }
+
+/** How a list was made from another: the same items but at `positions`, which were replaced. */
+export interface ListPatch {
+  readonly from: readonly NamedResource[];
+  readonly positions: readonly number[];
+}
+
+const patches = new WeakMap<readonly NamedResource[], ListPatch>();
+
+/**
+ * `from` with the items at `positions` replaced by `replacements` (same names, new resources), as a
+ * new list that remembers how it was made: whoever keeps a derived form of `from` (an encoded map)
+ * can update it for `positions` instead of redoing the whole list.
+ */
+export function patchList(
+  from: readonly NamedResource[],
+  positions: readonly number[],
+  replacements: readonly NamedResource[],
+): readonly NamedResource[] {
+  const out = [...from];
+  for (let k = 0; k < positions.length; k++) out[positions[k]!] = replacements[k]!;
+  patches.set(out, { from, positions: [...positions] });
+  return out;
+}
+
+/** How `list` was made by {@link patchList}, if it was. */
+export function patchOf(list: readonly NamedResource[]): ListPatch | undefined {
+  return patches.get(list);
+}
