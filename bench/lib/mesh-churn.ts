@@ -86,7 +86,7 @@ function serverLatencies(before: string, after: string): ServerLatencies {
     debounce: one('pilot_debounce_time'),
     queue: one('pilot_proxy_queue_time'),
     sent: one('pilot_proxy_convergence_time'),
-    ack: one('meridian_xds_push_ack_time', 'ClusterLoadAssignment'),
+    ack: one('meridian_xds_push_ack_time', 'type="eds"'),
   };
 }
 
