@@ -50,6 +50,8 @@ interface MaterializedOutbound {
 /** Load assignments of one place, and the part handed out last. */
 interface MaterializedPlace {
   endpoints: readonly NamedResource[];
+  /** Refs whose load assignment this place must rebuild on first use (adopted with changed refs). */
+  stale: readonly number[] | undefined;
   /** refs index -> position in `endpoints` (-1: not an EDS cluster). */
   readonly positions: Int32Array;
   builtWith: EndpointsMap;
@@ -196,6 +198,9 @@ export class MaterializedParts {
       if (previous && sameRefs(previous.refs, outbound.clusters)) {
         m = previous;
         this.current.set(outboundKey, m);
+      } else if (previous) {
+        m = this.adoptChanged(previous, outbound.clusters, proxy, grpc);
+        if (m) this.current.set(outboundKey, m);
       }
     }
     if (!m) {
@@ -273,24 +278,34 @@ export class MaterializedParts {
         claPositions[i] = sorted.length;
         sorted.push(this.clusters.loadAssignmentFor(ref, registry, proxy, grpc));
       }
-      p = { endpoints: sorted, positions: claPositions, builtWith: current, out: undefined };
+      p = {
+        endpoints: sorted,
+        stale: undefined,
+        positions: claPositions,
+        builtWith: current,
+        out: undefined,
+      };
       m.byPlace.set(place, p);
-    } else if (p.builtWith !== current) {
-      const positions: number[] = [];
-      const replacements: NamedResource[] = [];
-      for (const i of changedRefs(m, p.builtWith, current)) {
-        const at = p.positions[i]!;
-        if (at < 0) continue;
-        const cla = this.clusters.loadAssignmentFor(m.refs[i]!, registry, proxy, grpc);
-        if (p.endpoints[at] === cla) continue;
-        positions.push(at);
-        replacements.push(cla);
+    } else {
+      if (p.stale) {
+        // Adopted with changed refs: their load assignments, built for this place.
+        const positions: number[] = [];
+        const replacements: NamedResource[] = [];
+        for (const i of p.stale) {
+          const at = p.positions[i]!;
+          if (at < 0) continue;
+          const cla = this.clusters.loadAssignmentFor(m.refs[i]!, registry, proxy, grpc);
+          if (p.endpoints[at] === cla) continue;
+          positions.push(at);
+          replacements.push(cla);
+        }
+        p.stale = undefined;
+        if (positions.length) {
+          p.endpoints = patchList(p.endpoints, positions, replacements);
+          p.out = undefined;
+        }
       }
-      p.builtWith = current;
-      if (positions.length) {
-        p.endpoints = patchList(p.endpoints, positions, replacements);
-        p.out = undefined;
-      }
+      if (p.builtWith !== current) this.patchPlace(m, p, registry, proxy, grpc);
     }
     if (!p.out || p.out.clusters !== shared.clusters || p.out.listeners !== shared.listeners) {
       p.out = {
@@ -301,6 +316,81 @@ export class MaterializedParts {
       };
     }
     return p.out;
+  }
+
+  /** Patches a place's load assignments of the services whose endpoint lists changed since it was built. */
+  private patchPlace(
+    m: MaterializedOutbound,
+    p: MaterializedPlace,
+    registry: RegistrySnapshot,
+    proxy: ProxyInfo,
+    grpc: boolean,
+  ): void {
+    const current = registry.endpoints;
+    const positions: number[] = [];
+    const replacements: NamedResource[] = [];
+    for (const i of changedRefs(m, p.builtWith, current)) {
+      const at = p.positions[i]!;
+      if (at < 0) continue;
+      const cla = this.clusters.loadAssignmentFor(m.refs[i]!, registry, proxy, grpc);
+      if (p.endpoints[at] === cla) continue;
+      positions.push(at);
+      replacements.push(cla);
+    }
+    p.builtWith = current;
+    if (positions.length) {
+      p.endpoints = patchList(p.endpoints, positions, replacements);
+      p.out = undefined;
+    }
+  }
+
+  /**
+   * The previous config's part for cluster references that name the same clusters in the same order
+   * but were built from other objects at a few positions (a DestinationRule edit changes its host's
+   * references only): its lists patched at those positions, the rest kept, so the replica's encoder
+   * updates its maps for those entries instead of encoding every cluster and load assignment again.
+   * Undefined when names or their order changed, when where load assignments depend on changed, or
+   * when a changed reference moves between EDS and not; then the part is built anew.
+   */
+  private adoptChanged(
+    previous: MaterializedOutbound,
+    refs: readonly ClusterRef[],
+    proxy: ProxyInfo,
+    grpc: boolean,
+  ): MaterializedOutbound | undefined {
+    if (refs.length !== previous.refs.length) return undefined;
+    const changed: number[] = [];
+    for (let i = 0; i < refs.length; i++) {
+      const a = previous.refs[i]!;
+      const b = refs[i]!;
+      if (a.name !== b.name) return undefined;
+      if (a.service !== b.service || a.port !== b.port || a.subset !== b.subset || a.dr !== b.dr) {
+        if (clusterUsesEds(a, grpc) !== clusterUsesEds(b, grpc)) return undefined;
+        changed.push(i);
+      }
+    }
+    const dependence = localityDependence(refs, grpc);
+    if (dependence.locality !== previous.locality || dependence.labels !== previous.labels) return undefined;
+    let shared = previous.shared;
+    if (shared) {
+      const positions: number[] = [];
+      const replacements: NamedResource[] = [];
+      for (const i of changed) {
+        const c = this.clusters.clusterFor(refs[i]!, proxy, grpc);
+        const at = shared.positions[i]!;
+        if (shared.clusters[at] === c) continue;
+        positions.push(at);
+        replacements.push(c);
+      }
+      if (positions.length)
+        shared = { ...shared, clusters: patchList(shared.clusters, positions, replacements) };
+    }
+    const byPlace = new Map<string, MaterializedPlace>();
+    for (const [key, p] of previous.byPlace) {
+      const stale = p.stale ? [...new Set([...p.stale, ...changed])] : changed;
+      byPlace.set(key, { ...p, stale, out: undefined });
+    }
+    return { ...previous, refs, shared, byPlace };
   }
 
   /** The outbound set's listeners, with the sidecar's virtualOutbound, and what they were made of. */
