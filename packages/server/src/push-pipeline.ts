@@ -346,26 +346,20 @@ export class PushPipeline {
    */
   addRegistrySource(source: RegistrySource): () => void {
     this.#o.registry.addSource(source);
+    const importedChanged = (state: ClusterState) =>
+      this.changed({
+        revision: state.revision,
+        kinds: new Set(),
+        configs: new Set(),
+        workloads: true,
+        resync: false,
+      });
     const off = source.onChange(() => {
       const state = this.#o.state();
-      if (!state || this.#o.draining()) return;
-      this.changed({
-        revision: state.revision,
-        kinds: new Set(),
-        configs: new Set(),
-        workloads: true,
-        resync: false,
-      });
+      if (state && !this.#o.draining()) importedChanged(state);
     });
     const state = this.#o.state();
-    if (state)
-      this.changed({
-        revision: state.revision,
-        kinds: new Set(),
-        configs: new Set(),
-        workloads: true,
-        resync: false,
-      });
+    if (state) importedChanged(state);
     return off;
   }
 

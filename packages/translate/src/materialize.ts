@@ -289,23 +289,15 @@ export class MaterializedParts {
     } else {
       if (p.stale) {
         // Adopted with changed refs: their load assignments, built for this place.
-        const positions: number[] = [];
-        const replacements: NamedResource[] = [];
-        for (const i of p.stale) {
-          const at = p.positions[i]!;
-          if (at < 0) continue;
-          const cla = this.clusters.loadAssignmentFor(m.refs[i]!, registry, proxy, grpc);
-          if (p.endpoints[at] === cla) continue;
-          positions.push(at);
-          replacements.push(cla);
-        }
+        const stale = p.stale;
         p.stale = undefined;
-        if (positions.length) {
-          p.endpoints = patchList(p.endpoints, positions, replacements);
-          p.out = undefined;
-        }
+        this.patchPlace(m, p, stale, registry, proxy, grpc);
       }
-      if (p.builtWith !== current) this.patchPlace(m, p, registry, proxy, grpc);
+      if (p.builtWith !== current) {
+        const changed = changedRefs(m, p.builtWith, current);
+        p.builtWith = current;
+        this.patchPlace(m, p, changed, registry, proxy, grpc);
+      }
     }
     if (!p.out || p.out.clusters !== shared.clusters || p.out.listeners !== shared.listeners) {
       p.out = {
@@ -318,18 +310,18 @@ export class MaterializedParts {
     return p.out;
   }
 
-  /** Patches a place's load assignments of the services whose endpoint lists changed since it was built. */
+  /** Rebuilds a place's load assignments of the refs at `indexes` (a patched list when any changed). */
   private patchPlace(
     m: MaterializedOutbound,
     p: MaterializedPlace,
+    indexes: readonly number[],
     registry: RegistrySnapshot,
     proxy: ProxyInfo,
     grpc: boolean,
   ): void {
-    const current = registry.endpoints;
     const positions: number[] = [];
     const replacements: NamedResource[] = [];
-    for (const i of changedRefs(m, p.builtWith, current)) {
+    for (const i of indexes) {
       const at = p.positions[i]!;
       if (at < 0) continue;
       const cla = this.clusters.loadAssignmentFor(m.refs[i]!, registry, proxy, grpc);
@@ -337,7 +329,6 @@ export class MaterializedParts {
       positions.push(at);
       replacements.push(cla);
     }
-    p.builtWith = current;
     if (positions.length) {
       p.endpoints = patchList(p.endpoints, positions, replacements);
       p.out = undefined;
