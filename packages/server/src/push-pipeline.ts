@@ -26,7 +26,6 @@ import type { JwksResolver } from './jwks.js';
 import type { ReplicaMtls } from './mtls.js';
 import type { ServerOptions } from './options.js';
 import { Encoder, ProxySnapshot } from './proxy-snapshot.js';
-import { PushGate } from './push-gate.js';
 import { type MemberAddresses, replicaServices } from './replica-services.js';
 import { type TelemetryIngest, workloadNames } from './telemetry-ingest.js';
 import { PushTrace, type PushTracing, TraceConvergence } from './tracing.js';
@@ -122,15 +121,12 @@ export class PushPipeline {
   #rebuildsAtRevision = 0;
   #trace: TraceConvergence | undefined;
   #traceSyncs: (() => void) | undefined;
-  readonly #gate: PushGate;
 
   constructor(options: PushPipelineOptions) {
     this.#o = options;
-    this.#gate = new PushGate(options.xds);
     this.#debouncer = new Debouncer(
       { quietMs: options.options.debounceMs, maxDelayMs: options.options.maxDebounceMs },
-      // The build waits for the previous push to go out, at most until the burst's longest wait.
-      (change) => this.#gate.run(change.at + options.options.maxDebounceMs, () => this.#fire(change.at)),
+      (change) => this.#fire(change.at),
     );
   }
 
