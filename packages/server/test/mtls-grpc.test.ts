@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as grpcXds from '@grpc/grpc-js-xds';
-import { type EtcdCluster, freePort, startEtcd } from '@meridian/testkit';
+import { type EtcdCluster, eventually, freePort, startEtcd } from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveOptions } from '../src/options.js';
@@ -33,21 +33,6 @@ let replica: Replica | undefined;
 let echo: grpcXds.XdsServer | undefined;
 let serverPort = 0;
 const clients: grpc.Client[] = [];
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
 
 async function apply(r: Replica, yaml: string): Promise<void> {
   const res = await adminFetch(r, '/apis/v1/apply', { method: 'POST', body: yaml });
@@ -156,7 +141,7 @@ describe('proxyless gRPC mTLS through meridiand (@grpc/grpc-js-xds)', () => {
       new grpcXds.XdsChannelCredentials(grpc.credentials.createInsecure()),
     );
     clients.push(c);
-    expect(await until('a call over mTLS', () => callPeer(c))).toBe(`URI:${ECHO_URI}`);
+    expect(await eventually('a call over mTLS', () => callPeer(c), 30_000, 100)).toBe(`URI:${ECHO_URI}`);
   });
 
   it('STRICT: a plaintext client is refused', async () => {

@@ -20,7 +20,13 @@ import {
 } from '@meridian/ca';
 import { decodeResource, type EnvoyJson, TypeUrl } from '@meridian/envoy';
 import { EtcdStore, Keyspace } from '@meridian/store';
-import { type EtcdCluster, SimulatedProxy, type SotwResponseView, startEtcd } from '@meridian/testkit';
+import {
+  type EtcdCluster,
+  eventually,
+  SimulatedProxy,
+  type SotwResponseView,
+  startEtcd,
+} from '@meridian/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveOptions } from '../src/options.js';
@@ -79,15 +85,8 @@ async function apply(r: Replica, yaml: string): Promise<void> {
   expect(res.status, await res.clone().text()).toBe(200);
 }
 
-async function until<T>(what: string, probe: () => T | undefined): Promise<T> {
-  const end = Date.now() + 30_000;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+/** testkit's eventually with this file's bound. */
+const until = <T>(what: string, probe: () => T | undefined | false) => eventually(what, probe, 30_000, 25);
 
 /** A simulated sidecar of `reviews` (10.1.0.1, namespace shop) watching listeners and clusters. */
 function sidecar(address: string, creds = grpc.credentials.createInsecure()): SimulatedProxy {

@@ -8,6 +8,7 @@ import { type ConfigObject, validateConfig } from '@meridian/api';
 import type { ProxyInfo } from '@meridian/envoy';
 import {
   type EchoBackend,
+  eventually,
   freePort,
   GrpcClientProcess,
   plaintextXdsBootstrap,
@@ -83,19 +84,9 @@ function registry(revision: number, ports: number[]): RegistrySnapshot {
   );
 }
 
-async function until<T>(
-  what: string,
-  fn: () => Promise<T | undefined> | T | undefined,
-  ms = 30_000,
-): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** testkit's eventually with this file's bound: replicas and grpc-js-xds clients on a loaded machine. */
+const waitFor = <T>(what: string, probe: () => T | undefined | Promise<T | undefined>) =>
+  eventually(what, probe, 30_000, 100);
 
 describe('a failed translation', () => {
   const backends: EchoBackend[] = [];
@@ -148,7 +139,7 @@ describe('a failed translation', () => {
   });
 
   it('sends nothing: the client keeps its config and keeps calling; the error is shown in syncz until a good snapshot', async () => {
-    const synced = await until('the client synced', () => {
+    const synced = await waitFor('the client synced', () => {
       const s = clientStatus();
       return s &&
         Object.values(s.types).length >= 4 &&
@@ -160,7 +151,7 @@ describe('a failed translation', () => {
 
     // The poisoned snapshot also moves the endpoints to B: if anything were sent, calls would move.
     publish(2, true, [backends[1]!.port]);
-    const failed = await until('the push failure in syncz', () => clientStatus()?.pushError);
+    const failed = await waitFor('the push failure in syncz', () => clientStatus()?.pushError);
     expect(failed.message).toContain('forced translation failure (test)');
     expect(failed.snapshotVersion).toBe('2');
     const results = await client.many(TARGET, 40, { deadlineMs: 3000, concurrency: 4 });
@@ -183,11 +174,11 @@ describe('a failed translation', () => {
 
     // The next good snapshot is pushed: calls move to B and the error clears.
     publish(3, false, [backends[1]!.port]);
-    await until('calls answered by B', async () =>
+    await waitFor('calls answered by B', async () =>
       (await client.call(TARGET, { deadlineMs: 2000 })).backend === 'B' ? true : undefined,
     );
-    await until('synced to revision 3', () => (clientStatus()?.syncedVersion === '3' ? true : undefined));
-    await until('the error cleared', () =>
+    await waitFor('synced to revision 3', () => (clientStatus()?.syncedVersion === '3' ? true : undefined));
+    await waitFor('the error cleared', () =>
       clientStatus() && clientStatus()!.pushError === undefined ? true : undefined,
     );
   });

@@ -19,7 +19,7 @@ import {
 } from '@meridian/ca';
 import { decodeResource, TypeUrl } from '@meridian/envoy';
 import { Keyspace, MemoryStore } from '@meridian/store';
-import { SimulatedProxy, type SotwResponseView } from '@meridian/testkit';
+import { eventually, SimulatedProxy, type SotwResponseView } from '@meridian/testkit';
 import { type ChangeEvent, type ProxyContext, XdsServer, type XdsSnapshot } from '@meridian/xds';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -73,13 +73,8 @@ function secretsOf(r: SotwResponseView): SecretView[] {
   });
 }
 
-async function until(what: string, predicate: () => boolean): Promise<void> {
-  const end = Date.now() + 10_000;
-  while (!predicate()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+/** testkit's eventually with this file's bound. */
+const until = <T>(what: string, probe: () => T | undefined | false) => eventually(what, probe, 10_000, 10);
 
 describe('SDS over xDS (real @meridian/xds server, mTLS, simulated proxies)', () => {
   const mesh = makeMesh(['east']);

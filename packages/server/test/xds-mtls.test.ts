@@ -10,6 +10,7 @@ import * as grpcXds from '@grpc/grpc-js-xds';
 import { type EnvoyJson, TypeUrl } from '@meridian/envoy';
 import {
   clusterName,
+  eventually,
   freePort,
   listenerName,
   nextSnapshot,
@@ -26,21 +27,6 @@ import { callPeer, startPeerIdentityXdsServer } from './mtls-fixtures.js';
 const HOST = 'echo.shop.svc.cluster.local';
 const SERVICE_PORT = 7070;
 const TARGET = `xds:///${listenerName({ host: HOST, port: SERVICE_PORT })}`;
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
 
 /** The server listener a proxyless gRPC server asks for (Istio's name template), with its TLS. */
 function serverListener(port: number, transportSocket: EnvoyJson | undefined): EnvoyJson {
@@ -172,7 +158,7 @@ describe('proxyless gRPC mTLS across clusters through Meridian xDS (@grpc/grpc-j
   it('the client (cluster A) reaches the server (cluster B) over mTLS; the server sees its SPIFFE id', async () => {
     const c = new Client(TARGET, new grpcXds.XdsChannelCredentials(credentials.createInsecure()));
     clients.push(c);
-    const seen = await until('a call over mTLS', async () => callPeer(c));
+    const seen = await eventually('a call over mTLS', async () => callPeer(c), 20_000, 100);
     expect(seen).toBe(`URI:${uri(id('shop', 'frontend'))}`);
     expect(clusterName({ host: HOST, port: SERVICE_PORT })).toBe(`outbound|${SERVICE_PORT}||${HOST}`);
   });
