@@ -450,8 +450,11 @@ export function parseCsr(pem: string | Buffer): ParsedCsr {
     );
   }
   let algOid: string;
+  let algParams: DerNode[];
   try {
-    algOid = decodeOid(children(s.sigAlg)[0]!);
+    const algParts = children(s.sigAlg);
+    algOid = decodeOid(algParts[0]!);
+    algParams = algParts.slice(1);
   } catch (err) {
     throw new InvalidRequestError('csr', 'malformed signature algorithm', { cause: err });
   }
@@ -461,6 +464,19 @@ export function parseCsr(pem: string | Buffer): ParsedCsr {
     throw new InvalidRequestError(
       'csr',
       `unsupported signature algorithm ${algOid} for a ${describeKey(publicKey)} key`,
+    );
+  }
+  // The signature does not cover the algorithm's parameters, so they are held to their one valid
+  // form: NULL or absent for RSA PKCS#1 v1.5 (RFC 4055 section 5), absent for ECDSA (RFC 5758
+  // section 3.2). Anything else would let a signed request be altered and still accepted.
+  const paramsValid = isRsaAlg
+    ? algParams.length === 0 ||
+      (algParams.length === 1 && algParams[0]!.tag === Tag.NULL && algParams[0]!.content.length === 0)
+    : algParams.length === 0;
+  if (!paramsValid) {
+    throw new InvalidRequestError(
+      'csr',
+      `malformed signature algorithm: ${algOid} must have ${isRsaAlg ? 'NULL or no parameters' : 'no parameters'}`,
     );
   }
   let ok = false;

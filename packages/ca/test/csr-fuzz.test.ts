@@ -86,4 +86,19 @@ describe('CSR parsing never crashes on hostile input (property tests)', () => {
       'csr: malformed certificate request: signature is not a BIT STRING without unused bits (at byte 0)',
     );
   });
+
+  it('rejects signature algorithm parameters other than their one valid form', () => {
+    // An RSA request's sha256WithRSAEncryption NULL parameters re-tagged as an empty OCTET STRING
+    // (found by the flip property): the signature does not cover them.
+    const der = derOf(good[1]!);
+    const sha256WithRsaNull = Buffer.from('06092a864886f70d01010b0500', 'hex');
+    const at = der.lastIndexOf(sha256WithRsaNull);
+    expect(at).toBeGreaterThan(0);
+    const octets = Buffer.from(der);
+    octets[at + sha256WithRsaNull.length - 2] = 0x04;
+    expect(() => parseCsr(pem(octets))).toThrow(
+      'csr: malformed signature algorithm: 1.2.840.113549.1.1.11 must have NULL or no parameters',
+    );
+    expect(() => parseCsr(good[1]!)).not.toThrow();
+  });
 });
